@@ -1,0 +1,245 @@
+//! The CPU reference backward pass through time.
+//!
+//! Per layer·direction, walking the steps in reverse visiting order:
+//! ```text
+//! dh_t = dy_t + dh_carry                       (dh_carry = dG_{t+1} · W_hh)
+//! dc_t = dh_t ⊙ o ⊙ (1 - tanh²(c_t)) + dc_carry (dc_carry = dc_{t+1} ⊙ f_{t+1})
+//! di = dc_t ⊙ g ⊙ i(1-i)      df = dc_t ⊙ c_{t-1} ⊙ f(1-f)
+//! dg = dc_t ⊙ i ⊙ (1-g²)      do = dh_t ⊙ tanh(c_t) ⊙ o(1-o)
+//! ```
+//! then, over all T·B rows at once: dW_ih = dGᵀ·X, dW_hh = dGᵀ·H_prev,
+//! db_ih = db_hh = Σ_rows dG, dX = dG·W_ih.
+
+use super::forward::{Direction, ForwardCache};
+use super::gemm::{MatRef, matmul};
+use crate::error::{LstmError, Result};
+use crate::real::Real;
+use crate::tensor::Tensor;
+use crate::weights::{LayerWeights, LstmWeights};
+
+/// Upstream gradients: d(loss)/d(output), and optionally d/d(h_n), d/d(c_n).
+#[derive(Clone, Copy, Debug)]
+pub struct OutputGrads<'a, T = f32> {
+    /// Same shape and layout as `output`.
+    pub d_output: &'a Tensor<T>,
+    /// [D·L, B, H]; zeros when `None`.
+    pub d_h_n: Option<&'a Tensor<T>>,
+    /// [D·L, B, H]; zeros when `None`.
+    pub d_c_n: Option<&'a Tensor<T>>,
+}
+
+/// Gradients of the loss with respect to everything the forward pass read.
+#[derive(Clone, Debug)]
+pub struct Gradients<T = f32> {
+    /// Same names, shapes and layout as the parameters.
+    pub weights: LstmWeights<T>,
+    /// Same shape and layout as `input`; zero at padded steps.
+    pub d_input: Tensor<T>,
+    /// [D·L, B, H] (the gradient for a zero initial state when none was given).
+    pub d_h_0: Tensor<T>,
+    /// [D·L, B, H]
+    pub d_c_0: Tensor<T>,
+}
+
+/// Backpropagates through the forward pass that produced `cache`.
+pub fn backward<T: Real>(
+    weights: &LstmWeights<T>,
+    cache: &ForwardCache<T>,
+    grads: &OutputGrads<'_, T>,
+) -> Result<Gradients<T>> {
+    let cfg = &weights.config;
+    let (h, dirs, layers) = (cfg.hidden_size, cfg.num_directions(), cfg.num_layers);
+    let (seq_len, batch) = (cache.seq_len, cache.batch);
+    let out_shape = if cfg.batch_first {
+        [batch, seq_len, dirs * h]
+    } else {
+        [seq_len, batch, dirs * h]
+    };
+    if grads.d_output.shape() != out_shape {
+        return Err(LstmError::shape(
+            "d_output",
+            &out_shape,
+            grads.d_output.shape(),
+        ));
+    }
+    if cache.layers.len() != layers {
+        return Err(LstmError::value(
+            "cache",
+            format!(
+                "holds {} layers, the weights have {layers}",
+                cache.layers.len()
+            ),
+        ));
+    }
+    let state_shape = [layers * dirs, batch, h];
+    for (name, g) in [("d_h_n", grads.d_h_n), ("d_c_n", grads.d_c_n)] {
+        if let Some(g) = g.filter(|g| g.shape() != state_shape) {
+            return Err(LstmError::shape(name, &state_shape, g.shape()));
+        }
+    }
+    let state = |t: Option<&Tensor<T>>, idx: usize| match t {
+        Some(t) => t.data()[idx * batch * h..(idx + 1) * batch * h].to_vec(),
+        None => vec![T::zero(); batch * h],
+    };
+
+    let mut d_weights = LstmWeights::zeros(cfg)?;
+    let mut d_h_0 = vec![T::zero(); layers * dirs * batch * h];
+    let mut d_c_0 = vec![T::zero(); layers * dirs * batch * h];
+    // dy: gradient w.r.t. the current layer's output [T, B, D·H], time-major.
+    let mut dy = if cfg.batch_first {
+        grads.d_output.swap_first_two_axes().into_data()
+    } else {
+        grads.d_output.data().to_vec()
+    };
+
+    for layer in (0..layers).rev() {
+        let lc = &cache.layers[layer];
+        // The output that the next layer (or the caller) saw was y ⊙ mask.
+        if let Some(mask) = &lc.dropout_mask {
+            dy.iter_mut().zip(mask).for_each(|(d, &m)| *d = *d * m);
+        }
+        let input_size = cfg.layer_input_size(layer);
+        let mut d_input = vec![T::zero(); seq_len * batch * input_size];
+        for dir in 0..dirs {
+            let idx = layer * dirs + dir;
+            let run = Direction {
+                weights: weights.layer(layer, dir),
+                input_size,
+                hidden: h,
+                seq_len,
+                batch,
+                reverse: dir == 1,
+                lengths: &cache.lengths,
+                out_offset: dir * h,
+                out_stride: dirs * h,
+            };
+            let (dh0, dc0) = run.backward(
+                &lc.input,
+                &lc.directions[dir],
+                &dy,
+                state(grads.d_h_n, idx),
+                state(grads.d_c_n, idx),
+                d_weights.layer_mut(layer, dir),
+                &mut d_input,
+            );
+            d_h_0[idx * batch * h..(idx + 1) * batch * h].copy_from_slice(&dh0);
+            d_c_0[idx * batch * h..(idx + 1) * batch * h].copy_from_slice(&dc0);
+        }
+        dy = d_input;
+    }
+
+    let input_shape = [seq_len, batch, cfg.input_size];
+    let d_input = Tensor::new(input_shape, dy)?;
+    Ok(Gradients {
+        weights: d_weights,
+        d_input: if cfg.batch_first {
+            d_input.swap_first_two_axes()
+        } else {
+            d_input
+        },
+        d_h_0: Tensor::new(state_shape, d_h_0)?,
+        d_c_0: Tensor::new(state_shape, d_c_0)?,
+    })
+}
+
+impl<T: Real> Direction<'_, T> {
+    /// Backward through one layer·direction. Accumulates into `d_input`
+    /// ([T, B, in]) and writes this direction's parameter gradients; returns
+    /// (dh_0, dc_0), each [B, H].
+    #[allow(clippy::too_many_arguments)]
+    fn backward(
+        &self,
+        x: &[T],
+        saved: &super::forward::DirectionCache<T>,
+        dy: &[T],
+        d_h_n: Vec<T>,
+        d_c_n: Vec<T>,
+        grads: &mut LayerWeights<T>,
+        d_input: &mut [T],
+    ) -> (Vec<T>, Vec<T>) {
+        let (hid, bsz, tb) = (self.hidden, self.batch, self.seq_len * self.batch);
+        let one = T::one();
+        let mut d_gates = vec![T::zero(); tb * 4 * hid];
+        let (mut dh_carry, mut dc_carry) = (d_h_n, d_c_n);
+        let mut dh_rec = vec![T::zero(); bsz * hid];
+
+        // States entering step t, in this direction's visiting order.
+        let prev = |all: &[T], init: &[T], t: usize, b: usize, j: usize| match self.previous_step(t)
+        {
+            Some(p) => all[(p * bsz + b) * hid + j],
+            None => init[b * hid + j],
+        };
+
+        for t in self.steps().rev() {
+            let row = t * bsz * 4 * hid;
+            for b in 0..bsz {
+                if t >= self.lengths[b] {
+                    continue; // padded step: gradients pass through to earlier steps
+                }
+                let g = &saved.gates[row + b * 4 * hid..row + (b + 1) * 4 * hid];
+                let dg = &mut d_gates[row + b * 4 * hid..row + (b + 1) * 4 * hid];
+                for j in 0..hid {
+                    let (i_g, f_g, g_g, o_g) = (g[j], g[hid + j], g[2 * hid + j], g[3 * hid + j]);
+                    let c_t = saved.c[(t * bsz + b) * hid + j];
+                    let c_prev = prev(&saved.c, &saved.c_0, t, b, j);
+                    let tanh_c = c_t.tanh();
+                    let dh = dy[(t * bsz + b) * self.out_stride + self.out_offset + j]
+                        + dh_carry[b * hid + j];
+                    let dc = dh * o_g * (one - tanh_c * tanh_c) + dc_carry[b * hid + j];
+                    dg[j] = dc * g_g * i_g * (one - i_g);
+                    dg[hid + j] = dc * c_prev * f_g * (one - f_g);
+                    dg[2 * hid + j] = dc * i_g * (one - g_g * g_g);
+                    dg[3 * hid + j] = dh * tanh_c * o_g * (one - o_g);
+                    dc_carry[b * hid + j] = dc * f_g;
+                }
+            }
+            // dh_{t-1} = dG_t · W_hh                      [B, H]
+            matmul(
+                &mut dh_rec,
+                MatRef::new(&d_gates[row..row + bsz * 4 * hid], bsz, 4 * hid),
+                MatRef::new(&self.weights.weight_hh, 4 * hid, hid),
+                false,
+            );
+            for b in (0..bsz).filter(|&b| t < self.lengths[b]) {
+                dh_carry[b * hid..(b + 1) * hid].copy_from_slice(&dh_rec[b * hid..(b + 1) * hid]);
+            }
+        }
+
+        // Weight gradients: one GEMM each over all T·B rows.
+        let mut h_prev = vec![T::zero(); tb * hid];
+        for t in 0..self.seq_len {
+            for b in 0..bsz {
+                for j in 0..hid {
+                    h_prev[(t * bsz + b) * hid + j] = prev(&saved.h, &saved.h_0, t, b, j);
+                }
+            }
+        }
+        let dg = MatRef::new(&d_gates, tb, 4 * hid);
+        matmul(
+            &mut grads.weight_ih,
+            dg.t(),
+            MatRef::new(x, tb, self.input_size),
+            false,
+        );
+        matmul(
+            &mut grads.weight_hh,
+            dg.t(),
+            MatRef::new(&h_prev, tb, hid),
+            false,
+        );
+        if let (Some(db_ih), Some(db_hh)) = (&mut grads.bias_ih, &mut grads.bias_hh) {
+            for row in d_gates.chunks_exact(4 * hid) {
+                db_ih.iter_mut().zip(row).for_each(|(d, &g)| *d = *d + g);
+            }
+            db_hh.copy_from_slice(db_ih);
+        }
+        // dX += dG · W_ih                                  [T·B, in]
+        matmul(
+            d_input,
+            dg,
+            MatRef::new(&self.weights.weight_ih, 4 * hid, self.input_size),
+            true,
+        );
+        (dh_carry, dc_carry)
+    }
+}

@@ -1,0 +1,281 @@
+//! The CPU reference forward pass: PyTorch `nn.LSTM`, written to be checked
+//! by eye against the equations in the README.
+//!
+//! Internally everything is time-major: x [T, B, in], gates [T, B, 4H].
+
+use super::gemm::{MatRef, matmul};
+use crate::dropout::Dropout;
+use crate::error::Result;
+use crate::input::LstmInput;
+use crate::real::Real;
+use crate::tensor::Tensor;
+use crate::weights::{LayerWeights, LstmWeights};
+
+/// What a forward pass returns, in PyTorch's layouts.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LstmOutput<T = f32> {
+    /// [T, B, D·H] (or [B, T, D·H] with `batch_first`); forward direction in
+    /// `[.., 0..H]`, reverse in `[.., H..2H]`; zero past each sequence's length.
+    pub output: Tensor<T>,
+    /// [D·L, B, H]: hidden state at each sequence's last valid step.
+    pub h_n: Tensor<T>,
+    /// [D·L, B, H]: cell state at each sequence's last valid step.
+    pub c_n: Tensor<T>,
+}
+
+/// What one layer·direction saves for the backward pass: 6·T·B·H values.
+#[derive(Clone, Debug)]
+pub struct DirectionCache<T> {
+    /// [T, B, 4H]: activated gates i, f, g, o at valid steps. Rows of padded
+    /// steps are never read.
+    pub gates: Vec<T>,
+    /// [T, B, H]: cell state after step t; padded steps carry it unchanged.
+    pub c: Vec<T>,
+    /// [T, B, H]: hidden state after step t; padded steps carry it unchanged.
+    pub h: Vec<T>,
+    /// [B, H]: the initial states this direction started from.
+    pub h_0: Vec<T>,
+    pub c_0: Vec<T>,
+}
+
+/// What one layer saves.
+#[derive(Clone, Debug)]
+pub struct LayerCache<T> {
+    /// [T, B, in]: the layer's input (after the previous layer's dropout).
+    pub input: Vec<T>,
+    /// One per direction.
+    pub directions: Vec<DirectionCache<T>>,
+    /// [T, B, D·H]: the dropout mask applied to this layer's output (0 or
+    /// 1/(1-p)); `None` for the last layer and when p = 0.
+    pub dropout_mask: Option<Vec<T>>,
+}
+
+/// Everything the backward pass needs, saved by [`forward_train`].
+#[derive(Clone, Debug)]
+pub struct ForwardCache<T> {
+    pub seq_len: usize,
+    pub batch: usize,
+    /// [B]: valid steps per sequence (all T when no lengths were given).
+    pub lengths: Vec<usize>,
+    pub layers: Vec<LayerCache<T>>,
+}
+
+/// Inference: PyTorch's `lstm.eval()(input, (h_0, c_0))`. Dropout is off.
+pub fn forward<T: Real>(weights: &LstmWeights<T>, x: &LstmInput<'_, T>) -> Result<LstmOutput<T>> {
+    run(weights, x, None, false).map(|(out, _)| out)
+}
+
+/// Training-mode forward: applies inter-layer dropout with the mask drawn from
+/// `dropout_seed` (see [`crate::dropout`]) and saves what
+/// [`backward`](super::backward) needs.
+pub fn forward_train<T: Real>(
+    weights: &LstmWeights<T>,
+    x: &LstmInput<'_, T>,
+    dropout_seed: u64,
+) -> Result<(LstmOutput<T>, ForwardCache<T>)> {
+    let (out, cache) = run(weights, x, Some(dropout_seed), true)?;
+    Ok((out, cache.expect("training run saves a cache")))
+}
+
+fn run<T: Real>(
+    weights: &LstmWeights<T>,
+    x: &LstmInput<'_, T>,
+    dropout_seed: Option<u64>,
+    save: bool,
+) -> Result<(LstmOutput<T>, Option<ForwardCache<T>>)> {
+    let cfg = &weights.config;
+    cfg.validate()?;
+    let (seq_len, batch) = x.validate(cfg)?;
+    let (h, dirs, layers) = (cfg.hidden_size, cfg.num_directions(), cfg.num_layers);
+    let lengths: Vec<usize> = x.lengths.map_or(vec![seq_len; batch], <[usize]>::to_vec);
+    let state = |t: Option<&Tensor<T>>, idx: usize| match t {
+        Some(t) => t.data()[idx * batch * h..(idx + 1) * batch * h].to_vec(),
+        None => vec![T::zero(); batch * h],
+    };
+
+    let mut layer_input = if cfg.batch_first {
+        x.input.swap_first_two_axes().into_data()
+    } else {
+        x.input.data().to_vec()
+    };
+    let mut h_n = Vec::with_capacity(layers * dirs * batch * h);
+    let mut c_n = Vec::with_capacity(layers * dirs * batch * h);
+    let mut caches = Vec::new();
+
+    for layer in 0..layers {
+        let mut layer_output = vec![T::zero(); seq_len * batch * dirs * h];
+        let mut directions = Vec::new();
+        for dir in 0..dirs {
+            let run = Direction {
+                weights: weights.layer(layer, dir),
+                input_size: cfg.layer_input_size(layer),
+                hidden: h,
+                seq_len,
+                batch,
+                reverse: dir == 1,
+                lengths: &lengths,
+                out_offset: dir * h,
+                out_stride: dirs * h,
+            };
+            let idx = layer * dirs + dir;
+            let dc = run.forward(
+                &layer_input,
+                state(x.h_0, idx),
+                state(x.c_0, idx),
+                &mut layer_output,
+            );
+            h_n.extend_from_slice(&dc.h_last);
+            c_n.extend_from_slice(&dc.c_last);
+            directions.push(dc.cache);
+        }
+
+        // Dropout on every layer's output but the last, in training only.
+        let dropout_mask = match dropout_seed {
+            Some(seed) if cfg.dropout > 0.0 && layer + 1 < layers => {
+                let mask = Dropout {
+                    p: cfg.dropout,
+                    seed,
+                }
+                .mask::<T>(layer, seq_len, batch, dirs * h);
+                layer_output
+                    .iter_mut()
+                    .zip(&mask)
+                    .for_each(|(y, &m)| *y = *y * m);
+                Some(mask)
+            }
+            _ => None,
+        };
+        let input = std::mem::replace(&mut layer_input, layer_output);
+        if save {
+            caches.push(LayerCache {
+                input,
+                directions,
+                dropout_mask,
+            });
+        }
+    }
+
+    let state_shape = [layers * dirs, batch, h];
+    let output = Tensor::new([seq_len, batch, dirs * h], layer_input)?;
+    let out = LstmOutput {
+        output: if cfg.batch_first {
+            output.swap_first_two_axes()
+        } else {
+            output
+        },
+        h_n: Tensor::new(state_shape, h_n)?,
+        c_n: Tensor::new(state_shape, c_n)?,
+    };
+    let cache = save.then(|| ForwardCache {
+        seq_len,
+        batch,
+        lengths,
+        layers: caches,
+    });
+    Ok((out, cache))
+}
+
+/// One layer in one direction: the shapes and where its output goes.
+pub(super) struct Direction<'a, T> {
+    pub weights: &'a LayerWeights<T>,
+    pub input_size: usize,
+    pub hidden: usize,
+    pub seq_len: usize,
+    pub batch: usize,
+    pub reverse: bool,
+    pub lengths: &'a [usize],
+    /// This direction's columns in the layer output [T, B, D·H].
+    pub out_offset: usize,
+    pub out_stride: usize,
+}
+
+struct DirectionResult<T> {
+    h_last: Vec<T>,
+    c_last: Vec<T>,
+    cache: DirectionCache<T>,
+}
+
+impl<T: Real> Direction<'_, T> {
+    /// Time indices in the order this direction visits them.
+    pub fn steps(&self) -> impl DoubleEndedIterator<Item = usize> + use<T> {
+        let (n, rev) = (self.seq_len, self.reverse);
+        (0..n).map(move |s| if rev { n - 1 - s } else { s })
+    }
+
+    /// The time index visited just before `t`, if any.
+    pub fn previous_step(&self, t: usize) -> Option<usize> {
+        if self.reverse {
+            (t + 1 < self.seq_len).then_some(t + 1)
+        } else {
+            t.checked_sub(1)
+        }
+    }
+
+    fn forward(&self, x: &[T], h_0: Vec<T>, c_0: Vec<T>, out: &mut [T]) -> DirectionResult<T> {
+        let (hid, bsz, tb) = (self.hidden, self.batch, self.seq_len * self.batch);
+        let w = self.weights;
+
+        // 1. Input projection for the whole sequence, one GEMM:
+        //    G = X · W_ihᵀ + (b_ih + b_hh)        [T·B, 4H]
+        let mut gates = vec![T::zero(); tb * 4 * hid];
+        if let (Some(b_ih), Some(b_hh)) = (&w.bias_ih, &w.bias_hh) {
+            for row in gates.chunks_exact_mut(4 * hid) {
+                for ((g, &bi), &bh) in row.iter_mut().zip(b_ih).zip(b_hh) {
+                    *g = bi + bh;
+                }
+            }
+        }
+        matmul(
+            &mut gates,
+            MatRef::new(x, tb, self.input_size),
+            MatRef::new(&w.weight_ih, 4 * hid, self.input_size).t(),
+            true,
+        );
+
+        // 2. The recurrence, one step at a time.
+        let (mut h, mut c) = (h_0.clone(), c_0.clone());
+        let mut h_all = vec![T::zero(); tb * hid];
+        let mut c_all = vec![T::zero(); tb * hid];
+        for t in self.steps() {
+            // gates[t] += h_{t-1} · W_hhᵀ                      [B, 4H]
+            let g_t = &mut gates[t * bsz * 4 * hid..(t + 1) * bsz * 4 * hid];
+            matmul(
+                g_t,
+                MatRef::new(&h, bsz, hid),
+                MatRef::new(&w.weight_hh, 4 * hid, hid).t(),
+                true,
+            );
+            for b in 0..bsz {
+                if t >= self.lengths[b] {
+                    continue; // padded step: state carries over, output stays 0
+                }
+                let g = &mut g_t[b * 4 * hid..(b + 1) * 4 * hid];
+                for j in 0..hid {
+                    let i_g = g[j].sigmoid();
+                    let f_g = g[hid + j].sigmoid();
+                    let g_g = g[2 * hid + j].tanh();
+                    let o_g = g[3 * hid + j].sigmoid();
+                    let c_new = f_g * c[b * hid + j] + i_g * g_g;
+                    let h_new = o_g * c_new.tanh();
+                    (g[j], g[hid + j], g[2 * hid + j], g[3 * hid + j]) = (i_g, f_g, g_g, o_g);
+                    c[b * hid + j] = c_new;
+                    h[b * hid + j] = h_new;
+                    out[(t * bsz + b) * self.out_stride + self.out_offset + j] = h_new;
+                }
+            }
+            h_all[t * bsz * hid..(t + 1) * bsz * hid].copy_from_slice(&h);
+            c_all[t * bsz * hid..(t + 1) * bsz * hid].copy_from_slice(&c);
+        }
+        DirectionResult {
+            h_last: h,
+            c_last: c,
+            cache: DirectionCache {
+                gates,
+                c: c_all,
+                h: h_all,
+                h_0,
+                c_0,
+            },
+        }
+    }
+}

@@ -1,0 +1,13 @@
+//! The CPU reference: PyTorch's `nn.LSTM`, forward and backward through time,
+//! in plain loops around one GEMM routine. This is the specification that the
+//! GPU kernels are tested against, and the CPU baseline of the benchmark.
+//!
+//! It is generic over [`Real`](crate::Real): `f32` for use, `f64` for
+//! finite-difference gradient checks.
+
+mod backward;
+mod forward;
+pub mod gemm;
+
+pub use backward::{Gradients, OutputGrads, backward};
+pub use forward::{DirectionCache, ForwardCache, LayerCache, LstmOutput, forward, forward_train};

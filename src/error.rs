@@ -1,0 +1,93 @@
+//! Typed errors for everything a caller can get wrong.
+//!
+//! Every message says what was expected, what was given and, where it
+//! helps, what to do next. Internal invariants use assertions instead.
+
+use std::path::PathBuf;
+
+/// The crate's result type.
+pub type Result<T, E = LstmError> = std::result::Result<T, E>;
+
+/// Everything that can go wrong at the library's boundary.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LstmError {
+    /// A configuration value is out of range (zero sizes, dropout outside [0, 1), ...).
+    #[error("invalid configuration: `{field}` {reason}")]
+    InvalidConfig { field: &'static str, reason: String },
+
+    /// A tensor handed to the library has the wrong shape.
+    #[error("tensor `{name}` has shape {got:?}, expected {expected:?}")]
+    ShapeMismatch {
+        name: String,
+        expected: Vec<usize>,
+        got: Vec<usize>,
+    },
+
+    /// A value in a tensor or argument is not allowed (a length of 0, NaN, ...).
+    #[error("invalid value in `{name}`: {reason}")]
+    InvalidValue { name: String, reason: String },
+
+    /// A weights file lacks a tensor the architecture needs.
+    #[error("missing tensor `{name}`{hint}")]
+    MissingTensor { name: String, hint: String },
+
+    /// A weights file holds a tensor that no `nn.LSTM` parameter explains.
+    #[error(
+        "unexpected tensor `{name}`: not an nn.LSTM parameter (expected names such as \
+         `weight_ih_l0`, `bias_hh_l1_reverse`, optionally behind a prefix like `lstm.`)"
+    )]
+    UnexpectedTensor { name: String },
+
+    /// The tensors of a weights file disagree about the architecture.
+    #[error("inconsistent LSTM layers: {reason}")]
+    InconsistentLayers { reason: String },
+
+    /// A tensor's dtype cannot be converted to floating point.
+    #[error("tensor `{name}` has dtype {dtype}; expected F32 (F16, BF16 and F64 are converted)")]
+    UnsupportedDtype { name: String, dtype: String },
+
+    /// The bytes are not a valid safetensors file (truncated, hostile or another format).
+    #[error("not a valid safetensors file{}: {reason}", path_suffix(.path))]
+    InvalidFile {
+        path: Option<PathBuf>,
+        reason: String,
+    },
+
+    /// The file holds a feature this version does not support.
+    #[error("unsupported: {0}")]
+    Unsupported(String),
+
+    /// Reading or writing a file failed.
+    #[error("cannot {action} `{path}`: {source}")]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+fn path_suffix(path: &Option<PathBuf>) -> String {
+    match path {
+        Some(p) => format!(" (`{}`)", p.display()),
+        None => String::new(),
+    }
+}
+
+impl LstmError {
+    pub(crate) fn shape(name: impl Into<String>, expected: &[usize], got: &[usize]) -> Self {
+        LstmError::ShapeMismatch {
+            name: name.into(),
+            expected: expected.to_vec(),
+            got: got.to_vec(),
+        }
+    }
+
+    pub(crate) fn value(name: impl Into<String>, reason: impl Into<String>) -> Self {
+        LstmError::InvalidValue {
+            name: name.into(),
+            reason: reason.into(),
+        }
+    }
+}

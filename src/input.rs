@@ -1,0 +1,116 @@
+//! The inputs of a forward pass and their checks, shared by every engine.
+
+use crate::config::LstmConfig;
+use crate::error::{LstmError, Result};
+use crate::real::Real;
+use crate::tensor::Tensor;
+
+/// What a forward pass reads, as in `lstm(input, (h_0, c_0))` in PyTorch.
+#[derive(Clone, Copy, Debug)]
+pub struct LstmInput<'a, T = f32> {
+    /// [T, B, I], or [B, T, I] when `config.batch_first`.
+    pub input: &'a Tensor<T>,
+    /// [D·L, B, H]; zeros when `None`.
+    pub h_0: Option<&'a Tensor<T>>,
+    /// [D·L, B, H]; zeros when `None`.
+    pub c_0: Option<&'a Tensor<T>>,
+    /// [B]: valid steps per sequence, each in 1..=T, in any order
+    /// (`pack_padded_sequence(..., enforce_sorted=False)` semantics).
+    /// `None` means every sequence has all T steps.
+    pub lengths: Option<&'a [usize]>,
+}
+
+impl<'a, T: Real> LstmInput<'a, T> {
+    /// Just an input sequence: zero initial state, full lengths.
+    pub fn new(input: &'a Tensor<T>) -> Self {
+        LstmInput {
+            input,
+            h_0: None,
+            c_0: None,
+            lengths: None,
+        }
+    }
+
+    pub fn with_state(mut self, h_0: &'a Tensor<T>, c_0: &'a Tensor<T>) -> Self {
+        self.h_0 = Some(h_0);
+        self.c_0 = Some(c_0);
+        self
+    }
+
+    pub fn with_lengths(mut self, lengths: &'a [usize]) -> Self {
+        self.lengths = Some(lengths);
+        self
+    }
+
+    /// Checks every shape and value against `config`; returns (T, B).
+    pub fn validate(&self, config: &LstmConfig) -> Result<(usize, usize)> {
+        let shape = self.input.shape();
+        let [a, b, i] = *shape else {
+            let want = if config.batch_first {
+                "[B, T, I]"
+            } else {
+                "[T, B, I]"
+            };
+            return Err(LstmError::value(
+                "input",
+                format!("must have rank 3 ({want}), got shape {shape:?}"),
+            ));
+        };
+        let (seq_len, batch) = if config.batch_first { (b, a) } else { (a, b) };
+        if i != config.input_size {
+            let expected = if config.batch_first {
+                [batch, seq_len, config.input_size]
+            } else {
+                [seq_len, batch, config.input_size]
+            };
+            return Err(LstmError::shape("input", &expected, shape));
+        }
+        if seq_len == 0 || batch == 0 {
+            return Err(LstmError::value(
+                "input",
+                format!("needs at least one time step and one sequence, got shape {shape:?}"),
+            ));
+        }
+        check_finite("input", self.input.data())?;
+        let state_shape = [
+            config.num_layers * config.num_directions(),
+            batch,
+            config.hidden_size,
+        ];
+        for (name, state) in [("h_0", self.h_0), ("c_0", self.c_0)] {
+            if let Some(s) = state {
+                if s.shape() != state_shape {
+                    return Err(LstmError::shape(name, &state_shape, s.shape()));
+                }
+                check_finite(name, s.data())?;
+            }
+        }
+        if let Some(lengths) = self.lengths {
+            if lengths.len() != batch {
+                return Err(LstmError::shape("lengths", &[batch], &[lengths.len()]));
+            }
+            if let Some((idx, &len)) = lengths
+                .iter()
+                .enumerate()
+                .find(|&(_, &l)| l == 0 || l > seq_len)
+            {
+                return Err(LstmError::value(
+                    "lengths",
+                    format!("lengths[{idx}] = {len}, but each length must be in 1..={seq_len} (T)"),
+                ));
+            }
+        }
+        Ok((seq_len, batch))
+    }
+}
+
+/// Rejects NaN and infinities, naming the first bad element.
+pub(crate) fn check_finite<T: Real>(name: &str, data: &[T]) -> Result<()> {
+    match data.iter().position(|v| !v.is_finite()) {
+        Some(i) => Err(LstmError::value(
+            name,
+            format!("non-finite value {:?} at flat index {i}", data[i]),
+        )),
+        None => Ok(()),
+    }
+}

@@ -1,0 +1,285 @@
+//! Loading and saving [`LstmWeights`] as safetensors under PyTorch's
+//! `state_dict` names, inferring the architecture from names and shapes.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use safetensors::SafeTensors;
+
+use super::{LayerWeights, LstmWeights, ParamKind, param_name};
+use crate::config::LstmConfig;
+use crate::error::{LstmError, Result};
+use crate::io;
+use crate::real::Real;
+
+/// How parameter names are prefixed in a file (`lstm.weight_ih_l0`, ...).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SafetensorsPrefix<'a> {
+    /// Detect the one prefix that every key shares, such as `lstm.` or
+    /// `encoder.rnn.` (empty when the keys are bare parameter names).
+    Auto,
+    /// Exactly this prefix (use `""` for none). Keys without it are unexpected.
+    Exact(&'a str),
+}
+
+/// The prefix every name shares in front of an `nn.LSTM` parameter name, if
+/// there is one: the part before `weight_ih_l0` in whichever key ends so.
+pub fn detect_prefix<'a>(names: impl IntoIterator<Item = &'a str>) -> Option<String> {
+    let names: Vec<&str> = names.into_iter().collect();
+    let anchor = names
+        .iter()
+        .filter_map(|n| n.strip_suffix("weight_ih_l0"))
+        .find(|p| p.is_empty() || p.ends_with('.'))?;
+    names
+        .iter()
+        .all(|n| n.starts_with(anchor))
+        .then(|| anchor.to_string())
+}
+
+/// A parsed parameter name: (kind, layer, direction).
+fn parse_name(name: &str) -> Option<(ParamKind, usize, usize)> {
+    let (rest, direction) = match name.strip_suffix("_reverse") {
+        Some(r) => (r, 1),
+        None => (name, 0),
+    };
+    let (stem, layer) = rest.rsplit_once("_l")?;
+    if layer.is_empty() || !layer.bytes().all(|b| b.is_ascii_digit()) || layer.len() > 4 {
+        return None;
+    }
+    let kind = ParamKind::ALL.into_iter().find(|k| k.stem() == stem)?;
+    Some((kind, layer.parse().ok()?, direction))
+}
+
+impl<T: Real> LstmWeights<T> {
+    /// Loads an `nn.LSTM` `state_dict` saved with safetensors (for example
+    /// with `safetensors.torch.save_file(lstm.state_dict(), path)`).
+    ///
+    /// The architecture is inferred: `num_layers` from the largest `_l{k}`,
+    /// `bidirectional` from `_reverse` names, `bias` from `bias_*` names,
+    /// `hidden_size` and `input_size` from `weight_hh_l0` and `weight_ih_l0`.
+    /// `batch_first` and `dropout` are not stored in a `state_dict`; they take
+    /// PyTorch's defaults and may be set on `config` afterwards. F16, BF16 and
+    /// F64 tensors are converted.
+    pub fn load_safetensors(path: impl AsRef<Path>, prefix: SafetensorsPrefix) -> Result<Self> {
+        let path = path.as_ref();
+        let bytes = io::read_file(path)?;
+        let st = io::parse(&bytes, Some(path))?;
+        Self::from_safetensors(&st, prefix)
+    }
+
+    /// Like [`load_safetensors`](Self::load_safetensors), from bytes in memory.
+    pub fn from_safetensors_bytes(bytes: &[u8], prefix: SafetensorsPrefix) -> Result<Self> {
+        let st = io::parse(bytes, None)?;
+        Self::from_safetensors(&st, prefix)
+    }
+
+    /// Reads the LSTM parameters out of a parsed file. Every key must be an
+    /// LSTM parameter behind the prefix; anything else is an error.
+    pub fn from_safetensors(st: &SafeTensors<'_>, prefix: SafetensorsPrefix) -> Result<Self> {
+        let names = st.names();
+        let prefix = match prefix {
+            SafetensorsPrefix::Exact(p) => p.to_string(),
+            SafetensorsPrefix::Auto => detect_prefix(names.iter().copied()).ok_or_else(|| {
+                match names.iter().find(|n| n.ends_with("weight_ih_l0")) {
+                    // A key names the anchor, so some other key lacks its prefix.
+                    Some(anchor) => {
+                        let p = anchor.trim_end_matches("weight_ih_l0");
+                        LstmError::UnexpectedTensor {
+                            name: names
+                                .iter()
+                                .find(|n| !n.starts_with(p))
+                                .map_or(String::new(), |n| n.to_string()),
+                        }
+                    }
+                    None => LstmError::MissingTensor {
+                        name: "weight_ih_l0".into(),
+                        hint: format!(
+                            " (no key ends with it; the file has {} tensors{})",
+                            names.len(),
+                            names
+                                .first()
+                                .map_or(String::new(), |n| format!(", e.g. `{n}`"))
+                        ),
+                    },
+                }
+            })?,
+        };
+
+        // Parse every key; collect by (kind, layer, direction).
+        let mut found: BTreeMap<(usize, usize, &'static str), (ParamKind, String)> =
+            BTreeMap::new();
+        for full in &names {
+            let bare = full.strip_prefix(prefix.as_str());
+            if bare.is_some_and(|b| b.starts_with("weight_hr_l")) {
+                return Err(LstmError::Unsupported(format!(
+                    "`{full}` is a projection weight (proj_size > 0); projection LSTMs are not supported yet"
+                )));
+            }
+            let (kind, layer, dir) =
+                bare.and_then(parse_name)
+                    .ok_or_else(|| LstmError::UnexpectedTensor {
+                        name: full.to_string(),
+                    })?;
+            found.insert((layer, dir, kind.stem()), (kind, full.to_string()));
+        }
+        let num_layers = found.keys().map(|k| k.0).max().unwrap_or(0) + 1;
+        let bidirectional = found.keys().any(|k| k.1 == 1);
+        let bias = found.values().any(|(k, _)| k.is_bias());
+
+        let read = |kind: ParamKind, layer: usize, dir: usize| -> Result<(Vec<usize>, Vec<T>)> {
+            let name = format!("{prefix}{}", param_name(kind, layer, dir));
+            let t = io::read_float::<T>(st, &name)?;
+            if let Some(i) = t.data().iter().position(|v| !v.is_finite()) {
+                return Err(LstmError::value(
+                    name,
+                    format!("non-finite value at flat index {i}"),
+                ));
+            }
+            Ok((t.shape().to_vec(), t.into_data()))
+        };
+
+        // Layer 0, forward direction, fixes the sizes.
+        let (hh_shape, _) = read(ParamKind::WeightHh, 0, 0)?;
+        let (ih_shape, _) = read(ParamKind::WeightIh, 0, 0)?;
+        let hidden_size = match hh_shape.as_slice() {
+            [rows, h] if *h > 0 && *rows == 4 * h => *h,
+            _ => {
+                return Err(LstmError::InconsistentLayers {
+                    reason: format!(
+                        "`{prefix}weight_hh_l0` has shape {hh_shape:?}; an LSTM's is [4H, H] with H ≥ 1"
+                    ),
+                });
+            }
+        };
+        let input_size = match ih_shape.as_slice() {
+            [_, i] if *i > 0 => *i,
+            _ => {
+                return Err(LstmError::shape(
+                    format!("{prefix}weight_ih_l0"),
+                    &[4 * hidden_size, 1],
+                    &ih_shape,
+                ));
+            }
+        };
+        let config = LstmConfig {
+            num_layers,
+            bias,
+            bidirectional,
+            ..LstmConfig::new(input_size, hidden_size)
+        };
+        config.validate()?;
+
+        let mut weights = LstmWeights::<T>::zeros(&config)?;
+        let four_h = 4 * hidden_size;
+        for layer in 0..num_layers {
+            for dir in 0..config.num_directions() {
+                let mut lw = LayerWeights {
+                    weight_ih: Vec::new(),
+                    weight_hh: Vec::new(),
+                    bias_ih: None,
+                    bias_hh: None,
+                };
+                for kind in ParamKind::ALL {
+                    if kind.is_bias() && !bias {
+                        continue;
+                    }
+                    let name = format!("{prefix}{}", param_name(kind, layer, dir));
+                    let expected = match kind {
+                        ParamKind::WeightIh => vec![four_h, config.layer_input_size(layer)],
+                        ParamKind::WeightHh => vec![four_h, hidden_size],
+                        _ => vec![four_h],
+                    };
+                    let (shape, data) = read(kind, layer, dir).map_err(|e| match e {
+                        LstmError::MissingTensor { name, .. } => LstmError::MissingTensor {
+                            name,
+                            hint: missing_hint(kind, layer, dir, bias, bidirectional, num_layers),
+                        },
+                        e => e,
+                    })?;
+                    if shape != expected {
+                        return Err(shape_error(&name, kind, &expected, &shape, hidden_size));
+                    }
+                    match kind {
+                        ParamKind::WeightIh => lw.weight_ih = data,
+                        ParamKind::WeightHh => lw.weight_hh = data,
+                        ParamKind::BiasIh => lw.bias_ih = Some(data),
+                        ParamKind::BiasHh => lw.bias_hh = Some(data),
+                    }
+                }
+                *weights.layer_mut(layer, dir) = lw;
+            }
+        }
+        Ok(weights)
+    }
+
+    /// Serialises under PyTorch names behind `prefix` (e.g. `"lstm."` or
+    /// `""`), in F32 for `f32` weights and F64 for `f64`.
+    pub fn to_safetensors_bytes(&self, prefix: &str) -> Result<Vec<u8>> {
+        let named: Vec<(String, Vec<usize>, &[T])> = self
+            .named_params()
+            .into_iter()
+            .map(|(n, s, v)| (format!("{prefix}{n}"), s, v))
+            .collect();
+        io::serialize(&named, None)
+    }
+
+    /// Saves as safetensors; PyTorch loads the file with
+    /// `lstm.load_state_dict(safetensors.torch.load_file(path))` (with
+    /// `prefix = ""`). The file is written whole or not at all.
+    pub fn save_safetensors(&self, path: impl AsRef<Path>, prefix: &str) -> Result<()> {
+        io::write_atomic(path.as_ref(), &self.to_safetensors_bytes(prefix)?)
+    }
+}
+
+/// Why a tensor is missing, in terms of what the rest of the file implied.
+fn missing_hint(
+    kind: ParamKind,
+    layer: usize,
+    dir: usize,
+    bias: bool,
+    bidirectional: bool,
+    num_layers: usize,
+) -> String {
+    let mut why = Vec::new();
+    if kind.is_bias() && bias {
+        why.push("other layers have biases");
+    }
+    if dir == 1 && bidirectional {
+        why.push("other tensors are `_reverse`, so the LSTM is bidirectional");
+    }
+    if layer + 1 < num_layers {
+        why.push("a deeper layer exists");
+    }
+    if why.is_empty() {
+        String::new()
+    } else {
+        format!(" (needed because {})", why.join(" and "))
+    }
+}
+
+/// A wrong shape is a plain [`LstmError::ShapeMismatch`], unless it is a
+/// well-formed LSTM shape for other sizes: then the layers disagree.
+fn shape_error(
+    name: &str,
+    kind: ParamKind,
+    expected: &[usize],
+    got: &[usize],
+    hidden_size: usize,
+) -> LstmError {
+    let lstm_shaped = match (kind, got) {
+        (ParamKind::WeightHh, [rows, h]) => *rows == 4 * h,
+        (ParamKind::WeightIh, [rows, _]) => *rows % 4 == 0,
+        (_, [rows]) => *rows % 4 == 0,
+        _ => false,
+    };
+    if lstm_shaped {
+        LstmError::InconsistentLayers {
+            reason: format!(
+                "`{name}` has shape {got:?}, but layer 0 has hidden_size {hidden_size}, \
+                 so it should be {expected:?}"
+            ),
+        }
+    } else {
+        LstmError::shape(name, expected, got)
+    }
+}

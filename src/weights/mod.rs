@@ -1,0 +1,226 @@
+//! `LstmWeights`: the parameters of an `nn.LSTM`, host side, in PyTorch's
+//! layout and under PyTorch's `state_dict` names.
+//!
+//! For layer `k` and direction `d` (suffix `_reverse` for d = 1):
+//!
+//! | name | shape |
+//! |---|---|
+//! | `weight_ih_l{k}` | [4H, I] for k = 0, [4H, D·H] after |
+//! | `weight_hh_l{k}` | [4H, H] |
+//! | `bias_ih_l{k}`, `bias_hh_l{k}` | [4H] (absent when `bias = false`) |
+//!
+//! The 4H rows are four blocks of H in gate order **i, f, g, o** (input,
+//! forget, cell candidate, output), exactly as PyTorch stores them. Every
+//! matrix is row-major.
+
+mod io;
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use crate::config::LstmConfig;
+use crate::error::{LstmError, Result};
+use crate::real::Real;
+
+pub use io::{SafetensorsPrefix, detect_prefix};
+
+/// One of the four (or, without bias, two) parameters of a layer·direction.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ParamKind {
+    WeightIh,
+    WeightHh,
+    BiasIh,
+    BiasHh,
+}
+
+impl ParamKind {
+    /// In PyTorch's `state_dict` order.
+    pub const ALL: [ParamKind; 4] = [
+        ParamKind::WeightIh,
+        ParamKind::WeightHh,
+        ParamKind::BiasIh,
+        ParamKind::BiasHh,
+    ];
+
+    pub fn stem(self) -> &'static str {
+        match self {
+            ParamKind::WeightIh => "weight_ih",
+            ParamKind::WeightHh => "weight_hh",
+            ParamKind::BiasIh => "bias_ih",
+            ParamKind::BiasHh => "bias_hh",
+        }
+    }
+
+    pub fn is_bias(self) -> bool {
+        matches!(self, ParamKind::BiasIh | ParamKind::BiasHh)
+    }
+}
+
+/// The PyTorch name of a parameter, e.g. `weight_hh_l1_reverse`.
+pub fn param_name(kind: ParamKind, layer: usize, direction: usize) -> String {
+    let suffix = if direction == 1 { "_reverse" } else { "" };
+    format!("{}_l{layer}{suffix}", kind.stem())
+}
+
+/// The parameters of one layer in one direction.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LayerWeights<T = f32> {
+    /// [4H, in], in = I for layer 0 and D·H after.
+    pub weight_ih: Vec<T>,
+    /// [4H, H]
+    pub weight_hh: Vec<T>,
+    /// [4H], or `None` when the LSTM has no bias.
+    pub bias_ih: Option<Vec<T>>,
+    /// [4H], or `None` when the LSTM has no bias.
+    pub bias_hh: Option<Vec<T>>,
+}
+
+impl<T: Real> LayerWeights<T> {
+    pub fn get(&self, kind: ParamKind) -> Option<&[T]> {
+        match kind {
+            ParamKind::WeightIh => Some(&self.weight_ih),
+            ParamKind::WeightHh => Some(&self.weight_hh),
+            ParamKind::BiasIh => self.bias_ih.as_deref(),
+            ParamKind::BiasHh => self.bias_hh.as_deref(),
+        }
+    }
+
+    pub fn get_mut(&mut self, kind: ParamKind) -> Option<&mut Vec<T>> {
+        match kind {
+            ParamKind::WeightIh => Some(&mut self.weight_ih),
+            ParamKind::WeightHh => Some(&mut self.weight_hh),
+            ParamKind::BiasIh => self.bias_ih.as_mut(),
+            ParamKind::BiasHh => self.bias_hh.as_mut(),
+        }
+    }
+}
+
+/// Options for [`LstmWeights::init`].
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct InitOptions {
+    /// Keras' `unit_forget_bias`: after the uniform draw, set the forget-gate
+    /// block of `bias_ih` to 1 and of `bias_hh` to 0, so that the forget
+    /// gate's total bias is 1. Needs `bias = true`.
+    pub unit_forget_bias: bool,
+}
+
+/// All parameters of an LSTM, with the configuration they belong to.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LstmWeights<T = f32> {
+    pub config: LstmConfig,
+    /// Indexed by `layer * D + direction`.
+    pub layers: Vec<LayerWeights<T>>,
+}
+
+impl<T: Real> LstmWeights<T> {
+    /// All parameters set to zero (the shape of a gradient).
+    pub fn zeros(config: &LstmConfig) -> Result<Self> {
+        config.validate()?;
+        let layers = (0..config.num_layers)
+            .flat_map(|layer| (0..config.num_directions()).map(move |d| (layer, d)))
+            .map(|(layer, _)| {
+                let four_h = 4 * config.hidden_size;
+                let bias = config.bias.then(|| vec![T::zero(); four_h]);
+                LayerWeights {
+                    weight_ih: vec![T::zero(); four_h * config.layer_input_size(layer)],
+                    weight_hh: vec![T::zero(); four_h * config.hidden_size],
+                    bias_ih: bias.clone(),
+                    bias_hh: bias,
+                }
+            })
+            .collect();
+        Ok(LstmWeights {
+            config: config.clone(),
+            layers,
+        })
+    }
+
+    /// PyTorch's initialisation: every parameter drawn from U(-1/√H, 1/√H),
+    /// in `state_dict` order, from a ChaCha8 stream seeded with `seed`.
+    pub fn init(config: &LstmConfig, seed: u64, options: InitOptions) -> Result<Self> {
+        if options.unit_forget_bias && !config.bias {
+            return Err(LstmError::InvalidConfig {
+                field: "bias",
+                reason: "unit_forget_bias needs bias = true".into(),
+            });
+        }
+        let mut weights = Self::zeros(config)?;
+        let bound = 1.0 / (config.hidden_size as f64).sqrt();
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        for layer in weights.layers.iter_mut() {
+            for kind in ParamKind::ALL {
+                if let Some(values) = layer.get_mut(kind) {
+                    for v in values.iter_mut() {
+                        *v = T::from_f64(rng.random_range(-bound..bound));
+                    }
+                }
+            }
+        }
+        if options.unit_forget_bias {
+            let h = config.hidden_size;
+            for layer in weights.layers.iter_mut() {
+                if let (Some(b_ih), Some(b_hh)) = (&mut layer.bias_ih, &mut layer.bias_hh) {
+                    b_ih[h..2 * h].fill(T::one());
+                    b_hh[h..2 * h].fill(T::zero());
+                }
+            }
+        }
+        Ok(weights)
+    }
+
+    /// The weights of `layer` in `direction`.
+    pub fn layer(&self, layer: usize, direction: usize) -> &LayerWeights<T> {
+        &self.layers[layer * self.config.num_directions() + direction]
+    }
+
+    pub fn layer_mut(&mut self, layer: usize, direction: usize) -> &mut LayerWeights<T> {
+        let d = self.config.num_directions();
+        &mut self.layers[layer * d + direction]
+    }
+
+    /// Every parameter as (PyTorch name, shape, values), in `state_dict` order.
+    pub fn named_params(&self) -> Vec<(String, Vec<usize>, &[T])> {
+        let cfg = &self.config;
+        let four_h = 4 * cfg.hidden_size;
+        let mut out = Vec::new();
+        for layer in 0..cfg.num_layers {
+            for dir in 0..cfg.num_directions() {
+                let lw = self.layer(layer, dir);
+                for kind in ParamKind::ALL {
+                    if let Some(values) = lw.get(kind) {
+                        let shape = match kind {
+                            ParamKind::WeightIh => vec![four_h, cfg.layer_input_size(layer)],
+                            ParamKind::WeightHh => vec![four_h, cfg.hidden_size],
+                            ParamKind::BiasIh | ParamKind::BiasHh => vec![four_h],
+                        };
+                        out.push((param_name(kind, layer, dir), shape, values));
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// Total number of scalar parameters.
+    pub fn num_params(&self) -> usize {
+        self.named_params().iter().map(|(_, _, v)| v.len()).sum()
+    }
+
+    /// Converts every parameter to another float type.
+    pub fn cast<U: Real>(&self) -> LstmWeights<U> {
+        let conv = |v: &Vec<T>| v.iter().map(|&x| U::from_f64(x.to_f64())).collect();
+        LstmWeights {
+            config: self.config.clone(),
+            layers: self
+                .layers
+                .iter()
+                .map(|l| LayerWeights {
+                    weight_ih: conv(&l.weight_ih),
+                    weight_hh: conv(&l.weight_hh),
+                    bias_ih: l.bias_ih.as_ref().map(conv),
+                    bias_hh: l.bias_hh.as_ref().map(conv),
+                })
+                .collect(),
+        }
+    }
+}

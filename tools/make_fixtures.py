@@ -1,0 +1,208 @@
+#!/usr/bin/env python3
+"""Generate golden LSTM test fixtures from PyTorch (float64).
+
+Regenerate with:
+
+    python3 tools/make_fixtures.py            # writes tests/fixtures/<case>.safetensors
+    python3 tools/make_fixtures.py --out DIR  # writes DIR/<case>.safetensors
+
+Requires `torch`, `safetensors` and `numpy`. Each case is seeded with
+`torch.manual_seed(1000 + case_index)`, so output is deterministic for a given
+PyTorch version (recorded in the metadata).
+
+Every file holds one case of `torch.nn.LSTM` run in float64. Tensors (all float
+tensors are float64 and contiguous; D = 2 if bidirectional else 1, L = num_layers):
+
+  lstm.<name>         LSTM parameters, named exactly as in `lstm.state_dict()`:
+                      lstm.weight_ih_l{k}[_reverse]  [4H, I or D*H]
+                      lstm.weight_hh_l{k}[_reverse]  [4H, H]
+                      lstm.bias_ih_l{k}[_reverse]    [4H]  (only when bias)
+                      lstm.bias_hh_l{k}[_reverse]    [4H]  (only when bias)
+                      Gate order along 4H is PyTorch's: i, f, g, o.
+                      Initialised by PyTorch's default reset_parameters.
+  input               [T, B, I], or [B, T, I] when batch_first (standard normal)
+  h_0, c_0            [D*L, B, H]  only in cases that pass an initial state
+  lengths             int64 [B]    only in variable-length cases (unsorted, all >= 1,
+                      max == T); the run goes through pack_padded_sequence(...,
+                      enforce_sorted=False) and pad_packed_sequence(...,
+                      total_length=T), so padded output steps are exactly 0 and
+                      h_n/c_n are taken at each sequence's last valid step.
+  output              [T, B, D*H], or [B, T, D*H] when batch_first
+  h_n, c_n            [D*L, B, H]
+  d_output, d_h_n, d_c_n
+                      standard-normal coefficients, same shapes as output/h_n/c_n.
+                      The scalar loss is
+                        (output*d_output).sum() + (h_n*d_h_n).sum() + (c_n*d_c_n).sum()
+  grad.input          d loss / d input
+  grad.h_0, grad.c_0  d loss / d h_0, c_0 (only when h_0/c_0 are given)
+  grad.lstm.<name>    d loss / d parameter, for every lstm.<name> above
+
+Metadata (`__metadata__`, all strings): input_size, hidden_size, num_layers,
+bias ("true"/"false"), batch_first ("true"/"false"), bidirectional
+("true"/"false"), torch_version, description.
+"""
+
+import argparse
+import json
+import os
+import sys
+
+import torch
+from safetensors.torch import load_file, save
+
+torch.set_default_dtype(torch.float64)
+
+# name, kwargs. Keys: L, I, H, T, B, bidir, batch_first, bias, state, lengths, scale, desc
+CASES = [
+    ("single_layer", dict(L=1, I=5, H=8, T=6, B=3,
+        desc="1 layer, unidirectional, seq-first, zero initial state")),
+    ("two_layers", dict(L=2, I=5, H=8, T=6, B=3,
+        desc="2 stacked layers, unidirectional, zero initial state")),
+    ("three_layers_odd_sizes", dict(L=3, I=7, H=33, T=5, B=3,
+        desc="3 stacked layers with odd sizes I=7, H=33")),
+    ("bidirectional", dict(L=1, I=5, H=8, T=6, B=3, bidir=True,
+        desc="1 layer, bidirectional")),
+    ("bidirectional_two_layers", dict(L=2, I=6, H=9, T=5, B=2, bidir=True,
+        desc="2 layers, bidirectional (layer 2 input is the 2H concat)")),
+    ("batch_first", dict(L=1, I=5, H=8, T=6, B=3, batch_first=True,
+        desc="1 layer, batch_first=True ([B,T,I] input / [B,T,H] output)")),
+    ("batch_first_bidirectional_state", dict(L=2, I=4, H=6, T=5, B=3, bidir=True,
+        batch_first=True, state=True,
+        desc="2 layers, bidirectional, batch_first, given h_0/c_0")),
+    ("no_bias", dict(L=2, I=5, H=8, T=6, B=3, bias=False,
+        desc="2 layers, bias=False (no bias tensors)")),
+    ("given_state", dict(L=1, I=5, H=8, T=6, B=3, state=True,
+        desc="1 layer with given h_0/c_0 (gradients w.r.t. them included)")),
+    ("lengths_unsorted", dict(L=1, I=5, H=8, T=6, B=4, lengths=[3, 6, 1, 4],
+        desc="1 layer, packed variable lengths [3,6,1,4] (unsorted), padded output zero")),
+    ("lengths_bidirectional_two_layers", dict(L=2, I=5, H=7, T=5, B=4, bidir=True,
+        state=True, lengths=[2, 5, 5, 3],
+        desc="2 layers, bidirectional, packed lengths [2,5,5,3], given h_0/c_0")),
+    ("lengths_batch_first_bidirectional", dict(L=1, I=3, H=5, T=4, B=3, bidir=True,
+        batch_first=True, lengths=[4, 1, 3],
+        desc="1 layer, bidirectional, batch_first, packed lengths [4,1,3]")),
+    ("single_time_step", dict(L=2, I=5, H=8, T=1, B=3,
+        desc="2 layers, a single time step T=1")),
+    ("batch_of_one", dict(L=2, I=5, H=8, T=7, B=1, bidir=True,
+        desc="2 layers, bidirectional, batch size 1")),
+    ("odd_sizes", dict(L=1, I=7, H=33, T=9, B=5, state=True,
+        desc="1 layer, odd sizes I=7, H=33, B=5, T=9, given h_0/c_0")),
+    ("saturating", dict(L=2, I=5, H=8, T=6, B=3, scale=100.0,
+        desc="2 layers, input scaled by 100 so gate pre-activations reach |x| in the "
+             "tens/hundreds (sigmoid/tanh saturation)")),
+    ("long_sequence", dict(L=1, I=4, H=16, T=100, B=2,
+        desc="1 layer, long sequence T=100")),
+]
+
+
+def run(lstm, x, h0c0, lengths, batch_first, T):
+    """Forward pass; with lengths, go through pack/pad like a real user would."""
+    if lengths is None:
+        return lstm(x, h0c0)
+    packed = torch.nn.utils.rnn.pack_padded_sequence(
+        x, lengths, batch_first=batch_first, enforce_sorted=False)
+    out, (h, c) = lstm(packed, h0c0)
+    out, _ = torch.nn.utils.rnn.pad_packed_sequence(
+        out, batch_first=batch_first, total_length=T)
+    return out, (h, c)
+
+
+def make_case(index, name, L, I, H, T, B, bidir=False, batch_first=False, bias=True,
+              state=False, lengths=None, scale=1.0, desc=""):
+    torch.manual_seed(1000 + index)
+    D = 2 if bidir else 1
+    lstm = torch.nn.LSTM(I, H, num_layers=L, bias=bias, batch_first=batch_first,
+                         bidirectional=bidir).double()
+    t = {"lstm." + k: v.detach().clone() for k, v in lstm.state_dict().items()}
+
+    x = torch.randn(B, T, I) if batch_first else torch.randn(T, B, I)
+    x = (x * scale).requires_grad_()
+    t["input"] = x.detach().clone()
+    h0c0 = None
+    if state:
+        h0 = torch.randn(D * L, B, H, requires_grad=True)
+        c0 = torch.randn(D * L, B, H, requires_grad=True)
+        h0c0 = (h0, c0)
+        t["h_0"], t["c_0"] = h0.detach().clone(), c0.detach().clone()
+    if lengths is not None:
+        assert len(lengths) == B and max(lengths) == T and min(lengths) >= 1
+        lengths = torch.tensor(lengths, dtype=torch.int64)
+        t["lengths"] = lengths.clone()
+
+    out, (hn, cn) = run(lstm, x, h0c0, lengths, batch_first, T)
+    d_out, d_hn, d_cn = torch.randn_like(out), torch.randn_like(hn), torch.randn_like(cn)
+    loss = (out * d_out).sum() + (hn * d_hn).sum() + (cn * d_cn).sum()
+    loss.backward()
+
+    t.update(output=out.detach(), h_n=hn.detach(), c_n=cn.detach(),
+             d_output=d_out, d_h_n=d_hn, d_c_n=d_cn)
+    t["grad.input"] = x.grad
+    if state:
+        t["grad.h_0"], t["grad.c_0"] = h0c0[0].grad, h0c0[1].grad
+    for k, p in lstm.named_parameters():
+        t["grad.lstm." + k] = p.grad
+    t = {k: v.detach().contiguous() for k, v in t.items()}
+
+    meta = dict(input_size=str(I), hidden_size=str(H), num_layers=str(L),
+                bias=str(bias).lower(), batch_first=str(batch_first).lower(),
+                bidirectional=str(bidir).lower(), torch_version=torch.__version__,
+                description=desc)
+    return t, meta
+
+
+def save_file_reproducibly(tensors, path, metadata):
+    """safetensors.torch.save_file, but with the metadata keys sorted: the library
+    writes them in random (hash map) order, which would make reruns differ byte-wise."""
+    data = save(tensors, metadata=metadata)
+    n = int.from_bytes(data[:8], "little")
+    header = json.loads(data[8:8 + n])
+    header["__metadata__"] = dict(sorted(header["__metadata__"].items()))
+    new = json.dumps(header, separators=(",", ":")).encode().ljust(n)  # same padding
+    assert len(new) == n
+    with open(path, "wb") as f:
+        f.write(data[:8] + new + data[8 + n:])
+
+
+def self_check(path, meta):
+    """Reload the file, rebuild the LSTM from its tensors and recompute the outputs."""
+    t = load_file(path)
+    bf = meta["batch_first"] == "true"
+    lstm = torch.nn.LSTM(int(meta["input_size"]), int(meta["hidden_size"]),
+                         num_layers=int(meta["num_layers"]), bias=meta["bias"] == "true",
+                         batch_first=bf, bidirectional=meta["bidirectional"] == "true")
+    lstm.load_state_dict({k[5:]: v for k, v in t.items() if k.startswith("lstm.")})
+    # Inputs require grad as during generation: PyTorch takes a slightly different
+    # (last-bit) path for stacked layers under no_grad, and we check bit equality.
+    x = t["input"].clone().requires_grad_()
+    h0c0 = (t["h_0"].clone().requires_grad_(), t["c_0"].clone().requires_grad_()) \
+        if "h_0" in t else None
+    T = x.shape[1 if bf else 0]
+    out, (hn, cn) = run(lstm.double(), x, h0c0, t.get("lengths"), bf, T)
+    for k, v in (("output", out), ("h_n", hn), ("c_n", cn)):
+        assert t[k].dtype == torch.float64 and torch.equal(t[k], v.detach()), (path, k)
+    if "lengths" in t:  # padded steps must be exactly zero
+        for b, n in enumerate(t["lengths"].tolist()):
+            pad = t["output"][b, n:] if bf else t["output"][n:, b]
+            assert torch.all(pad == 0), (path, "padding")
+
+
+def main():
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", default=os.path.join(root, "tests", "fixtures"))
+    args = ap.parse_args()
+    os.makedirs(args.out, exist_ok=True)
+    total = 0
+    for index, (name, kw) in enumerate(CASES):
+        tensors, meta = make_case(index, name, **kw)
+        path = os.path.join(args.out, name + ".safetensors")
+        save_file_reproducibly(tensors, path, meta)
+        self_check(path, meta)
+        size = os.path.getsize(path)
+        total += size
+        print(f"{name:36s} {len(tensors):3d} tensors {size:8d} bytes")
+    print(f"{len(CASES)} files, {total} bytes total, torch {torch.__version__}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
