@@ -14,7 +14,7 @@ pub trait Real:
     num_traits::Float + Default + Debug + Send + Sync + bytemuck::Pod + sealed::Sealed + 'static
 {
     fn from_f64(x: f64) -> Self;
-    fn to_f64(self) -> f64;
+    fn as_f64(self) -> f64;
 
     /// Logistic sigmoid, finite for every finite input.
     fn sigmoid(self) -> Self {
@@ -29,7 +29,7 @@ impl Real for f32 {
     fn from_f64(x: f64) -> Self {
         x as f32
     }
-    fn to_f64(self) -> f64 {
+    fn as_f64(self) -> f64 {
         self as f64
     }
 }
@@ -38,7 +38,7 @@ impl Real for f64 {
     fn from_f64(x: f64) -> Self {
         x
     }
-    fn to_f64(self) -> f64 {
+    fn as_f64(self) -> f64 {
         self
     }
 }

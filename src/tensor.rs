@@ -53,7 +53,7 @@ impl<T: Real> Tensor<T> {
     pub fn cast<U: Real>(&self) -> Tensor<U> {
         Tensor {
             shape: self.shape.clone(),
-            data: self.data.iter().map(|&x| U::from_f64(x.to_f64())).collect(),
+            data: self.data.iter().map(|&x| U::from_f64(x.as_f64())).collect(),
         }
     }
 

@@ -208,7 +208,7 @@ impl<T: Real> LstmWeights<T> {
 
     /// Converts every parameter to another float type.
     pub fn cast<U: Real>(&self) -> LstmWeights<U> {
-        let conv = |v: &Vec<T>| v.iter().map(|&x| U::from_f64(x.to_f64())).collect();
+        let conv = |v: &Vec<T>| v.iter().map(|&x| U::from_f64(x.as_f64())).collect();
         LstmWeights {
             config: self.config.clone(),
             layers: self

@@ -1,0 +1,217 @@
+//! The analytic backward pass against central finite differences, in f64.
+//!
+//! The loss is a fixed random linear function of everything the forward pass
+//! returns: L = Σ output⊙A + Σ h_n⊙B + Σ c_n⊙C. Every parameter element and
+//! every input, h_0 and c_0 element is perturbed by ±ε and the change in L
+//! compared with the backward pass's gradient.
+
+mod common;
+
+use common::{assert_close_to_max, random_tensor};
+use wgpu_lstm::cpu::{self, OutputGrads};
+use wgpu_lstm::{InitOptions, LstmConfig, LstmInput, LstmWeights, Tensor};
+
+const EPS: f64 = 1e-6;
+const TOL: f64 = 1e-6;
+const DROPOUT_SEED: u64 = 77;
+
+struct Case {
+    config: LstmConfig,
+    seq_len: usize,
+    batch: usize,
+    lengths: Option<Vec<usize>>,
+    with_state: bool,
+}
+
+fn loss(
+    w: &LstmWeights<f64>,
+    x: &LstmInput<'_, f64>,
+    coef: &(Tensor<f64>, Tensor<f64>, Tensor<f64>),
+) -> f64 {
+    // forward_train, so dropout (when configured) applies with a fixed mask.
+    let (out, _) = cpu::forward_train(w, x, DROPOUT_SEED).unwrap();
+    let dot = |a: &Tensor<f64>, b: &Tensor<f64>| -> f64 {
+        a.data().iter().zip(b.data()).map(|(x, y)| x * y).sum()
+    };
+    dot(&out.output, &coef.0) + dot(&out.h_n, &coef.1) + dot(&out.c_n, &coef.2)
+}
+
+/// Central difference of `loss` w.r.t. every element that `get` exposes.
+fn numeric(mut perturb: impl FnMut(usize, f64) -> f64, n: usize) -> Vec<f64> {
+    (0..n)
+        .map(|i| (perturb(i, EPS) - perturb(i, -EPS)) / (2.0 * EPS))
+        .collect()
+}
+
+fn check(case: Case) {
+    let cfg = &case.config;
+    let (t, b) = (case.seq_len, case.batch);
+    let w = LstmWeights::<f64>::init(cfg, 5, InitOptions::default()).unwrap();
+    let in_shape = if cfg.batch_first {
+        [b, t, cfg.input_size]
+    } else {
+        [t, b, cfg.input_size]
+    };
+    let input = random_tensor::<f64>(&in_shape, 11, 1.0);
+    let state_shape = [cfg.num_layers * cfg.num_directions(), b, cfg.hidden_size];
+    let h0 = random_tensor::<f64>(&state_shape, 12, 0.5);
+    let c0 = random_tensor::<f64>(&state_shape, 13, 0.5);
+    let out_shape = if cfg.batch_first {
+        [b, t, cfg.output_size()]
+    } else {
+        [t, b, cfg.output_size()]
+    };
+    let coef = (
+        random_tensor::<f64>(&out_shape, 21, 1.0),
+        random_tensor::<f64>(&state_shape, 22, 1.0),
+        random_tensor::<f64>(&state_shape, 23, 1.0),
+    );
+
+    let x = make_input(&case, &input, &h0, &c0);
+    let (_, cache) = cpu::forward_train(&w, &x, DROPOUT_SEED).unwrap();
+    let grads = cpu::backward(
+        &w,
+        &cache,
+        &OutputGrads {
+            d_output: &coef.0,
+            d_h_n: Some(&coef.1),
+            d_c_n: Some(&coef.2),
+        },
+    )
+    .unwrap();
+
+    // Every parameter.
+    for (name, _, analytic) in grads.weights.named_params() {
+        let n = analytic.len();
+        let fd = numeric(
+            |i, delta| {
+                let mut wp = w.clone();
+                let (l, d, kind) = locate(&name);
+                let p = wp.layer_mut(l, d).get_mut(kind).unwrap();
+                p[i] += delta;
+                loss(&wp, &x, &coef)
+            },
+            n,
+        );
+        assert_close_to_max(&name, analytic, &fd, TOL);
+    }
+
+    // The input, and the initial state when given.
+    let fd_input = numeric(
+        |i, delta| {
+            let mut xp = input.clone();
+            xp.data_mut()[i] += delta;
+            loss(&w, &make_input(&case, &xp, &h0, &c0), &coef)
+        },
+        input.data().len(),
+    );
+    assert_close_to_max("d_input", grads.d_input.data(), &fd_input, TOL);
+    if case.with_state {
+        let fd_h0 = numeric(
+            |i, delta| {
+                let mut hp = h0.clone();
+                hp.data_mut()[i] += delta;
+                loss(&w, &make_input(&case, &input, &hp, &c0), &coef)
+            },
+            h0.data().len(),
+        );
+        assert_close_to_max("d_h_0", grads.d_h_0.data(), &fd_h0, TOL);
+        let fd_c0 = numeric(
+            |i, delta| {
+                let mut cp = c0.clone();
+                cp.data_mut()[i] += delta;
+                loss(&w, &make_input(&case, &input, &h0, &cp), &coef)
+            },
+            c0.data().len(),
+        );
+        assert_close_to_max("d_c_0", grads.d_c_0.data(), &fd_c0, TOL);
+    }
+}
+
+fn make_input<'a>(
+    case: &'a Case,
+    input: &'a Tensor<f64>,
+    h0: &'a Tensor<f64>,
+    c0: &'a Tensor<f64>,
+) -> LstmInput<'a, f64> {
+    let mut x = LstmInput::new(input);
+    if case.with_state {
+        x = x.with_state(h0, c0);
+    }
+    if let Some(l) = &case.lengths {
+        x = x.with_lengths(l);
+    }
+    x
+}
+
+/// (layer, direction, kind) from a PyTorch parameter name.
+fn locate(name: &str) -> (usize, usize, wgpu_lstm::ParamKind) {
+    let (rest, dir) = match name.strip_suffix("_reverse") {
+        Some(r) => (r, 1),
+        None => (name, 0),
+    };
+    let (stem, layer) = rest.rsplit_once("_l").unwrap();
+    let kind = wgpu_lstm::ParamKind::ALL
+        .into_iter()
+        .find(|k| k.stem() == stem)
+        .unwrap();
+    (layer.parse().unwrap(), dir, kind)
+}
+
+#[test]
+fn single_layer() {
+    check(Case {
+        config: LstmConfig::new(3, 4),
+        seq_len: 4,
+        batch: 2,
+        lengths: None,
+        with_state: true,
+    });
+}
+
+#[test]
+fn two_layers_bidirectional() {
+    check(Case {
+        config: LstmConfig::new(3, 4).num_layers(2).bidirectional(true),
+        seq_len: 4,
+        batch: 2,
+        lengths: None,
+        with_state: true,
+    });
+}
+
+#[test]
+fn variable_lengths_bidirectional_two_layers() {
+    check(Case {
+        config: LstmConfig::new(2, 3).num_layers(2).bidirectional(true),
+        seq_len: 5,
+        batch: 3,
+        lengths: Some(vec![2, 5, 3]),
+        with_state: true,
+    });
+}
+
+#[test]
+fn batch_first_without_bias() {
+    check(Case {
+        config: LstmConfig::new(3, 5).bias(false).batch_first(true),
+        seq_len: 3,
+        batch: 2,
+        lengths: Some(vec![3, 1]),
+        with_state: false,
+    });
+}
+
+#[test]
+fn dropout_between_layers() {
+    check(Case {
+        config: LstmConfig::new(3, 4)
+            .num_layers(3)
+            .bidirectional(true)
+            .dropout(0.4),
+        seq_len: 3,
+        batch: 2,
+        lengths: Some(vec![3, 2]),
+        with_state: false,
+    });
+}
