@@ -18,7 +18,9 @@ pub enum SafetensorsPrefix<'a> {
     /// Detect the one prefix that every key shares, such as `lstm.` or
     /// `encoder.rnn.` (empty when the keys are bare parameter names).
     Auto,
-    /// Exactly this prefix (use `""` for none). Keys without it are unexpected.
+    /// Exactly this prefix, such as `lstm.`: the LSTM is one module of a
+    /// larger `state_dict`, and keys outside the prefix are ignored. With
+    /// `""`, every key must be an LSTM parameter.
     Exact(&'a str),
 }
 
@@ -73,10 +75,11 @@ impl<T: Real> LstmWeights<T> {
         Self::from_safetensors(&st, prefix)
     }
 
-    /// Reads the LSTM parameters out of a parsed file. Every key must be an
-    /// LSTM parameter behind the prefix; anything else is an error.
+    /// Reads the LSTM parameters out of a parsed file. Every key behind the
+    /// prefix must be an LSTM parameter; anything else there is an error.
     pub fn from_safetensors(st: &SafeTensors<'_>, prefix: SafetensorsPrefix) -> Result<Self> {
         let names = st.names();
+        let explicit_prefix = matches!(prefix, SafetensorsPrefix::Exact(p) if !p.is_empty());
         let prefix = match prefix {
             SafetensorsPrefix::Exact(p) => p.to_string(),
             SafetensorsPrefix::Auto => detect_prefix(names.iter().copied()).ok_or_else(|| {
@@ -110,6 +113,9 @@ impl<T: Real> LstmWeights<T> {
             BTreeMap::new();
         for full in &names {
             let bare = full.strip_prefix(prefix.as_str());
+            if bare.is_none() && explicit_prefix {
+                continue; // another module's tensor, e.g. `fc.weight` beside `lstm.`
+            }
             if bare.is_some_and(|b| b.starts_with("weight_hr_l")) {
                 return Err(LstmError::Unsupported(format!(
                     "`{full}` is a projection weight (proj_size > 0); projection LSTMs are not supported yet"
