@@ -1,1 +1,65 @@
-fn main() {}
+//! The two GEMM crates the CPU reference can use, on the products an LSTM
+//! step makes at the standard shapes (f32, row-major):
+//! - `proj`: the input projection, [T·B, I] · [I, 4H]ᵀ-stored weights;
+//! - `recur`: one recurrent step, [B, H] · W_hhᵀ. At B = 1 it is a
+//!   matrix-vector product, where packing GEMMs pay overhead for nothing;
+//! - `dw`: a weight gradient, dGᵀ · X over all T·B rows.
+//!
+//! Run: `cargo bench --bench cpu_gemm`. Throughput is in FLOPs (2·m·n·k).
+
+#[path = "common.rs"]
+mod common;
+
+use std::hint::black_box;
+use std::time::Duration;
+
+use common::STANDARD_SHAPES;
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use wgpu_lstm::cpu::gemm::{GemmBackend, MatRef, matmul_with};
+
+/// (name, m, n, k, a transposed?, b transposed?)
+fn products() -> Vec<(String, usize, usize, usize, bool, bool)> {
+    let mut out = Vec::new();
+    for (b, t, i, h) in STANDARD_SHAPES {
+        out.push((format!("proj_B{b}_H{h}"), t * b, 4 * h, i, false, true));
+        out.push((format!("recur_B{b}_H{h}"), b, 4 * h, h, false, true));
+        out.push((format!("dw_B{b}_H{h}"), 4 * h, h, t * b, true, false));
+    }
+    out
+}
+
+fn bench(c: &mut Criterion) {
+    let mut group = c.benchmark_group("cpu_gemm");
+    group
+        .sample_size(20)
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2));
+    for (name, m, n, k, ta, tb) in products() {
+        let a: Vec<f32> = (0..m * k).map(|x| (x % 7) as f32 * 0.1).collect();
+        let b: Vec<f32> = (0..k * n).map(|x| (x % 5) as f32 * 0.1).collect();
+        let mut c_out = vec![0f32; m * n];
+        group.throughput(Throughput::Elements(2 * (m * n * k) as u64));
+        for backend in [GemmBackend::Gemm, GemmBackend::MatrixMultiply] {
+            let am = if ta {
+                MatRef::new(&a, k, m).t()
+            } else {
+                MatRef::new(&a, m, k)
+            };
+            let bm = if tb {
+                MatRef::new(&b, n, k).t()
+            } else {
+                MatRef::new(&b, k, n)
+            };
+            group.bench_function(BenchmarkId::new(format!("{backend:?}"), &name), |bench| {
+                bench.iter(|| {
+                    matmul_with(backend, &mut c_out, am, bm, false);
+                    black_box(&c_out);
+                })
+            });
+        }
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

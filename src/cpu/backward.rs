@@ -182,7 +182,7 @@ impl<T: Real> Direction<'_, T> {
                     let (i_g, f_g, g_g, o_g) = (g[j], g[hid + j], g[2 * hid + j], g[3 * hid + j]);
                     let c_t = saved.c[(t * bsz + b) * hid + j];
                     let c_prev = prev(&saved.c, &saved.c_0, t, b, j);
-                    let tanh_c = c_t.tanh();
+                    let tanh_c = c_t.tanh_act();
                     let dh = dy[(t * bsz + b) * self.out_stride + self.out_offset + j]
                         + dh_carry[b * hid + j];
                     let dc = dh * o_g * (one - tanh_c * tanh_c) + dc_carry[b * hid + j];

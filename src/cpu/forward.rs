@@ -253,10 +253,10 @@ impl<T: Real> Direction<'_, T> {
                 for j in 0..hid {
                     let i_g = g[j].sigmoid();
                     let f_g = g[hid + j].sigmoid();
-                    let g_g = g[2 * hid + j].tanh();
+                    let g_g = g[2 * hid + j].tanh_act();
                     let o_g = g[3 * hid + j].sigmoid();
                     let c_new = f_g * c[b * hid + j] + i_g * g_g;
-                    let h_new = o_g * c_new.tanh();
+                    let h_new = o_g * c_new.tanh_act();
                     (g[j], g[hid + j], g[2 * hid + j], g[3 * hid + j]) = (i_g, f_g, g_g, o_g);
                     c[b * hid + j] = c_new;
                     h[b * hid + j] = h_new;
