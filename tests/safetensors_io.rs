@@ -320,3 +320,76 @@ fn every_single_byte_corruption_is_an_error_or_a_valid_load_never_a_panic() {
     }
     assert!(outcomes["invalid file"] > 0, "{outcomes:?}");
 }
+
+fn state_dict(name: &str) -> std::path::PathBuf {
+    std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/state_dicts")
+        .join(format!("{name}.safetensors"))
+}
+
+#[test]
+fn a_torch_saved_state_dict_loads_unchanged_and_saves_back_identically() {
+    // save_file(nn.LSTM(6, 10, num_layers=2, bidirectional=True).state_dict(), path)
+    let path = state_dict("lstm_f32");
+    let w = LstmWeights::<f32>::load_safetensors(&path, SafetensorsPrefix::Auto).unwrap();
+    let expected = LstmConfig::new(6, 10).num_layers(2).bidirectional(true);
+    assert_eq!(w.config, expected);
+    // Saving again gives the same tensors, bit for bit, under the same names.
+    let torch_bytes = std::fs::read(&path).unwrap();
+    let ours = w.to_safetensors_bytes("").unwrap();
+    let (a, b) = (
+        safetensors::SafeTensors::deserialize(&torch_bytes).unwrap(),
+        safetensors::SafeTensors::deserialize(&ours).unwrap(),
+    );
+    let mut names = a.names();
+    names.sort();
+    let mut our_names = b.names();
+    our_names.sort();
+    assert_eq!(names, our_names);
+    for n in names {
+        let (x, y) = (a.tensor(n).unwrap(), b.tensor(n).unwrap());
+        assert_eq!(
+            (x.dtype(), x.shape(), x.data()),
+            (y.dtype(), y.shape(), y.data()),
+            "{n}"
+        );
+    }
+}
+
+#[test]
+fn torch_half_and_bfloat16_state_dicts_load_as_their_rounded_values() {
+    let f32w =
+        LstmWeights::<f32>::load_safetensors(state_dict("lstm_f32"), SafetensorsPrefix::Auto)
+            .unwrap();
+    let round: [(&str, fn(f32) -> f32); 2] = [
+        ("lstm_f16", |v| half::f16::from_f32(v).to_f32()),
+        ("lstm_bf16", |v| half::bf16::from_f32(v).to_f32()),
+    ];
+    for (file, round) in round {
+        let w = LstmWeights::<f32>::load_safetensors(state_dict(file), SafetensorsPrefix::Auto)
+            .unwrap();
+        assert_eq!(w.config, f32w.config);
+        for ((n, _, got), (_, _, full)) in w.named_params().iter().zip(f32w.named_params().iter()) {
+            let want: Vec<f32> = full.iter().map(|&v| round(v)).collect();
+            assert_eq!(*got, &want[..], "{file}: {n}");
+        }
+    }
+}
+
+#[test]
+fn the_lstm_of_a_larger_model_loads_by_its_module_prefix() {
+    // A model with the LSTM at `encoder.rnn` and a `head = nn.Linear(20, 3)`.
+    let path = state_dict("model_with_head");
+    let lstm =
+        LstmWeights::<f32>::load_safetensors(&path, SafetensorsPrefix::Exact("encoder.rnn."))
+            .unwrap();
+    let alone =
+        LstmWeights::<f32>::load_safetensors(state_dict("lstm_f32"), SafetensorsPrefix::Auto)
+            .unwrap();
+    assert_eq!(lstm, alone);
+    let err = LstmWeights::<f32>::load_safetensors(&path, SafetensorsPrefix::Auto).unwrap_err();
+    assert!(
+        matches!(&err, LstmError::UnexpectedTensor { name } if name.starts_with("head.")),
+        "{err}"
+    );
+}

@@ -48,7 +48,7 @@ import os
 import sys
 
 import torch
-from safetensors.torch import load_file, save
+from safetensors.torch import load_file, save, save_file
 
 torch.set_default_dtype(torch.float64)
 
@@ -186,6 +186,28 @@ def self_check(path, meta):
             assert torch.all(pad == 0), (path, "padding")
 
 
+def make_state_dicts(out_dir):
+    """Checkpoints exactly as users save them, for the loader tests:
+    `save_file(lstm.state_dict(), path)` in float32, float16 and bfloat16 (bare
+    names), and the state_dict of a model that holds the LSTM as `encoder.rnn`
+    beside a linear `head` (names behind a module prefix, plus another module)."""
+    torch.manual_seed(7)
+    lstm = torch.nn.LSTM(6, 10, num_layers=2, bidirectional=True).float()
+    files = {"lstm_f32": lstm.state_dict()}
+    for name, dtype in (("lstm_f16", torch.float16), ("lstm_bf16", torch.bfloat16)):
+        files[name] = {k: v.to(dtype) for k, v in lstm.state_dict().items()}
+    model = torch.nn.Module()
+    model.encoder = torch.nn.Module()
+    model.encoder.rnn = lstm
+    model.head = torch.nn.Linear(20, 3)
+    files["model_with_head"] = model.state_dict()
+    os.makedirs(out_dir, exist_ok=True)
+    for name, sd in files.items():
+        path = os.path.join(out_dir, name + ".safetensors")
+        save_file(sd, path)
+        print(f"{'state_dicts/' + name:36s} {len(sd):3d} tensors {os.path.getsize(path):8d} bytes")
+
+
 def main():
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -202,6 +224,7 @@ def main():
         total += size
         print(f"{name:36s} {len(tensors):3d} tensors {size:8d} bytes")
     print(f"{len(CASES)} files, {total} bytes total, torch {torch.__version__}")
+    make_state_dicts(os.path.join(args.out, "state_dicts"))
 
 
 if __name__ == "__main__":
