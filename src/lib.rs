@@ -26,3 +26,8 @@ pub use input::LstmInput;
 pub use real::Real;
 pub use tensor::Tensor;
 pub use weights::{InitOptions, LayerWeights, LstmWeights, ParamKind};
+
+// The README's Rust examples are compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
