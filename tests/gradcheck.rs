@@ -96,35 +96,20 @@ fn check(case: Case) {
         assert_close_to_max(&name, analytic, &fd, TOL);
     }
 
-    // The input, and the initial state when given.
-    let fd_input = numeric(
-        |i, delta| {
-            let mut xp = input.clone();
-            xp.data_mut()[i] += delta;
-            loss(&w, &make_input(&case, &xp, &h0, &c0), &coef)
-        },
-        input.data().len(),
-    );
-    assert_close_to_max("d_input", grads.d_input.data(), &fd_input, TOL);
+    // The input, and the initial state when given: perturb one tensor at a time.
+    let perturbed = |which: usize, i: usize, delta: f64| {
+        let mut t = [input.clone(), h0.clone(), c0.clone()];
+        t[which].data_mut()[i] += delta;
+        loss(&w, &make_input(&case, &t[0], &t[1], &t[2]), &coef)
+    };
+    let mut checks = vec![(0, "d_input", grads.d_input.data())];
     if case.with_state {
-        let fd_h0 = numeric(
-            |i, delta| {
-                let mut hp = h0.clone();
-                hp.data_mut()[i] += delta;
-                loss(&w, &make_input(&case, &input, &hp, &c0), &coef)
-            },
-            h0.data().len(),
-        );
-        assert_close_to_max("d_h_0", grads.d_h_0.data(), &fd_h0, TOL);
-        let fd_c0 = numeric(
-            |i, delta| {
-                let mut cp = c0.clone();
-                cp.data_mut()[i] += delta;
-                loss(&w, &make_input(&case, &input, &h0, &cp), &coef)
-            },
-            c0.data().len(),
-        );
-        assert_close_to_max("d_c_0", grads.d_c_0.data(), &fd_c0, TOL);
+        checks.push((1, "d_h_0", grads.d_h_0.data()));
+        checks.push((2, "d_c_0", grads.d_c_0.data()));
+    }
+    for (which, name, analytic) in checks {
+        let fd = numeric(|i, delta| perturbed(which, i, delta), analytic.len());
+        assert_close_to_max(name, analytic, &fd, TOL);
     }
 }
 

@@ -100,7 +100,8 @@ fn an_exact_prefix_ignores_other_modules() {
 #[test]
 fn half_bfloat_and_double_are_converted() {
     let w = two_layer_bidir();
-    let convert: [(Dtype, fn(f32) -> Vec<u8>); 3] = [
+    type Encode = fn(f32) -> Vec<u8>;
+    let convert: [(Dtype, Encode); 3] = [
         (Dtype::F16, |v| {
             half::f16::from_f32(v).to_le_bytes().to_vec()
         }),
@@ -361,7 +362,8 @@ fn torch_half_and_bfloat16_state_dicts_load_as_their_rounded_values() {
     let f32w =
         LstmWeights::<f32>::load_safetensors(state_dict("lstm_f32"), SafetensorsPrefix::Auto)
             .unwrap();
-    let round: [(&str, fn(f32) -> f32); 2] = [
+    type Round = fn(f32) -> f32;
+    let round: [(&str, Round); 2] = [
         ("lstm_f16", |v| half::f16::from_f32(v).to_f32()),
         ("lstm_bf16", |v| half::bf16::from_f32(v).to_f32()),
     ];

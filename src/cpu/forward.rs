@@ -166,7 +166,7 @@ fn run<T: Real>(
         h_n: Tensor::new(state_shape, h_n)?,
         c_n: Tensor::new(state_shape, c_n)?,
     };
-    let cache = save.then(|| ForwardCache {
+    let cache = save.then_some(ForwardCache {
         seq_len,
         batch,
         lengths,

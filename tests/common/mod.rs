@@ -27,7 +27,7 @@ pub fn assert_close<A: Real, B: Real>(name: &str, got: &[A], want: &[B], atol: f
         let err = (g - w).abs();
         max_err = max_err.max(err);
         let excess = err - (atol + rtol * w.abs());
-        if !(excess <= 0.0) && worst.is_none_or(|(_, _, _, e)| excess > e) {
+        if (excess > 0.0 || excess.is_nan()) && worst.is_none_or(|(_, _, _, e)| excess > e) {
             worst = Some((i, g, w, excess));
         }
     }
