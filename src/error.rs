@@ -58,6 +58,38 @@ pub enum LstmError {
     #[error("unsupported: {0}")]
     Unsupported(String),
 
+    /// No GPU adapter could be found.
+    #[error(
+        "no GPU adapter found{detail}. Install a GPU driver with Vulkan, Metal or DX12 support; \
+         on Linux without a GPU, `apt-get install mesa-vulkan-drivers libvulkan1` provides the \
+         software driver lavapipe"
+    )]
+    NoAdapter { detail: String },
+
+    /// The adapter refused to create a device.
+    #[error("GPU device request failed on `{adapter}`: {reason}")]
+    DeviceRequest { adapter: String, reason: String },
+
+    /// The device was lost (driver reset, GPU removed, out of memory, ...).
+    #[error("GPU device lost: {0}")]
+    DeviceLost(String),
+
+    /// wgpu reported a validation, out-of-memory or internal error.
+    #[error("GPU error: {0}")]
+    Gpu(String),
+
+    /// A buffer or dispatch would exceed a limit of the device.
+    #[error(
+        "{what} needs {requested} but the device's `{limit}` is {available}; \
+         use a smaller batch, sequence or hidden size"
+    )]
+    DeviceLimit {
+        what: String,
+        limit: &'static str,
+        requested: u64,
+        available: u64,
+    },
+
     /// Reading or writing a file failed.
     #[error("cannot {action} `{path}`: {source}")]
     Io {

@@ -44,64 +44,84 @@ impl<'a, T: Real> LstmInput<'a, T> {
 
     /// Checks every shape and value against `config`; returns (T, B).
     pub fn validate(&self, config: &LstmConfig) -> Result<(usize, usize)> {
-        let shape = self.input.shape();
-        let [a, b, i] = *shape else {
-            let want = if config.batch_first {
-                "[B, T, I]"
-            } else {
-                "[T, B, I]"
-            };
-            return Err(LstmError::value(
-                "input",
-                format!("must have rank 3 ({want}), got shape {shape:?}"),
-            ));
-        };
-        let (seq_len, batch) = if config.batch_first { (b, a) } else { (a, b) };
-        if i != config.input_size {
-            let expected = if config.batch_first {
-                [batch, seq_len, config.input_size]
-            } else {
-                [seq_len, batch, config.input_size]
-            };
-            return Err(LstmError::shape("input", &expected, shape));
-        }
-        if seq_len == 0 || batch == 0 {
-            return Err(LstmError::value(
-                "input",
-                format!("needs at least one time step and one sequence, got shape {shape:?}"),
-            ));
-        }
+        let dims = check_shapes(
+            config,
+            self.input.shape(),
+            self.h_0.map(Tensor::shape),
+            self.c_0.map(Tensor::shape),
+            self.lengths,
+        )?;
         check_finite("input", self.input.data())?;
-        let state_shape = [
-            config.num_layers * config.num_directions(),
-            batch,
-            config.hidden_size,
-        ];
         for (name, state) in [("h_0", self.h_0), ("c_0", self.c_0)] {
             if let Some(s) = state {
-                if s.shape() != state_shape {
-                    return Err(LstmError::shape(name, &state_shape, s.shape()));
-                }
                 check_finite(name, s.data())?;
             }
         }
-        if let Some(lengths) = self.lengths {
-            if lengths.len() != batch {
-                return Err(LstmError::shape("lengths", &[batch], &[lengths.len()]));
-            }
-            if let Some((idx, &len)) = lengths
-                .iter()
-                .enumerate()
-                .find(|&(_, &l)| l == 0 || l > seq_len)
-            {
-                return Err(LstmError::value(
-                    "lengths",
-                    format!("lengths[{idx}] = {len}, but each length must be in 1..={seq_len} (T)"),
-                ));
-            }
-        }
-        Ok((seq_len, batch))
+        Ok(dims)
     }
+}
+
+/// The shape checks of a forward pass, for host and GPU tensors alike;
+/// returns (T, B).
+pub fn check_shapes(
+    config: &LstmConfig,
+    input: &[usize],
+    h_0: Option<&[usize]>,
+    c_0: Option<&[usize]>,
+    lengths: Option<&[usize]>,
+) -> Result<(usize, usize)> {
+    let [a, b, i] = *input else {
+        let want = if config.batch_first {
+            "[B, T, I]"
+        } else {
+            "[T, B, I]"
+        };
+        return Err(LstmError::value(
+            "input",
+            format!("must have rank 3 ({want}), got shape {input:?}"),
+        ));
+    };
+    let (seq_len, batch) = if config.batch_first { (b, a) } else { (a, b) };
+    if i != config.input_size {
+        let expected = if config.batch_first {
+            [batch, seq_len, config.input_size]
+        } else {
+            [seq_len, batch, config.input_size]
+        };
+        return Err(LstmError::shape("input", &expected, input));
+    }
+    if seq_len == 0 || batch == 0 {
+        return Err(LstmError::value(
+            "input",
+            format!("needs at least one time step and one sequence, got shape {input:?}"),
+        ));
+    }
+    let state_shape = [
+        config.num_layers * config.num_directions(),
+        batch,
+        config.hidden_size,
+    ];
+    for (name, state) in [("h_0", h_0), ("c_0", c_0)] {
+        if let Some(s) = state.filter(|s| *s != state_shape) {
+            return Err(LstmError::shape(name, &state_shape, s));
+        }
+    }
+    if let Some(lengths) = lengths {
+        if lengths.len() != batch {
+            return Err(LstmError::shape("lengths", &[batch], &[lengths.len()]));
+        }
+        if let Some((idx, &len)) = lengths
+            .iter()
+            .enumerate()
+            .find(|&(_, &l)| l == 0 || l > seq_len)
+        {
+            return Err(LstmError::value(
+                "lengths",
+                format!("lengths[{idx}] = {len}, but each length must be in 1..={seq_len} (T)"),
+            ));
+        }
+    }
+    Ok((seq_len, batch))
 }
 
 /// Rejects NaN and infinities, naming the first bad element.

@@ -14,6 +14,7 @@ pub mod config;
 pub mod cpu;
 pub mod dropout;
 pub mod error;
+pub mod gpu;
 pub mod input;
 pub mod io;
 pub mod real;

@@ -2,6 +2,8 @@
 //! that report where and by how much two tensors differ.
 #![allow(dead_code)]
 
+pub mod gpu;
+
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use wgpu_lstm::{Real, Tensor};

@@ -1,0 +1,23 @@
+// Helpers shared by every kernel. This file is prepended to each kernel's
+// source at build time (src/gpu/kernels/mod.rs), never copied into it.
+
+// Logistic sigmoid, finite and exact at saturation for every finite input.
+// The argument is clamped first: exp() of a large value is undefined in some
+// drivers' SPIR-V, and |x| > 88 is already 0 or 1 in f32.
+fn sigmoid(x: f32) -> f32 {
+    return 1.0 / (1.0 + exp(-clamp(x, -88.0, 88.0)));
+}
+
+// Hyperbolic tangent, saturation-safe: some drivers return NaN from the
+// built-in tanh() at large |x|. This mirrors the CPU path's f32 tanh
+// (src/real.rs): an odd Taylor polynomial for |x| < 1/4, where the exp form
+// would cancel, and 1 - 2/(e^{2|x|} + 1) elsewhere, with |x| clamped to 20
+// (tanh(20) rounds to 1 in f32).
+fn tanh_safe(x: f32) -> f32 {
+    let a = min(abs(x), 20.0);
+    let x2 = x * x;
+    let p = (((62.0 / 2835.0) * x2 - 17.0 / 315.0) * x2 + 2.0 / 15.0) * x2 - 1.0 / 3.0;
+    let small = x + x * x2 * p;
+    let large = sign(x) * (1.0 - 2.0 / (exp(2.0 * a) + 1.0));
+    return select(large, small, a < 0.25);
+}

@@ -1,0 +1,137 @@
+// Tiled GEMM: C[M, N] = op(A)[M, K] · op(B)[K, N] (+ bias[N]) (+ C).
+//
+// Each 16×16 workgroup computes a 64×64 tile of C; each invocation a 4×4
+// register block. K advances in steps of 16 through workgroup-memory tiles.
+// Any M, N, K: loads past an edge read 0 and stores past it are skipped.
+// op(A) = A, or Aᵀ when TRANS_A (A stored [K, M]); likewise B (stored [N, K]).
+// Offsets (in elements) let one binding address a slice of a larger buffer.
+
+struct GemmParams {
+    m: u32,
+    n: u32,
+    k: u32,
+    lda: u32,      // row stride of A as stored
+    ldb: u32,      // row stride of B as stored
+    ldc: u32,      // row stride of C
+    a_off: u32,
+    b_off: u32,
+    c_off: u32,
+    bias_off: u32,
+    flags: u32,    // TRANS_A | TRANS_B | BIAS | ACCUMULATE
+    _pad: u32,
+}
+
+const TRANS_A: u32 = 1u;
+const TRANS_B: u32 = 2u;
+const BIAS: u32 = 4u;
+const ACCUMULATE: u32 = 8u;
+
+const BM: u32 = 64u;
+const BN: u32 = 64u;
+const BK: u32 = 16u;
+const TM: u32 = 4u;
+const TN: u32 = 4u;
+
+@group(0) @binding(0) var<uniform> p: GemmParams;
+@group(0) @binding(1) var<storage, read> a: array<f32>;          // A as stored
+@group(0) @binding(2) var<storage, read> b: array<f32>;          // B as stored
+@group(0) @binding(3) var<storage, read> bias: array<f32>;       // [N] at bias_off
+@group(0) @binding(4) var<storage, read_write> c: array<f32>;    // [M, ldc] at c_off
+
+var<workgroup> tile_a: array<f32, 1024>;   // [BK][BM]
+var<workgroup> tile_b: array<f32, 1024>;   // [BK][BN]
+
+fn load_a(m: u32, k: u32) -> f32 {
+    if (m >= p.m || k >= p.k) {
+        return 0.0;
+    }
+    if ((p.flags & TRANS_A) != 0u) {
+        return a[p.a_off + k * p.lda + m];
+    }
+    return a[p.a_off + m * p.lda + k];
+}
+
+fn load_b(k: u32, n: u32) -> f32 {
+    if (k >= p.k || n >= p.n) {
+        return 0.0;
+    }
+    if ((p.flags & TRANS_B) != 0u) {
+        return b[p.b_off + n * p.ldb + k];
+    }
+    return b[p.b_off + k * p.ldb + n];
+}
+
+@compute @workgroup_size(16, 16, 1)
+fn main(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(local_invocation_id) lid: vec3<u32>,
+    @builtin(local_invocation_index) li: u32,
+) {
+    let row0 = wg.y * BM;
+    let col0 = wg.x * BN;
+    var acc: array<array<f32, 4>, 4>;
+    for (var i = 0u; i < TM; i++) {
+        for (var j = 0u; j < TN; j++) {
+            acc[i][j] = 0.0;
+        }
+    }
+    // Neighbouring invocations load neighbouring addresses: along K when the
+    // stored rows run along K, along M (or N) when they run along it.
+    let a_k_fast = (p.flags & TRANS_A) == 0u;
+    let b_k_fast = (p.flags & TRANS_B) != 0u;
+
+    for (var k0 = 0u; k0 < p.k; k0 += BK) {
+        for (var r = 0u; r < 4u; r++) {
+            let e = li + r * 256u;
+            var mm = e % BM;
+            var ka = e / BM;
+            if (a_k_fast) {
+                ka = e % BK;
+                mm = e / BK;
+            }
+            tile_a[ka * BM + mm] = load_a(row0 + mm, k0 + ka);
+            var nn = e % BN;
+            var kb = e / BN;
+            if (b_k_fast) {
+                kb = e % BK;
+                nn = e / BK;
+            }
+            tile_b[kb * BN + nn] = load_b(k0 + kb, col0 + nn);
+        }
+        workgroupBarrier();
+        for (var kk = 0u; kk < BK; kk++) {
+            var av: array<f32, 4>;
+            var bv: array<f32, 4>;
+            for (var i = 0u; i < TM; i++) {
+                av[i] = tile_a[kk * BM + lid.y * TM + i];
+            }
+            for (var j = 0u; j < TN; j++) {
+                bv[j] = tile_b[kk * BN + lid.x * TN + j];
+            }
+            for (var i = 0u; i < TM; i++) {
+                for (var j = 0u; j < TN; j++) {
+                    acc[i][j] = fma(av[i], bv[j], acc[i][j]);
+                }
+            }
+        }
+        workgroupBarrier();
+    }
+
+    for (var i = 0u; i < TM; i++) {
+        let m = row0 + lid.y * TM + i;
+        for (var j = 0u; j < TN; j++) {
+            let n = col0 + lid.x * TN + j;
+            if (m < p.m && n < p.n) {
+                var v = acc[i][j];
+                if ((p.flags & BIAS) != 0u) {
+                    v += bias[p.bias_off + n];
+                }
+                let idx = p.c_off + m * p.ldc + n;
+                if ((p.flags & ACCUMULATE) != 0u) {
+                    v += c[idx];
+                }
+                c[idx] = v;
+            }
+        }
+    }
+}

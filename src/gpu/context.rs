@@ -1,0 +1,299 @@
+//! `GpuContext`: the adapter, device and queue, built once and shared by
+//! every GPU object, with typed errors and counters of the work it records.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use crate::error::{LstmError, Result};
+
+/// What a context has done since it was made; tests and the benchmark read it
+/// to check the structural promises (one submit per pass, T + O(1)
+/// dispatches, no allocation on a repeated call).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counters {
+    pub submits: u64,
+    pub dispatches: u64,
+    pub pipelines: u64,
+    pub bind_groups: u64,
+    pub buffers: u64,
+}
+
+impl std::ops::Sub for Counters {
+    type Output = Counters;
+    fn sub(self, rhs: Counters) -> Counters {
+        Counters {
+            submits: self.submits - rhs.submits,
+            dispatches: self.dispatches - rhs.dispatches,
+            pipelines: self.pipelines - rhs.pipelines,
+            bind_groups: self.bind_groups - rhs.bind_groups,
+            buffers: self.buffers - rhs.buffers,
+        }
+    }
+}
+
+#[derive(Default)]
+struct AtomicCounters {
+    submits: AtomicU64,
+    dispatches: AtomicU64,
+    pipelines: AtomicU64,
+    bind_groups: AtomicU64,
+    buffers: AtomicU64,
+}
+
+/// One adapter as `wgpu-lstm info` shows it.
+#[derive(Clone, Debug)]
+pub struct AdapterSummary {
+    pub info: wgpu::AdapterInfo,
+    pub features: wgpu::Features,
+    pub limits: wgpu::Limits,
+}
+
+struct Inner {
+    adapter_info: wgpu::AdapterInfo,
+    device: wgpu::Device,
+    queue: wgpu::Queue,
+    counters: AtomicCounters,
+    /// The first error wgpu reported outside an error scope, or a device loss.
+    error: Arc<Mutex<Option<LstmError>>>,
+}
+
+/// A wgpu device and queue, cheap to clone (all clones share one device).
+#[derive(Clone)]
+pub struct GpuContext {
+    inner: Arc<Inner>,
+}
+
+fn instance() -> wgpu::Instance {
+    // Honours WGPU_BACKEND (e.g. `vulkan`, `metal`, `dx12`) and the other
+    // WGPU_* instance variables.
+    wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env())
+}
+
+/// Every adapter wgpu can see, for `wgpu-lstm info`.
+pub fn list_adapters() -> Vec<AdapterSummary> {
+    let instance = instance();
+    pollster::block_on(instance.enumerate_adapters(wgpu::Backends::all()))
+        .into_iter()
+        .map(|a| AdapterSummary {
+            info: a.get_info(),
+            features: a.features(),
+            limits: a.limits(),
+        })
+        .collect()
+}
+
+impl GpuContext {
+    /// Picks an adapter and opens a device on it.
+    ///
+    /// With `WGPU_ADAPTER_NAME` set, the first adapter whose name contains it
+    /// (case-insensitive) is used, or [`LstmError::NoAdapter`] returned if none
+    /// does. Otherwise wgpu picks, preferring a high-performance GPU
+    /// (`WGPU_POWER_PREF` overrides). `WGPU_BACKEND` restricts the backends.
+    ///
+    /// The device gets the adapter's own storage-buffer and buffer-size limits
+    /// rather than WebGPU's small defaults, so large sequences fit.
+    pub fn new() -> Result<Self> {
+        let instance = instance();
+        let adapter = match std::env::var("WGPU_ADAPTER_NAME") {
+            Ok(wanted) => {
+                let wanted = wanted.to_lowercase();
+                let adapters =
+                    pollster::block_on(instance.enumerate_adapters(wgpu::Backends::all()));
+                let names: Vec<String> = adapters.iter().map(|a| a.get_info().name).collect();
+                adapters
+                    .into_iter()
+                    .find(|a| a.get_info().name.to_lowercase().contains(&wanted))
+                    .ok_or_else(|| LstmError::NoAdapter {
+                        detail: format!(
+                            " whose name contains WGPU_ADAPTER_NAME={wanted:?} (adapters: {names:?})"
+                        ),
+                    })?
+            }
+            Err(_) => pollster::block_on(
+                instance.request_adapter(&wgpu::RequestAdapterOptions {
+                    power_preference: wgpu::PowerPreference::from_env()
+                        .unwrap_or(wgpu::PowerPreference::HighPerformance),
+                    compatible_surface: None,
+                    ..Default::default()
+                }),
+            )
+            .map_err(|e| LstmError::NoAdapter {
+                detail: format!(" ({e})"),
+            })?,
+        };
+        Self::from_adapter(&adapter)
+    }
+
+    /// Opens a device on a specific adapter.
+    pub fn from_adapter(adapter: &wgpu::Adapter) -> Result<Self> {
+        let info = adapter.get_info();
+        let available = adapter.limits();
+        let required_limits = wgpu::Limits {
+            max_storage_buffer_binding_size: available.max_storage_buffer_binding_size,
+            max_buffer_size: available.max_buffer_size,
+            max_storage_buffers_per_shader_stage: available
+                .max_storage_buffers_per_shader_stage
+                .min(16),
+            max_compute_workgroup_storage_size: available.max_compute_workgroup_storage_size,
+            ..wgpu::Limits::downlevel_defaults()
+                .using_resolution(available.clone())
+                .using_alignment(available.clone())
+        };
+        let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
+            label: Some("wgpu-lstm device"),
+            required_features: wgpu::Features::empty(),
+            required_limits,
+            experimental_features: wgpu::ExperimentalFeatures::disabled(),
+            memory_hints: wgpu::MemoryHints::Performance,
+            trace: wgpu::Trace::Off,
+        }))
+        .map_err(|e| LstmError::DeviceRequest {
+            adapter: info.name.clone(),
+            reason: e.to_string(),
+        })?;
+
+        let error = Arc::new(Mutex::new(None));
+        let slot = error.clone();
+        device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
+            let mut s = slot.lock().unwrap_or_else(|p| p.into_inner());
+            s.get_or_insert(LstmError::Gpu(e.to_string()));
+        }));
+        let slot = error.clone();
+        device.set_device_lost_callback(move |reason, message| {
+            let mut s = slot.lock().unwrap_or_else(|p| p.into_inner());
+            s.get_or_insert(LstmError::DeviceLost(format!("{reason:?}: {message}")));
+        });
+        Ok(GpuContext {
+            inner: Arc::new(Inner {
+                adapter_info: info,
+                device,
+                queue,
+                counters: AtomicCounters::default(),
+                error,
+            }),
+        })
+    }
+
+    pub fn device(&self) -> &wgpu::Device {
+        &self.inner.device
+    }
+
+    pub fn queue(&self) -> &wgpu::Queue {
+        &self.inner.queue
+    }
+
+    pub fn adapter_info(&self) -> &wgpu::AdapterInfo {
+        &self.inner.adapter_info
+    }
+
+    pub fn features(&self) -> wgpu::Features {
+        self.inner.device.features()
+    }
+
+    pub fn limits(&self) -> wgpu::Limits {
+        self.inner.device.limits()
+    }
+
+    /// A snapshot of the work recorded so far.
+    pub fn counters(&self) -> Counters {
+        let c = &self.inner.counters;
+        Counters {
+            submits: c.submits.load(Ordering::Relaxed),
+            dispatches: c.dispatches.load(Ordering::Relaxed),
+            pipelines: c.pipelines.load(Ordering::Relaxed),
+            bind_groups: c.bind_groups.load(Ordering::Relaxed),
+            buffers: c.buffers.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Returns (and clears) the first error wgpu reported, if any.
+    pub fn check(&self) -> Result<()> {
+        let mut slot = self.inner.error.lock().unwrap_or_else(|p| p.into_inner());
+        match slot.take() {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    // ---- Recording helpers: every GPU object the crate makes goes through these. ----
+
+    pub(crate) fn create_buffer(
+        &self,
+        label: &str,
+        size: u64,
+        usage: wgpu::BufferUsages,
+    ) -> Result<wgpu::Buffer> {
+        let limits = self.limits();
+        if size > limits.max_buffer_size {
+            return Err(LstmError::DeviceLimit {
+                what: format!("buffer `{label}`"),
+                limit: "max_buffer_size",
+                requested: size,
+                available: limits.max_buffer_size,
+            });
+        }
+        if usage.contains(wgpu::BufferUsages::STORAGE)
+            && size > limits.max_storage_buffer_binding_size as u64
+        {
+            return Err(LstmError::DeviceLimit {
+                what: format!("storage buffer `{label}`"),
+                limit: "max_storage_buffer_binding_size",
+                requested: size,
+                available: limits.max_storage_buffer_binding_size as u64,
+            });
+        }
+        self.inner.counters.buffers.fetch_add(1, Ordering::Relaxed);
+        // wgpu rejects zero-sized bindings; round tiny buffers up to one vec4.
+        let size = size.max(16).next_multiple_of(4);
+        Ok(self.inner.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some(label),
+            size,
+            usage,
+            mapped_at_creation: false,
+        }))
+    }
+
+    pub(crate) fn create_bind_group(
+        &self,
+        desc: &wgpu::BindGroupDescriptor<'_>,
+    ) -> wgpu::BindGroup {
+        self.inner
+            .counters
+            .bind_groups
+            .fetch_add(1, Ordering::Relaxed);
+        self.inner.device.create_bind_group(desc)
+    }
+
+    pub(crate) fn create_compute_pipeline(
+        &self,
+        desc: &wgpu::ComputePipelineDescriptor<'_>,
+    ) -> wgpu::ComputePipeline {
+        self.inner
+            .counters
+            .pipelines
+            .fetch_add(1, Ordering::Relaxed);
+        self.inner.device.create_compute_pipeline(desc)
+    }
+
+    pub(crate) fn count_dispatch(&self) {
+        self.inner
+            .counters
+            .dispatches
+            .fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Submits one command buffer and waits for the device to finish it,
+    /// surfacing any error wgpu reported while recording or running it.
+    pub(crate) fn submit_and_wait(&self, encoder: wgpu::CommandEncoder) -> Result<()> {
+        self.inner.counters.submits.fetch_add(1, Ordering::Relaxed);
+        let index = self.inner.queue.submit([encoder.finish()]);
+        self.inner
+            .device
+            .poll(wgpu::PollType::Wait {
+                submission_index: Some(index),
+                timeout: None,
+            })
+            .map_err(|e| LstmError::Gpu(format!("waiting for the GPU: {e}")))?;
+        self.check()
+    }
+}

@@ -1,0 +1,105 @@
+//! The fused LSTM step kernel (`shaders/lstm_step.wgsl`).
+
+use super::{Binding, bind_group, build_pipeline, slice};
+use crate::gpu::GpuContext;
+
+/// Mirrors `StepParams` in `shaders/lstm_step.wgsl`, field for field.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct StepParams {
+    pub step: u32,
+    pub parity: u32,
+    pub seq_len: u32,
+    pub batch: u32,
+    pub hidden: u32,
+    pub dirs: u32,
+    pub slot: u32,
+    pub slots: u32,
+}
+const _: () = assert!(std::mem::size_of::<StepParams>() == 32);
+
+/// Units per workgroup and batch rows per workgroup (WG, RB in the shader).
+const UNITS_PER_GROUP: u32 = 64;
+const ROWS_PER_GROUP: u32 = 4;
+
+/// The buffers one layer's steps read and write.
+pub struct StepBuffers<'a> {
+    /// Per-step `StepParams`, bound with a dynamic offset.
+    pub params: &'a wgpu::Buffer,
+    pub gates_x: &'a wgpu::Buffer,
+    pub w_hh: &'a wgpu::Buffer,
+    pub b_hh: &'a wgpu::Buffer,
+    pub h_state: &'a wgpu::Buffer,
+    pub c_state: &'a wgpu::Buffer,
+    pub y: &'a wgpu::Buffer,
+    pub lengths: &'a wgpu::Buffer,
+}
+
+/// Owns the step pipeline.
+pub struct StepKernel {
+    pipeline: wgpu::ComputePipeline,
+    layout: wgpu::BindGroupLayout,
+}
+
+impl StepKernel {
+    pub fn new(ctx: &GpuContext) -> Self {
+        let (pipeline, layout) = build_pipeline(
+            ctx,
+            "lstm step",
+            include_str!("../../../shaders/lstm_step.wgsl"),
+            &[
+                Binding::Uniform { dynamic: true },
+                Binding::Read,
+                Binding::Read,
+                Binding::Read,
+                Binding::ReadWrite,
+                Binding::ReadWrite,
+                Binding::ReadWrite,
+                Binding::Read,
+            ],
+        );
+        StepKernel { pipeline, layout }
+    }
+
+    pub fn bind(&self, ctx: &GpuContext, b: &StepBuffers<'_>) -> wgpu::BindGroup {
+        bind_group(
+            ctx,
+            "lstm step",
+            &self.layout,
+            vec![
+                slice(b.params, 0, std::mem::size_of::<StepParams>() as u64),
+                b.gates_x.as_entire_binding(),
+                b.w_hh.as_entire_binding(),
+                b.b_hh.as_entire_binding(),
+                b.h_state.as_entire_binding(),
+                b.c_state.as_entire_binding(),
+                b.y.as_entire_binding(),
+                b.lengths.as_entire_binding(),
+            ],
+        )
+    }
+
+    /// Workgroups for one step: (unit blocks, batch blocks, directions).
+    pub fn workgroups(hidden: usize, batch: usize, dirs: usize) -> (u32, u32, u32) {
+        (
+            (hidden as u32).div_ceil(UNITS_PER_GROUP),
+            (batch as u32).div_ceil(ROWS_PER_GROUP),
+            dirs as u32,
+        )
+    }
+
+    /// Encodes one step: both directions of one layer in a single dispatch.
+    pub fn encode(
+        &self,
+        ctx: &GpuContext,
+        pass: &mut wgpu::ComputePass<'_>,
+        bind_group: &wgpu::BindGroup,
+        params_offset: u32,
+        workgroups: (u32, u32, u32),
+    ) {
+        pass.set_pipeline(&self.pipeline);
+        pass.set_bind_group(0, bind_group, &[params_offset]);
+        pass.dispatch_workgroups(workgroups.0, workgroups.1, workgroups.2);
+        ctx.count_dispatch();
+    }
+}

@@ -1,0 +1,83 @@
+//! Swapping the first two axes on the GPU (`shaders/permute.wgsl`), for
+//! `batch_first` inputs and outputs.
+
+use super::{Binding, bind_group, build_pipeline, slice};
+use crate::gpu::GpuContext;
+
+/// Mirrors `PermuteParams` in `shaders/permute.wgsl`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct PermuteParams {
+    pub rows: u32,
+    pub cols: u32,
+    pub inner: u32,
+    pub _pad: u32,
+}
+const _: () = assert!(std::mem::size_of::<PermuteParams>() == 16);
+
+const GROUP: u32 = 256;
+
+pub struct PermuteKernel {
+    pipeline: wgpu::ComputePipeline,
+    layout: wgpu::BindGroupLayout,
+}
+
+impl PermuteKernel {
+    pub fn new(ctx: &GpuContext) -> Self {
+        let (pipeline, layout) = build_pipeline(
+            ctx,
+            "permute",
+            include_str!("../../../shaders/permute.wgsl"),
+            &[
+                Binding::Uniform { dynamic: false },
+                Binding::Read,
+                Binding::ReadWrite,
+            ],
+        );
+        PermuteKernel { pipeline, layout }
+    }
+
+    pub fn bind(
+        &self,
+        ctx: &GpuContext,
+        params: (&wgpu::Buffer, u64),
+        src: &wgpu::Buffer,
+        dst: &wgpu::Buffer,
+    ) -> wgpu::BindGroup {
+        bind_group(
+            ctx,
+            "permute",
+            &self.layout,
+            vec![
+                slice(
+                    params.0,
+                    params.1,
+                    std::mem::size_of::<PermuteParams>() as u64,
+                ),
+                src.as_entire_binding(),
+                dst.as_entire_binding(),
+            ],
+        )
+    }
+
+    /// A 2-D grid covering `total` elements within the per-dimension limit.
+    pub fn workgroups(ctx: &GpuContext, total: usize) -> (u32, u32) {
+        let groups = (total as u64).div_ceil(GROUP as u64).max(1);
+        let limit = ctx.limits().max_compute_workgroups_per_dimension as u64;
+        let x = groups.min(limit);
+        (x as u32, groups.div_ceil(x) as u32)
+    }
+
+    pub fn encode(
+        &self,
+        ctx: &GpuContext,
+        pass: &mut wgpu::ComputePass<'_>,
+        bind_group: &wgpu::BindGroup,
+        workgroups: (u32, u32),
+    ) {
+        pass.set_pipeline(&self.pipeline);
+        pass.set_bind_group(0, bind_group, &[]);
+        pass.dispatch_workgroups(workgroups.0, workgroups.1, 1);
+        ctx.count_dispatch();
+    }
+}

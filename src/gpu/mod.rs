@@ -1,0 +1,17 @@
+//! The GPU engine: WGSL kernels run through wgpu (Vulkan, Metal, DX12).
+//!
+//! - [`GpuContext`]: adapter, device and queue, typed errors, work counters.
+//! - [`GpuTensor`]: an f32 buffer with its shape; upload and read-back.
+//! - [`GpuLstm`]: the LSTM forward pass, validated against [`crate::cpu`].
+//! - [`kernels`]: one Rust type per WGSL kernel in `shaders/`.
+//! - [`layout`]: the by-unit weight layout the kernels use.
+
+mod context;
+pub mod kernels;
+pub mod layout;
+mod lstm;
+mod tensor;
+
+pub use context::{AdapterSummary, Counters, GpuContext, list_adapters};
+pub use lstm::{GpuLstm, GpuLstmOutput, InitialState};
+pub use tensor::{GpuTensor, read_back};

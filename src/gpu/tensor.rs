@@ -1,0 +1,169 @@
+//! `GpuTensor`: an f32 storage buffer that knows its shape, with upload and
+//! read-back.
+
+use crate::error::{LstmError, Result};
+use crate::gpu::GpuContext;
+use crate::tensor::Tensor;
+
+/// Usage flags of every tensor buffer: bound as storage, copied both ways.
+pub(crate) const TENSOR_USAGE: wgpu::BufferUsages = wgpu::BufferUsages::STORAGE
+    .union(wgpu::BufferUsages::COPY_SRC)
+    .union(wgpu::BufferUsages::COPY_DST);
+
+/// A row-major f32 tensor in GPU memory.
+#[derive(Clone, Debug)]
+pub struct GpuTensor {
+    pub(crate) buffer: wgpu::Buffer,
+    shape: Vec<usize>,
+}
+
+impl GpuTensor {
+    /// An uninitialised tensor of `shape`.
+    pub fn empty(ctx: &GpuContext, label: &str, shape: &[usize]) -> Result<Self> {
+        let bytes = byte_size(label, shape)?;
+        Ok(GpuTensor {
+            buffer: ctx.create_buffer(label, bytes, TENSOR_USAGE)?,
+            shape: shape.to_vec(),
+        })
+    }
+
+    /// Wraps an existing buffer holding at least `shape`'s elements.
+    pub(crate) fn from_buffer(buffer: wgpu::Buffer, shape: Vec<usize>) -> Self {
+        GpuTensor { buffer, shape }
+    }
+
+    /// Uploads a host tensor into a new buffer.
+    pub fn upload(ctx: &GpuContext, label: &str, host: &Tensor<f32>) -> Result<Self> {
+        let t = Self::empty(ctx, label, host.shape())?;
+        t.write(ctx, host)?;
+        Ok(t)
+    }
+
+    /// Overwrites the contents with a host tensor of the same shape.
+    pub fn write(&self, ctx: &GpuContext, host: &Tensor<f32>) -> Result<()> {
+        if host.shape() != self.shape {
+            return Err(LstmError::shape(
+                self.buffer_label(),
+                &self.shape,
+                host.shape(),
+            ));
+        }
+        if !host.data().is_empty() {
+            ctx.queue()
+                .write_buffer(&self.buffer, 0, bytemuck::cast_slice(host.data()));
+        }
+        Ok(())
+    }
+
+    pub fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+
+    pub fn len(&self) -> usize {
+        self.shape.iter().product()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Size of the data in bytes (the buffer may be padded beyond it).
+    pub fn byte_len(&self) -> u64 {
+        4 * self.len() as u64
+    }
+
+    /// Reads the tensor back to the host (one submit).
+    pub fn to_host(&self, ctx: &GpuContext) -> Result<Tensor<f32>> {
+        let mut out = read_back(ctx, &[self])?;
+        Ok(out.remove(0))
+    }
+
+    fn buffer_label(&self) -> String {
+        format!("gpu tensor {:?}", self.shape)
+    }
+}
+
+/// Bytes for an f32 tensor of `shape`, checked for overflow.
+pub(crate) fn byte_size(label: &str, shape: &[usize]) -> Result<u64> {
+    shape
+        .iter()
+        .try_fold(4u64, |acc, &d| acc.checked_mul(d as u64))
+        .ok_or_else(|| LstmError::value(label, format!("shape {shape:?} overflows")))
+}
+
+/// Reads several tensors back through one staging buffer: copy, submit,
+/// `map_async`, wait, read, unmap, in that order.
+pub fn read_back(ctx: &GpuContext, tensors: &[&GpuTensor]) -> Result<Vec<Tensor<f32>>> {
+    let total: u64 = tensors.iter().map(|t| t.byte_len()).sum();
+    let staging = ctx.create_buffer(
+        "read-back staging",
+        total,
+        wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+    )?;
+    let mut encoder = ctx
+        .device()
+        .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+            label: Some("read back"),
+        });
+    let mut offset = 0;
+    for t in tensors {
+        if t.byte_len() > 0 {
+            encoder.copy_buffer_to_buffer(&t.buffer, 0, &staging, offset, t.byte_len());
+        }
+        offset += t.byte_len();
+    }
+    ctx.submit_and_wait(encoder)?;
+    let shapes: Vec<&[usize]> = tensors.iter().map(|t| t.shape()).collect();
+    map_and_read(ctx, &staging, &shapes)
+}
+
+/// Maps `staging` (already filled by a finished submit) and splits it into
+/// tensors of the given shapes, laid end to end.
+pub(crate) fn map_and_read(
+    ctx: &GpuContext,
+    staging: &wgpu::Buffer,
+    shapes: &[&[usize]],
+) -> Result<Vec<Tensor<f32>>> {
+    let total: u64 = shapes
+        .iter()
+        .map(|s| 4 * s.iter().product::<usize>() as u64)
+        .sum();
+    if total == 0 {
+        return shapes
+            .iter()
+            .map(|s| Tensor::new(s.to_vec(), Vec::new()))
+            .collect();
+    }
+    let slice = staging.slice(0..total);
+    let (sender, receiver) = futures_intrusive::channel::shared::oneshot_channel();
+    slice.map_async(wgpu::MapMode::Read, move |r| {
+        let _ = sender.send(r);
+    });
+    ctx.device()
+        .poll(wgpu::PollType::wait_indefinitely())
+        .map_err(|e| LstmError::Gpu(format!("waiting for the read-back: {e}")))?;
+    match pollster::block_on(receiver.receive()) {
+        Some(Ok(())) => {}
+        Some(Err(e)) => return Err(LstmError::Gpu(format!("mapping the read-back buffer: {e}"))),
+        None => return Err(LstmError::Gpu("the read-back mapping was dropped".into())),
+    }
+    let out = {
+        let view = slice
+            .get_mapped_range()
+            .map_err(|e| LstmError::Gpu(format!("reading the mapped buffer: {e}")))?;
+        let data: &[f32] = bytemuck::cast_slice(&view);
+        let mut at = 0;
+        shapes
+            .iter()
+            .map(|s| {
+                let n: usize = s.iter().product();
+                let t = Tensor::new(s.to_vec(), data[at..at + n].to_vec());
+                at += n;
+                t
+            })
+            .collect::<Result<Vec<_>>>()
+    };
+    staging.unmap();
+    ctx.check()?;
+    out
+}
