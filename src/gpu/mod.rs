@@ -12,6 +12,6 @@ pub mod layout;
 mod lstm;
 mod tensor;
 
-pub use context::{AdapterSummary, Counters, GpuContext, list_adapters};
+pub use context::{AdapterSummary, Counters, GpuContext, gpu_required_by_env, list_adapters};
 pub use lstm::{GpuLstm, GpuLstmOutput, InitialState};
 pub use tensor::{GpuTensor, read_back};
