@@ -21,3 +21,43 @@ fn tanh_safe(x: f32) -> f32 {
     let large = sign(x) * (1.0 - 2.0 / (exp(2.0 * a) + 1.0));
     return select(large, small, a < 0.25);
 }
+
+// The dropout hash of src/dropout.rs, bit for bit: the PCG-RXS-M-XS
+// permutation chained over (seed_lo, seed_hi, layer, t, b, unit).
+fn pcg_hash(v: u32) -> u32 {
+    let state = v * 747796405u + 2891336453u;
+    let word = ((state >> ((state >> 28u) + 4u)) ^ state) * 277803737u;
+    return (word >> 22u) ^ word;
+}
+
+fn mask_hash(seed_lo: u32, seed_hi: u32, layer: u32, t: u32, b: u32, unit: u32) -> u32 {
+    var h = pcg_hash(seed_lo);
+    h = pcg_hash(h ^ seed_hi);
+    h = pcg_hash(h ^ layer);
+    h = pcg_hash(h ^ t);
+    h = pcg_hash(h ^ b);
+    return pcg_hash(h ^ unit);
+}
+
+// Dropout for one element: 0, or `scale` = 1/(1-p) when its hash reaches
+// `threshold` (see dropout::keep_threshold).
+struct Dropout {
+    enabled: u32,
+    threshold: u32,
+    scale: f32,
+    seed_lo: u32,
+    seed_hi: u32,
+    layer: u32,
+    _pad0: u32,
+    _pad1: u32,
+}
+
+fn dropout_scale(dr: Dropout, t: u32, b: u32, unit: u32) -> f32 {
+    if (dr.enabled == 0u) {
+        return 1.0;
+    }
+    if (mask_hash(dr.seed_lo, dr.seed_hi, dr.layer, t, b, unit) >= dr.threshold) {
+        return dr.scale;
+    }
+    return 0.0;
+}

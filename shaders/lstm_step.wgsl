@@ -15,6 +15,10 @@
 //
 // Padded steps (t >= lengths[b]) carry h and c unchanged and write 0 output,
 // which gives pack_padded_sequence semantics in both directions.
+//
+// Two entry points: `main` for inference, and `main_train`, which also
+// saves what the backward pass needs and applies inter-layer dropout to the
+// layer's output.
 
 struct StepParams {
     step: u32,        // s in 0..T: t = s forward, T-1-s reverse
@@ -25,6 +29,7 @@ struct StepParams {
     dirs: u32,        // D
     slot: u32,        // layer · D: this layer's first state slot
     slots: u32,       // L · D
+    dropout: Dropout, // on this layer's output (training, inner layers)
 }
 
 const WG: u32 = 64u;
@@ -38,43 +43,62 @@ const RB: u32 = 4u;
 @group(0) @binding(5) var<storage, read_write> c_state: array<f32>;   // [L·D, B, H]
 @group(0) @binding(6) var<storage, read_write> y: array<f32>;         // [T, B, D·H]
 @group(0) @binding(7) var<storage, read> lengths: array<u32>;         // [B]
+// Training only:
+@group(0) @binding(8) var<storage, read_write> gates_saved: array<vec4<f32>>; // [T, B, D, H]: i, f, g, o
+@group(0) @binding(9) var<storage, read_write> c_saved: array<f32>;           // [T, B, D, H]: c after step t
+@group(0) @binding(10) var<storage, read_write> h_prev_saved: array<f32>;     // [T, B, D·H]: h entering step t
 
 var<workgroup> h_tile: array<f32, 256>;    // [RB][WG]: h_{t-1}[b0 + r][k0 + kk]
 
-@compute @workgroup_size(64, 1, 1)
-fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
-    let d = wg.z;
-    let j = wg.x * WG + lid.x;
-    let b0 = wg.y * RB;
-    let hid = p.hidden;
-    let bsz = p.batch;
-    var t = p.step;
-    if (d == 1u) {
-        t = p.seq_len - 1u - p.step;
-    }
-    let slot = p.slot + d;
-    let h_prev = (p.parity * p.slots + slot) * bsz * hid;
-    let h_next = ((1u - p.parity) * p.slots + slot) * bsz * hid;
+// Where one invocation works.
+struct Site {
+    d: u32,
+    j: u32,
+    b0: u32,
+    t: u32,
+    slot: u32,
+    h_prev: u32,   // offset of h_{t-1} for this direction in h_state
+    h_next: u32,   // offset of h_t
+}
 
+fn site(wg: vec3<u32>, lid: vec3<u32>) -> Site {
+    var s: Site;
+    s.d = wg.z;
+    s.j = wg.x * WG + lid.x;
+    s.b0 = wg.y * RB;
+    s.t = p.step;
+    if (s.d == 1u) {
+        s.t = p.seq_len - 1u - p.step;
+    }
+    s.slot = p.slot + s.d;
+    s.h_prev = (p.parity * p.slots + s.slot) * p.batch * p.hidden;
+    s.h_next = ((1u - p.parity) * p.slots + s.slot) * p.batch * p.hidden;
+    return s;
+}
+
+// h_{t-1} · W_hhᵀ for the four gates of unit s.j and rows b0..b0+RB.
+// Called by every invocation of the workgroup (it holds barriers).
+fn recurrent(s: Site, lane: u32) -> array<vec4<f32>, 4> {
+    let hid = p.hidden;
     var acc: array<vec4<f32>, 4>;
     for (var r = 0u; r < RB; r++) {
         acc[r] = vec4<f32>(0.0);
     }
     for (var k0 = 0u; k0 < hid; k0 += WG) {
         for (var r = 0u; r < RB; r++) {
-            let b = b0 + r;
-            let k = k0 + lid.x;
+            let b = s.b0 + r;
+            let k = k0 + lane;
             var v = 0.0;
-            if (b < bsz && k < hid) {
-                v = h_state[h_prev + b * hid + k];
+            if (b < p.batch && k < hid) {
+                v = h_state[s.h_prev + b * hid + k];
             }
-            h_tile[r * WG + lid.x] = v;
+            h_tile[r * WG + lane] = v;
         }
         workgroupBarrier();
-        if (j < hid) {
+        if (s.j < hid) {
             let kn = min(WG, hid - k0);
             for (var kk = 0u; kk < kn; kk++) {
-                let w = w_hh[(d * hid + k0 + kk) * hid + j];
+                let w = w_hh[(s.d * hid + k0 + kk) * hid + s.j];
                 for (var r = 0u; r < RB; r++) {
                     acc[r] = fma(w, vec4<f32>(h_tile[r * WG + kk]), acc[r]);
                 }
@@ -82,31 +106,74 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
         }
         workgroupBarrier();
     }
-    if (j >= hid) {
+    return acc;
+}
+
+// The activated gates (i, f, g, o) from the pre-activation of row b.
+fn activate(s: Site, b: u32, rec: vec4<f32>) -> vec4<f32> {
+    let pre = rec + gates_x[((s.t * p.batch + b) * p.dirs + s.d) * p.hidden + s.j] + b_hh[s.d * p.hidden + s.j];
+    return vec4<f32>(sigmoid(pre.x), sigmoid(pre.y), tanh_safe(pre.z), sigmoid(pre.w));
+}
+
+@compute @workgroup_size(64, 1, 1)
+fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let s = site(wg, lid);
+    let acc = recurrent(s, lid.x);
+    if (s.j >= p.hidden) {
         return;
     }
-
-    let bias = b_hh[d * hid + j];
     for (var r = 0u; r < RB; r++) {
-        let b = b0 + r;
-        if (b >= bsz) {
+        let b = s.b0 + r;
+        if (b >= p.batch) {
             break;
         }
-        let s = (slot * bsz + b) * hid + j;
-        let out = (t * bsz + b) * p.dirs * hid + d * hid + j;
-        if (t < lengths[b]) {
-            let pre = acc[r] + gates_x[((t * bsz + b) * p.dirs + d) * hid + j] + bias;
-            let i_g = sigmoid(pre.x);
-            let f_g = sigmoid(pre.y);
-            let g_g = tanh_safe(pre.z);
-            let o_g = sigmoid(pre.w);
-            let c = f_g * c_state[s] + i_g * g_g;
-            let h = o_g * tanh_safe(c);
-            c_state[s] = c;
-            h_state[h_next + b * hid + j] = h;
+        let state = (s.slot * p.batch + b) * p.hidden + s.j;
+        let out = (s.t * p.batch + b) * p.dirs * p.hidden + s.d * p.hidden + s.j;
+        if (s.t < lengths[b]) {
+            let g = activate(s, b, acc[r]);
+            let c = g.y * c_state[state] + g.x * g.z;
+            let h = g.w * tanh_safe(c);
+            c_state[state] = c;
+            h_state[s.h_next + b * p.hidden + s.j] = h;
             y[out] = h;
         } else {
-            h_state[h_next + b * hid + j] = h_state[h_prev + b * hid + j];
+            h_state[s.h_next + b * p.hidden + s.j] = h_state[s.h_prev + b * p.hidden + s.j];
+            y[out] = 0.0;
+        }
+    }
+}
+
+@compute @workgroup_size(64, 1, 1)
+fn main_train(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let s = site(wg, lid);
+    let acc = recurrent(s, lid.x);
+    if (s.j >= p.hidden) {
+        return;
+    }
+    for (var r = 0u; r < RB; r++) {
+        let b = s.b0 + r;
+        if (b >= p.batch) {
+            break;
+        }
+        let state = (s.slot * p.batch + b) * p.hidden + s.j;
+        let unit = s.d * p.hidden + s.j;
+        let out = (s.t * p.batch + b) * p.dirs * p.hidden + unit;
+        let saved = ((s.t * p.batch + b) * p.dirs + s.d) * p.hidden + s.j;
+        let h_old = h_state[s.h_prev + b * p.hidden + s.j];
+        h_prev_saved[out] = h_old;
+        if (s.t < lengths[b]) {
+            let g = activate(s, b, acc[r]);
+            let c = g.y * c_state[state] + g.x * g.z;
+            let h = g.w * tanh_safe(c);
+            gates_saved[saved] = g;
+            c_state[state] = c;
+            c_saved[saved] = c;
+            h_state[s.h_next + b * p.hidden + s.j] = h;
+            y[out] = h * dropout_scale(p.dropout, s.t, b, unit);
+        } else {
+            gates_saved[saved] = vec4<f32>(0.0);
+            c_saved[saved] = c_state[state];
+            h_state[s.h_next + b * p.hidden + s.j] = h_old;
             y[out] = 0.0;
         }
     }

@@ -374,6 +374,7 @@ impl GpuLstm {
                     dirs: dirs as u32,
                     slot: (l * dirs) as u32,
                     slots: (layers * dirs) as u32,
+                    dropout: Default::default(),
                 };
                 put(layers + 2 + l * t + s, bytemuck::bytes_of(&p));
             }
@@ -418,6 +419,7 @@ impl GpuLstm {
                     y: &ys[l].buffer,
                     lengths: &lengths,
                 },
+                None,
             ));
         }
         let step_groups = StepKernel::workgroups(h, b, dirs);
@@ -557,7 +559,7 @@ impl GpuLstm {
                 for s in 0..t {
                     let offset = ws.step_base + (l * t + s) as u32 * ws.stride;
                     self.step
-                        .encode(ctx, &mut pass, &ws.steps[l], offset, ws.step_groups);
+                        .encode(ctx, &mut pass, false, &ws.steps[l], offset, ws.step_groups);
                 }
             }
             if let Some([_, (bg, groups)]) = &ws.permutes {

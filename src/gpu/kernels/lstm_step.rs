@@ -1,6 +1,7 @@
-//! The fused LSTM step kernel (`shaders/lstm_step.wgsl`).
+//! The fused LSTM step kernel (`shaders/lstm_step.wgsl`): `main` for
+//! inference, `main_train` to also save activations and apply dropout.
 
-use super::{Binding, bind_group, build_pipeline, slice};
+use super::{Binding, DropoutParams, bind_group, build_pipeline_entry, slice};
 use crate::gpu::GpuContext;
 
 /// Mirrors `StepParams` in `shaders/lstm_step.wgsl`, field for field.
@@ -15,8 +16,9 @@ pub struct StepParams {
     pub dirs: u32,
     pub slot: u32,
     pub slots: u32,
+    pub dropout: DropoutParams,
 }
-const _: () = assert!(std::mem::size_of::<StepParams>() == 32);
+const _: () = assert!(std::mem::size_of::<StepParams>() == 64);
 
 /// Units per workgroup and batch rows per workgroup (WG, RB in the shader).
 const UNITS_PER_GROUP: u32 = 64;
@@ -35,48 +37,58 @@ pub struct StepBuffers<'a> {
     pub lengths: &'a wgpu::Buffer,
 }
 
-/// Owns the step pipeline.
+/// What a training step saves for the backward pass.
+pub struct TrainBuffers<'a> {
+    pub gates: &'a wgpu::Buffer,
+    pub c: &'a wgpu::Buffer,
+    pub h_prev: &'a wgpu::Buffer,
+}
+
+/// Owns the two step pipelines.
 pub struct StepKernel {
-    pipeline: wgpu::ComputePipeline,
-    layout: wgpu::BindGroupLayout,
+    infer: (wgpu::ComputePipeline, wgpu::BindGroupLayout),
+    train: (wgpu::ComputePipeline, wgpu::BindGroupLayout),
 }
 
 impl StepKernel {
     pub fn new(ctx: &GpuContext) -> Self {
-        let (pipeline, layout) = build_pipeline(
-            ctx,
-            "lstm step",
-            include_str!("../../../shaders/lstm_step.wgsl"),
-            &[
-                Binding::Uniform { dynamic: true },
-                Binding::Read,
-                Binding::Read,
-                Binding::Read,
-                Binding::ReadWrite,
-                Binding::ReadWrite,
-                Binding::ReadWrite,
-                Binding::Read,
-            ],
-        );
-        StepKernel { pipeline, layout }
+        let source = include_str!("../../../shaders/lstm_step.wgsl");
+        let mut bindings = vec![
+            Binding::Uniform { dynamic: true },
+            Binding::Read,
+            Binding::Read,
+            Binding::Read,
+            Binding::ReadWrite,
+            Binding::ReadWrite,
+            Binding::ReadWrite,
+            Binding::Read,
+        ];
+        let infer = build_pipeline_entry(ctx, "lstm step", source, "main", &bindings);
+        bindings.extend([Binding::ReadWrite; 3]);
+        let train = build_pipeline_entry(ctx, "lstm step (training)", source, "main_train", &bindings);
+        StepKernel { infer, train }
     }
 
-    pub fn bind(&self, ctx: &GpuContext, b: &StepBuffers<'_>) -> wgpu::BindGroup {
-        bind_group(
-            ctx,
-            "lstm step",
-            &self.layout,
-            vec![
-                slice(b.params, 0, std::mem::size_of::<StepParams>() as u64),
-                b.gates_x.as_entire_binding(),
-                b.w_hh.as_entire_binding(),
-                b.b_hh.as_entire_binding(),
-                b.h_state.as_entire_binding(),
-                b.c_state.as_entire_binding(),
-                b.y.as_entire_binding(),
-                b.lengths.as_entire_binding(),
-            ],
-        )
+    /// A bind group for inference, or for training when `saved` is given.
+    pub fn bind(&self, ctx: &GpuContext, b: &StepBuffers<'_>, saved: Option<&TrainBuffers<'_>>) -> wgpu::BindGroup {
+        let mut resources = vec![
+            slice(b.params, 0, std::mem::size_of::<StepParams>() as u64),
+            b.gates_x.as_entire_binding(),
+            b.w_hh.as_entire_binding(),
+            b.b_hh.as_entire_binding(),
+            b.h_state.as_entire_binding(),
+            b.c_state.as_entire_binding(),
+            b.y.as_entire_binding(),
+            b.lengths.as_entire_binding(),
+        ];
+        let layout = match saved {
+            Some(s) => {
+                resources.extend([s.gates.as_entire_binding(), s.c.as_entire_binding(), s.h_prev.as_entire_binding()]);
+                &self.train.1
+            }
+            None => &self.infer.1,
+        };
+        bind_group(ctx, "lstm step", layout, resources)
     }
 
     /// Workgroups for one step: (unit blocks, batch blocks, directions).
@@ -93,11 +105,12 @@ impl StepKernel {
         &self,
         ctx: &GpuContext,
         pass: &mut wgpu::ComputePass<'_>,
+        training: bool,
         bind_group: &wgpu::BindGroup,
         params_offset: u32,
         workgroups: (u32, u32, u32),
     ) {
-        pass.set_pipeline(&self.pipeline);
+        pass.set_pipeline(if training { &self.train.0 } else { &self.infer.0 });
         pass.set_bind_group(0, bind_group, &[params_offset]);
         pass.dispatch_workgroups(workgroups.0, workgroups.1, workgroups.2);
         ctx.count_dispatch();

@@ -4,13 +4,48 @@
 //! Shaders are `.wgsl` files under `shaders/`, compiled into the crate with
 //! `include_str!`; `common.wgsl` is prepended to each.
 
+mod backward_step;
 mod gemm;
 mod lstm_step;
 mod permute;
 
+pub use backward_step::{BackParams, BackwardBuffers, BackwardStepKernel};
 pub use gemm::{GemmKernel, GemmOp, GemmParams};
-pub use lstm_step::{StepBuffers, StepKernel, StepParams};
+pub use lstm_step::{StepBuffers, StepKernel, StepParams, TrainBuffers};
 pub use permute::{PermuteKernel, PermuteParams};
+
+/// Mirrors `Dropout` in `shaders/common.wgsl`: the inter-layer dropout mask
+/// of one layer's output (see [`crate::dropout`]).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct DropoutParams {
+    pub enabled: u32,
+    pub threshold: u32,
+    pub scale: f32,
+    pub seed_lo: u32,
+    pub seed_hi: u32,
+    pub layer: u32,
+    pub _pad: [u32; 2],
+}
+const _: () = assert!(std::mem::size_of::<DropoutParams>() == 32);
+
+impl DropoutParams {
+    /// The mask on layer `layer`'s output for drop probability `p` (0 = off).
+    pub fn new(p: f64, seed: u64, layer: usize) -> Self {
+        if p <= 0.0 {
+            return DropoutParams::default();
+        }
+        DropoutParams {
+            enabled: 1,
+            threshold: crate::dropout::keep_threshold(p),
+            scale: (1.0 / (1.0 - p)) as f32,
+            seed_lo: seed as u32,
+            seed_hi: (seed >> 32) as u32,
+            layer: layer as u32,
+            _pad: [0; 2],
+        }
+    }
+}
 
 use crate::gpu::GpuContext;
 
@@ -24,12 +59,23 @@ pub(crate) enum Binding {
     ReadWrite,
 }
 
-/// Builds a compute pipeline from `common.wgsl` + `source`, with one bind
-/// group whose entries are `bindings` in order.
+/// Builds a compute pipeline from `common.wgsl` + `source`, entry point
+/// `main`, with one bind group whose entries are `bindings` in order.
 pub(crate) fn build_pipeline(
     ctx: &GpuContext,
     label: &str,
     source: &str,
+    bindings: &[Binding],
+) -> (wgpu::ComputePipeline, wgpu::BindGroupLayout) {
+    build_pipeline_entry(ctx, label, source, "main", bindings)
+}
+
+/// [`build_pipeline`] with another entry point.
+pub(crate) fn build_pipeline_entry(
+    ctx: &GpuContext,
+    label: &str,
+    source: &str,
+    entry: &str,
     bindings: &[Binding],
 ) -> (wgpu::ComputePipeline, wgpu::BindGroupLayout) {
     let device = ctx.device();
@@ -68,7 +114,7 @@ pub(crate) fn build_pipeline(
         label: Some(label),
         layout: Some(&pipeline_layout),
         module: &module,
-        entry_point: Some("main"),
+        entry_point: Some(entry),
         compilation_options: Default::default(),
         cache: None,
     });

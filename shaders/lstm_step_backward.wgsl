@@ -1,0 +1,148 @@
+// One step of backpropagation through time for one layer, both directions,
+// walking the steps in reverse visiting order (the forward direction from
+// t = T-1 down to 0, the reverse direction from 0 up to T-1):
+//
+//   dh_t = dy_t ⊙ mask + dh_carry,   dh_carry = dG_{prev} · W_hh  (dG of the step handled just before)
+//   dc_t = dh_t ⊙ o ⊙ (1 - tanh²(c_t)) + dc_carry
+//   dG_t = (dc_t ⊙ g ⊙ i(1-i),  dc_t ⊙ c_{t-1} ⊙ f(1-f),  dc_t ⊙ i ⊙ (1-g²),  dh_t ⊙ tanh(c_t) ⊙ o(1-o))
+//   dc_carry = dc_t ⊙ f
+//
+// A padded step (t >= lengths[b]) writes dG = 0 and passes dh and dc
+// through unchanged. The dispatch with step == T does no cell work: it
+// finishes dh_0 (the recurrent product of the last dG) and dc_0.
+//
+// Workgroup (64, 1, 1): x = 64 hidden units, y = RB batch rows, z = direction.
+// The previous step's dG rows are staged through workgroup memory.
+
+struct BackParams {
+    step: u32,        // s in 0..=T
+    parity: u32,      // dh_carry is read from [parity], written to [1 - parity]
+    seq_len: u32,     // T
+    batch: u32,       // B
+    hidden: u32,      // H
+    dirs: u32,        // D
+    slot: u32,        // layer · D
+    _pad: u32,
+    dropout: Dropout, // the mask the forward pass applied to this layer's output
+}
+
+const WG: u32 = 64u;
+const RB: u32 = 4u;
+
+@group(0) @binding(0) var<uniform> p: BackParams;
+@group(0) @binding(1) var<storage, read> gates: array<vec4<f32>>;     // [T, B, D, H]: saved i, f, g, o
+@group(0) @binding(2) var<storage, read> c_saved: array<f32>;         // [T, B, D, H]: c after step t
+@group(0) @binding(3) var<storage, read> c_0: array<f32>;             // [L·D, B, H]
+@group(0) @binding(4) var<storage, read> w_hh: array<vec4<f32>>;      // [D, H (input k), H (unit j)]
+@group(0) @binding(5) var<storage, read> dy: array<f32>;              // [T, B, D·H]
+@group(0) @binding(6) var<storage, read_write> d_gates: array<vec4<f32>>; // [T, B, D, H]
+@group(0) @binding(7) var<storage, read_write> dh_carry: array<f32>;  // [2, D, B, H]
+@group(0) @binding(8) var<storage, read_write> dc_carry: array<f32>;  // [D, B, H]
+@group(0) @binding(9) var<storage, read> lengths: array<u32>;         // [B]
+@group(0) @binding(10) var<storage, read_write> d_h0: array<f32>;     // [L·D, B, H]
+@group(0) @binding(11) var<storage, read_write> d_c0: array<f32>;     // [L·D, B, H]
+
+var<workgroup> dg_tile: array<vec4<f32>, 256>;   // [RB][WG]: dG_prev[b0 + r][unit u0 + uu]
+
+// The time index handled at backward step s in direction d.
+fn time_of(s: u32, d: u32) -> u32 {
+    if (d == 0u) {
+        return p.seq_len - 1u - s;
+    }
+    return s;
+}
+
+@compute @workgroup_size(64, 1, 1)
+fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let d = wg.z;
+    let j = wg.x * WG + lid.x;
+    let b0 = wg.y * RB;
+    let hid = p.hidden;
+    let bsz = p.batch;
+    let has_prev = p.step > 0u;
+    var t_prev = 0u;
+    if (has_prev) {
+        t_prev = time_of(p.step - 1u, d);
+    }
+
+    // rec[r] = (dG_prev · W_hh)[b0 + r, j]: the sum over all 4H gate rows of
+    // dG_prev[b, u, q] · W_hh[q·H + u, j], reading W as [j][u][q].
+    var rec: array<f32, 4>;
+    for (var r = 0u; r < RB; r++) {
+        rec[r] = 0.0;
+    }
+    if (has_prev) {
+        for (var u0 = 0u; u0 < hid; u0 += WG) {
+            for (var r = 0u; r < RB; r++) {
+                let b = b0 + r;
+                let u = u0 + lid.x;
+                var v = vec4<f32>(0.0);
+                if (b < bsz && u < hid) {
+                    v = d_gates[((t_prev * bsz + b) * p.dirs + d) * hid + u];
+                }
+                dg_tile[r * WG + lid.x] = v;
+            }
+            workgroupBarrier();
+            if (j < hid) {
+                let un = min(WG, hid - u0);
+                for (var uu = 0u; uu < un; uu++) {
+                    let w = w_hh[(d * hid + j) * hid + u0 + uu];
+                    for (var r = 0u; r < RB; r++) {
+                        rec[r] += dot(w, dg_tile[r * WG + uu]);
+                    }
+                }
+            }
+            workgroupBarrier();
+        }
+    }
+    if (j >= hid) {
+        return;
+    }
+
+    for (var r = 0u; r < RB; r++) {
+        let b = b0 + r;
+        if (b >= bsz) {
+            break;
+        }
+        let len = lengths[b];
+        let db = (d * bsz + b) * hid + j;
+        var carry = dh_carry[p.parity * p.dirs * bsz * hid + db];
+        if (has_prev && t_prev < len) {
+            carry = rec[r];
+        }
+        let state = ((p.slot + d) * bsz + b) * hid + j;
+        if (p.step == p.seq_len) {
+            d_h0[state] = carry;
+            d_c0[state] = dc_carry[db];
+            continue;
+        }
+        let t = time_of(p.step, d);
+        let at = ((t * bsz + b) * p.dirs + d) * hid + j;
+        dh_carry[(1u - p.parity) * p.dirs * bsz * hid + db] = carry;
+        if (t >= len) {
+            d_gates[at] = vec4<f32>(0.0);
+            continue;
+        }
+        let unit = d * hid + j;
+        let dh = dy[(t * bsz + b) * p.dirs * hid + unit] * dropout_scale(p.dropout, t, b, unit) + carry;
+        let g = gates[at];
+        let c_t = c_saved[at];
+        // c_{t-1}: the state entering step t in this direction's visiting order.
+        var c_prev = c_0[state];
+        if (d == 0u && t > 0u) {
+            c_prev = c_saved[at - bsz * p.dirs * hid];
+        }
+        if (d == 1u && t + 1u < p.seq_len) {
+            c_prev = c_saved[at + bsz * p.dirs * hid];
+        }
+        let tc = tanh_safe(c_t);
+        let dc = dh * g.w * (1.0 - tc * tc) + dc_carry[db];
+        d_gates[at] = vec4<f32>(
+            dc * g.z * g.x * (1.0 - g.x),
+            dc * c_prev * g.y * (1.0 - g.y),
+            dc * g.x * (1.0 - g.z * g.z),
+            dh * tc * g.w * (1.0 - g.w),
+        );
+        dc_carry[db] = dc * g.y;
+    }
+}

@@ -1,0 +1,103 @@
+//! One step of backpropagation through time (`shaders/lstm_step_backward.wgsl`).
+
+use super::{Binding, DropoutParams, bind_group, build_pipeline, slice};
+use crate::gpu::GpuContext;
+
+/// Mirrors `BackParams` in `shaders/lstm_step_backward.wgsl`, field for field.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct BackParams {
+    pub step: u32,
+    pub parity: u32,
+    pub seq_len: u32,
+    pub batch: u32,
+    pub hidden: u32,
+    pub dirs: u32,
+    pub slot: u32,
+    pub _pad: u32,
+    pub dropout: DropoutParams,
+}
+const _: () = assert!(std::mem::size_of::<BackParams>() == 64);
+
+/// The buffers one layer's backward steps read and write.
+pub struct BackwardBuffers<'a> {
+    pub params: &'a wgpu::Buffer,
+    pub gates: &'a wgpu::Buffer,
+    pub c_saved: &'a wgpu::Buffer,
+    pub c_0: &'a wgpu::Buffer,
+    pub w_hh: &'a wgpu::Buffer,
+    pub dy: &'a wgpu::Buffer,
+    pub d_gates: &'a wgpu::Buffer,
+    pub dh_carry: &'a wgpu::Buffer,
+    pub dc_carry: &'a wgpu::Buffer,
+    pub lengths: &'a wgpu::Buffer,
+    pub d_h0: &'a wgpu::Buffer,
+    pub d_c0: &'a wgpu::Buffer,
+}
+
+pub struct BackwardStepKernel {
+    pipeline: wgpu::ComputePipeline,
+    layout: wgpu::BindGroupLayout,
+}
+
+impl BackwardStepKernel {
+    pub fn new(ctx: &GpuContext) -> Self {
+        use Binding::{Read, ReadWrite};
+        let (pipeline, layout) = build_pipeline(
+            ctx,
+            "lstm step backward",
+            include_str!("../../../shaders/lstm_step_backward.wgsl"),
+            &[
+                Binding::Uniform { dynamic: true },
+                Read,
+                Read,
+                Read,
+                Read,
+                Read,
+                ReadWrite,
+                ReadWrite,
+                ReadWrite,
+                Read,
+                ReadWrite,
+                ReadWrite,
+            ],
+        );
+        BackwardStepKernel { pipeline, layout }
+    }
+
+    pub fn bind(&self, ctx: &GpuContext, b: &BackwardBuffers<'_>) -> wgpu::BindGroup {
+        bind_group(
+            ctx,
+            "lstm step backward",
+            &self.layout,
+            vec![
+                slice(b.params, 0, std::mem::size_of::<BackParams>() as u64),
+                b.gates.as_entire_binding(),
+                b.c_saved.as_entire_binding(),
+                b.c_0.as_entire_binding(),
+                b.w_hh.as_entire_binding(),
+                b.dy.as_entire_binding(),
+                b.d_gates.as_entire_binding(),
+                b.dh_carry.as_entire_binding(),
+                b.dc_carry.as_entire_binding(),
+                b.lengths.as_entire_binding(),
+                b.d_h0.as_entire_binding(),
+                b.d_c0.as_entire_binding(),
+            ],
+        )
+    }
+
+    pub fn encode(
+        &self,
+        ctx: &GpuContext,
+        pass: &mut wgpu::ComputePass<'_>,
+        bind_group: &wgpu::BindGroup,
+        params_offset: u32,
+        workgroups: (u32, u32, u32),
+    ) {
+        pass.set_pipeline(&self.pipeline);
+        pass.set_bind_group(0, bind_group, &[params_offset]);
+        pass.dispatch_workgroups(workgroups.0, workgroups.1, workgroups.2);
+        ctx.count_dispatch();
+    }
+}
