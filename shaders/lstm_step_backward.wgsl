@@ -21,8 +21,8 @@ struct BackParams {
     batch: u32,       // B
     hidden: u32,      // H
     dirs: u32,        // D
-    slot: u32,        // layer · D
-    _pad: u32,
+    slot: u32,        // layer · D: this layer's first state slot
+    slots: u32,       // L · D
     dropout: Dropout, // the mask the forward pass applied to this layer's output
 }
 
@@ -36,8 +36,8 @@ const RB: u32 = 4u;
 @group(0) @binding(4) var<storage, read> w_hh: array<vec4<f32>>;      // [D, H (input k), H (unit j)]
 @group(0) @binding(5) var<storage, read> dy: array<f32>;              // [T, B, D·H]
 @group(0) @binding(6) var<storage, read_write> d_gates: array<vec4<f32>>; // [T, B, D, H]
-@group(0) @binding(7) var<storage, read_write> dh_carry: array<f32>;  // [2, D, B, H]
-@group(0) @binding(8) var<storage, read_write> dc_carry: array<f32>;  // [D, B, H]
+@group(0) @binding(7) var<storage, read_write> dh_carry: array<f32>;  // [2, L·D, B, H]
+@group(0) @binding(8) var<storage, read_write> dc_carry: array<f32>;  // [L·D, B, H]
 @group(0) @binding(9) var<storage, read> lengths: array<u32>;         // [B]
 @group(0) @binding(10) var<storage, read_write> d_h0: array<f32>;     // [L·D, B, H]
 @group(0) @binding(11) var<storage, read_write> d_c0: array<f32>;     // [L·D, B, H]
@@ -105,20 +105,20 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
             break;
         }
         let len = lengths[b];
-        let db = (d * bsz + b) * hid + j;
-        var carry = dh_carry[p.parity * p.dirs * bsz * hid + db];
+        let state = ((p.slot + d) * bsz + b) * hid + j;
+        let slab = p.slots * bsz * hid;
+        var carry = dh_carry[p.parity * slab + state];
         if (has_prev && t_prev < len) {
             carry = rec[r];
         }
-        let state = ((p.slot + d) * bsz + b) * hid + j;
         if (p.step == p.seq_len) {
             d_h0[state] = carry;
-            d_c0[state] = dc_carry[db];
+            d_c0[state] = dc_carry[state];
             continue;
         }
         let t = time_of(p.step, d);
         let at = ((t * bsz + b) * p.dirs + d) * hid + j;
-        dh_carry[(1u - p.parity) * p.dirs * bsz * hid + db] = carry;
+        dh_carry[(1u - p.parity) * slab + state] = carry;
         if (t >= len) {
             d_gates[at] = vec4<f32>(0.0);
             continue;
@@ -136,13 +136,13 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
             c_prev = c_saved[at + bsz * p.dirs * hid];
         }
         let tc = tanh_safe(c_t);
-        let dc = dh * g.w * (1.0 - tc * tc) + dc_carry[db];
+        let dc = dh * g.w * (1.0 - tc * tc) + dc_carry[state];
         d_gates[at] = vec4<f32>(
             dc * g.z * g.x * (1.0 - g.x),
             dc * c_prev * g.y * (1.0 - g.y),
             dc * g.x * (1.0 - g.z * g.z),
             dh * tc * g.w * (1.0 - g.w),
         );
-        dc_carry[db] = dc * g.y;
+        dc_carry[state] = dc * g.y;
     }
 }

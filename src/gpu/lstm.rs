@@ -1,20 +1,19 @@
-//! `GpuLstm`: the forward pass of `nn.LSTM` as WGSL kernels.
+//! `GpuLstm`: `nn.LSTM` as WGSL kernels, forward and backward.
 //!
 //! Per layer, one GEMM projects the whole sequence through `W_ih` for both
 //! directions at once, then one fused step dispatch per time step runs both
-//! directions' recurrences. Everything is encoded into one command buffer and
-//! submitted once; buffers, bind groups and per-step parameters for a given
-//! (T, B) are made on the first call and reused.
+//! directions' recurrences. A pass is one command buffer and one submit;
+//! buffers, bind groups and per-step parameters for a given (T, B) are made
+//! on the first call and reused.
 
 use crate::config::LstmConfig;
-use crate::cpu::LstmOutput;
+use crate::cpu::{Gradients, LstmOutput, OutputGrads};
 use crate::error::{LstmError, Result};
-use crate::gpu::kernels::{
-    GemmKernel, GemmOp, GemmParams, PermuteKernel, PermuteParams, StepBuffers, StepKernel,
-    StepParams,
-};
+use crate::gpu::kernels::{BackwardStepKernel, GemmKernel, PermuteKernel, StepKernel};
 use crate::gpu::layout::{recurrent_from_gpu, recurrent_to_gpu, rows_by_gate, rows_by_unit};
-use crate::gpu::tensor::{TENSOR_USAGE, byte_size, map_and_read, read_back};
+use crate::gpu::tensor::{TENSOR_USAGE, map_and_read, read_back};
+use crate::gpu::train::{TrainKernels, TrainSpace};
+use crate::gpu::workspace::{GpuLayer, Kernels, Workspace, gemm_entry, step_entry};
 use crate::gpu::{GpuContext, GpuTensor};
 use crate::input::{LstmInput, check_shapes};
 use crate::tensor::Tensor;
@@ -36,8 +35,8 @@ pub enum InitialState<'a> {
     Carry,
 }
 
-/// The results of [`GpuLstm::forward`], in GPU memory. They are the engine's
-/// own buffers for this shape: the next forward overwrites them, so read back
+/// The results of a forward pass, in GPU memory. They are the engine's own
+/// buffers for this shape: the next forward overwrites them, so read back
 /// (`to_host`) or copy what must outlive it.
 #[derive(Debug)]
 pub struct GpuLstmOutput<'a> {
@@ -47,50 +46,6 @@ pub struct GpuLstmOutput<'a> {
     pub h_n: &'a GpuTensor,
     /// [D·L, B, H]
     pub c_n: &'a GpuTensor,
-}
-
-/// One layer's parameters in the GPU layout (see [`crate::gpu::layout`]),
-/// both directions side by side.
-struct GpuLayer {
-    /// [D·4H, in], rows by unit within each direction.
-    w_ih: wgpu::Buffer,
-    /// [D·4H], by unit (zeros without bias).
-    b_ih: wgpu::Buffer,
-    /// [D, in_h = H, H, 4]
-    w_hh: wgpu::Buffer,
-    /// [D·4H], by unit (zeros without bias).
-    b_hh: wgpu::Buffer,
-    input_size: usize,
-}
-
-/// Buffers and bind groups for one (T, B).
-struct Workspace {
-    seq_len: usize,
-    batch: usize,
-    /// [T, B, I]: the time-major input of layer 0.
-    input: GpuTensor,
-    /// [B, T, I] and [B, T, D·H]: batch-first input and output, when configured.
-    batch_first: Option<(GpuTensor, GpuTensor)>,
-    /// [T·B, D·4H]: X · W_ihᵀ + b_ih of the current layer.
-    _gates: wgpu::Buffer,
-    /// Per layer: [T, B, D·H] outputs.
-    ys: Vec<GpuTensor>,
-    /// [2, L·D, B, H]: h double-buffered by step parity.
-    h_state: wgpu::Buffer,
-    /// [L·D, B, H]
-    c_state: wgpu::Buffer,
-    /// [B] u32
-    lengths: wgpu::Buffer,
-    _uniforms: wgpu::Buffer,
-    gemm: Vec<(wgpu::BindGroup, (u32, u32))>,
-    steps: Vec<wgpu::BindGroup>,
-    step_groups: (u32, u32, u32),
-    /// Dynamic offset of (layer, step) s: `step_base + (layer·T + s)·stride`.
-    step_base: u32,
-    stride: u32,
-    permutes: Option<[(wgpu::BindGroup, (u32, u32)); 2]>,
-    /// Host read-back of output, h_n and c_n, laid end to end.
-    staging: wgpu::Buffer,
 }
 
 /// The final states per batch size, where [`InitialState::Carry`] reads.
@@ -109,10 +64,22 @@ pub struct GpuLstm {
     config: LstmConfig,
     gemm: GemmKernel,
     step: StepKernel,
+    back: BackwardStepKernel,
     permute: PermuteKernel,
     layers: Vec<GpuLayer>,
+    /// Parameter gradients in the same layout, made on the first backward.
+    grads: Option<Vec<GpuLayer>>,
     workspaces: Vec<Workspace>,
     states: Vec<State>,
+    /// (T, B) of the last training forward, which `backward` differentiates.
+    last_train: Option<(usize, usize)>,
+}
+
+/// Where the input comes from.
+#[derive(Clone, Copy)]
+enum Source<'a> {
+    Gpu(&'a GpuTensor, InitialState<'a>),
+    Host(&'a LstmInput<'a, f32>),
 }
 
 impl GpuLstm {
@@ -120,42 +87,19 @@ impl GpuLstm {
     pub fn new(ctx: &GpuContext, weights: &LstmWeights<f32>) -> Result<Self> {
         let config = weights.config.clone();
         config.validate()?;
-        let (h, dirs) = (config.hidden_size, config.num_directions());
-        let upload = |label: &str, data: &[f32]| -> Result<wgpu::Buffer> {
-            let buf = ctx.create_buffer(label, 4 * data.len() as u64, TENSOR_USAGE)?;
-            ctx.queue()
-                .write_buffer(&buf, 0, bytemuck::cast_slice(data));
-            Ok(buf)
-        };
-        let mut layers = Vec::with_capacity(config.num_layers);
-        for layer in 0..config.num_layers {
-            let input_size = config.layer_input_size(layer);
-            let (mut w_ih, mut b_ih, mut w_hh, mut b_hh) = (vec![], vec![], vec![], vec![]);
-            for dir in 0..dirs {
-                let lw = weights.layer(layer, dir);
-                w_ih.extend(rows_by_unit(&lw.weight_ih, h, input_size));
-                w_hh.extend(recurrent_to_gpu(&lw.weight_hh, h, h));
-                let zeros = vec![0.0; 4 * h];
-                b_ih.extend(rows_by_unit(lw.bias_ih.as_deref().unwrap_or(&zeros), h, 1));
-                b_hh.extend(rows_by_unit(lw.bias_hh.as_deref().unwrap_or(&zeros), h, 1));
-            }
-            layers.push(GpuLayer {
-                w_ih: upload(&format!("weight_ih_l{layer}"), &w_ih)?,
-                b_ih: upload(&format!("bias_ih_l{layer}"), &b_ih)?,
-                w_hh: upload(&format!("weight_hh_l{layer}"), &w_hh)?,
-                b_hh: upload(&format!("bias_hh_l{layer}"), &b_hh)?,
-                input_size,
-            });
-        }
+        let layers = upload_layers(ctx, &config, |l, d| weights.layer(l, d).clone(), "")?;
         let engine = GpuLstm {
             gemm: GemmKernel::new(ctx),
             step: StepKernel::new(ctx),
+            back: BackwardStepKernel::new(ctx),
             permute: PermuteKernel::new(ctx),
             ctx: ctx.clone(),
             config,
             layers,
+            grads: None,
             workspaces: Vec::new(),
             states: Vec::new(),
+            last_train: None,
         };
         ctx.check()?;
         Ok(engine)
@@ -171,36 +115,7 @@ impl GpuLstm {
 
     /// Reads the weights back, converted to PyTorch's layout.
     pub fn weights(&self) -> Result<LstmWeights<f32>> {
-        let cfg = &self.config;
-        let (h, dirs) = (cfg.hidden_size, cfg.num_directions());
-        let mut out = LstmWeights::zeros(cfg)?;
-        for (l, gl) in self.layers.iter().enumerate() {
-            let tensors: Vec<GpuTensor> = [
-                (&gl.w_ih, vec![dirs * 4 * h, gl.input_size]),
-                (&gl.b_ih, vec![dirs * 4 * h]),
-                (&gl.w_hh, vec![dirs * h * h * 4]),
-                (&gl.b_hh, vec![dirs * 4 * h]),
-            ]
-            .into_iter()
-            .map(|(b, shape)| GpuTensor::from_buffer(b.clone(), shape))
-            .collect();
-            let host = read_back(&self.ctx, &tensors.iter().collect::<Vec<_>>())?;
-            for dir in 0..dirs {
-                let part = |t: &Tensor<f32>, n: usize| t.data()[dir * n..(dir + 1) * n].to_vec();
-                let bias = |t: &Tensor<f32>| rows_by_gate(&part(t, 4 * h), h, 1);
-                *out.layer_mut(l, dir) = LayerWeights {
-                    weight_ih: rows_by_gate(
-                        &part(&host[0], 4 * h * gl.input_size),
-                        h,
-                        gl.input_size,
-                    ),
-                    weight_hh: recurrent_from_gpu(&part(&host[2], 4 * h * h), h, h),
-                    bias_ih: cfg.bias.then(|| bias(&host[1])),
-                    bias_hh: cfg.bias.then(|| bias(&host[3])),
-                };
-            }
-        }
-        Ok(out)
+        download_layers(&self.ctx, &self.config, &self.layers)
     }
 
     /// Runs the forward pass on a GPU tensor: `input` is [T, B, I] (or
@@ -212,32 +127,213 @@ impl GpuLstm {
         state: InitialState<'_>,
         lengths: Option<&[usize]>,
     ) -> Result<GpuLstmOutput<'_>> {
-        let (h0, c0) = match state {
-            InitialState::Given { h_0, c_0 } => (Some(h_0.shape()), Some(c_0.shape())),
-            _ => (None, None),
-        };
-        let (t, b) = check_shapes(&self.config, input.shape(), h0, c0, lengths)?;
-        let idx = self.prepare(t, b)?;
-        self.run(idx, Source::Gpu(input), state, lengths, false)?;
+        let idx = self.pass(Source::Gpu(input, state), lengths, None, false)?;
         Ok(self.outputs(idx))
     }
 
     /// Runs the forward pass on host tensors and reads the results back, in
     /// one submit: the GPU counterpart of [`crate::cpu::forward`].
     pub fn forward_host(&mut self, x: &LstmInput<'_, f32>) -> Result<LstmOutput<f32>> {
-        let (t, b) = x.validate(&self.config)?;
-        let idx = self.prepare(t, b)?;
-        let state = match (x.h_0, x.c_0) {
-            (None, None) => HostState::Zeros,
-            (h, c) => HostState::Given(h, c),
-        };
-        self.run(
-            idx,
-            Source::Host(x.input, state),
-            InitialState::Zeros,
-            x.lengths,
-            true,
+        let idx = self.pass(Source::Host(x), x.lengths, None, true)?;
+        self.read_outputs(idx)
+    }
+
+    /// Training-mode forward on a GPU tensor: applies inter-layer dropout with
+    /// the mask of `dropout_seed` (the same mask as the CPU path) and saves
+    /// what [`backward`](Self::backward) needs, on the GPU.
+    pub fn forward_train(
+        &mut self,
+        input: &GpuTensor,
+        state: InitialState<'_>,
+        lengths: Option<&[usize]>,
+        dropout_seed: u64,
+    ) -> Result<GpuLstmOutput<'_>> {
+        let idx = self.pass(
+            Source::Gpu(input, state),
+            lengths,
+            Some(dropout_seed),
+            false,
         )?;
+        Ok(self.outputs(idx))
+    }
+
+    /// [`forward_train`](Self::forward_train) on host tensors, with read-back:
+    /// the GPU counterpart of [`crate::cpu::forward_train`].
+    pub fn forward_train_host(
+        &mut self,
+        x: &LstmInput<'_, f32>,
+        dropout_seed: u64,
+    ) -> Result<LstmOutput<f32>> {
+        let idx = self.pass(Source::Host(x), x.lengths, Some(dropout_seed), true)?;
+        self.read_outputs(idx)
+    }
+
+    /// Backpropagates through the last training forward. `d_output` has the
+    /// output's shape; `d_h_n` and `d_c_n` are [D·L, B, H] (zeros when
+    /// `None`). Overwrites the gradients that [`gradients`](Self::gradients)
+    /// reads. One submit.
+    pub fn backward(
+        &mut self,
+        d_output: &GpuTensor,
+        d_h_n: Option<&GpuTensor>,
+        d_c_n: Option<&GpuTensor>,
+    ) -> Result<()> {
+        let idx = self.train_workspace()?;
+        self.check_output_grads(
+            idx,
+            d_output.shape(),
+            d_h_n.map(GpuTensor::shape),
+            d_c_n.map(GpuTensor::shape),
+        )?;
+        let mut enc = self.encoder("lstm backward");
+        let ws = &self.workspaces[idx];
+        let tr = ws.train.as_ref().expect("training workspace");
+        let dst = tr.batch_first.as_ref().map_or(&tr.dy, |(d, _)| d);
+        enc.copy_buffer_to_buffer(&d_output.buffer, 0, &dst.buffer, 0, d_output.byte_len());
+        let slab = tr.d_h0.byte_len();
+        for (src, dst) in [(d_h_n, &tr.dh_carry), (d_c_n, &tr.dc_carry)] {
+            match src {
+                Some(s) => enc.copy_buffer_to_buffer(&s.buffer, 0, dst, 0, slab),
+                None => enc.clear_buffer(dst, 0, Some(slab)),
+            }
+        }
+        self.encode_backward(&mut enc, idx);
+        self.ctx.submit_and_wait(enc)
+    }
+
+    /// [`backward`](Self::backward) from host tensors, reading every gradient
+    /// back in PyTorch's layout: the GPU counterpart of [`crate::cpu::backward`].
+    pub fn backward_host(&mut self, grads: &OutputGrads<'_, f32>) -> Result<Gradients<f32>> {
+        let idx = self.train_workspace()?;
+        self.check_output_grads(
+            idx,
+            grads.d_output.shape(),
+            grads.d_h_n.map(Tensor::shape),
+            grads.d_c_n.map(Tensor::shape),
+        )?;
+        let queue = self.ctx.queue();
+        let mut enc = self.encoder("lstm backward");
+        let ws = &self.workspaces[idx];
+        let tr = ws.train.as_ref().expect("training workspace");
+        let dst = tr.batch_first.as_ref().map_or(&tr.dy, |(d, _)| d);
+        queue.write_buffer(&dst.buffer, 0, bytemuck::cast_slice(grads.d_output.data()));
+        let slab = tr.d_h0.byte_len();
+        for (src, dst) in [(grads.d_h_n, &tr.dh_carry), (grads.d_c_n, &tr.dc_carry)] {
+            match src {
+                Some(s) => queue.write_buffer(dst, 0, bytemuck::cast_slice(s.data())),
+                None => enc.clear_buffer(dst, 0, Some(slab)),
+            }
+        }
+        self.encode_backward(&mut enc, idx);
+        self.ctx.submit_and_wait(enc)?;
+        self.gradients()
+    }
+
+    /// The gradients of the last backward: parameters in PyTorch's layout,
+    /// and `input`, `h_0`, `c_0`.
+    pub fn gradients(&self) -> Result<Gradients<f32>> {
+        let idx = self.train_workspace()?;
+        let grads = self
+            .grads
+            .as_ref()
+            .expect("a backward pass made the gradients");
+        let weights = download_layers(&self.ctx, &self.config, grads)?;
+        let tr = self.workspaces[idx]
+            .train
+            .as_ref()
+            .expect("training workspace");
+        let d_input = tr.batch_first.as_ref().map_or(&tr.d_input, |(_, d)| d);
+        let mut host = read_back(&self.ctx, &[d_input, &tr.d_h0, &tr.d_c0])?;
+        let d_c_0 = host.pop().expect("three tensors");
+        let d_h_0 = host.pop().expect("three tensors");
+        Ok(Gradients {
+            weights,
+            d_input: host.pop().expect("three tensors"),
+            d_h_0,
+            d_c_0,
+        })
+    }
+
+    fn encoder(&self, label: &str) -> wgpu::CommandEncoder {
+        self.ctx
+            .device()
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some(label) })
+    }
+
+    fn train_workspace(&self) -> Result<usize> {
+        let (t, b) = self.last_train.ok_or_else(|| {
+            LstmError::value("backward", "needs a training forward first (forward_train)")
+        })?;
+        Ok(self
+            .workspaces
+            .iter()
+            .position(|w| (w.seq_len, w.batch) == (t, b) && w.train.is_some())
+            .expect("the last training workspace is kept"))
+    }
+
+    fn check_output_grads(
+        &self,
+        idx: usize,
+        d_output: &[usize],
+        d_h_n: Option<&[usize]>,
+        d_c_n: Option<&[usize]>,
+    ) -> Result<()> {
+        let ws = &self.workspaces[idx];
+        let want = ws.output().shape();
+        if d_output != want {
+            return Err(LstmError::shape("d_output", want, d_output));
+        }
+        let state = self.state(ws.batch).h_n.shape();
+        for (name, s) in [("d_h_n", d_h_n), ("d_c_n", d_c_n)] {
+            if let Some(s) = s.filter(|s| *s != state) {
+                return Err(LstmError::shape(name, state, s));
+            }
+        }
+        Ok(())
+    }
+
+    /// Validates, prepares the workspace and runs one forward pass (one
+    /// submit); returns the workspace index.
+    fn pass(
+        &mut self,
+        source: Source<'_>,
+        lengths: Option<&[usize]>,
+        dropout_seed: Option<u64>,
+        read_back: bool,
+    ) -> Result<usize> {
+        let (t, b) = match source {
+            Source::Host(x) => x.validate(&self.config)?,
+            Source::Gpu(input, state) => {
+                let (h0, c0) = match state {
+                    InitialState::Given { h_0, c_0 } => (Some(h_0.shape()), Some(c_0.shape())),
+                    _ => (None, None),
+                };
+                check_shapes(&self.config, input.shape(), h0, c0, lengths)?
+            }
+        };
+        let idx = self.prepare(t, b, dropout_seed.is_some())?;
+        if let Some(seed) = dropout_seed {
+            let ws = &mut self.workspaces[idx];
+            let tr = ws.train.as_mut().expect("prepared for training");
+            tr.set_seed(&self.ctx, &self.config, &self.layers, t, b, seed);
+            self.last_train = Some((t, b));
+        }
+        let mut enc = self.encoder("lstm forward");
+        self.encode_forward(&mut enc, idx, source, lengths, dropout_seed.is_some());
+        if read_back {
+            let ws = &self.workspaces[idx];
+            let state = self.state(b);
+            let mut at = 0;
+            for src in [ws.output(), &state.h_n, &state.c_n] {
+                enc.copy_buffer_to_buffer(&src.buffer, 0, &ws.staging, at, src.byte_len());
+                at += src.byte_len();
+            }
+        }
+        self.ctx.submit_and_wait(enc)?;
+        Ok(idx)
+    }
+
+    fn read_outputs(&self, idx: usize) -> Result<LstmOutput<f32>> {
         let out = self.outputs(idx);
         let shapes = [out.output.shape(), out.h_n.shape(), out.c_n.shape()];
         let mut host = map_and_read(&self.ctx, &self.workspaces[idx].staging, &shapes)?;
@@ -247,13 +343,15 @@ impl GpuLstm {
         Ok(LstmOutput { output, h_n, c_n })
     }
 
-    /// The workspace for (T, B), made on first use.
-    fn prepare(&mut self, seq_len: usize, batch: usize) -> Result<usize> {
+    /// The workspace for (T, B), made on first use, with its training
+    /// buffers when `training`.
+    fn prepare(&mut self, seq_len: usize, batch: usize, training: bool) -> Result<usize> {
         if !self.states.iter().any(|s| s.batch == batch) {
+            let cfg = &self.config;
             let shape = [
-                self.config.num_layers * self.config.num_directions(),
+                cfg.num_layers * cfg.num_directions(),
                 batch,
-                self.config.hidden_size,
+                cfg.hidden_size,
             ];
             self.states.push(State {
                 batch,
@@ -261,29 +359,79 @@ impl GpuLstm {
                 c_n: GpuTensor::empty(&self.ctx, "c_n", &shape)?,
             });
         }
-        if let Some(i) = self
+        let idx = match self
             .workspaces
             .iter()
-            .position(|w| w.seq_len == seq_len && w.batch == batch)
+            .position(|w| (w.seq_len, w.batch) == (seq_len, batch))
         {
-            return Ok(i);
+            Some(i) => i,
+            None => {
+                if self.workspaces.len() == MAX_WORKSPACES {
+                    // Keep the workspace `backward` still needs.
+                    let keep = self.last_train;
+                    let victim = (0..self.workspaces.len())
+                        .find(|&i| {
+                            Some((self.workspaces[i].seq_len, self.workspaces[i].batch)) != keep
+                        })
+                        .expect("at most one workspace is kept");
+                    self.workspaces.remove(victim);
+                }
+                let kernels = Kernels {
+                    gemm: &self.gemm,
+                    step: &self.step,
+                    permute: &self.permute,
+                };
+                let ws = Workspace::build(
+                    &self.ctx,
+                    &self.config,
+                    &self.layers,
+                    kernels,
+                    seq_len,
+                    batch,
+                )?;
+                self.workspaces.push(ws);
+                self.workspaces.len() - 1
+            }
+        };
+        if training && self.workspaces[idx].train.is_none() {
+            if self.grads.is_none() {
+                let zeros = |l: usize, _d: usize| {
+                    let input = self.config.layer_input_size(l);
+                    let four_h = 4 * self.config.hidden_size;
+                    LayerWeights {
+                        weight_ih: vec![0.0; four_h * input],
+                        weight_hh: vec![0.0; four_h * self.config.hidden_size],
+                        bias_ih: None,
+                        bias_hh: None,
+                    }
+                };
+                self.grads = Some(upload_layers(&self.ctx, &self.config, zeros, "grad ")?);
+            }
+            let kernels = TrainKernels {
+                gemm: &self.gemm,
+                step: &self.step,
+                back: &self.back,
+                permute: &self.permute,
+            };
+            let grads = self.grads.as_ref().expect("made above");
+            let space = TrainSpace::build(
+                &self.ctx,
+                &self.config,
+                &self.layers,
+                grads,
+                &self.workspaces[idx],
+                kernels,
+            )?;
+            self.workspaces[idx].train = Some(space);
         }
-        if self.workspaces.len() == MAX_WORKSPACES {
-            self.workspaces.remove(0);
-        }
-        let ws = self.build_workspace(seq_len, batch)?;
-        self.workspaces.push(ws);
-        Ok(self.workspaces.len() - 1)
+        Ok(idx)
     }
 
     fn outputs(&self, idx: usize) -> GpuLstmOutput<'_> {
         let ws = &self.workspaces[idx];
         let state = self.state(ws.batch);
         GpuLstmOutput {
-            output: match &ws.batch_first {
-                Some((_, out)) => out,
-                None => ws.ys.last().expect("at least one layer"),
-            },
+            output: ws.output(),
             h_n: &state.h_n,
             c_n: &state.c_n,
         }
@@ -296,249 +444,59 @@ impl GpuLstm {
             .expect("prepare() made the state")
     }
 
-    fn build_workspace(&self, seq_len: usize, batch: usize) -> Result<Workspace> {
-        let ctx = &self.ctx;
-        let cfg = &self.config;
-        let (h, dirs, layers) = (cfg.hidden_size, cfg.num_directions(), cfg.num_layers);
-        let (t, b) = (seq_len, batch);
-        let tensor = |label: &str, shape: &[usize]| GpuTensor::empty(ctx, label, shape);
-        let buffer = |label: &str, shape: &[usize]| -> Result<wgpu::Buffer> {
-            ctx.create_buffer(label, byte_size(label, shape)?, TENSOR_USAGE)
-        };
-
-        let input = tensor("input [T,B,I]", &[t, b, cfg.input_size])?;
-        let batch_first = if cfg.batch_first {
-            Some((
-                tensor("input [B,T,I]", &[b, t, cfg.input_size])?,
-                tensor("output [B,T,D·H]", &[b, t, dirs * h])?,
-            ))
-        } else {
-            None
-        };
-        let gates = buffer("gates [T·B, D·4H]", &[t * b, dirs * 4 * h])?;
-        let ys = (0..layers)
-            .map(|l| tensor(&format!("output of layer {l} [T,B,D·H]"), &[t, b, dirs * h]))
-            .collect::<Result<Vec<_>>>()?;
-        let h_state = buffer("h state [2,L·D,B,H]", &[2, layers * dirs, b, h])?;
-        let c_state = buffer("c state [L·D,B,H]", &[layers * dirs, b, h])?;
-        let lengths = ctx.create_buffer("lengths [B]", 4 * b as u64, TENSOR_USAGE)?;
-
-        // Uniforms, written once: per-layer GEMM parameters, two permutes,
-        // then one StepParams per (layer, step) read through a dynamic offset.
-        let align = ctx.limits().min_uniform_buffer_offset_alignment.max(16);
-        let stride = (std::mem::size_of::<GemmParams>() as u32).next_multiple_of(align);
-        let step_base = stride * (layers as u32 + 2);
-        let entries = layers + 2 + layers * t;
-        let mut bytes = vec![0u8; entries * stride as usize];
-        let mut put = |entry: usize, data: &[u8]| {
-            let at = entry * stride as usize;
-            bytes[at..at + data.len()].copy_from_slice(data);
-        };
-        let mut gemm_params = Vec::new();
-        for (l, gl) in self.layers.iter().enumerate() {
-            let p = GemmParams {
-                m: (t * b) as u32,
-                n: (dirs * 4 * h) as u32,
-                k: gl.input_size as u32,
-                lda: gl.input_size as u32,
-                ldb: gl.input_size as u32,
-                ldc: (dirs * 4 * h) as u32,
-                flags: GemmParams::TRANS_B | if cfg.bias { GemmParams::BIAS } else { 0 },
-                ..Default::default()
-            };
-            put(l, bytemuck::bytes_of(&p));
-            gemm_params.push(p);
-        }
-        let permute_in = PermuteParams {
-            rows: b as u32,
-            cols: t as u32,
-            inner: cfg.input_size as u32,
-            _pad: 0,
-        };
-        let permute_out = PermuteParams {
-            rows: t as u32,
-            cols: b as u32,
-            inner: (dirs * h) as u32,
-            _pad: 0,
-        };
-        put(layers, bytemuck::bytes_of(&permute_in));
-        put(layers + 1, bytemuck::bytes_of(&permute_out));
-        for l in 0..layers {
-            for s in 0..t {
-                let p = StepParams {
-                    step: s as u32,
-                    parity: (s % 2) as u32,
-                    seq_len: t as u32,
-                    batch: b as u32,
-                    hidden: h as u32,
-                    dirs: dirs as u32,
-                    slot: (l * dirs) as u32,
-                    slots: (layers * dirs) as u32,
-                    dropout: Default::default(),
-                };
-                put(layers + 2 + l * t + s, bytemuck::bytes_of(&p));
-            }
-        }
-        let uniforms = ctx.create_buffer(
-            "uniforms",
-            bytes.len() as u64,
-            wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
-        )?;
-        ctx.queue().write_buffer(&uniforms, 0, &bytes);
-
-        let mut gemm = Vec::new();
-        let mut steps = Vec::new();
-        for (l, gl) in self.layers.iter().enumerate() {
-            let x = if l == 0 {
-                &input.buffer
-            } else {
-                &ys[l - 1].buffer
-            };
-            let op = GemmOp {
-                params: gemm_params[l],
-                a: x,
-                b: &gl.w_ih,
-                bias: &gl.b_ih,
-                c: &gates,
-            };
-            let groups = GemmKernel::workgroups(ctx, &op.params)?;
-            gemm.push((
-                self.gemm
-                    .bind(ctx, &op, &uniforms, l as u64 * stride as u64),
-                groups,
-            ));
-            steps.push(self.step.bind(
-                ctx,
-                &StepBuffers {
-                    params: &uniforms,
-                    gates_x: &gates,
-                    w_hh: &gl.w_hh,
-                    b_hh: &gl.b_hh,
-                    h_state: &h_state,
-                    c_state: &c_state,
-                    y: &ys[l].buffer,
-                    lengths: &lengths,
-                },
-                None,
-            ));
-        }
-        let step_groups = StepKernel::workgroups(h, b, dirs);
-        let limit = ctx.limits().max_compute_workgroups_per_dimension;
-        if step_groups.0.max(step_groups.1) > limit {
-            return Err(LstmError::DeviceLimit {
-                what: format!("a step over H = {h} units and B = {b} sequences"),
-                limit: "max_compute_workgroups_per_dimension",
-                requested: step_groups.0.max(step_groups.1) as u64,
-                available: limit as u64,
-            });
-        }
-        let permutes = match &batch_first {
-            Some((in_bf, out_bf)) => Some([
-                (
-                    self.permute.bind(
-                        ctx,
-                        (&uniforms, layers as u64 * stride as u64),
-                        &in_bf.buffer,
-                        &input.buffer,
-                    ),
-                    PermuteKernel::workgroups(ctx, t * b * cfg.input_size),
-                ),
-                (
-                    self.permute.bind(
-                        ctx,
-                        (&uniforms, (layers as u64 + 1) * stride as u64),
-                        &ys[layers - 1].buffer,
-                        &out_bf.buffer,
-                    ),
-                    PermuteKernel::workgroups(ctx, t * b * dirs * h),
-                ),
-            ]),
-            None => None,
-        };
-        let state_bytes = byte_size("h_n", &[layers * dirs, b, h])?;
-        let staging = ctx.create_buffer(
-            "forward read-back",
-            byte_size("output", &[t, b, dirs * h])? + 2 * state_bytes,
-            wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-        )?;
-        ctx.check()?;
-        Ok(Workspace {
-            seq_len,
-            batch,
-            input,
-            batch_first,
-            _gates: gates,
-            ys,
-            h_state,
-            c_state,
-            lengths,
-            _uniforms: uniforms,
-            gemm,
-            steps,
-            step_groups,
-            step_base,
-            stride,
-            permutes,
-            staging,
-        })
-    }
-
-    /// Encodes and submits one forward pass into workspace `idx`.
-    fn run(
+    /// Encodes one forward pass into `enc`.
+    fn encode_forward(
         &self,
+        enc: &mut wgpu::CommandEncoder,
         idx: usize,
         source: Source<'_>,
-        initial: InitialState<'_>,
         lengths: Option<&[usize]>,
-        read_back: bool,
-    ) -> Result<()> {
+        training: bool,
+    ) {
         let ctx = &self.ctx;
+        let cfg = &self.config;
         let ws = &self.workspaces[idx];
         let state = self.state(ws.batch);
-        let (t, b) = (ws.seq_len, ws.batch);
+        let (t, b, layers) = (ws.seq_len, ws.batch, cfg.num_layers);
         let slab = state.h_n.byte_len();
         let queue = ctx.queue();
-        let mut enc = ctx
-            .device()
-            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
-                label: Some("lstm forward"),
-            });
 
         // The input, into the time-major (or batch-first staging) buffer.
-        let input_dst = match &ws.batch_first {
-            Some((in_bf, _)) => in_bf,
-            None => &ws.input,
-        };
+        let input_dst = ws.batch_first.as_ref().map_or(&ws.input, |(i, _)| i);
         match source {
-            Source::Gpu(x) => {
+            Source::Gpu(x, _) => {
                 enc.copy_buffer_to_buffer(&x.buffer, 0, &input_dst.buffer, 0, x.byte_len())
             }
-            Source::Host(x, _) => {
-                queue.write_buffer(&input_dst.buffer, 0, bytemuck::cast_slice(x.data()))
+            Source::Host(x) => {
+                queue.write_buffer(&input_dst.buffer, 0, bytemuck::cast_slice(x.input.data()))
             }
         }
         // The initial state: h into parity 0 of the double buffer, c in place.
-        match (source, initial) {
-            (Source::Host(_, HostState::Given(h0, c0)), _) => {
-                for (dst, given) in [(&ws.h_state, h0), (&ws.c_state, c0)] {
+        match source {
+            Source::Host(x) => {
+                for (dst, given) in [(&ws.h_state, x.h_0), (&ws.c_state, x.c_0)] {
                     match given {
                         Some(v) => queue.write_buffer(dst, 0, bytemuck::cast_slice(v.data())),
                         None => enc.clear_buffer(dst, 0, Some(slab)),
                     }
                 }
             }
-            (_, InitialState::Given { h_0, c_0 }) => {
+            Source::Gpu(_, InitialState::Given { h_0, c_0 }) => {
                 enc.copy_buffer_to_buffer(&h_0.buffer, 0, &ws.h_state, 0, slab);
                 enc.copy_buffer_to_buffer(&c_0.buffer, 0, &ws.c_state, 0, slab);
             }
-            (_, InitialState::Carry) => {
+            Source::Gpu(_, InitialState::Carry) => {
                 enc.copy_buffer_to_buffer(&state.h_n.buffer, 0, &ws.h_state, 0, slab);
                 enc.copy_buffer_to_buffer(&state.c_n.buffer, 0, &ws.c_state, 0, slab);
             }
-            _ => {
+            Source::Gpu(_, InitialState::Zeros) => {
                 enc.clear_buffer(&ws.h_state, 0, Some(slab));
                 enc.clear_buffer(&ws.c_state, 0, Some(slab));
             }
+        }
+        let train = ws.train.as_ref().filter(|_| training);
+        if let Some(tr) = train {
+            enc.copy_buffer_to_buffer(&ws.c_state, 0, &tr.c0, 0, slab);
         }
         let lens: Vec<u32> = match lengths {
             Some(l) => l.iter().map(|&v| v as u32).collect(),
@@ -554,12 +512,35 @@ impl GpuLstm {
             if let Some([(bg, groups), _]) = &ws.permutes {
                 self.permute.encode(ctx, &mut pass, bg, *groups);
             }
-            for (l, (gemm_bg, groups)) in ws.gemm.iter().enumerate() {
+            for l in 0..layers {
+                let (gemm_bg, groups) = &ws.gemm[l];
+                debug_assert_eq!(ws.layout.offset(gemm_entry(l)) % ws.layout.stride, 0);
                 self.gemm.encode(ctx, &mut pass, gemm_bg, *groups);
                 for s in 0..t {
-                    let offset = ws.step_base + (l * t + s) as u32 * ws.stride;
-                    self.step
-                        .encode(ctx, &mut pass, false, &ws.steps[l], offset, ws.step_groups);
+                    match train {
+                        Some(tr) => {
+                            let offset = tr.step_offset(cfg, t, l, s);
+                            self.step.encode(
+                                ctx,
+                                &mut pass,
+                                true,
+                                &tr.steps[l],
+                                offset,
+                                ws.step_groups,
+                            );
+                        }
+                        None => {
+                            let offset = ws.layout.offset(step_entry(layers, t, l, s));
+                            self.step.encode(
+                                ctx,
+                                &mut pass,
+                                false,
+                                &ws.steps[l],
+                                offset,
+                                ws.step_groups,
+                            );
+                        }
+                    }
                 }
             }
             if let Some([_, (bg, groups)]) = &ws.permutes {
@@ -575,30 +556,115 @@ impl GpuLstm {
             slab,
         );
         enc.copy_buffer_to_buffer(&ws.c_state, 0, &state.c_n.buffer, 0, slab);
-        if read_back {
-            let out = match &ws.batch_first {
-                Some((_, out)) => out,
-                None => ws.ys.last().expect("at least one layer"),
-            };
-            let mut at = 0;
-            for src in [out, &state.h_n, &state.c_n] {
-                enc.copy_buffer_to_buffer(&src.buffer, 0, &ws.staging, at, src.byte_len());
-                at += src.byte_len();
+    }
+
+    /// Encodes backpropagation through the saved forward of workspace `idx`;
+    /// the caller has put d_output and the carried d_h_n, d_c_n in place.
+    fn encode_backward(&self, enc: &mut wgpu::CommandEncoder, idx: usize) {
+        let ctx = &self.ctx;
+        let cfg = &self.config;
+        let ws = &self.workspaces[idx];
+        let tr = ws.train.as_ref().expect("training workspace");
+        let t = ws.seq_len;
+        {
+            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some("lstm backward"),
+                timestamp_writes: None,
+            });
+            if let Some([(bg, groups), _]) = &tr.permutes {
+                self.permute.encode(ctx, &mut pass, bg, *groups);
+            }
+            for l in (0..cfg.num_layers).rev() {
+                for s in 0..=t {
+                    let offset = tr.back_offset(cfg, t, l, s);
+                    self.back
+                        .encode(ctx, &mut pass, &tr.back[l], offset, ws.step_groups);
+                }
+                for (bg, groups) in &tr.gemms[l] {
+                    self.gemm.encode(ctx, &mut pass, bg, *groups);
+                }
+            }
+            if let Some([_, (bg, groups)]) = &tr.permutes {
+                self.permute.encode(ctx, &mut pass, bg, *groups);
             }
         }
-        ctx.submit_and_wait(enc)
+        // b_ih and b_hh enter the gates as one sum: their gradients are equal.
+        if cfg.bias {
+            let grads = self.grads.as_ref().expect("training made the gradients");
+            for g in grads {
+                enc.copy_buffer_to_buffer(&g.b_ih, 0, &g.b_hh, 0, g.b_ih.size().min(g.b_hh.size()));
+            }
+        }
     }
 }
 
-/// Where the input comes from.
-#[derive(Clone, Copy)]
-enum Source<'a> {
-    Gpu(&'a GpuTensor),
-    Host(&'a Tensor<f32>, HostState<'a>),
+/// Uploads every layer's parameters (PyTorch layout, from `layer(l, d)`) in
+/// the GPU layout.
+fn upload_layers(
+    ctx: &GpuContext,
+    cfg: &LstmConfig,
+    layer: impl Fn(usize, usize) -> LayerWeights<f32>,
+    label: &str,
+) -> Result<Vec<GpuLayer>> {
+    let (h, dirs) = (cfg.hidden_size, cfg.num_directions());
+    let upload = |name: String, data: &[f32]| -> Result<wgpu::Buffer> {
+        let buf = ctx.create_buffer(&name, 4 * data.len() as u64, TENSOR_USAGE)?;
+        ctx.queue()
+            .write_buffer(&buf, 0, bytemuck::cast_slice(data));
+        Ok(buf)
+    };
+    let mut layers = Vec::with_capacity(cfg.num_layers);
+    for l in 0..cfg.num_layers {
+        let input_size = cfg.layer_input_size(l);
+        let (mut w_ih, mut b_ih, mut w_hh, mut b_hh) = (vec![], vec![], vec![], vec![]);
+        let zeros = vec![0.0; 4 * h];
+        for dir in 0..dirs {
+            let lw = layer(l, dir);
+            w_ih.extend(rows_by_unit(&lw.weight_ih, h, input_size));
+            w_hh.extend(recurrent_to_gpu(&lw.weight_hh, h, h));
+            b_ih.extend(rows_by_unit(lw.bias_ih.as_deref().unwrap_or(&zeros), h, 1));
+            b_hh.extend(rows_by_unit(lw.bias_hh.as_deref().unwrap_or(&zeros), h, 1));
+        }
+        layers.push(GpuLayer {
+            w_ih: upload(format!("{label}weight_ih_l{l}"), &w_ih)?,
+            b_ih: upload(format!("{label}bias_ih_l{l}"), &b_ih)?,
+            w_hh: upload(format!("{label}weight_hh_l{l}"), &w_hh)?,
+            b_hh: upload(format!("{label}bias_hh_l{l}"), &b_hh)?,
+            input_size,
+        });
+    }
+    Ok(layers)
 }
 
-#[derive(Clone, Copy)]
-enum HostState<'a> {
-    Zeros,
-    Given(Option<&'a Tensor<f32>>, Option<&'a Tensor<f32>>),
+/// Reads layers back and converts them to PyTorch's layout.
+fn download_layers(
+    ctx: &GpuContext,
+    cfg: &LstmConfig,
+    layers: &[GpuLayer],
+) -> Result<LstmWeights<f32>> {
+    let (h, dirs) = (cfg.hidden_size, cfg.num_directions());
+    let mut out = LstmWeights::zeros(cfg)?;
+    for (l, gl) in layers.iter().enumerate() {
+        let tensors: Vec<GpuTensor> = [
+            (&gl.w_ih, vec![dirs * 4 * h, gl.input_size]),
+            (&gl.b_ih, vec![dirs * 4 * h]),
+            (&gl.w_hh, vec![dirs * h * h * 4]),
+            (&gl.b_hh, vec![dirs * 4 * h]),
+        ]
+        .into_iter()
+        .map(|(b, shape)| GpuTensor::from_buffer(b.clone(), shape))
+        .collect();
+        let host = read_back(ctx, &tensors.iter().collect::<Vec<_>>())?;
+        for dir in 0..dirs {
+            let part = |t: &Tensor<f32>, n: usize| t.data()[dir * n..(dir + 1) * n].to_vec();
+            let bias = |t: &Tensor<f32>| rows_by_gate(&part(t, 4 * h), h, 1);
+            *out.layer_mut(l, dir) = LayerWeights {
+                weight_ih: rows_by_gate(&part(&host[0], 4 * h * gl.input_size), h, gl.input_size),
+                weight_hh: recurrent_from_gpu(&part(&host[2], 4 * h * h), h, h),
+                bias_ih: cfg.bias.then(|| bias(&host[1])),
+                bias_hh: cfg.bias.then(|| bias(&host[3])),
+            };
+        }
+    }
+    Ok(out)
 }

@@ -2,7 +2,7 @@
 //!
 //! - [`GpuContext`]: adapter, device and queue, typed errors, work counters.
 //! - [`GpuTensor`]: an f32 buffer with its shape; upload and read-back.
-//! - [`GpuLstm`]: the LSTM forward pass, validated against [`crate::cpu`].
+//! - [`GpuLstm`]: the LSTM forward and backward passes, validated against [`crate::cpu`].
 //! - [`kernels`]: one Rust type per WGSL kernel in `shaders/`.
 //! - [`layout`]: the by-unit weight layout the kernels use.
 
@@ -11,6 +11,8 @@ pub mod kernels;
 pub mod layout;
 mod lstm;
 mod tensor;
+mod train;
+mod workspace;
 
 pub use context::{AdapterSummary, Counters, GpuContext, gpu_required_by_env, list_adapters};
 pub use lstm::{GpuLstm, GpuLstmOutput, InitialState};

@@ -14,7 +14,7 @@ pub struct BackParams {
     pub hidden: u32,
     pub dirs: u32,
     pub slot: u32,
-    pub _pad: u32,
+    pub slots: u32,
     pub dropout: DropoutParams,
 }
 const _: () = assert!(std::mem::size_of::<BackParams>() == 64);

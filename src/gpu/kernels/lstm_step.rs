@@ -65,12 +65,18 @@ impl StepKernel {
         ];
         let infer = build_pipeline_entry(ctx, "lstm step", source, "main", &bindings);
         bindings.extend([Binding::ReadWrite; 3]);
-        let train = build_pipeline_entry(ctx, "lstm step (training)", source, "main_train", &bindings);
+        let train =
+            build_pipeline_entry(ctx, "lstm step (training)", source, "main_train", &bindings);
         StepKernel { infer, train }
     }
 
     /// A bind group for inference, or for training when `saved` is given.
-    pub fn bind(&self, ctx: &GpuContext, b: &StepBuffers<'_>, saved: Option<&TrainBuffers<'_>>) -> wgpu::BindGroup {
+    pub fn bind(
+        &self,
+        ctx: &GpuContext,
+        b: &StepBuffers<'_>,
+        saved: Option<&TrainBuffers<'_>>,
+    ) -> wgpu::BindGroup {
         let mut resources = vec![
             slice(b.params, 0, std::mem::size_of::<StepParams>() as u64),
             b.gates_x.as_entire_binding(),
@@ -83,7 +89,11 @@ impl StepKernel {
         ];
         let layout = match saved {
             Some(s) => {
-                resources.extend([s.gates.as_entire_binding(), s.c.as_entire_binding(), s.h_prev.as_entire_binding()]);
+                resources.extend([
+                    s.gates.as_entire_binding(),
+                    s.c.as_entire_binding(),
+                    s.h_prev.as_entire_binding(),
+                ]);
                 &self.train.1
             }
             None => &self.infer.1,
@@ -110,7 +120,11 @@ impl StepKernel {
         params_offset: u32,
         workgroups: (u32, u32, u32),
     ) {
-        pass.set_pipeline(if training { &self.train.0 } else { &self.infer.0 });
+        pass.set_pipeline(if training {
+            &self.train.0
+        } else {
+            &self.infer.0
+        });
         pass.set_bind_group(0, bind_group, &[params_offset]);
         pass.dispatch_workgroups(workgroups.0, workgroups.1, workgroups.2);
         ctx.count_dispatch();

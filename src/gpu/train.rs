@@ -1,0 +1,429 @@
+//! Training on the GPU: what the forward pass saves, and backpropagation
+//! through time.
+//!
+//! Per layer, from the last down, the backward pass encodes T + 1 step
+//! dispatches (`shaders/lstm_step_backward.wgsl`, both directions each), then
+//! the weight gradients as GEMMs over all T·B rows:
+//! dW_ih = dGᵀ·X (both directions at once), dW_hh = H_prevᵀ·dG (one per
+//! direction), db = 1ᵀ·dG, and dX = dG·W_ih, the gradient of the layer
+//! below's output. That is T + 4 + D dispatches per layer.
+
+use crate::config::LstmConfig;
+use crate::error::Result;
+use crate::gpu::kernels::{
+    BackParams, BackwardBuffers, BackwardStepKernel, DropoutParams, GemmKernel, GemmOp, GemmParams,
+    PermuteKernel, PermuteParams, StepBuffers, StepKernel, TrainBuffers,
+};
+use crate::gpu::tensor::{TENSOR_USAGE, byte_size};
+use crate::gpu::workspace::{GpuLayer, Uniforms, Workspace, check_groups, step_params};
+use crate::gpu::{GpuContext, GpuTensor};
+
+/// Saved activations and backward scratch for one (T, B).
+pub(super) struct TrainSpace {
+    /// Per layer [T, B, D, H, 4]: activated gates i, f, g, o.
+    _gates: Vec<wgpu::Buffer>,
+    /// Per layer [T, B, D, H]: c after each step.
+    _c_saved: Vec<wgpu::Buffer>,
+    /// Per layer [T, B, D·H]: h entering each step.
+    _h_prev: Vec<wgpu::Buffer>,
+    /// [L·D, B, H]: the initial c of every layer.
+    pub c0: wgpu::Buffer,
+    /// [T·B, D·4H]: gate gradients of the current layer.
+    _d_gates: wgpu::Buffer,
+    /// [T, B, D·H]: gradient of the current layer's output.
+    pub dy: GpuTensor,
+    /// [B, T, D·H] and [B, T, I]: batch-first d_output and d_input.
+    pub batch_first: Option<(GpuTensor, GpuTensor)>,
+    /// [T, B, I]
+    pub d_input: GpuTensor,
+    /// [2, L·D, B, H] and [L·D, B, H]: gradients carried between steps.
+    pub dh_carry: wgpu::Buffer,
+    pub dc_carry: wgpu::Buffer,
+    /// [L·D, B, H]
+    pub d_h0: GpuTensor,
+    pub d_c0: GpuTensor,
+    _ones: wgpu::Buffer,
+    pub uniforms: wgpu::Buffer,
+    pub layout: Uniforms,
+    /// Per layer: the training step's and the backward step's bind groups.
+    pub steps: Vec<wgpu::BindGroup>,
+    pub back: Vec<wgpu::BindGroup>,
+    /// Per layer: dW_ih, dW_hh per direction, db (with bias), dX.
+    pub gemms: Vec<Vec<(wgpu::BindGroup, (u32, u32))>>,
+    pub permutes: Option<[(wgpu::BindGroup, (u32, u32)); 2]>,
+}
+
+/// Entries of the training uniform buffer.
+struct TrainEntries {
+    layers: usize,
+    seq_len: usize,
+    dirs: usize,
+}
+
+impl TrainEntries {
+    fn step(&self, layer: usize, s: usize) -> usize {
+        layer * self.seq_len + s
+    }
+    fn back(&self, layer: usize, s: usize) -> usize {
+        self.layers * self.seq_len + layer * (self.seq_len + 1) + s
+    }
+    fn gemm(&self, layer: usize, which: usize) -> usize {
+        self.layers * (2 * self.seq_len + 1) + layer * (self.dirs + 3) + which
+    }
+    fn permute(&self, which: usize) -> usize {
+        self.layers * (2 * self.seq_len + 1 + self.dirs + 3) + which
+    }
+    fn count(&self) -> usize {
+        self.permute(2)
+    }
+}
+
+/// The kernels training binds.
+pub(super) struct TrainKernels<'a> {
+    pub gemm: &'a GemmKernel,
+    pub step: &'a StepKernel,
+    pub back: &'a BackwardStepKernel,
+    pub permute: &'a PermuteKernel,
+}
+
+impl TrainSpace {
+    pub fn build(
+        ctx: &GpuContext,
+        cfg: &LstmConfig,
+        weights: &[GpuLayer],
+        grads: &[GpuLayer],
+        ws: &Workspace,
+        k: TrainKernels<'_>,
+    ) -> Result<Self> {
+        let (h, dirs, layers) = (cfg.hidden_size, cfg.num_directions(), cfg.num_layers);
+        let (t, b) = (ws.seq_len, ws.batch);
+        let buffer = |label: &str, shape: &[usize]| -> Result<wgpu::Buffer> {
+            ctx.create_buffer(label, byte_size(label, shape)?, TENSOR_USAGE)
+        };
+        let per_layer = |label: &str, shape: &[usize]| -> Result<Vec<wgpu::Buffer>> {
+            (0..layers)
+                .map(|l| buffer(&format!("{label} l{l}"), shape))
+                .collect()
+        };
+        let gates = per_layer("saved gates [T,B,D,H,4]", &[t, b, dirs, h, 4])?;
+        let c_saved = per_layer("saved c [T,B,D,H]", &[t, b, dirs, h])?;
+        let h_prev = per_layer("saved h_prev [T,B,D·H]", &[t, b, dirs * h])?;
+        let state = [layers * dirs, b, h];
+        let c0 = buffer("saved c_0 [L·D,B,H]", &state)?;
+        let d_gates = buffer("d_gates [T·B, D·4H]", &[t * b, dirs * 4 * h])?;
+        let dy = GpuTensor::empty(ctx, "dy [T,B,D·H]", &[t, b, dirs * h])?;
+        let d_input = GpuTensor::empty(ctx, "d_input [T,B,I]", &[t, b, cfg.input_size])?;
+        let batch_first = if cfg.batch_first {
+            Some((
+                GpuTensor::empty(ctx, "d_output [B,T,D·H]", &[b, t, dirs * h])?,
+                GpuTensor::empty(ctx, "d_input [B,T,I]", &[b, t, cfg.input_size])?,
+            ))
+        } else {
+            None
+        };
+        let dh_carry = buffer("dh carry [2,L·D,B,H]", &[2, layers * dirs, b, h])?;
+        let dc_carry = buffer("dc carry [L·D,B,H]", &state)?;
+        let d_h0 = GpuTensor::empty(ctx, "d_h_0", &state)?;
+        let d_c0 = GpuTensor::empty(ctx, "d_c_0", &state)?;
+        let ones = buffer("ones [T·B]", &[t * b])?;
+        ctx.queue()
+            .write_buffer(&ones, 0, bytemuck::cast_slice(&vec![1.0f32; t * b]));
+
+        let entries = TrainEntries {
+            layers,
+            seq_len: t,
+            dirs,
+        };
+        let layout = train_uniforms(ctx, cfg, weights, &entries, t, b, 0);
+        let uniforms = ctx.create_buffer(
+            "training uniforms",
+            layout.bytes.len() as u64,
+            wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+        )?;
+        ctx.queue().write_buffer(&uniforms, 0, &layout.bytes);
+
+        let mut steps = Vec::new();
+        let mut back = Vec::new();
+        let mut gemms = Vec::new();
+        for (l, (w, g)) in weights.iter().zip(grads).enumerate() {
+            steps.push(k.step.bind(
+                ctx,
+                &StepBuffers {
+                    params: &uniforms,
+                    gates_x: &ws.gates,
+                    w_hh: &w.w_hh,
+                    b_hh: &w.b_hh,
+                    h_state: &ws.h_state,
+                    c_state: &ws.c_state,
+                    y: &ws.ys[l].buffer,
+                    lengths: &ws.lengths,
+                },
+                Some(&TrainBuffers {
+                    gates: &gates[l],
+                    c: &c_saved[l],
+                    h_prev: &h_prev[l],
+                }),
+            ));
+            back.push(k.back.bind(
+                ctx,
+                &BackwardBuffers {
+                    params: &uniforms,
+                    gates: &gates[l],
+                    c_saved: &c_saved[l],
+                    c_0: &c0,
+                    w_hh: &w.w_hh,
+                    dy: &dy.buffer,
+                    d_gates: &d_gates,
+                    dh_carry: &dh_carry,
+                    dc_carry: &dc_carry,
+                    lengths: &ws.lengths,
+                    d_h0: &d_h0.buffer,
+                    d_c0: &d_c0.buffer,
+                },
+            ));
+            let x = if l == 0 {
+                &ws.input.buffer
+            } else {
+                &ws.ys[l - 1].buffer
+            };
+            let dx = if l == 0 { &d_input.buffer } else { &dy.buffer };
+            let ops = backward_gemms(cfg, w, t * b);
+            let operands: Vec<(&wgpu::Buffer, &wgpu::Buffer, &wgpu::Buffer)> = ops
+                .iter()
+                .map(|(kind, _)| match kind {
+                    Gemm::WeightIh => (&d_gates, x, &g.w_ih),
+                    Gemm::WeightHh => (&h_prev[l], &d_gates, &g.w_hh),
+                    Gemm::Bias => (&ones, &d_gates, &g.b_ih),
+                    Gemm::Input => (&d_gates, &w.w_ih, dx),
+                })
+                .collect();
+            let mut layer_gemms = Vec::new();
+            for (which, ((_, params), (a, bm, c))) in ops.iter().zip(operands).enumerate() {
+                let op = GemmOp {
+                    params: *params,
+                    a,
+                    b: bm,
+                    bias: a,
+                    c,
+                };
+                let groups = GemmKernel::workgroups(ctx, params)?;
+                let offset = layout.offset(entries.gemm(l, which)) as u64;
+                layer_gemms.push((k.gemm.bind(ctx, &op, &uniforms, offset), groups));
+            }
+            gemms.push(layer_gemms);
+        }
+        let permutes = match &batch_first {
+            Some((d_out_bf, d_in_bf)) => {
+                let at = |w| (&uniforms, layout.offset(entries.permute(w)) as u64);
+                Some([
+                    (
+                        k.permute.bind(ctx, at(0), &d_out_bf.buffer, &dy.buffer),
+                        PermuteKernel::workgroups(ctx, t * b * dirs * h),
+                    ),
+                    (
+                        k.permute.bind(ctx, at(1), &d_input.buffer, &d_in_bf.buffer),
+                        PermuteKernel::workgroups(ctx, t * b * cfg.input_size),
+                    ),
+                ])
+            }
+            None => None,
+        };
+        check_groups(
+            ctx,
+            "a backward step",
+            &[ws.step_groups.0, ws.step_groups.1],
+        )?;
+        ctx.check()?;
+        Ok(TrainSpace {
+            _gates: gates,
+            _c_saved: c_saved,
+            _h_prev: h_prev,
+            c0,
+            _d_gates: d_gates,
+            dy,
+            batch_first,
+            d_input,
+            dh_carry,
+            dc_carry,
+            d_h0,
+            d_c0,
+            _ones: ones,
+            uniforms,
+            layout,
+            steps,
+            back,
+            gemms,
+            permutes,
+        })
+    }
+
+    /// Rewrites the per-pass parameters for a new dropout seed.
+    pub fn set_seed(
+        &mut self,
+        ctx: &GpuContext,
+        cfg: &LstmConfig,
+        weights: &[GpuLayer],
+        t: usize,
+        b: usize,
+        seed: u64,
+    ) {
+        let entries = TrainEntries {
+            layers: cfg.num_layers,
+            seq_len: t,
+            dirs: cfg.num_directions(),
+        };
+        self.layout = train_uniforms(ctx, cfg, weights, &entries, t, b, seed);
+        ctx.queue()
+            .write_buffer(&self.uniforms, 0, &self.layout.bytes);
+    }
+
+    /// Dynamic offsets of forward step `s` and backward step `s` of `layer`.
+    pub fn step_offset(&self, cfg: &LstmConfig, t: usize, layer: usize, s: usize) -> u32 {
+        let e = TrainEntries {
+            layers: cfg.num_layers,
+            seq_len: t,
+            dirs: cfg.num_directions(),
+        };
+        self.layout.offset(e.step(layer, s))
+    }
+
+    pub fn back_offset(&self, cfg: &LstmConfig, t: usize, layer: usize, s: usize) -> u32 {
+        let e = TrainEntries {
+            layers: cfg.num_layers,
+            seq_len: t,
+            dirs: cfg.num_directions(),
+        };
+        self.layout.offset(e.back(layer, s))
+    }
+}
+
+/// The four kinds of product after a layer's backward steps.
+#[derive(Clone, Copy)]
+enum Gemm {
+    WeightIh,
+    WeightHh,
+    Bias,
+    Input,
+}
+
+/// The backward GEMMs of one layer, in encoding order.
+fn backward_gemms(cfg: &LstmConfig, w: &GpuLayer, rows: usize) -> Vec<(Gemm, GemmParams)> {
+    let (h, dirs) = (cfg.hidden_size, cfg.num_directions());
+    let (n4, inp, rows) = ((dirs * 4 * h) as u32, w.input_size as u32, rows as u32);
+    let mut ops = vec![(
+        // dW_ih [D·4H, in] = dGᵀ [D·4H, T·B] · X [T·B, in]
+        Gemm::WeightIh,
+        GemmParams {
+            m: n4,
+            n: inp,
+            k: rows,
+            lda: n4,
+            ldb: inp,
+            ldc: inp,
+            flags: GemmParams::TRANS_A,
+            ..Default::default()
+        },
+    )];
+    for d in 0..dirs as u32 {
+        // dW_hh[d] [H, 4H] = H_prev[d]ᵀ [H, T·B] · dG[d] [T·B, 4H], already in
+        // the forward kernel's [k][unit][gate] layout.
+        let h = h as u32;
+        ops.push((
+            Gemm::WeightHh,
+            GemmParams {
+                m: h,
+                n: 4 * h,
+                k: rows,
+                lda: dirs as u32 * h,
+                ldb: n4,
+                ldc: 4 * h,
+                a_off: d * h,
+                b_off: d * 4 * h,
+                c_off: d * h * 4 * h,
+                flags: GemmParams::TRANS_A,
+                ..Default::default()
+            },
+        ));
+    }
+    if cfg.bias {
+        // db [1, D·4H] = 1ᵀ [1, T·B] · dG [T·B, D·4H]
+        ops.push((
+            Gemm::Bias,
+            GemmParams {
+                m: 1,
+                n: n4,
+                k: rows,
+                lda: rows,
+                ldb: n4,
+                ldc: n4,
+                ..Default::default()
+            },
+        ));
+    }
+    // dX [T·B, in] = dG [T·B, D·4H] · W_ih [D·4H, in]
+    ops.push((
+        Gemm::Input,
+        GemmParams {
+            m: rows,
+            n: inp,
+            k: n4,
+            lda: n4,
+            ldb: inp,
+            ldc: inp,
+            ..Default::default()
+        },
+    ));
+    ops
+}
+
+/// All training parameters for one pass with dropout seed `seed`.
+fn train_uniforms(
+    ctx: &GpuContext,
+    cfg: &LstmConfig,
+    weights: &[GpuLayer],
+    e: &TrainEntries,
+    t: usize,
+    b: usize,
+    seed: u64,
+) -> Uniforms {
+    let (h, dirs, layers) = (cfg.hidden_size, cfg.num_directions(), cfg.num_layers);
+    let mut u = Uniforms::new(ctx, e.count());
+    for l in 0..layers {
+        // Dropout on every layer's output but the last.
+        let p = if l + 1 < layers { cfg.dropout } else { 0.0 };
+        let dropout = DropoutParams::new(p, seed, l);
+        for s in 0..t {
+            let mut sp = step_params(cfg, l, s, t, b);
+            sp.dropout = dropout;
+            u.put(e.step(l, s), &sp);
+        }
+        for s in 0..=t {
+            u.put(
+                e.back(l, s),
+                &BackParams {
+                    step: s as u32,
+                    parity: (s % 2) as u32,
+                    seq_len: t as u32,
+                    batch: b as u32,
+                    hidden: h as u32,
+                    dirs: dirs as u32,
+                    slot: (l * dirs) as u32,
+                    slots: (layers * dirs) as u32,
+                    dropout,
+                },
+            );
+        }
+        for (which, (_, params)) in backward_gemms(cfg, &weights[l], t * b).iter().enumerate() {
+            u.put(e.gemm(l, which), params);
+        }
+    }
+    let permute = |rows: usize, cols: usize, inner: usize| PermuteParams {
+        rows: rows as u32,
+        cols: cols as u32,
+        inner: inner as u32,
+        _pad: 0,
+    };
+    u.put(e.permute(0), &permute(b, t, dirs * h));
+    u.put(e.permute(1), &permute(t, b, cfg.input_size));
+    u
+}

@@ -1,0 +1,309 @@
+//! The buffers and bind groups of one (T, B) shape, built on first use and
+//! reused by every later pass of that shape.
+
+use crate::config::LstmConfig;
+use crate::error::{LstmError, Result};
+use crate::gpu::kernels::{
+    GemmKernel, GemmOp, GemmParams, PermuteKernel, PermuteParams, StepBuffers, StepKernel,
+    StepParams,
+};
+use crate::gpu::tensor::{TENSOR_USAGE, byte_size};
+use crate::gpu::train::TrainSpace;
+use crate::gpu::{GpuContext, GpuTensor};
+
+/// One layer's parameters (or gradients) in the GPU layout (see
+/// [`crate::gpu::layout`]), both directions side by side.
+pub(super) struct GpuLayer {
+    /// [D·4H, in], rows by unit within each direction.
+    pub w_ih: wgpu::Buffer,
+    /// [D·4H], by unit (zeros without bias).
+    pub b_ih: wgpu::Buffer,
+    /// [D, H (input k), H (unit j), 4]
+    pub w_hh: wgpu::Buffer,
+    /// [D·4H], by unit (zeros without bias).
+    pub b_hh: wgpu::Buffer,
+    pub input_size: usize,
+}
+
+/// Uniform parameters laid out at the device's dynamic-offset alignment.
+pub(super) struct Uniforms {
+    pub stride: u32,
+    pub bytes: Vec<u8>,
+}
+
+impl Uniforms {
+    pub fn new(ctx: &GpuContext, entries: usize) -> Self {
+        let align = ctx.limits().min_uniform_buffer_offset_alignment.max(16);
+        let stride = 64u32.next_multiple_of(align);
+        Uniforms {
+            stride,
+            bytes: vec![0; entries.max(1) * stride as usize],
+        }
+    }
+
+    pub fn put<T: bytemuck::Pod>(&mut self, entry: usize, value: &T) {
+        let data = bytemuck::bytes_of(value);
+        assert!(
+            data.len() <= self.stride as usize,
+            "uniform entry larger than its slot"
+        );
+        let at = entry * self.stride as usize;
+        self.bytes[at..at + data.len()].copy_from_slice(data);
+    }
+
+    pub fn offset(&self, entry: usize) -> u32 {
+        entry as u32 * self.stride
+    }
+}
+
+/// Buffers and bind groups for one (T, B).
+pub(super) struct Workspace {
+    pub seq_len: usize,
+    pub batch: usize,
+    /// [T, B, I]: the time-major input of layer 0.
+    pub input: GpuTensor,
+    /// [B, T, I] and [B, T, D·H]: batch-first input and output, when configured.
+    pub batch_first: Option<(GpuTensor, GpuTensor)>,
+    /// [T·B, D·4H]: X · W_ihᵀ + b_ih of the current layer.
+    pub gates: wgpu::Buffer,
+    /// Per layer: [T, B, D·H] outputs (inner layers after dropout when training).
+    pub ys: Vec<GpuTensor>,
+    /// [2, L·D, B, H]: h double-buffered by step parity.
+    pub h_state: wgpu::Buffer,
+    /// [L·D, B, H]
+    pub c_state: wgpu::Buffer,
+    /// [B] u32
+    pub lengths: wgpu::Buffer,
+    pub _uniforms: wgpu::Buffer,
+    pub layout: Uniforms,
+    pub gemm: Vec<(wgpu::BindGroup, (u32, u32))>,
+    pub steps: Vec<wgpu::BindGroup>,
+    pub step_groups: (u32, u32, u32),
+    pub permutes: Option<[(wgpu::BindGroup, (u32, u32)); 2]>,
+    /// Host read-back of output, h_n and c_n, laid end to end.
+    pub staging: wgpu::Buffer,
+    /// Saved activations and backward buffers, made on the first training pass.
+    pub train: Option<TrainSpace>,
+}
+
+/// Entry indices in a workspace's uniform buffer.
+pub(super) fn gemm_entry(layer: usize) -> usize {
+    layer
+}
+pub(super) fn permute_entry(layers: usize, which: usize) -> usize {
+    layers + which
+}
+pub(super) fn step_entry(layers: usize, seq_len: usize, layer: usize, step: usize) -> usize {
+    layers + 2 + layer * seq_len + step
+}
+
+/// Checks a dispatch's workgroup counts against the device limit.
+pub(super) fn check_groups(ctx: &GpuContext, what: &str, groups: &[u32]) -> Result<()> {
+    let limit = ctx.limits().max_compute_workgroups_per_dimension;
+    match groups.iter().max() {
+        Some(&g) if g > limit => Err(LstmError::DeviceLimit {
+            what: what.to_string(),
+            limit: "max_compute_workgroups_per_dimension",
+            requested: g as u64,
+            available: limit as u64,
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// The kernels a workspace binds.
+pub(super) struct Kernels<'a> {
+    pub gemm: &'a GemmKernel,
+    pub step: &'a StepKernel,
+    pub permute: &'a PermuteKernel,
+}
+
+impl Workspace {
+    pub fn build(
+        ctx: &GpuContext,
+        cfg: &LstmConfig,
+        layers_w: &[GpuLayer],
+        k: Kernels<'_>,
+        seq_len: usize,
+        batch: usize,
+    ) -> Result<Self> {
+        let (h, dirs, layers) = (cfg.hidden_size, cfg.num_directions(), cfg.num_layers);
+        let (t, b) = (seq_len, batch);
+        let tensor = |label: &str, shape: &[usize]| GpuTensor::empty(ctx, label, shape);
+        let buffer = |label: &str, shape: &[usize]| -> Result<wgpu::Buffer> {
+            ctx.create_buffer(label, byte_size(label, shape)?, TENSOR_USAGE)
+        };
+
+        let input = tensor("input [T,B,I]", &[t, b, cfg.input_size])?;
+        let batch_first = if cfg.batch_first {
+            Some((
+                tensor("input [B,T,I]", &[b, t, cfg.input_size])?,
+                tensor("output [B,T,D·H]", &[b, t, dirs * h])?,
+            ))
+        } else {
+            None
+        };
+        let gates = buffer("gates [T·B, D·4H]", &[t * b, dirs * 4 * h])?;
+        let ys = (0..layers)
+            .map(|l| tensor(&format!("output of layer {l} [T,B,D·H]"), &[t, b, dirs * h]))
+            .collect::<Result<Vec<_>>>()?;
+        let h_state = buffer("h state [2,L·D,B,H]", &[2, layers * dirs, b, h])?;
+        let c_state = buffer("c state [L·D,B,H]", &[layers * dirs, b, h])?;
+        let lengths = ctx.create_buffer("lengths [B]", 4 * b as u64, TENSOR_USAGE)?;
+
+        // Uniforms, written once: per-layer GEMM parameters, two permutes,
+        // then one StepParams per (layer, step) read through a dynamic offset.
+        let mut layout = Uniforms::new(ctx, layers + 2 + layers * t);
+        for (l, gl) in layers_w.iter().enumerate() {
+            layout.put(gemm_entry(l), &forward_gemm(cfg, gl, t * b));
+        }
+        let permute = |rows: usize, cols: usize, inner: usize| PermuteParams {
+            rows: rows as u32,
+            cols: cols as u32,
+            inner: inner as u32,
+            _pad: 0,
+        };
+        layout.put(permute_entry(layers, 0), &permute(b, t, cfg.input_size));
+        layout.put(permute_entry(layers, 1), &permute(t, b, dirs * h));
+        for l in 0..layers {
+            for s in 0..t {
+                layout.put(step_entry(layers, t, l, s), &step_params(cfg, l, s, t, b));
+            }
+        }
+        let uniforms = ctx.create_buffer(
+            "uniforms",
+            layout.bytes.len() as u64,
+            wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+        )?;
+        ctx.queue().write_buffer(&uniforms, 0, &layout.bytes);
+
+        let mut gemm = Vec::new();
+        let mut steps = Vec::new();
+        for (l, gl) in layers_w.iter().enumerate() {
+            let x = if l == 0 {
+                &input.buffer
+            } else {
+                &ys[l - 1].buffer
+            };
+            let op = GemmOp {
+                params: forward_gemm(cfg, gl, t * b),
+                a: x,
+                b: &gl.w_ih,
+                bias: &gl.b_ih,
+                c: &gates,
+            };
+            let groups = GemmKernel::workgroups(ctx, &op.params)?;
+            let offset = layout.offset(gemm_entry(l)) as u64;
+            gemm.push((k.gemm.bind(ctx, &op, &uniforms, offset), groups));
+            steps.push(k.step.bind(
+                ctx,
+                &StepBuffers {
+                    params: &uniforms,
+                    gates_x: &gates,
+                    w_hh: &gl.w_hh,
+                    b_hh: &gl.b_hh,
+                    h_state: &h_state,
+                    c_state: &c_state,
+                    y: &ys[l].buffer,
+                    lengths: &lengths,
+                },
+                None,
+            ));
+        }
+        let step_groups = StepKernel::workgroups(h, b, dirs);
+        check_groups(
+            ctx,
+            &format!("a step over H = {h} units and B = {b} sequences"),
+            &[step_groups.0, step_groups.1],
+        )?;
+        let permutes = match &batch_first {
+            Some((in_bf, out_bf)) => {
+                let at = |w| (&uniforms, layout.offset(permute_entry(layers, w)) as u64);
+                Some([
+                    (
+                        k.permute.bind(ctx, at(0), &in_bf.buffer, &input.buffer),
+                        PermuteKernel::workgroups(ctx, t * b * cfg.input_size),
+                    ),
+                    (
+                        k.permute
+                            .bind(ctx, at(1), &ys[layers - 1].buffer, &out_bf.buffer),
+                        PermuteKernel::workgroups(ctx, t * b * dirs * h),
+                    ),
+                ])
+            }
+            None => None,
+        };
+        let state_bytes = byte_size("h_n", &[layers * dirs, b, h])?;
+        let staging = ctx.create_buffer(
+            "forward read-back",
+            byte_size("output", &[t, b, dirs * h])? + 2 * state_bytes,
+            wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+        )?;
+        ctx.check()?;
+        Ok(Workspace {
+            seq_len,
+            batch,
+            input,
+            batch_first,
+            gates,
+            ys,
+            h_state,
+            c_state,
+            lengths,
+            _uniforms: uniforms,
+            layout,
+            gemm,
+            steps,
+            step_groups,
+            permutes,
+            staging,
+            train: None,
+        })
+    }
+
+    /// The final output tensor: the last layer's, or its batch-first copy.
+    pub fn output(&self) -> &GpuTensor {
+        match &self.batch_first {
+            Some((_, out)) => out,
+            None => self.ys.last().expect("at least one layer"),
+        }
+    }
+}
+
+/// G = X · W_ihᵀ + b_ih for one layer: [T·B, D·4H].
+fn forward_gemm(cfg: &LstmConfig, gl: &GpuLayer, rows: usize) -> GemmParams {
+    let n = (cfg.num_directions() * 4 * cfg.hidden_size) as u32;
+    GemmParams {
+        m: rows as u32,
+        n,
+        k: gl.input_size as u32,
+        lda: gl.input_size as u32,
+        ldb: gl.input_size as u32,
+        ldc: n,
+        flags: GemmParams::TRANS_B | if cfg.bias { GemmParams::BIAS } else { 0 },
+        ..Default::default()
+    }
+}
+
+/// The parameters of forward step `s` of `layer` (dropout off; training
+/// passes fill it in).
+pub(super) fn step_params(
+    cfg: &LstmConfig,
+    layer: usize,
+    s: usize,
+    t: usize,
+    b: usize,
+) -> StepParams {
+    let (dirs, layers) = (cfg.num_directions(), cfg.num_layers);
+    StepParams {
+        step: s as u32,
+        parity: (s % 2) as u32,
+        seq_len: t as u32,
+        batch: b as u32,
+        hidden: cfg.hidden_size as u32,
+        dirs: dirs as u32,
+        slot: (layer * dirs) as u32,
+        slots: (layers * dirs) as u32,
+        dropout: Default::default(),
+    }
+}

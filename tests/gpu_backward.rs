@@ -1,0 +1,219 @@
+//! GPU backpropagation through time against the CPU reference and PyTorch.
+
+mod common;
+
+use std::path::PathBuf;
+
+use common::gpu::gpu_or_skip;
+use common::{assert_close, assert_close_to_max, random_tensor};
+use safetensors::SafeTensors;
+use wgpu_lstm::cpu::{self, Gradients, OutputGrads};
+use wgpu_lstm::gpu::GpuLstm;
+use wgpu_lstm::io::{read_float, view_to_i64};
+use wgpu_lstm::weights::SafetensorsPrefix;
+use wgpu_lstm::{InitOptions, LstmConfig, LstmInput, LstmWeights, Tensor};
+
+const DROPOUT_SEED: u64 = 99;
+
+fn compare(name: &str, got: &Gradients<f32>, want: &Gradients<f32>, with_state: bool, tol: f64) {
+    for ((n, _, g), (_, _, w)) in got
+        .weights
+        .named_params()
+        .iter()
+        .zip(want.weights.named_params().iter())
+    {
+        assert_close_to_max(&format!("{name}/{n}"), g, w, tol);
+    }
+    assert_close_to_max(
+        &format!("{name}/d_input"),
+        got.d_input.data(),
+        want.d_input.data(),
+        tol,
+    );
+    if with_state {
+        assert_close_to_max(
+            &format!("{name}/d_h_0"),
+            got.d_h_0.data(),
+            want.d_h_0.data(),
+            tol,
+        );
+        assert_close_to_max(
+            &format!("{name}/d_c_0"),
+            got.d_c_0.data(),
+            want.d_c_0.data(),
+            tol,
+        );
+    }
+}
+
+struct Case {
+    config: LstmConfig,
+    seq_len: usize,
+    batch: usize,
+    lengths: Option<Vec<usize>>,
+    with_state: bool,
+}
+
+fn check(name: &str, c: Case) {
+    let Some(ctx) = gpu_or_skip(name) else { return };
+    let cfg = &c.config;
+    let w = LstmWeights::<f32>::init(cfg, 31, InitOptions::default()).unwrap();
+    let (t, b) = (c.seq_len, c.batch);
+    let shape = if cfg.batch_first {
+        [b, t, cfg.input_size]
+    } else {
+        [t, b, cfg.input_size]
+    };
+    let out_shape = if cfg.batch_first {
+        [b, t, cfg.output_size()]
+    } else {
+        [t, b, cfg.output_size()]
+    };
+    let state_shape = [cfg.num_layers * cfg.num_directions(), b, cfg.hidden_size];
+    let input = random_tensor::<f32>(&shape, 1, 1.0);
+    let (h0, c0) = (
+        random_tensor::<f32>(&state_shape, 2, 0.5),
+        random_tensor::<f32>(&state_shape, 3, 0.5),
+    );
+    let (dy, dh, dc) = (
+        random_tensor::<f32>(&out_shape, 4, 1.0),
+        random_tensor::<f32>(&state_shape, 5, 1.0),
+        random_tensor::<f32>(&state_shape, 6, 1.0),
+    );
+    let mut x = LstmInput::new(&input);
+    if c.with_state {
+        x = x.with_state(&h0, &c0);
+    }
+    if let Some(l) = &c.lengths {
+        x = x.with_lengths(l);
+    }
+    let grads = OutputGrads {
+        d_output: &dy,
+        d_h_n: Some(&dh),
+        d_c_n: Some(&dc),
+    };
+    let (cpu_out, cache) = cpu::forward_train(&w, &x, DROPOUT_SEED).unwrap();
+    let want = cpu::backward(&w, &cache, &grads).unwrap();
+
+    let mut gpu = GpuLstm::new(&ctx, &w).unwrap();
+    let gpu_out = gpu.forward_train_host(&x, DROPOUT_SEED).unwrap();
+    assert_close(
+        &format!("{name}/output"),
+        gpu_out.output.data(),
+        cpu_out.output.data(),
+        1e-5,
+        0.0,
+    );
+    let got = gpu.backward_host(&grads).unwrap();
+    compare(name, &got, &want, true, 1e-4);
+}
+
+#[test]
+fn single_layer() {
+    check(
+        "single_layer",
+        Case {
+            config: LstmConfig::new(5, 8),
+            seq_len: 6,
+            batch: 3,
+            lengths: None,
+            with_state: true,
+        },
+    );
+}
+
+#[test]
+fn grid() {
+    let mut n = 0;
+    for layers in 1..=3 {
+        for bidirectional in [false, true] {
+            for (h, i) in [(1, 1), (7, 3), (33, 5), (70, 2)] {
+                let dropout = if n % 3 == 1 { 0.3 } else { 0.0 };
+                let cfg = LstmConfig::new(i, h)
+                    .num_layers(layers)
+                    .bidirectional(bidirectional)
+                    .bias(n % 4 != 3)
+                    .batch_first(n % 2 == 1)
+                    .dropout(dropout);
+                let (t, b) = (1 + n % 5, 1 + n % 4);
+                let lengths = (b > 1).then(|| (0..b).map(|k| 1 + (k * 5 + n) % t).collect());
+                check(
+                    &format!(
+                        "case {n}: L={layers} bidir={bidirectional} H={h} I={i} T={t} B={b} p={dropout}"
+                    ),
+                    Case {
+                        config: cfg,
+                        seq_len: t,
+                        batch: b,
+                        lengths,
+                        with_state: n % 2 == 0,
+                    },
+                );
+                n += 1;
+            }
+        }
+    }
+}
+
+#[test]
+fn pytorch_fixture_gradients_match() {
+    let Some(ctx) = gpu_or_skip("pytorch_fixture_gradients_match") else {
+        return;
+    };
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let mut n = 0;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|e| e != "safetensors") {
+            continue;
+        }
+        let name = path.file_stem().unwrap().to_string_lossy().to_string();
+        let bytes = std::fs::read(&path).unwrap();
+        let st = SafeTensors::deserialize(&bytes).unwrap();
+        let (_, meta) = SafeTensors::read_metadata(&bytes).unwrap();
+        let mut w =
+            LstmWeights::<f32>::from_safetensors(&st, SafetensorsPrefix::Exact("lstm.")).unwrap();
+        w.config.batch_first = meta.metadata().as_ref().unwrap()["batch_first"] == "true";
+        let get = |k: &str| read_float::<f32>(&st, k).unwrap();
+        let input = get("input");
+        let state = st.tensor("h_0").is_ok().then(|| (get("h_0"), get("c_0")));
+        let lengths: Option<Vec<usize>> = st.tensor("lengths").ok().map(|v| {
+            view_to_i64("lengths", &v)
+                .unwrap()
+                .iter()
+                .map(|&l| l as usize)
+                .collect()
+        });
+        let mut x = LstmInput::new(&input);
+        if let Some((h, c)) = &state {
+            x = x.with_state(h, c);
+        }
+        if let Some(l) = &lengths {
+            x = x.with_lengths(l);
+        }
+        let mut gpu = GpuLstm::new(&ctx, &w).unwrap();
+        gpu.forward_train_host(&x, 0).unwrap();
+        let (dy, dh, dc) = (get("d_output"), get("d_h_n"), get("d_c_n"));
+        let got = gpu
+            .backward_host(&OutputGrads {
+                d_output: &dy,
+                d_h_n: Some(&dh),
+                d_c_n: Some(&dc),
+            })
+            .unwrap();
+        let mut checks = vec![("grad.input".to_string(), got.d_input.data().to_vec())];
+        if state.is_some() {
+            checks.push(("grad.h_0".into(), got.d_h_0.data().to_vec()));
+            checks.push(("grad.c_0".into(), got.d_c_0.data().to_vec()));
+        }
+        for (p, _, g) in got.weights.named_params() {
+            checks.push((format!("grad.lstm.{p}"), g.to_vec()));
+        }
+        for (key, g) in checks {
+            let want: Tensor<f64> = read_float(&st, &key).unwrap();
+            assert_close_to_max(&format!("{name}/{key}"), &g, want.data(), 1e-4);
+        }
+        n += 1;
+    }
+    assert!(n >= 12);
+}
