@@ -10,7 +10,7 @@ use crate::tensor::Tensor;
 pub struct LstmInput<'a, T = f32> {
     /// [T, B, I], or [B, T, I] when `config.batch_first`.
     pub input: &'a Tensor<T>,
-    /// [D·L, B, H]; zeros when `None`.
+    /// [D·L, B, H]; zeros when `None`. Give both `h_0` and `c_0` or neither.
     pub h_0: Option<&'a Tensor<T>>,
     /// [D·L, B, H]; zeros when `None`.
     pub c_0: Option<&'a Tensor<T>>,
@@ -101,6 +101,17 @@ pub fn check_shapes(
         batch,
         config.hidden_size,
     ];
+    if h_0.is_some() != c_0.is_some() {
+        let (given, missing) = if h_0.is_some() {
+            ("h_0", "c_0")
+        } else {
+            ("c_0", "h_0")
+        };
+        return Err(LstmError::value(
+            missing,
+            format!("missing while {given} is given; nn.LSTM takes both initial states or neither"),
+        ));
+    }
     for (name, state) in [("h_0", h_0), ("c_0", c_0)] {
         if let Some(s) = state.filter(|s| *s != state_shape) {
             return Err(LstmError::shape(name, &state_shape, s));

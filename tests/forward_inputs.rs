@@ -171,3 +171,16 @@ fn padded_steps_output_zero_and_final_state_is_at_the_last_valid_step() {
         );
     }
 }
+
+#[test]
+fn initial_states_come_in_pairs() {
+    let w = weights(LstmConfig::new(4, 5));
+    let x = random_tensor::<f32>(&[3, 2, 4], 1, 1.0);
+    let h = Tensor::zeros([1, 2, 5]);
+    let mut only_h = LstmInput::new(&x);
+    only_h.h_0 = Some(&h);
+    expect_value(cpu::forward(&w, &only_h).unwrap_err(), "c_0");
+    let mut only_c = LstmInput::new(&x);
+    only_c.c_0 = Some(&h);
+    expect_value(cpu::forward(&w, &only_c).unwrap_err(), "h_0");
+}

@@ -217,3 +217,53 @@ fn pytorch_fixture_gradients_match() {
     }
     assert!(n >= 12);
 }
+
+#[test]
+fn one_submit_bounded_dispatches_and_no_allocation_after_the_first_step() {
+    let Some(ctx) =
+        gpu_or_skip("one_submit_bounded_dispatches_and_no_allocation_after_the_first_step")
+    else {
+        return;
+    };
+    for (layers, bidir, batch_first) in [(1, false, false), (2, true, true), (3, true, false)] {
+        let cfg = LstmConfig::new(3, 9)
+            .num_layers(layers)
+            .bidirectional(bidir)
+            .batch_first(batch_first)
+            .dropout(0.2);
+        let (t, b) = (7, 2);
+        let d = cfg.num_directions();
+        let shape = if batch_first { [b, t, 3] } else { [t, b, 3] };
+        let out_shape = if batch_first {
+            [b, t, d * 9]
+        } else {
+            [t, b, d * 9]
+        };
+        let w = LstmWeights::<f32>::init(&cfg, 1, InitOptions::default()).unwrap();
+        let mut gpu = GpuLstm::new(&ctx, &w).unwrap();
+        let x =
+            wgpu_lstm::gpu::GpuTensor::upload(&ctx, "x", &random_tensor(&shape, 1, 1.0)).unwrap();
+        let dy = wgpu_lstm::gpu::GpuTensor::upload(&ctx, "dy", &random_tensor(&out_shape, 2, 1.0))
+            .unwrap();
+        let mut step = |seed| {
+            let c0 = ctx.counters();
+            gpu.forward_train(&x, wgpu_lstm::gpu::InitialState::Zeros, None, seed)
+                .unwrap();
+            let c1 = ctx.counters();
+            gpu.backward(&dy, None, None).unwrap();
+            (c1 - c0, ctx.counters() - c1)
+        };
+        let (_, _) = step(1);
+        let (fwd, bwd) = step(2);
+        let permutes = if batch_first { 2 } else { 0 };
+        assert_eq!(fwd.submits, 1);
+        assert_eq!(fwd.dispatches, (layers * (1 + t) + permutes) as u64);
+        assert_eq!(bwd.submits, 1);
+        let per_layer = (t + 1) + 1 + d + 1 + 1; // steps + finish, dW_ih, dW_hh per direction, db, dX
+        assert_eq!(bwd.dispatches, (layers * per_layer + permutes) as u64);
+        assert!(bwd.dispatches <= (layers * d * (t + 8) + permutes) as u64);
+        for c in [fwd, bwd] {
+            assert_eq!((c.pipelines, c.bind_groups, c.buffers), (0, 0, 0), "{c:?}");
+        }
+    }
+}

@@ -64,9 +64,11 @@ pub struct GpuContext {
 }
 
 fn instance() -> wgpu::Instance {
-    // Honours WGPU_BACKEND (e.g. `vulkan`, `metal`, `dx12`) and the other
-    // WGPU_* instance variables.
-    wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env())
+    // The primary backends (Vulkan, Metal, DX12, WebGPU) unless WGPU_BACKEND
+    // names others (e.g. `gl`); the other WGPU_* instance variables apply too.
+    let mut desc = wgpu::InstanceDescriptor::new_without_display_handle();
+    desc.backends = wgpu::Backends::PRIMARY;
+    wgpu::Instance::new(desc.with_env())
 }
 
 /// True when the environment says a missing GPU is a failure, not a skip:
