@@ -61,3 +61,26 @@ fn dropout_scale(dr: Dropout, t: u32, b: u32, unit: u32) -> f32 {
     }
     return 0.0;
 }
+
+// Per-training-step scalars, one storage buffer shared by the loss and the
+// optimizer kernels. The host writes the first eight fields before each step;
+// the kernels write the rest, which the host reads back only when asked.
+struct TrainScalars {
+    lr: f32,           // learning rate of this step (after the schedule)
+    bias1: f32,        // Adam: 1 - β1^t
+    bias2: f32,        // Adam: 1 - β2^t
+    inv_count: f32,    // 1 / (elements or targets the loss averages over)
+    clip_max: f32,     // max global gradient norm; 0 = no clipping
+    first: f32,        // 1 on the first optimizer step (SGD momentum buffers start at g)
+    step_index: u32,   // optimizer steps completed before this one
+    _pad: u32,
+    loss: f32,         // out: the loss
+    grad_norm: f32,    // out: global L2 norm of the gradients, before clipping
+    clip_coef: f32,    // out: the factor gradients are scaled by (1 without clipping)
+    bad_step: u32,     // out, sticky: 1 + the first step whose loss was not finite; 0 = none
+}
+
+// True for ±inf and NaN, by the bits (NaN comparisons may be optimised away).
+fn not_finite(x: f32) -> bool {
+    return (bitcast<u32>(x) & 0x7f800000u) == 0x7f800000u;
+}

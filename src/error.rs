@@ -90,6 +90,14 @@ pub enum LstmError {
         available: u64,
     },
 
+    /// The training loss became NaN or infinite; the parameters were not
+    /// updated with it.
+    #[error(
+        "the loss became {loss} at step {step}; training stopped before that update \
+         (lower the learning rate or clip gradients)"
+    )]
+    NonFiniteLoss { step: u64, loss: f64 },
+
     /// Reading or writing a file failed.
     #[error("cannot {action} `{path}`: {source}")]
     Io {

@@ -17,8 +17,10 @@ pub mod error;
 pub mod gpu;
 pub mod input;
 pub mod io;
+pub mod model;
 pub mod real;
 pub mod tensor;
+pub mod train;
 pub mod weights;
 
 pub use config::LstmConfig;

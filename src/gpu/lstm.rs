@@ -254,6 +254,74 @@ impl GpuLstm {
         })
     }
 
+    /// Prepares (T, B) for training and encodes a training forward from
+    /// `input` (zero initial state) into `enc`; returns the workspace index.
+    pub(super) fn encode_train_forward(
+        &mut self,
+        enc: &mut wgpu::CommandEncoder,
+        input: &GpuTensor,
+        lengths: Option<&[usize]>,
+        seed: u64,
+    ) -> Result<usize> {
+        let (t, b) = check_shapes(&self.config, input.shape(), None, None, lengths)?;
+        let idx = self.prepare(t, b, true)?;
+        let tr = self.workspaces[idx]
+            .train
+            .as_mut()
+            .expect("prepared for training");
+        tr.set_seed(&self.ctx, &self.config, &self.layers, t, b, seed);
+        self.last_train = Some((t, b));
+        self.encode_forward(
+            enc,
+            idx,
+            Source::Gpu(input, InitialState::Zeros),
+            lengths,
+            true,
+        );
+        Ok(idx)
+    }
+
+    /// Encodes the backward pass of workspace `idx` from `d_output` (no
+    /// gradient on h_n, c_n).
+    pub(super) fn encode_train_backward(
+        &self,
+        enc: &mut wgpu::CommandEncoder,
+        idx: usize,
+        d_output: &GpuTensor,
+    ) {
+        let tr = self.workspaces[idx]
+            .train
+            .as_ref()
+            .expect("training workspace");
+        enc.copy_buffer_to_buffer(&d_output.buffer, 0, &tr.dy.buffer, 0, d_output.byte_len());
+        let slab = tr.d_h0.byte_len();
+        enc.clear_buffer(&tr.dh_carry, 0, Some(slab));
+        enc.clear_buffer(&tr.dc_carry, 0, Some(slab));
+        self.encode_backward(enc, idx);
+    }
+
+    /// The time-major output and input gradient of workspace `idx`.
+    pub(super) fn output_of(&self, idx: usize) -> &GpuTensor {
+        self.workspaces[idx].output()
+    }
+
+    pub(super) fn d_input_of(&self, idx: usize) -> &GpuTensor {
+        &self.workspaces[idx]
+            .train
+            .as_ref()
+            .expect("training workspace")
+            .d_input
+    }
+
+    /// Parameter buffers and, after the first training pass, their gradients.
+    pub(super) fn param_layers(&self) -> &[GpuLayer] {
+        &self.layers
+    }
+
+    pub(super) fn grad_layers(&self) -> Option<&[GpuLayer]> {
+        self.grads.as_deref()
+    }
+
     fn encoder(&self, label: &str) -> wgpu::CommandEncoder {
         self.ctx
             .device()
@@ -600,7 +668,7 @@ impl GpuLstm {
 
 /// Uploads every layer's parameters (PyTorch layout, from `layer(l, d)`) in
 /// the GPU layout.
-fn upload_layers(
+pub(super) fn upload_layers(
     ctx: &GpuContext,
     cfg: &LstmConfig,
     layer: impl Fn(usize, usize) -> LayerWeights<f32>,
@@ -637,7 +705,7 @@ fn upload_layers(
 }
 
 /// Reads layers back and converts them to PyTorch's layout.
-fn download_layers(
+pub(super) fn download_layers(
     ctx: &GpuContext,
     cfg: &LstmConfig,
     layers: &[GpuLayer],

@@ -3,6 +3,7 @@
 //! - [`GpuContext`]: adapter, device and queue, typed errors, work counters.
 //! - [`GpuTensor`]: an f32 buffer with its shape; upload and read-back.
 //! - [`GpuLstm`]: the LSTM forward and backward passes, validated against [`crate::cpu`].
+//! - [`GpuTrainer`]: a whole training step (model, loss, optimizer) in one submit.
 //! - [`kernels`]: one Rust type per WGSL kernel in `shaders/`.
 //! - [`layout`]: the by-unit weight layout the kernels use.
 
@@ -12,8 +13,10 @@ pub mod layout;
 mod lstm;
 mod tensor;
 mod train;
+mod trainer;
 mod workspace;
 
 pub use context::{AdapterSummary, Counters, GpuContext, gpu_required_by_env, list_adapters};
 pub use lstm::{GpuLstm, GpuLstmOutput, InitialState};
 pub use tensor::{GpuTensor, read_back};
+pub use trainer::GpuTrainer;

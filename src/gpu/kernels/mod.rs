@@ -8,11 +8,15 @@ mod backward_step;
 mod gemm;
 mod lstm_step;
 mod permute;
+mod train_kernels;
 
 pub use backward_step::{BackParams, BackwardBuffers, BackwardStepKernel};
 pub use gemm::{GemmKernel, GemmOp, GemmParams};
 pub use lstm_step::{StepBuffers, StepKernel, StepParams, TrainBuffers};
 pub use permute::{PermuteKernel, PermuteParams};
+pub use train_kernels::{
+    GatherParams, LossParams, OptParams, PARTIALS_PER_TENSOR, TrainKernelSet, TrainScalars, grid,
+};
 
 /// Mirrors `Dropout` in `shaders/common.wgsl`: the inter-layer dropout mask
 /// of one layer's output (see [`crate::dropout`]).
@@ -150,4 +154,50 @@ pub(crate) fn bind_group(
         layout,
         entries: &entries,
     })
+}
+
+/// A compute kernel with one bind group: its pipeline and layout. The small
+/// training kernels (losses, gathers, optimizers) are instances of this.
+pub struct Kernel {
+    label: &'static str,
+    pipeline: wgpu::ComputePipeline,
+    layout: wgpu::BindGroupLayout,
+}
+
+impl Kernel {
+    pub(crate) fn new(
+        ctx: &GpuContext,
+        label: &'static str,
+        source: &str,
+        entry: &str,
+        bindings: &[Binding],
+    ) -> Self {
+        let (pipeline, layout) = build_pipeline_entry(ctx, label, source, entry, bindings);
+        Kernel {
+            label,
+            pipeline,
+            layout,
+        }
+    }
+
+    pub(crate) fn bind(
+        &self,
+        ctx: &GpuContext,
+        resources: Vec<wgpu::BindingResource<'_>>,
+    ) -> wgpu::BindGroup {
+        bind_group(ctx, self.label, &self.layout, resources)
+    }
+
+    pub(crate) fn encode(
+        &self,
+        ctx: &GpuContext,
+        pass: &mut wgpu::ComputePass<'_>,
+        bind_group: &wgpu::BindGroup,
+        workgroups: (u32, u32, u32),
+    ) {
+        pass.set_pipeline(&self.pipeline);
+        pass.set_bind_group(0, bind_group, &[]);
+        pass.dispatch_workgroups(workgroups.0, workgroups.1, workgroups.2);
+        ctx.count_dispatch();
+    }
 }

@@ -1,0 +1,149 @@
+//! The small kernels of a training step: losses (`shaders/loss.wgsl`),
+//! optimizers and clipping (`shaders/optim.wgsl`), and index-driven copies
+//! (`shaders/gather.wgsl`). Their parameter structs mirror the WGSL ones.
+
+use super::{Binding, Kernel};
+use crate::gpu::GpuContext;
+
+/// Mirrors `LossParams` in `shaders/loss.wgsl`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct LossParams {
+    pub rows: u32,
+    pub cols: u32,
+    pub batch: u32,
+    pub per_step: u32,
+    pub has_ignore: u32,
+    pub ignore_index: i32,
+    pub _pad: [u32; 2],
+}
+const _: () = assert!(std::mem::size_of::<LossParams>() == 32);
+
+/// Mirrors `OptParams` in `shaders/optim.wgsl`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct OptParams {
+    pub len: u32,
+    pub kind: u32,
+    pub partial_off: u32,
+    pub nesterov: u32,
+    pub momentum: f32,
+    pub dampening: f32,
+    pub weight_decay: f32,
+    pub beta1: f32,
+    pub beta2: f32,
+    pub eps: f32,
+    pub partial_count: u32,
+    pub _pad: u32,
+}
+const _: () = assert!(std::mem::size_of::<OptParams>() == 48);
+
+/// Mirrors `GatherParams` in `shaders/gather.wgsl`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct GatherParams {
+    pub seq_len: u32,
+    pub batch: u32,
+    pub features: u32,
+    pub vocab: u32,
+    pub tokens: u32,
+    pub _pad: [u32; 3],
+}
+const _: () = assert!(std::mem::size_of::<GatherParams>() == 32);
+
+/// Mirrors `TrainScalars` in `shaders/common.wgsl`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct TrainScalars {
+    pub lr: f32,
+    pub bias1: f32,
+    pub bias2: f32,
+    pub inv_count: f32,
+    pub clip_max: f32,
+    pub first: f32,
+    pub step_index: u32,
+    pub _pad: u32,
+    pub loss: f32,
+    pub grad_norm: f32,
+    pub clip_coef: f32,
+    pub bad_step: u32,
+}
+const _: () = assert!(std::mem::size_of::<TrainScalars>() == 48);
+
+impl TrainScalars {
+    /// Bytes the host writes before a step (the inputs, not the outputs).
+    pub const HOST_BYTES: u64 = 32;
+}
+
+/// Sum-of-squares partials each gradient tensor contributes to the norm
+/// (PARTIALS_PER_TENSOR in the shader).
+pub const PARTIALS_PER_TENSOR: u32 = 64;
+
+/// Every training kernel, built once.
+pub struct TrainKernelSet {
+    pub mse: Kernel,
+    pub cross_entropy: Kernel,
+    pub loss_finish: Kernel,
+    pub sum_squares: Kernel,
+    pub clip: Kernel,
+    pub update: Kernel,
+    pub last_step: Kernel,
+    pub last_step_backward: Kernel,
+    pub embed: Kernel,
+    pub embed_backward: Kernel,
+}
+
+impl TrainKernelSet {
+    pub fn new(ctx: &GpuContext) -> Self {
+        use Binding::{Read, ReadWrite};
+        let uniform = Binding::Uniform { dynamic: false };
+        let loss = include_str!("../../../shaders/loss.wgsl");
+        let loss_b = [
+            uniform, Read, Read, Read, Read, ReadWrite, ReadWrite, ReadWrite,
+        ];
+        let optim = include_str!("../../../shaders/optim.wgsl");
+        let optim_b = [
+            uniform, ReadWrite, Read, ReadWrite, ReadWrite, ReadWrite, ReadWrite,
+        ];
+        let gather = include_str!("../../../shaders/gather.wgsl");
+        let gather_b = [uniform, Read, ReadWrite, Read];
+        TrainKernelSet {
+            mse: Kernel::new(ctx, "mse loss", loss, "mse", &loss_b),
+            cross_entropy: Kernel::new(ctx, "cross-entropy loss", loss, "cross_entropy", &loss_b),
+            loss_finish: Kernel::new(ctx, "loss sum", loss, "finish", &loss_b),
+            sum_squares: Kernel::new(
+                ctx,
+                "gradient sum of squares",
+                optim,
+                "sum_squares",
+                &optim_b,
+            ),
+            clip: Kernel::new(ctx, "gradient clipping", optim, "clip", &optim_b),
+            update: Kernel::new(ctx, "optimizer update", optim, "update", &optim_b),
+            last_step: Kernel::new(ctx, "last valid step", gather, "last_step", &gather_b),
+            last_step_backward: Kernel::new(
+                ctx,
+                "last valid step backward",
+                gather,
+                "last_step_backward",
+                &gather_b,
+            ),
+            embed: Kernel::new(ctx, "embedding", gather, "embed", &gather_b),
+            embed_backward: Kernel::new(
+                ctx,
+                "embedding backward",
+                gather,
+                "embed_backward",
+                &gather_b,
+            ),
+        }
+    }
+}
+
+/// A 2-D grid of 256-wide workgroups covering `total` invocations.
+pub fn grid(ctx: &GpuContext, total: usize) -> (u32, u32, u32) {
+    let groups = (total as u64).div_ceil(256).max(1);
+    let limit = ctx.limits().max_compute_workgroups_per_dimension as u64;
+    let x = groups.min(limit);
+    (x as u32, groups.div_ceil(x) as u32, 1)
+}

@@ -1,0 +1,932 @@
+//! `GpuTrainer`: a whole training step on the GPU in one submit.
+//!
+//! embedding lookup → LSTM forward (training) → head GEMM → fused loss and
+//! its gradient → head gradient GEMMs → LSTM backward → embedding gradient →
+//! global gradient norm and clipping → optimizer update. The loss stays on
+//! the GPU until [`GpuTrainer::loss`] reads it.
+
+use crate::error::{LstmError, Result};
+use crate::gpu::kernels::{
+    GatherParams, GemmKernel, GemmOp, GemmParams, Kernel, LossParams, OptParams,
+    PARTIALS_PER_TENSOR, TrainKernelSet, TrainScalars, grid, slice,
+};
+use crate::gpu::lstm::{download_layers, upload_layers};
+use crate::gpu::tensor::{TENSOR_USAGE, byte_size, map_and_read};
+use crate::gpu::workspace::{GpuLayer, Uniforms};
+use crate::gpu::{GpuContext, GpuLstm, GpuTensor};
+use crate::model::{Batch, HeadKind, Inputs, LossKind, Model, Targets, TrainConfig};
+use crate::train::{Embedding, Linear, OptimizerKind};
+use crate::weights::LayerWeights;
+
+/// A parameter tensor with its gradient and optimizer state.
+struct Param {
+    value: wgpu::Buffer,
+    grad: wgpu::Buffer,
+    m: wgpu::Buffer,
+    v: wgpu::Buffer,
+    len: usize,
+}
+
+/// Buffers and bind groups for one (T, B).
+struct StepSpace {
+    seq_len: usize,
+    batch: usize,
+    /// [T, B, I] features, or [T·B] u32 tokens.
+    input: wgpu::Buffer,
+    /// [T, B, I]: what the LSTM reads (features, or looked-up embeddings).
+    lstm_in: GpuTensor,
+    /// [T, B, D·H]: the LSTM output, copied.
+    lstm_out: GpuTensor,
+    /// [B] u32 lengths.
+    lengths: wgpu::Buffer,
+    /// [rows, O] f32 values or [rows] i32 classes.
+    targets: wgpu::Buffer,
+    /// [T, B, D·H]: gradient of the LSTM output.
+    d_output: GpuTensor,
+    /// [T·B, E]: gradient of the looked-up embeddings.
+    d_embedded: GpuTensor,
+    _buffers: Vec<wgpu::Buffer>,
+    _uniforms: wgpu::Buffer,
+    /// Dispatches before the LSTM (embedding lookup).
+    before: Vec<(usize, wgpu::BindGroup, (u32, u32, u32))>,
+    /// Head forward, loss, head backward.
+    head: Vec<(usize, wgpu::BindGroup, (u32, u32, u32))>,
+    /// Embedding backward, norms, clipping, updates.
+    after: Vec<(usize, wgpu::BindGroup, (u32, u32, u32))>,
+}
+
+/// Trains a [`Model`] on the GPU.
+pub struct GpuTrainer {
+    ctx: GpuContext,
+    lstm: GpuLstm,
+    config: TrainConfig,
+    head_kind: HeadKind,
+    outputs: usize,
+    embedding: Option<(usize, usize)>,
+    /// Embedding (optional) and head parameters.
+    own: Vec<Param>,
+    /// LSTM optimizer state, in the LSTM's GPU layout (m, v).
+    lstm_state: [Vec<GpuLayer>; 2],
+    kernels: TrainKernelSet,
+    gemm: GemmKernel,
+    scalars: wgpu::Buffer,
+    scalars_staging: wgpu::Buffer,
+    spaces: Vec<StepSpace>,
+    step: u64,
+}
+
+/// Kernel ids in a step's dispatch lists.
+const GEMM: usize = usize::MAX;
+
+impl GpuTrainer {
+    /// Uploads `model` and prepares training with `config`.
+    pub fn new(ctx: &GpuContext, model: &Model<f32>, config: TrainConfig) -> Result<Self> {
+        config.validate()?;
+        if model.lstm.config.batch_first {
+            return Err(LstmError::InvalidConfig {
+                field: "batch_first",
+                reason: "training works on time-major data".into(),
+            });
+        }
+        let lstm = GpuLstm::new(ctx, &model.lstm)?;
+        let param = |name: &str, data: &[f32]| -> Result<Param> {
+            let bytes = 4 * data.len() as u64;
+            let make =
+                |what: &str| ctx.create_buffer(&format!("{name} {what}"), bytes, TENSOR_USAGE);
+            let p = Param {
+                value: make("value")?,
+                grad: make("grad")?,
+                m: make("m")?,
+                v: make("v")?,
+                len: data.len(),
+            };
+            ctx.queue()
+                .write_buffer(&p.value, 0, bytemuck::cast_slice(data));
+            for b in [&p.m, &p.v, &p.grad] {
+                ctx.queue()
+                    .write_buffer(b, 0, bytemuck::cast_slice(&vec![0f32; data.len()]));
+            }
+            Ok(p)
+        };
+        let mut own = Vec::new();
+        if let Some(e) = &model.embedding {
+            own.push(param("embedding.weight", &e.weight)?);
+        }
+        own.push(param("head.weight", &model.head.weight)?);
+        own.push(param("head.bias", &model.head.bias)?);
+        let cfg = lstm.config().clone();
+        let zeros = |l: usize, _d: usize| LayerWeights {
+            weight_ih: vec![0.0; 4 * cfg.hidden_size * cfg.layer_input_size(l)],
+            weight_hh: vec![0.0; 4 * cfg.hidden_size * cfg.hidden_size],
+            bias_ih: None,
+            bias_hh: None,
+        };
+        let lstm_state = [
+            upload_layers(ctx, &cfg, zeros, "adam m ")?,
+            upload_layers(ctx, &cfg, zeros, "adam v ")?,
+        ];
+        let scalars = ctx.create_buffer(
+            "training scalars",
+            std::mem::size_of::<TrainScalars>() as u64,
+            TENSOR_USAGE,
+        )?;
+        ctx.queue()
+            .write_buffer(&scalars, 0, bytemuck::bytes_of(&TrainScalars::default()));
+        let scalars_staging = ctx.create_buffer(
+            "training scalars read-back",
+            std::mem::size_of::<TrainScalars>() as u64,
+            wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+        )?;
+        let trainer = GpuTrainer {
+            kernels: TrainKernelSet::new(ctx),
+            gemm: GemmKernel::new(ctx),
+            ctx: ctx.clone(),
+            lstm,
+            config,
+            head_kind: model.head_kind,
+            outputs: model.head.out_features,
+            embedding: model
+                .embedding
+                .as_ref()
+                .map(|e| (e.num_embeddings, e.embedding_dim)),
+            own,
+            lstm_state,
+            scalars,
+            scalars_staging,
+            spaces: Vec::new(),
+            step: 0,
+        };
+        ctx.check()?;
+        Ok(trainer)
+    }
+
+    /// Completed optimizer steps.
+    pub fn step_count(&self) -> u64 {
+        self.step
+    }
+
+    pub fn context(&self) -> &GpuContext {
+        &self.ctx
+    }
+
+    /// One training step, one submit. Nothing is read back; see
+    /// [`loss`](Self::loss) and [`step_with_loss`](Self::step_with_loss).
+    pub fn step(&mut self, batch: &Batch<'_>) -> Result<()> {
+        self.validate(batch)?;
+        let idx = self.space(batch.seq_len, batch.batch)?;
+        self.write_inputs(idx, batch);
+        let mut enc = self
+            .ctx
+            .device()
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("training step"),
+            });
+        self.encode_step(&mut enc, idx, batch)?;
+        self.ctx.submit_and_wait(enc)?;
+        self.step += 1;
+        Ok(())
+    }
+
+    /// [`step`](Self::step), then the loss of that step.
+    pub fn step_with_loss(&mut self, batch: &Batch<'_>) -> Result<f32> {
+        self.step(batch)?;
+        self.loss()
+    }
+
+    /// The last step's loss (one small read-back). A loss that became NaN
+    /// or infinite at any step is an error naming that step: the GPU stops
+    /// updating the parameters from then on.
+    pub fn loss(&self) -> Result<f32> {
+        let s = self.scalars()?;
+        if s.bad_step != 0 {
+            return Err(LstmError::NonFiniteLoss {
+                step: (s.bad_step - 1) as u64,
+                loss: s.loss as f64,
+            });
+        }
+        Ok(s.loss)
+    }
+
+    /// The global gradient norm of the last step, before clipping.
+    pub fn grad_norm(&self) -> Result<f32> {
+        Ok(self.scalars()?.grad_norm)
+    }
+
+    fn scalars(&self) -> Result<TrainScalars> {
+        let mut enc = self
+            .ctx
+            .device()
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("read scalars"),
+            });
+        let size = std::mem::size_of::<TrainScalars>() as u64;
+        enc.copy_buffer_to_buffer(&self.scalars, 0, &self.scalars_staging, 0, size);
+        self.ctx.submit_and_wait(enc)?;
+        let t = map_and_read(&self.ctx, &self.scalars_staging, &[&[12]])?;
+        Ok(*bytemuck::from_bytes::<TrainScalars>(bytemuck::cast_slice(
+            t[0].data(),
+        )))
+    }
+
+    /// Reads the model back to the host (PyTorch layout).
+    pub fn model(&self) -> Result<Model<f32>> {
+        let read = |p: &Param| -> Result<Vec<f32>> {
+            let t = GpuTensor::from_buffer(p.value.clone(), vec![p.len]);
+            Ok(t.to_host(&self.ctx)?.into_data())
+        };
+        let mut own = self.own.iter();
+        let embedding = match self.embedding {
+            Some((num, dim)) => Some(Embedding {
+                num_embeddings: num,
+                embedding_dim: dim,
+                weight: read(own.next().expect("embedding"))?,
+            }),
+            None => None,
+        };
+        let (hw, hb) = (
+            own.next().expect("head weight"),
+            own.next().expect("head bias"),
+        );
+        Ok(Model {
+            embedding,
+            lstm: self.lstm.weights()?,
+            head: Linear {
+                in_features: self.lstm.config().output_size(),
+                out_features: self.outputs,
+                weight: read(hw)?,
+                bias: read(hb)?,
+            },
+            head_kind: self.head_kind,
+        })
+    }
+
+    /// The optimizer's state as named tensors in PyTorch's layout:
+    /// `"{param}.m"` and `"{param}.v"` (SGD keeps its momentum buffer in `m`).
+    pub fn optimizer_state(&self) -> Result<Vec<(String, Vec<usize>, Vec<f32>)>> {
+        let cfg = self.lstm.config();
+        let mut out = Vec::new();
+        let names = self.own_names();
+        for (which, slot) in ["m", "v"].iter().enumerate() {
+            for (p, (name, shape)) in self.own.iter().zip(&names) {
+                let buf = if which == 0 { &p.m } else { &p.v };
+                let t = GpuTensor::from_buffer(buf.clone(), vec![p.len]).to_host(&self.ctx)?;
+                out.push((format!("{name}.{slot}"), shape.clone(), t.into_data()));
+            }
+            let w = download_layers(&self.ctx, cfg, &self.lstm_state[which])?;
+            for (n, s, v) in w.named_params() {
+                out.push((format!("lstm.{n}.{slot}"), s, v.to_vec()));
+            }
+        }
+        Ok(out)
+    }
+
+    fn own_names(&self) -> Vec<(String, Vec<usize>)> {
+        let mut names = Vec::new();
+        if let Some((v, d)) = self.embedding {
+            names.push(("embedding.weight".to_string(), vec![v, d]));
+        }
+        let f = self.lstm.config().output_size();
+        names.push(("head.weight".into(), vec![self.outputs, f]));
+        names.push(("head.bias".into(), vec![self.outputs]));
+        names
+    }
+
+    fn validate(&self, batch: &Batch<'_>) -> Result<()> {
+        // The same checks as the CPU trainer, against a shape-only model.
+        let cfg = self.lstm.config();
+        let shape_model = Model::<f32> {
+            embedding: self.embedding.map(|(n, d)| Embedding {
+                num_embeddings: n,
+                embedding_dim: d,
+                weight: Vec::new(),
+            }),
+            lstm: crate::weights::LstmWeights {
+                config: cfg.clone(),
+                layers: Vec::new(),
+            },
+            head: Linear {
+                in_features: cfg.output_size(),
+                out_features: self.outputs,
+                weight: Vec::new(),
+                bias: Vec::new(),
+            },
+            head_kind: self.head_kind,
+        };
+        batch.validate(&shape_model, self.config.loss)
+    }
+
+    fn rows(&self, t: usize, b: usize) -> usize {
+        match self.head_kind {
+            HeadKind::PerStep => t * b,
+            HeadKind::LastStep => b,
+        }
+    }
+
+    /// Writes the batch and this step's scalars (before the submit).
+    fn write_inputs(&self, idx: usize, batch: &Batch<'_>) {
+        let q = self.ctx.queue();
+        let sp = &self.spaces[idx];
+        match batch.inputs {
+            Inputs::Features(x) => q.write_buffer(&sp.input, 0, bytemuck::cast_slice(x)),
+            Inputs::Tokens(ids) => {
+                let ids: Vec<u32> = ids.iter().map(|&v| v as u32).collect();
+                q.write_buffer(&sp.input, 0, bytemuck::cast_slice(&ids));
+            }
+        }
+        let lens: Vec<u32> = match batch.lengths {
+            Some(l) => l.iter().map(|&v| v as u32).collect(),
+            None => vec![batch.seq_len as u32; batch.batch],
+        };
+        q.write_buffer(&sp.lengths, 0, bytemuck::cast_slice(&lens));
+        match batch.targets {
+            Targets::Values(v) => q.write_buffer(&sp.targets, 0, bytemuck::cast_slice(v)),
+            Targets::Classes(c) => {
+                let c: Vec<i32> = c.iter().map(|&k| k as i32).collect();
+                q.write_buffer(&sp.targets, 0, bytemuck::cast_slice(&c));
+            }
+        }
+        let t = self.step + 1;
+        let (b1, b2) = match self.config.optimizer {
+            OptimizerKind::Adam { betas, .. } | OptimizerKind::AdamW { betas, .. } => betas,
+            OptimizerKind::Sgd { .. } => (0.0, 0.0),
+        };
+        let count = batch.loss_count(self.head_kind, self.config.loss, self.outputs);
+        let s = TrainScalars {
+            lr: self
+                .config
+                .schedule
+                .lr(self.config.optimizer.lr(), self.step) as f32,
+            bias1: (1.0 - b1.powi(t as i32)) as f32,
+            bias2: (1.0 - b2.powi(t as i32)) as f32,
+            inv_count: if count == 0 { 0.0 } else { 1.0 / count as f32 },
+            clip_max: self.config.clip_grad_norm.unwrap_or(0.0) as f32,
+            first: if self.step == 0 { 1.0 } else { 0.0 },
+            step_index: self.step as u32,
+            ..Default::default()
+        };
+        q.write_buffer(
+            &self.scalars,
+            0,
+            &bytemuck::bytes_of(&s)[..TrainScalars::HOST_BYTES as usize],
+        );
+    }
+
+    fn encode_step(
+        &mut self,
+        enc: &mut wgpu::CommandEncoder,
+        idx: usize,
+        batch: &Batch<'_>,
+    ) -> Result<()> {
+        let ctx = self.ctx.clone();
+        self.run_list(enc, idx, |s| &s.before);
+        let seed = self.config.dropout_seed.wrapping_add(self.step);
+        let lstm_in = self.spaces[idx].lstm_in.clone();
+        let w = self
+            .lstm
+            .encode_train_forward(enc, &lstm_in, batch.lengths, seed)?;
+        let sp = &self.spaces[idx];
+        let out = self.lstm.output_of(w);
+        enc.copy_buffer_to_buffer(&out.buffer, 0, &sp.lstm_out.buffer, 0, out.byte_len());
+        self.run_list(enc, idx, |s| &s.head);
+        let sp = &self.spaces[idx];
+        self.lstm.encode_train_backward(enc, w, &sp.d_output);
+        if self.embedding.is_some() {
+            let d_in = self.lstm.d_input_of(w);
+            enc.copy_buffer_to_buffer(&d_in.buffer, 0, &sp.d_embedded.buffer, 0, d_in.byte_len());
+        }
+        if sp.after.is_empty() {
+            // The LSTM's gradient buffers exist now: bind the update kernels.
+            let after = self.bind_after(idx)?;
+            self.spaces[idx].after = after;
+        }
+        self.run_list(enc, idx, |s| &s.after);
+        ctx.check()
+    }
+
+    fn run_list(
+        &self,
+        enc: &mut wgpu::CommandEncoder,
+        idx: usize,
+        list: impl Fn(&StepSpace) -> &Vec<(usize, wgpu::BindGroup, (u32, u32, u32))>,
+    ) {
+        let items = list(&self.spaces[idx]);
+        if items.is_empty() {
+            return;
+        }
+        let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+            label: Some("training"),
+            timestamp_writes: None,
+        });
+        let kernels = self.kernel_table();
+        for (k, bg, groups) in items {
+            if *k == GEMM {
+                self.gemm
+                    .encode(&self.ctx, &mut pass, bg, (groups.0, groups.1));
+            } else {
+                kernels[*k].encode(&self.ctx, &mut pass, bg, *groups);
+            }
+        }
+    }
+
+    fn kernel_table(&self) -> [&Kernel; 10] {
+        let k = &self.kernels;
+        [
+            &k.mse,
+            &k.cross_entropy,
+            &k.loss_finish,
+            &k.sum_squares,
+            &k.clip,
+            &k.update,
+            &k.last_step,
+            &k.last_step_backward,
+            &k.embed,
+            &k.embed_backward,
+        ]
+    }
+}
+
+// Indices into `kernel_table`.
+const MSE: usize = 0;
+const CROSS_ENTROPY: usize = 1;
+const LOSS_FINISH: usize = 2;
+const SUM_SQUARES: usize = 3;
+const CLIP: usize = 4;
+const UPDATE: usize = 5;
+const LAST_STEP: usize = 6;
+const LAST_STEP_BACKWARD: usize = 7;
+const EMBED: usize = 8;
+const EMBED_BACKWARD: usize = 9;
+
+impl GpuTrainer {
+    /// The space for (T, B), built on first use.
+    fn space(&mut self, t: usize, b: usize) -> Result<usize> {
+        if let Some(i) = self
+            .spaces
+            .iter()
+            .position(|s| (s.seq_len, s.batch) == (t, b))
+        {
+            return Ok(i);
+        }
+        let sp = self.build_space(t, b)?;
+        self.spaces.push(sp);
+        Ok(self.spaces.len() - 1)
+    }
+
+    fn build_space(&self, t: usize, b: usize) -> Result<StepSpace> {
+        let ctx = &self.ctx;
+        let cfg = self.lstm.config().clone();
+        let f = cfg.output_size();
+        let o = self.outputs;
+        let rows = self.rows(t, b);
+        let buffer = |label: &str, shape: &[usize]| {
+            ctx.create_buffer(label, byte_size(label, shape)?, TENSOR_USAGE)
+        };
+        let input = match self.embedding {
+            Some(_) => buffer("tokens [T·B]", &[t * b])?,
+            None => buffer("features [T,B,I]", &[t, b, cfg.input_size])?,
+        };
+        let lstm_in = match self.embedding {
+            Some(_) => GpuTensor::empty(ctx, "embedded [T,B,E]", &[t, b, cfg.input_size])?,
+            None => GpuTensor::from_buffer(input.clone(), vec![t, b, cfg.input_size]),
+        };
+        let lstm_out = GpuTensor::empty(ctx, "lstm output [T,B,D·H]", &[t, b, f])?;
+        let lengths = buffer("lengths [B]", &[b])?;
+        let targets = buffer("targets", &[rows, o])?;
+        let head_in = match self.head_kind {
+            HeadKind::PerStep => lstm_out.buffer.clone(),
+            HeadKind::LastStep => buffer("last step [B, D·H]", &[b, f])?,
+        };
+        let logits = buffer("logits [rows, O]", &[rows, o])?;
+        let d_logits = buffer("d logits [rows, O]", &[rows, o])?;
+        let d_output = GpuTensor::empty(ctx, "d output [T,B,D·H]", &[t, b, f])?;
+        let d_head_in = match self.head_kind {
+            HeadKind::PerStep => d_output.buffer.clone(),
+            HeadKind::LastStep => buffer("d last step [B, D·H]", &[b, f])?,
+        };
+        let loss_partials = buffer("loss partials", &[rows.div_ceil(256)])?;
+        let ones = buffer("ones [rows]", &[rows])?;
+        ctx.queue()
+            .write_buffer(&ones, 0, bytemuck::cast_slice(&vec![1.0f32; rows]));
+        let d_embedded = GpuTensor::empty(ctx, "d embedded [T·B,E]", &[t, b, cfg.input_size])?;
+
+        let mut u = Uniforms::new(ctx, 8);
+        let own = &self.own;
+        let (head_w, head_b) = (&own[own.len() - 2], &own[own.len() - 1]);
+        let (rows32, f32_, o32) = (rows as u32, f as u32, o as u32);
+        // 0: logits [rows, O] = head_in [rows, F] · Wᵀ + b
+        u.put(
+            0,
+            &GemmParams {
+                m: rows32,
+                n: o32,
+                k: f32_,
+                lda: f32_,
+                ldb: f32_,
+                ldc: o32,
+                flags: GemmParams::TRANS_B | GemmParams::BIAS,
+                ..Default::default()
+            },
+        );
+        // 1: dW [O, F] = d_logitsᵀ · head_in
+        u.put(
+            1,
+            &GemmParams {
+                m: o32,
+                n: f32_,
+                k: rows32,
+                lda: o32,
+                ldb: f32_,
+                ldc: f32_,
+                flags: GemmParams::TRANS_A,
+                ..Default::default()
+            },
+        );
+        // 2: db [1, O] = 1ᵀ · d_logits
+        u.put(
+            2,
+            &GemmParams {
+                m: 1,
+                n: o32,
+                k: rows32,
+                lda: rows32,
+                ldb: o32,
+                ldc: o32,
+                ..Default::default()
+            },
+        );
+        // 3: d_head_in [rows, F] = d_logits · W
+        u.put(
+            3,
+            &GemmParams {
+                m: rows32,
+                n: f32_,
+                k: o32,
+                lda: o32,
+                ldb: f32_,
+                ldc: f32_,
+                ..Default::default()
+            },
+        );
+        let (has_ignore, ignore_index) = match self.config.loss {
+            LossKind::CrossEntropy {
+                ignore_index: Some(i),
+            } => (1, i as i32),
+            _ => (0, 0),
+        };
+        u.put(
+            4,
+            &LossParams {
+                rows: rows32,
+                cols: o32,
+                batch: b as u32,
+                per_step: u32::from(self.head_kind == HeadKind::PerStep),
+                has_ignore,
+                ignore_index,
+                _pad: [0; 2],
+            },
+        );
+        let e = self.embedding.map_or(0, |(_, d)| d);
+        u.put(
+            5,
+            &GatherParams {
+                seq_len: t as u32,
+                batch: b as u32,
+                features: f32_,
+                vocab: 0,
+                tokens: (t * b) as u32,
+                _pad: [0; 3],
+            },
+        );
+        u.put(
+            6,
+            &GatherParams {
+                seq_len: t as u32,
+                batch: b as u32,
+                features: e as u32,
+                vocab: self.embedding.map_or(0, |(v, _)| v as u32),
+                tokens: (t * b) as u32,
+                _pad: [0; 3],
+            },
+        );
+        let uniforms = ctx.create_buffer(
+            "training step uniforms",
+            u.bytes.len() as u64,
+            wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+        )?;
+        ctx.queue().write_buffer(&uniforms, 0, &u.bytes);
+        let at = |entry: usize, size: usize| slice(&uniforms, u.offset(entry) as u64, size as u64);
+
+        let gemm = |entry: usize,
+                    a: &wgpu::Buffer,
+                    bm: &wgpu::Buffer,
+                    bias: &wgpu::Buffer,
+                    c: &wgpu::Buffer,
+                    params: GemmParams|
+         -> Result<(usize, wgpu::BindGroup, (u32, u32, u32))> {
+            let op = GemmOp {
+                params,
+                a,
+                b: bm,
+                bias,
+                c,
+            };
+            let (x, y) = GemmKernel::workgroups(ctx, &params)?;
+            Ok((
+                GEMM,
+                self.gemm.bind(ctx, &op, &uniforms, u.offset(entry) as u64),
+                (x, y, 1),
+            ))
+        };
+        let read_params = |entry: usize| -> GemmParams {
+            *bytemuck::from_bytes(&u.bytes[u.offset(entry) as usize..u.offset(entry) as usize + 48])
+        };
+
+        let mut before = Vec::new();
+        if self.embedding.is_some() {
+            let emb = &own[0];
+            let bg = self.kernels.embed.bind(
+                ctx,
+                vec![
+                    at(6, 32),
+                    emb.value.as_entire_binding(),
+                    lstm_in.buffer.as_entire_binding(),
+                    input.as_entire_binding(),
+                ],
+            );
+            before.push((EMBED, bg, grid(ctx, t * b * e)));
+        }
+        let mut head = Vec::new();
+        if self.head_kind == HeadKind::LastStep {
+            let bg = self.kernels.last_step.bind(
+                ctx,
+                vec![
+                    at(5, 32),
+                    lstm_out.buffer.as_entire_binding(),
+                    head_in.as_entire_binding(),
+                    lengths.as_entire_binding(),
+                ],
+            );
+            head.push((LAST_STEP, bg, grid(ctx, b * f)));
+        }
+        head.push(gemm(
+            0,
+            &head_in,
+            &head_w.value,
+            &head_b.value,
+            &logits,
+            read_params(0),
+        )?);
+        let (loss_kernel, loss_id) = match self.config.loss {
+            LossKind::Mse => (&self.kernels.mse, MSE),
+            LossKind::CrossEntropy { .. } => (&self.kernels.cross_entropy, CROSS_ENTROPY),
+        };
+        let loss_bind = |k: &Kernel| {
+            k.bind(
+                ctx,
+                vec![
+                    at(4, 32),
+                    logits.as_entire_binding(),
+                    targets.as_entire_binding(),
+                    targets.as_entire_binding(),
+                    lengths.as_entire_binding(),
+                    d_logits.as_entire_binding(),
+                    loss_partials.as_entire_binding(),
+                    self.scalars.as_entire_binding(),
+                ],
+            )
+        };
+        head.push((
+            loss_id,
+            loss_bind(loss_kernel),
+            ((rows as u32).div_ceil(256), 1, 1),
+        ));
+        head.push((LOSS_FINISH, loss_bind(&self.kernels.loss_finish), (1, 1, 1)));
+        head.push(gemm(
+            1,
+            &d_logits,
+            &head_in,
+            &d_logits,
+            &head_w.grad,
+            read_params(1),
+        )?);
+        head.push(gemm(
+            2,
+            &ones,
+            &d_logits,
+            &ones,
+            &head_b.grad,
+            read_params(2),
+        )?);
+        head.push(gemm(
+            3,
+            &d_logits,
+            &head_w.value,
+            &d_logits,
+            &d_head_in,
+            read_params(3),
+        )?);
+        if self.head_kind == HeadKind::LastStep {
+            let bg = self.kernels.last_step_backward.bind(
+                ctx,
+                vec![
+                    at(5, 32),
+                    d_head_in.as_entire_binding(),
+                    d_output.buffer.as_entire_binding(),
+                    lengths.as_entire_binding(),
+                ],
+            );
+            head.push((LAST_STEP_BACKWARD, bg, grid(ctx, t * b * f)));
+        }
+        let mut buffers = vec![logits, d_logits, loss_partials, ones];
+        buffers.push(head_in);
+        buffers.push(d_head_in);
+        ctx.check()?;
+        Ok(StepSpace {
+            seq_len: t,
+            batch: b,
+            input,
+            lstm_in,
+            lstm_out,
+            lengths,
+            targets,
+            d_output,
+            d_embedded,
+            _buffers: buffers,
+            _uniforms: uniforms,
+            before,
+            head,
+            after: Vec::new(),
+        })
+    }
+
+    /// Embedding backward, gradient norms, clipping and updates for every
+    /// parameter: bound once the LSTM has made its gradient buffers.
+    fn bind_after(&self, idx: usize) -> Result<Vec<(usize, wgpu::BindGroup, (u32, u32, u32))>> {
+        let ctx = &self.ctx;
+        let sp = &self.spaces[idx];
+        let cfg = self.lstm.config();
+        let grads = self
+            .lstm
+            .grad_layers()
+            .expect("a training forward made the gradients");
+        // Every (value, grad, m, v, len) the optimizer updates.
+        let mut tensors: Vec<(
+            &wgpu::Buffer,
+            &wgpu::Buffer,
+            &wgpu::Buffer,
+            &wgpu::Buffer,
+            usize,
+        )> = Vec::new();
+        for p in &self.own {
+            tensors.push((&p.value, &p.grad, &p.m, &p.v, p.len));
+        }
+        let (h, dirs) = (cfg.hidden_size, cfg.num_directions());
+        for (l, (w, g)) in self.lstm.param_layers().iter().zip(grads).enumerate() {
+            let (m, v) = (&self.lstm_state[0][l], &self.lstm_state[1][l]);
+            let n_ih = dirs * 4 * h * w.input_size;
+            tensors.push((&w.w_ih, &g.w_ih, &m.w_ih, &v.w_ih, n_ih));
+            tensors.push((&w.w_hh, &g.w_hh, &m.w_hh, &v.w_hh, dirs * 4 * h * h));
+            if cfg.bias {
+                tensors.push((&w.b_ih, &g.b_ih, &m.b_ih, &v.b_ih, dirs * 4 * h));
+                tensors.push((&w.b_hh, &g.b_hh, &m.b_hh, &v.b_hh, dirs * 4 * h));
+            }
+        }
+        let n = tensors.len();
+        let partials = ctx.create_buffer(
+            "norm partials",
+            4 * (n as u64 * PARTIALS_PER_TENSOR as u64),
+            TENSOR_USAGE,
+        )?;
+        let mut u = Uniforms::new(ctx, n + 2);
+        let base = self.opt_params();
+        for (i, t) in tensors.iter().enumerate() {
+            u.put(
+                i,
+                &OptParams {
+                    len: t.4 as u32,
+                    partial_off: i as u32 * PARTIALS_PER_TENSOR,
+                    partial_count: n as u32 * PARTIALS_PER_TENSOR,
+                    ..base
+                },
+            );
+        }
+        u.put(
+            n,
+            &OptParams {
+                partial_count: n as u32 * PARTIALS_PER_TENSOR,
+                ..base
+            },
+        );
+        let e = self.embedding.map_or(0, |(_, d)| d);
+        u.put(
+            n + 1,
+            &GatherParams {
+                seq_len: sp.seq_len as u32,
+                batch: sp.batch as u32,
+                features: e as u32,
+                vocab: self.embedding.map_or(0, |(v, _)| v as u32),
+                tokens: (sp.seq_len * sp.batch) as u32,
+                _pad: [0; 3],
+            },
+        );
+        let uniforms = ctx.create_buffer(
+            "optimizer uniforms",
+            u.bytes.len() as u64,
+            wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+        )?;
+        ctx.queue().write_buffer(&uniforms, 0, &u.bytes);
+        let at = |entry: usize, size: u64| slice(&uniforms, u.offset(entry) as u64, size);
+        let bind = |k: &Kernel,
+                    entry: usize,
+                    t: &(
+            &wgpu::Buffer,
+            &wgpu::Buffer,
+            &wgpu::Buffer,
+            &wgpu::Buffer,
+            usize,
+        )| {
+            k.bind(
+                ctx,
+                vec![
+                    at(entry, 48),
+                    t.0.as_entire_binding(),
+                    t.1.as_entire_binding(),
+                    t.2.as_entire_binding(),
+                    t.3.as_entire_binding(),
+                    partials.as_entire_binding(),
+                    self.scalars.as_entire_binding(),
+                ],
+            )
+        };
+        let mut list = Vec::new();
+        if let Some((vocab, dim)) = self.embedding {
+            let emb = &self.own[0];
+            let bg = self.kernels.embed_backward.bind(
+                ctx,
+                vec![
+                    at(n + 1, 32),
+                    sp.d_embedded.buffer.as_entire_binding(),
+                    emb.grad.as_entire_binding(),
+                    sp.input.as_entire_binding(),
+                ],
+            );
+            list.push((EMBED_BACKWARD, bg, grid(ctx, vocab * dim)));
+        }
+        for (i, t) in tensors.iter().enumerate() {
+            list.push((
+                SUM_SQUARES,
+                bind(&self.kernels.sum_squares, i, t),
+                (PARTIALS_PER_TENSOR, 1, 1),
+            ));
+        }
+        list.push((CLIP, bind(&self.kernels.clip, n, &tensors[0]), (1, 1, 1)));
+        for (i, t) in tensors.iter().enumerate() {
+            list.push((UPDATE, bind(&self.kernels.update, i, t), grid(ctx, t.4)));
+        }
+        ctx.check()?;
+        Ok(list)
+    }
+
+    /// The optimizer's hyper-parameters for the update kernel.
+    fn opt_params(&self) -> OptParams {
+        match self.config.optimizer {
+            OptimizerKind::Sgd {
+                momentum,
+                dampening,
+                weight_decay,
+                nesterov,
+                ..
+            } => OptParams {
+                kind: 0,
+                momentum: momentum as f32,
+                dampening: dampening as f32,
+                weight_decay: weight_decay as f32,
+                nesterov: u32::from(nesterov),
+                ..Default::default()
+            },
+            OptimizerKind::Adam {
+                betas,
+                eps,
+                weight_decay,
+                ..
+            }
+            | OptimizerKind::AdamW {
+                betas,
+                eps,
+                weight_decay,
+                ..
+            } => OptParams {
+                kind: if matches!(self.config.optimizer, OptimizerKind::Adam { .. }) {
+                    1
+                } else {
+                    2
+                },
+                beta1: betas.0 as f32,
+                beta2: betas.1 as f32,
+                eps: eps as f32,
+                weight_decay: weight_decay as f32,
+                ..Default::default()
+            },
+        }
+    }
+}

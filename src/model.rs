@@ -1,0 +1,492 @@
+//! A trainable model (optional embedding → LSTM → linear head), what a
+//! training step reads, and the CPU trainer that is the reference for the
+//! GPU one ([`crate::gpu::GpuTrainer`]).
+//!
+//! Parameters are named as a PyTorch module with attributes `embedding`,
+//! `lstm` and `head` would name them (`embedding.weight`,
+//! `lstm.weight_ih_l0`, ..., `head.weight`, `head.bias`), in that order.
+
+use crate::config::LstmConfig;
+use crate::cpu::{self, OutputGrads};
+use crate::error::{LstmError, Result};
+use crate::input::LstmInput;
+use crate::real::Real;
+use crate::tensor::Tensor;
+use crate::train::{
+    Embedding, Linear, LrSchedule, Optimizer, OptimizerKind, clip_grad_norm, cross_entropy,
+    last_valid_step, last_valid_step_backward, lstm_params_mut, mse_masked,
+};
+use crate::weights::{InitOptions, LstmWeights};
+
+/// Where the linear head reads the LSTM's output.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HeadKind {
+    /// At every time step (sequence to sequence): targets [T, B, O] or [T·B] classes.
+    PerStep,
+    /// At each sequence's last valid step (many to one): targets [B, O] or [B] classes.
+    LastStep,
+}
+
+/// The training loss.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum LossKind {
+    /// `nn.MSELoss()`: the mean over every valid element.
+    Mse,
+    /// `nn.CrossEntropyLoss(ignore_index=...)` on logits with class indices:
+    /// the mean over valid targets that are not ignored.
+    CrossEntropy { ignore_index: Option<i64> },
+}
+
+/// Embedding (optional) → LSTM → linear head.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Model<T = f32> {
+    pub embedding: Option<Embedding<T>>,
+    pub lstm: LstmWeights<T>,
+    pub head: Linear<T>,
+    pub head_kind: HeadKind,
+}
+
+impl<T: Real> Model<T> {
+    /// A freshly initialised model. `embedding` is (vocabulary, dimension);
+    /// its dimension must be the LSTM's `input_size`. Training works on
+    /// time-major data, so `lstm.batch_first` must be false.
+    pub fn new(
+        embedding: Option<(usize, usize)>,
+        lstm: &LstmConfig,
+        outputs: usize,
+        head_kind: HeadKind,
+        seed: u64,
+    ) -> Result<Self> {
+        if lstm.batch_first {
+            return Err(LstmError::InvalidConfig {
+                field: "batch_first",
+                reason: "training works on time-major [T, B, ...] data; set batch_first = false"
+                    .into(),
+            });
+        }
+        if let Some((vocab, dim)) = embedding {
+            if vocab == 0 || dim != lstm.input_size {
+                return Err(LstmError::InvalidConfig {
+                    field: "embedding",
+                    reason: format!(
+                        "needs at least one row and dimension = input_size {}, got ({vocab}, {dim})",
+                        lstm.input_size
+                    ),
+                });
+            }
+        }
+        if outputs == 0 {
+            return Err(LstmError::InvalidConfig {
+                field: "outputs",
+                reason: "must be at least 1".into(),
+            });
+        }
+        let lstm = LstmWeights::init(lstm, seed, InitOptions::default())?;
+        Ok(Model {
+            embedding: embedding.map(|(v, d)| Embedding::init(v, d, seed.wrapping_add(1))),
+            head: Linear::init(lstm.config.output_size(), outputs, seed.wrapping_add(2)),
+            lstm,
+            head_kind,
+        })
+    }
+
+    /// Every parameter as (name, shape, values), in the model's order.
+    pub fn named_params(&self) -> Vec<(String, Vec<usize>, &[T])> {
+        let mut out = Vec::new();
+        if let Some(e) = &self.embedding {
+            out.push((
+                "embedding.weight".into(),
+                vec![e.num_embeddings, e.embedding_dim],
+                &e.weight[..],
+            ));
+        }
+        for (n, s, v) in self.lstm.named_params() {
+            out.push((format!("lstm.{n}"), s, v));
+        }
+        let h = &self.head;
+        out.push((
+            "head.weight".into(),
+            vec![h.out_features, h.in_features],
+            &h.weight[..],
+        ));
+        out.push(("head.bias".into(), vec![h.out_features], &h.bias[..]));
+        out
+    }
+
+    /// The same parameters, mutable, in the same order.
+    pub fn params_mut(&mut self) -> Vec<&mut [T]> {
+        let mut out: Vec<&mut [T]> = Vec::new();
+        if let Some(e) = &mut self.embedding {
+            out.push(&mut e.weight);
+        }
+        out.extend(lstm_params_mut(&mut self.lstm));
+        out.push(&mut self.head.weight);
+        out.push(&mut self.head.bias);
+        out
+    }
+
+    /// Converts every parameter to another float type.
+    pub fn cast<U: Real>(&self) -> Model<U> {
+        let conv = |v: &[T]| {
+            v.iter()
+                .map(|&x| U::from_f64(x.as_f64()))
+                .collect::<Vec<U>>()
+        };
+        Model {
+            embedding: self.embedding.as_ref().map(|e| Embedding {
+                num_embeddings: e.num_embeddings,
+                embedding_dim: e.embedding_dim,
+                weight: conv(&e.weight),
+            }),
+            lstm: self.lstm.cast(),
+            head: Linear {
+                in_features: self.head.in_features,
+                out_features: self.head.out_features,
+                weight: conv(&self.head.weight),
+                bias: conv(&self.head.bias),
+            },
+            head_kind: self.head_kind,
+        }
+    }
+}
+
+/// How to train: loss, optimizer, clipping, schedule and dropout seed.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TrainConfig {
+    pub loss: LossKind,
+    pub optimizer: OptimizerKind,
+    /// Clip the global gradient norm to this (`clip_grad_norm_`); `None` = off.
+    pub clip_grad_norm: Option<f64>,
+    pub schedule: LrSchedule,
+    /// Step k draws its dropout mask from seed `dropout_seed + k`.
+    pub dropout_seed: u64,
+}
+
+impl TrainConfig {
+    pub fn new(loss: LossKind, optimizer: OptimizerKind) -> Self {
+        TrainConfig {
+            loss,
+            optimizer,
+            clip_grad_norm: None,
+            schedule: LrSchedule::Constant,
+            dropout_seed: 0,
+        }
+    }
+
+    pub fn validate(&self) -> Result<()> {
+        self.optimizer.validate()?;
+        self.schedule.validate()?;
+        if let Some(c) = self.clip_grad_norm.filter(|c| !(c.is_finite() && *c > 0.0)) {
+            return Err(LstmError::InvalidConfig {
+                field: "clip_grad_norm",
+                reason: format!("must be > 0 and finite, got {c}"),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// What the model reads: features [T, B, I] (time-major), or token ids [T·B].
+#[derive(Clone, Copy, Debug)]
+pub enum Inputs<'a> {
+    Features(&'a [f32]),
+    Tokens(&'a [usize]),
+}
+
+/// What the loss compares against: values for MSE, class ids for cross-entropy.
+#[derive(Clone, Copy, Debug)]
+pub enum Targets<'a> {
+    Values(&'a [f32]),
+    Classes(&'a [i64]),
+}
+
+/// One training batch, time-major.
+#[derive(Clone, Copy, Debug)]
+pub struct Batch<'a> {
+    pub seq_len: usize,
+    pub batch: usize,
+    pub inputs: Inputs<'a>,
+    pub targets: Targets<'a>,
+    /// [B]: valid steps per sequence; `None` = all T.
+    pub lengths: Option<&'a [usize]>,
+}
+
+impl Batch<'_> {
+    /// Checks the batch against the model and loss: every mistake a typed error.
+    pub fn validate<T: Real>(&self, model: &Model<T>, loss: LossKind) -> Result<()> {
+        let (t, b) = (self.seq_len, self.batch);
+        let cfg = &model.lstm.config;
+        if t == 0 || b == 0 {
+            return Err(LstmError::value(
+                "batch",
+                format!("needs T ≥ 1 and B ≥ 1, got T = {t}, B = {b}"),
+            ));
+        }
+        match (self.inputs, &model.embedding) {
+            (Inputs::Features(x), None) => {
+                if x.len() != t * b * cfg.input_size {
+                    return Err(LstmError::shape(
+                        "input",
+                        &[t, b, cfg.input_size],
+                        &[x.len()],
+                    ));
+                }
+                if let Some(i) = x.iter().position(|v| !v.is_finite()) {
+                    return Err(LstmError::value(
+                        "input",
+                        format!("non-finite value at flat index {i}"),
+                    ));
+                }
+            }
+            (Inputs::Tokens(ids), Some(e)) => {
+                if ids.len() != t * b {
+                    return Err(LstmError::shape("tokens", &[t, b], &[ids.len()]));
+                }
+                if let Some((i, &v)) = ids
+                    .iter()
+                    .enumerate()
+                    .find(|(_, v)| **v >= e.num_embeddings)
+                {
+                    return Err(LstmError::value(
+                        "tokens",
+                        format!(
+                            "tokens[{i}] = {v} is outside the vocabulary of {}",
+                            e.num_embeddings
+                        ),
+                    ));
+                }
+            }
+            (Inputs::Features(_), Some(_)) => {
+                return Err(LstmError::value(
+                    "inputs",
+                    "the model has an embedding: give token ids",
+                ));
+            }
+            (Inputs::Tokens(_), None) => {
+                return Err(LstmError::value(
+                    "inputs",
+                    "the model has no embedding: give features",
+                ));
+            }
+        }
+        crate::input::check_shapes(cfg, &[t, b, cfg.input_size], None, None, self.lengths)?;
+        let rows = match model.head_kind {
+            HeadKind::PerStep => t * b,
+            HeadKind::LastStep => b,
+        };
+        let outputs = model.head.out_features;
+        match (self.targets, loss) {
+            (Targets::Values(v), LossKind::Mse) => {
+                if v.len() != rows * outputs {
+                    let want: Vec<usize> = match model.head_kind {
+                        HeadKind::PerStep => vec![t, b, outputs],
+                        HeadKind::LastStep => vec![b, outputs],
+                    };
+                    return Err(LstmError::shape("targets", &want, &[v.len()]));
+                }
+                if let Some(i) = v.iter().position(|x| !x.is_finite()) {
+                    return Err(LstmError::value(
+                        "targets",
+                        format!("non-finite value at flat index {i}"),
+                    ));
+                }
+            }
+            (Targets::Classes(c), LossKind::CrossEntropy { ignore_index }) => {
+                if c.len() != rows {
+                    return Err(LstmError::shape("targets", &[rows], &[c.len()]));
+                }
+                let bad = c
+                    .iter()
+                    .enumerate()
+                    .find(|(_, k)| Some(**k) != ignore_index && !(0..outputs as i64).contains(*k));
+                if let Some((i, k)) = bad {
+                    return Err(LstmError::value(
+                        "targets",
+                        format!("class index targets[{i}] = {k} is outside 0..{outputs}"),
+                    ));
+                }
+            }
+            (Targets::Values(_), _) => {
+                return Err(LstmError::value(
+                    "targets",
+                    "cross-entropy needs class indices",
+                ));
+            }
+            (Targets::Classes(_), _) => {
+                return Err(LstmError::value("targets", "MSE needs target values"));
+            }
+        }
+        Ok(())
+    }
+
+    /// Head rows that count in the loss: (t, b) with t < lengths[b] for a
+    /// per-step head; every row for a last-step head.
+    pub(crate) fn row_valid(&self, kind: HeadKind, row: usize) -> bool {
+        match (kind, self.lengths) {
+            (HeadKind::PerStep, Some(l)) => row / self.batch < l[row % self.batch],
+            _ => true,
+        }
+    }
+
+    /// What the loss's mean divides by.
+    pub(crate) fn loss_count(&self, kind: HeadKind, loss: LossKind, outputs: usize) -> usize {
+        let rows = if kind == HeadKind::PerStep {
+            self.seq_len * self.batch
+        } else {
+            self.batch
+        };
+        (0..rows)
+            .filter(|&r| self.row_valid(kind, r))
+            .map(|r| match (loss, self.targets) {
+                (LossKind::CrossEntropy { ignore_index }, Targets::Classes(c)) => {
+                    usize::from(Some(c[r]) != ignore_index)
+                }
+                _ => outputs,
+            })
+            .sum()
+    }
+}
+
+/// Trains a [`Model`] with the CPU reference: the specification the GPU
+/// trainer is tested against.
+pub struct CpuTrainer<T = f32> {
+    pub model: Model<T>,
+    pub config: TrainConfig,
+    pub optimizer: Optimizer<T>,
+}
+
+impl<T: Real> CpuTrainer<T> {
+    pub fn new(model: Model<T>, config: TrainConfig) -> Result<Self> {
+        config.validate()?;
+        let sizes: Vec<usize> = model
+            .named_params()
+            .iter()
+            .map(|(_, _, v)| v.len())
+            .collect();
+        let optimizer = Optimizer::new(config.optimizer.clone(), &sizes)?;
+        Ok(CpuTrainer {
+            model,
+            config,
+            optimizer,
+        })
+    }
+
+    /// Completed optimizer steps.
+    pub fn step_count(&self) -> u64 {
+        self.optimizer.step
+    }
+
+    /// One step: forward, loss, backward, clipping, update. Returns the loss
+    /// before the update. A non-finite loss is an error naming the step, and
+    /// nothing is updated.
+    pub fn step(&mut self, batch: &Batch<'_>) -> Result<f64> {
+        batch.validate(&self.model, self.config.loss)?;
+        let step = self.optimizer.step;
+        let (t, b) = (batch.seq_len, batch.batch);
+        let m = &self.model;
+        let cfg = &m.lstm.config;
+        let x: Vec<T> = match batch.inputs {
+            Inputs::Features(f) => f.iter().map(|&v| T::from_f64(v as f64)).collect(),
+            Inputs::Tokens(ids) => m.embedding.as_ref().expect("validated").forward(ids)?,
+        };
+        let x = Tensor::new([t, b, cfg.input_size], x)?;
+        let mut lx = LstmInput::new(&x);
+        if let Some(l) = batch.lengths {
+            lx = lx.with_lengths(l);
+        }
+        let seed = self.config.dropout_seed.wrapping_add(step);
+        let (out, cache) = cpu::forward_train(&m.lstm, &lx, seed)?;
+        let features = cfg.output_size();
+        let head_in = match m.head_kind {
+            HeadKind::PerStep => out.output.data().to_vec(),
+            HeadKind::LastStep => last_valid_step(out.output.data(), t, b, features, batch.lengths),
+        };
+        let rows = head_in.len() / features;
+        let logits = m.head.forward(&head_in, rows);
+        let (loss, d_logits) = self.loss(batch, &logits, rows)?;
+        if !loss.is_finite() {
+            return Err(LstmError::NonFiniteLoss {
+                step,
+                loss: loss.as_f64(),
+            });
+        }
+        let head_grads = m.head.backward(&head_in, rows, &d_logits);
+        let d_out = match m.head_kind {
+            HeadKind::PerStep => head_grads.input.clone(),
+            HeadKind::LastStep => {
+                last_valid_step_backward(&head_grads.input, t, b, features, batch.lengths)
+            }
+        };
+        let d_output = Tensor::new([t, b, features], d_out)?;
+        let lstm_grads = cpu::backward(
+            &m.lstm,
+            &cache,
+            &OutputGrads {
+                d_output: &d_output,
+                d_h_n: None,
+                d_c_n: None,
+            },
+        )?;
+        let mut grads: Vec<Vec<T>> = Vec::new();
+        if let (Inputs::Tokens(ids), Some(e)) = (batch.inputs, &m.embedding) {
+            grads.push(e.backward(ids, lstm_grads.d_input.data()));
+        }
+        grads.extend(
+            lstm_grads
+                .weights
+                .named_params()
+                .into_iter()
+                .map(|(_, _, g)| g.to_vec()),
+        );
+        grads.push(head_grads.weight);
+        grads.push(head_grads.bias);
+        if let Some(max) = self.config.clip_grad_norm {
+            let mut refs: Vec<&mut [T]> = grads.iter_mut().map(|g| &mut g[..]).collect();
+            clip_grad_norm(&mut refs, max);
+        }
+        let lr = self.config.schedule.lr(self.config.optimizer.lr(), step);
+        let grad_refs: Vec<&[T]> = grads.iter().map(|g| &g[..]).collect();
+        let mut params = self.model.params_mut();
+        self.optimizer.step(&mut params, &grad_refs, lr)?;
+        Ok(loss.as_f64())
+    }
+
+    /// The loss and its gradient with respect to the head's output.
+    fn loss(&self, batch: &Batch<'_>, logits: &[T], rows: usize) -> Result<(T, Vec<T>)> {
+        let kind = self.model.head_kind;
+        let outputs = self.model.head.out_features;
+        let lengths = if kind == HeadKind::PerStep {
+            batch.lengths
+        } else {
+            None
+        };
+        match (self.config.loss, batch.targets) {
+            (LossKind::Mse, Targets::Values(v)) => {
+                let target: Vec<T> = v.iter().map(|&x| T::from_f64(x as f64)).collect();
+                let (t, b) = if kind == HeadKind::PerStep {
+                    (batch.seq_len, batch.batch)
+                } else {
+                    (1, batch.batch)
+                };
+                mse_masked(logits, &target, t, b, outputs, lengths)
+            }
+            (LossKind::CrossEntropy { ignore_index }, Targets::Classes(c)) => {
+                // Padded rows count as ignored.
+                const PADDING: i64 = i64::MIN;
+                let ignore = ignore_index.unwrap_or(PADDING);
+                let targets: Vec<i64> = (0..rows)
+                    .map(|r| {
+                        if batch.row_valid(kind, r) {
+                            c[r]
+                        } else {
+                            ignore
+                        }
+                    })
+                    .collect();
+                let uses_ignore = ignore_index.is_some() || targets.contains(&PADDING);
+                cross_entropy(logits, outputs, &targets, uses_ignore.then_some(ignore))
+            }
+            _ => unreachable!("validated"),
+        }
+    }
+}

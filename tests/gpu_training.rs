@@ -1,0 +1,274 @@
+//! The GPU training step against the CPU trainer: the same model, data and
+//! configuration must give the same loss curve (and parameters).
+
+mod common;
+
+use common::assert_close;
+use common::gpu::gpu_or_skip;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use wgpu_lstm::gpu::GpuTrainer;
+use wgpu_lstm::model::{
+    Batch, CpuTrainer, HeadKind, Inputs, LossKind, Model, Targets, TrainConfig,
+};
+use wgpu_lstm::train::{LrSchedule, OptimizerKind};
+use wgpu_lstm::{LstmConfig, LstmError};
+
+struct Data {
+    inputs: Vec<f32>,
+    tokens: Vec<usize>,
+    values: Vec<f32>,
+    classes: Vec<i64>,
+    lengths: Option<Vec<usize>>,
+}
+
+fn data(
+    step: usize,
+    t: usize,
+    b: usize,
+    features: usize,
+    outputs: usize,
+    rows: usize,
+    vocab: usize,
+    lengths: bool,
+) -> Data {
+    let mut rng = ChaCha8Rng::seed_from_u64(1000 + step as u64);
+    Data {
+        inputs: (0..t * b * features)
+            .map(|_| rng.random_range(-1.0..1.0))
+            .collect(),
+        tokens: (0..t * b)
+            .map(|_| rng.random_range(0..vocab.max(1)))
+            .collect(),
+        values: (0..rows * outputs)
+            .map(|_| rng.random_range(-1.0..1.0))
+            .collect(),
+        classes: (0..rows)
+            .map(|_| rng.random_range(0..outputs as i64))
+            .collect(),
+        lengths: lengths.then(|| {
+            (0..b)
+                .map(|k| if k == 0 { t } else { 1 + (k + step) % t })
+                .collect()
+        }),
+    }
+}
+
+fn batch<'a>(d: &'a Data, t: usize, b: usize, tokens: bool, loss: LossKind) -> Batch<'a> {
+    Batch {
+        seq_len: t,
+        batch: b,
+        inputs: if tokens {
+            Inputs::Tokens(&d.tokens)
+        } else {
+            Inputs::Features(&d.inputs)
+        },
+        targets: match loss {
+            LossKind::Mse => Targets::Values(&d.values),
+            LossKind::CrossEntropy { .. } => Targets::Classes(&d.classes),
+        },
+        lengths: d.lengths.as_deref(),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn compare(
+    name: &str,
+    embedding: Option<(usize, usize)>,
+    lstm: LstmConfig,
+    outputs: usize,
+    head: HeadKind,
+    config: TrainConfig,
+    steps: usize,
+    lengths: bool,
+) {
+    let Some(ctx) = gpu_or_skip(name) else { return };
+    let (t, b) = (6, 3);
+    let model = Model::<f32>::new(embedding, &lstm, outputs, head, 5).unwrap();
+    let mut cpu = CpuTrainer::new(model.clone(), config.clone()).unwrap();
+    let mut gpu = GpuTrainer::new(&ctx, &model, config.clone()).unwrap();
+    let rows = if head == HeadKind::PerStep { t * b } else { b };
+    let vocab = embedding.map_or(0, |e| e.0);
+    for step in 0..steps {
+        let d = data(step, t, b, lstm.input_size, outputs, rows, vocab, lengths);
+        let bt = batch(&d, t, b, embedding.is_some(), config.loss);
+        let want = cpu.step(&bt).unwrap();
+        let got = gpu.step_with_loss(&bt).unwrap() as f64;
+        assert!(
+            (got - want).abs() <= 1e-4 * want.abs().max(1.0),
+            "{name}: step {step}: GPU loss {got}, CPU loss {want}"
+        );
+    }
+    let (gm, cm) = (gpu.model().unwrap(), &cpu.model);
+    for ((n, _, g), (_, _, c)) in gm.named_params().iter().zip(cm.named_params().iter()) {
+        assert_close(&format!("{name}/{n}"), g, c, 1e-4, 1e-3);
+    }
+}
+
+#[test]
+fn per_step_mse_adam_matches_cpu() {
+    compare(
+        "per_step_mse_adam",
+        None,
+        LstmConfig::new(4, 7),
+        2,
+        HeadKind::PerStep,
+        TrainConfig::new(LossKind::Mse, OptimizerKind::adam(0.01)),
+        30,
+        false,
+    );
+}
+
+#[test]
+fn embedding_cross_entropy_sgd_momentum_clipped_with_lengths_matches_cpu() {
+    let mut cfg = TrainConfig::new(
+        LossKind::CrossEntropy { ignore_index: None },
+        OptimizerKind::sgd(0.5)
+            .with_momentum(0.9)
+            .with_weight_decay(1e-3),
+    );
+    cfg.clip_grad_norm = Some(0.5);
+    compare(
+        "embedding_ce_sgd",
+        Some((11, 5)),
+        LstmConfig::new(5, 9).num_layers(2),
+        11,
+        HeadKind::PerStep,
+        cfg,
+        30,
+        true,
+    );
+}
+
+#[test]
+fn last_step_mse_adamw_cosine_dropout_bidirectional_matches_cpu() {
+    let mut cfg = TrainConfig::new(LossKind::Mse, OptimizerKind::adamw(0.02));
+    cfg.schedule = LrSchedule::Cosine {
+        t_max: 20,
+        eta_min: 0.001,
+    };
+    cfg.dropout_seed = 77;
+    compare(
+        "last_step_adamw",
+        None,
+        LstmConfig::new(3, 6)
+            .num_layers(2)
+            .bidirectional(true)
+            .dropout(0.25),
+        1,
+        HeadKind::LastStep,
+        cfg,
+        25,
+        true,
+    );
+}
+
+#[test]
+fn one_submit_per_step_and_no_allocation_after_the_first() {
+    let Some(ctx) = gpu_or_skip("one_submit_per_step_and_no_allocation_after_the_first") else {
+        return;
+    };
+    let lstm = LstmConfig::new(4, 8).num_layers(2);
+    let model = Model::<f32>::new(Some((10, 4)), &lstm, 10, HeadKind::PerStep, 1).unwrap();
+    let mut cfg = TrainConfig::new(
+        LossKind::CrossEntropy {
+            ignore_index: Some(0),
+        },
+        OptimizerKind::adam(1e-3),
+    );
+    cfg.clip_grad_norm = Some(1.0);
+    let mut gpu = GpuTrainer::new(&ctx, &model, cfg.clone()).unwrap();
+    let (t, b) = (9, 2);
+    let d = data(0, t, b, 4, 10, t * b, 10, false);
+    let bt = batch(&d, t, b, true, cfg.loss);
+    gpu.step(&bt).unwrap();
+    let before = ctx.counters();
+    gpu.step(&bt).unwrap();
+    let c = ctx.counters() - before;
+    assert_eq!(c.submits, 1);
+    assert_eq!((c.pipelines, c.bind_groups, c.buffers), (0, 0, 0), "{c:?}");
+    // LSTM forward L·(T+1), backward L·(T + 5 + D) with bias, plus O(1) for
+    // embedding, head, loss, norms, clipping and updates.
+    let lstm_dispatches = 2 * (t + 1) + 2 * (t + 1 + 1 + 1 + 1 + 1);
+    assert!(c.dispatches as usize <= lstm_dispatches + 40, "{c:?}");
+    assert!(c.dispatches as usize >= lstm_dispatches, "{c:?}");
+}
+
+#[test]
+fn bad_batches_and_settings_get_typed_errors() {
+    let lstm = LstmConfig::new(3, 4);
+    let model = Model::<f32>::new(None, &lstm, 2, HeadKind::PerStep, 1).unwrap();
+    let d = data(0, 2, 2, 3, 2, 4, 0, false);
+    let good = batch(&d, 2, 2, false, LossKind::Mse);
+    let mut cpu = CpuTrainer::new(
+        model.clone(),
+        TrainConfig::new(LossKind::Mse, OptimizerKind::adam(0.01)),
+    )
+    .unwrap();
+    let short = Batch {
+        targets: Targets::Values(&d.values[..3]),
+        ..good
+    };
+    assert!(
+        matches!(cpu.step(&short), Err(LstmError::ShapeMismatch { name, .. }) if name == "targets")
+    );
+    for lr in [0.0, -1.0, f64::NAN] {
+        let err = CpuTrainer::new(
+            model.clone(),
+            TrainConfig::new(LossKind::Mse, OptimizerKind::adam(lr)),
+        )
+        .err();
+        assert!(
+            matches!(err, Some(LstmError::InvalidConfig { field: "lr", .. })),
+            "lr {lr}: {err:?}"
+        );
+    }
+    let ce = LossKind::CrossEntropy { ignore_index: None };
+    let mut cpu_ce =
+        CpuTrainer::new(model.clone(), TrainConfig::new(ce, OptimizerKind::sgd(0.1))).unwrap();
+    let classes = [0i64, 1, 2, 1];
+    let out_of_range = Batch {
+        targets: Targets::Classes(&classes),
+        ..good
+    };
+    assert!(
+        matches!(cpu_ce.step(&out_of_range), Err(LstmError::InvalidValue { name, .. }) if name == "targets")
+    );
+    if let Some(ctx) = gpu_or_skip("bad_batches_and_settings_get_typed_errors") {
+        let mut gpu =
+            GpuTrainer::new(&ctx, &model, TrainConfig::new(ce, OptimizerKind::sgd(0.1))).unwrap();
+        assert!(
+            matches!(gpu.step(&out_of_range), Err(LstmError::InvalidValue { name, .. }) if name == "targets")
+        );
+    }
+}
+
+#[test]
+fn a_diverging_loss_stops_with_the_step_named() {
+    let lstm = LstmConfig::new(3, 4);
+    let model = Model::<f32>::new(None, &lstm, 1, HeadKind::LastStep, 1).unwrap();
+    // A learning rate this large overflows the parameters within a few steps.
+    let cfg = TrainConfig::new(LossKind::Mse, OptimizerKind::sgd(1e30));
+    let run = |step: &mut dyn FnMut(&Batch<'_>) -> Result<f32, LstmError>| -> LstmError {
+        for s in 0..50 {
+            let d = data(s, 4, 2, 3, 1, 2, 0, false);
+            if let Err(e) = step(&batch(&d, 4, 2, false, LossKind::Mse)) {
+                return e;
+            }
+        }
+        panic!("the loss stayed finite");
+    };
+    let mut cpu = CpuTrainer::new(model.clone(), cfg.clone()).unwrap();
+    let cpu_err = run(&mut |b| cpu.step(b).map(|l| l as f32));
+    let LstmError::NonFiniteLoss { step: cpu_step, .. } = cpu_err else {
+        panic!("{cpu_err}")
+    };
+    if let Some(ctx) = gpu_or_skip("a_diverging_loss_stops_with_the_step_named") {
+        let mut gpu = GpuTrainer::new(&ctx, &model, cfg).unwrap();
+        let gpu_err = run(&mut |b| gpu.step_with_loss(b));
+        let LstmError::NonFiniteLoss { step, .. } = gpu_err else {
+            panic!("{gpu_err}")
+        };
+        assert_eq!(step, cpu_step);
+    }
+}
