@@ -272,3 +272,88 @@ fn a_diverging_loss_stops_with_the_step_named() {
         assert_eq!(step, cpu_step);
     }
 }
+
+#[test]
+fn resuming_from_a_checkpoint_is_bit_identical() {
+    let Some(ctx) = gpu_or_skip("resuming_from_a_checkpoint_is_bit_identical") else {
+        return;
+    };
+    let lstm = LstmConfig::new(4, 6).num_layers(2).dropout(0.2);
+    let model = Model::<f32>::new(Some((9, 4)), &lstm, 9, HeadKind::PerStep, 3).unwrap();
+    let mut cfg = TrainConfig::new(
+        LossKind::CrossEntropy { ignore_index: None },
+        OptimizerKind::adam(0.01),
+    );
+    cfg.schedule = LrSchedule::Step {
+        step_size: 3,
+        gamma: 0.5,
+    };
+    cfg.clip_grad_norm = Some(1.0);
+    let (t, b) = (5, 2);
+    let step = |tr: &mut GpuTrainer, s: usize| {
+        let d = data(s, t, b, 4, 9, t * b, 9, false);
+        tr.step_with_loss(&batch(&d, t, b, true, cfg.loss))
+            .unwrap()
+            .to_bits()
+    };
+    let dir = std::env::temp_dir().join(format!("wgpu-lstm-ckpt-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("ckpt.safetensors");
+
+    let mut straight = GpuTrainer::new(&ctx, &model, cfg.clone()).unwrap();
+    let mut resumed_losses = Vec::new();
+    let mut losses = Vec::new();
+    for s in 0..8 {
+        if s == 4 {
+            straight.save_checkpoint(&path).unwrap();
+        }
+        losses.push(step(&mut straight, s));
+    }
+    // A fresh trainer from a different initialisation, restored at step 4.
+    let other = Model::<f32>::new(Some((9, 4)), &lstm, 9, HeadKind::PerStep, 99).unwrap();
+    let mut resumed = GpuTrainer::new(&ctx, &other, cfg.clone()).unwrap();
+    resumed.load_checkpoint(&path).unwrap();
+    assert_eq!(resumed.step_count(), 4);
+    for s in 4..8 {
+        resumed_losses.push(step(&mut resumed, s));
+    }
+    assert_eq!(&losses[4..], &resumed_losses[..]);
+    let bits = |m: &Model<f32>| {
+        m.named_params()
+            .iter()
+            .flat_map(|(_, _, v)| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        bits(&straight.model().unwrap()),
+        bits(&resumed.model().unwrap())
+    );
+
+    // The LSTM inside loads as a PyTorch state_dict under `lstm.`.
+    let lstm_back = wgpu_lstm::LstmWeights::<f32>::load_safetensors(
+        &path,
+        wgpu_lstm::weights::SafetensorsPrefix::Exact("lstm."),
+    )
+    .unwrap();
+    assert_eq!(lstm_back.config.hidden_size, 6);
+
+    // A checkpoint for another architecture is refused.
+    let small = Model::<f32>::new(
+        Some((9, 4)),
+        &LstmConfig::new(4, 5).num_layers(2),
+        9,
+        HeadKind::PerStep,
+        3,
+    )
+    .unwrap();
+    let mut mismatched = GpuTrainer::new(&ctx, &small, cfg).unwrap();
+    let err = mismatched.load_checkpoint(&path).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            LstmError::InconsistentLayers { .. } | LstmError::ShapeMismatch { .. }
+        ),
+        "{err}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -118,6 +118,40 @@ impl GpuLstm {
         download_layers(&self.ctx, &self.config, &self.layers)
     }
 
+    /// Replaces the weights (PyTorch layout) with ones of the same architecture.
+    pub fn set_weights(&mut self, weights: &LstmWeights<f32>) -> Result<()> {
+        let mut want = self.config.clone();
+        want.batch_first = weights.config.batch_first;
+        want.dropout = weights.config.dropout;
+        if weights.config != want
+            || weights.layers.len() != self.config.num_layers * self.config.num_directions()
+        {
+            return Err(LstmError::InconsistentLayers {
+                reason: format!(
+                    "the new weights are for {:?}, the engine for {:?}",
+                    weights.config, self.config
+                ),
+            });
+        }
+        write_layers(
+            &self.ctx,
+            &self.config,
+            |l, d| weights.layer(l, d).clone(),
+            &self.layers,
+        );
+        Ok(())
+    }
+
+    /// Writes optimizer-state-shaped data into parameter-shaped GPU layers.
+    pub(super) fn write_like_params(&self, data: &LstmWeights<f32>, dst: &[GpuLayer]) {
+        write_layers(
+            &self.ctx,
+            &self.config,
+            |l, d| data.layer(l, d).clone(),
+            dst,
+        );
+    }
+
     /// Runs the forward pass on a GPU tensor: `input` is [T, B, I] (or
     /// [B, T, I] with `batch_first`), `lengths` as in
     /// `pack_padded_sequence`. One submit; nothing is read back.
@@ -667,7 +701,7 @@ impl GpuLstm {
 }
 
 /// Uploads every layer's parameters (PyTorch layout, from `layer(l, d)`) in
-/// the GPU layout.
+/// the GPU layout, into new buffers.
 pub(super) fn upload_layers(
     ctx: &GpuContext,
     cfg: &LstmConfig,
@@ -675,33 +709,51 @@ pub(super) fn upload_layers(
     label: &str,
 ) -> Result<Vec<GpuLayer>> {
     let (h, dirs) = (cfg.hidden_size, cfg.num_directions());
-    let upload = |name: String, data: &[f32]| -> Result<wgpu::Buffer> {
-        let buf = ctx.create_buffer(&name, 4 * data.len() as u64, TENSOR_USAGE)?;
-        ctx.queue()
-            .write_buffer(&buf, 0, bytemuck::cast_slice(data));
-        Ok(buf)
-    };
+    let buffer = |name: String, len: usize| ctx.create_buffer(&name, 4 * len as u64, TENSOR_USAGE);
     let mut layers = Vec::with_capacity(cfg.num_layers);
     for l in 0..cfg.num_layers {
         let input_size = cfg.layer_input_size(l);
+        layers.push(GpuLayer {
+            w_ih: buffer(format!("{label}weight_ih_l{l}"), dirs * 4 * h * input_size)?,
+            b_ih: buffer(format!("{label}bias_ih_l{l}"), dirs * 4 * h)?,
+            w_hh: buffer(format!("{label}weight_hh_l{l}"), dirs * 4 * h * h)?,
+            b_hh: buffer(format!("{label}bias_hh_l{l}"), dirs * 4 * h)?,
+            input_size,
+        });
+    }
+    write_layers(ctx, cfg, layer, &layers);
+    Ok(layers)
+}
+
+/// Writes every layer's parameters (PyTorch layout) into existing buffers,
+/// converted to the GPU layout.
+pub(super) fn write_layers(
+    ctx: &GpuContext,
+    cfg: &LstmConfig,
+    layer: impl Fn(usize, usize) -> LayerWeights<f32>,
+    dst: &[GpuLayer],
+) {
+    let (h, dirs) = (cfg.hidden_size, cfg.num_directions());
+    let zeros = vec![0.0; 4 * h];
+    for (l, gl) in dst.iter().enumerate() {
         let (mut w_ih, mut b_ih, mut w_hh, mut b_hh) = (vec![], vec![], vec![], vec![]);
-        let zeros = vec![0.0; 4 * h];
         for dir in 0..dirs {
             let lw = layer(l, dir);
-            w_ih.extend(rows_by_unit(&lw.weight_ih, h, input_size));
+            w_ih.extend(rows_by_unit(&lw.weight_ih, h, gl.input_size));
             w_hh.extend(recurrent_to_gpu(&lw.weight_hh, h, h));
             b_ih.extend(rows_by_unit(lw.bias_ih.as_deref().unwrap_or(&zeros), h, 1));
             b_hh.extend(rows_by_unit(lw.bias_hh.as_deref().unwrap_or(&zeros), h, 1));
         }
-        layers.push(GpuLayer {
-            w_ih: upload(format!("{label}weight_ih_l{l}"), &w_ih)?,
-            b_ih: upload(format!("{label}bias_ih_l{l}"), &b_ih)?,
-            w_hh: upload(format!("{label}weight_hh_l{l}"), &w_hh)?,
-            b_hh: upload(format!("{label}bias_hh_l{l}"), &b_hh)?,
-            input_size,
-        });
+        for (buf, data) in [
+            (&gl.w_ih, w_ih),
+            (&gl.b_ih, b_ih),
+            (&gl.w_hh, w_hh),
+            (&gl.b_hh, b_hh),
+        ] {
+            ctx.queue()
+                .write_buffer(buf, 0, bytemuck::cast_slice(&data));
+        }
     }
-    Ok(layers)
 }
 
 /// Reads layers back and converts them to PyTorch's layout.
