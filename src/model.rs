@@ -403,7 +403,7 @@ impl<T: Real> CpuTrainer<T> {
         };
         let rows = head_in.len() / features;
         let logits = m.head.forward(&head_in, rows);
-        let (loss, d_logits) = self.loss(batch, &logits, rows)?;
+        let (loss, d_logits) = loss_of(m, self.config.loss, batch, &logits)?;
         if !loss.is_finite() {
             return Err(LstmError::NonFiniteLoss {
                 step,
@@ -450,43 +450,31 @@ impl<T: Real> CpuTrainer<T> {
         self.optimizer.step(&mut params, &grad_refs, lr)?;
         Ok(loss.as_f64())
     }
+}
 
-    /// The loss and its gradient with respect to the head's output.
-    fn loss(&self, batch: &Batch<'_>, logits: &[T], rows: usize) -> Result<(T, Vec<T>)> {
-        let kind = self.model.head_kind;
-        let outputs = self.model.head.out_features;
-        let lengths = if kind == HeadKind::PerStep {
-            batch.lengths
-        } else {
-            None
-        };
-        match (self.config.loss, batch.targets) {
-            (LossKind::Mse, Targets::Values(v)) => {
-                let target: Vec<T> = v.iter().map(|&x| T::from_f64(x as f64)).collect();
-                let (t, b) = if kind == HeadKind::PerStep {
-                    (batch.seq_len, batch.batch)
-                } else {
-                    (1, batch.batch)
-                };
-                mse_masked(logits, &target, t, b, outputs, lengths)
-            }
-            (LossKind::CrossEntropy { ignore_index }, Targets::Classes(c)) => {
-                // Padded rows count as ignored.
-                const PADDING: i64 = i64::MIN;
-                let ignore = ignore_index.unwrap_or(PADDING);
-                let targets: Vec<i64> = (0..rows)
-                    .map(|r| {
-                        if batch.row_valid(kind, r) {
-                            c[r]
-                        } else {
-                            ignore
-                        }
-                    })
-                    .collect();
-                let uses_ignore = ignore_index.is_some() || targets.contains(&PADDING);
-                cross_entropy(logits, outputs, &targets, uses_ignore.then_some(ignore))
-            }
-            _ => unreachable!("validated"),
+/// The loss of the head's output `out` ([rows, O]) on `batch`, and its
+/// gradient with respect to `out`.
+pub(crate) fn loss_of<T: Real>(model: &Model<T>, loss: LossKind, batch: &Batch<'_>, out: &[T]) -> Result<(T, Vec<T>)> {
+    let kind = model.head_kind;
+    let outputs = model.head.out_features;
+    let rows = out.len() / outputs;
+    let lengths = if kind == HeadKind::PerStep { batch.lengths } else { None };
+    match (loss, batch.targets) {
+        (LossKind::Mse, Targets::Values(v)) => {
+            let target: Vec<T> = v.iter().map(|&x| T::from_f64(x as f64)).collect();
+            let (t, b) = if kind == HeadKind::PerStep { (batch.seq_len, batch.batch) } else { (1, batch.batch) };
+            mse_masked(out, &target, t, b, outputs, lengths)
         }
+        (LossKind::CrossEntropy { ignore_index }, Targets::Classes(c)) => {
+            // Padded rows count as ignored.
+            const PADDING: i64 = i64::MIN;
+            let ignore = ignore_index.unwrap_or(PADDING);
+            let targets: Vec<i64> = (0..rows)
+                .map(|r| if batch.row_valid(kind, r) { c[r] } else { ignore })
+                .collect();
+            let uses_ignore = ignore_index.is_some() || targets.contains(&PADDING);
+            cross_entropy(out, outputs, &targets, uses_ignore.then_some(ignore))
+        }
+        _ => Err(LstmError::value("targets", "do not fit the loss (MSE needs values, cross-entropy classes)")),
     }
 }

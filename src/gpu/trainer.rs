@@ -233,34 +233,8 @@ impl GpuTrainer {
 
     /// Reads the model back to the host (PyTorch layout).
     pub fn model(&self) -> Result<Model<f32>> {
-        let read = |p: &Param| -> Result<Vec<f32>> {
-            let t = GpuTensor::from_buffer(p.value.clone(), vec![p.len]);
-            Ok(t.to_host(&self.ctx)?.into_data())
-        };
-        let mut own = self.own.iter();
-        let embedding = match self.embedding {
-            Some((num, dim)) => Some(Embedding {
-                num_embeddings: num,
-                embedding_dim: dim,
-                weight: read(own.next().expect("embedding"))?,
-            }),
-            None => None,
-        };
-        let (hw, hb) = (
-            own.next().expect("head weight"),
-            own.next().expect("head bias"),
-        );
-        Ok(Model {
-            embedding,
-            lstm: self.lstm.weights()?,
-            head: Linear {
-                in_features: self.lstm.config().output_size(),
-                out_features: self.outputs,
-                weight: read(hw)?,
-                bias: read(hb)?,
-            },
-            head_kind: self.head_kind,
-        })
+        let (embedding, head) = self.host_head_and_embedding()?;
+        Ok(Model { embedding, lstm: self.lstm.weights()?, head, head_kind: self.head_kind })
     }
 
     /// The optimizer's state as named tensors in PyTorch's layout:
@@ -282,6 +256,60 @@ impl GpuTrainer {
             }
         }
         Ok(out)
+    }
+
+    /// Evaluation mode: the model's outputs for `batch` (its targets are
+    /// ignored), with no dropout and no saved activations. The LSTM runs on
+    /// the GPU; the embedding lookup and the small head run on the host.
+    /// Returns [rows, O]: rows = T·B for a per-step head, B for a last-step one.
+    pub fn predict(&mut self, batch: &Batch<'_>) -> Result<Vec<f32>> {
+        self.validate(batch)?;
+        let (t, b) = (batch.seq_len, batch.batch);
+        let model = self.host_head_and_embedding()?;
+        let cfg = self.lstm.config().clone();
+        let x = match batch.inputs {
+            Inputs::Features(f) => f.to_vec(),
+            Inputs::Tokens(ids) => model.0.as_ref().expect("validated").forward(ids)?,
+        };
+        let x = crate::tensor::Tensor::new([t, b, cfg.input_size], x)?;
+        let mut input = crate::input::LstmInput::new(&x);
+        if let Some(l) = batch.lengths {
+            input = input.with_lengths(l);
+        }
+        let out = self.lstm.forward_host(&input)?;
+        let f = cfg.output_size();
+        let head_in = match self.head_kind {
+            HeadKind::PerStep => out.output.into_data(),
+            HeadKind::LastStep => crate::train::last_valid_step(out.output.data(), t, b, f, batch.lengths),
+        };
+        Ok(model.1.forward(&head_in, head_in.len() / f))
+    }
+
+    /// Evaluation mode: the loss on `batch` (see [`predict`](Self::predict)).
+    pub fn evaluate(&mut self, batch: &Batch<'_>) -> Result<f64> {
+        let out = self.predict(batch)?;
+        let model = Model::<f32> {
+            embedding: None,
+            lstm: crate::weights::LstmWeights { config: self.lstm.config().clone(), layers: Vec::new() },
+            head: Linear { in_features: 0, out_features: self.outputs, weight: Vec::new(), bias: Vec::new() },
+            head_kind: self.head_kind,
+        };
+        crate::model::loss_of(&model, self.config.loss, batch, &out).map(|(l, _)| l as f64)
+    }
+
+    /// The embedding and head parameters, read back.
+    fn host_head_and_embedding(&self) -> Result<(Option<Embedding<f32>>, Linear<f32>)> {
+        let read = |p: &Param| -> Result<Vec<f32>> {
+            Ok(GpuTensor::from_buffer(p.value.clone(), vec![p.len]).to_host(&self.ctx)?.into_data())
+        };
+        let mut own = self.own.iter();
+        let embedding = match self.embedding {
+            Some((num, dim)) => Some(Embedding { num_embeddings: num, embedding_dim: dim, weight: read(own.next().expect("embedding"))? }),
+            None => None,
+        };
+        let (hw, hb) = (own.next().expect("head weight"), own.next().expect("head bias"));
+        let head = Linear { in_features: self.lstm.config().output_size(), out_features: self.outputs, weight: read(hw)?, bias: read(hb)? };
+        Ok((embedding, head))
     }
 
     /// Saves the model and the optimizer state as safetensors: parameters

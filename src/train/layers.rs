@@ -20,7 +20,7 @@ pub struct Linear<T = f32> {
     pub out_features: usize,
     /// [out, in], PyTorch's layout.
     pub weight: Vec<T>,
-    /// [out]
+    /// \[out\]
     pub bias: Vec<T>,
 }
 
@@ -29,7 +29,7 @@ pub struct Linear<T = f32> {
 pub struct LinearGrads<T = f32> {
     /// [out, in]: dW = dyᵀ · x.
     pub weight: Vec<T>,
-    /// [out]: db = Σ_rows dy.
+    /// \[out\]: db = Σ_rows dy.
     pub bias: Vec<T>,
     /// [rows, in]: dx = dy · W.
     pub input: Vec<T>,
@@ -160,7 +160,7 @@ impl<T: Real> Embedding<T> {
         }
     }
 
-    /// Looks up `tokens` [N]: returns [N, dim]. A token ≥ `num_embeddings`
+    /// Looks up `tokens` \[N\]: returns [N, dim]. A token ≥ `num_embeddings`
     /// is an [`LstmError::InvalidValue`] naming its position and value.
     pub fn forward(&self, tokens: &[usize]) -> Result<Vec<T>> {
         let dim = self.embedding_dim;

@@ -38,14 +38,14 @@ pub fn mse<T: Real>(pred: &[T], target: &[T]) -> Result<(T, Vec<T>)> {
 
 /// Mean squared error over the valid steps of padded, time-major sequences:
 /// `pred` and `target` are [T, B, F]; position (t, b, f) counts when
-/// t < lengths[b]. With n = F · Σ_b lengths[b] valid elements,
+/// t < lengths\[b\]. With n = F · Σ_b lengths\[b\] valid elements,
 /// loss = Σ_valid (p - y)² / n and d loss / d p = 2 (p - y) / n at valid
 /// positions, 0 at padded ones. With `lengths = None` every step is valid
 /// and this equals [`mse`].
 ///
 /// Errors: `pred` not [T, B, F] ([`LstmError::ShapeMismatch`] `pred`),
 /// `target` not the same ([`LstmError::ShapeMismatch`] `target`), `lengths`
-/// not [B] or a length outside 1..=T, or no element at all
+/// not \[B\] or a length outside 1..=T, or no element at all
 /// ([`LstmError::InvalidValue`]).
 pub fn mse_masked<T: Real>(
     pred: &[T],
@@ -105,10 +105,10 @@ pub fn mse_masked<T: Real>(
 }
 
 /// PyTorch's `nn.CrossEntropyLoss(ignore_index=...)` with mean reduction,
-/// on `logits` [N, classes] and class ids `targets` [N].
+/// on `logits` [N, classes] and class ids `targets` \[N\].
 ///
-/// Per row i with target c: ℓᵢ = logsumexp(zᵢ) - zᵢ[c], computed stably as
-/// PyTorch's log-softmax does: ℓᵢ = -((zᵢ[c] - m) - ln Σ_j exp(zᵢⱼ - m)) with
+/// Per row i with target c: ℓᵢ = logsumexp(zᵢ) - zᵢ\[c\], computed stably as
+/// PyTorch's log-softmax does: ℓᵢ = -((zᵢ\[c\] - m) - ln Σ_j exp(zᵢⱼ - m)) with
 /// m = maxⱼ zᵢⱼ. The loss is the mean of ℓᵢ
 /// over the n rows whose target is not `ignore_index`, and
 /// d loss / d zᵢ = (softmax(zᵢ) - onehot(c)) / n for those rows, 0 for

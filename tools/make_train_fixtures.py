@@ -1,0 +1,250 @@
+#!/usr/bin/env python3
+"""Generate golden training-loop fixtures from PyTorch (float64) for the CPU
+training reference (`src/train/`, tested by `tests/train_cpu.rs`).
+
+Regenerate with:
+
+    python3 tools/make_train_fixtures.py            # writes tests/fixtures/training/*.safetensors
+    python3 tools/make_train_fixtures.py --out DIR  # writes DIR/*.safetensors
+
+Requires `torch`, `safetensors` and `numpy`. Each training case is seeded with
+`torch.manual_seed(2000 + case_index)`, so output is deterministic for a given
+PyTorch version (recorded in the metadata). The files live in their own folder
+because the LSTM fixture tests read every file directly in tests/fixtures/.
+
+Training cases (adam, sgd_momentum, adamw_clipped, sgd_nesterov_cosine): the
+model is `lstm = nn.LSTM(3, 5)` (1 layer, seq-first, zero initial state)
+followed by `head = nn.Linear(5, 2)` applied at every time step, trained with
+`nn.MSELoss()` (mean) for `steps` steps on one fixed batch. Each step:
+
+    optimizer.zero_grad()
+    loss = MSELoss()(head(lstm(input)[0]), target)
+    loss.backward()
+    grad_norm[k] = clip_grad_norm_(params, max_norm)   # or the same 2-norm, unclipped
+    lr[k] = optimizer.param_groups[0]["lr"]
+    optimizer.step(); scheduler.step() (when there is a scheduler)
+
+`params` is list(lstm.parameters()) + list(head.parameters()), i.e. in order
+weight_ih_l0, weight_hh_l0, bias_ih_l0, bias_hh_l0, head.weight, head.bias;
+optimizer state index i refers to this order. Tensors (float64, contiguous):
+
+  init.lstm.<name>        LSTM parameters before training, state_dict names
+                          (weight_ih_l0 [20, 3], weight_hh_l0 [20, 5],
+                          bias_ih_l0 [20], bias_hh_l0 [20]); PyTorch's default init
+  init.head.weight [2, 5], init.head.bias [2]
+  input [T=4, B=3, 3]     standard normal
+  target [4, 3, 2]        standard normal
+  loss [steps]            the loss at each step, before that step's update
+  grad_norm [steps]       total 2-norm of all gradients before clipping
+  lr [steps]              the learning rate each step used
+  final.lstm.<name>, final.head.weight, final.head.bias
+                          parameters after the last step
+  final.optim.<i>.<name>  optimizer state after the last step, as in
+                          optimizer.state_dict()["state"][i]: momentum_buffer (SGD),
+                          exp_avg and exp_avg_sq (Adam, AdamW)
+
+Metadata (all strings): optimizer ("sgd", "adam", "adamw"), lr, momentum,
+dampening, nesterov ("true"/"false"), betas ("b1,b2"), eps, weight_decay
+(the optimizer's, including AdamW's), clip_max_norm ("none" or a number),
+schedule ("constant" or "cosine"), t_max, eta_min, steps, torch_version,
+description. Fields that do not apply to the optimizer are absent.
+
+Other files:
+
+  schedules.safetensors   learning rates of a bare parameter's SGD(lr=0.5) under
+                          step_lr: StepLR(step_size=3, gamma=0.5), 10 steps [10];
+                          cosine: CosineAnnealingLR(T_max=4, eta_min=0.01), 13 steps,
+                          past T_max [13]. lr[k] is the lr of the step after k
+                          completed steps. Metadata: the hyper-parameters.
+  cross_entropy.safetensors
+                          nn.CrossEntropyLoss(ignore_index=-100) on logits [6, 4]
+                          (standard normal, row 4 scaled by 50 to exercise the
+                          stable log-softmax) and int64 targets [6] with row 2 = -100
+                          (ignored): logits, targets, loss [] and grad [6, 4]
+                          (d loss / d logits).
+"""
+
+import argparse
+import json
+import math
+import os
+import sys
+
+import torch
+from safetensors.torch import load_file, save
+
+torch.set_default_dtype(torch.float64)
+
+T, B, I, H, O = 4, 3, 3, 5, 2
+STEPS = 4
+
+# name, optimizer factory kwargs
+CASES = [
+    ("adam", dict(optimizer="adam", lr=0.01,
+        desc="Adam(lr=0.01), 4 steps")),
+    ("sgd_momentum", dict(optimizer="sgd", lr=0.1, momentum=0.9, weight_decay=1e-3,
+        desc="SGD(lr=0.1, momentum=0.9, weight_decay=1e-3), 4 steps")),
+    ("adamw_clipped", dict(optimizer="adamw", lr=0.01, weight_decay=0.1, clip=0.05,
+        desc="AdamW(lr=0.01, weight_decay=0.1) with clip_grad_norm_(params, 0.05) "
+             "before each step, 4 steps")),
+    ("sgd_nesterov_cosine", dict(optimizer="sgd", lr=0.2, momentum=0.8, nesterov=True,
+        cosine_t_max=4,
+        desc="SGD(lr=0.2, momentum=0.8, nesterov=True) with CosineAnnealingLR(T_max=4), "
+             "4 steps")),
+]
+
+
+def make_optimizer(params, optimizer, lr, momentum=0.0, weight_decay=None, nesterov=False):
+    if optimizer == "sgd":
+        opt = torch.optim.SGD(params, lr=lr, momentum=momentum,
+                              weight_decay=weight_decay or 0.0, nesterov=nesterov)
+    elif optimizer == "adam":
+        opt = torch.optim.Adam(params, lr=lr, weight_decay=weight_decay or 0.0)
+    else:
+        kw = {} if weight_decay is None else dict(weight_decay=weight_decay)
+        opt = torch.optim.AdamW(params, lr=lr, **kw)
+    return opt
+
+
+def optimizer_meta(opt, optimizer):
+    g = opt.param_groups[0]
+    # The base lr: a scheduler keeps it as initial_lr and moves lr.
+    meta = dict(optimizer=optimizer, lr=repr(g.get("initial_lr", g["lr"])),
+                weight_decay=repr(g["weight_decay"]))
+    if optimizer == "sgd":
+        meta.update(momentum=repr(g["momentum"]), dampening=repr(g["dampening"]),
+                    nesterov=str(g["nesterov"]).lower())
+    else:
+        assert not g["amsgrad"]
+        meta.update(betas=f"{g['betas'][0]!r},{g['betas'][1]!r}", eps=repr(g["eps"]))
+    return meta
+
+
+def make_case(index, name, optimizer, lr, momentum=0.0, weight_decay=None, nesterov=False,
+              clip=None, cosine_t_max=None, desc=""):
+    torch.manual_seed(2000 + index)
+    lstm = torch.nn.LSTM(I, H).double()
+    head = torch.nn.Linear(H, O).double()
+    t = {"init.lstm." + k: v.detach().clone() for k, v in lstm.state_dict().items()}
+    t.update({"init.head." + k: v.detach().clone() for k, v in head.state_dict().items()})
+    x = torch.randn(T, B, I)
+    y = torch.randn(T, B, O)
+    t["input"], t["target"] = x.clone(), y.clone()
+
+    params = list(lstm.parameters()) + list(head.parameters())
+    opt = make_optimizer(params, optimizer, lr, momentum, weight_decay, nesterov)
+    sched = (torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cosine_t_max)
+             if cosine_t_max else None)
+    losses, norms, lrs = [], [], []
+    for _ in range(STEPS):
+        opt.zero_grad()
+        out, _ = lstm(x)
+        loss = torch.nn.MSELoss()(head(out), y)
+        loss.backward()
+        if clip is not None:
+            norm = torch.nn.utils.clip_grad_norm_(params, clip)
+        else:
+            norm = torch.linalg.vector_norm(
+                torch.stack([torch.linalg.vector_norm(p.grad) for p in params]))
+        losses.append(loss.item())
+        norms.append(norm.item())
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        if sched is not None:
+            sched.step()
+
+    t["loss"], t["grad_norm"], t["lr"] = (torch.tensor(v) for v in (losses, norms, lrs))
+    t.update({"final.lstm." + k: v.detach().clone() for k, v in lstm.state_dict().items()})
+    t.update({"final.head." + k: v.detach().clone() for k, v in head.state_dict().items()})
+    for i, st in opt.state_dict()["state"].items():
+        for k, v in st.items():
+            if k != "step":
+                t[f"final.optim.{i}.{k}"] = v.detach().clone()
+    t = {k: v.detach().contiguous() for k, v in t.items()}
+
+    meta = optimizer_meta(opt, optimizer)
+    meta.update(clip_max_norm="none" if clip is None else repr(clip),
+                schedule="cosine" if sched else "constant", steps=str(STEPS),
+                torch_version=torch.__version__, description=desc)
+    if sched:
+        meta.update(t_max=str(cosine_t_max), eta_min=repr(sched.eta_min))
+    return t, meta
+
+
+def make_schedules():
+    def run(make, steps):
+        p = torch.nn.Parameter(torch.zeros(1))
+        opt = torch.optim.SGD([p], lr=0.5)
+        sched = make(opt)
+        lrs = []
+        for _ in range(steps):
+            lrs.append(opt.param_groups[0]["lr"])
+            opt.step()
+            sched.step()
+        return torch.tensor(lrs)
+
+    t = {
+        "step_lr": run(lambda o: torch.optim.lr_scheduler.StepLR(o, step_size=3, gamma=0.5), 10),
+        "cosine": run(lambda o: torch.optim.lr_scheduler.CosineAnnealingLR(
+            o, T_max=4, eta_min=0.01), 13),
+    }
+    # The recursive form PyTorch steps with must agree with its closed form.
+    for k, lr in enumerate(t["cosine"].tolist()):
+        closed = 0.01 + (0.5 - 0.01) * (1 + math.cos(math.pi * k / 4)) / 2
+        assert abs(lr - closed) < 1e-12, (k, lr, closed)
+    meta = dict(base_lr="0.5", step_lr_step_size="3", step_lr_gamma="0.5",
+                cosine_t_max="4", cosine_eta_min="0.01", torch_version=torch.__version__,
+                description="StepLR and CosineAnnealingLR learning rates by completed step")
+    return t, meta
+
+
+def make_cross_entropy():
+    torch.manual_seed(3000)
+    logits = torch.randn(6, 4)
+    logits[4] *= 50.0
+    targets = torch.tensor([3, 0, -100, 1, 2, 1], dtype=torch.int64)
+    z = logits.clone().requires_grad_()
+    loss = torch.nn.CrossEntropyLoss(ignore_index=-100)(z, targets)
+    loss.backward()
+    t = dict(logits=logits, targets=targets, loss=loss.detach(), grad=z.grad.detach())
+    meta = dict(classes="4", ignore_index="-100", torch_version=torch.__version__,
+                description="CrossEntropyLoss(ignore_index=-100), mean over non-ignored rows")
+    return {k: v.contiguous() for k, v in t.items()}, meta
+
+
+def save_file_reproducibly(tensors, path, metadata):
+    """safetensors.torch.save_file, but with the metadata keys sorted: the library
+    writes them in random (hash map) order, which would make reruns differ byte-wise."""
+    data = save(tensors, metadata=metadata)
+    n = int.from_bytes(data[:8], "little")
+    header = json.loads(data[8:8 + n])
+    header["__metadata__"] = dict(sorted(header["__metadata__"].items()))
+    new = json.dumps(header, separators=(",", ":")).encode().ljust(n)  # same padding
+    assert len(new) == n
+    with open(path, "wb") as f:
+        f.write(data[:8] + new + data[8 + n:])
+
+
+def main():
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", default=os.path.join(root, "tests", "fixtures", "training"))
+    args = ap.parse_args()
+    os.makedirs(args.out, exist_ok=True)
+    files = [(name, *make_case(i, name, **kw)) for i, (name, kw) in enumerate(CASES)]
+    files.append(("schedules", *make_schedules()))
+    files.append(("cross_entropy", *make_cross_entropy()))
+    total = 0
+    for name, tensors, meta in files:
+        path = os.path.join(args.out, name + ".safetensors")
+        save_file_reproducibly(tensors, path, meta)
+        back = load_file(path)
+        assert all(torch.equal(back[k], v) for k, v in tensors.items()), path
+        size = os.path.getsize(path)
+        total += size
+        print(f"{name:24s} {len(tensors):3d} tensors {size:7d} bytes")
+    print(f"{len(files)} files, {total} bytes total, torch {torch.__version__}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
