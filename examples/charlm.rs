@@ -1,0 +1,173 @@
+//! A character-level language model on the King James Bible, Genesis to
+//! Joshua (public domain, ≤ 1 MB; see `data/README.md`): embedding → LSTM →
+//! per-step linear head, trained with cross-entropy to predict the next
+//! character. Reports validation bits per character against the text's
+//! unigram entropy (what a model that ignores context can reach), and samples
+//! text at a chosen temperature.
+//!
+//! Run: `cargo run --release --example charlm` (GPU; `--device cpu` for the
+//! CPU reference; larger models with `--hidden 256 --steps 3000`).
+
+#[path = "support/mod.rs"]
+mod support;
+
+use std::error::Error;
+use std::time::Instant;
+
+use clap::Parser;
+use wgpu_lstm::gpu::{GpuContext, GpuTrainer};
+use wgpu_lstm::model::{Batch, CpuTrainer, HeadKind, Inputs, LossKind, Model, Targets, TrainConfig};
+use wgpu_lstm::train::{LrSchedule, OptimizerKind};
+use wgpu_lstm::{LstmConfig, LstmInput, Tensor, cpu};
+
+#[derive(Parser)]
+struct Args {
+    #[arg(long, default_value_t = 400)]
+    steps: u64,
+    #[arg(long, default_value_t = 64)]
+    seq_len: usize,
+    #[arg(long, default_value_t = 32)]
+    batch: usize,
+    #[arg(long, default_value_t = 128)]
+    hidden: usize,
+    #[arg(long, default_value_t = 32)]
+    embedding: usize,
+    #[arg(long, default_value_t = 0.005)]
+    lr: f64,
+    /// Sampling temperature (0 = greedy).
+    #[arg(long, default_value_t = 0.7)]
+    temperature: f32,
+    /// Characters to sample.
+    #[arg(long, default_value_t = 300)]
+    sample: usize,
+    #[arg(long, default_value = "gpu")]
+    device: String,
+    #[arg(long, default_value = "target/charlm_loss.svg")]
+    plot: String,
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+}
+
+const LN2: f64 = std::f64::consts::LN_2;
+
+fn main() -> Result<(), Box<dyn Error>> {
+    let args = Args::parse();
+    let corpus = support::CharCorpus::new(&support::kjv(), 0.1);
+    let vocab = corpus.vocab.len();
+    let unigram = support::unigram_entropy_bits(&corpus.valid, vocab);
+    println!(
+        "text: {} training and {} validation characters, vocabulary {vocab}; unigram entropy of the validation text {unigram:.3} bits/char",
+        corpus.train.len(),
+        corpus.valid.len()
+    );
+    let lstm = LstmConfig::new(args.embedding, args.hidden);
+    let model = Model::<f32>::new(Some((vocab, args.embedding)), &lstm, vocab, HeadKind::PerStep, args.seed)?;
+    let mut config = TrainConfig::new(LossKind::CrossEntropy { ignore_index: None }, OptimizerKind::adam(args.lr));
+    config.clip_grad_norm = Some(1.0);
+    config.schedule = LrSchedule::Cosine { t_max: args.steps, eta_min: args.lr / 10.0 };
+    let (mut gpu, mut cpu_trainer) = (None, None);
+    match args.device.as_str() {
+        "gpu" => {
+            let ctx = GpuContext::new()?;
+            println!("device: {} ({:?})", ctx.adapter_info().name, ctx.adapter_info().backend);
+            gpu = Some(GpuTrainer::new(&ctx, &model, config)?);
+        }
+        _ => {
+            println!("device: CPU reference");
+            cpu_trainer = Some(CpuTrainer::new(model, config)?);
+        }
+    }
+    let eval_batches = support::char_eval_batches(&corpus.valid, args.seq_len, args.batch, 8);
+    let to_i64 = |v: &[usize]| v.iter().map(|&x| x as i64).collect::<Vec<i64>>();
+    let mut rng = support::seeded_rng(args.seed);
+    let bar = support::progress(args.steps, "training");
+    let mut curve = Vec::new();
+    let start = Instant::now();
+    for step in 0..args.steps {
+        let cb = support::char_batch(&mut rng, &corpus.train, args.seq_len, args.batch);
+        let targets = to_i64(&cb.targets);
+        let batch = Batch { seq_len: cb.seq_len, batch: cb.batch, inputs: Inputs::Tokens(&cb.inputs), targets: Targets::Classes(&targets), lengths: None };
+        let loss = match (&mut gpu, &mut cpu_trainer) {
+            (Some(g), _) if step % 10 == 0 => Some(g.step_with_loss(&batch)? as f64),
+            (Some(g), _) => g.step(&batch).map(|_| None)?,
+            (_, Some(c)) => Some(c.step(&batch)?),
+            _ => unreachable!(),
+        };
+        if let Some(l) = loss.filter(|_| step % 10 == 0) {
+            curve.push((step as f64, l / LN2));
+            bar.set_message(format!("{:.3} bits/char", l / LN2));
+        }
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    let elapsed = start.elapsed();
+
+    // Validation bits per character (evaluation mode: no dropout).
+    let mut total = 0.0;
+    for cb in &eval_batches {
+        let targets = to_i64(&cb.targets);
+        let batch = Batch { seq_len: cb.seq_len, batch: cb.batch, inputs: Inputs::Tokens(&cb.inputs), targets: Targets::Classes(&targets), lengths: None };
+        total += match (&mut gpu, &mut cpu_trainer) {
+            (Some(g), _) => g.evaluate(&batch)?,
+            (_, Some(c)) => eval_cpu(&c.model, &batch)?,
+            _ => unreachable!(),
+        };
+    }
+    let bpc = total / eval_batches.len() as f64 / LN2;
+    println!("trained {} steps in {elapsed:.1?}", args.steps);
+    println!(
+        "validation: {bpc:.3} bits/char over {} characters, against a unigram entropy of {unigram:.3} ({:.0}% lower)",
+        eval_batches.len() * args.seq_len * args.batch,
+        100.0 * (1.0 - bpc / unigram)
+    );
+
+    // Sample on the CPU reference with the trained weights, one character at a
+    // time, carrying the state.
+    let model = match (&gpu, &cpu_trainer) {
+        (Some(g), _) => g.model()?,
+        (_, Some(c)) => c.model.clone(),
+        _ => unreachable!(),
+    };
+    let text = sample(&model, &corpus.vocab, "And God said", args.sample, args.temperature, &mut rng)?;
+    println!("sample at temperature {}:\n{text}", args.temperature);
+    support::plot_losses(std::path::Path::new(&args.plot), "character LM: training bits/char", &[("train", &curve)], false)?;
+    println!("loss curve: {}", args.plot);
+    Ok(())
+}
+
+/// Mean cross-entropy (nats) of the model on a batch, on the CPU reference.
+fn eval_cpu(m: &Model<f32>, b: &Batch<'_>) -> Result<f64, Box<dyn Error>> {
+    let Inputs::Tokens(ids) = b.inputs else { unreachable!() };
+    let Targets::Classes(c) = b.targets else { unreachable!() };
+    let x = Tensor::new([b.seq_len, b.batch, m.lstm.config.input_size], m.embedding.as_ref().unwrap().forward(ids)?)?;
+    let out = cpu::forward(&m.lstm, &LstmInput::new(&x))?;
+    let logits = m.head.forward(out.output.data(), b.seq_len * b.batch);
+    Ok(wgpu_lstm::train::cross_entropy(&logits, m.head.out_features, c, None)?.0 as f64)
+}
+
+/// Generates `n` characters after `prompt`, feeding one character at a time
+/// and carrying the LSTM state.
+fn sample(m: &Model<f32>, vocab: &support::Vocab, prompt: &str, n: usize, temperature: f32, rng: &mut impl rand::Rng) -> Result<String, Box<dyn Error>> {
+    let emb = m.embedding.as_ref().expect("the model has an embedding");
+    let cfg = &m.lstm.config;
+    let shape = [cfg.num_layers * cfg.num_directions(), 1, cfg.hidden_size];
+    let mut state: (Tensor<f32>, Tensor<f32>) = (Tensor::zeros(shape), Tensor::zeros(shape));
+    let mut feed = |token: usize| -> Result<Vec<f32>, Box<dyn Error>> {
+        let x = Tensor::new([1, 1, cfg.input_size], emb.forward(&[token])?)?;
+        let out = cpu::forward(&m.lstm, &LstmInput::new(&x).with_state(&state.0, &state.1))?;
+        let logits = m.head.forward(out.output.data(), 1);
+        state = (out.h_n, out.c_n);
+        Ok(logits)
+    };
+    let mut logits = Vec::new();
+    for token in vocab.encode(prompt) {
+        logits = feed(token)?;
+    }
+    let mut text = prompt.to_string();
+    for _ in 0..n {
+        let token = support::sample_logits(rng, &logits, temperature);
+        text.push_str(&vocab.decode(&[token]));
+        logits = feed(token)?;
+    }
+    Ok(text)
+}
