@@ -357,3 +357,72 @@ fn resuming_from_a_checkpoint_is_bit_identical() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// The GPU training loop against PyTorch: an LSTM, a per-step linear head and
+/// MSE, a few full optimizer steps (fixtures from tools/make_train_fixtures.py).
+#[test]
+fn pytorch_optimizer_fixtures_are_matched_on_the_gpu() {
+    use common::training::{fixture, setup_from_meta};
+    use wgpu_lstm::io::read_float;
+    use wgpu_lstm::train::Linear;
+    use wgpu_lstm::weights::SafetensorsPrefix;
+
+    let Some(ctx) = gpu_or_skip("pytorch_optimizer_fixtures_are_matched_on_the_gpu") else {
+        return;
+    };
+    for name in [
+        "adam",
+        "sgd_momentum",
+        "adamw_clipped",
+        "sgd_nesterov_cosine",
+    ] {
+        let (bytes, meta) = fixture(name);
+        let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+        let get = |k: &str| read_float::<f32>(&st, k).unwrap();
+        let (kind, schedule, clip) = setup_from_meta(&meta);
+        let lstm = wgpu_lstm::LstmWeights::<f32>::from_safetensors(
+            &st,
+            SafetensorsPrefix::Exact("init.lstm."),
+        )
+        .unwrap();
+        let (hw, hb) = (get("init.head.weight"), get("init.head.bias"));
+        let head = Linear {
+            in_features: hw.shape()[1],
+            out_features: hw.shape()[0],
+            weight: hw.into_data(),
+            bias: hb.into_data(),
+        };
+        let model = Model {
+            embedding: None,
+            lstm,
+            head,
+            head_kind: HeadKind::PerStep,
+        };
+        let mut cfg = TrainConfig::new(LossKind::Mse, kind);
+        cfg.schedule = schedule;
+        cfg.clip_grad_norm = clip;
+        let mut gpu = GpuTrainer::new(&ctx, &model, cfg).unwrap();
+        let (input, target) = (get("input"), get("target"));
+        let (t, b) = (input.shape()[0], input.shape()[1]);
+        let losses = get("loss");
+        for (step, &want) in losses.data().iter().enumerate() {
+            let batch = Batch {
+                seq_len: t,
+                batch: b,
+                inputs: Inputs::Features(input.data()),
+                targets: Targets::Values(target.data()),
+                lengths: None,
+            };
+            let got = gpu.step_with_loss(&batch).unwrap();
+            assert!(
+                (got - want).abs() <= 1e-5,
+                "{name}: step {step}: loss {got}, PyTorch {want}"
+            );
+        }
+        let trained = gpu.model().unwrap();
+        for (n, _, v) in trained.named_params() {
+            let want = read_float::<f64>(&st, &format!("final.{n}")).unwrap();
+            assert_close(&format!("{name}/{n}"), v, want.data(), 1e-5, 0.0);
+        }
+    }
+}

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod gpu;
+pub mod training;
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
