@@ -14,7 +14,9 @@ use std::time::Instant;
 
 use clap::Parser;
 use wgpu_lstm::gpu::{GpuContext, GpuTrainer};
-use wgpu_lstm::model::{Batch, CpuTrainer, HeadKind, Inputs, LossKind, Model, Targets, TrainConfig};
+use wgpu_lstm::model::{
+    Batch, CpuTrainer, HeadKind, Inputs, LossKind, Model, Targets, TrainConfig,
+};
 use wgpu_lstm::train::OptimizerKind;
 use wgpu_lstm::{LstmConfig, Result};
 
@@ -75,13 +77,28 @@ struct GpuFreeEval<'a>(&'a mut CpuTrainer<f32>);
 impl GpuFreeEval<'_> {
     fn eval(&mut self, b: &Batch<'_>) -> Result<f64> {
         let m = &self.0.model;
-        let Inputs::Features(x) = b.inputs else { unreachable!() };
+        let Inputs::Features(x) = b.inputs else {
+            unreachable!()
+        };
         let x = wgpu_lstm::Tensor::new([b.seq_len, b.batch, 2], x.to_vec())?;
         let out = wgpu_lstm::cpu::forward(&m.lstm, &wgpu_lstm::LstmInput::new(&x))?;
-        let last = wgpu_lstm::train::last_valid_step(out.output.data(), b.seq_len, b.batch, m.head.in_features, None);
+        let last = wgpu_lstm::train::last_valid_step(
+            out.output.data(),
+            b.seq_len,
+            b.batch,
+            m.head.in_features,
+            None,
+        );
         let pred = m.head.forward(&last, b.batch);
-        let Targets::Values(y) = b.targets else { unreachable!() };
-        Ok(pred.iter().zip(y).map(|(p, y)| ((p - y) as f64).powi(2)).sum::<f64>() / y.len() as f64)
+        let Targets::Values(y) = b.targets else {
+            unreachable!()
+        };
+        Ok(pred
+            .iter()
+            .zip(y)
+            .map(|(p, y)| ((p - y) as f64).powi(2))
+            .sum::<f64>()
+            / y.len() as f64)
     }
 }
 
@@ -120,8 +137,15 @@ fn main() -> std::result::Result<(), Box<dyn std::error::Error>> {
         targets: Targets::Values(&test_y),
         lengths: None,
     };
-    let baseline = test_y.iter().map(|y| ((y - 1.0) as f64).powi(2)).sum::<f64>() / test_y.len() as f64;
-    println!("adding problem, T = {}: predicting the mean scores test MSE {baseline:.4}", args.seq_len);
+    let baseline = test_y
+        .iter()
+        .map(|y| ((y - 1.0) as f64).powi(2))
+        .sum::<f64>()
+        / test_y.len() as f64;
+    println!(
+        "adding problem, T = {}: predicting the mean scores test MSE {baseline:.4}",
+        args.seq_len
+    );
 
     let bar = support::progress(args.steps, "training");
     let (mut train_curve, mut test_curve) = (Vec::new(), Vec::new());
@@ -130,7 +154,13 @@ fn main() -> std::result::Result<(), Box<dyn std::error::Error>> {
     let mut steps_done = 0;
     for step in 0..args.steps {
         let (x, y) = support::adding_batch(&mut rng, args.seq_len, args.batch);
-        let batch = Batch { seq_len: args.seq_len, batch: args.batch, inputs: Inputs::Features(&x), targets: Targets::Values(&y), lengths: None };
+        let batch = Batch {
+            seq_len: args.seq_len,
+            batch: args.batch,
+            inputs: Inputs::Features(&x),
+            targets: Targets::Values(&y),
+            lengths: None,
+        };
         let report = step % 10 == 0;
         if let Some(loss) = trainer.step(&batch, report)? {
             if report {
@@ -143,7 +173,7 @@ fn main() -> std::result::Result<(), Box<dyn std::error::Error>> {
         if (step + 1) % args.eval_every == 0 || step + 1 == args.steps {
             final_mse = trainer.test_mse(&test)?;
             test_curve.push(((step + 1) as f64, final_mse));
-            bar.println(format!("step {:>5}: test MSE {final_mse:.5}", step + 1));
+            bar.suspend(|| println!("step {:>5}: test MSE {final_mse:.5}", step + 1));
             if final_mse < 0.005 {
                 break;
             }
@@ -154,10 +184,19 @@ fn main() -> std::result::Result<(), Box<dyn std::error::Error>> {
     println!(
         "after {steps_done} steps ({:.1?}): test MSE {final_mse:.5} (mean predictor {baseline:.4}); {}",
         elapsed,
-        if final_mse < 0.01 { "solved (< 0.01)" } else { "not solved yet (goal < 0.01)" }
+        if final_mse < 0.01 {
+            "solved (< 0.01)"
+        } else {
+            "not solved yet (goal < 0.01)"
+        }
     );
     let title = format!("adding problem, T = {}", args.seq_len);
-    support::plot_losses(std::path::Path::new(&args.plot), &title, &[("train MSE", &train_curve), ("test MSE", &test_curve)], true)?;
+    support::plot_losses(
+        std::path::Path::new(&args.plot),
+        &title,
+        &[("train MSE", &train_curve), ("test MSE", &test_curve)],
+        true,
+    )?;
     println!("loss curve: {}", args.plot);
     Ok(())
 }
