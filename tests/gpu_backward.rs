@@ -2,15 +2,11 @@
 
 mod common;
 
-use std::path::PathBuf;
-
 use common::gpu::gpu_or_skip;
+use common::lstm_fixtures::{self, Case as Fixture};
 use common::{assert_close, assert_close_to_max, random_tensor};
-use safetensors::SafeTensors;
 use wgpu_lstm::cpu::{self, Gradients, OutputGrads};
 use wgpu_lstm::gpu::GpuLstm;
-use wgpu_lstm::io::{read_float, view_to_i64};
-use wgpu_lstm::weights::SafetensorsPrefix;
 use wgpu_lstm::{InitOptions, LstmConfig, LstmInput, LstmWeights, Tensor};
 
 const DROPOUT_SEED: u64 = 99;
@@ -160,40 +156,17 @@ fn pytorch_fixture_gradients_match() {
     let Some(ctx) = gpu_or_skip("pytorch_fixture_gradients_match") else {
         return;
     };
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
-    let mut n = 0;
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.extension().is_none_or(|e| e != "safetensors") {
-            continue;
-        }
-        let name = path.file_stem().unwrap().to_string_lossy().to_string();
-        let bytes = std::fs::read(&path).unwrap();
-        let st = SafeTensors::deserialize(&bytes).unwrap();
-        let (_, meta) = SafeTensors::read_metadata(&bytes).unwrap();
-        let mut w =
-            LstmWeights::<f32>::from_safetensors(&st, SafetensorsPrefix::Exact("lstm.")).unwrap();
-        w.config.batch_first = meta.metadata().as_ref().unwrap()["batch_first"] == "true";
-        let get = |k: &str| read_float::<f32>(&st, k).unwrap();
-        let input = get("input");
-        let state = st.tensor("h_0").is_ok().then(|| (get("h_0"), get("c_0")));
-        let lengths: Option<Vec<usize>> = st.tensor("lengths").ok().map(|v| {
-            view_to_i64("lengths", &v)
-                .unwrap()
-                .iter()
-                .map(|&l| l as usize)
-                .collect()
-        });
-        let mut x = LstmInput::new(&input);
-        if let Some((h, c)) = &state {
-            x = x.with_state(h, c);
-        }
-        if let Some(l) = &lengths {
-            x = x.with_lengths(l);
-        }
-        let mut gpu = GpuLstm::new(&ctx, &w).unwrap();
-        gpu.forward_train_host(&x, 0).unwrap();
-        let (dy, dh, dc) = (get("d_output"), get("d_h_n"), get("d_c_n"));
+    let cases = lstm_fixtures::cases();
+    assert!(cases.len() >= 12);
+    for (name, bytes) in cases {
+        let case = Fixture::<f32>::load(&bytes);
+        let mut gpu = GpuLstm::new(&ctx, &case.weights).unwrap();
+        gpu.forward_train_host(&case.x(), 0).unwrap();
+        let (dy, dh, dc) = (
+            case.tensor("d_output"),
+            case.tensor("d_h_n"),
+            case.tensor("d_c_n"),
+        );
         let got = gpu
             .backward_host(&OutputGrads {
                 d_output: &dy,
@@ -202,7 +175,7 @@ fn pytorch_fixture_gradients_match() {
             })
             .unwrap();
         let mut checks = vec![("grad.input".to_string(), got.d_input.data().to_vec())];
-        if state.is_some() {
+        if case.state.is_some() {
             checks.push(("grad.h_0".into(), got.d_h_0.data().to_vec()));
             checks.push(("grad.c_0".into(), got.d_c_0.data().to_vec()));
         }
@@ -210,12 +183,10 @@ fn pytorch_fixture_gradients_match() {
             checks.push((format!("grad.lstm.{p}"), g.to_vec()));
         }
         for (key, g) in checks {
-            let want: Tensor<f64> = read_float(&st, &key).unwrap();
+            let want: Tensor<f64> = case.tensor(&key);
             assert_close_to_max(&format!("{name}/{key}"), &g, want.data(), 1e-4);
         }
-        n += 1;
     }
-    assert!(n >= 12);
 }
 
 #[test]

@@ -5,15 +5,11 @@
 
 mod common;
 
-use std::path::PathBuf;
-
 use common::gpu::gpu_or_skip;
+use common::lstm_fixtures::{self, Case};
 use common::{assert_close, random_tensor};
-use safetensors::SafeTensors;
 use wgpu_lstm::cpu;
 use wgpu_lstm::gpu::{GpuLstm, GpuTensor, InitialState};
-use wgpu_lstm::io::{read_float, view_to_i64};
-use wgpu_lstm::weights::SafetensorsPrefix;
 use wgpu_lstm::{InitOptions, LstmConfig, LstmError, LstmInput, LstmWeights, Tensor};
 
 fn weights(cfg: &LstmConfig) -> LstmWeights<f32> {
@@ -25,50 +21,24 @@ fn every_pytorch_fixture_matches() {
     let Some(ctx) = gpu_or_skip("every_pytorch_fixture_matches") else {
         return;
     };
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
-    let mut n = 0;
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.extension().is_none_or(|e| e != "safetensors") {
-            continue;
-        }
-        let name = path.file_stem().unwrap().to_string_lossy().to_string();
-        let bytes = std::fs::read(&path).unwrap();
-        let st = SafeTensors::deserialize(&bytes).unwrap();
-        let (_, meta) = SafeTensors::read_metadata(&bytes).unwrap();
-        let mut w =
-            LstmWeights::<f32>::from_safetensors(&st, SafetensorsPrefix::Exact("lstm.")).unwrap();
-        w.config.batch_first = meta.metadata().as_ref().unwrap()["batch_first"] == "true";
-        let get = |k: &str| read_float::<f32>(&st, k).unwrap();
-        let input = get("input");
-        let state = st.tensor("h_0").is_ok().then(|| (get("h_0"), get("c_0")));
-        let lengths: Option<Vec<usize>> = st.tensor("lengths").ok().map(|v| {
-            view_to_i64("lengths", &v)
-                .unwrap()
-                .iter()
-                .map(|&l| l as usize)
-                .collect()
-        });
-        let mut x = LstmInput::new(&input);
-        if let Some((h, c)) = &state {
-            x = x.with_state(h, c);
-        }
-        if let Some(l) = &lengths {
-            x = x.with_lengths(l);
-        }
-        let got = GpuLstm::new(&ctx, &w).unwrap().forward_host(&x).unwrap();
+    let cases = lstm_fixtures::cases();
+    assert!(cases.len() >= 12, "only {} fixtures", cases.len());
+    for (name, bytes) in cases {
+        let case = Case::<f32>::load(&bytes);
+        let got = GpuLstm::new(&ctx, &case.weights)
+            .unwrap()
+            .forward_host(&case.x())
+            .unwrap();
         for (k, g) in [
             ("output", &got.output),
             ("h_n", &got.h_n),
             ("c_n", &got.c_n),
         ] {
-            let want: Tensor<f64> = read_float(&st, k).unwrap();
+            let want: Tensor<f64> = case.tensor(k);
             assert_eq!(g.shape(), want.shape(), "{name}/{k}");
             assert_close(&format!("{name}/{k}"), g.data(), want.data(), 1e-5, 0.0);
         }
-        n += 1;
     }
-    assert!(n >= 12, "only {n} fixtures");
 }
 
 /// CPU and GPU outputs of one configuration and input.

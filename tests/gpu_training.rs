@@ -122,7 +122,9 @@ fn per_step_mse_adam_matches_cpu() {
 #[test]
 fn embedding_cross_entropy_ignore_index_sgd_momentum_clipped_with_lengths_matches_cpu() {
     let mut cfg = TrainConfig::new(
-        LossKind::CrossEntropy { ignore_index: Some(3) },
+        LossKind::CrossEntropy {
+            ignore_index: Some(3),
+        },
         OptimizerKind::sgd(0.5)
             .with_momentum(0.9)
             .with_weight_decay(1e-3),

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod gpu;
+pub mod lstm_fixtures;
 pub mod training;
 
 use rand::{Rng, SeedableRng};

@@ -1,0 +1,79 @@
+//! The PyTorch `nn.LSTM` fixtures (`tools/make_fixtures.py` documents every
+//! tensor): listing the cases and loading one for a forward pass.
+
+use std::path::PathBuf;
+
+use safetensors::SafeTensors;
+use wgpu_lstm::io::{read_float, view_to_i64};
+use wgpu_lstm::weights::SafetensorsPrefix;
+use wgpu_lstm::{LstmInput, LstmWeights, Real, Tensor};
+
+/// Every case as (name, file bytes), sorted by name.
+pub fn cases() -> Vec<(String, Vec<u8>)> {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "safetensors"))
+        .collect();
+    paths.sort();
+    paths
+        .into_iter()
+        .map(|p| {
+            (
+                p.file_stem().unwrap().to_string_lossy().to_string(),
+                std::fs::read(&p).unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// One case, in float type `T`.
+pub struct Case<T: Real> {
+    pub st_bytes: Vec<u8>,
+    pub weights: LstmWeights<T>,
+    pub input: Tensor<T>,
+    pub state: Option<(Tensor<T>, Tensor<T>)>,
+    pub lengths: Option<Vec<usize>>,
+}
+
+impl<T: Real> Case<T> {
+    pub fn load(bytes: &[u8]) -> Self {
+        let st = SafeTensors::deserialize(bytes).unwrap();
+        let (_, meta) = SafeTensors::read_metadata(bytes).unwrap();
+        let mut weights =
+            LstmWeights::<T>::from_safetensors(&st, SafetensorsPrefix::Exact("lstm.")).unwrap();
+        weights.config.batch_first = meta.metadata().as_ref().unwrap()["batch_first"] == "true";
+        let get = |k: &str| read_float::<T>(&st, k).unwrap();
+        Case {
+            st_bytes: bytes.to_vec(),
+            input: get("input"),
+            state: st.tensor("h_0").is_ok().then(|| (get("h_0"), get("c_0"))),
+            lengths: st.tensor("lengths").ok().map(|v| {
+                view_to_i64("lengths", &v)
+                    .unwrap()
+                    .iter()
+                    .map(|&l| l as usize)
+                    .collect()
+            }),
+            weights,
+        }
+    }
+
+    /// The forward pass's input, initial state and lengths.
+    pub fn x(&self) -> LstmInput<'_, T> {
+        let mut x = LstmInput::new(&self.input);
+        if let Some((h, c)) = &self.state {
+            x = x.with_state(h, c);
+        }
+        if let Some(l) = &self.lengths {
+            x = x.with_lengths(l);
+        }
+        x
+    }
+
+    /// Any tensor of the file, e.g. `output` or `grad.lstm.weight_hh_l0`.
+    pub fn tensor<U: Real>(&self, key: &str) -> Tensor<U> {
+        read_float(&SafeTensors::deserialize(&self.st_bytes).unwrap(), key).unwrap()
+    }
+}
