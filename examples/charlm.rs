@@ -16,7 +16,9 @@ use std::time::Instant;
 
 use clap::Parser;
 use wgpu_lstm::gpu::{GpuContext, GpuTrainer};
-use wgpu_lstm::model::{Batch, CpuTrainer, HeadKind, Inputs, LossKind, Model, Targets, TrainConfig};
+use wgpu_lstm::model::{
+    Batch, CpuTrainer, HeadKind, Inputs, LossKind, Model, Targets, TrainConfig,
+};
 use wgpu_lstm::train::{LrSchedule, OptimizerKind};
 use wgpu_lstm::{LstmConfig, LstmInput, Tensor, cpu};
 
@@ -61,15 +63,31 @@ fn main() -> Result<(), Box<dyn Error>> {
         corpus.valid.len()
     );
     let lstm = LstmConfig::new(args.embedding, args.hidden);
-    let model = Model::<f32>::new(Some((vocab, args.embedding)), &lstm, vocab, HeadKind::PerStep, args.seed)?;
-    let mut config = TrainConfig::new(LossKind::CrossEntropy { ignore_index: None }, OptimizerKind::adam(args.lr));
+    let model = Model::<f32>::new(
+        Some((vocab, args.embedding)),
+        &lstm,
+        vocab,
+        HeadKind::PerStep,
+        args.seed,
+    )?;
+    let mut config = TrainConfig::new(
+        LossKind::CrossEntropy { ignore_index: None },
+        OptimizerKind::adam(args.lr),
+    );
     config.clip_grad_norm = Some(1.0);
-    config.schedule = LrSchedule::Cosine { t_max: args.steps, eta_min: args.lr / 10.0 };
+    config.schedule = LrSchedule::Cosine {
+        t_max: args.steps,
+        eta_min: args.lr / 10.0,
+    };
     let (mut gpu, mut cpu_trainer) = (None, None);
     match args.device.as_str() {
         "gpu" => {
             let ctx = GpuContext::new()?;
-            println!("device: {} ({:?})", ctx.adapter_info().name, ctx.adapter_info().backend);
+            println!(
+                "device: {} ({:?})",
+                ctx.adapter_info().name,
+                ctx.adapter_info().backend
+            );
             gpu = Some(GpuTrainer::new(&ctx, &model, config)?);
         }
         _ => {
@@ -86,7 +104,13 @@ fn main() -> Result<(), Box<dyn Error>> {
     for step in 0..args.steps {
         let cb = support::char_batch(&mut rng, &corpus.train, args.seq_len, args.batch);
         let targets = to_i64(&cb.targets);
-        let batch = Batch { seq_len: cb.seq_len, batch: cb.batch, inputs: Inputs::Tokens(&cb.inputs), targets: Targets::Classes(&targets), lengths: None };
+        let batch = Batch {
+            seq_len: cb.seq_len,
+            batch: cb.batch,
+            inputs: Inputs::Tokens(&cb.inputs),
+            targets: Targets::Classes(&targets),
+            lengths: None,
+        };
         let loss = match (&mut gpu, &mut cpu_trainer) {
             (Some(g), _) if step % 10 == 0 => Some(g.step_with_loss(&batch)? as f64),
             (Some(g), _) => g.step(&batch).map(|_| None)?,
@@ -106,7 +130,13 @@ fn main() -> Result<(), Box<dyn Error>> {
     let mut total = 0.0;
     for cb in &eval_batches {
         let targets = to_i64(&cb.targets);
-        let batch = Batch { seq_len: cb.seq_len, batch: cb.batch, inputs: Inputs::Tokens(&cb.inputs), targets: Targets::Classes(&targets), lengths: None };
+        let batch = Batch {
+            seq_len: cb.seq_len,
+            batch: cb.batch,
+            inputs: Inputs::Tokens(&cb.inputs),
+            targets: Targets::Classes(&targets),
+            lengths: None,
+        };
         total += match (&mut gpu, &mut cpu_trainer) {
             (Some(g), _) => g.evaluate(&batch)?,
             (_, Some(c)) => eval_cpu(&c.model, &batch)?,
@@ -128,18 +158,37 @@ fn main() -> Result<(), Box<dyn Error>> {
         (_, Some(c)) => c.model.clone(),
         _ => unreachable!(),
     };
-    let text = sample(&model, &corpus.vocab, "And God said", args.sample, args.temperature, &mut rng)?;
+    let text = sample(
+        &model,
+        &corpus.vocab,
+        "And God said",
+        args.sample,
+        args.temperature,
+        &mut rng,
+    )?;
     println!("sample at temperature {}:\n{text}", args.temperature);
-    support::plot_losses(std::path::Path::new(&args.plot), "character LM: training bits/char", &[("train", &curve)], false)?;
+    support::plot_losses(
+        std::path::Path::new(&args.plot),
+        "character LM: training bits/char",
+        &[("train", &curve)],
+        false,
+    )?;
     println!("loss curve: {}", args.plot);
     Ok(())
 }
 
 /// Mean cross-entropy (nats) of the model on a batch, on the CPU reference.
 fn eval_cpu(m: &Model<f32>, b: &Batch<'_>) -> Result<f64, Box<dyn Error>> {
-    let Inputs::Tokens(ids) = b.inputs else { unreachable!() };
-    let Targets::Classes(c) = b.targets else { unreachable!() };
-    let x = Tensor::new([b.seq_len, b.batch, m.lstm.config.input_size], m.embedding.as_ref().unwrap().forward(ids)?)?;
+    let Inputs::Tokens(ids) = b.inputs else {
+        unreachable!()
+    };
+    let Targets::Classes(c) = b.targets else {
+        unreachable!()
+    };
+    let x = Tensor::new(
+        [b.seq_len, b.batch, m.lstm.config.input_size],
+        m.embedding.as_ref().unwrap().forward(ids)?,
+    )?;
     let out = cpu::forward(&m.lstm, &LstmInput::new(&x))?;
     let logits = m.head.forward(out.output.data(), b.seq_len * b.batch);
     Ok(wgpu_lstm::train::cross_entropy(&logits, m.head.out_features, c, None)?.0 as f64)
@@ -147,7 +196,14 @@ fn eval_cpu(m: &Model<f32>, b: &Batch<'_>) -> Result<f64, Box<dyn Error>> {
 
 /// Generates `n` characters after `prompt`, feeding one character at a time
 /// and carrying the LSTM state.
-fn sample(m: &Model<f32>, vocab: &support::Vocab, prompt: &str, n: usize, temperature: f32, rng: &mut impl rand::Rng) -> Result<String, Box<dyn Error>> {
+fn sample(
+    m: &Model<f32>,
+    vocab: &support::Vocab,
+    prompt: &str,
+    n: usize,
+    temperature: f32,
+    rng: &mut impl rand::Rng,
+) -> Result<String, Box<dyn Error>> {
     let emb = m.embedding.as_ref().expect("the model has an embedding");
     let cfg = &m.lstm.config;
     let shape = [cfg.num_layers * cfg.num_directions(), 1, cfg.hidden_size];

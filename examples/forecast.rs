@@ -16,7 +16,9 @@ use std::time::Instant;
 use clap::Parser;
 use wgpu_lstm::LstmConfig;
 use wgpu_lstm::gpu::{GpuContext, GpuTrainer};
-use wgpu_lstm::model::{Batch, CpuTrainer, HeadKind, Inputs, LossKind, Model, Targets, TrainConfig};
+use wgpu_lstm::model::{
+    Batch, CpuTrainer, HeadKind, Inputs, LossKind, Model, Targets, TrainConfig,
+};
 use wgpu_lstm::train::{LrSchedule, OptimizerKind};
 
 #[derive(Parser)]
@@ -46,7 +48,11 @@ fn main() -> Result<(), Box<dyn Error>> {
     let windows = support::SeriesWindows::new(raw.clone(), args.window, 0.2);
     // Standardise with statistics of the training years only.
     let scaler = support::Scaler::fit(&raw[..windows.split]);
-    let scaled = support::SeriesWindows::new(raw.iter().map(|&v| scaler.apply(v)).collect(), args.window, 0.2);
+    let scaled = support::SeriesWindows::new(
+        raw.iter().map(|&v| scaler.apply(v)).collect(),
+        args.window,
+        0.2,
+    );
     let test_range = scaled.test_targets();
     println!(
         "sunspots {}–{}: training on targets {}–{}, testing on {}–{}",
@@ -58,15 +64,28 @@ fn main() -> Result<(), Box<dyn Error>> {
         years[years.len() - 1].0
     );
 
-    let model = Model::<f32>::new(None, &LstmConfig::new(1, args.hidden), 1, HeadKind::LastStep, args.seed)?;
+    let model = Model::<f32>::new(
+        None,
+        &LstmConfig::new(1, args.hidden),
+        1,
+        HeadKind::LastStep,
+        args.seed,
+    )?;
     let mut config = TrainConfig::new(LossKind::Mse, OptimizerKind::adam(args.lr));
-    config.schedule = LrSchedule::Cosine { t_max: args.steps, eta_min: args.lr / 20.0 };
+    config.schedule = LrSchedule::Cosine {
+        t_max: args.steps,
+        eta_min: args.lr / 20.0,
+    };
     config.clip_grad_norm = Some(1.0);
     let (mut gpu, mut cpu) = (None, None);
     match args.device.as_str() {
         "gpu" => {
             let ctx = GpuContext::new()?;
-            println!("device: {} ({:?})", ctx.adapter_info().name, ctx.adapter_info().backend);
+            println!(
+                "device: {} ({:?})",
+                ctx.adapter_info().name,
+                ctx.adapter_info().backend
+            );
             gpu = Some(GpuTrainer::new(&ctx, &model, config)?);
         }
         _ => {
@@ -76,7 +95,13 @@ fn main() -> Result<(), Box<dyn Error>> {
     }
     let (test_x, test_y) = scaled.test_batch();
     let n_test = test_y.len();
-    let test = Batch { seq_len: args.window, batch: n_test, inputs: Inputs::Features(&test_x), targets: Targets::Values(&test_y), lengths: None };
+    let test = Batch {
+        seq_len: args.window,
+        batch: n_test,
+        inputs: Inputs::Features(&test_x),
+        targets: Targets::Values(&test_y),
+        lengths: None,
+    };
 
     let mut rng = support::seeded_rng(args.seed);
     let bar = support::progress(args.steps, "training");
@@ -84,7 +109,13 @@ fn main() -> Result<(), Box<dyn Error>> {
     let start = Instant::now();
     for step in 0..args.steps {
         let (x, y) = scaled.train_batch(&mut rng, args.batch);
-        let batch = Batch { seq_len: args.window, batch: args.batch, inputs: Inputs::Features(&x), targets: Targets::Values(&y), lengths: None };
+        let batch = Batch {
+            seq_len: args.window,
+            batch: args.batch,
+            inputs: Inputs::Features(&x),
+            targets: Targets::Values(&y),
+            lengths: None,
+        };
         let loss = match (&mut gpu, &mut cpu) {
             (Some(g), _) if step % 10 == 0 => Some(g.step_with_loss(&batch)? as f64),
             (Some(g), _) => g.step(&batch).map(|_| None)?,
@@ -106,23 +137,49 @@ fn main() -> Result<(), Box<dyn Error>> {
         (_, Some(c)) => {
             let x = wgpu_lstm::Tensor::new([args.window, n_test, 1], test_x.clone())?;
             let out = wgpu_lstm::cpu::forward(&c.model.lstm, &wgpu_lstm::LstmInput::new(&x))?;
-            let last = wgpu_lstm::train::last_valid_step(out.output.data(), args.window, n_test, args.hidden, None);
+            let last = wgpu_lstm::train::last_valid_step(
+                out.output.data(),
+                args.window,
+                n_test,
+                args.hidden,
+                None,
+            );
             c.model.head.forward(&last, n_test)
         }
         _ => unreachable!(),
     };
     let rmse = |pairs: &mut dyn Iterator<Item = (f32, f32)>| {
-        let (sum, n) = pairs.fold((0.0f64, 0usize), |(s, n), (p, y)| (s + ((p - y) as f64).powi(2), n + 1));
+        let (sum, n) = pairs.fold((0.0f64, 0usize), |(s, n), (p, y)| {
+            (s + ((p - y) as f64).powi(2), n + 1)
+        });
         (sum / n as f64).sqrt()
     };
-    let model_rmse = rmse(&mut test_range.clone().zip(&pred).map(|(i, &p)| (scaler.invert(p), windows.series[i])));
-    let naive_rmse = rmse(&mut test_range.clone().map(|i| (windows.series[i - 1], windows.series[i])));
+    let model_rmse = rmse(
+        &mut test_range
+            .clone()
+            .zip(&pred)
+            .map(|(i, &p)| (scaler.invert(p), windows.series[i])),
+    );
+    let naive_rmse = rmse(
+        &mut test_range
+            .clone()
+            .map(|i| (windows.series[i - 1], windows.series[i])),
+    );
     println!("trained {} steps in {elapsed:.1?}", args.steps);
     println!(
         "test RMSE over {n_test} years: LSTM {model_rmse:.2}, naive last-value forecast {naive_rmse:.2} ({})",
-        if model_rmse < naive_rmse { "the LSTM is better" } else { "the naive forecast is better" }
+        if model_rmse < naive_rmse {
+            "the LSTM is better"
+        } else {
+            "the naive forecast is better"
+        }
     );
-    support::plot_losses(std::path::Path::new(&args.plot), "sunspots: training MSE (standardised)", &[("train MSE", &curve)], true)?;
+    support::plot_losses(
+        std::path::Path::new(&args.plot),
+        "sunspots: training MSE (standardised)",
+        &[("train MSE", &curve)],
+        true,
+    )?;
     println!("loss curve: {}", args.plot);
     Ok(())
 }

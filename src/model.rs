@@ -363,7 +363,7 @@ impl<T: Real> CpuTrainer<T> {
             .iter()
             .map(|(_, _, v)| v.len())
             .collect();
-        let optimizer = Optimizer::new(config.optimizer.clone(), &sizes)?;
+        let optimizer = Optimizer::new(config.optimizer, &sizes)?;
         Ok(CpuTrainer {
             model,
             config,
@@ -454,15 +454,28 @@ impl<T: Real> CpuTrainer<T> {
 
 /// The loss of the head's output `out` ([rows, O]) on `batch`, and its
 /// gradient with respect to `out`.
-pub(crate) fn loss_of<T: Real>(model: &Model<T>, loss: LossKind, batch: &Batch<'_>, out: &[T]) -> Result<(T, Vec<T>)> {
+pub(crate) fn loss_of<T: Real>(
+    model: &Model<T>,
+    loss: LossKind,
+    batch: &Batch<'_>,
+    out: &[T],
+) -> Result<(T, Vec<T>)> {
     let kind = model.head_kind;
     let outputs = model.head.out_features;
     let rows = out.len() / outputs;
-    let lengths = if kind == HeadKind::PerStep { batch.lengths } else { None };
+    let lengths = if kind == HeadKind::PerStep {
+        batch.lengths
+    } else {
+        None
+    };
     match (loss, batch.targets) {
         (LossKind::Mse, Targets::Values(v)) => {
             let target: Vec<T> = v.iter().map(|&x| T::from_f64(x as f64)).collect();
-            let (t, b) = if kind == HeadKind::PerStep { (batch.seq_len, batch.batch) } else { (1, batch.batch) };
+            let (t, b) = if kind == HeadKind::PerStep {
+                (batch.seq_len, batch.batch)
+            } else {
+                (1, batch.batch)
+            };
             mse_masked(out, &target, t, b, outputs, lengths)
         }
         (LossKind::CrossEntropy { ignore_index }, Targets::Classes(c)) => {
@@ -470,11 +483,20 @@ pub(crate) fn loss_of<T: Real>(model: &Model<T>, loss: LossKind, batch: &Batch<'
             const PADDING: i64 = i64::MIN;
             let ignore = ignore_index.unwrap_or(PADDING);
             let targets: Vec<i64> = (0..rows)
-                .map(|r| if batch.row_valid(kind, r) { c[r] } else { ignore })
+                .map(|r| {
+                    if batch.row_valid(kind, r) {
+                        c[r]
+                    } else {
+                        ignore
+                    }
+                })
                 .collect();
             let uses_ignore = ignore_index.is_some() || targets.contains(&PADDING);
             cross_entropy(out, outputs, &targets, uses_ignore.then_some(ignore))
         }
-        _ => Err(LstmError::value("targets", "do not fit the loss (MSE needs values, cross-entropy classes)")),
+        _ => Err(LstmError::value(
+            "targets",
+            "do not fit the loss (MSE needs values, cross-entropy classes)",
+        )),
     }
 }

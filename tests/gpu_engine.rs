@@ -319,7 +319,7 @@ fn a_sequence_over_the_device_limit_names_the_limit() {
     };
     // The gates buffer is [T·B, D·4H] floats: make it just exceed the
     // storage-binding limit while the input itself stays small.
-    let limit = ctx.limits().max_storage_buffer_binding_size as u64;
+    let limit = ctx.limits().max_storage_buffer_binding_size;
     let cfg = LstmConfig::new(1, 64).bidirectional(true);
     let row = 4 * 2 * 4 * 64u64; // bytes per gates row
     let t = (limit / row + 1) as usize;

@@ -6,7 +6,7 @@ use common::gpu::gpu_or_skip;
 use common::{assert_close, random_tensor};
 use wgpu_lstm::cpu;
 use wgpu_lstm::gpu::GpuLstm;
-use wgpu_lstm::{InitOptions, LstmConfig, LstmInput, LstmWeights, Tensor};
+use wgpu_lstm::{InitOptions, LstmConfig, LstmInput, LstmWeights};
 
 struct Case {
     config: LstmConfig,

@@ -22,6 +22,7 @@ struct Data {
     lengths: Option<Vec<usize>>,
 }
 
+#[allow(clippy::too_many_arguments)]
 fn data(
     step: usize,
     t: usize,

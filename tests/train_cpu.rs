@@ -10,9 +10,6 @@
 
 mod common;
 
-use std::collections::HashMap;
-use std::path::PathBuf;
-
 use common::training::{fixture, setup_from_meta};
 use common::{assert_close, assert_close_to_max, random_tensor};
 use safetensors::SafeTensors;

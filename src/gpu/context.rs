@@ -242,13 +242,13 @@ impl GpuContext {
             });
         }
         if usage.contains(wgpu::BufferUsages::STORAGE)
-            && size > limits.max_storage_buffer_binding_size as u64
+            && size > limits.max_storage_buffer_binding_size
         {
             return Err(LstmError::DeviceLimit {
                 what: format!("storage buffer `{label}`"),
                 limit: "max_storage_buffer_binding_size",
                 requested: size,
-                available: limits.max_storage_buffer_binding_size as u64,
+                available: limits.max_storage_buffer_binding_size,
             });
         }
         self.inner.counters.buffers.fetch_add(1, Ordering::Relaxed);

@@ -11,6 +11,7 @@ mod context;
 pub mod kernels;
 pub mod layout;
 mod lstm;
+mod params;
 mod tensor;
 mod train;
 mod trainer;

@@ -388,7 +388,7 @@ fn train_uniforms(
 ) -> Uniforms {
     let (h, dirs, layers) = (cfg.hidden_size, cfg.num_directions(), cfg.num_layers);
     let mut u = Uniforms::new(ctx, e.count());
-    for l in 0..layers {
+    for (l, layer) in weights.iter().enumerate() {
         // Dropout on every layer's output but the last.
         let p = if l + 1 < layers { cfg.dropout } else { 0.0 };
         let dropout = DropoutParams::new(p, seed, l);
@@ -413,7 +413,7 @@ fn train_uniforms(
                 },
             );
         }
-        for (which, (_, params)) in backward_gemms(cfg, &weights[l], t * b).iter().enumerate() {
+        for (which, (_, params)) in backward_gemms(cfg, layer, t * b).iter().enumerate() {
             u.put(e.gemm(l, which), params);
         }
     }

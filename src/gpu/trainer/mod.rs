@@ -5,54 +5,30 @@
 //! global gradient norm and clipping → optimizer update. The loss stays on
 //! the GPU until [`GpuTrainer::loss`] reads it.
 
+mod space;
+
+use space::{Dispatch, GEMM, StepSpace};
+
 use crate::error::{LstmError, Result};
-use crate::gpu::kernels::{
-    GatherParams, GemmKernel, GemmOp, GemmParams, Kernel, LossParams, OptParams,
-    PARTIALS_PER_TENSOR, TrainKernelSet, TrainScalars, grid, slice,
-};
-use crate::gpu::lstm::{download_layers, upload_layers};
-use crate::gpu::tensor::{TENSOR_USAGE, byte_size, map_and_read};
-use crate::gpu::workspace::{GpuLayer, Uniforms};
+use crate::gpu::kernels::{GemmKernel, Kernel, TrainKernelSet, TrainScalars};
+use crate::gpu::params::{download_layers, upload_layers};
+use crate::gpu::tensor::{TENSOR_USAGE, map_and_read};
+use crate::gpu::workspace::GpuLayer;
 use crate::gpu::{GpuContext, GpuLstm, GpuTensor};
-use crate::model::{Batch, HeadKind, Inputs, LossKind, Model, Targets, TrainConfig};
+use crate::model::{Batch, HeadKind, Inputs, Model, Targets, TrainConfig};
 use crate::train::{Embedding, Linear, OptimizerKind};
 use crate::weights::LayerWeights;
 
-/// A parameter tensor with its gradient and optimizer state.
-struct Param {
-    value: wgpu::Buffer,
-    grad: wgpu::Buffer,
-    m: wgpu::Buffer,
-    v: wgpu::Buffer,
-    len: usize,
-}
+/// (name, shape, values) of a host tensor.
+pub type NamedTensor = (String, Vec<usize>, Vec<f32>);
 
-/// Buffers and bind groups for one (T, B).
-struct StepSpace {
-    seq_len: usize,
-    batch: usize,
-    /// [T, B, I] features, or [T·B] u32 tokens.
-    input: wgpu::Buffer,
-    /// [T, B, I]: what the LSTM reads (features, or looked-up embeddings).
-    lstm_in: GpuTensor,
-    /// [T, B, D·H]: the LSTM output, copied.
-    lstm_out: GpuTensor,
-    /// [B] u32 lengths.
-    lengths: wgpu::Buffer,
-    /// [rows, O] f32 values or [rows] i32 classes.
-    targets: wgpu::Buffer,
-    /// [T, B, D·H]: gradient of the LSTM output.
-    d_output: GpuTensor,
-    /// [T·B, E]: gradient of the looked-up embeddings.
-    d_embedded: GpuTensor,
-    _buffers: Vec<wgpu::Buffer>,
-    _uniforms: wgpu::Buffer,
-    /// Dispatches before the LSTM (embedding lookup).
-    before: Vec<(usize, wgpu::BindGroup, (u32, u32, u32))>,
-    /// Head forward, loss, head backward.
-    head: Vec<(usize, wgpu::BindGroup, (u32, u32, u32))>,
-    /// Embedding backward, norms, clipping, updates.
-    after: Vec<(usize, wgpu::BindGroup, (u32, u32, u32))>,
+/// A parameter tensor with its gradient and optimizer state.
+pub(super) struct Param {
+    pub value: wgpu::Buffer,
+    pub grad: wgpu::Buffer,
+    pub m: wgpu::Buffer,
+    pub v: wgpu::Buffer,
+    pub len: usize,
 }
 
 /// Trains a [`Model`] on the GPU.
@@ -77,9 +53,6 @@ pub struct GpuTrainer {
 
 /// The `format` metadata of training checkpoints.
 const CHECKPOINT_FORMAT: &str = "wgpu-lstm-trainer-1";
-
-/// Kernel ids in a step's dispatch lists.
-const GEMM: usize = usize::MAX;
 
 impl GpuTrainer {
     /// Uploads `model` and prepares training with `config`.
@@ -234,13 +207,18 @@ impl GpuTrainer {
     /// Reads the model back to the host (PyTorch layout).
     pub fn model(&self) -> Result<Model<f32>> {
         let (embedding, head) = self.host_head_and_embedding()?;
-        Ok(Model { embedding, lstm: self.lstm.weights()?, head, head_kind: self.head_kind })
+        Ok(Model {
+            embedding,
+            lstm: self.lstm.weights()?,
+            head,
+            head_kind: self.head_kind,
+        })
     }
 
     /// The optimizer's state as named tensors in PyTorch's layout:
     /// `"optim.m.{param}"` and `"optim.v.{param}"` (SGD keeps its momentum
     /// buffer in `m`).
-    pub fn optimizer_state(&self) -> Result<Vec<(String, Vec<usize>, Vec<f32>)>> {
+    pub fn optimizer_state(&self) -> Result<Vec<NamedTensor>> {
         let cfg = self.lstm.config();
         let mut out = Vec::new();
         let names = self.own_names();
@@ -280,7 +258,9 @@ impl GpuTrainer {
         let f = cfg.output_size();
         let head_in = match self.head_kind {
             HeadKind::PerStep => out.output.into_data(),
-            HeadKind::LastStep => crate::train::last_valid_step(out.output.data(), t, b, f, batch.lengths),
+            HeadKind::LastStep => {
+                crate::train::last_valid_step(out.output.data(), t, b, f, batch.lengths)
+            }
         };
         Ok(model.1.forward(&head_in, head_in.len() / f))
     }
@@ -290,8 +270,16 @@ impl GpuTrainer {
         let out = self.predict(batch)?;
         let model = Model::<f32> {
             embedding: None,
-            lstm: crate::weights::LstmWeights { config: self.lstm.config().clone(), layers: Vec::new() },
-            head: Linear { in_features: 0, out_features: self.outputs, weight: Vec::new(), bias: Vec::new() },
+            lstm: crate::weights::LstmWeights {
+                config: self.lstm.config().clone(),
+                layers: Vec::new(),
+            },
+            head: Linear {
+                in_features: 0,
+                out_features: self.outputs,
+                weight: Vec::new(),
+                bias: Vec::new(),
+            },
             head_kind: self.head_kind,
         };
         crate::model::loss_of(&model, self.config.loss, batch, &out).map(|(l, _)| l as f64)
@@ -300,15 +288,29 @@ impl GpuTrainer {
     /// The embedding and head parameters, read back.
     fn host_head_and_embedding(&self) -> Result<(Option<Embedding<f32>>, Linear<f32>)> {
         let read = |p: &Param| -> Result<Vec<f32>> {
-            Ok(GpuTensor::from_buffer(p.value.clone(), vec![p.len]).to_host(&self.ctx)?.into_data())
+            Ok(GpuTensor::from_buffer(p.value.clone(), vec![p.len])
+                .to_host(&self.ctx)?
+                .into_data())
         };
         let mut own = self.own.iter();
         let embedding = match self.embedding {
-            Some((num, dim)) => Some(Embedding { num_embeddings: num, embedding_dim: dim, weight: read(own.next().expect("embedding"))? }),
+            Some((num, dim)) => Some(Embedding {
+                num_embeddings: num,
+                embedding_dim: dim,
+                weight: read(own.next().expect("embedding"))?,
+            }),
             None => None,
         };
-        let (hw, hb) = (own.next().expect("head weight"), own.next().expect("head bias"));
-        let head = Linear { in_features: self.lstm.config().output_size(), out_features: self.outputs, weight: read(hw)?, bias: read(hb)? };
+        let (hw, hb) = (
+            own.next().expect("head weight"),
+            own.next().expect("head bias"),
+        );
+        let head = Linear {
+            in_features: self.lstm.config().output_size(),
+            out_features: self.outputs,
+            weight: read(hw)?,
+            bias: read(hb)?,
+        };
         Ok((embedding, head))
     }
 
@@ -537,7 +539,7 @@ impl GpuTrainer {
         &self,
         enc: &mut wgpu::CommandEncoder,
         idx: usize,
-        list: impl Fn(&StepSpace) -> &Vec<(usize, wgpu::BindGroup, (u32, u32, u32))>,
+        list: impl Fn(&StepSpace) -> &Vec<Dispatch>,
     ) {
         let items = list(&self.spaces[idx]);
         if items.is_empty() {
@@ -572,491 +574,5 @@ impl GpuTrainer {
             &k.embed,
             &k.embed_backward,
         ]
-    }
-}
-
-// Indices into `kernel_table`.
-const MSE: usize = 0;
-const CROSS_ENTROPY: usize = 1;
-const LOSS_FINISH: usize = 2;
-const SUM_SQUARES: usize = 3;
-const CLIP: usize = 4;
-const UPDATE: usize = 5;
-const LAST_STEP: usize = 6;
-const LAST_STEP_BACKWARD: usize = 7;
-const EMBED: usize = 8;
-const EMBED_BACKWARD: usize = 9;
-
-impl GpuTrainer {
-    /// The space for (T, B), built on first use.
-    fn space(&mut self, t: usize, b: usize) -> Result<usize> {
-        if let Some(i) = self
-            .spaces
-            .iter()
-            .position(|s| (s.seq_len, s.batch) == (t, b))
-        {
-            return Ok(i);
-        }
-        let sp = self.build_space(t, b)?;
-        self.spaces.push(sp);
-        Ok(self.spaces.len() - 1)
-    }
-
-    fn build_space(&self, t: usize, b: usize) -> Result<StepSpace> {
-        let ctx = &self.ctx;
-        let cfg = self.lstm.config().clone();
-        let f = cfg.output_size();
-        let o = self.outputs;
-        let rows = self.rows(t, b);
-        let buffer = |label: &str, shape: &[usize]| {
-            ctx.create_buffer(label, byte_size(label, shape)?, TENSOR_USAGE)
-        };
-        let input = match self.embedding {
-            Some(_) => buffer("tokens [T·B]", &[t * b])?,
-            None => buffer("features [T,B,I]", &[t, b, cfg.input_size])?,
-        };
-        let lstm_in = match self.embedding {
-            Some(_) => GpuTensor::empty(ctx, "embedded [T,B,E]", &[t, b, cfg.input_size])?,
-            None => GpuTensor::from_buffer(input.clone(), vec![t, b, cfg.input_size]),
-        };
-        let lstm_out = GpuTensor::empty(ctx, "lstm output [T,B,D·H]", &[t, b, f])?;
-        let lengths = buffer("lengths [B]", &[b])?;
-        let targets = buffer("targets", &[rows, o])?;
-        let head_in = match self.head_kind {
-            HeadKind::PerStep => lstm_out.buffer.clone(),
-            HeadKind::LastStep => buffer("last step [B, D·H]", &[b, f])?,
-        };
-        let logits = buffer("logits [rows, O]", &[rows, o])?;
-        let d_logits = buffer("d logits [rows, O]", &[rows, o])?;
-        let d_output = GpuTensor::empty(ctx, "d output [T,B,D·H]", &[t, b, f])?;
-        let d_head_in = match self.head_kind {
-            HeadKind::PerStep => d_output.buffer.clone(),
-            HeadKind::LastStep => buffer("d last step [B, D·H]", &[b, f])?,
-        };
-        let loss_partials = buffer("loss partials", &[rows.div_ceil(256)])?;
-        let ones = buffer("ones [rows]", &[rows])?;
-        ctx.queue()
-            .write_buffer(&ones, 0, bytemuck::cast_slice(&vec![1.0f32; rows]));
-        let d_embedded = GpuTensor::empty(ctx, "d embedded [T·B,E]", &[t, b, cfg.input_size])?;
-
-        let mut u = Uniforms::new(ctx, 8);
-        let own = &self.own;
-        let (head_w, head_b) = (&own[own.len() - 2], &own[own.len() - 1]);
-        let (rows32, f32_, o32) = (rows as u32, f as u32, o as u32);
-        // 0: logits [rows, O] = head_in [rows, F] · Wᵀ + b
-        u.put(
-            0,
-            &GemmParams {
-                m: rows32,
-                n: o32,
-                k: f32_,
-                lda: f32_,
-                ldb: f32_,
-                ldc: o32,
-                flags: GemmParams::TRANS_B | GemmParams::BIAS,
-                ..Default::default()
-            },
-        );
-        // 1: dW [O, F] = d_logitsᵀ · head_in
-        u.put(
-            1,
-            &GemmParams {
-                m: o32,
-                n: f32_,
-                k: rows32,
-                lda: o32,
-                ldb: f32_,
-                ldc: f32_,
-                flags: GemmParams::TRANS_A,
-                ..Default::default()
-            },
-        );
-        // 2: db [1, O] = 1ᵀ · d_logits
-        u.put(
-            2,
-            &GemmParams {
-                m: 1,
-                n: o32,
-                k: rows32,
-                lda: rows32,
-                ldb: o32,
-                ldc: o32,
-                ..Default::default()
-            },
-        );
-        // 3: d_head_in [rows, F] = d_logits · W
-        u.put(
-            3,
-            &GemmParams {
-                m: rows32,
-                n: f32_,
-                k: o32,
-                lda: o32,
-                ldb: f32_,
-                ldc: f32_,
-                ..Default::default()
-            },
-        );
-        let (has_ignore, ignore_index) = match self.config.loss {
-            LossKind::CrossEntropy {
-                ignore_index: Some(i),
-            } => (1, i as i32),
-            _ => (0, 0),
-        };
-        u.put(
-            4,
-            &LossParams {
-                rows: rows32,
-                cols: o32,
-                batch: b as u32,
-                per_step: u32::from(self.head_kind == HeadKind::PerStep),
-                has_ignore,
-                ignore_index,
-                _pad: [0; 2],
-            },
-        );
-        let e = self.embedding.map_or(0, |(_, d)| d);
-        u.put(
-            5,
-            &GatherParams {
-                seq_len: t as u32,
-                batch: b as u32,
-                features: f32_,
-                vocab: 0,
-                tokens: (t * b) as u32,
-                _pad: [0; 3],
-            },
-        );
-        u.put(
-            6,
-            &GatherParams {
-                seq_len: t as u32,
-                batch: b as u32,
-                features: e as u32,
-                vocab: self.embedding.map_or(0, |(v, _)| v as u32),
-                tokens: (t * b) as u32,
-                _pad: [0; 3],
-            },
-        );
-        let uniforms = ctx.create_buffer(
-            "training step uniforms",
-            u.bytes.len() as u64,
-            wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
-        )?;
-        ctx.queue().write_buffer(&uniforms, 0, &u.bytes);
-        let at = |entry: usize, size: usize| slice(&uniforms, u.offset(entry) as u64, size as u64);
-
-        let gemm = |entry: usize,
-                    a: &wgpu::Buffer,
-                    bm: &wgpu::Buffer,
-                    bias: &wgpu::Buffer,
-                    c: &wgpu::Buffer,
-                    params: GemmParams|
-         -> Result<(usize, wgpu::BindGroup, (u32, u32, u32))> {
-            let op = GemmOp {
-                params,
-                a,
-                b: bm,
-                bias,
-                c,
-            };
-            let (x, y) = GemmKernel::workgroups(ctx, &params)?;
-            Ok((
-                GEMM,
-                self.gemm.bind(ctx, &op, &uniforms, u.offset(entry) as u64),
-                (x, y, 1),
-            ))
-        };
-        let read_params = |entry: usize| -> GemmParams {
-            *bytemuck::from_bytes(&u.bytes[u.offset(entry) as usize..u.offset(entry) as usize + 48])
-        };
-
-        let mut before = Vec::new();
-        if self.embedding.is_some() {
-            let emb = &own[0];
-            let bg = self.kernels.embed.bind(
-                ctx,
-                vec![
-                    at(6, 32),
-                    emb.value.as_entire_binding(),
-                    lstm_in.buffer.as_entire_binding(),
-                    input.as_entire_binding(),
-                ],
-            );
-            before.push((EMBED, bg, grid(ctx, t * b * e)));
-        }
-        let mut head = Vec::new();
-        if self.head_kind == HeadKind::LastStep {
-            let bg = self.kernels.last_step.bind(
-                ctx,
-                vec![
-                    at(5, 32),
-                    lstm_out.buffer.as_entire_binding(),
-                    head_in.as_entire_binding(),
-                    lengths.as_entire_binding(),
-                ],
-            );
-            head.push((LAST_STEP, bg, grid(ctx, b * f)));
-        }
-        head.push(gemm(
-            0,
-            &head_in,
-            &head_w.value,
-            &head_b.value,
-            &logits,
-            read_params(0),
-        )?);
-        let (loss_kernel, loss_id) = match self.config.loss {
-            LossKind::Mse => (&self.kernels.mse, MSE),
-            LossKind::CrossEntropy { .. } => (&self.kernels.cross_entropy, CROSS_ENTROPY),
-        };
-        let loss_bind = |k: &Kernel| {
-            k.bind(
-                ctx,
-                vec![
-                    at(4, 32),
-                    logits.as_entire_binding(),
-                    targets.as_entire_binding(),
-                    targets.as_entire_binding(),
-                    lengths.as_entire_binding(),
-                    d_logits.as_entire_binding(),
-                    loss_partials.as_entire_binding(),
-                    self.scalars.as_entire_binding(),
-                ],
-            )
-        };
-        head.push((
-            loss_id,
-            loss_bind(loss_kernel),
-            ((rows as u32).div_ceil(256), 1, 1),
-        ));
-        head.push((LOSS_FINISH, loss_bind(&self.kernels.loss_finish), (1, 1, 1)));
-        head.push(gemm(
-            1,
-            &d_logits,
-            &head_in,
-            &d_logits,
-            &head_w.grad,
-            read_params(1),
-        )?);
-        head.push(gemm(
-            2,
-            &ones,
-            &d_logits,
-            &ones,
-            &head_b.grad,
-            read_params(2),
-        )?);
-        head.push(gemm(
-            3,
-            &d_logits,
-            &head_w.value,
-            &d_logits,
-            &d_head_in,
-            read_params(3),
-        )?);
-        if self.head_kind == HeadKind::LastStep {
-            let bg = self.kernels.last_step_backward.bind(
-                ctx,
-                vec![
-                    at(5, 32),
-                    d_head_in.as_entire_binding(),
-                    d_output.buffer.as_entire_binding(),
-                    lengths.as_entire_binding(),
-                ],
-            );
-            head.push((LAST_STEP_BACKWARD, bg, grid(ctx, t * b * f)));
-        }
-        let mut buffers = vec![logits, d_logits, loss_partials, ones];
-        buffers.push(head_in);
-        buffers.push(d_head_in);
-        ctx.check()?;
-        Ok(StepSpace {
-            seq_len: t,
-            batch: b,
-            input,
-            lstm_in,
-            lstm_out,
-            lengths,
-            targets,
-            d_output,
-            d_embedded,
-            _buffers: buffers,
-            _uniforms: uniforms,
-            before,
-            head,
-            after: Vec::new(),
-        })
-    }
-
-    /// Embedding backward, gradient norms, clipping and updates for every
-    /// parameter: bound once the LSTM has made its gradient buffers.
-    fn bind_after(&self, idx: usize) -> Result<Vec<(usize, wgpu::BindGroup, (u32, u32, u32))>> {
-        let ctx = &self.ctx;
-        let sp = &self.spaces[idx];
-        let cfg = self.lstm.config();
-        let grads = self
-            .lstm
-            .grad_layers()
-            .expect("a training forward made the gradients");
-        // Every (value, grad, m, v, len) the optimizer updates.
-        let mut tensors: Vec<(
-            &wgpu::Buffer,
-            &wgpu::Buffer,
-            &wgpu::Buffer,
-            &wgpu::Buffer,
-            usize,
-        )> = Vec::new();
-        for p in &self.own {
-            tensors.push((&p.value, &p.grad, &p.m, &p.v, p.len));
-        }
-        let (h, dirs) = (cfg.hidden_size, cfg.num_directions());
-        for (l, (w, g)) in self.lstm.param_layers().iter().zip(grads).enumerate() {
-            let (m, v) = (&self.lstm_state[0][l], &self.lstm_state[1][l]);
-            let n_ih = dirs * 4 * h * w.input_size;
-            tensors.push((&w.w_ih, &g.w_ih, &m.w_ih, &v.w_ih, n_ih));
-            tensors.push((&w.w_hh, &g.w_hh, &m.w_hh, &v.w_hh, dirs * 4 * h * h));
-            if cfg.bias {
-                tensors.push((&w.b_ih, &g.b_ih, &m.b_ih, &v.b_ih, dirs * 4 * h));
-                tensors.push((&w.b_hh, &g.b_hh, &m.b_hh, &v.b_hh, dirs * 4 * h));
-            }
-        }
-        let n = tensors.len();
-        let partials = ctx.create_buffer(
-            "norm partials",
-            4 * (n as u64 * PARTIALS_PER_TENSOR as u64),
-            TENSOR_USAGE,
-        )?;
-        let mut u = Uniforms::new(ctx, n + 2);
-        let base = self.opt_params();
-        for (i, t) in tensors.iter().enumerate() {
-            u.put(
-                i,
-                &OptParams {
-                    len: t.4 as u32,
-                    partial_off: i as u32 * PARTIALS_PER_TENSOR,
-                    partial_count: n as u32 * PARTIALS_PER_TENSOR,
-                    ..base
-                },
-            );
-        }
-        u.put(
-            n,
-            &OptParams {
-                partial_count: n as u32 * PARTIALS_PER_TENSOR,
-                ..base
-            },
-        );
-        let e = self.embedding.map_or(0, |(_, d)| d);
-        u.put(
-            n + 1,
-            &GatherParams {
-                seq_len: sp.seq_len as u32,
-                batch: sp.batch as u32,
-                features: e as u32,
-                vocab: self.embedding.map_or(0, |(v, _)| v as u32),
-                tokens: (sp.seq_len * sp.batch) as u32,
-                _pad: [0; 3],
-            },
-        );
-        let uniforms = ctx.create_buffer(
-            "optimizer uniforms",
-            u.bytes.len() as u64,
-            wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
-        )?;
-        ctx.queue().write_buffer(&uniforms, 0, &u.bytes);
-        let at = |entry: usize, size: u64| slice(&uniforms, u.offset(entry) as u64, size);
-        let bind = |k: &Kernel,
-                    entry: usize,
-                    t: &(
-            &wgpu::Buffer,
-            &wgpu::Buffer,
-            &wgpu::Buffer,
-            &wgpu::Buffer,
-            usize,
-        )| {
-            k.bind(
-                ctx,
-                vec![
-                    at(entry, 48),
-                    t.0.as_entire_binding(),
-                    t.1.as_entire_binding(),
-                    t.2.as_entire_binding(),
-                    t.3.as_entire_binding(),
-                    partials.as_entire_binding(),
-                    self.scalars.as_entire_binding(),
-                ],
-            )
-        };
-        let mut list = Vec::new();
-        if let Some((vocab, dim)) = self.embedding {
-            let emb = &self.own[0];
-            let bg = self.kernels.embed_backward.bind(
-                ctx,
-                vec![
-                    at(n + 1, 32),
-                    sp.d_embedded.buffer.as_entire_binding(),
-                    emb.grad.as_entire_binding(),
-                    sp.input.as_entire_binding(),
-                ],
-            );
-            list.push((EMBED_BACKWARD, bg, grid(ctx, vocab * dim)));
-        }
-        for (i, t) in tensors.iter().enumerate() {
-            list.push((
-                SUM_SQUARES,
-                bind(&self.kernels.sum_squares, i, t),
-                (PARTIALS_PER_TENSOR, 1, 1),
-            ));
-        }
-        list.push((CLIP, bind(&self.kernels.clip, n, &tensors[0]), (1, 1, 1)));
-        for (i, t) in tensors.iter().enumerate() {
-            list.push((UPDATE, bind(&self.kernels.update, i, t), grid(ctx, t.4)));
-        }
-        ctx.check()?;
-        Ok(list)
-    }
-
-    /// The optimizer's hyper-parameters for the update kernel.
-    fn opt_params(&self) -> OptParams {
-        match self.config.optimizer {
-            OptimizerKind::Sgd {
-                momentum,
-                dampening,
-                weight_decay,
-                nesterov,
-                ..
-            } => OptParams {
-                kind: 0,
-                momentum: momentum as f32,
-                dampening: dampening as f32,
-                weight_decay: weight_decay as f32,
-                nesterov: u32::from(nesterov),
-                ..Default::default()
-            },
-            OptimizerKind::Adam {
-                betas,
-                eps,
-                weight_decay,
-                ..
-            }
-            | OptimizerKind::AdamW {
-                betas,
-                eps,
-                weight_decay,
-                ..
-            } => OptParams {
-                kind: if matches!(self.config.optimizer, OptimizerKind::Adam { .. }) {
-                    1
-                } else {
-                    2
-                },
-                beta1: betas.0 as f32,
-                beta2: betas.1 as f32,
-                eps: eps as f32,
-                weight_decay: weight_decay as f32,
-                ..Default::default()
-            },
-        }
     }
 }
