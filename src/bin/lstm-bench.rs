@@ -1,0 +1,463 @@
+//! `lstm-bench`: times the CPU reference and the GPU engine on the same
+//! shapes, weights and inputs, and prints each speed figure beside its
+//! correctness figure (the largest CPU/GPU difference) and the GPU's work
+//! counts (dispatches and submits per call).
+//!
+//! Modes:
+//! - `forward`: inference, `output, (h_n, c_n) = lstm(x)`.
+//! - `train`: one training step: forward in training mode, a per-step
+//!   `Linear(D·H → 1)` head, MSE against zeros, backward through time and an
+//!   SGD update of every parameter.
+//!
+//! FLOPs are counted as 8·H·(I_l + H)·B·T per layer·direction for the forward
+//! pass (the four gates' input and recurrent products, 2 FLOPs per
+//! multiply-add), with I_l = I for the first layer and D·H after; a training
+//! step is counted as 3× the forward (the backward pass does two products of
+//! the forward's size).
+
+use std::error::Error;
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use wgpu_lstm::gpu::{GpuContext, GpuLstm, GpuTensor, GpuTrainer, InitialState};
+use wgpu_lstm::model::{
+    Batch, CpuTrainer, HeadKind, Inputs, LossKind, Model, Targets, TrainConfig,
+};
+use wgpu_lstm::train::OptimizerKind;
+use wgpu_lstm::{InitOptions, LstmConfig, LstmInput, LstmWeights, Tensor, cpu};
+
+const STANDARD: &str = "1,100,64,128;16,100,128,256;64,100,256,512;64,50,512,1024";
+const QUICK: &str = "1,8,4,8;4,16,16,32";
+
+/// CPU and GPU LSTM benchmark, side by side.
+#[derive(Parser)]
+#[command(name = "lstm-bench", version)]
+struct Args {
+    /// Shapes as "B,T,I,H;B,T,I,H" (batch, steps, input size, hidden size).
+    #[arg(long, default_value = STANDARD)]
+    shapes: String,
+    #[arg(long, default_value_t = 1)]
+    layers: usize,
+    #[arg(long)]
+    bidirectional: bool,
+    /// cpu, gpu or both.
+    #[arg(long, default_value = "both")]
+    device: String,
+    /// Comma-separated: forward, train.
+    #[arg(long, default_value = "forward,train")]
+    modes: String,
+    /// Timed iterations per case (after warm-up).
+    #[arg(long, default_value_t = 10)]
+    iters: usize,
+    #[arg(long, default_value_t = 2)]
+    warmup: usize,
+    /// Tiny shapes and few iterations, for CI.
+    #[arg(long)]
+    quick: bool,
+    /// Also write the rows as JSON (the schema of tools/bench_pytorch.py).
+    #[arg(long)]
+    json: Option<String>,
+    /// Print the table as Markdown.
+    #[arg(long)]
+    markdown: bool,
+}
+
+/// One measured case, in the JSON schema `tools/bench_pytorch.py` writes.
+struct Row {
+    device: &'static str,
+    mode: String,
+    shape: (usize, usize, usize, usize),
+    times: Vec<Duration>,
+    flops: f64,
+    max_diff: Option<f64>,
+    dispatches: Option<u64>,
+    submits: Option<u64>,
+}
+
+impl Row {
+    fn median_ms(&self) -> f64 {
+        let mut t: Vec<f64> = self.times.iter().map(|d| d.as_secs_f64() * 1e3).collect();
+        t.sort_by(f64::total_cmp);
+        t[t.len() / 2]
+    }
+    fn min_ms(&self) -> f64 {
+        self.times
+            .iter()
+            .map(|d| d.as_secs_f64() * 1e3)
+            .fold(f64::INFINITY, f64::min)
+    }
+    fn max_ms(&self) -> f64 {
+        self.times
+            .iter()
+            .map(|d| d.as_secs_f64() * 1e3)
+            .fold(0.0, f64::max)
+    }
+    fn gflops(&self) -> f64 {
+        self.flops / (self.median_ms() * 1e6)
+    }
+}
+
+fn parse_shapes(s: &str) -> Result<Vec<(usize, usize, usize, usize)>, Box<dyn Error>> {
+    s.split(';')
+        .filter(|p| !p.trim().is_empty())
+        .map(|p| {
+            let v: Vec<usize> = p
+                .split(',')
+                .map(|x| x.trim().parse())
+                .collect::<Result<_, _>>()?;
+            match v[..] {
+                [b, t, i, h] if b > 0 && t > 0 && i > 0 && h > 0 => Ok((b, t, i, h)),
+                _ => Err(format!("shape {p:?} is not B,T,I,H with every size ≥ 1").into()),
+            }
+        })
+        .collect()
+}
+
+fn forward_flops(cfg: &LstmConfig, b: usize, t: usize) -> f64 {
+    let h = cfg.hidden_size as f64;
+    (0..cfg.num_layers)
+        .map(|l| {
+            cfg.num_directions() as f64
+                * 8.0
+                * h
+                * (cfg.layer_input_size(l) as f64 + h)
+                * (b * t) as f64
+        })
+        .sum()
+}
+
+/// Runs `f` `warmup` times untimed, then `iters` times timed.
+fn time(
+    warmup: usize,
+    iters: usize,
+    mut f: impl FnMut() -> Result<(), Box<dyn Error>>,
+) -> Result<Vec<Duration>, Box<dyn Error>> {
+    for _ in 0..warmup {
+        f()?;
+    }
+    (0..iters)
+        .map(|_| {
+            let start = Instant::now();
+            f()?;
+            Ok(start.elapsed())
+        })
+        .collect()
+}
+
+fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+        })
+        .unwrap_or_else(|| std::env::consts::ARCH.to_string())
+}
+
+fn main() -> Result<(), Box<dyn Error>> {
+    let args = Args::parse();
+    let shapes = parse_shapes(if args.quick { QUICK } else { &args.shapes })?;
+    let (iters, warmup) = if args.quick {
+        (3, 1)
+    } else {
+        (args.iters.max(1), args.warmup)
+    };
+    let modes: Vec<String> = args
+        .modes
+        .split(',')
+        .map(|m| m.trim().to_string())
+        .collect();
+    if let Some(m) = modes.iter().find(|m| *m != "forward" && *m != "train") {
+        return Err(format!("unknown mode {m:?}; use forward, train").into());
+    }
+    let (use_cpu, use_gpu) = match args.device.as_str() {
+        "cpu" => (true, false),
+        "gpu" => (false, true),
+        "both" => (true, true),
+        d => return Err(format!("unknown device {d:?}; use cpu, gpu or both").into()),
+    };
+    let ctx = if use_gpu {
+        Some(GpuContext::new()?)
+    } else {
+        None
+    };
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    println!(
+        "lstm-bench: layers {}, bidirectional {}, f32, {iters} timed iterations after {warmup} warm-up",
+        args.layers, args.bidirectional
+    );
+    println!("CPU: {} ({threads} threads)", cpu_model());
+    if let Some(ctx) = &ctx {
+        let i = ctx.adapter_info();
+        println!(
+            "GPU: {} ({:?}, {:?}, driver {} {})",
+            i.name, i.backend, i.device_type, i.driver, i.driver_info
+        );
+    }
+
+    let cases = shapes.len() * modes.len() * (use_cpu as usize + use_gpu as usize);
+    let bar = indicatif::ProgressBar::new(cases as u64);
+    let mut rows = Vec::new();
+    for &(b, t, i, h) in &shapes {
+        let cfg = LstmConfig::new(i, h)
+            .num_layers(args.layers)
+            .bidirectional(args.bidirectional);
+        let mut rng = ChaCha8Rng::seed_from_u64(7);
+        let x: Vec<f32> = (0..t * b * i)
+            .map(|_| rng.random_range(-1.0..1.0))
+            .collect();
+        let input = Tensor::new([t, b, i], x.clone())?;
+        let weights = LstmWeights::<f32>::init(&cfg, 1, InitOptions::default())?;
+        let fwd = forward_flops(&cfg, b, t);
+        for mode in &modes {
+            bar.set_message(format!("{mode} B={b} T={t} I={i} H={h}"));
+            let mut cpu_ref: Option<Vec<f32>> = None;
+            if use_cpu {
+                let row = if mode == "forward" {
+                    let out = cpu::forward(&weights, &LstmInput::new(&input))?;
+                    cpu_ref = Some(out.output.into_data());
+                    let times = time(warmup, iters, || {
+                        cpu::forward(&weights, &LstmInput::new(&input))?;
+                        Ok(())
+                    })?;
+                    Row {
+                        device: "cpu",
+                        mode: mode.clone(),
+                        shape: (b, t, i, h),
+                        times,
+                        flops: fwd,
+                        max_diff: None,
+                        dispatches: None,
+                        submits: None,
+                    }
+                } else {
+                    let (model, config, targets) = train_setup(&weights, t, b)?;
+                    let batch = Batch {
+                        seq_len: t,
+                        batch: b,
+                        inputs: Inputs::Features(&x),
+                        targets: Targets::Values(&targets),
+                        lengths: None,
+                    };
+                    let mut first = CpuTrainer::new(model.clone(), config.clone())?;
+                    cpu_ref = Some(vec![first.step(&batch)? as f32]);
+                    let mut trainer = CpuTrainer::new(model, config)?;
+                    let times = time(warmup, iters, || {
+                        trainer.step(&batch)?;
+                        Ok(())
+                    })?;
+                    Row {
+                        device: "cpu",
+                        mode: mode.clone(),
+                        shape: (b, t, i, h),
+                        times,
+                        flops: 3.0 * fwd,
+                        max_diff: None,
+                        dispatches: None,
+                        submits: None,
+                    }
+                };
+                rows.push(row);
+                bar.inc(1);
+            }
+            if let Some(ctx) = &ctx {
+                let before;
+                let after;
+                let (times, result) = if mode == "forward" {
+                    let mut gpu = GpuLstm::new(ctx, &weights)?;
+                    let gx = GpuTensor::upload(ctx, "bench input", &input)?;
+                    let out = gpu
+                        .forward(&gx, InitialState::Zeros, None)?
+                        .output
+                        .to_host(ctx)?
+                        .into_data();
+                    before = ctx.counters();
+                    gpu.forward(&gx, InitialState::Zeros, None)?;
+                    after = ctx.counters();
+                    let times = time(warmup, iters, || {
+                        gpu.forward(&gx, InitialState::Zeros, None)?;
+                        Ok(())
+                    })?;
+                    (times, out)
+                } else {
+                    let (model, config, targets) = train_setup(&weights, t, b)?;
+                    let batch = Batch {
+                        seq_len: t,
+                        batch: b,
+                        inputs: Inputs::Features(&x),
+                        targets: Targets::Values(&targets),
+                        lengths: None,
+                    };
+                    let mut trainer = GpuTrainer::new(ctx, &model, config)?;
+                    let first = trainer.step_with_loss(&batch)?;
+                    before = ctx.counters();
+                    trainer.step(&batch)?;
+                    after = ctx.counters();
+                    let times = time(warmup, iters, || {
+                        trainer.step(&batch)?;
+                        Ok(())
+                    })?;
+                    (times, vec![first])
+                };
+                let work = after - before;
+                let max_diff = cpu_ref.as_ref().map(|r| {
+                    r.iter()
+                        .zip(&result)
+                        .map(|(a, b)| (a - b).abs() as f64)
+                        .fold(0.0, f64::max)
+                });
+                let flops = if mode == "forward" { fwd } else { 3.0 * fwd };
+                rows.push(Row {
+                    device: "gpu",
+                    mode: mode.clone(),
+                    shape: (b, t, i, h),
+                    times,
+                    flops,
+                    max_diff,
+                    dispatches: Some(work.dispatches),
+                    submits: Some(work.submits),
+                });
+                bar.inc(1);
+            }
+        }
+    }
+    bar.finish_and_clear();
+    print_table(&rows, args.markdown);
+    if let Some(path) = &args.json {
+        std::fs::write(
+            path,
+            json(&rows, &cpu_model(), threads, ctx.as_ref(), &args, iters),
+        )?;
+        println!("wrote {path}");
+    }
+    Ok(())
+}
+
+/// The training-mode model: the benchmarked LSTM, a per-step Linear(D·H → 1)
+/// head, MSE against zeros and SGD.
+fn train_setup(
+    weights: &LstmWeights<f32>,
+    t: usize,
+    b: usize,
+) -> Result<(Model<f32>, TrainConfig, Vec<f32>), Box<dyn Error>> {
+    let mut model = Model::<f32>::new(None, &weights.config, 1, HeadKind::PerStep, 1)?;
+    model.lstm = weights.clone();
+    Ok((
+        model,
+        TrainConfig::new(LossKind::Mse, OptimizerKind::sgd(1e-4)),
+        vec![0.0; t * b],
+    ))
+}
+
+fn print_table(rows: &[Row], markdown: bool) {
+    let header = [
+        "device",
+        "mode",
+        "B",
+        "T",
+        "I",
+        "H",
+        "median ms",
+        "min ms",
+        "max ms",
+        "GFLOP/s",
+        "max |GPU-CPU|",
+        "dispatches",
+        "submits",
+    ];
+    let cells: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| {
+            let (b, t, i, h) = r.shape;
+            vec![
+                r.device.to_string(),
+                r.mode.clone(),
+                b.to_string(),
+                t.to_string(),
+                i.to_string(),
+                h.to_string(),
+                format!("{:.3}", r.median_ms()),
+                format!("{:.3}", r.min_ms()),
+                format!("{:.3}", r.max_ms()),
+                format!("{:.1}", r.gflops()),
+                r.max_diff.map_or("-".into(), |d| format!("{d:.1e}")),
+                r.dispatches.map_or("-".into(), |d| d.to_string()),
+                r.submits.map_or("-".into(), |d| d.to_string()),
+            ]
+        })
+        .collect();
+    if markdown {
+        println!("| {} |", header.join(" | "));
+        println!("|{}", "---|".repeat(header.len()));
+        for c in &cells {
+            println!("| {} |", c.join(" | "));
+        }
+        return;
+    }
+    let widths: Vec<usize> = (0..header.len())
+        .map(|k| {
+            cells
+                .iter()
+                .map(|c| c[k].len())
+                .chain([header[k].len()])
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let line = |c: &[String]| {
+        c.iter()
+            .zip(&widths)
+            .map(|(s, w)| format!("{s:>w$}"))
+            .collect::<Vec<_>>()
+            .join("  ")
+    };
+    println!(
+        "{}",
+        line(&header.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+    );
+    for c in &cells {
+        println!("{}", line(c));
+    }
+}
+
+fn json(
+    rows: &[Row],
+    cpu: &str,
+    threads: usize,
+    ctx: Option<&GpuContext>,
+    args: &Args,
+    iters: usize,
+) -> String {
+    let adapter = ctx
+        .map(|c| c.adapter_info().name.clone())
+        .unwrap_or_default();
+    let rows: Vec<serde_json::Value> = rows
+        .iter()
+        .map(|r| {
+            let (b, t, i, h) = r.shape;
+            serde_json::json!({
+                "engine": "wgpu-lstm",
+                "device": r.device,
+                "adapter": if r.device == "cpu" { cpu } else { &adapter },
+                "mode": r.mode,
+                "precision": "f32",
+                "tf32": null,
+                "batch": b, "seq_len": t, "input_size": i, "hidden_size": h,
+                "layers": args.layers,
+                "bidirectional": args.bidirectional,
+                "threads": threads,
+                "iters": iters,
+                "median_ms": r.median_ms(), "min_ms": r.min_ms(), "max_ms": r.max_ms(),
+                "gflops": r.gflops(),
+                "max_abs_diff": r.max_diff,
+                "dispatches": r.dispatches,
+                "submits": r.submits,
+            })
+        })
+        .collect();
+    let doc = serde_json::json!({ "meta": { "cpu": cpu, "threads": threads }, "rows": rows });
+    serde_json::to_string_pretty(&doc).expect("JSON values serialise")
+}

@@ -1,0 +1,38 @@
+//! `lstm-bench --quick` runs end to end, and every GPU row carries its
+//! correctness figure and its work counts (one submit per call).
+
+mod common;
+
+use std::process::Command;
+
+#[test]
+fn quick_benchmark_reports_counts_and_differences() {
+    let device = if common::gpu::gpu_or_skip("quick_benchmark_reports_counts_and_differences").is_some() {
+        "both"
+    } else {
+        "cpu"
+    };
+    let json = std::env::temp_dir().join(format!("lstm-bench-{}.json", std::process::id()));
+    let out = Command::new(env!("CARGO_BIN_EXE_lstm-bench"))
+        .args(["--quick", "--device", device, "--json"])
+        .arg(&json)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let doc: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    std::fs::remove_file(&json).unwrap();
+    let rows = doc["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), if device == "both" { 8 } else { 4 });
+    for r in rows.iter().filter(|r| r["device"] == "gpu") {
+        assert_eq!(r["submits"], 1, "{r}");
+        let t = r["seq_len"].as_u64().unwrap();
+        let dispatches = r["dispatches"].as_u64().unwrap();
+        match r["mode"].as_str().unwrap() {
+            // One GEMM and one step per time step.
+            "forward" => assert_eq!(dispatches, t + 1),
+            // Plus backward (T + 1 steps, 4 GEMMs), head, loss, norms, updates.
+            _ => assert!(dispatches > 2 * t && dispatches < 2 * t + 40, "{r}"),
+        }
+        assert!(r["max_abs_diff"].as_f64().unwrap() < 1e-4, "{r}");
+    }
+}
