@@ -7,18 +7,23 @@ use std::process::Command;
 
 #[test]
 fn quick_benchmark_reports_counts_and_differences() {
-    let device = if common::gpu::gpu_or_skip("quick_benchmark_reports_counts_and_differences").is_some() {
-        "both"
-    } else {
-        "cpu"
-    };
+    let device =
+        if common::gpu::gpu_or_skip("quick_benchmark_reports_counts_and_differences").is_some() {
+            "both"
+        } else {
+            "cpu"
+        };
     let json = std::env::temp_dir().join(format!("lstm-bench-{}.json", std::process::id()));
     let out = Command::new(env!("CARGO_BIN_EXE_lstm-bench"))
         .args(["--quick", "--device", device, "--json"])
         .arg(&json)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let doc: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
     std::fs::remove_file(&json).unwrap();
     let rows = doc["rows"].as_array().unwrap();

@@ -9,9 +9,10 @@ Examples:
 Shapes are B,T,I,H (batch, sequence length, input size, hidden size), seq-first input
 [T,B,I]. Modes:
   forward  eval mode, `with torch.no_grad(): lstm(x)`
-  train    one forward + backward: out,(h,c)=lstm(x); (out*dy).sum().backward(),
-           parameters require grad, zero_grad(set_to_none=True) before each iteration,
-           x does not require grad, no optimizer step.
+  train    one training step, as lstm-bench's: out,_=lstm(x); MSELoss(head(out), 0)
+           with head = Linear(D*H, 1) at every step; backward; SGD(lr=1e-4).step();
+           zero_grad(set_to_none=True) before each iteration,
+           x does not require grad.
 Each timed iteration is measured with time.perf_counter(); on CUDA a
 torch.cuda.synchronize() happens inside the timed region. Warm-up iterations are untimed.
 FLOPs: forward = sum over layers and directions of 8*H*(I_l+H)*B*T, where I_l is the
@@ -84,15 +85,22 @@ def bench_one(device, mode, shape, layers, bidirectional, iters, warmup):
             with torch.no_grad():
                 lstm(x)
     else:
+        # The same training step as `lstm-bench`: a per-step Linear(D*H -> 1)
+        # head, MSE against zeros, backward through time and an SGD update.
         lstm.train()
         D = 2 if bidirectional else 1
-        dy = torch.randn(T, B, D * H, device=device)
+        head = torch.nn.Linear(D * H, 1).to(device)
+        target = torch.zeros(T, B, 1, device=device)
+        params = list(lstm.parameters()) + list(head.parameters())
+        opt = torch.optim.SGD(params, lr=1e-4)
+        loss_fn = torch.nn.MSELoss()
 
         def step():
-            lstm.zero_grad(set_to_none=True)
-            out, (h, c) = lstm(x)
-            loss = (out * dy).sum()
+            opt.zero_grad(set_to_none=True)
+            out, _ = lstm(x)
+            loss = loss_fn(head(out), target)
             loss.backward()
+            opt.step()
 
     for _ in range(warmup):
         step()

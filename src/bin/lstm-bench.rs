@@ -62,6 +62,10 @@ struct Args {
     /// Print the table as Markdown.
     #[arg(long)]
     markdown: bool,
+    /// Rows from another engine (e.g. `tools/bench_pytorch.py --json`) to put
+    /// beside ours: prints our time over theirs per shape and mode.
+    #[arg(long)]
+    compare: Option<String>,
 }
 
 /// One measured case, in the JSON schema `tools/bench_pytorch.py` writes.
@@ -326,6 +330,9 @@ fn main() -> Result<(), Box<dyn Error>> {
     }
     bar.finish_and_clear();
     print_table(&rows, args.markdown);
+    if let Some(path) = &args.compare {
+        compare(&rows, path, args.layers, args.bidirectional)?;
+    }
     if let Some(path) = &args.json {
         std::fs::write(
             path,
@@ -460,4 +467,59 @@ fn json(
         .collect();
     let doc = serde_json::json!({ "meta": { "cpu": cpu, "threads": threads }, "rows": rows });
     serde_json::to_string_pretty(&doc).expect("JSON values serialise")
+}
+
+/// Prints ours ÷ theirs (median time) for every row of `path` that matches one
+/// of ours: same mode, shape, layers and direction; CPU against CPU, our GPU
+/// against their CUDA (once per TF32 setting).
+fn compare(
+    rows: &[Row],
+    path: &str,
+    layers: usize,
+    bidirectional: bool,
+) -> Result<(), Box<dyn Error>> {
+    let doc: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path)?)?;
+    let theirs = doc["rows"]
+        .as_array()
+        .ok_or("the file has no \"rows\" array")?;
+    println!("\ncompared with {path} (ours ÷ theirs, median time; below 1 means we are faster):");
+    println!(
+        "{:>7} {:>7} {:>22} {:>12} {:>10} {:>10} {:>8}",
+        "ours", "theirs", "shape B,T,I,H", "mode", "ours ms", "theirs ms", "ratio"
+    );
+    for r in rows {
+        let (b, t, i, h) = r.shape;
+        for o in theirs {
+            let same = o["mode"] == r.mode.as_str()
+                && o["batch"] == b
+                && o["seq_len"] == t
+                && o["input_size"] == i
+                && o["hidden_size"] == h
+                && o["layers"] == layers
+                && o["bidirectional"] == bidirectional
+                && match (r.device, o["device"].as_str()) {
+                    ("cpu", Some("cpu")) => true,
+                    ("gpu", Some(d)) => d != "cpu",
+                    _ => false,
+                };
+            let Some(their_ms) = o["median_ms"].as_f64().filter(|_| same) else {
+                continue;
+            };
+            let label = match o["tf32"].as_bool() {
+                Some(true) => format!("{}+tf32", o["device"].as_str().unwrap_or("?")),
+                _ => o["device"].as_str().unwrap_or("?").to_string(),
+            };
+            println!(
+                "{:>7} {:>7} {:>22} {:>12} {:>10.3} {:>10.3} {:>8.2}",
+                r.device,
+                label,
+                format!("{b},{t},{i},{h}"),
+                r.mode,
+                r.median_ms(),
+                their_ms,
+                r.median_ms() / their_ms
+            );
+        }
+    }
+    Ok(())
 }
