@@ -47,9 +47,7 @@ impl Drop for TempDir {
 }
 
 fn fixture(rel: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(rel)
+    common::root().join("tests/fixtures").join(rel)
 }
 
 /// The committed `save_file(lstm.state_dict())` in f32: I = 6, H = 10,

@@ -323,7 +323,7 @@ fn every_single_byte_corruption_is_an_error_or_a_valid_load_never_a_panic() {
 }
 
 fn state_dict(name: &str) -> std::path::PathBuf {
-    std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    common::root()
         .join("tests/fixtures/state_dicts")
         .join(format!("{name}.safetensors"))
 }

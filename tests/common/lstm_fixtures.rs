@@ -10,7 +10,7 @@ use wgpu_lstm::{LstmInput, LstmWeights, Real, Tensor};
 
 /// Every case as (name, file bytes), sorted by name.
 pub fn cases() -> Vec<(String, Vec<u8>)> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let dir = super::root().join("tests/fixtures");
     let mut paths: Vec<PathBuf> = std::fs::read_dir(&dir)
         .unwrap()
         .map(|e| e.unwrap().path())

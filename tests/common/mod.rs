@@ -6,6 +6,8 @@ pub mod gpu;
 pub mod lstm_fixtures;
 pub mod training;
 
+use std::path::PathBuf;
+
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use wgpu_lstm::{Real, Tensor};
@@ -48,4 +50,12 @@ pub fn assert_close<A: Real, B: Real>(name: &str, got: &[A], want: &[B], atol: f
 pub fn assert_close_to_max<A: Real, B: Real>(name: &str, got: &[A], want: &[B], tol: f64) {
     let scale = want.iter().map(|w| w.as_f64().abs()).fold(0.0, f64::max);
     assert_close(name, got, want, tol * scale.max(f64::MIN_POSITIVE), 0.0);
+}
+
+/// The repository root: `WGPU_LSTM_ROOT` when set (test executables run on
+/// another machine than the one that built them), else where cargo built them.
+pub fn root() -> PathBuf {
+    std::env::var_os("WGPU_LSTM_ROOT")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")))
 }

@@ -8,7 +8,7 @@ use safetensors::SafeTensors;
 use wgpu_lstm::train::{LrSchedule, OptimizerKind};
 
 pub fn fixture(name: &str) -> (Vec<u8>, HashMap<String, String>) {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    let path = super::root()
         .join("tests/fixtures/training")
         .join(format!("{name}.safetensors"));
     let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));

@@ -121,3 +121,97 @@ impl GemmKernel {
         ctx.count_dispatch();
     }
 }
+
+/// A standalone C[M, N] = A[M, K] · B[N, K]ᵀ on random data, for measuring the
+/// GEMM kernel by itself (benches, `tools/gpu_bench.sh`). The product is the
+/// shape of the LSTM's input projection.
+pub struct GemmRunner {
+    kernel: GemmKernel,
+    bind_group: wgpu::BindGroup,
+    groups: (u32, u32),
+    _buffers: [wgpu::Buffer; 4],
+    pub m: usize,
+    pub n: usize,
+    pub k: usize,
+}
+
+impl GemmRunner {
+    pub fn new(ctx: &GpuContext, m: usize, n: usize, k: usize) -> Result<Self> {
+        use crate::gpu::tensor::TENSOR_USAGE;
+        let buffer = |label: &str, len: usize, fill: f32| -> Result<wgpu::Buffer> {
+            let b = ctx.create_buffer(label, 4 * len as u64, TENSOR_USAGE)?;
+            let data: Vec<f32> = (0..len)
+                .map(|i| fill * ((i % 17) as f32 - 8.0) / 8.0)
+                .collect();
+            ctx.queue().write_buffer(&b, 0, bytemuck::cast_slice(&data));
+            Ok(b)
+        };
+        let (a, b, c) = (
+            buffer("gemm A", m * k, 1.0)?,
+            buffer("gemm B", n * k, 0.5)?,
+            buffer("gemm C", m * n, 0.0)?,
+        );
+        let params = GemmParams {
+            m: m as u32,
+            n: n as u32,
+            k: k as u32,
+            lda: k as u32,
+            ldb: k as u32,
+            ldc: n as u32,
+            flags: GemmParams::TRANS_B,
+            ..Default::default()
+        };
+        let uniform = ctx.create_buffer(
+            "gemm params",
+            48,
+            wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+        )?;
+        ctx.queue()
+            .write_buffer(&uniform, 0, bytemuck::bytes_of(&params));
+        let kernel = GemmKernel::new(ctx);
+        let op = GemmOp {
+            params,
+            a: &a,
+            b: &b,
+            bias: &a,
+            c: &c,
+        };
+        let groups = GemmKernel::workgroups(ctx, &params)?;
+        let bind_group = kernel.bind(ctx, &op, &uniform, 0);
+        ctx.check()?;
+        Ok(GemmRunner {
+            kernel,
+            bind_group,
+            groups,
+            _buffers: [a, b, c, uniform],
+            m,
+            n,
+            k,
+        })
+    }
+
+    /// Runs the product `repeats` times in one submit and waits for it.
+    pub fn run(&self, ctx: &GpuContext, repeats: usize) -> Result<()> {
+        let mut enc = ctx
+            .device()
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("gemm bench"),
+            });
+        {
+            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some("gemm bench"),
+                timestamp_writes: None,
+            });
+            for _ in 0..repeats {
+                self.kernel
+                    .encode(ctx, &mut pass, &self.bind_group, self.groups);
+            }
+        }
+        ctx.submit_and_wait(enc)
+    }
+
+    /// FLOPs of one product: 2·M·N·K.
+    pub fn flops(&self) -> f64 {
+        2.0 * self.m as f64 * self.n as f64 * self.k as f64
+    }
+}

@@ -11,7 +11,7 @@ mod permute;
 mod train_kernels;
 
 pub use backward_step::{BackParams, BackwardBuffers, BackwardStepKernel};
-pub use gemm::{GemmKernel, GemmOp, GemmParams};
+pub use gemm::{GemmKernel, GemmOp, GemmParams, GemmRunner};
 pub use lstm_step::{StepBuffers, StepKernel, StepParams, TrainBuffers};
 pub use permute::{PermuteKernel, PermuteParams};
 pub use train_kernels::{

@@ -1,0 +1,137 @@
+//! GPU benches: the GEMM kernel alone, the forward pass, and the training step
+//! (beside the CPU trainer's, on the same model and batch). The device is
+//! waited for inside every timed call (`iter_custom`), so GPU time is real.
+//!
+//! Run: `cargo bench --bench gpu`. Shapes: `WGPU_LSTM_BENCH_SHAPES`
+//! ("B,T,I,H;...", default two small standard shapes, since lavapipe is slow)
+//! and `WGPU_LSTM_GEMM_SIZES` ("256,512,1024"). Without an adapter the bench
+//! says so and measures nothing.
+
+#[path = "common.rs"]
+mod common;
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use common::{forward_flops, label, training_flops};
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use wgpu_lstm::gpu::kernels::GemmRunner;
+use wgpu_lstm::gpu::{GpuContext, GpuLstm, GpuTensor, GpuTrainer, InitialState};
+use wgpu_lstm::model::{
+    Batch, CpuTrainer, HeadKind, Inputs, LossKind, Model, Targets, TrainConfig,
+};
+use wgpu_lstm::train::OptimizerKind;
+use wgpu_lstm::{InitOptions, LstmConfig, LstmWeights, Tensor};
+
+fn shapes() -> Vec<(usize, usize, usize, usize)> {
+    let spec =
+        std::env::var("WGPU_LSTM_BENCH_SHAPES").unwrap_or("1,100,64,128;16,100,128,256".into());
+    spec.split(';')
+        .map(|s| {
+            let v: Vec<usize> = s
+                .split(',')
+                .map(|x| x.trim().parse().expect("B,T,I,H"))
+                .collect();
+            (v[0], v[1], v[2], v[3])
+        })
+        .collect()
+}
+
+fn gemm_sizes() -> Vec<usize> {
+    std::env::var("WGPU_LSTM_GEMM_SIZES")
+        .unwrap_or("256,512,1024".into())
+        .split(',')
+        .map(|x| x.trim().parse().expect("sizes"))
+        .collect()
+}
+
+fn bench(c: &mut Criterion) {
+    let ctx = match GpuContext::new() {
+        Ok(ctx) => ctx,
+        Err(e) => {
+            eprintln!("gpu benches skipped: {e}");
+            return;
+        }
+    };
+    eprintln!(
+        "adapter: {} ({:?})",
+        ctx.adapter_info().name,
+        ctx.adapter_info().backend
+    );
+
+    let mut g = c.benchmark_group("gpu_gemm");
+    g.sample_size(10).warm_up_time(Duration::from_millis(500));
+    for n in gemm_sizes() {
+        let runner = GemmRunner::new(&ctx, n, n, n).expect("gemm buffers");
+        g.throughput(Throughput::Elements(runner.flops() as u64));
+        g.bench_function(format!("{n}x{n}x{n}"), |b| {
+            b.iter_custom(|iters| {
+                let start = Instant::now();
+                runner.run(&ctx, iters as usize).expect("gemm");
+                start.elapsed()
+            })
+        });
+    }
+    g.finish();
+
+    let mut g = c.benchmark_group("gpu_forward");
+    g.sample_size(10).warm_up_time(Duration::from_millis(500));
+    for (b, t, i, h) in shapes() {
+        let w =
+            LstmWeights::<f32>::init(&LstmConfig::new(i, h), 1, InitOptions::default()).unwrap();
+        let mut gpu = GpuLstm::new(&ctx, &w).unwrap();
+        let x = GpuTensor::upload(
+            &ctx,
+            "x",
+            &Tensor::new([t, b, i], vec![0.1; t * b * i]).unwrap(),
+        )
+        .unwrap();
+        g.throughput(Throughput::Elements(forward_flops(b, t, i, h) as u64));
+        g.bench_function(label(b, t, i, h), |bench| {
+            bench.iter_custom(|iters| {
+                let start = Instant::now();
+                for _ in 0..iters {
+                    black_box(gpu.forward(&x, InitialState::Zeros, None).unwrap());
+                }
+                start.elapsed()
+            })
+        });
+    }
+    g.finish();
+
+    let mut g = c.benchmark_group("training_step");
+    g.sample_size(10).warm_up_time(Duration::from_millis(500));
+    for (b, t, i, h) in shapes() {
+        let model =
+            Model::<f32>::new(None, &LstmConfig::new(i, h), 1, HeadKind::PerStep, 1).unwrap();
+        let config = TrainConfig::new(LossKind::Mse, OptimizerKind::sgd(1e-4));
+        let x = vec![0.1f32; t * b * i];
+        let y = vec![0.0f32; t * b];
+        let batch = Batch {
+            seq_len: t,
+            batch: b,
+            inputs: Inputs::Features(&x),
+            targets: Targets::Values(&y),
+            lengths: None,
+        };
+        g.throughput(Throughput::Elements(training_flops(b, t, i, h) as u64));
+        let mut gpu = GpuTrainer::new(&ctx, &model, config.clone()).unwrap();
+        g.bench_function(format!("gpu/{}", label(b, t, i, h)), |bench| {
+            bench.iter_custom(|iters| {
+                let start = Instant::now();
+                for _ in 0..iters {
+                    gpu.step(&batch).unwrap();
+                }
+                start.elapsed()
+            })
+        });
+        let mut cpu = CpuTrainer::new(model, config).unwrap();
+        g.bench_function(format!("cpu/{}", label(b, t, i, h)), |bench| {
+            bench.iter(|| black_box(cpu.step(&batch).unwrap()))
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
