@@ -69,11 +69,10 @@ fn main(
 ) {
     let row0 = wg.y * BM;
     let col0 = wg.x * BN;
-    var acc: array<array<f32, 4>, 4>;
+    // Row i of this invocation's 4×4 block is one vec4 (columns j = 0..3).
+    var acc: array<vec4<f32>, 4>;
     for (var i = 0u; i < TM; i++) {
-        for (var j = 0u; j < TN; j++) {
-            acc[i][j] = 0.0;
-        }
+        acc[i] = vec4<f32>(0.0);
     }
     // Neighbouring invocations load neighbouring addresses: along K when the
     // stored rows run along K, along M (or N) when they run along it.
@@ -100,19 +99,13 @@ fn main(
         }
         workgroupBarrier();
         for (var kk = 0u; kk < BK; kk++) {
-            var av: array<f32, 4>;
-            var bv: array<f32, 4>;
-            for (var i = 0u; i < TM; i++) {
-                av[i] = tile_a[kk * BM + lid.y * TM + i];
-            }
-            for (var j = 0u; j < TN; j++) {
-                bv[j] = tile_b[kk * BN + lid.x * TN + j];
-            }
-            for (var i = 0u; i < TM; i++) {
-                for (var j = 0u; j < TN; j++) {
-                    acc[i][j] = fma(av[i], bv[j], acc[i][j]);
-                }
-            }
+            let b0 = kk * BN + lid.x * TN;
+            let bv = vec4<f32>(tile_b[b0], tile_b[b0 + 1u], tile_b[b0 + 2u], tile_b[b0 + 3u]);
+            let a0 = kk * BM + lid.y * TM;
+            acc[0] = fma(vec4<f32>(tile_a[a0]), bv, acc[0]);
+            acc[1] = fma(vec4<f32>(tile_a[a0 + 1u]), bv, acc[1]);
+            acc[2] = fma(vec4<f32>(tile_a[a0 + 2u]), bv, acc[2]);
+            acc[3] = fma(vec4<f32>(tile_a[a0 + 3u]), bv, acc[3]);
         }
         workgroupBarrier();
     }
