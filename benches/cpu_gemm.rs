@@ -3,7 +3,8 @@
 //! - `proj`: the input projection, [T·B, I] · [I, 4H]ᵀ-stored weights;
 //! - `recur`: one recurrent step, [B, H] · W_hhᵀ. At B = 1 it is a
 //!   matrix-vector product, where packing GEMMs pay overhead for nothing;
-//! - `dw`: a weight gradient, dGᵀ · X over all T·B rows.
+//! - `dw`: a weight gradient, dGᵀ · X over all T·B rows;
+//! - `square_1024`: 1024³, as `benches/gpu.rs` times the GEMM kernel.
 //!
 //! Run: `cargo bench --bench cpu_gemm`. Throughput is in FLOPs (2·m·n·k).
 
@@ -25,6 +26,8 @@ fn products() -> Vec<(String, usize, usize, usize, bool, bool)> {
         out.push((format!("recur_B{b}_H{h}"), b, 4 * h, h, false, true));
         out.push((format!("dw_B{b}_H{h}"), 4 * h, h, t * b, true, false));
     }
+    // The GPU GEMM bench's square product (C = A · Bᵀ), for a like-for-like ratio.
+    out.push(("square_1024".into(), 1024, 1024, 1024, false, true));
     out
 }
 
