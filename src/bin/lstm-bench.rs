@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use wgpu_lstm::gpu::{GpuContext, GpuLstm, GpuTensor, GpuTrainer, InitialState};
+use wgpu_lstm::gpu::{GpuContext, GpuLstm, GpuTensor, GpuTrainer, InitialState, KernelTimes};
 use wgpu_lstm::model::{
     Batch, CpuTrainer, HeadKind, Inputs, LossKind, Model, Targets, TrainConfig,
 };
@@ -72,12 +72,14 @@ struct Args {
 struct Row {
     device: &'static str,
     mode: String,
-    shape: (usize, usize, usize, usize),
+    shape: Shape,
     times: Vec<Duration>,
     flops: f64,
     max_diff: Option<f64>,
     dispatches: Option<u64>,
     submits: Option<u64>,
+    /// Median GPU time per phase from timestamp queries, when the adapter has them.
+    kernels: Option<KernelTimes>,
 }
 
 impl Row {
@@ -103,7 +105,10 @@ impl Row {
     }
 }
 
-fn parse_shapes(s: &str) -> Result<Vec<(usize, usize, usize, usize)>, Box<dyn Error>> {
+/// (B, T, I, H)
+type Shape = (usize, usize, usize, usize);
+
+fn parse_shapes(s: &str) -> Result<Vec<Shape>, Box<dyn Error>> {
     s.split(';')
         .filter(|p| !p.trim().is_empty())
         .map(|p| {
@@ -236,6 +241,7 @@ fn main() -> Result<(), Box<dyn Error>> {
                         max_diff: None,
                         dispatches: None,
                         submits: None,
+                        kernels: None,
                     }
                 } else {
                     let (model, config, targets) = train_setup(&weights, t, b)?;
@@ -262,6 +268,7 @@ fn main() -> Result<(), Box<dyn Error>> {
                         max_diff: None,
                         dispatches: None,
                         submits: None,
+                        kernels: None,
                     }
                 };
                 rows.push(row);
@@ -270,8 +277,10 @@ fn main() -> Result<(), Box<dyn Error>> {
             if let Some(ctx) = &ctx {
                 let before;
                 let after;
+                let kernels;
                 let (times, result) = if mode == "forward" {
                     let mut gpu = GpuLstm::new(ctx, &weights)?;
+                    let profiling = gpu.enable_profiling()?;
                     let gx = GpuTensor::upload(ctx, "bench input", &input)?;
                     let out = gpu
                         .forward(&gx, InitialState::Zeros, None)?
@@ -281,10 +290,14 @@ fn main() -> Result<(), Box<dyn Error>> {
                     before = ctx.counters();
                     gpu.forward(&gx, InitialState::Zeros, None)?;
                     after = ctx.counters();
+                    let mut samples = Vec::new();
                     let times = time(warmup, iters, || {
                         gpu.forward(&gx, InitialState::Zeros, None)?;
+                        samples.extend(gpu.kernel_times());
                         Ok(())
                     })?;
+                    kernels = profiling
+                        .then(|| median_times(&samples[samples.len().saturating_sub(iters)..]));
                     (times, out)
                 } else {
                     let (model, config, targets) = train_setup(&weights, t, b)?;
@@ -296,14 +309,19 @@ fn main() -> Result<(), Box<dyn Error>> {
                         lengths: None,
                     };
                     let mut trainer = GpuTrainer::new(ctx, &model, config)?;
+                    let profiling = trainer.enable_profiling()?;
                     let first = trainer.step_with_loss(&batch)?;
                     before = ctx.counters();
                     trainer.step(&batch)?;
                     after = ctx.counters();
+                    let mut samples = Vec::new();
                     let times = time(warmup, iters, || {
                         trainer.step(&batch)?;
+                        samples.extend(trainer.kernel_times());
                         Ok(())
                     })?;
+                    kernels = profiling
+                        .then(|| median_times(&samples[samples.len().saturating_sub(iters)..]));
                     (times, vec![first])
                 };
                 let work = after - before;
@@ -323,6 +341,7 @@ fn main() -> Result<(), Box<dyn Error>> {
                     max_diff,
                     dispatches: Some(work.dispatches),
                     submits: Some(work.submits),
+                    kernels,
                 });
                 bar.inc(1);
             }
@@ -374,6 +393,10 @@ fn print_table(rows: &[Row], markdown: bool) {
         "max |GPU-CPU|",
         "dispatches",
         "submits",
+        "GPU ms: proj",
+        "steps",
+        "bwd steps",
+        "bwd GEMMs",
     ];
     let cells: Vec<Vec<String>> = rows
         .iter()
@@ -393,6 +416,14 @@ fn print_table(rows: &[Row], markdown: bool) {
                 r.max_diff.map_or("-".into(), |d| format!("{d:.1e}")),
                 r.dispatches.map_or("-".into(), |d| d.to_string()),
                 r.submits.map_or("-".into(), |d| d.to_string()),
+                r.kernels
+                    .map_or("-".into(), |k| format!("{:.3}", k.projection_ms)),
+                r.kernels
+                    .map_or("-".into(), |k| format!("{:.3}", k.steps_ms)),
+                r.kernels
+                    .map_or("-".into(), |k| format!("{:.3}", k.backward_steps_ms)),
+                r.kernels
+                    .map_or("-".into(), |k| format!("{:.3}", k.backward_gemms_ms)),
             ]
         })
         .collect();
@@ -462,6 +493,12 @@ fn json(
                 "max_abs_diff": r.max_diff,
                 "dispatches": r.dispatches,
                 "submits": r.submits,
+                "kernel_ms": r.kernels.map(|k| serde_json::json!({
+                    "input_projection": k.projection_ms,
+                    "steps": k.steps_ms,
+                    "backward_steps": k.backward_steps_ms,
+                    "backward_gemms": k.backward_gemms_ms,
+                })),
             })
         })
         .collect();
@@ -522,4 +559,19 @@ fn compare(
         }
     }
     Ok(())
+}
+
+/// Median of each phase over `samples` (the timed iterations).
+fn median_times(samples: &[KernelTimes]) -> KernelTimes {
+    let med = |f: fn(&KernelTimes) -> f64| {
+        let mut v: Vec<f64> = samples.iter().map(f).collect();
+        v.sort_by(f64::total_cmp);
+        v.get(v.len() / 2).copied().unwrap_or(0.0)
+    };
+    KernelTimes {
+        projection_ms: med(|k| k.projection_ms),
+        steps_ms: med(|k| k.steps_ms),
+        backward_steps_ms: med(|k| k.backward_steps_ms),
+        backward_gemms_ms: med(|k| k.backward_gemms_ms),
+    }
 }

@@ -11,9 +11,10 @@ use crate::cpu::{Gradients, LstmOutput, OutputGrads};
 use crate::error::{LstmError, Result};
 use crate::gpu::kernels::{BackwardStepKernel, GemmKernel, PermuteKernel, StepKernel};
 use crate::gpu::params::{download_layers, upload_layers, write_layers};
+use crate::gpu::profiler::{KernelTimes, Phase, Profiler};
 use crate::gpu::tensor::{map_and_read, read_back};
 use crate::gpu::train::{TrainKernels, TrainSpace};
-use crate::gpu::workspace::{GpuLayer, Kernels, Workspace, gemm_entry, step_entry};
+use crate::gpu::workspace::{GpuLayer, Kernels, Workspace, step_entry};
 use crate::gpu::{GpuContext, GpuTensor};
 use crate::input::{LstmInput, check_shapes};
 use crate::tensor::Tensor;
@@ -73,6 +74,9 @@ pub struct GpuLstm {
     states: Vec<State>,
     /// (T, B) of the last training forward, which `backward` differentiates.
     last_train: Option<(usize, usize)>,
+    /// Timestamp queries, once profiling is enabled.
+    profiler: Option<Profiler>,
+    kernel_times: Option<KernelTimes>,
 }
 
 /// Where the input comes from.
@@ -100,6 +104,8 @@ impl GpuLstm {
             workspaces: Vec::new(),
             states: Vec::new(),
             last_train: None,
+            profiler: None,
+            kernel_times: None,
         };
         ctx.check()?;
         Ok(engine)
@@ -116,6 +122,60 @@ impl GpuLstm {
     /// Reads the weights back, converted to PyTorch's layout.
     pub fn weights(&self) -> Result<LstmWeights<f32>> {
         download_layers(&self.ctx, &self.config, &self.layers)
+    }
+
+    /// Times every later pass with GPU timestamp queries (see
+    /// [`kernel_times`](Self::kernel_times)). Returns false, and changes
+    /// nothing, when the adapter lacks `TIMESTAMP_QUERY`.
+    pub fn enable_profiling(&mut self) -> Result<bool> {
+        if self.profiler.is_none() {
+            // Forward and backward: two timed passes per layer each.
+            self.profiler = Profiler::new(&self.ctx, 4 * self.config.num_layers as u32)?;
+        }
+        Ok(self.profiler.is_some())
+    }
+
+    /// GPU time of the last pass (or training step), per phase, when profiling.
+    pub fn kernel_times(&self) -> Option<KernelTimes> {
+        self.kernel_times
+    }
+
+    /// Encodes the copy of this submit's timestamps (profiling only).
+    pub(super) fn encode_resolve(&self, enc: &mut wgpu::CommandEncoder) {
+        if let Some(p) = &self.profiler {
+            p.resolve(enc);
+        }
+    }
+
+    /// After a submit: reads its timestamps (profiling only).
+    pub(super) fn collect_times(&mut self) -> Result<()> {
+        if let Some(p) = &self.profiler {
+            self.kernel_times = Some(p.read(&self.ctx)?);
+        }
+        Ok(())
+    }
+
+    /// Submits `enc` with its timestamps, and reads them back.
+    fn submit(&mut self, mut enc: wgpu::CommandEncoder) -> Result<()> {
+        self.encode_resolve(&mut enc);
+        self.ctx.submit_and_wait(enc)?;
+        self.collect_times()
+    }
+
+    /// A compute pass, timed towards `phase` when profiling.
+    fn begin_pass<'e>(
+        &self,
+        enc: &'e mut wgpu::CommandEncoder,
+        label: &str,
+        phase: Option<Phase>,
+    ) -> wgpu::ComputePass<'e> {
+        let timestamp_writes =
+            phase.and_then(|ph| self.profiler.as_ref().and_then(|p| p.writes(ph)));
+        enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+            label: Some(label),
+            timestamp_writes,
+        })
+        .forget_lifetime()
     }
 
     /// Replaces the weights (PyTorch layout) with ones of the same architecture.
@@ -232,7 +292,7 @@ impl GpuLstm {
             }
         }
         self.encode_backward(&mut enc, idx);
-        self.ctx.submit_and_wait(enc)
+        self.submit(enc)
     }
 
     /// [`backward`](Self::backward) from host tensors, reading every gradient
@@ -259,7 +319,7 @@ impl GpuLstm {
             }
         }
         self.encode_backward(&mut enc, idx);
-        self.ctx.submit_and_wait(enc)?;
+        self.submit(enc)?;
         self.gradients()
     }
 
@@ -431,7 +491,7 @@ impl GpuLstm {
                 at += src.byte_len();
             }
         }
-        self.ctx.submit_and_wait(enc)?;
+        self.submit(enc)?;
         Ok(idx)
     }
 
@@ -606,48 +666,49 @@ impl GpuLstm {
         };
         queue.write_buffer(&ws.lengths, 0, bytemuck::cast_slice(&lens));
 
-        {
-            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                label: Some("lstm forward"),
-                timestamp_writes: None,
-            });
-            if let Some([(bg, groups), _]) = &ws.permutes {
-                self.permute.encode(ctx, &mut pass, bg, *groups);
-            }
-            for l in 0..layers {
+        // One pass for each layer's projection and one for its steps, so
+        // that profiling can time them apart; all in the same submit.
+        if let Some([(bg, groups), _]) = &ws.permutes {
+            let mut pass = self.begin_pass(enc, "batch-first input", None);
+            self.permute.encode(ctx, &mut pass, bg, *groups);
+        }
+        for l in 0..layers {
+            {
                 let (gemm_bg, groups) = &ws.gemm[l];
-                debug_assert_eq!(ws.layout.offset(gemm_entry(l)) % ws.layout.stride, 0);
+                let mut pass = self.begin_pass(enc, "input projection", Some(Phase::Projection));
                 self.gemm.encode(ctx, &mut pass, gemm_bg, *groups);
-                for s in 0..t {
-                    match train {
-                        Some(tr) => {
-                            let offset = tr.step_offset(cfg, t, l, s);
-                            self.step.encode(
-                                ctx,
-                                &mut pass,
-                                true,
-                                &tr.steps[l],
-                                offset,
-                                ws.step_groups,
-                            );
-                        }
-                        None => {
-                            let offset = ws.layout.offset(step_entry(layers, t, l, s));
-                            self.step.encode(
-                                ctx,
-                                &mut pass,
-                                false,
-                                &ws.steps[l],
-                                offset,
-                                ws.step_groups,
-                            );
-                        }
+            }
+            let mut pass = self.begin_pass(enc, "lstm steps", Some(Phase::Steps));
+            for s in 0..t {
+                match train {
+                    Some(tr) => {
+                        let offset = tr.step_offset(cfg, t, l, s);
+                        self.step.encode(
+                            ctx,
+                            &mut pass,
+                            true,
+                            &tr.steps[l],
+                            offset,
+                            ws.step_groups,
+                        );
+                    }
+                    None => {
+                        let offset = ws.layout.offset(step_entry(layers, t, l, s));
+                        self.step.encode(
+                            ctx,
+                            &mut pass,
+                            false,
+                            &ws.steps[l],
+                            offset,
+                            ws.step_groups,
+                        );
                     }
                 }
             }
-            if let Some([_, (bg, groups)]) = &ws.permutes {
-                self.permute.encode(ctx, &mut pass, bg, *groups);
-            }
+        }
+        if let Some([_, (bg, groups)]) = &ws.permutes {
+            let mut pass = self.begin_pass(enc, "batch-first output", None);
+            self.permute.encode(ctx, &mut pass, bg, *groups);
         }
         // h_T sits in the parity T % 2 half of the double buffer.
         enc.copy_buffer_to_buffer(
@@ -668,27 +729,28 @@ impl GpuLstm {
         let ws = &self.workspaces[idx];
         let tr = ws.train.as_ref().expect("training workspace");
         let t = ws.seq_len;
-        {
-            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                label: Some("lstm backward"),
-                timestamp_writes: None,
-            });
-            if let Some([(bg, groups), _]) = &tr.permutes {
-                self.permute.encode(ctx, &mut pass, bg, *groups);
-            }
-            for l in (0..cfg.num_layers).rev() {
+        if let Some([(bg, groups), _]) = &tr.permutes {
+            let mut pass = self.begin_pass(enc, "batch-first d_output", None);
+            self.permute.encode(ctx, &mut pass, bg, *groups);
+        }
+        for l in (0..cfg.num_layers).rev() {
+            {
+                let mut pass =
+                    self.begin_pass(enc, "lstm backward steps", Some(Phase::BackwardSteps));
                 for s in 0..=t {
                     let offset = tr.back_offset(cfg, t, l, s);
                     self.back
                         .encode(ctx, &mut pass, &tr.back[l], offset, ws.step_groups);
                 }
-                for (bg, groups) in &tr.gemms[l] {
-                    self.gemm.encode(ctx, &mut pass, bg, *groups);
-                }
             }
-            if let Some([_, (bg, groups)]) = &tr.permutes {
-                self.permute.encode(ctx, &mut pass, bg, *groups);
+            let mut pass = self.begin_pass(enc, "weight gradients", Some(Phase::BackwardGemms));
+            for (bg, groups) in &tr.gemms[l] {
+                self.gemm.encode(ctx, &mut pass, bg, *groups);
             }
+        }
+        if let Some([_, (bg, groups)]) = &tr.permutes {
+            let mut pass = self.begin_pass(enc, "batch-first d_input", None);
+            self.permute.encode(ctx, &mut pass, bg, *groups);
         }
         // b_ih and b_hh enter the gates as one sum: their gradients are equal.
         if cfg.bias {

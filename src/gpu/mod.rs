@@ -12,6 +12,7 @@ pub mod kernels;
 pub mod layout;
 mod lstm;
 mod params;
+mod profiler;
 mod tensor;
 mod train;
 mod trainer;
@@ -19,5 +20,6 @@ mod workspace;
 
 pub use context::{AdapterSummary, Counters, GpuContext, gpu_required_by_env, list_adapters};
 pub use lstm::{GpuLstm, GpuLstmOutput, InitialState};
+pub use profiler::KernelTimes;
 pub use tensor::{GpuTensor, read_back};
 pub use trainer::GpuTrainer;

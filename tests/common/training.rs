@@ -2,7 +2,6 @@
 //! case and the optimizer, schedule and clipping its metadata describes.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 
 use safetensors::SafeTensors;
 use wgpu_lstm::train::{LrSchedule, OptimizerKind};

@@ -136,6 +136,17 @@ impl GpuTrainer {
         Ok(trainer)
     }
 
+    /// Times the LSTM's kernels in every later step (see
+    /// [`GpuLstm::enable_profiling`]); false without `TIMESTAMP_QUERY`.
+    pub fn enable_profiling(&mut self) -> Result<bool> {
+        self.lstm.enable_profiling()
+    }
+
+    /// GPU time of the LSTM's phases in the last step, when profiling.
+    pub fn kernel_times(&self) -> Option<crate::gpu::KernelTimes> {
+        self.lstm.kernel_times()
+    }
+
     /// Completed optimizer steps.
     pub fn step_count(&self) -> u64 {
         self.step
@@ -158,7 +169,9 @@ impl GpuTrainer {
                 label: Some("training step"),
             });
         self.encode_step(&mut enc, idx, batch)?;
+        self.lstm.encode_resolve(&mut enc);
         self.ctx.submit_and_wait(enc)?;
+        self.lstm.collect_times()?;
         self.step += 1;
         Ok(())
     }
