@@ -362,13 +362,16 @@ fn main() -> Result<(), Box<dyn Error>> {
     Ok(())
 }
 
+/// The model, configuration and targets of the training mode.
+type TrainSetup = (Model<f32>, TrainConfig, Vec<f32>);
+
 /// The training-mode model: the benchmarked LSTM, a per-step Linear(D·H → 1)
 /// head, MSE against zeros and SGD.
 fn train_setup(
     weights: &LstmWeights<f32>,
     t: usize,
     b: usize,
-) -> Result<(Model<f32>, TrainConfig, Vec<f32>), Box<dyn Error>> {
+) -> Result<TrainSetup, Box<dyn Error>> {
     let mut model = Model::<f32>::new(None, &weights.config, 1, HeadKind::PerStep, 1)?;
     model.lstm = weights.clone();
     Ok((
