@@ -18,6 +18,9 @@ export WGPU_LSTM_REQUIRE_GPU=1
 export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-$(mktemp -d)}"
 STANDARD="1,100,64,128;16,100,128,256;64,100,256,512;64,50,512,1024"
 LARGE="64,100,512,512;1,100,512,512;64,100,1024,1024;128,50,2048,2048"
+# SHAPES overrides both lists (e.g. for a quick trial run); ITERS and
+# GEMM_SIZES set the iterations and the GEMM sizes.
+SHAPES="${SHAPES:-$STANDARD;$LARGE}"
 
 export WGPU_LSTM_ROOT="$PWD"
 HAVE_CARGO=""
@@ -37,7 +40,7 @@ fi
 "$BIN_DIR/wgpu-lstm" info > "$OUT/adapters.txt" 2>&1 || true
 
 echo "== lstm-bench, standard and large shapes"
-"$BIN_DIR/lstm-bench" --shapes "$STANDARD;$LARGE" --iters "${ITERS:-10}" --json "$OUT/lstm-bench.json" \
+"$BIN_DIR/lstm-bench" --shapes "$SHAPES" --iters "${ITERS:-10}" --json "$OUT/lstm-bench.json" \
   | tee "$OUT/lstm-bench.txt"
 
 echo "== GEMM kernel, square sizes (TFLOP/s)"
@@ -50,9 +53,9 @@ fi
 
 if python3 -c "import torch" 2> /dev/null; then
   echo "== PyTorch on the same shapes"
-  python3 tools/bench_pytorch.py --shapes "$STANDARD;$LARGE" --device both --tf32 both \
+  python3 tools/bench_pytorch.py --shapes "$SHAPES" --device both --tf32 both \
     --iters "${ITERS:-10}" --json "$OUT/pytorch.json" | tee "$OUT/pytorch.txt"
-  "$BIN_DIR/lstm-bench" --shapes "$STANDARD;$LARGE" --iters "${ITERS:-10}" --compare "$OUT/pytorch.json" \
+  "$BIN_DIR/lstm-bench" --shapes "$SHAPES" --iters "${ITERS:-10}" --compare "$OUT/pytorch.json" \
     > "$OUT/compare.txt"
 fi
 
