@@ -184,3 +184,54 @@ fn initial_states_come_in_pairs() {
     only_c.c_0 = Some(&h);
     expect_value(cpu::forward(&w, &only_c).unwrap_err(), "h_0");
 }
+
+#[test]
+fn batch_chunks_on_several_threads_equal_one_thread() {
+    // The CPU path runs batch chunks in parallel; the result must not depend
+    // on how many threads (and so chunks) there are.
+    let cfg = LstmConfig::new(3, 6)
+        .num_layers(2)
+        .bidirectional(true)
+        .dropout(0.3);
+    let w = LstmWeights::<f64>::init(&cfg, 9, InitOptions::default()).unwrap();
+    let x = random_tensor::<f64>(&[5, 5, 3], 1, 1.0);
+    let lengths = [5, 2, 4, 1, 5];
+    let dy = random_tensor::<f64>(&[5, 5, 12], 2, 1.0);
+    let run = |threads: usize| {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        pool.install(|| {
+            let input = LstmInput::new(&x).with_lengths(&lengths);
+            let (out, cache) = cpu::forward_train(&w, &input, 4).unwrap();
+            let g = cpu::backward(
+                &w,
+                &cache,
+                &OutputGrads {
+                    d_output: &dy,
+                    d_h_n: None,
+                    d_c_n: None,
+                },
+            )
+            .unwrap();
+            (out, g)
+        })
+    };
+    let (one, g1) = run(1);
+    for threads in [2, 3, 5] {
+        let (many, g) = run(threads);
+        common::assert_close("output", many.output.data(), one.output.data(), 1e-12, 0.0);
+        common::assert_close("c_n", many.c_n.data(), one.c_n.data(), 1e-12, 0.0);
+        common::assert_close_to_max("d_input", g.d_input.data(), g1.d_input.data(), 1e-12);
+        common::assert_close_to_max("d_h_0", g.d_h_0.data(), g1.d_h_0.data(), 1e-12);
+        for ((n, _, a), (_, _, b)) in g
+            .weights
+            .named_params()
+            .iter()
+            .zip(g1.weights.named_params().iter())
+        {
+            common::assert_close_to_max(n, a, b, 1e-12);
+        }
+    }
+}

@@ -113,7 +113,7 @@ pub fn backward<T: Real>(
                 out_offset: dir * h,
                 out_stride: dirs * h,
             };
-            let (dh0, dc0) = run.backward(
+            let (dh0, dc0) = run.backward_split(
                 &lc.input,
                 &lc.directions[dir],
                 &dy,
@@ -147,7 +147,7 @@ impl<T: Real> Direction<'_, T> {
     /// ([T, B, in]) and writes this direction's parameter gradients; returns
     /// (dh_0, dc_0), each [B, H].
     #[allow(clippy::too_many_arguments)]
-    fn backward(
+    pub(super) fn backward(
         &self,
         x: &[T],
         saved: &super::forward::DirectionCache<T>,

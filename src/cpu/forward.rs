@@ -118,7 +118,7 @@ fn run<T: Real>(
                 out_stride: dirs * h,
             };
             let idx = layer * dirs + dir;
-            let dc = run.forward(
+            let dc = run.forward_split(
                 &layer_input,
                 state(x.h_0, idx),
                 state(x.c_0, idx),
@@ -189,10 +189,10 @@ pub(super) struct Direction<'a, T> {
     pub out_stride: usize,
 }
 
-struct DirectionResult<T> {
-    h_last: Vec<T>,
-    c_last: Vec<T>,
-    cache: DirectionCache<T>,
+pub(super) struct DirectionResult<T> {
+    pub h_last: Vec<T>,
+    pub c_last: Vec<T>,
+    pub cache: DirectionCache<T>,
 }
 
 impl<T: Real> Direction<'_, T> {
@@ -211,7 +211,13 @@ impl<T: Real> Direction<'_, T> {
         }
     }
 
-    fn forward(&self, x: &[T], h_0: Vec<T>, c_0: Vec<T>, out: &mut [T]) -> DirectionResult<T> {
+    pub(super) fn forward(
+        &self,
+        x: &[T],
+        h_0: Vec<T>,
+        c_0: Vec<T>,
+        out: &mut [T],
+    ) -> DirectionResult<T> {
         let (hid, bsz, tb) = (self.hidden, self.batch, self.seq_len * self.batch);
         let w = self.weights;
 

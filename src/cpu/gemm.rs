@@ -121,7 +121,13 @@ pub fn matmul_with<T: Real>(
                 false,
                 false,
                 false,
-                gemm::Parallelism::Rayon(0),
+                // Inside a pool thread (a batch chunk of `split.rs`), the
+                // other threads are busy with the other chunks.
+                if rayon::current_thread_index().is_some() {
+                    gemm::Parallelism::None
+                } else {
+                    gemm::Parallelism::Rayon(0)
+                },
             )
         },
         GemmBackend::MatrixMultiply => {

@@ -8,6 +8,7 @@
 mod backward;
 mod forward;
 pub mod gemm;
+mod split;
 
 pub use backward::{Gradients, OutputGrads, backward};
 pub use forward::{DirectionCache, ForwardCache, LayerCache, LstmOutput, forward, forward_train};
