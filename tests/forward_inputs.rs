@@ -187,8 +187,8 @@ fn initial_states_come_in_pairs() {
 
 #[test]
 fn batch_chunks_on_several_threads_equal_one_thread() {
-    // The CPU path runs batch chunks in parallel; the result must not depend
-    // on how many threads (and so chunks) there are.
+    // The CPU path runs batch chunks of small problems in parallel; the result
+    // must not depend on how many threads (and so chunks) there are.
     let cfg = LstmConfig::new(3, 6)
         .num_layers(2)
         .bidirectional(true)

@@ -13,9 +13,20 @@ use super::forward::{Direction, DirectionCache, DirectionResult};
 use crate::real::Real;
 use crate::weights::LayerWeights;
 
+/// Below this many FLOPs per step's recurrent product, splitting the batch
+/// pays: the product is too small to share well between threads inside one
+/// step. Above it, one shared product per step is faster (every chunk would
+/// also repack all of `W_hh` at every step).
+const SPLIT_BELOW_FLOPS: usize = 20_000_000;
+
 /// Row chunks [b0, b1) for the threads available, or one chunk.
-fn chunks(batch: usize) -> Vec<(usize, usize)> {
-    let threads = rayon::current_num_threads().min(batch).max(1);
+fn chunks(batch: usize, hidden: usize) -> Vec<(usize, usize)> {
+    let step_flops = 2 * batch * 4 * hidden * hidden;
+    let threads = if step_flops < SPLIT_BELOW_FLOPS {
+        rayon::current_num_threads().min(batch).max(1)
+    } else {
+        1
+    };
     (0..threads)
         .map(|k| (k * batch / threads, (k + 1) * batch / threads))
         .collect()
@@ -87,7 +98,7 @@ impl<'a, T: Real> Direction<'a, T> {
         c_0: Vec<T>,
         out: &mut [T],
     ) -> DirectionResult<T> {
-        let parts = chunks(self.batch);
+        let parts = chunks(self.batch, self.hidden);
         if parts.len() == 1 {
             return self.forward(x, h_0, c_0, out);
         }
@@ -163,7 +174,7 @@ impl<'a, T: Real> Direction<'a, T> {
         grads: &mut LayerWeights<T>,
         d_input: &mut [T],
     ) -> (Vec<T>, Vec<T>) {
-        let parts = chunks(self.batch);
+        let parts = chunks(self.batch, self.hidden);
         if parts.len() == 1 {
             return self.backward(x, saved, dy, d_h_n, d_c_n, grads, d_input);
         }
