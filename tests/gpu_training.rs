@@ -429,3 +429,28 @@ fn pytorch_optimizer_fixtures_are_matched_on_the_gpu() {
         }
     }
 }
+
+#[test]
+fn batches_of_changing_length_keep_matching_the_cpu() {
+    // Variable T from batch to batch: buffers per shape are made, reused and
+    // dropped without changing the results.
+    let Some(ctx) = gpu_or_skip("batches_of_changing_length_keep_matching_the_cpu") else {
+        return;
+    };
+    let lstm = LstmConfig::new(3, 5);
+    let model = Model::<f32>::new(None, &lstm, 1, HeadKind::LastStep, 2).unwrap();
+    let cfg = TrainConfig::new(LossKind::Mse, OptimizerKind::adam(0.01));
+    let mut cpu = CpuTrainer::new(model.clone(), cfg.clone()).unwrap();
+    let mut gpu = GpuTrainer::new(&ctx, &model, cfg.clone()).unwrap();
+    for step in 0..14 {
+        let t = 2 + step % 7;
+        let d = data(step, t, 2, 3, 1, 2, 0, false);
+        let b = batch(&d, t, 2, false, LossKind::Mse);
+        let want = cpu.step(&b).unwrap();
+        let got = gpu.step_with_loss(&b).unwrap() as f64;
+        assert!(
+            (got - want).abs() <= 1e-4 * want.abs().max(1.0),
+            "step {step} (T = {t}): {got} vs {want}"
+        );
+    }
+}

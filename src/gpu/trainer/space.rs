@@ -17,6 +17,9 @@ use crate::train::OptimizerKind;
 /// [`GEMM`]), its bind group and its workgroup counts.
 pub(super) type Dispatch = (usize, wgpu::BindGroup, (u32, u32, u32));
 
+/// How many (T, B) shapes keep their buffers before the oldest is dropped.
+const MAX_SPACES: usize = 4;
+
 /// The GEMM kernel, which is not in the kernel table.
 pub(super) const GEMM: usize = usize::MAX;
 
@@ -69,6 +72,10 @@ impl GpuTrainer {
             .position(|s| (s.seq_len, s.batch) == (t, b))
         {
             return Ok(i);
+        }
+        // Batches of many shapes (variable T) keep only the latest few.
+        if self.spaces.len() == MAX_SPACES {
+            self.spaces.remove(0);
         }
         let sp = self.build_space(t, b)?;
         self.spaces.push(sp);
