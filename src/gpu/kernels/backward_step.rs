@@ -1,6 +1,6 @@
 //! One step of backpropagation through time (`shaders/lstm_step_backward.wgsl`).
 
-use super::{Binding, DropoutParams, bind_group, build_pipeline, slice};
+use super::{Binding, DropoutParams, Kernel, slice};
 use crate::gpu::GpuContext;
 
 /// Mirrors `BackParams` in `shaders/lstm_step_backward.wgsl`, field for field.
@@ -36,17 +36,17 @@ pub struct BackwardBuffers<'a> {
 }
 
 pub struct BackwardStepKernel {
-    pipeline: wgpu::ComputePipeline,
-    layout: wgpu::BindGroupLayout,
+    kernel: Kernel,
 }
 
 impl BackwardStepKernel {
     pub fn new(ctx: &GpuContext) -> Self {
         use Binding::{Read, ReadWrite};
-        let (pipeline, layout) = build_pipeline(
+        let kernel = Kernel::new(
             ctx,
             "lstm step backward",
             include_str!("../../../shaders/lstm_step_backward.wgsl"),
+            "main",
             &[
                 Binding::Uniform { dynamic: true },
                 Read,
@@ -62,14 +62,12 @@ impl BackwardStepKernel {
                 ReadWrite,
             ],
         );
-        BackwardStepKernel { pipeline, layout }
+        BackwardStepKernel { kernel }
     }
 
     pub fn bind(&self, ctx: &GpuContext, b: &BackwardBuffers<'_>) -> wgpu::BindGroup {
-        bind_group(
+        self.kernel.bind(
             ctx,
-            "lstm step backward",
-            &self.layout,
             vec![
                 slice(b.params, 0, std::mem::size_of::<BackParams>() as u64),
                 b.gates.as_entire_binding(),
@@ -95,9 +93,7 @@ impl BackwardStepKernel {
         params_offset: u32,
         workgroups: (u32, u32, u32),
     ) {
-        pass.set_pipeline(&self.pipeline);
-        pass.set_bind_group(0, bind_group, &[params_offset]);
-        pass.dispatch_workgroups(workgroups.0, workgroups.1, workgroups.2);
-        ctx.count_dispatch();
+        self.kernel
+            .encode_at(ctx, pass, bind_group, &[params_offset], workgroups);
     }
 }

@@ -1,6 +1,6 @@
 //! The tiled GEMM kernel (`shaders/gemm.wgsl`).
 
-use super::{Binding, bind_group, build_pipeline, slice};
+use super::{Binding, Kernel, slice};
 use crate::error::{LstmError, Result};
 use crate::gpu::GpuContext;
 
@@ -42,8 +42,7 @@ pub struct GemmOp<'a> {
 
 /// Owns the GEMM pipeline.
 pub struct GemmKernel {
-    pipeline: wgpu::ComputePipeline,
-    layout: wgpu::BindGroupLayout,
+    kernel: Kernel,
 }
 
 /// Output tile edge of one workgroup (BM = BN in the shader).
@@ -51,10 +50,11 @@ const TILE: u32 = 64;
 
 impl GemmKernel {
     pub fn new(ctx: &GpuContext) -> Self {
-        let (pipeline, layout) = build_pipeline(
+        let kernel = Kernel::new(
             ctx,
             "gemm",
             include_str!("../../../shaders/gemm.wgsl"),
+            "main",
             &[
                 Binding::Uniform { dynamic: false },
                 Binding::Read,
@@ -63,7 +63,7 @@ impl GemmKernel {
                 Binding::ReadWrite,
             ],
         );
-        GemmKernel { pipeline, layout }
+        GemmKernel { kernel }
     }
 
     /// A bind group for `op`, reading its parameters from `params_buffer` at
@@ -75,10 +75,8 @@ impl GemmKernel {
         params_buffer: &wgpu::Buffer,
         params_offset: u64,
     ) -> wgpu::BindGroup {
-        bind_group(
+        self.kernel.bind(
             ctx,
-            "gemm",
-            &self.layout,
             vec![
                 slice(
                     params_buffer,
@@ -115,10 +113,8 @@ impl GemmKernel {
         bind_group: &wgpu::BindGroup,
         workgroups: (u32, u32),
     ) {
-        pass.set_pipeline(&self.pipeline);
-        pass.set_bind_group(0, bind_group, &[]);
-        pass.dispatch_workgroups(workgroups.0, workgroups.1, 1);
-        ctx.count_dispatch();
+        self.kernel
+            .encode(ctx, pass, bind_group, (workgroups.0, workgroups.1, 1));
     }
 }
 

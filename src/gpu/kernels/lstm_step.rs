@@ -1,7 +1,7 @@
 //! The fused LSTM step kernel (`shaders/lstm_step.wgsl`): `main` for
 //! inference, `main_train` to also save activations and apply dropout.
 
-use super::{Binding, DropoutParams, bind_group, build_pipeline_entry, slice};
+use super::{Binding, DropoutParams, Kernel, slice};
 use crate::gpu::GpuContext;
 
 /// Mirrors `StepParams` in `shaders/lstm_step.wgsl`, field for field.
@@ -46,8 +46,8 @@ pub struct TrainBuffers<'a> {
 
 /// Owns the two step pipelines.
 pub struct StepKernel {
-    infer: (wgpu::ComputePipeline, wgpu::BindGroupLayout),
-    train: (wgpu::ComputePipeline, wgpu::BindGroupLayout),
+    infer: Kernel,
+    train: Kernel,
 }
 
 impl StepKernel {
@@ -63,10 +63,9 @@ impl StepKernel {
             Binding::ReadWrite,
             Binding::Read,
         ];
-        let infer = build_pipeline_entry(ctx, "lstm step", source, "main", &bindings);
+        let infer = Kernel::new(ctx, "lstm step", source, "main", &bindings);
         bindings.extend([Binding::ReadWrite; 3]);
-        let train =
-            build_pipeline_entry(ctx, "lstm step (training)", source, "main_train", &bindings);
+        let train = Kernel::new(ctx, "lstm step (training)", source, "main_train", &bindings);
         StepKernel { infer, train }
     }
 
@@ -87,18 +86,18 @@ impl StepKernel {
             b.y.as_entire_binding(),
             b.lengths.as_entire_binding(),
         ];
-        let layout = match saved {
+        let kernel = match saved {
             Some(s) => {
                 resources.extend([
                     s.gates.as_entire_binding(),
                     s.c.as_entire_binding(),
                     s.h_prev.as_entire_binding(),
                 ]);
-                &self.train.1
+                &self.train
             }
-            None => &self.infer.1,
+            None => &self.infer,
         };
-        bind_group(ctx, "lstm step", layout, resources)
+        kernel.bind(ctx, resources)
     }
 
     /// Workgroups for one step: (unit blocks, batch blocks, directions).
@@ -120,13 +119,7 @@ impl StepKernel {
         params_offset: u32,
         workgroups: (u32, u32, u32),
     ) {
-        pass.set_pipeline(if training {
-            &self.train.0
-        } else {
-            &self.infer.0
-        });
-        pass.set_bind_group(0, bind_group, &[params_offset]);
-        pass.dispatch_workgroups(workgroups.0, workgroups.1, workgroups.2);
-        ctx.count_dispatch();
+        let kernel = if training { &self.train } else { &self.infer };
+        kernel.encode_at(ctx, pass, bind_group, &[params_offset], workgroups);
     }
 }

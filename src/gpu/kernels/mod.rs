@@ -63,18 +63,8 @@ pub(crate) enum Binding {
     ReadWrite,
 }
 
-/// Builds a compute pipeline from `common.wgsl` + `source`, entry point
-/// `main`, with one bind group whose entries are `bindings` in order.
-pub(crate) fn build_pipeline(
-    ctx: &GpuContext,
-    label: &str,
-    source: &str,
-    bindings: &[Binding],
-) -> (wgpu::ComputePipeline, wgpu::BindGroupLayout) {
-    build_pipeline_entry(ctx, label, source, "main", bindings)
-}
-
-/// [`build_pipeline`] with another entry point.
+/// Builds a compute pipeline from `common.wgsl` + `source` and its entry
+/// point, with one bind group whose entries are `bindings` in order.
 pub(crate) fn build_pipeline_entry(
     ctx: &GpuContext,
     label: &str,
@@ -195,8 +185,20 @@ impl Kernel {
         bind_group: &wgpu::BindGroup,
         workgroups: (u32, u32, u32),
     ) {
+        self.encode_at(ctx, pass, bind_group, &[], workgroups);
+    }
+
+    /// [`encode`](Self::encode) with dynamic uniform offsets.
+    pub(crate) fn encode_at(
+        &self,
+        ctx: &GpuContext,
+        pass: &mut wgpu::ComputePass<'_>,
+        bind_group: &wgpu::BindGroup,
+        offsets: &[u32],
+        workgroups: (u32, u32, u32),
+    ) {
         pass.set_pipeline(&self.pipeline);
-        pass.set_bind_group(0, bind_group, &[]);
+        pass.set_bind_group(0, bind_group, offsets);
         pass.dispatch_workgroups(workgroups.0, workgroups.1, workgroups.2);
         ctx.count_dispatch();
     }

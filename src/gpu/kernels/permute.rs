@@ -1,7 +1,7 @@
 //! Swapping the first two axes on the GPU (`shaders/permute.wgsl`), for
 //! `batch_first` inputs and outputs.
 
-use super::{Binding, bind_group, build_pipeline, slice};
+use super::{Binding, Kernel, slice};
 use crate::gpu::GpuContext;
 
 /// Mirrors `PermuteParams` in `shaders/permute.wgsl`.
@@ -18,23 +18,23 @@ const _: () = assert!(std::mem::size_of::<PermuteParams>() == 16);
 const GROUP: u32 = 256;
 
 pub struct PermuteKernel {
-    pipeline: wgpu::ComputePipeline,
-    layout: wgpu::BindGroupLayout,
+    kernel: Kernel,
 }
 
 impl PermuteKernel {
     pub fn new(ctx: &GpuContext) -> Self {
-        let (pipeline, layout) = build_pipeline(
+        let kernel = Kernel::new(
             ctx,
             "permute",
             include_str!("../../../shaders/permute.wgsl"),
+            "main",
             &[
                 Binding::Uniform { dynamic: false },
                 Binding::Read,
                 Binding::ReadWrite,
             ],
         );
-        PermuteKernel { pipeline, layout }
+        PermuteKernel { kernel }
     }
 
     pub fn bind(
@@ -44,10 +44,8 @@ impl PermuteKernel {
         src: &wgpu::Buffer,
         dst: &wgpu::Buffer,
     ) -> wgpu::BindGroup {
-        bind_group(
+        self.kernel.bind(
             ctx,
-            "permute",
-            &self.layout,
             vec![
                 slice(
                     params.0,
@@ -75,9 +73,7 @@ impl PermuteKernel {
         bind_group: &wgpu::BindGroup,
         workgroups: (u32, u32),
     ) {
-        pass.set_pipeline(&self.pipeline);
-        pass.set_bind_group(0, bind_group, &[]);
-        pass.dispatch_workgroups(workgroups.0, workgroups.1, 1);
-        ctx.count_dispatch();
+        self.kernel
+            .encode(ctx, pass, bind_group, (workgroups.0, workgroups.1, 1));
     }
 }
