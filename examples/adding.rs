@@ -13,12 +13,9 @@ mod support;
 use std::time::Instant;
 
 use clap::Parser;
-use wgpu_lstm::gpu::{GpuContext, GpuTrainer};
-use wgpu_lstm::model::{
-    Batch, CpuTrainer, HeadKind, Inputs, LossKind, Model, Targets, TrainConfig,
-};
+use wgpu_lstm::LstmConfig;
+use wgpu_lstm::model::{Batch, HeadKind, Inputs, LossKind, Model, Targets, TrainConfig};
 use wgpu_lstm::train::OptimizerKind;
-use wgpu_lstm::{LstmConfig, Result};
 
 #[derive(Parser)]
 struct Args {
@@ -46,62 +43,6 @@ struct Args {
     seed: u64,
 }
 
-enum Trainer {
-    Gpu(Box<GpuTrainer>),
-    Cpu(Box<CpuTrainer<f32>>),
-}
-
-impl Trainer {
-    fn step(&mut self, b: &Batch<'_>, want_loss: bool) -> Result<Option<f64>> {
-        match self {
-            Trainer::Gpu(t) if want_loss => Ok(Some(t.step_with_loss(b)? as f64)),
-            Trainer::Gpu(t) => t.step(b).map(|_| None),
-            Trainer::Cpu(t) => t.step(b).map(Some),
-        }
-    }
-
-    fn test_mse(&mut self, b: &Batch<'_>) -> Result<f64> {
-        match self {
-            Trainer::Gpu(t) => t.evaluate(b),
-            Trainer::Cpu(t) => {
-                let mut gpu_free = GpuFreeEval(t);
-                gpu_free.eval(b)
-            }
-        }
-    }
-}
-
-/// CPU evaluation: the model in inference mode (no dropout) on the CPU reference.
-struct GpuFreeEval<'a>(&'a mut CpuTrainer<f32>);
-
-impl GpuFreeEval<'_> {
-    fn eval(&mut self, b: &Batch<'_>) -> Result<f64> {
-        let m = &self.0.model;
-        let Inputs::Features(x) = b.inputs else {
-            unreachable!()
-        };
-        let x = wgpu_lstm::Tensor::new([b.seq_len, b.batch, 2], x.to_vec())?;
-        let out = wgpu_lstm::cpu::forward(&m.lstm, &wgpu_lstm::LstmInput::new(&x))?;
-        let last = wgpu_lstm::train::last_valid_step(
-            out.output.data(),
-            b.seq_len,
-            b.batch,
-            m.head.in_features,
-            None,
-        );
-        let pred = m.head.forward(&last, b.batch);
-        let Targets::Values(y) = b.targets else {
-            unreachable!()
-        };
-        Ok(pred
-            .iter()
-            .zip(y)
-            .map(|(p, y)| ((p - y) as f64).powi(2))
-            .sum::<f64>()
-            / y.len() as f64)
-    }
-}
-
 fn main() -> std::result::Result<(), Box<dyn std::error::Error>> {
     let args = Args::parse();
     let lstm = LstmConfig::new(2, args.hidden);
@@ -115,18 +56,7 @@ fn main() -> std::result::Result<(), Box<dyn std::error::Error>> {
     }
     let mut config = TrainConfig::new(LossKind::Mse, OptimizerKind::adam(args.lr));
     config.clip_grad_norm = Some(1.0);
-    let mut trainer = match args.device.as_str() {
-        "gpu" => {
-            let ctx = GpuContext::new()?;
-            let info = ctx.adapter_info();
-            println!("device: {} ({:?})", info.name, info.backend);
-            Trainer::Gpu(Box::new(GpuTrainer::new(&ctx, &model, config)?))
-        }
-        _ => {
-            println!("device: CPU reference");
-            Trainer::Cpu(Box::new(CpuTrainer::new(model, config)?))
-        }
-    };
+    let mut trainer = support::Trainer::new(&args.device, model, config)?;
     let mut rng = support::seeded_rng(args.seed);
     let mut test_rng = support::seeded_rng(args.seed + 1_000_000);
     let (test_x, test_y) = support::adding_batch(&mut test_rng, args.seq_len, 1000);
@@ -171,7 +101,7 @@ fn main() -> std::result::Result<(), Box<dyn std::error::Error>> {
         steps_done = step + 1;
         bar.inc(1);
         if (step + 1) % args.eval_every == 0 || step + 1 == args.steps {
-            final_mse = trainer.test_mse(&test)?;
+            final_mse = trainer.evaluate(&test)?;
             test_curve.push(((step + 1) as f64, final_mse));
             bar.suspend(|| println!("step {:>5}: test MSE {final_mse:.5}", step + 1));
             if final_mse < 0.005 {

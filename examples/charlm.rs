@@ -15,10 +15,7 @@ use std::error::Error;
 use std::time::Instant;
 
 use clap::Parser;
-use wgpu_lstm::gpu::{GpuContext, GpuTrainer};
-use wgpu_lstm::model::{
-    Batch, CpuTrainer, HeadKind, Inputs, LossKind, Model, Targets, TrainConfig,
-};
+use wgpu_lstm::model::{Batch, HeadKind, Inputs, LossKind, Model, Targets, TrainConfig};
 use wgpu_lstm::train::{LrSchedule, OptimizerKind};
 use wgpu_lstm::{LstmConfig, LstmInput, Tensor, cpu};
 
@@ -79,22 +76,7 @@ fn main() -> Result<(), Box<dyn Error>> {
         t_max: args.steps,
         eta_min: args.lr / 10.0,
     };
-    let (mut gpu, mut cpu_trainer) = (None, None);
-    match args.device.as_str() {
-        "gpu" => {
-            let ctx = GpuContext::new()?;
-            println!(
-                "device: {} ({:?})",
-                ctx.adapter_info().name,
-                ctx.adapter_info().backend
-            );
-            gpu = Some(GpuTrainer::new(&ctx, &model, config)?);
-        }
-        _ => {
-            println!("device: CPU reference");
-            cpu_trainer = Some(CpuTrainer::new(model, config)?);
-        }
-    }
+    let mut trainer = support::Trainer::new(&args.device, model, config)?;
     let eval_batches = support::char_eval_batches(&corpus.valid, args.seq_len, args.batch, 8);
     let to_i64 = |v: &[usize]| v.iter().map(|&x| x as i64).collect::<Vec<i64>>();
     let mut rng = support::seeded_rng(args.seed);
@@ -111,12 +93,7 @@ fn main() -> Result<(), Box<dyn Error>> {
             targets: Targets::Classes(&targets),
             lengths: None,
         };
-        let loss = match (&mut gpu, &mut cpu_trainer) {
-            (Some(g), _) if step % 10 == 0 => Some(g.step_with_loss(&batch)? as f64),
-            (Some(g), _) => g.step(&batch).map(|_| None)?,
-            (_, Some(c)) => Some(c.step(&batch)?),
-            _ => unreachable!(),
-        };
+        let loss = trainer.step(&batch, step % 10 == 0)?;
         if let Some(l) = loss.filter(|_| step % 10 == 0) {
             curve.push((step as f64, l / LN2));
             bar.set_message(format!("{:.3} bits/char", l / LN2));
@@ -137,11 +114,7 @@ fn main() -> Result<(), Box<dyn Error>> {
             targets: Targets::Classes(&targets),
             lengths: None,
         };
-        total += match (&mut gpu, &mut cpu_trainer) {
-            (Some(g), _) => g.evaluate(&batch)?,
-            (_, Some(c)) => eval_cpu(&c.model, &batch)?,
-            _ => unreachable!(),
-        };
+        total += trainer.evaluate(&batch)?;
     }
     let bpc = total / eval_batches.len() as f64 / LN2;
     println!("trained {} steps in {elapsed:.1?}", args.steps);
@@ -153,11 +126,7 @@ fn main() -> Result<(), Box<dyn Error>> {
 
     // Sample on the CPU reference with the trained weights, one character at a
     // time, carrying the state.
-    let model = match (&gpu, &cpu_trainer) {
-        (Some(g), _) => g.model()?,
-        (_, Some(c)) => c.model.clone(),
-        _ => unreachable!(),
-    };
+    let model = trainer.model()?;
     let text = sample(
         &model,
         &corpus.vocab,
@@ -175,23 +144,6 @@ fn main() -> Result<(), Box<dyn Error>> {
     )?;
     println!("loss curve: {}", args.plot);
     Ok(())
-}
-
-/// Mean cross-entropy (nats) of the model on a batch, on the CPU reference.
-fn eval_cpu(m: &Model<f32>, b: &Batch<'_>) -> Result<f64, Box<dyn Error>> {
-    let Inputs::Tokens(ids) = b.inputs else {
-        unreachable!()
-    };
-    let Targets::Classes(c) = b.targets else {
-        unreachable!()
-    };
-    let x = Tensor::new(
-        [b.seq_len, b.batch, m.lstm.config.input_size],
-        m.embedding.as_ref().unwrap().forward(ids)?,
-    )?;
-    let out = cpu::forward(&m.lstm, &LstmInput::new(&x))?;
-    let logits = m.head.forward(out.output.data(), b.seq_len * b.batch);
-    Ok(wgpu_lstm::train::cross_entropy(&logits, m.head.out_features, c, None)?.0 as f64)
 }
 
 /// Generates `n` characters after `prompt`, feeding one character at a time

@@ -15,10 +15,7 @@ use std::time::Instant;
 
 use clap::Parser;
 use wgpu_lstm::LstmConfig;
-use wgpu_lstm::gpu::{GpuContext, GpuTrainer};
-use wgpu_lstm::model::{
-    Batch, CpuTrainer, HeadKind, Inputs, LossKind, Model, Targets, TrainConfig,
-};
+use wgpu_lstm::model::{Batch, HeadKind, Inputs, LossKind, Model, Targets, TrainConfig};
 use wgpu_lstm::train::{LrSchedule, OptimizerKind};
 
 #[derive(Parser)]
@@ -77,22 +74,7 @@ fn main() -> Result<(), Box<dyn Error>> {
         eta_min: args.lr / 20.0,
     };
     config.clip_grad_norm = Some(1.0);
-    let (mut gpu, mut cpu) = (None, None);
-    match args.device.as_str() {
-        "gpu" => {
-            let ctx = GpuContext::new()?;
-            println!(
-                "device: {} ({:?})",
-                ctx.adapter_info().name,
-                ctx.adapter_info().backend
-            );
-            gpu = Some(GpuTrainer::new(&ctx, &model, config)?);
-        }
-        _ => {
-            println!("device: CPU reference");
-            cpu = Some(CpuTrainer::new(model, config)?);
-        }
-    }
+    let mut trainer = support::Trainer::new(&args.device, model, config)?;
     let (test_x, test_y) = scaled.test_batch();
     let n_test = test_y.len();
     let test = Batch {
@@ -116,12 +98,7 @@ fn main() -> Result<(), Box<dyn Error>> {
             targets: Targets::Values(&y),
             lengths: None,
         };
-        let loss = match (&mut gpu, &mut cpu) {
-            (Some(g), _) if step % 10 == 0 => Some(g.step_with_loss(&batch)? as f64),
-            (Some(g), _) => g.step(&batch).map(|_| None)?,
-            (_, Some(c)) => Some(c.step(&batch)?),
-            _ => unreachable!(),
-        };
+        let loss = trainer.step(&batch, step % 10 == 0)?;
         if let Some(l) = loss.filter(|_| step % 10 == 0) {
             curve.push((step as f64, l));
             bar.set_message(format!("train MSE {l:.4}"));
@@ -132,22 +109,7 @@ fn main() -> Result<(), Box<dyn Error>> {
     let elapsed = start.elapsed();
 
     // Test predictions, back in sunspot units.
-    let pred: Vec<f32> = match (&mut gpu, &cpu) {
-        (Some(g), _) => g.predict(&test)?,
-        (_, Some(c)) => {
-            let x = wgpu_lstm::Tensor::new([args.window, n_test, 1], test_x.clone())?;
-            let out = wgpu_lstm::cpu::forward(&c.model.lstm, &wgpu_lstm::LstmInput::new(&x))?;
-            let last = wgpu_lstm::train::last_valid_step(
-                out.output.data(),
-                args.window,
-                n_test,
-                args.hidden,
-                None,
-            );
-            c.model.head.forward(&last, n_test)
-        }
-        _ => unreachable!(),
-    };
+    let pred = trainer.predict(&test)?;
     let rmse = |pairs: &mut dyn Iterator<Item = (f32, f32)>| {
         let (sum, n) = pairs.fold((0.0f64, 0usize), |(s, n), (p, y)| {
             (s + ((p - y) as f64).powi(2), n + 1)

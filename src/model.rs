@@ -376,6 +376,37 @@ impl<T: Real> CpuTrainer<T> {
         self.optimizer.step
     }
 
+    /// Evaluation mode: the model's outputs for `batch` (its targets are
+    /// ignored), with no dropout and nothing saved. Returns [rows, O]: rows =
+    /// T·B for a per-step head, B for a last-step one.
+    pub fn predict(&self, batch: &Batch<'_>) -> Result<Vec<T>> {
+        batch.validate(&self.model, self.config.loss)?;
+        let m = &self.model;
+        let (t, b, cfg) = (batch.seq_len, batch.batch, &m.lstm.config);
+        let x: Vec<T> = match batch.inputs {
+            Inputs::Features(f) => f.iter().map(|&v| T::from_f64(v as f64)).collect(),
+            Inputs::Tokens(ids) => m.embedding.as_ref().expect("validated").forward(ids)?,
+        };
+        let x = Tensor::new([t, b, cfg.input_size], x)?;
+        let mut lx = LstmInput::new(&x);
+        if let Some(l) = batch.lengths {
+            lx = lx.with_lengths(l);
+        }
+        let out = cpu::forward(&m.lstm, &lx)?;
+        let f = cfg.output_size();
+        let head_in = match m.head_kind {
+            HeadKind::PerStep => out.output.into_data(),
+            HeadKind::LastStep => last_valid_step(out.output.data(), t, b, f, batch.lengths),
+        };
+        Ok(m.head.forward(&head_in, head_in.len() / f))
+    }
+
+    /// Evaluation mode: the loss on `batch` (see [`predict`](Self::predict)).
+    pub fn evaluate(&self, batch: &Batch<'_>) -> Result<f64> {
+        let out = self.predict(batch)?;
+        loss_of(&self.model, self.config.loss, batch, &out).map(|(l, _)| l.as_f64())
+    }
+
     /// One step: forward, loss, backward, clipping, update. Returns the loss
     /// before the update. A non-finite loss is an error naming the step, and
     /// nothing is updated.

@@ -100,6 +100,21 @@ fn compare(
             "{name}: step {step}: GPU loss {got}, CPU loss {want}"
         );
     }
+    // Evaluation mode (no dropout) agrees too, on a fresh batch.
+    let d = data(steps, t, b, lstm.input_size, outputs, rows, vocab, lengths);
+    let bt = batch(&d, t, b, embedding.is_some(), config.loss);
+    let (ge, ce) = (gpu.evaluate(&bt).unwrap(), cpu.evaluate(&bt).unwrap());
+    assert!(
+        (ge - ce).abs() <= 1e-4 * ce.abs().max(1.0),
+        "{name}: evaluate {ge} vs {ce}"
+    );
+    assert_close(
+        &format!("{name}/predict"),
+        &gpu.predict(&bt).unwrap(),
+        &cpu.predict(&bt).unwrap(),
+        1e-4,
+        1e-3,
+    );
     let (gm, cm) = (gpu.model().unwrap(), &cpu.model);
     for ((n, _, g), (_, _, c)) in gm.named_params().iter().zip(cm.named_params().iter()) {
         assert_close(&format!("{name}/{n}"), g, c, 1e-4, 1e-3);

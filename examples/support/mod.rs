@@ -702,3 +702,82 @@ impl SeriesWindows {
         self.batch(&self.test_targets().collect::<Vec<_>>())
     }
 }
+
+// ---------------------------------------------------------------------------
+// One trainer for either device
+// ---------------------------------------------------------------------------
+
+use wgpu_lstm::gpu::{GpuContext, GpuTrainer};
+use wgpu_lstm::model::{Batch, CpuTrainer, Model, TrainConfig};
+
+/// The GPU trainer or the CPU reference trainer, chosen by `--device`.
+pub enum Trainer {
+    Gpu(Box<GpuTrainer>),
+    Cpu(Box<CpuTrainer<f32>>),
+}
+
+impl Trainer {
+    /// `device` is "gpu" or "cpu"; prints which adapter (or the CPU) trains.
+    pub fn new(
+        device: &str,
+        model: Model<f32>,
+        config: TrainConfig,
+    ) -> Result<Trainer, Box<dyn Error>> {
+        match device {
+            "gpu" => {
+                let ctx = GpuContext::new()?;
+                let info = ctx.adapter_info();
+                println!("device: {} ({:?})", info.name, info.backend);
+                Ok(Trainer::Gpu(Box::new(GpuTrainer::new(
+                    &ctx, &model, config,
+                )?)))
+            }
+            "cpu" => {
+                println!("device: CPU reference");
+                Ok(Trainer::Cpu(Box::new(CpuTrainer::new(model, config)?)))
+            }
+            other => Err(format!("unknown device {other:?}: use gpu or cpu").into()),
+        }
+    }
+
+    /// One training step; the loss when `want_loss` (the GPU reads it back
+    /// only then; the CPU always has it).
+    pub fn step(
+        &mut self,
+        batch: &Batch<'_>,
+        want_loss: bool,
+    ) -> Result<Option<f64>, Box<dyn Error>> {
+        Ok(match self {
+            Trainer::Gpu(t) if want_loss => Some(t.step_with_loss(batch)? as f64),
+            Trainer::Gpu(t) => {
+                t.step(batch)?;
+                None
+            }
+            Trainer::Cpu(t) => Some(t.step(batch)?),
+        })
+    }
+
+    /// Evaluation-mode outputs, [rows, O].
+    pub fn predict(&mut self, batch: &Batch<'_>) -> Result<Vec<f32>, Box<dyn Error>> {
+        Ok(match self {
+            Trainer::Gpu(t) => t.predict(batch)?,
+            Trainer::Cpu(t) => t.predict(batch)?,
+        })
+    }
+
+    /// Evaluation-mode loss.
+    pub fn evaluate(&mut self, batch: &Batch<'_>) -> Result<f64, Box<dyn Error>> {
+        Ok(match self {
+            Trainer::Gpu(t) => t.evaluate(batch)?,
+            Trainer::Cpu(t) => t.evaluate(batch)?,
+        })
+    }
+
+    /// The trained model, on the host.
+    pub fn model(&self) -> Result<Model<f32>, Box<dyn Error>> {
+        Ok(match self {
+            Trainer::Gpu(t) => t.model()?,
+            Trainer::Cpu(t) => t.model.clone(),
+        })
+    }
+}
