@@ -1,5 +1,6 @@
-//! GPU benches: the GEMM kernel alone, the forward pass, and the training step
-//! (beside the CPU trainer's, on the same model and batch). The device is
+//! GPU benches: the GEMM kernel alone, the forward pass, the step kernels
+//! alone (GPU time from timestamp queries), and the training step (beside the
+//! CPU trainer's, on the same model and batch). The device is
 //! waited for inside every timed call (`iter_custom`), so GPU time is real.
 //!
 //! Run: `cargo bench --bench gpu`. Shapes: `WGPU_LSTM_BENCH_SHAPES`
@@ -94,6 +95,39 @@ fn bench(c: &mut Criterion) {
                     black_box(gpu.forward(&x, InitialState::Zeros, None).unwrap());
                 }
                 start.elapsed()
+            })
+        });
+    }
+    g.finish();
+
+    // The step kernels alone: GPU time from timestamp queries, summed over the
+    // T step dispatches of each forward (needs TIMESTAMP_QUERY).
+    let mut g = c.benchmark_group("gpu_step_kernels");
+    g.sample_size(10).warm_up_time(Duration::from_millis(500));
+    for (b, t, i, h) in shapes() {
+        let w =
+            LstmWeights::<f32>::init(&LstmConfig::new(i, h), 1, InitOptions::default()).unwrap();
+        let mut gpu = GpuLstm::new(&ctx, &w).unwrap();
+        if !gpu.enable_profiling().unwrap() {
+            eprintln!("gpu_step_kernels skipped: the adapter has no TIMESTAMP_QUERY");
+            break;
+        }
+        let x = GpuTensor::upload(
+            &ctx,
+            "x",
+            &Tensor::new([t, b, i], vec![0.1; t * b * i]).unwrap(),
+        )
+        .unwrap();
+        // The recurrent products: 8·H·H·B·T FLOPs per forward.
+        g.throughput(Throughput::Elements((8 * h * h * b * t) as u64));
+        g.bench_function(label(b, t, i, h), |bench| {
+            bench.iter_custom(|iters| {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    gpu.forward(&x, InitialState::Zeros, None).unwrap();
+                    total += Duration::from_secs_f64(gpu.kernel_times().unwrap().steps_ms / 1e3);
+                }
+                total
             })
         });
     }
