@@ -14,7 +14,7 @@ pub struct LstmInput<'a, T = f32> {
     pub h_0: Option<&'a Tensor<T>>,
     /// [D·L, B, H]; zeros when `None`.
     pub c_0: Option<&'a Tensor<T>>,
-    /// [B]: valid steps per sequence, each in 1..=T, in any order
+    /// \[B\]: valid steps per sequence, each in 1..=T, in any order
     /// (`pack_padded_sequence(..., enforce_sorted=False)` semantics).
     /// `None` means every sequence has all T steps.
     pub lengths: Option<&'a [usize]>,

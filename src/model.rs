@@ -23,7 +23,7 @@ use crate::weights::{InitOptions, LstmWeights};
 pub enum HeadKind {
     /// At every time step (sequence to sequence): targets [T, B, O] or [T·B] classes.
     PerStep,
-    /// At each sequence's last valid step (many to one): targets [B, O] or [B] classes.
+    /// At each sequence's last valid step (many to one): targets [B, O] or \[B\] classes.
     LastStep,
 }
 
@@ -207,7 +207,7 @@ pub struct Batch<'a> {
     pub batch: usize,
     pub inputs: Inputs<'a>,
     pub targets: Targets<'a>,
-    /// [B]: valid steps per sequence; `None` = all T.
+    /// \[B\]: valid steps per sequence; `None` = all T.
     pub lengths: Option<&'a [usize]>,
 }
 

@@ -55,7 +55,7 @@ pub struct LayerCache<T> {
 pub struct ForwardCache<T> {
     pub seq_len: usize,
     pub batch: usize,
-    /// [B]: valid steps per sequence (all T when no lengths were given).
+    /// \[B\]: valid steps per sequence (all T when no lengths were given).
     pub lengths: Vec<usize>,
     pub layers: Vec<LayerCache<T>>,
 }

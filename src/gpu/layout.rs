@@ -8,7 +8,7 @@
 //! consecutive units as consecutive vec4s. Downloads convert back; the public
 //! layout is always PyTorch's.
 
-/// PyTorch row q·H + j → row 4j + q, for a [4H, cols] matrix (or a [4H] bias
+/// PyTorch row q·H + j → row 4j + q, for a [4H, cols] matrix (or a \[4H\] bias
 /// with `cols = 1`).
 pub fn rows_by_unit(w: &[f32], hidden: usize, cols: usize) -> Vec<f32> {
     let mut out = vec![0.0; w.len()];

@@ -7,7 +7,7 @@
 //! |---|---|
 //! | `weight_ih_l{k}` | [4H, I] for k = 0, [4H, D·H] after |
 //! | `weight_hh_l{k}` | [4H, H] |
-//! | `bias_ih_l{k}`, `bias_hh_l{k}` | [4H] (absent when `bias = false`) |
+//! | `bias_ih_l{k}`, `bias_hh_l{k}` | \[4H\] (absent when `bias = false`) |
 //!
 //! The 4H rows are four blocks of H in gate order **i, f, g, o** (input,
 //! forget, cell candidate, output), exactly as PyTorch stores them. Every
@@ -69,9 +69,9 @@ pub struct LayerWeights<T = f32> {
     pub weight_ih: Vec<T>,
     /// [4H, H]
     pub weight_hh: Vec<T>,
-    /// [4H], or `None` when the LSTM has no bias.
+    /// \[4H\], or `None` when the LSTM has no bias.
     pub bias_ih: Option<Vec<T>>,
-    /// [4H], or `None` when the LSTM has no bias.
+    /// \[4H\], or `None` when the LSTM has no bias.
     pub bias_hh: Option<Vec<T>>,
 }
 
