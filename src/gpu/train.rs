@@ -45,6 +45,8 @@ pub(super) struct TrainSpace {
     _ones: wgpu::Buffer,
     pub uniforms: wgpu::Buffer,
     pub layout: Uniforms,
+    /// The dropout seed the uniforms hold.
+    seed: u64,
     /// Per layer: the training step's and the backward step's bind groups.
     pub steps: Vec<wgpu::BindGroup>,
     pub back: Vec<wgpu::BindGroup>,
@@ -250,6 +252,7 @@ impl TrainSpace {
             _ones: ones,
             uniforms,
             layout,
+            seed: 0,
             steps,
             back,
             gemms,
@@ -257,7 +260,9 @@ impl TrainSpace {
         })
     }
 
-    /// Rewrites the per-pass parameters for a new dropout seed.
+    /// Rewrites the per-pass parameters for a new dropout seed. Without
+    /// inter-layer dropout, or for the seed already written, nothing depends
+    /// on it and nothing is written.
     pub fn set_seed(
         &mut self,
         ctx: &GpuContext,
@@ -267,12 +272,17 @@ impl TrainSpace {
         b: usize,
         seed: u64,
     ) {
+        let masked = cfg.dropout > 0.0 && cfg.num_layers > 1;
+        if !masked || seed == self.seed {
+            return;
+        }
         let entries = TrainEntries {
             layers: cfg.num_layers,
             seq_len: t,
             dirs: cfg.num_directions(),
         };
         self.layout = train_uniforms(ctx, cfg, weights, &entries, t, b, seed);
+        self.seed = seed;
         ctx.queue()
             .write_buffer(&self.uniforms, 0, &self.layout.bytes);
     }
