@@ -90,6 +90,19 @@ impl<T: Real> Model<T> {
         })
     }
 
+    /// The architecture, without the parameters.
+    pub fn shape(&self) -> ModelShape {
+        ModelShape {
+            embedding: self
+                .embedding
+                .as_ref()
+                .map(|e| (e.num_embeddings, e.embedding_dim)),
+            lstm: self.lstm.config.clone(),
+            outputs: self.head.out_features,
+            head_kind: self.head_kind,
+        }
+    }
+
     /// Every parameter as (name, shape, values), in the model's order.
     pub fn named_params(&self) -> Vec<(String, Vec<usize>, &[T])> {
         let mut out = Vec::new();
@@ -148,6 +161,18 @@ impl<T: Real> Model<T> {
             head_kind: self.head_kind,
         }
     }
+}
+
+/// A model's architecture without its parameters: what batches are checked
+/// against and what the loss needs to know.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ModelShape {
+    /// (vocabulary, dimension) of the embedding, if any.
+    pub embedding: Option<(usize, usize)>,
+    pub lstm: LstmConfig,
+    /// O: the head's outputs.
+    pub outputs: usize,
+    pub head_kind: HeadKind,
 }
 
 /// How to train: loss, optimizer, clipping, schedule and dropout seed.
@@ -213,9 +238,9 @@ pub struct Batch<'a> {
 
 impl Batch<'_> {
     /// Checks the batch against the model and loss: every mistake a typed error.
-    pub fn validate<T: Real>(&self, model: &Model<T>, loss: LossKind) -> Result<()> {
+    pub fn validate(&self, model: &ModelShape, loss: LossKind) -> Result<()> {
         let (t, b) = (self.seq_len, self.batch);
-        let cfg = &model.lstm.config;
+        let cfg = &model.lstm;
         if t == 0 || b == 0 {
             return Err(LstmError::value(
                 "batch",
@@ -238,21 +263,14 @@ impl Batch<'_> {
                     ));
                 }
             }
-            (Inputs::Tokens(ids), Some(e)) => {
+            (Inputs::Tokens(ids), &Some((vocab, _))) => {
                 if ids.len() != t * b {
                     return Err(LstmError::shape("tokens", &[t, b], &[ids.len()]));
                 }
-                if let Some((i, &v)) = ids
-                    .iter()
-                    .enumerate()
-                    .find(|(_, v)| **v >= e.num_embeddings)
-                {
+                if let Some((i, &v)) = ids.iter().enumerate().find(|(_, v)| **v >= vocab) {
                     return Err(LstmError::value(
                         "tokens",
-                        format!(
-                            "tokens[{i}] = {v} is outside the vocabulary of {}",
-                            e.num_embeddings
-                        ),
+                        format!("tokens[{i}] = {v} is outside the vocabulary of {vocab}"),
                     ));
                 }
             }
@@ -274,7 +292,7 @@ impl Batch<'_> {
             HeadKind::PerStep => t * b,
             HeadKind::LastStep => b,
         };
-        let outputs = model.head.out_features;
+        let outputs = model.outputs;
         match (self.targets, loss) {
             (Targets::Values(v), LossKind::Mse) => {
                 if v.len() != rows * outputs {
@@ -380,7 +398,7 @@ impl<T: Real> CpuTrainer<T> {
     /// ignored), with no dropout and nothing saved. Returns [rows, O]: rows =
     /// T·B for a per-step head, B for a last-step one.
     pub fn predict(&self, batch: &Batch<'_>) -> Result<Vec<T>> {
-        batch.validate(&self.model, self.config.loss)?;
+        batch.validate(&self.model.shape(), self.config.loss)?;
         let m = &self.model;
         let (t, b, cfg) = (batch.seq_len, batch.batch, &m.lstm.config);
         let x: Vec<T> = match batch.inputs {
@@ -404,14 +422,14 @@ impl<T: Real> CpuTrainer<T> {
     /// Evaluation mode: the loss on `batch` (see [`predict`](Self::predict)).
     pub fn evaluate(&self, batch: &Batch<'_>) -> Result<f64> {
         let out = self.predict(batch)?;
-        loss_of(&self.model, self.config.loss, batch, &out).map(|(l, _)| l.as_f64())
+        loss_of(&self.model.shape(), self.config.loss, batch, &out).map(|(l, _)| l.as_f64())
     }
 
     /// One step: forward, loss, backward, clipping, update. Returns the loss
     /// before the update. A non-finite loss is an error naming the step, and
     /// nothing is updated.
     pub fn step(&mut self, batch: &Batch<'_>) -> Result<f64> {
-        batch.validate(&self.model, self.config.loss)?;
+        batch.validate(&self.model.shape(), self.config.loss)?;
         let step = self.optimizer.step;
         let (t, b) = (batch.seq_len, batch.batch);
         let m = &self.model;
@@ -434,7 +452,7 @@ impl<T: Real> CpuTrainer<T> {
         };
         let rows = head_in.len() / features;
         let logits = m.head.forward(&head_in, rows);
-        let (loss, d_logits) = loss_of(m, self.config.loss, batch, &logits)?;
+        let (loss, d_logits) = loss_of(&m.shape(), self.config.loss, batch, &logits)?;
         if !loss.is_finite() {
             return Err(LstmError::NonFiniteLoss {
                 step,
@@ -486,13 +504,13 @@ impl<T: Real> CpuTrainer<T> {
 /// The loss of the head's output `out` ([rows, O]) on `batch`, and its
 /// gradient with respect to `out`.
 pub(crate) fn loss_of<T: Real>(
-    model: &Model<T>,
+    model: &ModelShape,
     loss: LossKind,
     batch: &Batch<'_>,
     out: &[T],
 ) -> Result<(T, Vec<T>)> {
     let kind = model.head_kind;
-    let outputs = model.head.out_features;
+    let outputs = model.outputs;
     let rows = out.len() / outputs;
     let lengths = if kind == HeadKind::PerStep {
         batch.lengths

@@ -15,7 +15,7 @@ use crate::gpu::params::{download_layers, upload_layers};
 use crate::gpu::tensor::{TENSOR_USAGE, map_and_read};
 use crate::gpu::workspace::GpuLayer;
 use crate::gpu::{GpuContext, GpuLstm, GpuTensor};
-use crate::model::{Batch, HeadKind, Inputs, Model, Targets, TrainConfig};
+use crate::model::{Batch, HeadKind, Inputs, Model, ModelShape, Targets, TrainConfig};
 use crate::train::{Embedding, Linear, OptimizerKind};
 use crate::weights::LayerWeights;
 
@@ -36,9 +36,8 @@ pub struct GpuTrainer {
     ctx: GpuContext,
     lstm: GpuLstm,
     config: TrainConfig,
-    head_kind: HeadKind,
-    outputs: usize,
-    embedding: Option<(usize, usize)>,
+    /// The architecture (embedding, LSTM, head) the buffers were made for.
+    shape: ModelShape,
     /// Embedding (optional) and head parameters.
     own: Vec<Param>,
     /// LSTM optimizer state, in the LSTM's GPU layout (m, v).
@@ -119,12 +118,7 @@ impl GpuTrainer {
             ctx: ctx.clone(),
             lstm,
             config,
-            head_kind: model.head_kind,
-            outputs: model.head.out_features,
-            embedding: model
-                .embedding
-                .as_ref()
-                .map(|e| (e.num_embeddings, e.embedding_dim)),
+            shape: model.shape(),
             own,
             lstm_state,
             scalars,
@@ -224,7 +218,7 @@ impl GpuTrainer {
             embedding,
             lstm: self.lstm.weights()?,
             head,
-            head_kind: self.head_kind,
+            head_kind: self.shape.head_kind,
         })
     }
 
@@ -269,7 +263,7 @@ impl GpuTrainer {
         }
         let out = self.lstm.forward_host(&input)?;
         let f = cfg.output_size();
-        let head_in = match self.head_kind {
+        let head_in = match self.shape.head_kind {
             HeadKind::PerStep => out.output.into_data(),
             HeadKind::LastStep => {
                 crate::train::last_valid_step(out.output.data(), t, b, f, batch.lengths)
@@ -281,21 +275,7 @@ impl GpuTrainer {
     /// Evaluation mode: the loss on `batch` (see [`predict`](Self::predict)).
     pub fn evaluate(&mut self, batch: &Batch<'_>) -> Result<f64> {
         let out = self.predict(batch)?;
-        let model = Model::<f32> {
-            embedding: None,
-            lstm: crate::weights::LstmWeights {
-                config: self.lstm.config().clone(),
-                layers: Vec::new(),
-            },
-            head: Linear {
-                in_features: 0,
-                out_features: self.outputs,
-                weight: Vec::new(),
-                bias: Vec::new(),
-            },
-            head_kind: self.head_kind,
-        };
-        crate::model::loss_of(&model, self.config.loss, batch, &out).map(|(l, _)| l as f64)
+        crate::model::loss_of(&self.shape, self.config.loss, batch, &out).map(|(l, _)| l as f64)
     }
 
     /// The embedding and head parameters, read back.
@@ -306,7 +286,7 @@ impl GpuTrainer {
                 .into_data())
         };
         let mut own = self.own.iter();
-        let embedding = match self.embedding {
+        let embedding = match self.shape.embedding {
             Some((num, dim)) => Some(Embedding {
                 num_embeddings: num,
                 embedding_dim: dim,
@@ -320,7 +300,7 @@ impl GpuTrainer {
         );
         let head = Linear {
             in_features: self.lstm.config().output_size(),
-            out_features: self.outputs,
+            out_features: self.shape.outputs,
             weight: read(hw)?,
             bias: read(hb)?,
         };
@@ -427,41 +407,21 @@ impl GpuTrainer {
 
     fn own_names(&self) -> Vec<(String, Vec<usize>)> {
         let mut names = Vec::new();
-        if let Some((v, d)) = self.embedding {
+        if let Some((v, d)) = self.shape.embedding {
             names.push(("embedding.weight".to_string(), vec![v, d]));
         }
         let f = self.lstm.config().output_size();
-        names.push(("head.weight".into(), vec![self.outputs, f]));
-        names.push(("head.bias".into(), vec![self.outputs]));
+        names.push(("head.weight".into(), vec![self.shape.outputs, f]));
+        names.push(("head.bias".into(), vec![self.shape.outputs]));
         names
     }
 
     fn validate(&self, batch: &Batch<'_>) -> Result<()> {
-        // The same checks as the CPU trainer, against a shape-only model.
-        let cfg = self.lstm.config();
-        let shape_model = Model::<f32> {
-            embedding: self.embedding.map(|(n, d)| Embedding {
-                num_embeddings: n,
-                embedding_dim: d,
-                weight: Vec::new(),
-            }),
-            lstm: crate::weights::LstmWeights {
-                config: cfg.clone(),
-                layers: Vec::new(),
-            },
-            head: Linear {
-                in_features: cfg.output_size(),
-                out_features: self.outputs,
-                weight: Vec::new(),
-                bias: Vec::new(),
-            },
-            head_kind: self.head_kind,
-        };
-        batch.validate(&shape_model, self.config.loss)
+        batch.validate(&self.shape, self.config.loss)
     }
 
     fn rows(&self, t: usize, b: usize) -> usize {
-        match self.head_kind {
+        match self.shape.head_kind {
             HeadKind::PerStep => t * b,
             HeadKind::LastStep => b,
         }
@@ -495,7 +455,7 @@ impl GpuTrainer {
             OptimizerKind::Adam { betas, .. } | OptimizerKind::AdamW { betas, .. } => betas,
             OptimizerKind::Sgd { .. } => (0.0, 0.0),
         };
-        let count = batch.loss_count(self.head_kind, self.config.loss, self.outputs);
+        let count = batch.loss_count(self.shape.head_kind, self.config.loss, self.shape.outputs);
         let s = TrainScalars {
             lr: self
                 .config
@@ -535,7 +495,7 @@ impl GpuTrainer {
         self.run_list(enc, idx, |s| &s.head);
         let sp = &self.spaces[idx];
         self.lstm.encode_train_backward(enc, w, &sp.d_output);
-        if self.embedding.is_some() {
+        if self.shape.embedding.is_some() {
             let d_in = self.lstm.d_input_of(w);
             enc.copy_buffer_to_buffer(&d_in.buffer, 0, &sp.d_embedded.buffer, 0, d_in.byte_len());
         }

@@ -86,30 +86,30 @@ impl GpuTrainer {
         let ctx = &self.ctx;
         let cfg = self.lstm.config().clone();
         let f = cfg.output_size();
-        let o = self.outputs;
+        let o = self.shape.outputs;
         let rows = self.rows(t, b);
         let buffer = |label: &str, shape: &[usize]| {
             ctx.create_buffer(label, byte_size(label, shape)?, TENSOR_USAGE)
         };
-        let input = match self.embedding {
+        let input = match self.shape.embedding {
             Some(_) => buffer("tokens [T·B]", &[t * b])?,
             None => buffer("features [T,B,I]", &[t, b, cfg.input_size])?,
         };
-        let lstm_in = match self.embedding {
+        let lstm_in = match self.shape.embedding {
             Some(_) => GpuTensor::empty(ctx, "embedded [T,B,E]", &[t, b, cfg.input_size])?,
             None => GpuTensor::from_buffer(input.clone(), vec![t, b, cfg.input_size]),
         };
         let lstm_out = GpuTensor::empty(ctx, "lstm output [T,B,D·H]", &[t, b, f])?;
         let lengths = buffer("lengths [B]", &[b])?;
         let targets = buffer("targets", &[rows, o])?;
-        let head_in = match self.head_kind {
+        let head_in = match self.shape.head_kind {
             HeadKind::PerStep => lstm_out.buffer.clone(),
             HeadKind::LastStep => buffer("last step [B, D·H]", &[b, f])?,
         };
         let logits = buffer("logits [rows, O]", &[rows, o])?;
         let d_logits = buffer("d logits [rows, O]", &[rows, o])?;
         let d_output = GpuTensor::empty(ctx, "d output [T,B,D·H]", &[t, b, f])?;
-        let d_head_in = match self.head_kind {
+        let d_head_in = match self.shape.head_kind {
             HeadKind::PerStep => d_output.buffer.clone(),
             HeadKind::LastStep => buffer("d last step [B, D·H]", &[b, f])?,
         };
@@ -189,13 +189,13 @@ impl GpuTrainer {
                 rows: rows32,
                 cols: o32,
                 batch: b as u32,
-                per_step: u32::from(self.head_kind == HeadKind::PerStep),
+                per_step: u32::from(self.shape.head_kind == HeadKind::PerStep),
                 has_ignore,
                 ignore_index,
                 _pad: [0; 2],
             },
         );
-        let e = self.embedding.map_or(0, |(_, d)| d);
+        let e = self.shape.embedding.map_or(0, |(_, d)| d);
         u.put(
             5,
             &GatherParams {
@@ -213,7 +213,7 @@ impl GpuTrainer {
                 seq_len: t as u32,
                 batch: b as u32,
                 features: e as u32,
-                vocab: self.embedding.map_or(0, |(v, _)| v as u32),
+                vocab: self.shape.embedding.map_or(0, |(v, _)| v as u32),
                 tokens: (t * b) as u32,
                 _pad: [0; 3],
             },
@@ -252,7 +252,7 @@ impl GpuTrainer {
         };
 
         let mut before = Vec::new();
-        if self.embedding.is_some() {
+        if self.shape.embedding.is_some() {
             let emb = &own[0];
             let bg = self.kernels.embed.bind(
                 ctx,
@@ -266,7 +266,7 @@ impl GpuTrainer {
             before.push((EMBED, bg, grid(ctx, t * b * e)));
         }
         let mut head = Vec::new();
-        if self.head_kind == HeadKind::LastStep {
+        if self.shape.head_kind == HeadKind::LastStep {
             let bg = self.kernels.last_step.bind(
                 ctx,
                 vec![
@@ -335,7 +335,7 @@ impl GpuTrainer {
             &d_head_in,
             read_params(3),
         )?);
-        if self.head_kind == HeadKind::LastStep {
+        if self.shape.head_kind == HeadKind::LastStep {
             let bg = self.kernels.last_step_backward.bind(
                 ctx,
                 vec![
@@ -427,14 +427,14 @@ impl GpuTrainer {
                 ..base
             },
         );
-        let e = self.embedding.map_or(0, |(_, d)| d);
+        let e = self.shape.embedding.map_or(0, |(_, d)| d);
         u.put(
             n + 1,
             &GatherParams {
                 seq_len: sp.seq_len as u32,
                 batch: sp.batch as u32,
                 features: e as u32,
-                vocab: self.embedding.map_or(0, |(v, _)| v as u32),
+                vocab: self.shape.embedding.map_or(0, |(v, _)| v as u32),
                 tokens: (sp.seq_len * sp.batch) as u32,
                 _pad: [0; 3],
             },
@@ -469,7 +469,7 @@ impl GpuTrainer {
             )
         };
         let mut list = Vec::new();
-        if let Some((vocab, dim)) = self.embedding {
+        if let Some((vocab, dim)) = self.shape.embedding {
             let emb = &self.own[0];
             let bg = self.kernels.embed_backward.bind(
                 ctx,
