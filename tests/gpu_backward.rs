@@ -2,12 +2,13 @@
 
 mod common;
 
+use common::case::Case;
 use common::gpu::gpu_or_skip;
 use common::lstm_fixtures::{self, Case as Fixture};
 use common::{assert_close, assert_close_to_max, random_tensor};
 use wgpu_lstm::cpu::{self, Gradients, OutputGrads};
 use wgpu_lstm::gpu::GpuLstm;
-use wgpu_lstm::{InitOptions, LstmConfig, LstmInput, LstmWeights, Tensor};
+use wgpu_lstm::{InitOptions, LstmConfig, LstmWeights, Tensor};
 
 const DROPOUT_SEED: u64 = 99;
 
@@ -42,52 +43,13 @@ fn compare(name: &str, got: &Gradients<f32>, want: &Gradients<f32>, with_state: 
     }
 }
 
-struct Case {
-    config: LstmConfig,
-    seq_len: usize,
-    batch: usize,
-    lengths: Option<Vec<usize>>,
-    with_state: bool,
-}
-
 fn check(name: &str, c: Case) {
     let Some(ctx) = gpu_or_skip(name) else { return };
-    let cfg = &c.config;
-    let w = LstmWeights::<f32>::init(cfg, 31, InitOptions::default()).unwrap();
-    let (t, b) = (c.seq_len, c.batch);
-    let shape = if cfg.batch_first {
-        [b, t, cfg.input_size]
-    } else {
-        [t, b, cfg.input_size]
-    };
-    let out_shape = if cfg.batch_first {
-        [b, t, cfg.output_size()]
-    } else {
-        [t, b, cfg.output_size()]
-    };
-    let state_shape = [cfg.num_layers * cfg.num_directions(), b, cfg.hidden_size];
-    let input = random_tensor::<f32>(&shape, 1, 1.0);
-    let (h0, c0) = (
-        random_tensor::<f32>(&state_shape, 2, 0.5),
-        random_tensor::<f32>(&state_shape, 3, 0.5),
-    );
-    let (dy, dh, dc) = (
-        random_tensor::<f32>(&out_shape, 4, 1.0),
-        random_tensor::<f32>(&state_shape, 5, 1.0),
-        random_tensor::<f32>(&state_shape, 6, 1.0),
-    );
-    let mut x = LstmInput::new(&input);
-    if c.with_state {
-        x = x.with_state(&h0, &c0);
-    }
-    if let Some(l) = &c.lengths {
-        x = x.with_lengths(l);
-    }
-    let grads = OutputGrads {
-        d_output: &dy,
-        d_h_n: Some(&dh),
-        d_c_n: Some(&dc),
-    };
+    let w = LstmWeights::<f32>::init(&c.config, 31, InitOptions::default()).unwrap();
+    // Seeds 1 (input), 2, 3 (h_0, c_0), 4, 5, 6 (d_output, d_h_n, d_c_n).
+    let data = c.data::<f32>(1);
+    let x = c.input(&data);
+    let grads = data.grads();
     let (cpu_out, cache) = cpu::forward_train(&w, &x, DROPOUT_SEED).unwrap();
     let want = cpu::backward(&w, &cache, &grads).unwrap();
 
@@ -109,11 +71,8 @@ fn single_layer() {
     check(
         "single_layer",
         Case {
-            config: LstmConfig::new(5, 8),
-            seq_len: 6,
-            batch: 3,
-            lengths: None,
             with_state: true,
+            ..Case::new(LstmConfig::new(5, 8), 6, 3)
         },
     );
 }
@@ -138,11 +97,9 @@ fn grid() {
                         "case {n}: L={layers} bidir={bidirectional} H={h} I={i} T={t} B={b} p={dropout}"
                     ),
                     Case {
-                        config: cfg,
-                        seq_len: t,
-                        batch: b,
                         lengths,
                         with_state: n % 2 == 0,
+                        ..Case::new(cfg, t, b)
                     },
                 );
                 n += 1;

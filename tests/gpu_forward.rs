@@ -2,56 +2,20 @@
 
 mod common;
 
+use common::assert_close;
+use common::case::Case;
 use common::gpu::gpu_or_skip;
-use common::{assert_close, random_tensor};
 use wgpu_lstm::cpu;
 use wgpu_lstm::gpu::GpuLstm;
-use wgpu_lstm::{InitOptions, LstmConfig, LstmInput, LstmWeights};
-
-struct Case {
-    config: LstmConfig,
-    seq_len: usize,
-    batch: usize,
-    lengths: Option<Vec<usize>>,
-    with_state: bool,
-    scale: f64,
-}
-
-fn case(config: LstmConfig, seq_len: usize, batch: usize) -> Case {
-    Case {
-        config,
-        seq_len,
-        batch,
-        lengths: None,
-        with_state: false,
-        scale: 1.0,
-    }
-}
+use wgpu_lstm::{InitOptions, LstmConfig, LstmWeights};
 
 /// Runs `case` on the CPU and the GPU and compares output, h_n and c_n.
 fn check(name: &str, c: Case, atol: f64) {
     let Some(ctx) = gpu_or_skip(name) else { return };
-    let cfg = &c.config;
-    let w = LstmWeights::<f32>::init(cfg, 17, InitOptions::default()).unwrap();
-    let (t, b) = (c.seq_len, c.batch);
-    let shape = if cfg.batch_first {
-        [b, t, cfg.input_size]
-    } else {
-        [t, b, cfg.input_size]
-    };
-    let input = random_tensor::<f32>(&shape, 3, c.scale);
-    let state_shape = [cfg.num_layers * cfg.num_directions(), b, cfg.hidden_size];
-    let (h0, c0) = (
-        random_tensor::<f32>(&state_shape, 4, 0.5),
-        random_tensor::<f32>(&state_shape, 5, 0.5),
-    );
-    let mut x = LstmInput::new(&input);
-    if c.with_state {
-        x = x.with_state(&h0, &c0);
-    }
-    if let Some(l) = &c.lengths {
-        x = x.with_lengths(l);
-    }
+    let w = LstmWeights::<f32>::init(&c.config, 17, InitOptions::default()).unwrap();
+    // Seeds 3 (input), 4 (h_0), 5 (c_0).
+    let data = c.data::<f32>(3);
+    let x = c.input(&data);
     let want = cpu::forward(&w, &x).unwrap();
     let mut gpu = GpuLstm::new(&ctx, &w).unwrap();
     let got = gpu.forward_host(&x).unwrap();
@@ -71,7 +35,7 @@ fn check(name: &str, c: Case, atol: f64) {
 
 #[test]
 fn single_layer_matches_cpu() {
-    check("single_layer", case(LstmConfig::new(5, 8), 6, 3), 1e-5);
+    check("single_layer", Case::new(LstmConfig::new(5, 8), 6, 3), 1e-5);
 }
 
 #[test]
@@ -86,7 +50,7 @@ fn grid_matches_cpu() {
                         .bidirectional(bidirectional)
                         .bias(bias)
                         .batch_first(n % 2 == 1);
-                    let mut c = case(cfg, 1 + (n % 5), 1 + (n % 4));
+                    let mut c = Case::new(cfg, 1 + (n % 5), 1 + (n % 4));
                     c.with_state = n % 3 == 0;
                     if c.batch > 1 {
                         c.lengths =

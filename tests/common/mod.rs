@@ -2,6 +2,7 @@
 //! that report where and by how much two tensors differ.
 #![allow(dead_code)]
 
+pub mod case;
 pub mod gpu;
 pub mod lstm_fixtures;
 pub mod training;
