@@ -15,7 +15,7 @@ use std::error::Error;
 use std::time::Instant;
 
 use clap::Parser;
-use wgpu_lstm::model::{Batch, HeadKind, Inputs, LossKind, Model, Targets, TrainConfig};
+use wgpu_lstm::model::{HeadKind, LossKind, Model, TrainConfig};
 use wgpu_lstm::train::{LrSchedule, OptimizerKind};
 use wgpu_lstm::{LstmConfig, LstmInput, Tensor, cpu};
 
@@ -78,22 +78,13 @@ fn main() -> Result<(), Box<dyn Error>> {
     };
     let mut trainer = support::Trainer::new(&args.device, model, config)?;
     let eval_batches = support::char_eval_batches(&corpus.valid, args.seq_len, args.batch, 8);
-    let to_i64 = |v: &[usize]| v.iter().map(|&x| x as i64).collect::<Vec<i64>>();
     let mut rng = support::seeded_rng(args.seed);
     let bar = support::progress(args.steps, "training");
     let mut curve = Vec::new();
     let start = Instant::now();
     for step in 0..args.steps {
         let cb = support::char_batch(&mut rng, &corpus.train, args.seq_len, args.batch);
-        let targets = to_i64(&cb.targets);
-        let batch = Batch {
-            seq_len: cb.seq_len,
-            batch: cb.batch,
-            inputs: Inputs::Tokens(&cb.inputs),
-            targets: Targets::Classes(&targets),
-            lengths: None,
-        };
-        let loss = trainer.step(&batch, step % 10 == 0)?;
+        let loss = trainer.step(&cb.as_batch(), step % 10 == 0)?;
         if let Some(l) = loss.filter(|_| step % 10 == 0) {
             curve.push((step as f64, l / LN2));
             bar.set_message(format!("{:.3} bits/char", l / LN2));
@@ -106,15 +97,7 @@ fn main() -> Result<(), Box<dyn Error>> {
     // Validation bits per character (evaluation mode: no dropout).
     let mut total = 0.0;
     for cb in &eval_batches {
-        let targets = to_i64(&cb.targets);
-        let batch = Batch {
-            seq_len: cb.seq_len,
-            batch: cb.batch,
-            inputs: Inputs::Tokens(&cb.inputs),
-            targets: Targets::Classes(&targets),
-            lengths: None,
-        };
-        total += trainer.evaluate(&batch)?;
+        total += trainer.evaluate(&cb.as_batch())?;
     }
     let bpc = total / eval_batches.len() as f64 / LN2;
     println!("trained {} steps in {elapsed:.1?}", args.steps);

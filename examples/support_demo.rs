@@ -95,10 +95,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         )
     };
     println!("  sequence 0 input : {:?}", column(&batch.inputs, 0));
-    println!("  sequence 0 target: {:?}", column(&batch.targets, 0));
+    let targets: Vec<usize> = batch.targets.iter().map(|&k| k as usize).collect();
+    println!("  sequence 0 target: {:?}", column(&targets, 0));
     assert_eq!(
         column(&batch.inputs, 0)[1..],
-        column(&batch.targets, 0)[..batch.seq_len - 1]
+        column(&targets, 0)[..batch.seq_len - 1]
     );
     let eval = char_eval_batches(&corpus.valid, 64, 32, 1000);
     println!(

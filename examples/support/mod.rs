@@ -510,7 +510,21 @@ pub struct CharBatch {
     pub seq_len: usize,
     pub batch: usize,
     pub inputs: Vec<usize>,
-    pub targets: Vec<usize>,
+    /// Class indices, as cross-entropy takes them.
+    pub targets: Vec<i64>,
+}
+
+impl CharBatch {
+    /// The model's view: token inputs and next-character class targets.
+    pub fn as_batch(&self) -> Batch<'_> {
+        Batch {
+            seq_len: self.seq_len,
+            batch: self.batch,
+            inputs: Inputs::Tokens(&self.inputs),
+            targets: Targets::Classes(&self.targets),
+            lengths: None,
+        }
+    }
 }
 
 /// The batch whose sequence `b` is the window `tokens[starts[b] .. starts[b] + T + 1]`
@@ -527,7 +541,7 @@ pub fn char_batch_at(tokens: &[usize], seq_len: usize, starts: &[usize]) -> Char
         );
         for t in 0..seq_len {
             inputs[t * batch + b] = tokens[s + t];
-            targets[t * batch + b] = tokens[s + t + 1];
+            targets[t * batch + b] = tokens[s + t + 1] as i64;
         }
     }
     CharBatch {
@@ -708,7 +722,7 @@ impl SeriesWindows {
 // ---------------------------------------------------------------------------
 
 use wgpu_lstm::gpu::{GpuContext, GpuTrainer};
-use wgpu_lstm::model::{Batch, CpuTrainer, Model, TrainConfig};
+use wgpu_lstm::model::{Batch, CpuTrainer, Inputs, Model, Targets, TrainConfig};
 
 /// The GPU trainer or the CPU reference trainer, chosen by `--device`.
 pub enum Trainer {

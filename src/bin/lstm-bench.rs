@@ -245,13 +245,7 @@ fn main() -> Result<(), Box<dyn Error>> {
                     }
                 } else {
                     let (model, config, targets) = train_setup(&weights, t, b)?;
-                    let batch = Batch {
-                        seq_len: t,
-                        batch: b,
-                        inputs: Inputs::Features(&x),
-                        targets: Targets::Values(&targets),
-                        lengths: None,
-                    };
+                    let batch = features_batch(&x, &targets, t, b);
                     let mut first = CpuTrainer::new(model.clone(), config.clone())?;
                     cpu_ref = Some(vec![first.step(&batch)? as f32]);
                     let mut trainer = CpuTrainer::new(model, config)?;
@@ -301,13 +295,7 @@ fn main() -> Result<(), Box<dyn Error>> {
                     (times, out)
                 } else {
                     let (model, config, targets) = train_setup(&weights, t, b)?;
-                    let batch = Batch {
-                        seq_len: t,
-                        batch: b,
-                        inputs: Inputs::Features(&x),
-                        targets: Targets::Values(&targets),
-                        lengths: None,
-                    };
+                    let batch = features_batch(&x, &targets, t, b);
                     let mut trainer = GpuTrainer::new(ctx, &model, config)?;
                     let profiling = trainer.enable_profiling()?;
                     let first = trainer.step_with_loss(&batch)?;
@@ -360,6 +348,17 @@ fn main() -> Result<(), Box<dyn Error>> {
         println!("wrote {path}");
     }
     Ok(())
+}
+
+/// A time-major batch of features and target values.
+fn features_batch<'a>(x: &'a [f32], targets: &'a [f32], t: usize, b: usize) -> Batch<'a> {
+    Batch {
+        seq_len: t,
+        batch: b,
+        inputs: Inputs::Features(x),
+        targets: Targets::Values(targets),
+        lengths: None,
+    }
 }
 
 /// The model, configuration and targets of the training mode.
