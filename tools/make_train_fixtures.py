@@ -65,13 +65,14 @@ Other files:
 """
 
 import argparse
-import json
 import math
 import os
 import sys
 
 import torch
-from safetensors.torch import load_file, save
+from safetensors.torch import load_file
+
+from make_fixtures import save_file_reproducibly  # the same byte-stable writer
 
 torch.set_default_dtype(torch.float64)
 
@@ -210,19 +211,6 @@ def make_cross_entropy():
     meta = dict(classes="4", ignore_index="-100", torch_version=torch.__version__,
                 description="CrossEntropyLoss(ignore_index=-100), mean over non-ignored rows")
     return {k: v.contiguous() for k, v in t.items()}, meta
-
-
-def save_file_reproducibly(tensors, path, metadata):
-    """safetensors.torch.save_file, but with the metadata keys sorted: the library
-    writes them in random (hash map) order, which would make reruns differ byte-wise."""
-    data = save(tensors, metadata=metadata)
-    n = int.from_bytes(data[:8], "little")
-    header = json.loads(data[8:8 + n])
-    header["__metadata__"] = dict(sorted(header["__metadata__"].items()))
-    new = json.dumps(header, separators=(",", ":")).encode().ljust(n)  # same padding
-    assert len(new) == n
-    with open(path, "wb") as f:
-        f.write(data[:8] + new + data[8 + n:])
 
 
 def main():
