@@ -112,6 +112,7 @@ pub fn backward<T: Real>(
                 lengths: &cache.lengths,
                 out_offset: dir * h,
                 out_stride: dirs * h,
+                save: false,
             };
             let (dh0, dc0) = run.backward_split(
                 &lc.input,

@@ -3,6 +3,9 @@
 //!
 //! Internally everything is time-major: x [T, B, in], gates [T, B, 4H].
 
+use std::any::TypeId;
+
+use super::fused::{Isa, Recurrence};
 use super::gemm::{MatRef, matmul};
 use crate::dropout::Dropout;
 use crate::error::Result;
@@ -116,6 +119,7 @@ fn run<T: Real>(
                 lengths: &lengths,
                 out_offset: dir * h,
                 out_stride: dirs * h,
+                save,
             };
             let idx = layer * dirs + dir;
             let dc = run.forward_split(
@@ -187,6 +191,8 @@ pub(super) struct Direction<'a, T> {
     /// This direction's columns in the layer output [T, B, D·H].
     pub out_offset: usize,
     pub out_stride: usize,
+    /// Whether the forward pass keeps the per-step states for backward.
+    pub save: bool,
 }
 
 pub(super) struct DirectionResult<T> {
@@ -238,39 +244,65 @@ impl<T: Real> Direction<'_, T> {
             true,
         );
 
-        // 2. The recurrence, one step at a time.
+        // 2. The recurrence: in f32 by the fused kernel of `fused.rs`, which
+        //    computes exactly the loop below.
         let (mut h, mut c) = (h_0.clone(), c_0.clone());
-        let mut h_all = vec![T::zero(); tb * hid];
-        let mut c_all = vec![T::zero(); tb * hid];
-        for t in self.steps() {
-            // gates[t] += h_{t-1} · W_hhᵀ                      [B, 4H]
-            let g_t = &mut gates[t * bsz * 4 * hid..(t + 1) * bsz * 4 * hid];
-            matmul(
-                g_t,
-                MatRef::new(&h, bsz, hid),
-                MatRef::new(&w.weight_hh, 4 * hid, hid).t(),
-                true,
+        let saved = if self.save { tb * hid } else { 0 };
+        let (mut h_all, mut c_all) = (vec![T::zero(); saved], vec![T::zero(); saved]);
+        if TypeId::of::<T>() == TypeId::of::<f32>() {
+            Recurrence {
+                weight_hh: bytemuck::cast_slice(&w.weight_hh),
+                hidden: hid,
+                batch: bsz,
+                seq_len: self.seq_len,
+                reverse: self.reverse,
+                lengths: self.lengths,
+                out_offset: self.out_offset,
+                out_stride: self.out_stride,
+                isa: Isa::detect(),
+            }
+            .run(
+                bytemuck::cast_slice_mut(&mut gates),
+                bytemuck::cast_slice_mut(&mut h),
+                bytemuck::cast_slice_mut(&mut c),
+                bytemuck::cast_slice_mut(out),
+                bytemuck::cast_slice_mut(&mut h_all),
+                bytemuck::cast_slice_mut(&mut c_all),
             );
-            for b in 0..bsz {
-                if t >= self.lengths[b] {
-                    continue; // padded step: state carries over, output stays 0
+        } else {
+            for t in self.steps() {
+                // gates[t] += h_{t-1} · W_hhᵀ                      [B, 4H]
+                let g_t = &mut gates[t * bsz * 4 * hid..(t + 1) * bsz * 4 * hid];
+                matmul(
+                    g_t,
+                    MatRef::new(&h, bsz, hid),
+                    MatRef::new(&w.weight_hh, 4 * hid, hid).t(),
+                    true,
+                );
+                for b in 0..bsz {
+                    if t >= self.lengths[b] {
+                        continue; // padded step: state carries over, output stays 0
+                    }
+                    let g = &mut g_t[b * 4 * hid..(b + 1) * 4 * hid];
+                    for j in 0..hid {
+                        let i_g = g[j].sigmoid();
+                        let f_g = g[hid + j].sigmoid();
+                        let g_g = g[2 * hid + j].tanh_act();
+                        let o_g = g[3 * hid + j].sigmoid();
+                        let c_new = f_g * c[b * hid + j] + i_g * g_g;
+                        let h_new = o_g * c_new.tanh_act();
+                        (g[j], g[hid + j], g[2 * hid + j], g[3 * hid + j]) =
+                            (i_g, f_g, g_g, o_g);
+                        c[b * hid + j] = c_new;
+                        h[b * hid + j] = h_new;
+                        out[(t * bsz + b) * self.out_stride + self.out_offset + j] = h_new;
+                    }
                 }
-                let g = &mut g_t[b * 4 * hid..(b + 1) * 4 * hid];
-                for j in 0..hid {
-                    let i_g = g[j].sigmoid();
-                    let f_g = g[hid + j].sigmoid();
-                    let g_g = g[2 * hid + j].tanh_act();
-                    let o_g = g[3 * hid + j].sigmoid();
-                    let c_new = f_g * c[b * hid + j] + i_g * g_g;
-                    let h_new = o_g * c_new.tanh_act();
-                    (g[j], g[hid + j], g[2 * hid + j], g[3 * hid + j]) = (i_g, f_g, g_g, o_g);
-                    c[b * hid + j] = c_new;
-                    h[b * hid + j] = h_new;
-                    out[(t * bsz + b) * self.out_stride + self.out_offset + j] = h_new;
+                if self.save {
+                    h_all[t * bsz * hid..(t + 1) * bsz * hid].copy_from_slice(&h);
+                    c_all[t * bsz * hid..(t + 1) * bsz * hid].copy_from_slice(&c);
                 }
             }
-            h_all[t * bsz * hid..(t + 1) * bsz * hid].copy_from_slice(&h);
-            c_all[t * bsz * hid..(t + 1) * bsz * hid].copy_from_slice(&c);
         }
         DirectionResult {
             h_last: h,

@@ -7,8 +7,10 @@
 
 mod backward;
 mod forward;
+mod fused;
 pub mod gemm;
 mod split;
+mod vmath;
 
 pub use backward::{Gradients, OutputGrads, backward};
 pub use forward::{DirectionCache, ForwardCache, LayerCache, LstmOutput, forward, forward_train};

@@ -118,10 +118,11 @@ impl<'a, T: Real> Direction<'a, T> {
                 (out_c, r)
             })
             .collect();
+        let saved = if self.save { t * b * h } else { 0 };
         let mut cache = DirectionCache {
-            gates: vec![T::zero(); t * b * 4 * h],
-            c: vec![T::zero(); t * b * h],
-            h: vec![T::zero(); t * b * h],
+            gates: vec![T::zero(); 4 * saved],
+            c: vec![T::zero(); saved],
+            h: vec![T::zero(); saved],
             h_0,
             c_0,
         };
@@ -138,19 +139,21 @@ impl<'a, T: Real> Direction<'a, T> {
                 h,
                 false,
             );
-            scatter(
-                &mut cache.gates,
-                &r.cache.gates,
-                t,
-                b,
-                4 * h,
-                p,
-                0,
-                4 * h,
-                false,
-            );
-            scatter(&mut cache.c, &r.cache.c, t, b, h, p, 0, h, false);
-            scatter(&mut cache.h, &r.cache.h, t, b, h, p, 0, h, false);
+            if self.save {
+                scatter(
+                    &mut cache.gates,
+                    &r.cache.gates,
+                    t,
+                    b,
+                    4 * h,
+                    p,
+                    0,
+                    4 * h,
+                    false,
+                );
+                scatter(&mut cache.c, &r.cache.c, t, b, h, p, 0, h, false);
+                scatter(&mut cache.h, &r.cache.h, t, b, h, p, 0, h, false);
+            }
             h_last[p.0 * h..p.1 * h].copy_from_slice(&r.h_last);
             c_last[p.0 * h..p.1 * h].copy_from_slice(&r.c_last);
         }

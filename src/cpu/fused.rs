@@ -1,0 +1,485 @@
+//! The f32 fast path of the CPU recurrence: one fused kernel per time step.
+//!
+//! The plain loops in `forward.rs` remain the specification (and run f64).
+//! For f32, each step's recurrent product and cell update run here instead:
+//!
+//! - `W_hh` is packed once per layer·direction into panels of `U` hidden
+//!   units (`U` = the SIMD width: 16 with AVX-512, 8 otherwise). Panel `p`
+//!   holds, for every input `k`, the four gates' weights of units
+//!   `p·U .. p·U+U` side by side: `[k][gate][lane]`. A step reads it
+//!   front to back, with no per-step repacking.
+//! - A tile of `MR` batch rows × one panel keeps its `4·MR` gate vectors in
+//!   registers for the whole product over `k`, then applies the activations
+//!   and the cell update to them at once: the pre-activations never go back
+//!   to memory in inference.
+//! - Threads split the panels, so each thread's slice of `W_hh` stays in its
+//!   own cache from step to step. Small steps run on one thread.
+//!
+//! The instruction set is chosen at run time: AVX-512, AVX2 with FMA, or
+//! portable code that the compiler vectorises for the target's baseline.
+
+use std::sync::OnceLock;
+
+use rayon::prelude::*;
+
+use super::vmath;
+
+/// The kernel variants, by instruction set.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Isa {
+    Avx512,
+    Avx2,
+    Portable,
+}
+
+impl Isa {
+    /// The best variant this CPU runs.
+    pub fn detect() -> Isa {
+        static ISA: OnceLock<Isa> = OnceLock::new();
+        *ISA.get_or_init(|| {
+            #[cfg(target_arch = "x86_64")]
+            {
+                if std::arch::is_x86_feature_detected!("avx512f") {
+                    return Isa::Avx512;
+                }
+                if std::arch::is_x86_feature_detected!("avx2")
+                    && std::arch::is_x86_feature_detected!("fma")
+                {
+                    return Isa::Avx2;
+                }
+            }
+            Isa::Portable
+        })
+    }
+
+    /// Every variant this CPU can run (for tests).
+    #[cfg(test)]
+    pub fn available() -> Vec<Isa> {
+        let mut v = vec![Isa::Portable];
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::arch::is_x86_feature_detected!("avx2")
+                && std::arch::is_x86_feature_detected!("fma")
+            {
+                v.push(Isa::Avx2);
+            }
+            if std::arch::is_x86_feature_detected!("avx512f") {
+                v.push(Isa::Avx512);
+            }
+        }
+        v
+    }
+
+    /// Hidden units per panel.
+    fn units(self) -> usize {
+        match self {
+            Isa::Avx512 => 16,
+            Isa::Avx2 | Isa::Portable => 8,
+        }
+    }
+
+}
+
+/// `W_hh` ([4H, H], PyTorch's layout) packed for one [`Isa`].
+pub(crate) struct PackedHh {
+    isa: Isa,
+    hidden: usize,
+    data: Vec<f32>,
+}
+
+impl PackedHh {
+    pub fn new(weight_hh: &[f32], hidden: usize, isa: Isa) -> PackedHh {
+        let u = isa.units();
+        let panels = hidden.div_ceil(u);
+        let mut data = vec![0.0; panels * hidden * 4 * u];
+        for p in 0..panels {
+            for k in 0..hidden {
+                for g in 0..4 {
+                    for l in 0..u.min(hidden - p * u) {
+                        let unit = p * u + l;
+                        data[((p * hidden + k) * 4 + g) * u + l] =
+                            weight_hh[(g * hidden + unit) * hidden + k];
+                    }
+                }
+            }
+        }
+        PackedHh { isa, hidden, data }
+    }
+
+    fn panels(&self) -> usize {
+        self.hidden.div_ceil(self.isa.units())
+    }
+}
+
+/// Everything one step reads and writes. Threads write disjoint units.
+#[derive(Clone, Copy)]
+pub(crate) struct StepIo {
+    pub hidden: usize,
+    pub batch: usize,
+    /// Step t; rows with `lengths[b] <= t` are padding.
+    pub t: usize,
+    pub lengths: *const usize,
+    /// [B, 4H]: in: x·W_ihᵀ + b; out (with `save_gates`): the activations.
+    pub gates: *mut f32,
+    pub save_gates: bool,
+    /// [B, H]
+    pub h_prev: *const f32,
+    pub h_next: *mut f32,
+    /// [B, H], updated in place.
+    pub c: *mut f32,
+    /// This step's output rows: h of row b goes to `out[b·out_stride + j]`.
+    pub out: *mut f32,
+    pub out_stride: usize,
+}
+
+// SAFETY: every thread given a `StepIo` writes only its own panels' units;
+// `h_prev` is only read during the step.
+unsafe impl Send for StepIo {}
+unsafe impl Sync for StepIo {}
+
+/// Below this many multiply-adds per step, one thread runs the whole step:
+/// a fork and join costs more than the split saves.
+const PARALLEL_FROM_FMAS: usize = 1 << 20;
+
+/// Runs step `io.t` over all panels, on as many threads as pay.
+pub(crate) fn step(w: &PackedHh, io: &StepIo) {
+    let panels = w.panels();
+    let fmas = io.batch * 4 * io.hidden * io.hidden;
+    let threads = if fmas >= PARALLEL_FROM_FMAS && rayon::current_thread_index().is_none() {
+        rayon::current_num_threads().min(panels)
+    } else {
+        1
+    };
+    if threads <= 1 {
+        // SAFETY: one thread owns every panel.
+        unsafe { run(w, io, 0, panels) };
+        return;
+    }
+    (0..threads).into_par_iter().for_each(|k| {
+        let (p0, p1) = (k * panels / threads, (k + 1) * panels / threads);
+        // SAFETY: panel ranges are disjoint, so are the units they write.
+        unsafe { run(w, io, p0, p1) };
+    });
+}
+
+/// Panels [p0, p1) of one step with the packed weights' kernel.
+///
+/// # Safety
+/// `io`'s pointers cover the extents documented on [`StepIo`], and no other
+/// thread writes these panels' units during the call.
+unsafe fn run(w: &PackedHh, io: &StepIo, p0: usize, p1: usize) {
+    match w.isa {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: `PackedHh` for AVX-512 / AVX2 is only built where detected.
+        Isa::Avx512 => unsafe { run_avx512(&w.data, io, p0, p1) },
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 => unsafe { run_avx2(&w.data, io, p0, p1) },
+        _ => unsafe { panels::<8, 2, PORTABLE>(&w.data, io, p0, p1) },
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2,fma")]
+unsafe fn run_avx512(w: &[f32], io: &StepIo, p0: usize, p1: usize) {
+    unsafe { panels::<16, 6, AVX512>(w, io, p0, p1) }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn run_avx2(w: &[f32], io: &StepIo, p0: usize, p1: usize) {
+    unsafe { panels::<8, 3, AVX2>(w, io, p0, p1) }
+}
+
+/// `ISA` parameters of the kernel functions (const generics take no enums).
+const PORTABLE: u8 = 0;
+const AVX2: u8 = 1;
+const AVX512: u8 = 2;
+
+/// a·b + c, fused where the instruction set has FMA.
+#[inline(always)]
+fn madd<const ISA: u8>(a: f32, b: f32, c: f32) -> f32 {
+    if ISA == PORTABLE { a * b + c } else { a.mul_add(b, c) }
+}
+
+/// acc[r][gate][lane] += Σ_k h_rows[r][k] · w[k][gate][lane], in portable
+/// code: the tile's accumulators are a local value, which the compiler keeps
+/// in registers when it vectorises the loop.
+#[inline(always)]
+fn product<const U: usize, const MR: usize, const ISA: u8>(
+    mut acc: [[[f32; U]; 4]; MR],
+    w: &[f32],
+    h_rows: [&[f32]; MR],
+) -> [[[f32; U]; 4]; MR] {
+    for (k, wk) in w.chunks_exact(4 * U).enumerate() {
+        let hv: [f32; MR] = std::array::from_fn(|r| h_rows[r][k]);
+        for g in 0..4 {
+            let wg: &[f32; U] = wk[g * U..(g + 1) * U].try_into().unwrap();
+            for r in 0..MR {
+                for l in 0..U {
+                    acc[r][g][l] = madd::<ISA>(hv[r], wg[l], acc[r][g][l]);
+                }
+            }
+        }
+    }
+    acc
+}
+
+/// [`product`] with AVX-512 intrinsics: 16 units per panel, so each gate of
+/// a row is one register; `acc` is [R][4][16].
+///
+/// # Safety
+/// The CPU has AVX-512F and FMA.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2,fma")]
+#[inline]
+unsafe fn product_avx512<const R: usize>(acc: &mut [f32], w: &[f32], h_rows: [&[f32]; R]) {
+    use std::arch::x86_64::*;
+    let h = h_rows[0].len();
+    assert!(acc.len() == R * 64 && w.len() == h * 64);
+    assert!(h_rows.iter().all(|row| row.len() == h));
+    let mut a = [[_mm512_setzero_ps(); 4]; R];
+    // SAFETY: the asserts bound every offset below.
+    unsafe {
+        for r in 0..R {
+            for g in 0..4 {
+                a[r][g] = _mm512_loadu_ps(acc.as_ptr().add((r * 4 + g) * 16));
+            }
+        }
+        for k in 0..h {
+            let wk = w.as_ptr().add(k * 64);
+            let wv = [
+                _mm512_loadu_ps(wk),
+                _mm512_loadu_ps(wk.add(16)),
+                _mm512_loadu_ps(wk.add(32)),
+                _mm512_loadu_ps(wk.add(48)),
+            ];
+            for r in 0..R {
+                let hv = _mm512_set1_ps(*h_rows[r].get_unchecked(k));
+                for g in 0..4 {
+                    a[r][g] = _mm512_fmadd_ps(hv, wv[g], a[r][g]);
+                }
+            }
+        }
+        for r in 0..R {
+            for g in 0..4 {
+                _mm512_storeu_ps(acc.as_mut_ptr().add((r * 4 + g) * 16), a[r][g]);
+            }
+        }
+    }
+}
+
+/// [`product`] with AVX2 and FMA intrinsics: 8 units per panel; `acc` is
+/// [R][4][8].
+///
+/// # Safety
+/// The CPU has AVX2 and FMA.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+unsafe fn product_avx2<const R: usize>(acc: &mut [f32], w: &[f32], h_rows: [&[f32]; R]) {
+    use std::arch::x86_64::*;
+    let h = h_rows[0].len();
+    assert!(acc.len() == R * 32 && w.len() == h * 32);
+    assert!(h_rows.iter().all(|row| row.len() == h));
+    let mut a = [[_mm256_setzero_ps(); 4]; R];
+    // SAFETY: the asserts bound every offset below.
+    unsafe {
+        for r in 0..R {
+            for g in 0..4 {
+                a[r][g] = _mm256_loadu_ps(acc.as_ptr().add((r * 4 + g) * 8));
+            }
+        }
+        for k in 0..h {
+            let wk = w.as_ptr().add(k * 32);
+            let hv: [__m256; R] = std::array::from_fn(|r| _mm256_set1_ps(*h_rows[r].get_unchecked(k)));
+            for g in 0..4 {
+                let wv = _mm256_loadu_ps(wk.add(g * 8));
+                for r in 0..R {
+                    a[r][g] = _mm256_fmadd_ps(hv[r], wv, a[r][g]);
+                }
+            }
+        }
+        for r in 0..R {
+            for g in 0..4 {
+                _mm256_storeu_ps(acc.as_mut_ptr().add((r * 4 + g) * 8), a[r][g]);
+            }
+        }
+    }
+}
+
+/// The kernel: `U` units per panel, tiles of `MR` rows, and the rows left
+/// over in tiles of their own size (so that no row is computed twice).
+#[inline(always)]
+unsafe fn panels<const U: usize, const MR: usize, const ISA: u8>(
+    w: &[f32],
+    io: &StepIo,
+    p0: usize,
+    p1: usize,
+) {
+    let panel_len = io.hidden * 4 * U;
+    for p in p0..p1 {
+        let wp = &w[p * panel_len..(p + 1) * panel_len];
+        let full = io.batch - io.batch % MR;
+        // SAFETY: every tile lies within rows 0..B (the caller's contract).
+        unsafe {
+            for b0 in (0..full).step_by(MR) {
+                tile::<U, MR, ISA>(wp, io, p, b0);
+            }
+            match io.batch - full {
+                0 => {}
+                1 => tile::<U, 1, ISA>(wp, io, p, full),
+                2 => tile::<U, 2, ISA>(wp, io, p, full),
+                3 => tile::<U, 3, ISA>(wp, io, p, full),
+                4 => tile::<U, 4, ISA>(wp, io, p, full),
+                5 => tile::<U, 5, ISA>(wp, io, p, full),
+                _ => unreachable!("tiles have at most 6 rows"),
+            }
+        }
+    }
+}
+
+/// Rows b0..b0+R of panel p: product, activations, cell update, stores.
+#[inline(always)]
+unsafe fn tile<const U: usize, const R: usize, const ISA: u8>(
+    wp: &[f32],
+    io: &StepIo,
+    p: usize,
+    b0: usize,
+) {
+    let h = io.hidden;
+    let base = p * U;
+    let lanes = U.min(h - base);
+    let mut acc = [[[0f32; U]; 4]; R];
+    // SAFETY (the whole body): rows b0..b0+R < B and units base..base+lanes
+    // < H stay inside the [B, 4H] gates, the [B, H] states and the
+    // [B, out_stride] output (the caller's contract).
+    unsafe {
+        for (r, acc) in acc.iter_mut().enumerate() {
+            let g_row = io.gates.add((b0 + r) * 4 * h + base);
+            for (g, acc) in acc.iter_mut().enumerate() {
+                for (l, a) in acc.iter_mut().enumerate().take(lanes) {
+                    *a = *g_row.add(g * h + l);
+                }
+            }
+        }
+        let h_rows: [&[f32]; R] =
+            std::array::from_fn(|r| std::slice::from_raw_parts(io.h_prev.add((b0 + r) * h), h));
+        match ISA {
+            #[cfg(target_arch = "x86_64")]
+            AVX512 => product_avx512::<R>(acc.as_flattened_mut().as_flattened_mut(), wp, h_rows),
+            #[cfg(target_arch = "x86_64")]
+            AVX2 => product_avx2::<R>(acc.as_flattened_mut().as_flattened_mut(), wp, h_rows),
+            _ => acc = product::<U, R, ISA>(acc, wp, h_rows),
+        }
+        for (r, acc) in acc.iter().enumerate() {
+            let b = b0 + r;
+            let h_next = io.h_next.add(b * h + base);
+            if *io.lengths.add(b) <= io.t {
+                // Padding: the state carries over; the output stays 0.
+                std::ptr::copy_nonoverlapping(h_rows[r][base..].as_ptr(), h_next, lanes);
+                continue;
+            }
+            let [mut i, mut f, mut g, mut o] = *acc;
+            vmath::sigmoid(&mut i);
+            vmath::sigmoid(&mut f);
+            vmath::tanh(&mut g);
+            vmath::sigmoid(&mut o);
+            let c_row = io.c.add(b * h + base);
+            let mut c = [0f32; U];
+            for (l, c) in c.iter_mut().enumerate().take(lanes) {
+                *c = *c_row.add(l);
+            }
+            for l in 0..U {
+                c[l] = madd::<ISA>(f[l], c[l], i[l] * g[l]);
+            }
+            let mut hn = c;
+            vmath::tanh(&mut hn);
+            for l in 0..U {
+                hn[l] *= o[l];
+            }
+            let out = io.out.add(b * io.out_stride + base);
+            for l in 0..lanes {
+                *c_row.add(l) = c[l];
+                *h_next.add(l) = hn[l];
+                *out.add(l) = hn[l];
+            }
+            if io.save_gates {
+                let g_row = io.gates.add(b * 4 * h + base);
+                for (gate, v) in [i, f, g, o].iter().enumerate() {
+                    for (l, &v) in v.iter().enumerate().take(lanes) {
+                        *g_row.add(gate * h + l) = v;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// One layer·direction's recurrence over pre-computed input projections.
+pub(crate) struct Recurrence<'a> {
+    /// [4H, H]
+    pub weight_hh: &'a [f32],
+    pub hidden: usize,
+    pub batch: usize,
+    pub seq_len: usize,
+    pub reverse: bool,
+    /// \[B\]
+    pub lengths: &'a [usize],
+    /// This direction's columns in the output rows.
+    pub out_offset: usize,
+    pub out_stride: usize,
+    pub isa: Isa,
+}
+
+impl Recurrence<'_> {
+    /// Runs every step. `gates` [T, B, 4H] holds x·W_ihᵀ + b on entry and, when
+    /// `h_all` and `c_all` ([T, B, H]) are non-empty, the activated gates on
+    /// return, as the backward pass needs them. `h` and `c` ([B, H]) hold the
+    /// initial state on entry and the last valid state on return.
+    pub fn run(
+        &self,
+        gates: &mut [f32],
+        h: &mut [f32],
+        c: &mut [f32],
+        out: &mut [f32],
+        h_all: &mut [f32],
+        c_all: &mut [f32],
+    ) {
+        let (hid, bsz) = (self.hidden, self.batch);
+        let save = !h_all.is_empty();
+        let tb = self.seq_len * bsz;
+        assert_eq!(self.weight_hh.len(), 4 * hid * hid, "W_hh is [4H, H]");
+        assert_eq!(self.lengths.len(), bsz, "one length per row");
+        assert_eq!(gates.len(), tb * 4 * hid, "gates are [T, B, 4H]");
+        assert!(h.len() == bsz * hid && c.len() == bsz * hid, "states are [B, H]");
+        assert!(!save || (h_all.len() == tb * hid && c_all.len() == tb * hid));
+        assert!(self.out_offset + hid <= self.out_stride);
+        assert!(out.len() >= tb * self.out_stride, "output is [T, B, stride]");
+        let packed = PackedHh::new(self.weight_hh, hid, self.isa);
+        let mut h_cur = h.to_vec();
+        let mut h_nxt = vec![0f32; bsz * hid];
+        for s in 0..self.seq_len {
+            let t = if self.reverse { self.seq_len - 1 - s } else { s };
+            let io = StepIo {
+                hidden: hid,
+                batch: bsz,
+                t,
+                lengths: self.lengths.as_ptr(),
+                gates: gates[t * bsz * 4 * hid..(t + 1) * bsz * 4 * hid].as_mut_ptr(),
+                save_gates: save,
+                h_prev: h_cur.as_ptr(),
+                h_next: h_nxt.as_mut_ptr(),
+                c: c.as_mut_ptr(),
+                out: out[t * bsz * self.out_stride + self.out_offset..].as_mut_ptr(),
+                out_stride: self.out_stride,
+            };
+            step(&packed, &io);
+            std::mem::swap(&mut h_cur, &mut h_nxt);
+            if save {
+                h_all[t * bsz * hid..(t + 1) * bsz * hid].copy_from_slice(&h_cur);
+                c_all[t * bsz * hid..(t + 1) * bsz * hid].copy_from_slice(c);
+            }
+        }
+        h.copy_from_slice(&h_cur);
+    }
+}
