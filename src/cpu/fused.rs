@@ -20,7 +20,7 @@
 
 use std::sync::OnceLock;
 
-use rayon::prelude::*;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::vmath;
 
@@ -130,37 +130,15 @@ pub(crate) struct StepIo {
     /// This step's output rows: h of row b goes to `out[b·out_stride + j]`.
     pub out: *mut f32,
     pub out_stride: usize,
+    /// [B, H] copies of the new h and c for the backward pass, or null.
+    pub h_save: *mut f32,
+    pub c_save: *mut f32,
 }
 
 // SAFETY: every thread given a `StepIo` writes only its own panels' units;
 // `h_prev` is only read during the step.
 unsafe impl Send for StepIo {}
 unsafe impl Sync for StepIo {}
-
-/// Below this many multiply-adds per step, one thread runs the whole step:
-/// a fork and join costs more than the split saves.
-const PARALLEL_FROM_FMAS: usize = 1 << 20;
-
-/// Runs step `io.t` over all panels, on as many threads as pay.
-pub(crate) fn step(w: &PackedHh, io: &StepIo) {
-    let panels = w.panels();
-    let fmas = io.batch * 4 * io.hidden * io.hidden;
-    let threads = if fmas >= PARALLEL_FROM_FMAS && rayon::current_thread_index().is_none() {
-        rayon::current_num_threads().min(panels)
-    } else {
-        1
-    };
-    if threads <= 1 {
-        // SAFETY: one thread owns every panel.
-        unsafe { run(w, io, 0, panels) };
-        return;
-    }
-    (0..threads).into_par_iter().for_each(|k| {
-        let (p0, p1) = (k * panels / threads, (k + 1) * panels / threads);
-        // SAFETY: panel ranges are disjoint, so are the units they write.
-        unsafe { run(w, io, p0, p1) };
-    });
-}
 
 /// Panels [p0, p1) of one step with the packed weights' kernel.
 ///
@@ -377,6 +355,11 @@ unsafe fn tile<const U: usize, const R: usize, const ISA: u8>(
             if *io.lengths.add(b) <= io.t {
                 // Padding: the state carries over; the output stays 0.
                 std::ptr::copy_nonoverlapping(h_rows[r][base..].as_ptr(), h_next, lanes);
+                if !io.h_save.is_null() {
+                    let at = b * h + base;
+                    std::ptr::copy_nonoverlapping(h_next, io.h_save.add(at), lanes);
+                    std::ptr::copy_nonoverlapping(io.c.add(at), io.c_save.add(at), lanes);
+                }
                 continue;
             }
             let [mut i, mut f, mut g, mut o] = *acc;
@@ -402,6 +385,13 @@ unsafe fn tile<const U: usize, const R: usize, const ISA: u8>(
                 *c_row.add(l) = c[l];
                 *h_next.add(l) = hn[l];
                 *out.add(l) = hn[l];
+            }
+            if !io.h_save.is_null() {
+                let at = b * h + base;
+                for l in 0..lanes {
+                    *io.h_save.add(at + l) = hn[l];
+                    *io.c_save.add(at + l) = c[l];
+                }
             }
             if io.save_gates {
                 let g_row = io.gates.add(b * 4 * h + base);
@@ -431,11 +421,72 @@ pub(crate) struct Recurrence<'a> {
     pub isa: Isa,
 }
 
+/// Below this many multiply-adds per step, one thread runs every step: the
+/// hand-over between threads at each step costs more than the split saves.
+const PARALLEL_FROM_FMAS: usize = 1 << 15;
+
+/// Multiply-adds per work item: enough to amortise claiming it.
+const ITEM_FMAS: usize = 1 << 15;
+
+/// How many pool threads should help with phases of `fmas` multiply-adds
+/// split into `items`.
+pub(super) fn helpers(fmas: usize, items: usize) -> usize {
+    if fmas >= PARALLEL_FROM_FMAS && rayon::current_thread_index().is_none() {
+        (rayon::current_num_threads() - 1).min(items - 1)
+    } else {
+        0
+    }
+}
+
+/// Runs `f(phase, item)` for every phase in order and every item of it, on
+/// the calling thread and `helpers` threads of the rayon pool.
+///
+/// The phases' items form one queue, claimed in order through an atomic
+/// counter. An item of phase s starts once every item of phase s-1 is done,
+/// and sees all their writes. Nothing waits for a helper to start: the
+/// caller alone can claim every item, so a busy pool only costs speed.
+pub(super) fn in_phases(phases: usize, items: usize, helpers: usize, f: impl Fn(usize, usize) + Sync) {
+    let total = phases * items;
+    let (next, done) = (AtomicUsize::new(0), AtomicUsize::new(0));
+    let work = || {
+        loop {
+            let item = next.fetch_add(1, Ordering::Relaxed);
+            if item >= total {
+                return;
+            }
+            let s = item / items;
+            let mut spins = 0u32;
+            while done.load(Ordering::Acquire) < s * items {
+                spins += 1;
+                if spins < 1 << 12 {
+                    std::hint::spin_loop();
+                } else {
+                    std::thread::yield_now();
+                }
+            }
+            f(s, item % items);
+            done.fetch_add(1, Ordering::Release);
+        }
+    };
+    if helpers == 0 {
+        work();
+    } else {
+        rayon::scope(|scope| {
+            for _ in 0..helpers {
+                scope.spawn(|_| work());
+            }
+            work();
+        });
+    }
+}
+
 impl Recurrence<'_> {
     /// Runs every step. `gates` [T, B, 4H] holds x·W_ihᵀ + b on entry and, when
     /// `h_all` and `c_all` ([T, B, H]) are non-empty, the activated gates on
     /// return, as the backward pass needs them. `h` and `c` ([B, H]) hold the
     /// initial state on entry and the last valid state on return.
+    ///
+    /// Threads split each step's panels (see [`in_phases`]).
     pub fn run(
         &self,
         gates: &mut [f32],
@@ -455,31 +506,69 @@ impl Recurrence<'_> {
         assert!(!save || (h_all.len() == tb * hid && c_all.len() == tb * hid));
         assert!(self.out_offset + hid <= self.out_stride);
         assert!(out.len() >= tb * self.out_stride, "output is [T, B, stride]");
-        let packed = PackedHh::new(self.weight_hh, hid, self.isa);
-        let mut h_cur = h.to_vec();
-        let mut h_nxt = vec![0f32; bsz * hid];
-        for s in 0..self.seq_len {
-            let t = if self.reverse { self.seq_len - 1 - s } else { s };
-            let io = StepIo {
-                hidden: hid,
-                batch: bsz,
-                t,
-                lengths: self.lengths.as_ptr(),
-                gates: gates[t * bsz * 4 * hid..(t + 1) * bsz * 4 * hid].as_mut_ptr(),
-                save_gates: save,
-                h_prev: h_cur.as_ptr(),
-                h_next: h_nxt.as_mut_ptr(),
-                c: c.as_mut_ptr(),
-                out: out[t * bsz * self.out_stride + self.out_offset..].as_mut_ptr(),
-                out_stride: self.out_stride,
-            };
-            step(&packed, &io);
-            std::mem::swap(&mut h_cur, &mut h_nxt);
-            if save {
-                h_all[t * bsz * hid..(t + 1) * bsz * hid].copy_from_slice(&h_cur);
-                c_all[t * bsz * hid..(t + 1) * bsz * hid].copy_from_slice(c);
-            }
+        if self.seq_len == 0 || bsz == 0 || hid == 0 {
+            return;
         }
-        h.copy_from_slice(&h_cur);
+        let packed = PackedHh::new(self.weight_hh, hid, self.isa);
+        let panels = packed.panels();
+        let panel_fmas = bsz * 4 * self.isa.units() * hid;
+        let per_item = ITEM_FMAS.div_ceil(panel_fmas).clamp(1, panels);
+        let items = panels.div_ceil(per_item);
+        let helpers = helpers(panel_fmas * panels, items);
+
+        // h alternates between two buffers: step s reads h_bufs[s % 2].
+        let mut h_bufs = [h.to_vec(), vec![0f32; bsz * hid]];
+        let ptr = Ptrs {
+            gates: gates.as_mut_ptr(),
+            h_bufs: [h_bufs[0].as_mut_ptr(), h_bufs[1].as_mut_ptr()],
+            c: c.as_mut_ptr(),
+            out: out.as_mut_ptr(),
+            h_all: if save { h_all.as_mut_ptr() } else { std::ptr::null_mut() },
+            c_all: if save { c_all.as_mut_ptr() } else { std::ptr::null_mut() },
+        };
+        let t_of = |s: usize| if self.reverse { self.seq_len - 1 - s } else { s };
+        in_phases(self.seq_len, items, helpers, |s, item| {
+            let ptr = &ptr; // the whole struct (Sync), not its raw fields
+            let t = t_of(s);
+            let p0 = item * per_item;
+            // SAFETY: the buffers outlive the call; item (s, p0) writes only
+            // its panels' units of step t, and reads the h of step s-1, which
+            // `in_phases` has finished before.
+            unsafe {
+                let io = StepIo {
+                    hidden: hid,
+                    batch: bsz,
+                    t,
+                    lengths: self.lengths.as_ptr(),
+                    gates: ptr.gates.add(t * bsz * 4 * hid),
+                    save_gates: save,
+                    h_prev: ptr.h_bufs[s % 2],
+                    h_next: ptr.h_bufs[(s + 1) % 2],
+                    c: ptr.c,
+                    out: ptr.out.add(t * bsz * self.out_stride + self.out_offset),
+                    out_stride: self.out_stride,
+                    h_save: if save { ptr.h_all.add(t * bsz * hid) } else { ptr.h_all },
+                    c_save: if save { ptr.c_all.add(t * bsz * hid) } else { ptr.c_all },
+                };
+                run(&packed, &io, p0, (p0 + per_item).min(panels));
+            }
+        });
+        h.copy_from_slice(&h_bufs[self.seq_len % 2]);
     }
 }
+
+/// The buffers of [`Recurrence::run`], shared by its threads.
+#[derive(Clone, Copy)]
+struct Ptrs {
+    gates: *mut f32,
+    h_bufs: [*mut f32; 2],
+    c: *mut f32,
+    out: *mut f32,
+    h_all: *mut f32,
+    c_all: *mut f32,
+}
+
+// SAFETY: see `Recurrence::run`: threads write disjoint units of a step, and
+// a step starts only after the previous one is complete.
+unsafe impl Send for Ptrs {}
+unsafe impl Sync for Ptrs {}
