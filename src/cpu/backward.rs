@@ -10,7 +10,11 @@
 //! then, over all T·B rows at once: dW_ih = dGᵀ·X, dW_hh = dGᵀ·H_prev,
 //! db_ih = db_hh = Σ_rows dG, dX = dG·W_ih.
 
+use std::any::TypeId;
+
 use super::forward::{Direction, ForwardCache};
+use super::fused::Isa;
+use super::fused_backward::BackRecurrence;
 use super::gemm::{MatRef, matmul};
 use crate::error::{LstmError, Result};
 use crate::real::Real;
@@ -171,49 +175,73 @@ impl<T: Real> Direction<'_, T> {
             None => init[b * hid + j],
         };
 
-        for t in self.steps().rev() {
-            let row = t * bsz * 4 * hid;
-            for b in 0..bsz {
-                if t >= self.lengths[b] {
-                    continue; // padded step: gradients pass through to earlier steps
-                }
-                let g = &saved.gates[row + b * 4 * hid..row + (b + 1) * 4 * hid];
-                let dg = &mut d_gates[row + b * 4 * hid..row + (b + 1) * 4 * hid];
-                for j in 0..hid {
-                    let (i_g, f_g, g_g, o_g) = (g[j], g[hid + j], g[2 * hid + j], g[3 * hid + j]);
-                    let c_t = saved.c[(t * bsz + b) * hid + j];
-                    let c_prev = prev(&saved.c, &saved.c_0, t, b, j);
-                    let tanh_c = c_t.tanh_act();
-                    let dh = dy[(t * bsz + b) * self.out_stride + self.out_offset + j]
-                        + dh_carry[b * hid + j];
-                    let dc = dh * o_g * (one - tanh_c * tanh_c) + dc_carry[b * hid + j];
-                    dg[j] = dc * g_g * i_g * (one - i_g);
-                    dg[hid + j] = dc * c_prev * f_g * (one - f_g);
-                    dg[2 * hid + j] = dc * i_g * (one - g_g * g_g);
-                    dg[3 * hid + j] = dh * tanh_c * o_g * (one - o_g);
-                    dc_carry[b * hid + j] = dc * f_g;
-                }
+        if TypeId::of::<T>() == TypeId::of::<f32>() {
+            // f32: the fused kernel of `fused_backward.rs`, which computes
+            // exactly the loop below.
+            BackRecurrence {
+                weight_hh: bytemuck::cast_slice(&self.weights.weight_hh),
+                hidden: hid,
+                batch: bsz,
+                seq_len: self.seq_len,
+                reverse: self.reverse,
+                lengths: self.lengths,
+                out_offset: self.out_offset,
+                out_stride: self.out_stride,
+                isa: Isa::detect(),
             }
-            // dh_{t-1} = dG_t · W_hh                      [B, H]
-            matmul(
-                &mut dh_rec,
-                MatRef::new(&d_gates[row..row + bsz * 4 * hid], bsz, 4 * hid),
-                MatRef::new(&self.weights.weight_hh, 4 * hid, hid),
-                false,
+            .run(
+                bytemuck::cast_slice(&saved.gates),
+                bytemuck::cast_slice(&saved.c),
+                bytemuck::cast_slice(&saved.c_0),
+                bytemuck::cast_slice(dy),
+                bytemuck::cast_slice_mut(&mut d_gates),
+                bytemuck::cast_slice_mut(&mut dh_carry),
+                bytemuck::cast_slice_mut(&mut dc_carry),
             );
-            for b in (0..bsz).filter(|&b| t < self.lengths[b]) {
-                dh_carry[b * hid..(b + 1) * hid].copy_from_slice(&dh_rec[b * hid..(b + 1) * hid]);
+        } else {
+            for t in self.steps().rev() {
+                let row = t * bsz * 4 * hid;
+                for b in 0..bsz {
+                    if t >= self.lengths[b] {
+                        continue; // padded step: gradients pass through to earlier steps
+                    }
+                    let g = &saved.gates[row + b * 4 * hid..row + (b + 1) * 4 * hid];
+                    let dg = &mut d_gates[row + b * 4 * hid..row + (b + 1) * 4 * hid];
+                    for j in 0..hid {
+                        let (i_g, f_g, g_g, o_g) = (g[j], g[hid + j], g[2 * hid + j], g[3 * hid + j]);
+                        let c_t = saved.c[(t * bsz + b) * hid + j];
+                        let c_prev = prev(&saved.c, &saved.c_0, t, b, j);
+                        let tanh_c = c_t.tanh_act();
+                        let dh = dy[(t * bsz + b) * self.out_stride + self.out_offset + j]
+                            + dh_carry[b * hid + j];
+                        let dc = dh * o_g * (one - tanh_c * tanh_c) + dc_carry[b * hid + j];
+                        dg[j] = dc * g_g * i_g * (one - i_g);
+                        dg[hid + j] = dc * c_prev * f_g * (one - f_g);
+                        dg[2 * hid + j] = dc * i_g * (one - g_g * g_g);
+                        dg[3 * hid + j] = dh * tanh_c * o_g * (one - o_g);
+                        dc_carry[b * hid + j] = dc * f_g;
+                    }
+                }
+                // dh_{t-1} = dG_t · W_hh                      [B, H]
+                matmul(
+                    &mut dh_rec,
+                    MatRef::new(&d_gates[row..row + bsz * 4 * hid], bsz, 4 * hid),
+                    MatRef::new(&self.weights.weight_hh, 4 * hid, hid),
+                    false,
+                );
+                for b in (0..bsz).filter(|&b| t < self.lengths[b]) {
+                    dh_carry[b * hid..(b + 1) * hid].copy_from_slice(&dh_rec[b * hid..(b + 1) * hid]);
+                }
             }
         }
 
         // Weight gradients: one GEMM each over all T·B rows.
         let mut h_prev = vec![T::zero(); tb * hid];
-        for t in 0..self.seq_len {
-            for b in 0..bsz {
-                for j in 0..hid {
-                    h_prev[(t * bsz + b) * hid + j] = prev(&saved.h, &saved.h_0, t, b, j);
-                }
-            }
+        for (t, rows) in h_prev.chunks_exact_mut(bsz * hid).enumerate() {
+            rows.copy_from_slice(match self.previous_step(t) {
+                Some(p) => &saved.h[p * bsz * hid..(p + 1) * bsz * hid],
+                None => &saved.h_0,
+            });
         }
         let dg = MatRef::new(&d_gates, tb, 4 * hid);
         matmul(

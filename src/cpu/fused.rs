@@ -70,8 +70,8 @@ impl Isa {
         v
     }
 
-    /// Hidden units per panel.
-    fn units(self) -> usize {
+    /// Hidden units per panel (the f32 lanes of one vector register).
+    pub fn units(self) -> usize {
         match self {
             Isa::Avx512 => 16,
             Isa::Avx2 | Isa::Portable => 8,
@@ -169,13 +169,13 @@ unsafe fn run_avx2(w: &[f32], io: &StepIo, p0: usize, p1: usize) {
 }
 
 /// `ISA` parameters of the kernel functions (const generics take no enums).
-const PORTABLE: u8 = 0;
-const AVX2: u8 = 1;
-const AVX512: u8 = 2;
+pub(super) const PORTABLE: u8 = 0;
+pub(super) const AVX2: u8 = 1;
+pub(super) const AVX512: u8 = 2;
 
 /// a·b + c, fused where the instruction set has FMA.
 #[inline(always)]
-fn madd<const ISA: u8>(a: f32, b: f32, c: f32) -> f32 {
+pub(super) fn madd<const ISA: u8>(a: f32, b: f32, c: f32) -> f32 {
     if ISA == PORTABLE { a * b + c } else { a.mul_add(b, c) }
 }
 
@@ -198,6 +198,27 @@ fn product<const U: usize, const MR: usize, const ISA: u8>(
                 }
             }
         }
+    }
+    acc
+}
+
+/// acc[r][j][l] += Σ_k rows[r][k] · w[k][j][l], with the `ISA`'s kernel.
+///
+/// # Safety
+/// The CPU has the instruction set `ISA` names.
+#[inline(always)]
+pub(super) unsafe fn product_any<const U: usize, const R: usize, const ISA: u8>(
+    mut acc: [[[f32; U]; 4]; R],
+    w: &[f32],
+    rows: [&[f32]; R],
+) -> [[[f32; U]; 4]; R] {
+    match ISA {
+        // SAFETY: the caller's contract.
+        #[cfg(target_arch = "x86_64")]
+        AVX512 => unsafe { product_avx512::<R>(acc.as_flattened_mut().as_flattened_mut(), w, rows) },
+        #[cfg(target_arch = "x86_64")]
+        AVX2 => unsafe { product_avx2::<R>(acc.as_flattened_mut().as_flattened_mut(), w, rows) },
+        _ => acc = product::<U, R, ISA>(acc, w, rows),
     }
     acc
 }
@@ -342,13 +363,7 @@ unsafe fn tile<const U: usize, const R: usize, const ISA: u8>(
         }
         let h_rows: [&[f32]; R] =
             std::array::from_fn(|r| std::slice::from_raw_parts(io.h_prev.add((b0 + r) * h), h));
-        match ISA {
-            #[cfg(target_arch = "x86_64")]
-            AVX512 => product_avx512::<R>(acc.as_flattened_mut().as_flattened_mut(), wp, h_rows),
-            #[cfg(target_arch = "x86_64")]
-            AVX2 => product_avx2::<R>(acc.as_flattened_mut().as_flattened_mut(), wp, h_rows),
-            _ => acc = product::<U, R, ISA>(acc, wp, h_rows),
-        }
+        acc = product_any::<U, R, ISA>(acc, wp, h_rows);
         for (r, acc) in acc.iter().enumerate() {
             let b = b0 + r;
             let h_next = io.h_next.add(b * h + base);

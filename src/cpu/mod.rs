@@ -8,6 +8,7 @@
 mod backward;
 mod forward;
 mod fused;
+mod fused_backward;
 pub mod gemm;
 mod split;
 mod vmath;

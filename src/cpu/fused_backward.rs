@@ -1,0 +1,295 @@
+//! The f32 fast path of the CPU backward recurrence, the counterpart of
+//! `fused.rs`: the loop over steps in `backward.rs`, one fused kernel per
+//! step.
+//!
+//! Walking the steps in reverse visiting order, phase s does, for a panel of
+//! `4·U` hidden units and every batch row:
+//! 1. `dh_carry = dG_{prev} · W_hh` for the panel's units, where `dG_{prev}`
+//!    is the gate gradient of the step handled in phase s-1 (rows that were
+//!    padding at that step keep their carry);
+//! 2. the cell's backward at step t for those units, writing dG_t and the new
+//!    `dc_carry`.
+//!
+//! The product reads whole rows of dG_{prev}, so phases are separated as in
+//! the forward pass; both parts of a phase touch only the panel's units. A
+//! last phase does part 1 alone, giving dh_0.
+//!
+//! `W_hh` is packed once into panels `[4H][4·U]` (row r of `W_hh`, the
+//! panel's columns), which is exactly the layout of the forward kernel's
+//! product with K = 4H, so the same register-tiled product serves both.
+
+use super::fused::{Isa, helpers, in_phases, madd, product_any};
+use super::vmath;
+
+/// `W_hh` ([4H, H]) packed for the backward product.
+struct PackedHhT {
+    isa: Isa,
+    data: Vec<f32>,
+}
+
+impl PackedHhT {
+    fn new(weight_hh: &[f32], hidden: usize, isa: Isa) -> PackedHhT {
+        let width = 4 * isa.units();
+        let panels = hidden.div_ceil(width);
+        let mut data = vec![0.0; panels * 4 * hidden * width];
+        for r in 0..4 * hidden {
+            let row = &weight_hh[r * hidden..(r + 1) * hidden];
+            for (p, cols) in row.chunks(width).enumerate() {
+                let at = (p * 4 * hidden + r) * width;
+                data[at..at + cols.len()].copy_from_slice(cols);
+            }
+        }
+        PackedHhT { isa, data }
+    }
+}
+
+/// One layer·direction's backward recurrence.
+pub(crate) struct BackRecurrence<'a> {
+    /// [4H, H]
+    pub weight_hh: &'a [f32],
+    pub hidden: usize,
+    pub batch: usize,
+    pub seq_len: usize,
+    pub reverse: bool,
+    /// \[B\]
+    pub lengths: &'a [usize],
+    /// This direction's columns in the rows of `dy`.
+    pub out_offset: usize,
+    pub out_stride: usize,
+    pub isa: Isa,
+}
+
+/// Pointers shared by the threads of [`BackRecurrence::run`].
+#[derive(Clone, Copy)]
+struct Io {
+    hidden: usize,
+    batch: usize,
+    lengths: *const usize,
+    /// [T, B, 4H] activated gates, [T, B, H] cell states, [B, H] c_0.
+    gates: *const f32,
+    c_all: *const f32,
+    c_0: *const f32,
+    /// [T, B, stride] upstream gradient.
+    dy: *const f32,
+    out_offset: usize,
+    out_stride: usize,
+    /// [T, B, 4H] output.
+    d_gates: *mut f32,
+    /// [B, H] carries, in place.
+    dh: *mut f32,
+    dc: *mut f32,
+}
+
+// SAFETY: threads write disjoint units of one phase; see `in_phases`.
+unsafe impl Send for Io {}
+unsafe impl Sync for Io {}
+
+/// What phase s does: the product over the gate gradients of step `from`,
+/// then the cell's backward at step `at`.
+#[derive(Clone, Copy)]
+struct Phase {
+    from: Option<usize>,
+    at: Option<usize>,
+    /// The step before `at` in the forward visiting order (for c_{t-1}).
+    before: Option<usize>,
+}
+
+impl BackRecurrence<'_> {
+    /// Runs every step in reverse. `gates`, `c_all`: what the forward pass
+    /// saved; `c_0`: its initial cell state; `dy`: d(loss)/d(output).
+    /// `dh`, `dc` ([B, H]) hold d/d(h_n), d/d(c_n) on entry and d/d(h_0),
+    /// d/d(c_0) on return. Writes `d_gates` [T, B, 4H] at valid rows.
+    #[allow(clippy::too_many_arguments)]
+    pub fn run(
+        &self,
+        gates: &[f32],
+        c_all: &[f32],
+        c_0: &[f32],
+        dy: &[f32],
+        d_gates: &mut [f32],
+        dh: &mut [f32],
+        dc: &mut [f32],
+    ) {
+        let (hid, bsz, steps) = (self.hidden, self.batch, self.seq_len);
+        let tb = steps * bsz;
+        assert_eq!(self.weight_hh.len(), 4 * hid * hid, "W_hh is [4H, H]");
+        assert_eq!(self.lengths.len(), bsz, "one length per row");
+        assert!(gates.len() == tb * 4 * hid && d_gates.len() == tb * 4 * hid);
+        assert!(c_all.len() == tb * hid && c_0.len() == bsz * hid);
+        assert!(dh.len() == bsz * hid && dc.len() == bsz * hid);
+        assert!(self.out_offset + hid <= self.out_stride && dy.len() >= tb * self.out_stride);
+        if steps == 0 || bsz == 0 || hid == 0 {
+            return;
+        }
+        let packed = PackedHhT::new(self.weight_hh, hid, self.isa);
+        let width = 4 * self.isa.units();
+        let panels = hid.div_ceil(width);
+        let helpers = helpers(bsz * 4 * hid * hid, panels);
+        let io = Io {
+            hidden: hid,
+            batch: bsz,
+            lengths: self.lengths.as_ptr(),
+            gates: gates.as_ptr(),
+            c_all: c_all.as_ptr(),
+            c_0: c_0.as_ptr(),
+            dy: dy.as_ptr(),
+            out_offset: self.out_offset,
+            out_stride: self.out_stride,
+            d_gates: d_gates.as_mut_ptr(),
+            dh: dh.as_mut_ptr(),
+            dc: dc.as_mut_ptr(),
+        };
+        // Visiting order of the forward pass; backward walks it in reverse.
+        let visit = |s: usize| if self.reverse { steps - 1 - s } else { s };
+        let phase = |s: usize| Phase {
+            from: (s > 0).then(|| visit(steps - s)),
+            at: (s < steps).then(|| visit(steps - 1 - s)),
+            before: (s + 1 < steps).then(|| visit(steps - 2 - s)),
+        };
+        in_phases(steps + 1, panels, helpers, |s, p| {
+            let io = &io;
+            // SAFETY: the slices outlive the call and their sizes were
+            // checked above; panel p writes only its units.
+            unsafe { run(&packed, io, phase(s), p) };
+        });
+    }
+}
+
+/// Panel p of one phase with the packed weights' kernel.
+///
+/// # Safety
+/// As [`BackRecurrence::run`] sets up.
+unsafe fn run(w: &PackedHhT, io: &Io, ph: Phase, p: usize) {
+    let len = 4 * io.hidden * 4 * w.isa.units();
+    let wp = &w.data[p * len..(p + 1) * len];
+    match w.isa {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: the packing for AVX-512 / AVX2 is only built where detected.
+        Isa::Avx512 => unsafe { run_avx512(wp, io, ph, p) },
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 => unsafe { run_avx2(wp, io, ph, p) },
+        _ => unsafe { panel::<8, 2, { super::fused::PORTABLE }>(wp, io, ph, p) },
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2,fma")]
+unsafe fn run_avx512(wp: &[f32], io: &Io, ph: Phase, p: usize) {
+    unsafe { panel::<16, 6, { super::fused::AVX512 }>(wp, io, ph, p) }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn run_avx2(wp: &[f32], io: &Io, ph: Phase, p: usize) {
+    unsafe { panel::<8, 3, { super::fused::AVX2 }>(wp, io, ph, p) }
+}
+
+#[inline(always)]
+unsafe fn panel<const U: usize, const MR: usize, const ISA: u8>(
+    wp: &[f32],
+    io: &Io,
+    ph: Phase,
+    p: usize,
+) {
+    let full = io.batch - io.batch % MR;
+    // SAFETY: every tile lies within rows 0..B.
+    unsafe {
+        for b0 in (0..full).step_by(MR) {
+            tile::<U, MR, ISA>(wp, io, ph, p, b0);
+        }
+        match io.batch - full {
+            0 => {}
+            1 => tile::<U, 1, ISA>(wp, io, ph, p, full),
+            2 => tile::<U, 2, ISA>(wp, io, ph, p, full),
+            3 => tile::<U, 3, ISA>(wp, io, ph, p, full),
+            4 => tile::<U, 4, ISA>(wp, io, ph, p, full),
+            5 => tile::<U, 5, ISA>(wp, io, ph, p, full),
+            _ => unreachable!("tiles have at most 6 rows"),
+        }
+    }
+}
+
+/// Rows b0..b0+R, units p·4U .. p·4U+4U (group q of U units at acc[r][q]).
+#[inline(always)]
+unsafe fn tile<const U: usize, const R: usize, const ISA: u8>(
+    wp: &[f32],
+    io: &Io,
+    ph: Phase,
+    p: usize,
+    b0: usize,
+) {
+    let (h, bsz) = (io.hidden, io.batch);
+    let valid = |t: usize, b: usize| unsafe { *io.lengths.add(b) } > t;
+    // SAFETY (the whole body): rows < B, units < H, steps < T index inside
+    // the extents `BackRecurrence::run` checked.
+    unsafe {
+        if let Some(from) = ph.from {
+            let rows: [&[f32]; R] = std::array::from_fn(|r| {
+                std::slice::from_raw_parts(io.d_gates.add((from * bsz + b0 + r) * 4 * h), 4 * h)
+            });
+            let acc = product_any::<U, R, ISA>([[[0f32; U]; 4]; R], wp, rows);
+            for (r, acc) in acc.iter().enumerate() {
+                let b = b0 + r;
+                if !valid(from, b) {
+                    continue; // padding at that step: the carry passes through
+                }
+                for (q, acc) in acc.iter().enumerate() {
+                    let base = p * 4 * U + q * U;
+                    for (l, &v) in acc.iter().enumerate().take(h.saturating_sub(base)) {
+                        *io.dh.add(b * h + base + l) = v;
+                    }
+                }
+            }
+        }
+        let Some(t) = ph.at else { return };
+        for b in b0..b0 + R {
+            if !valid(t, b) {
+                continue; // padding: gradients pass through to earlier steps
+            }
+            let g_row = io.gates.add((t * bsz + b) * 4 * h);
+            let dg_row = io.d_gates.add((t * bsz + b) * 4 * h);
+            let c_row = io.c_all.add((t * bsz + b) * h);
+            let c_prev = match ph.before {
+                Some(before) => io.c_all.add((before * bsz + b) * h),
+                None => io.c_0.add(b * h),
+            };
+            let dy_row = io.dy.add((t * bsz + b) * io.out_stride + io.out_offset);
+            for q in 0..4 {
+                let base = p * 4 * U + q * U;
+                if base >= h {
+                    break;
+                }
+                let lanes = U.min(h - base);
+                let load = |src: *const f32| {
+                    let mut v = [0f32; U];
+                    for (l, v) in v.iter_mut().enumerate().take(lanes) {
+                        *v = *src.add(base + l);
+                    }
+                    v
+                };
+                let [i, f, g, o] = [0, 1, 2, 3].map(|k| load(g_row.add(k * h)));
+                let (c_t, c_p, dy) = (load(c_row), load(c_prev), load(dy_row));
+                let (dh_c, dc_c) = (load(io.dh.add(b * h)), load(io.dc.add(b * h)));
+                let mut tanh_c = c_t;
+                vmath::tanh(&mut tanh_c);
+                let mut d = [[0f32; U]; 4];
+                let mut dc_new = [0f32; U];
+                for l in 0..U {
+                    let dh = dy[l] + dh_c[l];
+                    let dc = madd::<ISA>(dh * o[l], 1.0 - tanh_c[l] * tanh_c[l], dc_c[l]);
+                    d[0][l] = dc * g[l] * i[l] * (1.0 - i[l]);
+                    d[1][l] = dc * c_p[l] * f[l] * (1.0 - f[l]);
+                    d[2][l] = dc * i[l] * (1.0 - g[l] * g[l]);
+                    d[3][l] = dh * tanh_c[l] * o[l] * (1.0 - o[l]);
+                    dc_new[l] = dc * f[l];
+                }
+                for l in 0..lanes {
+                    for (k, d) in d.iter().enumerate() {
+                        *dg_row.add(k * h + base + l) = d[l];
+                    }
+                    *io.dc.add(b * h + base + l) = dc_new[l];
+                }
+            }
+        }
+    }
+}
