@@ -173,6 +173,45 @@ pub(super) const PORTABLE: u8 = 0;
 pub(super) const AVX2: u8 = 1;
 pub(super) const AVX512: u8 = 2;
 
+/// `lanes` (≤ U) floats from `src`, zero after them. A full vector is one
+/// fixed-size copy (a variable-length loop would become a `memcpy` call).
+///
+/// # Safety
+/// `src..src+lanes` is readable.
+#[inline(always)]
+pub(super) unsafe fn load<const U: usize>(src: *const f32, lanes: usize) -> [f32; U] {
+    let mut v = [0f32; U];
+    // SAFETY: the caller's contract.
+    unsafe {
+        if lanes == U {
+            v = src.cast::<[f32; U]>().read_unaligned();
+        } else {
+            for (l, v) in v.iter_mut().enumerate().take(lanes) {
+                *v = *src.add(l);
+            }
+        }
+    }
+    v
+}
+
+/// The first `lanes` floats of `v` to `dst` (see [`load`]).
+///
+/// # Safety
+/// `dst..dst+lanes` is writable.
+#[inline(always)]
+pub(super) unsafe fn store<const U: usize>(dst: *mut f32, v: &[f32; U], lanes: usize) {
+    // SAFETY: the caller's contract.
+    unsafe {
+        if lanes == U {
+            dst.cast::<[f32; U]>().write_unaligned(*v);
+        } else {
+            for (l, &v) in v.iter().enumerate().take(lanes) {
+                *dst.add(l) = v;
+            }
+        }
+    }
+}
+
 /// a·b + c, fused where the instruction set has FMA.
 #[inline(always)]
 pub(super) fn madd<const ISA: u8>(a: f32, b: f32, c: f32) -> f32 {
@@ -208,19 +247,18 @@ fn product<const U: usize, const MR: usize, const ISA: u8>(
 /// The CPU has the instruction set `ISA` names.
 #[inline(always)]
 pub(super) unsafe fn product_any<const U: usize, const R: usize, const ISA: u8>(
-    mut acc: [[[f32; U]; 4]; R],
+    acc: &mut [[[f32; U]; 4]; R],
     w: &[f32],
     rows: [&[f32]; R],
-) -> [[[f32; U]; 4]; R] {
+) {
     match ISA {
         // SAFETY: the caller's contract.
         #[cfg(target_arch = "x86_64")]
         AVX512 => unsafe { product_avx512::<R>(acc.as_flattened_mut().as_flattened_mut(), w, rows) },
         #[cfg(target_arch = "x86_64")]
         AVX2 => unsafe { product_avx2::<R>(acc.as_flattened_mut().as_flattened_mut(), w, rows) },
-        _ => acc = product::<U, R, ISA>(acc, w, rows),
+        _ => *acc = product::<U, R, ISA>(*acc, w, rows),
     }
-    acc
 }
 
 /// [`product`] with AVX-512 intrinsics: 16 units per panel, so each gate of
@@ -356,37 +394,34 @@ unsafe fn tile<const U: usize, const R: usize, const ISA: u8>(
         for (r, acc) in acc.iter_mut().enumerate() {
             let g_row = io.gates.add((b0 + r) * 4 * h + base);
             for (g, acc) in acc.iter_mut().enumerate() {
-                for (l, a) in acc.iter_mut().enumerate().take(lanes) {
-                    *a = *g_row.add(g * h + l);
-                }
+                *acc = load(g_row.add(g * h), lanes);
             }
         }
         let h_rows: [&[f32]; R] =
             std::array::from_fn(|r| std::slice::from_raw_parts(io.h_prev.add((b0 + r) * h), h));
-        acc = product_any::<U, R, ISA>(acc, wp, h_rows);
-        for (r, acc) in acc.iter().enumerate() {
+        product_any::<U, R, ISA>(&mut acc, wp, h_rows);
+        for (r, acc) in acc.iter_mut().enumerate() {
             let b = b0 + r;
             let h_next = io.h_next.add(b * h + base);
             if *io.lengths.add(b) <= io.t {
                 // Padding: the state carries over; the output stays 0.
-                std::ptr::copy_nonoverlapping(h_rows[r][base..].as_ptr(), h_next, lanes);
+                let h_old = load::<U>(h_rows[r][base..].as_ptr(), lanes);
+                store(h_next, &h_old, lanes);
                 if !io.h_save.is_null() {
                     let at = b * h + base;
-                    std::ptr::copy_nonoverlapping(h_next, io.h_save.add(at), lanes);
-                    std::ptr::copy_nonoverlapping(io.c.add(at), io.c_save.add(at), lanes);
+                    store(io.h_save.add(at), &h_old, lanes);
+                    store(io.c_save.add(at), &load::<U>(io.c.add(at), lanes), lanes);
                 }
                 continue;
             }
-            let [mut i, mut f, mut g, mut o] = *acc;
-            vmath::sigmoid(&mut i);
-            vmath::sigmoid(&mut f);
-            vmath::tanh(&mut g);
-            vmath::sigmoid(&mut o);
+            // In place: acc[r] becomes the activated gates i, f, g, o.
+            vmath::sigmoid(&mut acc[0]);
+            vmath::sigmoid(&mut acc[1]);
+            vmath::tanh(&mut acc[2]);
+            vmath::sigmoid(&mut acc[3]);
+            let [i, f, g, o] = &*acc;
             let c_row = io.c.add(b * h + base);
-            let mut c = [0f32; U];
-            for (l, c) in c.iter_mut().enumerate().take(lanes) {
-                *c = *c_row.add(l);
-            }
+            let mut c = load::<U>(c_row, lanes);
             for l in 0..U {
                 c[l] = madd::<ISA>(f[l], c[l], i[l] * g[l]);
             }
@@ -396,24 +431,18 @@ unsafe fn tile<const U: usize, const R: usize, const ISA: u8>(
                 hn[l] *= o[l];
             }
             let out = io.out.add(b * io.out_stride + base);
-            for l in 0..lanes {
-                *c_row.add(l) = c[l];
-                *h_next.add(l) = hn[l];
-                *out.add(l) = hn[l];
-            }
+            store(c_row, &c, lanes);
+            store(h_next, &hn, lanes);
+            store(out, &hn, lanes);
             if !io.h_save.is_null() {
                 let at = b * h + base;
-                for l in 0..lanes {
-                    *io.h_save.add(at + l) = hn[l];
-                    *io.c_save.add(at + l) = c[l];
-                }
+                store(io.h_save.add(at), &hn, lanes);
+                store(io.c_save.add(at), &c, lanes);
             }
             if io.save_gates {
                 let g_row = io.gates.add(b * 4 * h + base);
-                for (gate, v) in [i, f, g, o].iter().enumerate() {
-                    for (l, &v) in v.iter().enumerate().take(lanes) {
-                        *g_row.add(gate * h + l) = v;
-                    }
+                for (gate, v) in acc.iter().enumerate() {
+                    store(g_row.add(gate * h), v, lanes);
                 }
             }
         }

@@ -18,7 +18,7 @@
 //! panel's columns), which is exactly the layout of the forward kernel's
 //! product with K = 4H, so the same register-tiled product serves both.
 
-use super::fused::{Isa, helpers, in_phases, madd, product_any};
+use super::fused::{Isa, helpers, in_phases, load, madd, product_any, store};
 use super::vmath;
 
 /// `W_hh` ([4H, H]) packed for the backward product.
@@ -227,7 +227,8 @@ unsafe fn tile<const U: usize, const R: usize, const ISA: u8>(
             let rows: [&[f32]; R] = std::array::from_fn(|r| {
                 std::slice::from_raw_parts(io.d_gates.add((from * bsz + b0 + r) * 4 * h), 4 * h)
             });
-            let acc = product_any::<U, R, ISA>([[[0f32; U]; 4]; R], wp, rows);
+            let mut acc = [[[0f32; U]; 4]; R];
+            product_any::<U, R, ISA>(&mut acc, wp, rows);
             for (r, acc) in acc.iter().enumerate() {
                 let b = b0 + r;
                 if !valid(from, b) {
@@ -235,8 +236,8 @@ unsafe fn tile<const U: usize, const R: usize, const ISA: u8>(
                 }
                 for (q, acc) in acc.iter().enumerate() {
                     let base = p * 4 * U + q * U;
-                    for (l, &v) in acc.iter().enumerate().take(h.saturating_sub(base)) {
-                        *io.dh.add(b * h + base + l) = v;
+                    if base < h {
+                        store(io.dh.add(b * h + base), acc, U.min(h - base));
                     }
                 }
             }
@@ -260,16 +261,10 @@ unsafe fn tile<const U: usize, const R: usize, const ISA: u8>(
                     break;
                 }
                 let lanes = U.min(h - base);
-                let load = |src: *const f32| {
-                    let mut v = [0f32; U];
-                    for (l, v) in v.iter_mut().enumerate().take(lanes) {
-                        *v = *src.add(base + l);
-                    }
-                    v
-                };
-                let [i, f, g, o] = [0, 1, 2, 3].map(|k| load(g_row.add(k * h)));
-                let (c_t, c_p, dy) = (load(c_row), load(c_prev), load(dy_row));
-                let (dh_c, dc_c) = (load(io.dh.add(b * h)), load(io.dc.add(b * h)));
+                let at = |src: *const f32| load::<U>(src.add(base), lanes);
+                let [i, f, g, o] = [0, 1, 2, 3].map(|k| at(g_row.add(k * h)));
+                let (c_t, c_p, dy) = (at(c_row), at(c_prev), at(dy_row));
+                let (dh_c, dc_c) = (at(io.dh.add(b * h)), at(io.dc.add(b * h)));
                 let mut tanh_c = c_t;
                 vmath::tanh(&mut tanh_c);
                 let mut d = [[0f32; U]; 4];
@@ -283,12 +278,10 @@ unsafe fn tile<const U: usize, const R: usize, const ISA: u8>(
                     d[3][l] = dh * tanh_c[l] * o[l] * (1.0 - o[l]);
                     dc_new[l] = dc * f[l];
                 }
-                for l in 0..lanes {
-                    for (k, d) in d.iter().enumerate() {
-                        *dg_row.add(k * h + base + l) = d[l];
-                    }
-                    *io.dc.add(b * h + base + l) = dc_new[l];
+                for (k, d) in d.iter().enumerate() {
+                    store(dg_row.add(k * h + base), d, lanes);
                 }
+                store(io.dc.add(b * h + base), &dc_new, lanes);
             }
         }
     }

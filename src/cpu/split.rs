@@ -7,6 +7,8 @@
 //! `forward.rs` and `backward.rs` stay the plain single-batch reference; this
 //! file only gathers each chunk's rows, runs them, and scatters the results.
 
+use std::any::TypeId;
+
 use rayon::prelude::*;
 
 use super::forward::{Direction, DirectionCache, DirectionResult};
@@ -19,10 +21,12 @@ use crate::weights::LayerWeights;
 /// also repack all of `W_hh` at every step).
 const SPLIT_BELOW_FLOPS: usize = 20_000_000;
 
-/// Row chunks [b0, b1) for the threads available, or one chunk.
-fn chunks(batch: usize, hidden: usize) -> Vec<(usize, usize)> {
+/// Row chunks [b0, b1) for the threads available, or one chunk. f32 runs
+/// in one chunk: its fused step kernels (`fused.rs`) share each step between
+/// threads themselves, at no cost in copies.
+fn chunks<T: Real>(batch: usize, hidden: usize) -> Vec<(usize, usize)> {
     let step_flops = 2 * batch * 4 * hidden * hidden;
-    let threads = if step_flops < SPLIT_BELOW_FLOPS {
+    let threads = if step_flops < SPLIT_BELOW_FLOPS && TypeId::of::<T>() != TypeId::of::<f32>() {
         rayon::current_num_threads().min(batch).max(1)
     } else {
         1
@@ -98,7 +102,7 @@ impl<'a, T: Real> Direction<'a, T> {
         c_0: Vec<T>,
         out: &mut [T],
     ) -> DirectionResult<T> {
-        let parts = chunks(self.batch, self.hidden);
+        let parts = chunks::<T>(self.batch, self.hidden);
         if parts.len() == 1 {
             return self.forward(x, h_0, c_0, out);
         }
@@ -177,7 +181,7 @@ impl<'a, T: Real> Direction<'a, T> {
         grads: &mut LayerWeights<T>,
         d_input: &mut [T],
     ) -> (Vec<T>, Vec<T>) {
-        let parts = chunks(self.batch, self.hidden);
+        let parts = chunks::<T>(self.batch, self.hidden);
         if parts.len() == 1 {
             return self.backward(x, saved, dy, d_h_n, d_c_n, grads, d_input);
         }
