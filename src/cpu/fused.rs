@@ -24,6 +24,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::vmath;
 
+#[cfg(test)]
+thread_local! {
+    static FORCED: std::cell::Cell<Option<Isa>> = const { std::cell::Cell::new(None) };
+}
+
 /// The kernel variants, by instruction set.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Isa {
@@ -33,8 +38,13 @@ pub(crate) enum Isa {
 }
 
 impl Isa {
-    /// The best variant this CPU runs.
+    /// The best variant this CPU runs (or, in this crate's tests, the one
+    /// the calling thread asked for with [`Isa::force`]).
     pub fn detect() -> Isa {
+        #[cfg(test)]
+        if let Some(isa) = FORCED.get() {
+            return isa;
+        }
         static ISA: OnceLock<Isa> = OnceLock::new();
         *ISA.get_or_init(|| {
             #[cfg(target_arch = "x86_64")]
@@ -50,6 +60,12 @@ impl Isa {
             }
             Isa::Portable
         })
+    }
+
+    /// Makes [`Isa::detect`] return `isa` on this thread (`None`: detect).
+    #[cfg(test)]
+    pub fn force(isa: Option<Isa>) {
+        FORCED.set(isa);
     }
 
     /// Every variant this CPU can run (for tests).
@@ -269,6 +285,7 @@ pub(super) unsafe fn product_any<const U: usize, const R: usize, const ISA: u8>(
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx2,fma")]
 #[inline]
+#[allow(clippy::needless_range_loop)] // indices name registers here
 unsafe fn product_avx512<const R: usize>(acc: &mut [f32], w: &[f32], h_rows: [&[f32]; R]) {
     use std::arch::x86_64::*;
     let h = h_rows[0].len();
@@ -313,6 +330,7 @@ unsafe fn product_avx512<const R: usize>(acc: &mut [f32], w: &[f32], h_rows: [&[
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 #[inline]
+#[allow(clippy::needless_range_loop)] // indices name registers here
 unsafe fn product_avx2<const R: usize>(acc: &mut [f32], w: &[f32], h_rows: [&[f32]; R]) {
     use std::arch::x86_64::*;
     let h = h_rows[0].len();

@@ -9,6 +9,8 @@ mod backward;
 mod forward;
 mod fused;
 mod fused_backward;
+#[cfg(test)]
+mod fused_tests;
 pub mod gemm;
 mod split;
 mod vmath;

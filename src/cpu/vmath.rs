@@ -45,7 +45,7 @@ pub fn exp<const N: usize>(x: &mut [f32; N]) {
         p = p * r + 8.333_452e-3;
         p = p * r + 4.166_579_6e-2;
         p = p * r + 1.666_666_5e-1;
-        p = p * r + 5.000_000_1e-1;
+        p = p * r + 0.5;
         let y = p * r * r + r + 1.0;
         // 2^n: (n + 127) in the exponent field. k's bits are 0x4B40_0000 + n.
         let bits = k.to_bits().wrapping_sub(0x4B40_0000 - 127) << 23;

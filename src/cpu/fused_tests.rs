@@ -1,0 +1,168 @@
+//! The fused f32 kernels (`fused.rs`, `fused_backward.rs`), in every
+//! instruction-set variant this CPU runs, against the plain loops of
+//! `forward.rs` and `backward.rs` run in f64 on the same weights.
+//!
+//! The grid covers what the kernels special-case: hidden sizes that are not
+//! a multiple of the panel width, batches that leave a partial row tile,
+//! padded steps (lengths), both directions, stacked layers, given initial
+//! states and upstream gradients for h_n and c_n.
+
+use super::fused::Isa;
+use super::{OutputGrads, backward, forward_train};
+use crate::tensor::Tensor;
+use crate::{InitOptions, LstmConfig, LstmInput, LstmWeights};
+
+/// Deterministic values in [-scale, scale).
+fn values(n: usize, seed: u64, scale: f64) -> Vec<f64> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            ((x >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0) * scale
+        })
+        .collect()
+}
+
+fn max_abs(v: &[f64]) -> f64 {
+    v.iter().fold(0.0, |m, x| m.max(x.abs()))
+}
+
+/// max |a - b| over max |b|, or the absolute difference when `b` is ~0.
+fn rel_diff(a: &[f32], b: &[f64]) -> f64 {
+    assert_eq!(a.len(), b.len());
+    let diff = a.iter().zip(b).fold(0f64, |m, (&x, &y)| m.max((x as f64 - y).abs()));
+    diff / max_abs(b).max(1e-3)
+}
+
+struct Case {
+    input: usize,
+    hidden: usize,
+    layers: usize,
+    bidirectional: bool,
+    seq_len: usize,
+    batch: usize,
+    lengths: bool,
+}
+
+fn check(case: &Case, isa: Isa) {
+    let config = LstmConfig::new(case.input, case.hidden)
+        .num_layers(case.layers)
+        .bidirectional(case.bidirectional);
+    let w64 = LstmWeights::<f64>::init(&config, 11, InitOptions::default()).unwrap();
+    let w32 = w64.cast::<f32>();
+    let (t, b, h) = (case.seq_len, case.batch, case.hidden);
+    let states = config.num_directions() * case.layers * b * h;
+    let x = Tensor::new([t, b, case.input], values(t * b * case.input, 1, 2.0)).unwrap();
+    let h0 = Tensor::new([states / (b * h), b, h], values(states, 2, 1.0)).unwrap();
+    let c0 = Tensor::new([states / (b * h), b, h], values(states, 3, 1.0)).unwrap();
+    let lengths: Vec<usize> = (0..b).map(|i| t - i * t / (b + 1)).collect();
+    let (x32, h032, c032) = (x.cast::<f32>(), h0.cast::<f32>(), c0.cast::<f32>());
+    let mut in64 = LstmInput::new(&x).with_state(&h0, &c0);
+    let mut in32 = LstmInput::new(&x32).with_state(&h032, &c032);
+    if case.lengths {
+        in64 = in64.with_lengths(&lengths);
+        in32 = in32.with_lengths(&lengths);
+    }
+
+    Isa::force(Some(isa));
+    let (out32, cache32) = forward_train(&w32, &in32, 0).unwrap();
+    Isa::force(None);
+    let (out64, cache64) = forward_train(&w64, &in64, 0).unwrap();
+    let label = format!(
+        "{isa:?} I{} H{h} L{} bi{} T{t} B{b} lengths {}",
+        case.input, case.layers, case.bidirectional, case.lengths
+    );
+    for (name, a, e) in [
+        ("output", &out32.output, &out64.output),
+        ("h_n", &out32.h_n, &out64.h_n),
+        ("c_n", &out32.c_n, &out64.c_n),
+    ] {
+        let d = rel_diff(a.data(), e.data()) * max_abs(e.data()).max(1e-3);
+        assert!(d <= 1e-5, "{label}: {name} differs by {d:e}");
+    }
+
+    let d_out = Tensor::new(out64.output.shape().to_vec(), values(out64.output.data().len(), 4, 1.0))
+        .unwrap();
+    let d_hn = Tensor::new(out64.h_n.shape().to_vec(), values(states, 5, 1.0)).unwrap();
+    let d_cn = Tensor::new(out64.c_n.shape().to_vec(), values(states, 6, 1.0)).unwrap();
+    let (d_out32, d_hn32, d_cn32) = (d_out.cast::<f32>(), d_hn.cast::<f32>(), d_cn.cast::<f32>());
+    Isa::force(Some(isa));
+    let g32 = backward(
+        &w32,
+        &cache32,
+        &OutputGrads {
+            d_output: &d_out32,
+            d_h_n: Some(&d_hn32),
+            d_c_n: Some(&d_cn32),
+        },
+    )
+    .unwrap();
+    Isa::force(None);
+    let g64 = backward(
+        &w64,
+        &cache64,
+        &OutputGrads {
+            d_output: &d_out,
+            d_h_n: Some(&d_hn),
+            d_c_n: Some(&d_cn),
+        },
+    )
+    .unwrap();
+    let tensors = [
+        ("d_input", g32.d_input.data(), g64.d_input.data()),
+        ("d_h_0", g32.d_h_0.data(), g64.d_h_0.data()),
+        ("d_c_0", g32.d_c_0.data(), g64.d_c_0.data()),
+    ];
+    for (name, a, e) in tensors {
+        let d = rel_diff(a, e);
+        assert!(d <= 1e-4, "{label}: {name} differs by {d:e} of its max");
+    }
+    for ((name, _, a), (_, _, e)) in g32.weights.named_params().into_iter().zip(g64.weights.named_params()) {
+        let d = rel_diff(a, e);
+        assert!(d <= 1e-4, "{label}: grad of {name} differs by {d:e} of its max");
+    }
+}
+
+#[test]
+fn fused_kernels_match_the_f64_reference_in_every_variant() {
+    let isas = Isa::available();
+    eprintln!("instruction-set variants checked: {isas:?}");
+    for isa in isas {
+        for (hidden, batch) in [(1, 1), (5, 3), (16, 6), (17, 7), (40, 13), (70, 2)] {
+            for (layers, bidirectional, lengths) in
+                [(1, false, false), (1, true, true), (2, false, true), (2, true, false)]
+            {
+                let case = Case {
+                    input: 3,
+                    hidden,
+                    layers,
+                    bidirectional,
+                    seq_len: 6,
+                    batch,
+                    lengths,
+                };
+                check(&case, isa);
+            }
+        }
+    }
+}
+
+#[test]
+fn fused_kernels_use_helper_threads_correctly() {
+    // Large enough per step (B·4H·H ≥ 2^15 multiply-adds) for the work to be
+    // shared with pool threads, with a partial panel and a partial tile.
+    for isa in Isa::available() {
+        let case = Case {
+            input: 8,
+            hidden: 100,
+            layers: 1,
+            bidirectional: true,
+            seq_len: 12,
+            batch: 11,
+            lengths: true,
+        };
+        check(&case, isa);
+    }
+}
