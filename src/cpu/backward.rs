@@ -208,7 +208,8 @@ impl<T: Real> Direction<'_, T> {
                     let g = &saved.gates[row + b * 4 * hid..row + (b + 1) * 4 * hid];
                     let dg = &mut d_gates[row + b * 4 * hid..row + (b + 1) * 4 * hid];
                     for j in 0..hid {
-                        let (i_g, f_g, g_g, o_g) = (g[j], g[hid + j], g[2 * hid + j], g[3 * hid + j]);
+                        let (i_g, f_g, g_g, o_g) =
+                            (g[j], g[hid + j], g[2 * hid + j], g[3 * hid + j]);
                         let c_t = saved.c[(t * bsz + b) * hid + j];
                         let c_prev = prev(&saved.c, &saved.c_0, t, b, j);
                         let tanh_c = c_t.tanh_act();
@@ -230,7 +231,8 @@ impl<T: Real> Direction<'_, T> {
                     false,
                 );
                 for b in (0..bsz).filter(|&b| t < self.lengths[b]) {
-                    dh_carry[b * hid..(b + 1) * hid].copy_from_slice(&dh_rec[b * hid..(b + 1) * hid]);
+                    dh_carry[b * hid..(b + 1) * hid]
+                        .copy_from_slice(&dh_rec[b * hid..(b + 1) * hid]);
                 }
             }
         }

@@ -291,8 +291,7 @@ impl<T: Real> Direction<'_, T> {
                         let o_g = g[3 * hid + j].sigmoid();
                         let c_new = f_g * c[b * hid + j] + i_g * g_g;
                         let h_new = o_g * c_new.tanh_act();
-                        (g[j], g[hid + j], g[2 * hid + j], g[3 * hid + j]) =
-                            (i_g, f_g, g_g, o_g);
+                        (g[j], g[hid + j], g[2 * hid + j], g[3 * hid + j]) = (i_g, f_g, g_g, o_g);
                         c[b * hid + j] = c_new;
                         h[b * hid + j] = h_new;
                         out[(t * bsz + b) * self.out_stride + self.out_offset + j] = h_new;

@@ -93,7 +93,6 @@ impl Isa {
             Isa::Avx2 | Isa::Portable => 8,
         }
     }
-
 }
 
 /// `W_hh` ([4H, H], PyTorch's layout) packed for one [`Isa`].
@@ -231,7 +230,11 @@ pub(super) unsafe fn store<const U: usize>(dst: *mut f32, v: &[f32; U], lanes: u
 /// a·b + c, fused where the instruction set has FMA.
 #[inline(always)]
 pub(super) fn madd<const ISA: u8>(a: f32, b: f32, c: f32) -> f32 {
-    if ISA == PORTABLE { a * b + c } else { a.mul_add(b, c) }
+    if ISA == PORTABLE {
+        a * b + c
+    } else {
+        a.mul_add(b, c)
+    }
 }
 
 /// acc[r][gate][lane] += Σ_k h_rows[r][k] · w[k][gate][lane], in portable
@@ -270,7 +273,9 @@ pub(super) unsafe fn product_any<const U: usize, const R: usize, const ISA: u8>(
     match ISA {
         // SAFETY: the caller's contract.
         #[cfg(target_arch = "x86_64")]
-        AVX512 => unsafe { product_avx512::<R>(acc.as_flattened_mut().as_flattened_mut(), w, rows) },
+        AVX512 => unsafe {
+            product_avx512::<R>(acc.as_flattened_mut().as_flattened_mut(), w, rows)
+        },
         #[cfg(target_arch = "x86_64")]
         AVX2 => unsafe { product_avx2::<R>(acc.as_flattened_mut().as_flattened_mut(), w, rows) },
         _ => *acc = product::<U, R, ISA>(*acc, w, rows),
@@ -346,7 +351,8 @@ unsafe fn product_avx2<const R: usize>(acc: &mut [f32], w: &[f32], h_rows: [&[f3
         }
         for k in 0..h {
             let wk = w.as_ptr().add(k * 32);
-            let hv: [__m256; R] = std::array::from_fn(|r| _mm256_set1_ps(*h_rows[r].get_unchecked(k)));
+            let hv: [__m256; R] =
+                std::array::from_fn(|r| _mm256_set1_ps(*h_rows[r].get_unchecked(k)));
             for g in 0..4 {
                 let wv = _mm256_loadu_ps(wk.add(g * 8));
                 for r in 0..R {
@@ -507,7 +513,12 @@ pub(super) fn helpers(fmas: usize, items: usize) -> usize {
 /// counter. An item of phase s starts once every item of phase s-1 is done,
 /// and sees all their writes. Nothing waits for a helper to start: the
 /// caller alone can claim every item, so a busy pool only costs speed.
-pub(super) fn in_phases(phases: usize, items: usize, helpers: usize, f: impl Fn(usize, usize) + Sync) {
+pub(super) fn in_phases(
+    phases: usize,
+    items: usize,
+    helpers: usize,
+    f: impl Fn(usize, usize) + Sync,
+) {
     let total = phases * items;
     let (next, done) = (AtomicUsize::new(0), AtomicUsize::new(0));
     let work = || {
@@ -564,10 +575,16 @@ impl Recurrence<'_> {
         assert_eq!(self.weight_hh.len(), 4 * hid * hid, "W_hh is [4H, H]");
         assert_eq!(self.lengths.len(), bsz, "one length per row");
         assert_eq!(gates.len(), tb * 4 * hid, "gates are [T, B, 4H]");
-        assert!(h.len() == bsz * hid && c.len() == bsz * hid, "states are [B, H]");
+        assert!(
+            h.len() == bsz * hid && c.len() == bsz * hid,
+            "states are [B, H]"
+        );
         assert!(!save || (h_all.len() == tb * hid && c_all.len() == tb * hid));
         assert!(self.out_offset + hid <= self.out_stride);
-        assert!(out.len() >= tb * self.out_stride, "output is [T, B, stride]");
+        assert!(
+            out.len() >= tb * self.out_stride,
+            "output is [T, B, stride]"
+        );
         if self.seq_len == 0 || bsz == 0 || hid == 0 {
             return;
         }
@@ -585,10 +602,24 @@ impl Recurrence<'_> {
             h_bufs: [h_bufs[0].as_mut_ptr(), h_bufs[1].as_mut_ptr()],
             c: c.as_mut_ptr(),
             out: out.as_mut_ptr(),
-            h_all: if save { h_all.as_mut_ptr() } else { std::ptr::null_mut() },
-            c_all: if save { c_all.as_mut_ptr() } else { std::ptr::null_mut() },
+            h_all: if save {
+                h_all.as_mut_ptr()
+            } else {
+                std::ptr::null_mut()
+            },
+            c_all: if save {
+                c_all.as_mut_ptr()
+            } else {
+                std::ptr::null_mut()
+            },
         };
-        let t_of = |s: usize| if self.reverse { self.seq_len - 1 - s } else { s };
+        let t_of = |s: usize| {
+            if self.reverse {
+                self.seq_len - 1 - s
+            } else {
+                s
+            }
+        };
         in_phases(self.seq_len, items, helpers, |s, item| {
             let ptr = &ptr; // the whole struct (Sync), not its raw fields
             let t = t_of(s);
@@ -609,8 +640,16 @@ impl Recurrence<'_> {
                     c: ptr.c,
                     out: ptr.out.add(t * bsz * self.out_stride + self.out_offset),
                     out_stride: self.out_stride,
-                    h_save: if save { ptr.h_all.add(t * bsz * hid) } else { ptr.h_all },
-                    c_save: if save { ptr.c_all.add(t * bsz * hid) } else { ptr.c_all },
+                    h_save: if save {
+                        ptr.h_all.add(t * bsz * hid)
+                    } else {
+                        ptr.h_all
+                    },
+                    c_save: if save {
+                        ptr.c_all.add(t * bsz * hid)
+                    } else {
+                        ptr.c_all
+                    },
                 };
                 run(&packed, &io, p0, (p0 + per_item).min(panels));
             }

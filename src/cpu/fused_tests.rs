@@ -32,7 +32,10 @@ fn max_abs(v: &[f64]) -> f64 {
 /// max |a - b| over max |b|, or the absolute difference when `b` is ~0.
 fn rel_diff(a: &[f32], b: &[f64]) -> f64 {
     assert_eq!(a.len(), b.len());
-    let diff = a.iter().zip(b).fold(0f64, |m, (&x, &y)| m.max((x as f64 - y).abs()));
+    let diff = a
+        .iter()
+        .zip(b)
+        .fold(0f64, |m, (&x, &y)| m.max((x as f64 - y).abs()));
     diff / max_abs(b).max(1e-3)
 }
 
@@ -83,8 +86,11 @@ fn check(case: &Case, isa: Isa) {
         assert!(d <= 1e-5, "{label}: {name} differs by {d:e}");
     }
 
-    let d_out = Tensor::new(out64.output.shape().to_vec(), values(out64.output.data().len(), 4, 1.0))
-        .unwrap();
+    let d_out = Tensor::new(
+        out64.output.shape().to_vec(),
+        values(out64.output.data().len(), 4, 1.0),
+    )
+    .unwrap();
     let d_hn = Tensor::new(out64.h_n.shape().to_vec(), values(states, 5, 1.0)).unwrap();
     let d_cn = Tensor::new(out64.c_n.shape().to_vec(), values(states, 6, 1.0)).unwrap();
     let (d_out32, d_hn32, d_cn32) = (d_out.cast::<f32>(), d_hn.cast::<f32>(), d_cn.cast::<f32>());
@@ -119,9 +125,17 @@ fn check(case: &Case, isa: Isa) {
         let d = rel_diff(a, e);
         assert!(d <= 1e-4, "{label}: {name} differs by {d:e} of its max");
     }
-    for ((name, _, a), (_, _, e)) in g32.weights.named_params().into_iter().zip(g64.weights.named_params()) {
+    for ((name, _, a), (_, _, e)) in g32
+        .weights
+        .named_params()
+        .into_iter()
+        .zip(g64.weights.named_params())
+    {
         let d = rel_diff(a, e);
-        assert!(d <= 1e-4, "{label}: grad of {name} differs by {d:e} of its max");
+        assert!(
+            d <= 1e-4,
+            "{label}: grad of {name} differs by {d:e} of its max"
+        );
     }
 }
 
@@ -131,9 +145,12 @@ fn fused_kernels_match_the_f64_reference_in_every_variant() {
     eprintln!("instruction-set variants checked: {isas:?}");
     for isa in isas {
         for (hidden, batch) in [(1, 1), (5, 3), (16, 6), (17, 7), (40, 13), (70, 2)] {
-            for (layers, bidirectional, lengths) in
-                [(1, false, false), (1, true, true), (2, false, true), (2, true, false)]
-            {
+            for (layers, bidirectional, lengths) in [
+                (1, false, false),
+                (1, true, true),
+                (2, false, true),
+                (2, true, false),
+            ] {
                 let case = Case {
                     input: 3,
                     hidden,

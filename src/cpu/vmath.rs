@@ -118,13 +118,28 @@ mod tests {
     fn sigmoid_and_tanh_are_accurate() {
         // Relative error against f64 on [-20, 20]; sigmoid's relative error
         // grows only where its value is far below what f32 sums can see.
-        check(sigmoid, |x| 1.0 / (1.0 + (-x).exp()), 20.0, 4.0 * f32::EPSILON as f64, 0.0);
+        check(
+            sigmoid,
+            |x| 1.0 / (1.0 + (-x).exp()),
+            20.0,
+            4.0 * f32::EPSILON as f64,
+            0.0,
+        );
         check(tanh, f64::tanh, 20.0, 4.0 * f32::EPSILON as f64, 0.0);
     }
 
     #[test]
     fn saturation_and_nan() {
-        let mut x = [1e4f32, -1e4, f32::MAX, -f32::MAX, f32::NAN, 0.0, -0.0, 1e-30];
+        let mut x = [
+            1e4f32,
+            -1e4,
+            f32::MAX,
+            -f32::MAX,
+            f32::NAN,
+            0.0,
+            -0.0,
+            1e-30,
+        ];
         let input = x;
         let mut s = x;
         tanh(&mut x);
@@ -137,7 +152,16 @@ mod tests {
         assert_eq!((s[0], s[2]), (1.0, 1.0));
         assert!(s[1] >= 0.0 && s[1] < 1e-37 && s[3] >= 0.0 && s[3] < 1e-37);
         assert_eq!(s[5], 0.5);
-        let mut e = [f32::INFINITY, f32::NEG_INFINITY, 0.0, 1.0, -1.0, 88.0, -87.0, f32::NAN];
+        let mut e = [
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+            0.0,
+            1.0,
+            -1.0,
+            88.0,
+            -87.0,
+            f32::NAN,
+        ];
         exp(&mut e);
         assert!(e[0].is_finite() && e[0] > 1e38);
         assert!(e[1] > 0.0 && e[1] < 2e-38);
