@@ -10,11 +10,7 @@
 //! then, over all T·B rows at once: dW_ih = dGᵀ·X, dW_hh = dGᵀ·H_prev,
 //! db_ih = db_hh = Σ_rows dG, dX = dG·W_ih.
 
-use std::any::TypeId;
-
 use super::forward::{Direction, ForwardCache};
-use super::fused::Isa;
-use super::fused_backward::BackRecurrence;
 use super::gemm::{MatRef, matmul};
 use crate::error::{LstmError, Result};
 use crate::real::Real;
@@ -175,21 +171,10 @@ impl<T: Real> Direction<'_, T> {
             None => init[b * hid + j],
         };
 
-        if TypeId::of::<T>() == TypeId::of::<f32>() {
+        if let Some(fused) = self.recurrence() {
             // f32: the fused kernel of `fused_backward.rs`, which computes
             // exactly the loop below.
-            BackRecurrence {
-                weight_hh: bytemuck::cast_slice(&self.weights.weight_hh),
-                hidden: hid,
-                batch: bsz,
-                seq_len: self.seq_len,
-                reverse: self.reverse,
-                lengths: self.lengths,
-                out_offset: self.out_offset,
-                out_stride: self.out_stride,
-                isa: Isa::detect(),
-            }
-            .run(
+            fused.run_backward(
                 bytemuck::cast_slice(&saved.gates),
                 bytemuck::cast_slice(&saved.c),
                 bytemuck::cast_slice(&saved.c_0),

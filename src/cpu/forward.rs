@@ -202,6 +202,21 @@ pub(super) struct DirectionResult<T> {
 }
 
 impl<T: Real> Direction<'_, T> {
+    /// This direction's recurrence for the fused f32 kernels, when `T` is f32.
+    pub(super) fn recurrence(&self) -> Option<Recurrence<'_>> {
+        (TypeId::of::<T>() == TypeId::of::<f32>()).then(|| Recurrence {
+            weight_hh: bytemuck::cast_slice(&self.weights.weight_hh),
+            hidden: self.hidden,
+            batch: self.batch,
+            seq_len: self.seq_len,
+            reverse: self.reverse,
+            lengths: self.lengths,
+            out_offset: self.out_offset,
+            out_stride: self.out_stride,
+            isa: Isa::detect(),
+        })
+    }
+
     /// Time indices in the order this direction visits them.
     pub fn steps(&self) -> impl DoubleEndedIterator<Item = usize> + use<T> {
         let (n, rev) = (self.seq_len, self.reverse);
@@ -249,19 +264,8 @@ impl<T: Real> Direction<'_, T> {
         let (mut h, mut c) = (h_0.clone(), c_0.clone());
         let saved = if self.save { tb * hid } else { 0 };
         let (mut h_all, mut c_all) = (vec![T::zero(); saved], vec![T::zero(); saved]);
-        if TypeId::of::<T>() == TypeId::of::<f32>() {
-            Recurrence {
-                weight_hh: bytemuck::cast_slice(&w.weight_hh),
-                hidden: hid,
-                batch: bsz,
-                seq_len: self.seq_len,
-                reverse: self.reverse,
-                lengths: self.lengths,
-                out_offset: self.out_offset,
-                out_stride: self.out_stride,
-                isa: Isa::detect(),
-            }
-            .run(
+        if let Some(fused) = self.recurrence() {
+            fused.run(
                 bytemuck::cast_slice_mut(&mut gates),
                 bytemuck::cast_slice_mut(&mut h),
                 bytemuck::cast_slice_mut(&mut c),

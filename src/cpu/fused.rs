@@ -473,7 +473,9 @@ unsafe fn tile<const U: usize, const R: usize, const ISA: u8>(
     }
 }
 
-/// One layer·direction's recurrence over pre-computed input projections.
+/// One layer·direction's recurrence, for the forward kernel ([`run`](Self::run),
+/// over pre-computed input projections) and the backward one
+/// ([`run_backward`](Self::run_backward), in `fused_backward.rs`).
 pub(crate) struct Recurrence<'a> {
     /// [4H, H]
     pub weight_hh: &'a [f32],

@@ -18,7 +18,7 @@
 //! panel's columns), which is exactly the layout of the forward kernel's
 //! product with K = 4H, so the same register-tiled product serves both.
 
-use super::fused::{Isa, helpers, in_phases, load, madd, product_any, store};
+use super::fused::{Isa, Recurrence, helpers, in_phases, load, madd, product_any, store};
 use super::vmath;
 
 /// `W_hh` ([4H, H]) packed for the backward product.
@@ -43,23 +43,7 @@ impl PackedHhT {
     }
 }
 
-/// One layer·direction's backward recurrence.
-pub(crate) struct BackRecurrence<'a> {
-    /// [4H, H]
-    pub weight_hh: &'a [f32],
-    pub hidden: usize,
-    pub batch: usize,
-    pub seq_len: usize,
-    pub reverse: bool,
-    /// \[B\]
-    pub lengths: &'a [usize],
-    /// This direction's columns in the rows of `dy`.
-    pub out_offset: usize,
-    pub out_stride: usize,
-    pub isa: Isa,
-}
-
-/// Pointers shared by the threads of [`BackRecurrence::run`].
+/// Pointers shared by the threads of [`Recurrence::run_backward`].
 #[derive(Clone, Copy)]
 struct Io {
     hidden: usize,
@@ -94,13 +78,13 @@ struct Phase {
     before: Option<usize>,
 }
 
-impl BackRecurrence<'_> {
+impl Recurrence<'_> {
     /// Runs every step in reverse. `gates`, `c_all`: what the forward pass
     /// saved; `c_0`: its initial cell state; `dy`: d(loss)/d(output).
     /// `dh`, `dc` ([B, H]) hold d/d(h_n), d/d(c_n) on entry and d/d(h_0),
     /// d/d(c_0) on return. Writes `d_gates` [T, B, 4H] at valid rows.
     #[allow(clippy::too_many_arguments)]
-    pub fn run(
+    pub fn run_backward(
         &self,
         gates: &[f32],
         c_all: &[f32],
@@ -158,7 +142,7 @@ impl BackRecurrence<'_> {
 /// Panel p of one phase with the packed weights' kernel.
 ///
 /// # Safety
-/// As [`BackRecurrence::run`] sets up.
+/// As [`Recurrence::run_backward`] sets up.
 unsafe fn run(w: &PackedHhT, io: &Io, ph: Phase, p: usize) {
     let len = 4 * io.hidden * 4 * w.isa.units();
     let wp = &w.data[p * len..(p + 1) * len];
@@ -221,7 +205,7 @@ unsafe fn tile<const U: usize, const R: usize, const ISA: u8>(
     let (h, bsz) = (io.hidden, io.batch);
     let valid = |t: usize, b: usize| unsafe { *io.lengths.add(b) } > t;
     // SAFETY (the whole body): rows < B, units < H, steps < T index inside
-    // the extents `BackRecurrence::run` checked.
+    // the extents `Recurrence::run_backward` checked.
     unsafe {
         if let Some(from) = ph.from {
             let rows: [&[f32]; R] = std::array::from_fn(|r| {
