@@ -159,17 +159,8 @@ impl<T: Real> Direction<'_, T> {
         d_input: &mut [T],
     ) -> (Vec<T>, Vec<T>) {
         let (hid, bsz, tb) = (self.hidden, self.batch, self.seq_len * self.batch);
-        let one = T::one();
         let mut d_gates = vec![T::zero(); tb * 4 * hid];
         let (mut dh_carry, mut dc_carry) = (d_h_n, d_c_n);
-        let mut dh_rec = vec![T::zero(); bsz * hid];
-
-        // States entering step t, in this direction's visiting order.
-        let prev = |all: &[T], init: &[T], t: usize, b: usize, j: usize| match self.previous_step(t)
-        {
-            Some(p) => all[(p * bsz + b) * hid + j],
-            None => init[b * hid + j],
-        };
 
         if let Some(fused) = self.recurrence() {
             // f32: the fused kernel of `fused_backward.rs`, which computes
@@ -184,6 +175,13 @@ impl<T: Real> Direction<'_, T> {
                 bytemuck::cast_slice_mut(&mut dc_carry),
             );
         } else {
+            let one = T::one();
+            let mut dh_rec = vec![T::zero(); bsz * hid];
+            // The cell state entering step t, in this direction's visiting order.
+            let c_prev = |t: usize, b: usize, j: usize| match self.previous_step(t) {
+                Some(p) => saved.c[(p * bsz + b) * hid + j],
+                None => saved.c_0[b * hid + j],
+            };
             for t in self.steps().rev() {
                 let row = t * bsz * 4 * hid;
                 for b in 0..bsz {
@@ -196,7 +194,7 @@ impl<T: Real> Direction<'_, T> {
                         let (i_g, f_g, g_g, o_g) =
                             (g[j], g[hid + j], g[2 * hid + j], g[3 * hid + j]);
                         let c_t = saved.c[(t * bsz + b) * hid + j];
-                        let c_prev = prev(&saved.c, &saved.c_0, t, b, j);
+                        let c_prev = c_prev(t, b, j);
                         let tanh_c = c_t.tanh_act();
                         let dh = dy[(t * bsz + b) * self.out_stride + self.out_offset + j]
                             + dh_carry[b * hid + j];

@@ -368,6 +368,29 @@ unsafe fn product_avx2<const R: usize>(acc: &mut [f32], w: &[f32], h_rows: [&[f3
     }
 }
 
+/// Calls `$tile::<.., R, ..>(args.., b0)` for rows `0..$batch` in tiles of
+/// `$mr` rows (`b0` = a tile's first row), then once for the rows left over,
+/// with `R` = their count (so that no row is computed twice). `$mr` ≤ 6.
+macro_rules! row_tiles {
+    ($batch:expr, $mr:ident, $tile:ident::<$u:ident, _, $isa:ident>($($arg:expr),*)) => {{
+        let batch = $batch;
+        let full = batch - batch % $mr;
+        for b0 in (0..full).step_by($mr) {
+            $tile::<$u, $mr, $isa>($($arg,)* b0);
+        }
+        match batch - full {
+            0 => {}
+            1 => $tile::<$u, 1, $isa>($($arg,)* full),
+            2 => $tile::<$u, 2, $isa>($($arg,)* full),
+            3 => $tile::<$u, 3, $isa>($($arg,)* full),
+            4 => $tile::<$u, 4, $isa>($($arg,)* full),
+            5 => $tile::<$u, 5, $isa>($($arg,)* full),
+            _ => unreachable!("tiles have at most 6 rows"),
+        }
+    }};
+}
+pub(super) use row_tiles;
+
 /// The kernel: `U` units per panel, tiles of `MR` rows, and the rows left
 /// over in tiles of their own size (so that no row is computed twice).
 #[inline(always)]
@@ -380,22 +403,8 @@ unsafe fn panels<const U: usize, const MR: usize, const ISA: u8>(
     let panel_len = io.hidden * 4 * U;
     for p in p0..p1 {
         let wp = &w[p * panel_len..(p + 1) * panel_len];
-        let full = io.batch - io.batch % MR;
         // SAFETY: every tile lies within rows 0..B (the caller's contract).
-        unsafe {
-            for b0 in (0..full).step_by(MR) {
-                tile::<U, MR, ISA>(wp, io, p, b0);
-            }
-            match io.batch - full {
-                0 => {}
-                1 => tile::<U, 1, ISA>(wp, io, p, full),
-                2 => tile::<U, 2, ISA>(wp, io, p, full),
-                3 => tile::<U, 3, ISA>(wp, io, p, full),
-                4 => tile::<U, 4, ISA>(wp, io, p, full),
-                5 => tile::<U, 5, ISA>(wp, io, p, full),
-                _ => unreachable!("tiles have at most 6 rows"),
-            }
-        }
+        unsafe { row_tiles!(io.batch, MR, tile::<U, _, ISA>(wp, io, p)) };
     }
 }
 

@@ -18,7 +18,9 @@
 //! panel's columns), which is exactly the layout of the forward kernel's
 //! product with K = 4H, so the same register-tiled product serves both.
 
-use super::fused::{Isa, Recurrence, helpers, in_phases, load, madd, product_any, store};
+use super::fused::{
+    Isa, Recurrence, helpers, in_phases, load, madd, product_any, row_tiles, store,
+};
 use super::vmath;
 
 /// `W_hh` ([4H, H]) packed for the backward product.
@@ -175,22 +177,8 @@ unsafe fn panel<const U: usize, const MR: usize, const ISA: u8>(
     ph: Phase,
     p: usize,
 ) {
-    let full = io.batch - io.batch % MR;
     // SAFETY: every tile lies within rows 0..B.
-    unsafe {
-        for b0 in (0..full).step_by(MR) {
-            tile::<U, MR, ISA>(wp, io, ph, p, b0);
-        }
-        match io.batch - full {
-            0 => {}
-            1 => tile::<U, 1, ISA>(wp, io, ph, p, full),
-            2 => tile::<U, 2, ISA>(wp, io, ph, p, full),
-            3 => tile::<U, 3, ISA>(wp, io, ph, p, full),
-            4 => tile::<U, 4, ISA>(wp, io, ph, p, full),
-            5 => tile::<U, 5, ISA>(wp, io, ph, p, full),
-            _ => unreachable!("tiles have at most 6 rows"),
-        }
-    }
+    unsafe { row_tiles!(io.batch, MR, tile::<U, _, ISA>(wp, io, ph, p)) };
 }
 
 /// Rows b0..b0+R, units p·4U .. p·4U+4U (group q of U units at acc[r][q]).
