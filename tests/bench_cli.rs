@@ -24,6 +24,25 @@ fn quick_benchmark_reports_counts_and_differences() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // The table: one line per shape and mode, CPU and GPU side by side, with
+    // every column filled when both ran (a forward call has no backward phases).
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<Vec<&str>> = stdout
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .filter(|c| c.len() == 19 && (c[0] == "forward" || c[0] == "train"))
+        .collect();
+    assert_eq!(lines.len(), 4, "{stdout}");
+    for c in &lines {
+        let filled = if device == "cpu" { 8 } else { 19 };
+        let expected_dashes = if device == "both" && c[0] == "forward" { 2 } else { 0 };
+        let dashes = c[..filled].iter().filter(|x| **x == "-").count();
+        // Kernel times need TIMESTAMP_QUERY: without it their 4 columns are "-".
+        assert!(
+            dashes == expected_dashes || (device == "both" && dashes == 4),
+            "{stdout}"
+        );
+    }
     let doc: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
     std::fs::remove_file(&json).unwrap();
     let rows = doc["rows"].as_array().unwrap();

@@ -14,6 +14,15 @@
 //! multiply-add), with I_l = I for the first layer and D·H after; a training
 //! step is counted as 3× the forward (the backward pass does two products of
 //! the forward's size).
+//!
+//! Correctness figures: for `forward`, the largest |GPU − CPU| over the
+//! output sequence; for `train`, over the loss and every parameter after one
+//! SGD step with learning rate 1 from identical weights, so that a parameter
+//! difference is a gradient difference.
+//!
+//! On a software adapter (lavapipe, llvmpipe, WARP), the default grid keeps
+//! the two smaller standard shapes: the larger ones take minutes per call
+//! there. `--shapes` runs any grid on any adapter.
 
 use std::error::Error;
 use std::time::{Duration, Instant};
@@ -30,14 +39,18 @@ use wgpu_lstm::{InitOptions, LstmConfig, LstmInput, LstmWeights, Tensor, cpu};
 
 const STANDARD: &str = "1,100,64,128;16,100,128,256;64,100,256,512;64,50,512,1024";
 const QUICK: &str = "1,8,4,8;4,16,16,32";
+/// The default grid on a software adapter: the two smaller standard shapes.
+const SOFTWARE: &str = "1,100,64,128;16,100,128,256";
 
 /// CPU and GPU LSTM benchmark, side by side.
 #[derive(Parser)]
 #[command(name = "lstm-bench", version)]
 struct Args {
     /// Shapes as "B,T,I,H;B,T,I,H" (batch, steps, input size, hidden size).
-    #[arg(long, default_value = STANDARD)]
-    shapes: String,
+    /// Default: the standard shapes "1,100,64,128;16,100,128,256;64,100,256,512;64,50,512,1024",
+    /// or only the first two on a software adapter.
+    #[arg(long)]
+    shapes: Option<String>,
     #[arg(long, default_value_t = 1)]
     layers: usize,
     #[arg(long)]
@@ -168,7 +181,6 @@ fn cpu_model() -> String {
 
 fn main() -> Result<(), Box<dyn Error>> {
     let args = Args::parse();
-    let shapes = parse_shapes(if args.quick { QUICK } else { &args.shapes })?;
     let (iters, warmup) = if args.quick {
         (3, 1)
     } else {
@@ -193,6 +205,15 @@ fn main() -> Result<(), Box<dyn Error>> {
     } else {
         None
     };
+    let software = ctx
+        .as_ref()
+        .is_some_and(|c| c.adapter_info().device_type == wgpu::DeviceType::Cpu);
+    let shapes = parse_shapes(match (&args.shapes, args.quick) {
+        (_, true) => QUICK,
+        (Some(s), false) => s,
+        (None, false) if software => SOFTWARE,
+        (None, false) => STANDARD,
+    })?;
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     println!(
         "lstm-bench: layers {}, bidirectional {}, f32, {iters} timed iterations after {warmup} warm-up",
@@ -205,6 +226,12 @@ fn main() -> Result<(), Box<dyn Error>> {
             "GPU: {} ({:?}, {:?}, driver {} {})",
             i.name, i.backend, i.device_type, i.driver, i.driver_info
         );
+        if software && args.shapes.is_none() && !args.quick {
+            println!(
+                "software adapter: default grid {SOFTWARE}; the larger standard shapes take \
+                 minutes per call here (run them with --shapes)"
+            );
+        }
     }
 
     let cases = shapes.len() * modes.len() * (use_cpu as usize + use_gpu as usize);
@@ -246,8 +273,9 @@ fn main() -> Result<(), Box<dyn Error>> {
                 } else {
                     let (model, config, targets) = train_setup(&weights, t, b)?;
                     let batch = features_batch(&x, &targets, t, b);
-                    let mut first = CpuTrainer::new(model.clone(), config.clone())?;
-                    cpu_ref = Some(vec![first.step(&batch)? as f32]);
+                    let mut first = CpuTrainer::new(model.clone(), reference_config())?;
+                    let loss = first.step(&batch)? as f32;
+                    cpu_ref = Some(loss_and_params(loss, &first.model));
                     let mut trainer = CpuTrainer::new(model, config)?;
                     let times = time(warmup, iters, || {
                         trainer.step(&batch)?;
@@ -296,9 +324,14 @@ fn main() -> Result<(), Box<dyn Error>> {
                 } else {
                     let (model, config, targets) = train_setup(&weights, t, b)?;
                     let batch = features_batch(&x, &targets, t, b);
+                    let first = {
+                        let mut reference = GpuTrainer::new(ctx, &model, reference_config())?;
+                        let loss = reference.step_with_loss(&batch)?;
+                        loss_and_params(loss, &reference.model()?)
+                    };
                     let mut trainer = GpuTrainer::new(ctx, &model, config)?;
                     let profiling = trainer.enable_profiling()?;
-                    let first = trainer.step_with_loss(&batch)?;
+                    trainer.step(&batch)?;
                     before = ctx.counters();
                     trainer.step(&batch)?;
                     after = ctx.counters();
@@ -310,9 +343,12 @@ fn main() -> Result<(), Box<dyn Error>> {
                     })?;
                     kernels = profiling
                         .then(|| median_times(&samples[samples.len().saturating_sub(iters)..]));
-                    (times, vec![first])
+                    (times, first)
                 };
                 let work = after - before;
+                if cpu_ref.as_ref().is_some_and(|r| r.len() != result.len()) {
+                    return Err("the CPU and GPU results differ in length".into());
+                }
                 let max_diff = cpu_ref.as_ref().map(|r| {
                     r.iter()
                         .zip(&result)
@@ -380,19 +416,38 @@ fn train_setup(
     ))
 }
 
+/// The reference step's configuration: SGD with learning rate 1, so that the
+/// parameters after one step differ between CPU and GPU exactly as their
+/// gradients do.
+fn reference_config() -> TrainConfig {
+    TrainConfig::new(LossKind::Mse, OptimizerKind::sgd(1.0))
+}
+
+/// The loss followed by every parameter of `model`, flattened.
+fn loss_and_params(loss: f32, model: &Model<f32>) -> Vec<f32> {
+    let mut v = vec![loss];
+    for (_, _, p) in model.named_params() {
+        v.extend_from_slice(p);
+    }
+    v
+}
+
+/// One line per shape and mode, the CPU path and the GPU engine side by side.
 fn print_table(rows: &[Row], markdown: bool) {
     let header = [
-        "device",
         "mode",
         "B",
         "T",
         "I",
         "H",
-        "median ms",
-        "min ms",
-        "max ms",
-        "GFLOP/s",
-        "max |GPU-CPU|",
+        "CPU ms",
+        "CPU min–max",
+        "CPU GFLOP/s",
+        "GPU ms",
+        "GPU min–max",
+        "GPU GFLOP/s",
+        "GPU÷CPU",
+        "max |GPU−CPU|",
         "dispatches",
         "submits",
         "GPU ms: proj",
@@ -400,33 +455,63 @@ fn print_table(rows: &[Row], markdown: bool) {
         "bwd steps",
         "bwd GEMMs",
     ];
-    let cells: Vec<Vec<String>> = rows
+    let mut keys: Vec<(Shape, &str)> = Vec::new();
+    for r in rows {
+        if !keys.contains(&(r.shape, r.mode.as_str())) {
+            keys.push((r.shape, r.mode.as_str()));
+        }
+    }
+    let dash = || "-".to_string();
+    let cells: Vec<Vec<String>> = keys
         .iter()
-        .map(|r| {
-            let (b, t, i, h) = r.shape;
-            vec![
-                r.device.to_string(),
-                r.mode.clone(),
+        .map(|&(shape, mode)| {
+            let find = |device| {
+                rows.iter()
+                    .find(|r| r.device == device && r.shape == shape && r.mode == mode)
+            };
+            let (cpu, gpu) = (find("cpu"), find("gpu"));
+            let timing = |r: Option<&Row>| match r {
+                Some(r) => [
+                    format!("{:.3}", r.median_ms()),
+                    format!("{:.3}–{:.3}", r.min_ms(), r.max_ms()),
+                    format!("{:.1}", r.gflops()),
+                ],
+                None => [dash(), dash(), dash()],
+            };
+            // The backward phases have no time in a forward call.
+            let kernel = |backward: bool, f: fn(&KernelTimes) -> f64| {
+                gpu.and_then(|g| g.kernels)
+                    .filter(|_| !(backward && mode == "forward"))
+                    .map_or_else(dash, |k| format!("{:.3}", f(&k)))
+            };
+            let (b, t, i, h) = shape;
+            let mut c = vec![
+                mode.to_string(),
                 b.to_string(),
                 t.to_string(),
                 i.to_string(),
                 h.to_string(),
-                format!("{:.3}", r.median_ms()),
-                format!("{:.3}", r.min_ms()),
-                format!("{:.3}", r.max_ms()),
-                format!("{:.1}", r.gflops()),
-                r.max_diff.map_or("-".into(), |d| format!("{d:.1e}")),
-                r.dispatches.map_or("-".into(), |d| d.to_string()),
-                r.submits.map_or("-".into(), |d| d.to_string()),
-                r.kernels
-                    .map_or("-".into(), |k| format!("{:.3}", k.projection_ms)),
-                r.kernels
-                    .map_or("-".into(), |k| format!("{:.3}", k.steps_ms)),
-                r.kernels
-                    .map_or("-".into(), |k| format!("{:.3}", k.backward_steps_ms)),
-                r.kernels
-                    .map_or("-".into(), |k| format!("{:.3}", k.backward_gemms_ms)),
-            ]
+            ];
+            c.extend(timing(cpu));
+            c.extend(timing(gpu));
+            c.push(match (cpu, gpu) {
+                (Some(c), Some(g)) => format!("{:.2}", g.median_ms() / c.median_ms()),
+                _ => dash(),
+            });
+            c.push(
+                gpu.and_then(|g| g.max_diff)
+                    .map_or_else(dash, |d| format!("{d:.1e}")),
+            );
+            c.push(
+                gpu.and_then(|g| g.dispatches)
+                    .map_or_else(dash, |d| d.to_string()),
+            );
+            c.push(gpu.and_then(|g| g.submits).map_or_else(dash, |d| d.to_string()));
+            c.push(kernel(false, |k| k.projection_ms));
+            c.push(kernel(false, |k| k.steps_ms));
+            c.push(kernel(true, |k| k.backward_steps_ms));
+            c.push(kernel(true, |k| k.backward_gemms_ms));
+            c
         })
         .collect();
     if markdown {
@@ -441,8 +526,8 @@ fn print_table(rows: &[Row], markdown: bool) {
         .map(|k| {
             cells
                 .iter()
-                .map(|c| c[k].len())
-                .chain([header[k].len()])
+                .map(|c| c[k].chars().count())
+                .chain([header[k].chars().count()])
                 .max()
                 .unwrap_or(0)
         })
@@ -461,6 +546,10 @@ fn print_table(rows: &[Row], markdown: bool) {
     for c in &cells {
         println!("{}", line(c));
     }
+    println!(
+        "max |GPU−CPU|: forward over the output; train over the loss and every parameter \
+         after one SGD step with lr 1 (a gradient difference). Dispatches and submits per call."
+    );
 }
 
 fn json(
