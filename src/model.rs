@@ -467,22 +467,23 @@ impl<T: Real> CpuTrainer<T> {
             }
         };
         let d_output = Tensor::new([t, b, features], d_out)?;
-        let lstm_grads = cpu::backward(
-            &m.lstm,
-            &cache,
-            &OutputGrads {
-                d_output: &d_output,
-                d_h_n: None,
-                d_c_n: None,
-            },
-        )?;
+        let upstream = OutputGrads {
+            d_output: &d_output,
+            d_h_n: None,
+            d_c_n: None,
+        };
         let mut grads: Vec<Vec<T>> = Vec::new();
-        if let (Inputs::Tokens(ids), Some(e)) = (batch.inputs, &m.embedding) {
-            grads.push(e.backward(ids, lstm_grads.d_input.data()));
-        }
+        // The input's gradient is needed only to train an embedding.
+        let lstm_weight_grads = match (batch.inputs, &m.embedding) {
+            (Inputs::Tokens(ids), Some(e)) => {
+                let g = cpu::backward(&m.lstm, &cache, &upstream)?;
+                grads.push(e.backward(ids, g.d_input.data()));
+                g.weights
+            }
+            _ => cpu::backward_params(&m.lstm, &cache, &upstream)?.weights,
+        };
         grads.extend(
-            lstm_grads
-                .weights
+            lstm_weight_grads
                 .named_params()
                 .into_iter()
                 .map(|(_, _, g)| g.to_vec()),

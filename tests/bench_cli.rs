@@ -35,7 +35,11 @@ fn quick_benchmark_reports_counts_and_differences() {
     assert_eq!(lines.len(), 4, "{stdout}");
     for c in &lines {
         let filled = if device == "cpu" { 8 } else { 19 };
-        let expected_dashes = if device == "both" && c[0] == "forward" { 2 } else { 0 };
+        let expected_dashes = if device == "both" && c[0] == "forward" {
+            2
+        } else {
+            0
+        };
         let dashes = c[..filled].iter().filter(|x| **x == "-").count();
         // Kernel times need TIMESTAMP_QUERY: without it their 4 columns are "-".
         assert!(

@@ -79,6 +79,7 @@ fn check(case: Case) {
         },
     )
     .unwrap();
+    same_without_input(&w, &cache, &coef);
 
     // Every parameter.
     for (name, _, analytic) in grads.weights.named_params() {
@@ -111,6 +112,51 @@ fn check(case: Case) {
         let fd = numeric(|i, delta| perturbed(which, i, delta), analytic.len());
         assert_close_to_max(name, analytic, &fd, TOL);
     }
+}
+
+/// `backward_params` skips only the input's gradient: every other gradient is
+/// exactly `backward`'s.
+fn same_without_input<T: wgpu_lstm::Real + std::fmt::Debug>(
+    w: &LstmWeights<T>,
+    cache: &cpu::ForwardCache<T>,
+    coef: &(Tensor<T>, Tensor<T>, Tensor<T>),
+) {
+    let upstream = OutputGrads {
+        d_output: &coef.0,
+        d_h_n: Some(&coef.1),
+        d_c_n: Some(&coef.2),
+    };
+    let full = cpu::backward(w, cache, &upstream).unwrap();
+    let params = cpu::backward_params(w, cache, &upstream).unwrap();
+    for ((name, _, a), (_, _, b)) in full
+        .weights
+        .named_params()
+        .into_iter()
+        .zip(params.weights.named_params())
+    {
+        assert!(a == b, "{name} differs without the input gradient");
+    }
+    assert!(full.d_h_0.data() == params.d_h_0.data());
+    assert!(full.d_c_0.data() == params.d_c_0.data());
+}
+
+/// The same in f32, which runs the fused kernels, at sizes that use threads.
+#[test]
+fn param_gradients_without_input_f32() {
+    let cfg = LstmConfig::new(24, 40).num_layers(2).bidirectional(true);
+    let (t, b) = (9, 13);
+    let w = LstmWeights::<f32>::init(&cfg, 5, InitOptions::default()).unwrap();
+    let input = random_tensor::<f32>(&[t, b, 24], 11, 1.0);
+    let lengths: Vec<usize> = (0..b).map(|k| 1 + (k * 5) % t).collect();
+    let x = LstmInput::new(&input).with_lengths(&lengths);
+    let (_, cache) = cpu::forward_train(&w, &x, DROPOUT_SEED).unwrap();
+    let state_shape = [4, b, 40];
+    let coef = (
+        random_tensor::<f32>(&[t, b, 80], 21, 1.0),
+        random_tensor::<f32>(&state_shape, 22, 1.0),
+        random_tensor::<f32>(&state_shape, 23, 1.0),
+    );
+    same_without_input(&w, &cache, &coef);
 }
 
 fn make_input<'a>(

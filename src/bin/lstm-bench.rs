@@ -506,7 +506,10 @@ fn print_table(rows: &[Row], markdown: bool) {
                 gpu.and_then(|g| g.dispatches)
                     .map_or_else(dash, |d| d.to_string()),
             );
-            c.push(gpu.and_then(|g| g.submits).map_or_else(dash, |d| d.to_string()));
+            c.push(
+                gpu.and_then(|g| g.submits)
+                    .map_or_else(dash, |d| d.to_string()),
+            );
             c.push(kernel(false, |k| k.projection_ms));
             c.push(kernel(false, |k| k.steps_ms));
             c.push(kernel(true, |k| k.backward_steps_ms));

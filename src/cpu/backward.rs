@@ -41,12 +41,50 @@ pub struct Gradients<T = f32> {
     pub d_c_0: Tensor<T>,
 }
 
+/// The gradients of [`backward_params`]: everything but the input's.
+#[derive(Clone, Debug)]
+pub struct ParamGradients<T = f32> {
+    /// Same names, shapes and layout as the parameters.
+    pub weights: LstmWeights<T>,
+    /// [D·L, B, H] (the gradient for a zero initial state when none was given).
+    pub d_h_0: Tensor<T>,
+    /// [D·L, B, H]
+    pub d_c_0: Tensor<T>,
+}
+
 /// Backpropagates through the forward pass that produced `cache`.
 pub fn backward<T: Real>(
     weights: &LstmWeights<T>,
     cache: &ForwardCache<T>,
     grads: &OutputGrads<'_, T>,
 ) -> Result<Gradients<T>> {
+    let (p, d_input) = backward_impl(weights, cache, grads, true)?;
+    Ok(Gradients {
+        weights: p.weights,
+        d_input: d_input.expect("asked for the input gradient"),
+        d_h_0: p.d_h_0,
+        d_c_0: p.d_c_0,
+    })
+}
+
+/// [`backward`] without the gradient with respect to the input, as PyTorch
+/// computes it when the input does not require grad: the first layer's input
+/// product dX = dG·W_ih is skipped. The parameter and state gradients are
+/// those of [`backward`].
+pub fn backward_params<T: Real>(
+    weights: &LstmWeights<T>,
+    cache: &ForwardCache<T>,
+    grads: &OutputGrads<'_, T>,
+) -> Result<ParamGradients<T>> {
+    Ok(backward_impl(weights, cache, grads, false)?.0)
+}
+
+fn backward_impl<T: Real>(
+    weights: &LstmWeights<T>,
+    cache: &ForwardCache<T>,
+    grads: &OutputGrads<'_, T>,
+    input_grad: bool,
+) -> Result<(ParamGradients<T>, Option<Tensor<T>>)> {
     let cfg = &weights.config;
     let (h, dirs, layers) = (cfg.hidden_size, cfg.num_directions(), cfg.num_layers);
     let (seq_len, batch) = (cache.seq_len, cache.batch);
@@ -99,7 +137,13 @@ pub fn backward<T: Real>(
             dy.iter_mut().zip(mask).for_each(|(d, &m)| *d = *d * m);
         }
         let input_size = cfg.layer_input_size(layer);
-        let mut d_input = vec![T::zero(); seq_len * batch * input_size];
+        // Empty: no input gradient wanted (the directions skip dX).
+        let d_input_len = if layer > 0 || input_grad {
+            seq_len * batch * input_size
+        } else {
+            0
+        };
+        let mut d_input = vec![T::zero(); d_input_len];
         for dir in 0..dirs {
             let idx = layer * dirs + dir;
             let run = Direction {
@@ -129,18 +173,24 @@ pub fn backward<T: Real>(
         dy = d_input;
     }
 
-    let input_shape = [seq_len, batch, cfg.input_size];
-    let d_input = Tensor::new(input_shape, dy)?;
-    Ok(Gradients {
-        weights: d_weights,
-        d_input: if cfg.batch_first {
+    let d_input = if input_grad {
+        let d_input = Tensor::new([seq_len, batch, cfg.input_size], dy)?;
+        Some(if cfg.batch_first {
             d_input.swap_first_two_axes()
         } else {
             d_input
+        })
+    } else {
+        None
+    };
+    Ok((
+        ParamGradients {
+            weights: d_weights,
+            d_h_0: Tensor::new(state_shape, d_h_0)?,
+            d_c_0: Tensor::new(state_shape, d_c_0)?,
         },
-        d_h_0: Tensor::new(state_shape, d_h_0)?,
-        d_c_0: Tensor::new(state_shape, d_c_0)?,
-    })
+        d_input,
+    ))
 }
 
 impl<T: Real> Direction<'_, T> {
@@ -221,13 +271,6 @@ impl<T: Real> Direction<'_, T> {
         }
 
         // Weight gradients: one GEMM each over all T·B rows.
-        let mut h_prev = vec![T::zero(); tb * hid];
-        for (t, rows) in h_prev.chunks_exact_mut(bsz * hid).enumerate() {
-            rows.copy_from_slice(match self.previous_step(t) {
-                Some(p) => &saved.h[p * bsz * hid..(p + 1) * bsz * hid],
-                None => &saved.h_0,
-            });
-        }
         let dg = MatRef::new(&d_gates, tb, 4 * hid);
         matmul(
             &mut grads.weight_ih,
@@ -235,12 +278,36 @@ impl<T: Real> Direction<'_, T> {
             MatRef::new(x, tb, self.input_size),
             false,
         );
+        // dW_hh = Σ_t dG_tᵀ · h_prev(t). The state entering step t is the
+        // saved h of the step visited before it, so over all steps but the
+        // first one visited this is one GEMM on shifted views of dG and h,
+        // plus h_0's term.
+        let first = if self.reverse { self.seq_len - 1 } else { 0 };
+        let rest = (self.seq_len - 1) * bsz;
+        let (dg_rest, h_rest) = if self.reverse {
+            (&d_gates[..rest * 4 * hid], &saved.h[bsz * hid..])
+        } else {
+            (&d_gates[bsz * 4 * hid..], &saved.h[..rest * hid])
+        };
         matmul(
             &mut grads.weight_hh,
-            dg.t(),
-            MatRef::new(&h_prev, tb, hid),
+            MatRef::new(
+                &d_gates[first * bsz * 4 * hid..(first + 1) * bsz * 4 * hid],
+                bsz,
+                4 * hid,
+            )
+            .t(),
+            MatRef::new(&saved.h_0, bsz, hid),
             false,
         );
+        if rest > 0 {
+            matmul(
+                &mut grads.weight_hh,
+                MatRef::new(dg_rest, rest, 4 * hid).t(),
+                MatRef::new(h_rest, rest, hid),
+                true,
+            );
+        }
         if let (Some(db_ih), Some(db_hh)) = (&mut grads.bias_ih, &mut grads.bias_hh) {
             for row in d_gates.chunks_exact(4 * hid) {
                 db_ih.iter_mut().zip(row).for_each(|(d, &g)| *d = *d + g);
@@ -248,6 +315,10 @@ impl<T: Real> Direction<'_, T> {
             db_hh.copy_from_slice(db_ih);
         }
         // dX += dG · W_ih                                  [T·B, in]
+        // (an empty d_input asks for no input gradient)
+        if d_input.is_empty() {
+            return (dh_carry, dc_carry);
+        }
         matmul(
             d_input,
             dg,

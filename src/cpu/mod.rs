@@ -15,5 +15,5 @@ pub mod gemm;
 mod split;
 mod vmath;
 
-pub use backward::{Gradients, OutputGrads, backward};
+pub use backward::{Gradients, OutputGrads, ParamGradients, backward, backward_params};
 pub use forward::{DirectionCache, ForwardCache, LayerCache, LstmOutput, forward, forward_train};

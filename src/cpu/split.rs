@@ -200,7 +200,13 @@ impl<'a, T: Real> Direction<'a, T> {
                 };
                 let dy_c = gather(dy, t, b, self.out_stride, p, self.out_offset, h);
                 let mut g = grads.clone();
-                let mut d_in = vec![T::zero(); t * dir.batch * inp];
+                // An empty d_input asks for no input gradient.
+                let d_in_len = if d_input.is_empty() {
+                    0
+                } else {
+                    t * dir.batch * inp
+                };
+                let mut d_in = vec![T::zero(); d_in_len];
                 let (dh0, dc0) = dir.backward(
                     &gather(x, t, b, inp, p, 0, inp),
                     &saved_c,
@@ -215,7 +221,9 @@ impl<'a, T: Real> Direction<'a, T> {
             .collect();
         let (mut dh0, mut dc0) = (vec![T::zero(); b * h], vec![T::zero(); b * h]);
         for (k, (&p, (g, d_in, dh, dc))) in parts.iter().zip(results).enumerate() {
-            scatter(d_input, &d_in, t, b, inp, p, 0, inp, true);
+            if !d_input.is_empty() {
+                scatter(d_input, &d_in, t, b, inp, p, 0, inp, true);
+            }
             dh0[p.0 * h..p.1 * h].copy_from_slice(&dh);
             dc0[p.0 * h..p.1 * h].copy_from_slice(&dc);
             if k == 0 {
