@@ -447,7 +447,7 @@ impl<T: Real> CpuTrainer<T> {
         let (out, cache) = cpu::forward_train(&m.lstm, &lx, seed)?;
         let features = cfg.output_size();
         let head_in = match m.head_kind {
-            HeadKind::PerStep => out.output.data().to_vec(),
+            HeadKind::PerStep => out.output.into_data(),
             HeadKind::LastStep => last_valid_step(out.output.data(), t, b, features, batch.lengths),
         };
         let rows = head_in.len() / features;
@@ -461,7 +461,7 @@ impl<T: Real> CpuTrainer<T> {
         }
         let head_grads = m.head.backward(&head_in, rows, &d_logits);
         let d_out = match m.head_kind {
-            HeadKind::PerStep => head_grads.input.clone(),
+            HeadKind::PerStep => head_grads.input,
             HeadKind::LastStep => {
                 last_valid_step_backward(&head_grads.input, t, b, features, batch.lengths)
             }
@@ -482,6 +482,10 @@ impl<T: Real> CpuTrainer<T> {
             }
             _ => cpu::backward_params(&m.lstm, &cache, &upstream)?.weights,
         };
+        // The step's large buffers serve the next step (see `cpu::release_scratch`).
+        cache.release();
+        cpu::scratch::recycle(head_in);
+        cpu::scratch::recycle(d_output.into_data());
         grads.extend(
             lstm_weight_grads
                 .named_params()

@@ -12,6 +12,7 @@
 
 use super::forward::{Direction, ForwardCache};
 use super::gemm::{MatRef, matmul};
+use super::scratch;
 use crate::error::{LstmError, Result};
 use crate::real::Real;
 use crate::tensor::Tensor;
@@ -127,7 +128,9 @@ fn backward_impl<T: Real>(
     let mut dy = if cfg.batch_first {
         grads.d_output.swap_first_two_axes().into_data()
     } else {
-        grads.d_output.data().to_vec()
+        let mut v = scratch::zeroed(grads.d_output.data().len());
+        v.copy_from_slice(grads.d_output.data());
+        v
     };
 
     for layer in (0..layers).rev() {
@@ -143,7 +146,7 @@ fn backward_impl<T: Real>(
         } else {
             0
         };
-        let mut d_input = vec![T::zero(); d_input_len];
+        let mut d_input = scratch::zeroed(d_input_len);
         for dir in 0..dirs {
             let idx = layer * dirs + dir;
             let run = Direction {
@@ -170,7 +173,7 @@ fn backward_impl<T: Real>(
             d_h_0[idx * batch * h..(idx + 1) * batch * h].copy_from_slice(&dh0);
             d_c_0[idx * batch * h..(idx + 1) * batch * h].copy_from_slice(&dc0);
         }
-        dy = d_input;
+        scratch::recycle(std::mem::replace(&mut dy, d_input));
     }
 
     let d_input = if input_grad {
@@ -209,7 +212,7 @@ impl<T: Real> Direction<'_, T> {
         d_input: &mut [T],
     ) -> (Vec<T>, Vec<T>) {
         let (hid, bsz, tb) = (self.hidden, self.batch, self.seq_len * self.batch);
-        let mut d_gates = vec![T::zero(); tb * 4 * hid];
+        let mut d_gates = scratch::zeroed(tb * 4 * hid);
         let (mut dh_carry, mut dc_carry) = (d_h_n, d_c_n);
 
         if let Some(fused) = self.recurrence() {
@@ -316,15 +319,15 @@ impl<T: Real> Direction<'_, T> {
         }
         // dX += dG · W_ih                                  [T·B, in]
         // (an empty d_input asks for no input gradient)
-        if d_input.is_empty() {
-            return (dh_carry, dc_carry);
+        if !d_input.is_empty() {
+            matmul(
+                d_input,
+                dg,
+                MatRef::new(&self.weights.weight_ih, 4 * hid, self.input_size),
+                true,
+            );
         }
-        matmul(
-            d_input,
-            dg,
-            MatRef::new(&self.weights.weight_ih, 4 * hid, self.input_size),
-            true,
-        );
+        scratch::recycle(d_gates);
         (dh_carry, dc_carry)
     }
 }

@@ -6,7 +6,9 @@
 use std::any::TypeId;
 
 use super::fused::{Isa, Recurrence};
+use super::fused_projection::project;
 use super::gemm::{MatRef, matmul};
+use super::scratch;
 use crate::dropout::Dropout;
 use crate::error::Result;
 use crate::input::LstmInput;
@@ -63,6 +65,26 @@ pub struct ForwardCache<T> {
     pub layers: Vec<LayerCache<T>>,
 }
 
+impl<T: Real> ForwardCache<T> {
+    /// Gives the cache's buffers back to this thread for reuse by later
+    /// calls (see [`release_scratch`](super::release_scratch)).
+    pub fn release(self) {
+        self.layers.into_iter().for_each(LayerCache::release);
+    }
+}
+
+impl<T: Real> LayerCache<T> {
+    fn release(self) {
+        scratch::recycle(self.input);
+        self.dropout_mask.map(scratch::recycle);
+        for d in self.directions {
+            scratch::recycle(d.gates);
+            scratch::recycle(d.c);
+            scratch::recycle(d.h);
+        }
+    }
+}
+
 /// Inference: PyTorch's `lstm.eval()(input, (h_0, c_0))`. Dropout is off.
 pub fn forward<T: Real>(weights: &LstmWeights<T>, x: &LstmInput<'_, T>) -> Result<LstmOutput<T>> {
     run(weights, x, None, false).map(|(out, _)| out)
@@ -99,14 +121,16 @@ fn run<T: Real>(
     let mut layer_input = if cfg.batch_first {
         x.input.swap_first_two_axes().into_data()
     } else {
-        x.input.data().to_vec()
+        let mut v = scratch::zeroed(x.input.data().len());
+        v.copy_from_slice(x.input.data());
+        v
     };
     let mut h_n = Vec::with_capacity(layers * dirs * batch * h);
     let mut c_n = Vec::with_capacity(layers * dirs * batch * h);
     let mut caches = Vec::new();
 
     for layer in 0..layers {
-        let mut layer_output = vec![T::zero(); seq_len * batch * dirs * h];
+        let mut layer_output = scratch::zeroed(seq_len * batch * dirs * h);
         let mut directions = Vec::new();
         for dir in 0..dirs {
             let run = Direction {
@@ -150,12 +174,15 @@ fn run<T: Real>(
             _ => None,
         };
         let input = std::mem::replace(&mut layer_input, layer_output);
+        let layer = LayerCache {
+            input,
+            directions,
+            dropout_mask,
+        };
         if save {
-            caches.push(LayerCache {
-                input,
-                directions,
-                dropout_mask,
-            });
+            caches.push(layer);
+        } else {
+            layer.release();
         }
     }
 
@@ -244,26 +271,39 @@ impl<T: Real> Direction<'_, T> {
 
         // 1. Input projection for the whole sequence, one GEMM:
         //    G = X · W_ihᵀ + (b_ih + b_hh)        [T·B, 4H]
-        let mut gates = vec![T::zero(); tb * 4 * hid];
-        if let (Some(b_ih), Some(b_hh)) = (&w.bias_ih, &w.bias_hh) {
+        //    (in f32 with the step kernel's register tiles, `fused_projection.rs`).
+        let mut gates = scratch::zeroed(tb * 4 * hid);
+        let bias: Vec<T> = match (&w.bias_ih, &w.bias_hh) {
+            (Some(b_ih), Some(b_hh)) => b_ih.iter().zip(b_hh).map(|(&a, &b)| a + b).collect(),
+            _ => vec![T::zero(); 4 * hid],
+        };
+        if let Some(fused) = self.recurrence() {
+            project(
+                bytemuck::cast_slice(x),
+                bytemuck::cast_slice(&w.weight_ih),
+                bytemuck::cast_slice(&bias),
+                hid,
+                self.input_size,
+                bytemuck::cast_slice_mut(&mut gates),
+                fused.isa,
+            );
+        } else {
             for row in gates.chunks_exact_mut(4 * hid) {
-                for ((g, &bi), &bh) in row.iter_mut().zip(b_ih).zip(b_hh) {
-                    *g = bi + bh;
-                }
+                row.copy_from_slice(&bias);
             }
+            matmul(
+                &mut gates,
+                MatRef::new(x, tb, self.input_size),
+                MatRef::new(&w.weight_ih, 4 * hid, self.input_size).t(),
+                true,
+            );
         }
-        matmul(
-            &mut gates,
-            MatRef::new(x, tb, self.input_size),
-            MatRef::new(&w.weight_ih, 4 * hid, self.input_size).t(),
-            true,
-        );
 
         // 2. The recurrence: in f32 by the fused kernel of `fused.rs`, which
         //    computes exactly the loop below.
         let (mut h, mut c) = (h_0.clone(), c_0.clone());
         let saved = if self.save { tb * hid } else { 0 };
-        let (mut h_all, mut c_all) = (vec![T::zero(); saved], vec![T::zero(); saved]);
+        let (mut h_all, mut c_all) = (scratch::zeroed(saved), scratch::zeroed(saved));
         if let Some(fused) = self.recurrence() {
             fused.run(
                 bytemuck::cast_slice_mut(&mut gates),

@@ -104,16 +104,23 @@ pub(crate) struct PackedHh {
 
 impl PackedHh {
     pub fn new(weight_hh: &[f32], hidden: usize, isa: Isa) -> PackedHh {
+        PackedHh::with_cols(weight_hh, hidden, hidden, isa)
+    }
+
+    /// Packs any [4H, cols] gate matrix (e.g. `W_ih`) the same way: panel `p`
+    /// is `[cols][gate][lane]`.
+    pub fn with_cols(weight: &[f32], hidden: usize, cols: usize, isa: Isa) -> PackedHh {
+        assert_eq!(weight.len(), 4 * hidden * cols, "the weight is [4H, cols]");
         let u = isa.units();
         let panels = hidden.div_ceil(u);
-        let mut data = vec![0.0; panels * hidden * 4 * u];
+        let mut data = vec![0.0; panels * cols * 4 * u];
         for p in 0..panels {
-            for k in 0..hidden {
+            for k in 0..cols {
                 for g in 0..4 {
                     for l in 0..u.min(hidden - p * u) {
                         let unit = p * u + l;
-                        data[((p * hidden + k) * 4 + g) * u + l] =
-                            weight_hh[(g * hidden + unit) * hidden + k];
+                        data[((p * cols + k) * 4 + g) * u + l] =
+                            weight[(g * hidden + unit) * cols + k];
                     }
                 }
             }
@@ -121,7 +128,15 @@ impl PackedHh {
         PackedHh { isa, hidden, data }
     }
 
-    fn panels(&self) -> usize {
+    pub fn isa(&self) -> Isa {
+        self.isa
+    }
+
+    pub fn data(&self) -> &[f32] {
+        &self.data
+    }
+
+    pub fn panels(&self) -> usize {
         self.hidden.div_ceil(self.isa.units())
     }
 }

@@ -1,4 +1,5 @@
-//! The fused f32 kernels (`fused.rs`, `fused_backward.rs`), in every
+//! The fused f32 kernels (`fused.rs`, `fused_backward.rs`,
+//! `fused_projection.rs`), in every
 //! instruction-set variant this CPU runs, against the plain loops of
 //! `forward.rs` and `backward.rs` run in f64 on the same weights.
 //!
@@ -179,6 +180,18 @@ fn fused_kernels_use_helper_threads_correctly() {
             seq_len: 12,
             batch: 11,
             lengths: true,
+        };
+        check(&case, isa);
+        // The input projection in several blocks of rows (T·B = 153: one of
+        // 96 rows, then 57, which ends in a partial tile), with an odd I.
+        let case = Case {
+            input: 37,
+            hidden: 33,
+            layers: 2,
+            bidirectional: false,
+            seq_len: 17,
+            batch: 9,
+            lengths: false,
         };
         check(&case, isa);
     }

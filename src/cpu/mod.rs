@@ -9,11 +9,14 @@ mod backward;
 mod forward;
 mod fused;
 mod fused_backward;
+mod fused_projection;
 #[cfg(test)]
 mod fused_tests;
 pub mod gemm;
+pub(crate) mod scratch;
 mod split;
 mod vmath;
 
 pub use backward::{Gradients, OutputGrads, ParamGradients, backward, backward_params};
 pub use forward::{DirectionCache, ForwardCache, LayerCache, LstmOutput, forward, forward_train};
+pub use scratch::{release_scratch, scratch_bytes};
