@@ -76,7 +76,9 @@ impl<T: Real> ForwardCache<T> {
 impl<T: Real> LayerCache<T> {
     fn release(self) {
         scratch::recycle(self.input);
-        self.dropout_mask.map(scratch::recycle);
+        if let Some(mask) = self.dropout_mask {
+            scratch::recycle(mask);
+        }
         for d in self.directions {
             scratch::recycle(d.gates);
             scratch::recycle(d.c);

@@ -28,13 +28,13 @@ thread_local! {
 pub(crate) fn zeroed<T: Real>(n: usize) -> Vec<T> {
     if n >= MIN_LEN {
         let mut out = Vec::<T>::new();
-        if let Some(v) = (&mut out as &mut dyn Any).downcast_mut::<Vec<f32>>() {
-            if let Some(mut kept) = take(n) {
-                kept.clear();
-                kept.resize(n, 0.0);
-                *v = kept;
-                return out;
-            }
+        if let Some(v) = (&mut out as &mut dyn Any).downcast_mut::<Vec<f32>>()
+            && let Some(mut kept) = take(n)
+        {
+            kept.clear();
+            kept.resize(n, 0.0);
+            *v = kept;
+            return out;
         }
     }
     vec![T::zero(); n]
