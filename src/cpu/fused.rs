@@ -22,7 +22,7 @@ use std::sync::OnceLock;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use super::vmath;
+use super::{scratch, vmath};
 
 #[cfg(test)]
 thread_local! {
@@ -102,6 +102,12 @@ pub(crate) struct PackedHh {
     data: Vec<f32>,
 }
 
+impl Drop for PackedHh {
+    fn drop(&mut self) {
+        scratch::recycle(std::mem::take(&mut self.data));
+    }
+}
+
 impl PackedHh {
     pub fn new(weight_hh: &[f32], hidden: usize, isa: Isa) -> PackedHh {
         PackedHh::with_cols(weight_hh, hidden, hidden, isa)
@@ -113,15 +119,15 @@ impl PackedHh {
         assert_eq!(weight.len(), 4 * hidden * cols, "the weight is [4H, cols]");
         let u = isa.units();
         let panels = hidden.div_ceil(u);
-        let mut data = vec![0.0; panels * cols * 4 * u];
-        for p in 0..panels {
-            for k in 0..cols {
-                for g in 0..4 {
-                    for l in 0..u.min(hidden - p * u) {
-                        let unit = p * u + l;
-                        data[((p * cols + k) * 4 + g) * u + l] =
-                            weight[(g * hidden + unit) * cols + k];
-                    }
+        let mut data = scratch::zeroed(panels * cols * 4 * u);
+        // Row by row of the weight: contiguous reads, one write per 4·U floats.
+        for g in 0..4 {
+            for unit in 0..hidden {
+                let (p, l) = (unit / u, unit % u);
+                let row = &weight[(g * hidden + unit) * cols..][..cols];
+                let panel = &mut data[p * cols * 4 * u..][..cols * 4 * u];
+                for (k, &v) in row.iter().enumerate() {
+                    panel[(k * 4 + g) * u + l] = v;
                 }
             }
         }

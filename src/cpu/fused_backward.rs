@@ -21,7 +21,7 @@
 use super::fused::{
     Isa, Recurrence, helpers, in_phases, load, madd, product_any, row_tiles, store,
 };
-use super::vmath;
+use super::{scratch, vmath};
 
 /// `W_hh` ([4H, H]) packed for the backward product.
 struct PackedHhT {
@@ -29,11 +29,17 @@ struct PackedHhT {
     data: Vec<f32>,
 }
 
+impl Drop for PackedHhT {
+    fn drop(&mut self) {
+        scratch::recycle(std::mem::take(&mut self.data));
+    }
+}
+
 impl PackedHhT {
     fn new(weight_hh: &[f32], hidden: usize, isa: Isa) -> PackedHhT {
         let width = 4 * isa.units();
         let panels = hidden.div_ceil(width);
-        let mut data = vec![0.0; panels * 4 * hidden * width];
+        let mut data = scratch::zeroed(panels * 4 * hidden * width);
         for r in 0..4 * hidden {
             let row = &weight_hh[r * hidden..(r + 1) * hidden];
             for (p, cols) in row.chunks(width).enumerate() {

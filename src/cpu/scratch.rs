@@ -13,10 +13,10 @@ use std::cell::RefCell;
 
 use crate::real::Real;
 
-/// Buffers smaller than this (256 KiB of f32) are left to the allocator.
-pub const MIN_LEN: usize = 1 << 16;
+/// Buffers smaller than this (64 KiB of f32) are left to the allocator.
+pub const MIN_LEN: usize = 1 << 14;
 /// At most this many buffers are kept per thread.
-pub const MAX_BUFFERS: usize = 12;
+pub const MAX_BUFFERS: usize = 16;
 /// At most this many bytes are kept per thread.
 pub const MAX_BYTES: usize = 1 << 30;
 
