@@ -128,7 +128,7 @@ fn backward_impl<T: Real>(
     let mut dy = if cfg.batch_first {
         grads.d_output.swap_first_two_axes().into_data()
     } else {
-        let mut v = scratch::zeroed(grads.d_output.data().len());
+        let mut v = scratch::reused(grads.d_output.data().len());
         v.copy_from_slice(grads.d_output.data());
         v
     };

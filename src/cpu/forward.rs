@@ -4,6 +4,7 @@
 //! Internally everything is time-major: x [T, B, in], gates [T, B, 4H].
 
 use std::any::TypeId;
+use std::borrow::Cow;
 
 use super::fused::{Isa, Recurrence};
 use super::fused_projection::project;
@@ -120,12 +121,16 @@ fn run<T: Real>(
         None => vec![T::zero(); batch * h],
     };
 
-    let mut layer_input = if cfg.batch_first {
-        x.input.swap_first_two_axes().into_data()
-    } else {
-        let mut v = scratch::zeroed(x.input.data().len());
+    // Inference reads the caller's time-major input in place; training keeps
+    // a copy in the cache.
+    let mut layer_input: Cow<'_, [T]> = if cfg.batch_first {
+        Cow::Owned(x.input.swap_first_two_axes().into_data())
+    } else if save {
+        let mut v = scratch::reused(x.input.data().len());
         v.copy_from_slice(x.input.data());
-        v
+        Cow::Owned(v)
+    } else {
+        Cow::Borrowed(x.input.data())
     };
     let mut h_n = Vec::with_capacity(layers * dirs * batch * h);
     let mut c_n = Vec::with_capacity(layers * dirs * batch * h);
@@ -175,7 +180,7 @@ fn run<T: Real>(
             }
             _ => None,
         };
-        let input = std::mem::replace(&mut layer_input, layer_output);
+        let input = std::mem::replace(&mut layer_input, Cow::Owned(layer_output)).into_owned();
         let layer = LayerCache {
             input,
             directions,
@@ -189,7 +194,7 @@ fn run<T: Real>(
     }
 
     let state_shape = [layers * dirs, batch, h];
-    let output = Tensor::new([seq_len, batch, dirs * h], layer_input)?;
+    let output = Tensor::new([seq_len, batch, dirs * h], layer_input.into_owned())?;
     let out = LstmOutput {
         output: if cfg.batch_first {
             output.swap_first_two_axes()
@@ -274,7 +279,8 @@ impl<T: Real> Direction<'_, T> {
         // 1. Input projection for the whole sequence, one GEMM:
         //    G = X · W_ihᵀ + (b_ih + b_hh)        [T·B, 4H]
         //    (in f32 with the step kernel's register tiles, `fused_projection.rs`).
-        let mut gates = scratch::zeroed(tb * 4 * hid);
+        // Every element is written below.
+        let mut gates = scratch::reused(tb * 4 * hid);
         let bias: Vec<T> = match (&w.bias_ih, &w.bias_hh) {
             (Some(b_ih), Some(b_hh)) => b_ih.iter().zip(b_hh).map(|(&a, &b)| a + b).collect(),
             _ => vec![T::zero(); 4 * hid],

@@ -40,6 +40,22 @@ pub(crate) fn zeroed<T: Real>(n: usize) -> Vec<T> {
     vec![T::zero(); n]
 }
 
+/// A vector of `n` elements with unspecified (but initialised) values, for a
+/// caller that writes every element: a kept buffer is not cleared first.
+pub(crate) fn reused<T: Real>(n: usize) -> Vec<T> {
+    if n >= MIN_LEN {
+        let mut out = Vec::<T>::new();
+        if let Some(v) = (&mut out as &mut dyn Any).downcast_mut::<Vec<f32>>()
+            && let Some(mut kept) = take(n)
+        {
+            kept.resize(n, 0.0);
+            *v = kept;
+            return out;
+        }
+    }
+    vec![T::zero(); n]
+}
+
 /// Gives `v` back for reuse (f32 buffers of at least [`MIN_LEN`] elements;
 /// anything else is freed).
 pub(crate) fn recycle<T: Real>(mut v: Vec<T>) {
@@ -121,5 +137,13 @@ mod tests {
         assert!(scratch_bytes() <= MAX_BUFFERS * MIN_LEN * 2 * 4);
         release_scratch();
         assert_eq!(scratch_bytes(), 0);
+        // `reused` hands out a kept buffer at the asked length, uncleared.
+        let mut d = zeroed::<f32>(MIN_LEN * 2);
+        d.iter_mut().for_each(|x| *x = 2.0);
+        let ptr = d.as_ptr();
+        recycle(d);
+        let e = reused::<f32>(MIN_LEN + 3);
+        assert_eq!((e.as_ptr(), e.len()), (ptr, MIN_LEN + 3));
+        release_scratch();
     }
 }
