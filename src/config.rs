@@ -15,6 +15,7 @@ use crate::error::{LstmError, Result};
 /// | `batch_first` | false |
 /// | `dropout` | 0.0 |
 /// | `bidirectional` | false |
+/// | `proj_size` | 0 |
 ///
 /// As in PyTorch, `dropout` applies to the output of every layer except the
 /// last, and only in training mode. With `num_layers = 1` it therefore has no
@@ -36,6 +37,9 @@ pub struct LstmConfig {
     pub dropout: f64,
     /// Run a second, time-reversed direction in every layer (D = 2).
     pub bidirectional: bool,
+    /// P: with P > 0, a projection LSTM (LSTMP): h_t = W_hr · (o ⊙ tanh(c_t)),
+    /// so h has P units and c has H. 0 (the default) means no projection.
+    pub proj_size: usize,
 }
 
 impl LstmConfig {
@@ -49,6 +53,7 @@ impl LstmConfig {
             batch_first: false,
             dropout: 0.0,
             bidirectional: false,
+            proj_size: 0,
         }
     }
 
@@ -77,17 +82,32 @@ impl LstmConfig {
         self
     }
 
+    pub fn proj_size(mut self, proj_size: usize) -> Self {
+        self.proj_size = proj_size;
+        self
+    }
+
+    /// H_out: units of h (and of each direction's output), P when
+    /// `proj_size` > 0, else H.
+    pub fn hidden_out(&self) -> usize {
+        if self.proj_size > 0 {
+            self.proj_size
+        } else {
+            self.hidden_size
+        }
+    }
+
     /// D: 2 when bidirectional, else 1.
     pub fn num_directions(&self) -> usize {
         if self.bidirectional { 2 } else { 1 }
     }
 
-    /// Size of a layer's output per time step: D·H.
+    /// Size of a layer's output per time step: D·H_out.
     pub fn output_size(&self) -> usize {
-        self.num_directions() * self.hidden_size
+        self.num_directions() * self.hidden_out()
     }
 
-    /// Input features of layer `layer`: I for layer 0, D·H after.
+    /// Input features of layer `layer`: I for layer 0, D·H_out after.
     pub fn layer_input_size(&self, layer: usize) -> usize {
         if layer == 0 {
             self.input_size
@@ -115,6 +135,15 @@ impl LstmConfig {
             return Err(LstmError::InvalidConfig {
                 field: "dropout",
                 reason: format!("must be in [0, 1), got {}", self.dropout),
+            });
+        }
+        if self.proj_size >= self.hidden_size {
+            return Err(LstmError::InvalidConfig {
+                field: "proj_size",
+                reason: format!(
+                    "must be smaller than hidden_size ({}), got {}",
+                    self.hidden_size, self.proj_size
+                ),
             });
         }
         // Gate rows are 4H; keep every index inside u32 for the GPU path.

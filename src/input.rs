@@ -10,7 +10,8 @@ use crate::tensor::Tensor;
 pub struct LstmInput<'a, T = f32> {
     /// [T, B, I], or [B, T, I] when `config.batch_first`.
     pub input: &'a Tensor<T>,
-    /// [D·L, B, H]; zeros when `None`. Give both `h_0` and `c_0` or neither.
+    /// [D·L, B, H_out] (H_out = `proj_size` if > 0, else H); zeros when
+    /// `None`. Give both `h_0` and `c_0` or neither.
     pub h_0: Option<&'a Tensor<T>>,
     /// [D·L, B, H]; zeros when `None`.
     pub c_0: Option<&'a Tensor<T>>,
@@ -96,11 +97,10 @@ pub fn check_shapes(
             format!("needs at least one time step and one sequence, got shape {input:?}"),
         ));
     }
-    let state_shape = [
-        config.num_layers * config.num_directions(),
-        batch,
-        config.hidden_size,
-    ];
+    // h is [D·L, B, H_out] (P with a projection), c is [D·L, B, H].
+    let states = config.num_layers * config.num_directions();
+    let h_shape = [states, batch, config.hidden_out()];
+    let c_shape = [states, batch, config.hidden_size];
     if h_0.is_some() != c_0.is_some() {
         let (given, missing) = if h_0.is_some() {
             ("h_0", "c_0")
@@ -112,9 +112,9 @@ pub fn check_shapes(
             format!("missing while {given} is given; nn.LSTM takes both initial states or neither"),
         ));
     }
-    for (name, state) in [("h_0", h_0), ("c_0", c_0)] {
-        if let Some(s) = state.filter(|s| *s != state_shape) {
-            return Err(LstmError::shape(name, &state_shape, s));
+    for (name, state, shape) in [("h_0", h_0, h_shape), ("c_0", c_0, c_shape)] {
+        if let Some(s) = state.filter(|s| *s != shape) {
+            return Err(LstmError::shape(name, &shape, s));
         }
     }
     if let Some(lengths) = lengths {

@@ -53,9 +53,10 @@ fn check(case: Case) {
         [t, b, cfg.input_size]
     };
     let input = random_tensor::<f64>(&in_shape, 11, 1.0);
-    let state_shape = [cfg.num_layers * cfg.num_directions(), b, cfg.hidden_size];
-    let h0 = random_tensor::<f64>(&state_shape, 12, 0.5);
-    let c0 = random_tensor::<f64>(&state_shape, 13, 0.5);
+    let states = cfg.num_layers * cfg.num_directions();
+    let (h_shape, c_shape) = ([states, b, cfg.hidden_out()], [states, b, cfg.hidden_size]);
+    let h0 = random_tensor::<f64>(&h_shape, 12, 0.5);
+    let c0 = random_tensor::<f64>(&c_shape, 13, 0.5);
     let out_shape = if cfg.batch_first {
         [b, t, cfg.output_size()]
     } else {
@@ -63,8 +64,8 @@ fn check(case: Case) {
     };
     let coef = (
         random_tensor::<f64>(&out_shape, 21, 1.0),
-        random_tensor::<f64>(&state_shape, 22, 1.0),
-        random_tensor::<f64>(&state_shape, 23, 1.0),
+        random_tensor::<f64>(&h_shape, 22, 1.0),
+        random_tensor::<f64>(&c_shape, 23, 1.0),
     );
 
     let x = make_input(&case, &input, &h0, &c0);
@@ -215,6 +216,31 @@ fn two_layers_bidirectional() {
 fn variable_lengths_bidirectional_two_layers() {
     check(Case {
         config: LstmConfig::new(2, 3).num_layers(2).bidirectional(true),
+        seq_len: 5,
+        batch: 3,
+        lengths: Some(vec![2, 5, 3]),
+        with_state: true,
+    });
+}
+
+#[test]
+fn projection_single_layer() {
+    check(Case {
+        config: LstmConfig::new(3, 5).proj_size(2),
+        seq_len: 4,
+        batch: 2,
+        lengths: None,
+        with_state: true,
+    });
+}
+
+#[test]
+fn projection_two_layers_bidirectional_with_lengths() {
+    check(Case {
+        config: LstmConfig::new(2, 4)
+            .num_layers(2)
+            .bidirectional(true)
+            .proj_size(3),
         seq_len: 5,
         batch: 3,
         lengths: Some(vec![2, 5, 3]),

@@ -233,14 +233,47 @@ fn non_finite_weights_are_rejected() {
 }
 
 #[test]
-fn projection_weights_are_reported_as_unsupported() {
+fn projection_lstms_round_trip_with_proj_size_inferred() {
+    let cfg = LstmConfig::new(3, 5)
+        .num_layers(2)
+        .bidirectional(true)
+        .proj_size(2);
+    let w = LstmWeights::<f32>::init(&cfg, 7, InitOptions::default()).unwrap();
+    let bytes = w.to_safetensors_bytes("lstm.").unwrap();
+    let back = load(&bytes).unwrap();
+    assert_eq!(back.config.proj_size, 2);
+    assert_eq!(back, w);
+    // Without one layer's projection, the file is incomplete.
+    let e = entries(&w, |n| (n != "weight_hr_l1_reverse").then(|| n.to_string()));
+    let err = load(&file(&as_refs(&e))).unwrap_err();
+    assert!(
+        matches!(&err, LstmError::MissingTensor { name, hint } if name == "weight_hr_l1_reverse" && hint.contains("projections")),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_projection_that_does_not_fit_the_recurrent_weights_is_an_error() {
+    // weight_hh is [4H, H] (no projection) but a weight_hr says P = 2.
     let w = two_layer_bidir();
     let mut e = entries(&w, |n| Some(n.to_string()));
     e.push(("weight_hr_l0".into(), Dtype::F32, vec![2, 4], vec![0; 32]));
-    assert!(matches!(
-        load(&file(&as_refs(&e))),
-        Err(LstmError::Unsupported(_))
-    ));
+    let err = load(&file(&as_refs(&e))).unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            LstmError::ShapeMismatch { .. } | LstmError::InconsistentLayers { .. }
+        ),
+        "{err}"
+    );
+    // P ≥ H is not a projection.
+    let mut e = entries(&w, |n| Some(n.to_string()));
+    e.push(("weight_hr_l0".into(), Dtype::F32, vec![4, 4], vec![0; 64]));
+    let err = load(&file(&as_refs(&e))).unwrap_err();
+    assert!(
+        matches!(&err, LstmError::InconsistentLayers { .. }),
+        "{err}"
+    );
 }
 
 fn assert_invalid_file(bytes: &[u8], what: &str) {

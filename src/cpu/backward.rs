@@ -88,11 +88,12 @@ fn backward_impl<T: Real>(
 ) -> Result<(ParamGradients<T>, Option<Tensor<T>>)> {
     let cfg = &weights.config;
     let (h, dirs, layers) = (cfg.hidden_size, cfg.num_directions(), cfg.num_layers);
+    let hout = cfg.hidden_out();
     let (seq_len, batch) = (cache.seq_len, cache.batch);
     let out_shape = if cfg.batch_first {
-        [batch, seq_len, dirs * h]
+        [batch, seq_len, dirs * hout]
     } else {
-        [seq_len, batch, dirs * h]
+        [seq_len, batch, dirs * hout]
     };
     if grads.d_output.shape() != out_shape {
         return Err(LstmError::shape(
@@ -110,19 +111,23 @@ fn backward_impl<T: Real>(
             ),
         ));
     }
-    let state_shape = [layers * dirs, batch, h];
-    for (name, g) in [("d_h_n", grads.d_h_n), ("d_c_n", grads.d_c_n)] {
-        if let Some(g) = g.filter(|g| g.shape() != state_shape) {
-            return Err(LstmError::shape(name, &state_shape, g.shape()));
+    // h states are [D·L, B, H_out], c states [D·L, B, H].
+    let (h_shape, c_shape) = ([layers * dirs, batch, hout], [layers * dirs, batch, h]);
+    for (name, g, shape) in [
+        ("d_h_n", grads.d_h_n, h_shape),
+        ("d_c_n", grads.d_c_n, c_shape),
+    ] {
+        if let Some(g) = g.filter(|g| g.shape() != shape) {
+            return Err(LstmError::shape(name, &shape, g.shape()));
         }
     }
-    let state = |t: Option<&Tensor<T>>, idx: usize| match t {
-        Some(t) => t.data()[idx * batch * h..(idx + 1) * batch * h].to_vec(),
-        None => vec![T::zero(); batch * h],
+    let state = |t: Option<&Tensor<T>>, idx: usize, n: usize| match t {
+        Some(t) => t.data()[idx * batch * n..(idx + 1) * batch * n].to_vec(),
+        None => vec![T::zero(); batch * n],
     };
 
     let mut d_weights = LstmWeights::zeros(cfg)?;
-    let mut d_h_0 = vec![T::zero(); layers * dirs * batch * h];
+    let mut d_h_0 = vec![T::zero(); layers * dirs * batch * hout];
     let mut d_c_0 = vec![T::zero(); layers * dirs * batch * h];
     // dy: gradient w.r.t. the current layer's output [T, B, D·H], time-major.
     let mut dy = if cfg.batch_first {
@@ -153,24 +158,25 @@ fn backward_impl<T: Real>(
                 weights: weights.layer(layer, dir),
                 input_size,
                 hidden: h,
+                hidden_out: hout,
                 seq_len,
                 batch,
                 reverse: dir == 1,
                 lengths: &cache.lengths,
-                out_offset: dir * h,
-                out_stride: dirs * h,
+                out_offset: dir * hout,
+                out_stride: dirs * hout,
                 save: false,
             };
             let (dh0, dc0) = run.backward_split(
                 &lc.input,
                 &lc.directions[dir],
                 &dy,
-                state(grads.d_h_n, idx),
-                state(grads.d_c_n, idx),
+                state(grads.d_h_n, idx, hout),
+                state(grads.d_c_n, idx, h),
                 d_weights.layer_mut(layer, dir),
                 &mut d_input,
             );
-            d_h_0[idx * batch * h..(idx + 1) * batch * h].copy_from_slice(&dh0);
+            d_h_0[idx * batch * hout..(idx + 1) * batch * hout].copy_from_slice(&dh0);
             d_c_0[idx * batch * h..(idx + 1) * batch * h].copy_from_slice(&dc0);
         }
         scratch::recycle(std::mem::replace(&mut dy, d_input));
@@ -189,8 +195,8 @@ fn backward_impl<T: Real>(
     Ok((
         ParamGradients {
             weights: d_weights,
-            d_h_0: Tensor::new(state_shape, d_h_0)?,
-            d_c_0: Tensor::new(state_shape, d_c_0)?,
+            d_h_0: Tensor::new(h_shape, d_h_0)?,
+            d_c_0: Tensor::new(c_shape, d_c_0)?,
         },
         d_input,
     ))
@@ -229,7 +235,15 @@ impl<T: Real> Direction<'_, T> {
             );
         } else {
             let one = T::one();
-            let mut dh_rec = vec![T::zero(); bsz * hid];
+            let hout = self.hidden_out;
+            let w_hr = self.weights.weight_hr.as_deref();
+            let mut dh_rec = vec![T::zero(); bsz * hout];
+            // With a projection: dh_t [T, B, P] (0 at padded rows),
+            // m_t = o ⊙ tanh(c_t) [T, B, H], and dm_t = dh_t · W_hr [B, H].
+            let proj_len = |n: usize| if w_hr.is_some() { n } else { 0 };
+            let mut dh_all = vec![T::zero(); proj_len(tb * hout)];
+            let mut m_all = vec![T::zero(); proj_len(tb * hid)];
+            let mut dm = vec![T::zero(); proj_len(bsz * hid)];
             // The cell state entering step t, in this direction's visiting order.
             let c_prev = |t: usize, b: usize, j: usize| match self.previous_step(t) {
                 Some(p) => saved.c[(p * bsz + b) * hid + j],
@@ -237,6 +251,27 @@ impl<T: Real> Direction<'_, T> {
             };
             for t in self.steps().rev() {
                 let row = t * bsz * 4 * hid;
+                if let Some(w_hr) = w_hr {
+                    for b in (0..bsz).filter(|&b| t < self.lengths[b]) {
+                        let g = &saved.gates[row + b * 4 * hid..row + (b + 1) * 4 * hid];
+                        let y = (t * bsz + b) * self.out_stride + self.out_offset;
+                        for k in 0..hout {
+                            dh_all[(t * bsz + b) * hout + k] = dy[y + k] + dh_carry[b * hout + k];
+                        }
+                        for j in 0..hid {
+                            m_all[(t * bsz + b) * hid + j] =
+                                g[3 * hid + j] * saved.c[(t * bsz + b) * hid + j].tanh_act();
+                        }
+                    }
+                    // dm_t = dh_t · W_hr                            [B, H]
+                    let rows = t * bsz * hout..(t + 1) * bsz * hout;
+                    matmul(
+                        &mut dm,
+                        MatRef::new(&dh_all[rows], bsz, hout),
+                        MatRef::new(w_hr, hout, hid),
+                        false,
+                    );
+                }
                 for b in 0..bsz {
                     if t >= self.lengths[b] {
                         continue; // padded step: gradients pass through to earlier steps
@@ -249,8 +284,13 @@ impl<T: Real> Direction<'_, T> {
                         let c_t = saved.c[(t * bsz + b) * hid + j];
                         let c_prev = c_prev(t, b, j);
                         let tanh_c = c_t.tanh_act();
-                        let dh = dy[(t * bsz + b) * self.out_stride + self.out_offset + j]
-                            + dh_carry[b * hid + j];
+                        // d(loss)/d(o ⊙ tanh c): dh itself without a projection.
+                        let dh = if w_hr.is_some() {
+                            dm[b * hid + j]
+                        } else {
+                            dy[(t * bsz + b) * self.out_stride + self.out_offset + j]
+                                + dh_carry[b * hid + j]
+                        };
                         let dc = dh * o_g * (one - tanh_c * tanh_c) + dc_carry[b * hid + j];
                         dg[j] = dc * g_g * i_g * (one - i_g);
                         dg[hid + j] = dc * c_prev * f_g * (one - f_g);
@@ -259,17 +299,26 @@ impl<T: Real> Direction<'_, T> {
                         dc_carry[b * hid + j] = dc * f_g;
                     }
                 }
-                // dh_{t-1} = dG_t · W_hh                      [B, H]
+                // dh_{t-1} = dG_t · W_hh                      [B, H_out]
                 matmul(
                     &mut dh_rec,
                     MatRef::new(&d_gates[row..row + bsz * 4 * hid], bsz, 4 * hid),
-                    MatRef::new(&self.weights.weight_hh, 4 * hid, hid),
+                    MatRef::new(&self.weights.weight_hh, 4 * hid, hout),
                     false,
                 );
                 for b in (0..bsz).filter(|&b| t < self.lengths[b]) {
-                    dh_carry[b * hid..(b + 1) * hid]
-                        .copy_from_slice(&dh_rec[b * hid..(b + 1) * hid]);
+                    dh_carry[b * hout..(b + 1) * hout]
+                        .copy_from_slice(&dh_rec[b * hout..(b + 1) * hout]);
                 }
+            }
+            if let Some(d_w_hr) = &mut grads.weight_hr {
+                // dW_hr = Σ_t dh_tᵀ · m_t                        [P, H]
+                matmul(
+                    d_w_hr,
+                    MatRef::new(&dh_all, tb, hout).t(),
+                    MatRef::new(&m_all, tb, hid),
+                    false,
+                );
             }
         }
 
@@ -286,11 +335,12 @@ impl<T: Real> Direction<'_, T> {
         // first one visited this is one GEMM on shifted views of dG and h,
         // plus h_0's term.
         let first = if self.reverse { self.seq_len - 1 } else { 0 };
+        let hout = self.hidden_out;
         let rest = (self.seq_len - 1) * bsz;
         let (dg_rest, h_rest) = if self.reverse {
-            (&d_gates[..rest * 4 * hid], &saved.h[bsz * hid..])
+            (&d_gates[..rest * 4 * hid], &saved.h[bsz * hout..])
         } else {
-            (&d_gates[bsz * 4 * hid..], &saved.h[..rest * hid])
+            (&d_gates[bsz * 4 * hid..], &saved.h[..rest * hout])
         };
         matmul(
             &mut grads.weight_hh,
@@ -300,14 +350,14 @@ impl<T: Real> Direction<'_, T> {
                 4 * hid,
             )
             .t(),
-            MatRef::new(&saved.h_0, bsz, hid),
+            MatRef::new(&saved.h_0, bsz, hout),
             false,
         );
         if rest > 0 {
             matmul(
                 &mut grads.weight_hh,
                 MatRef::new(dg_rest, rest, 4 * hid).t(),
-                MatRef::new(h_rest, rest, hid),
+                MatRef::new(h_rest, rest, hout),
                 true,
             );
         }

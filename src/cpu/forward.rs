@@ -29,7 +29,8 @@ pub struct LstmOutput<T = f32> {
     pub c_n: Tensor<T>,
 }
 
-/// What one layer·direction saves for the backward pass: 6·T·B·H values.
+/// What one layer·direction saves for the backward pass: 6·T·B·H values
+/// (5·T·B·H + T·B·P with a projection).
 #[derive(Clone, Debug)]
 pub struct DirectionCache<T> {
     /// [T, B, 4H]: activated gates i, f, g, o at valid steps. Rows of padded
@@ -37,9 +38,9 @@ pub struct DirectionCache<T> {
     pub gates: Vec<T>,
     /// [T, B, H]: cell state after step t; padded steps carry it unchanged.
     pub c: Vec<T>,
-    /// [T, B, H]: hidden state after step t; padded steps carry it unchanged.
+    /// [T, B, H_out]: hidden state after step t; padded steps carry it unchanged.
     pub h: Vec<T>,
-    /// [B, H]: the initial states this direction started from.
+    /// The initial states this direction started from: h_0 [B, H_out], c_0 [B, H].
     pub h_0: Vec<T>,
     pub c_0: Vec<T>,
 }
@@ -115,10 +116,12 @@ fn run<T: Real>(
     cfg.validate()?;
     let (seq_len, batch) = x.validate(cfg)?;
     let (h, dirs, layers) = (cfg.hidden_size, cfg.num_directions(), cfg.num_layers);
+    let hout = cfg.hidden_out();
     let lengths: Vec<usize> = x.lengths.map_or(vec![seq_len; batch], <[usize]>::to_vec);
-    let state = |t: Option<&Tensor<T>>, idx: usize| match t {
-        Some(t) => t.data()[idx * batch * h..(idx + 1) * batch * h].to_vec(),
-        None => vec![T::zero(); batch * h],
+    // Direction idx's [B, n] slice of a [D·L, B, n] state.
+    let state = |t: Option<&Tensor<T>>, idx: usize, n: usize| match t {
+        Some(t) => t.data()[idx * batch * n..(idx + 1) * batch * n].to_vec(),
+        None => vec![T::zero(); batch * n],
     };
 
     // Inference reads the caller's time-major input in place; training keeps
@@ -132,31 +135,32 @@ fn run<T: Real>(
     } else {
         Cow::Borrowed(x.input.data())
     };
-    let mut h_n = Vec::with_capacity(layers * dirs * batch * h);
+    let mut h_n = Vec::with_capacity(layers * dirs * batch * hout);
     let mut c_n = Vec::with_capacity(layers * dirs * batch * h);
     let mut caches = Vec::new();
 
     for layer in 0..layers {
-        let mut layer_output = scratch::zeroed(seq_len * batch * dirs * h);
+        let mut layer_output = scratch::zeroed(seq_len * batch * dirs * hout);
         let mut directions = Vec::new();
         for dir in 0..dirs {
             let run = Direction {
                 weights: weights.layer(layer, dir),
                 input_size: cfg.layer_input_size(layer),
                 hidden: h,
+                hidden_out: hout,
                 seq_len,
                 batch,
                 reverse: dir == 1,
                 lengths: &lengths,
-                out_offset: dir * h,
-                out_stride: dirs * h,
+                out_offset: dir * hout,
+                out_stride: dirs * hout,
                 save,
             };
             let idx = layer * dirs + dir;
             let dc = run.forward_split(
                 &layer_input,
-                state(x.h_0, idx),
-                state(x.c_0, idx),
+                state(x.h_0, idx, hout),
+                state(x.c_0, idx, h),
                 &mut layer_output,
             );
             h_n.extend_from_slice(&dc.h_last);
@@ -194,14 +198,14 @@ fn run<T: Real>(
     }
 
     let state_shape = [layers * dirs, batch, h];
-    let output = Tensor::new([seq_len, batch, dirs * h], layer_input.into_owned())?;
+    let output = Tensor::new([seq_len, batch, dirs * hout], layer_input.into_owned())?;
     let out = LstmOutput {
         output: if cfg.batch_first {
             output.swap_first_two_axes()
         } else {
             output
         },
-        h_n: Tensor::new(state_shape, h_n)?,
+        h_n: Tensor::new([layers * dirs, batch, hout], h_n)?,
         c_n: Tensor::new(state_shape, c_n)?,
     };
     let cache = save.then_some(ForwardCache {
@@ -217,7 +221,10 @@ fn run<T: Real>(
 pub(super) struct Direction<'a, T> {
     pub weights: &'a LayerWeights<T>,
     pub input_size: usize,
+    /// H: units of the cell state and the gates.
     pub hidden: usize,
+    /// H_out: units of h, P with a projection (`weights.weight_hr`), else H.
+    pub hidden_out: usize,
     pub seq_len: usize,
     pub batch: usize,
     pub reverse: bool,
@@ -237,17 +244,20 @@ pub(super) struct DirectionResult<T> {
 
 impl<T: Real> Direction<'_, T> {
     /// This direction's recurrence for the fused f32 kernels, when `T` is f32.
+    /// (None with a projection: the plain loops run it.)
     pub(super) fn recurrence(&self) -> Option<Recurrence<'_>> {
-        (TypeId::of::<T>() == TypeId::of::<f32>()).then(|| Recurrence {
-            weight_hh: bytemuck::cast_slice(&self.weights.weight_hh),
-            hidden: self.hidden,
-            batch: self.batch,
-            seq_len: self.seq_len,
-            reverse: self.reverse,
-            lengths: self.lengths,
-            out_offset: self.out_offset,
-            out_stride: self.out_stride,
-            isa: Isa::detect(),
+        (TypeId::of::<T>() == TypeId::of::<f32>() && self.weights.weight_hr.is_none()).then(|| {
+            Recurrence {
+                weight_hh: bytemuck::cast_slice(&self.weights.weight_hh),
+                hidden: self.hidden,
+                batch: self.batch,
+                seq_len: self.seq_len,
+                reverse: self.reverse,
+                lengths: self.lengths,
+                out_offset: self.out_offset,
+                out_stride: self.out_stride,
+                isa: Isa::detect(),
+            }
         })
     }
 
@@ -308,10 +318,15 @@ impl<T: Real> Direction<'_, T> {
         }
 
         // 2. The recurrence: in f32 by the fused kernel of `fused.rs`, which
-        //    computes exactly the loop below.
+        //    computes exactly the loop below (without a projection).
+        let hout = self.hidden_out;
         let (mut h, mut c) = (h_0.clone(), c_0.clone());
-        let saved = if self.save { tb * hid } else { 0 };
-        let (mut h_all, mut c_all) = (scratch::zeroed(saved), scratch::zeroed(saved));
+        let (saved_h, saved_c) = if self.save {
+            (tb * hout, tb * hid)
+        } else {
+            (0, 0)
+        };
+        let (mut h_all, mut c_all) = (scratch::zeroed(saved_h), scratch::zeroed(saved_c));
         if let Some(fused) = self.recurrence() {
             fused.run(
                 bytemuck::cast_slice_mut(&mut gates),
@@ -322,13 +337,16 @@ impl<T: Real> Direction<'_, T> {
                 bytemuck::cast_slice_mut(&mut c_all),
             );
         } else {
+            // With a projection, m = o ⊙ tanh(c) [B, H] and h = m · W_hrᵀ [B, P].
+            let mut m = vec![T::zero(); if w.weight_hr.is_some() { bsz * hid } else { 0 }];
+            let mut h_proj = vec![T::zero(); if w.weight_hr.is_some() { bsz * hout } else { 0 }];
             for t in self.steps() {
                 // gates[t] += h_{t-1} · W_hhᵀ                      [B, 4H]
                 let g_t = &mut gates[t * bsz * 4 * hid..(t + 1) * bsz * 4 * hid];
                 matmul(
                     g_t,
-                    MatRef::new(&h, bsz, hid),
-                    MatRef::new(&w.weight_hh, 4 * hid, hid).t(),
+                    MatRef::new(&h, bsz, hout),
+                    MatRef::new(&w.weight_hh, 4 * hid, hout).t(),
                     true,
                 );
                 for b in 0..bsz {
@@ -345,12 +363,31 @@ impl<T: Real> Direction<'_, T> {
                         let h_new = o_g * c_new.tanh_act();
                         (g[j], g[hid + j], g[2 * hid + j], g[3 * hid + j]) = (i_g, f_g, g_g, o_g);
                         c[b * hid + j] = c_new;
-                        h[b * hid + j] = h_new;
-                        out[(t * bsz + b) * self.out_stride + self.out_offset + j] = h_new;
+                        if w.weight_hr.is_some() {
+                            m[b * hid + j] = h_new;
+                        } else {
+                            h[b * hid + j] = h_new;
+                            out[(t * bsz + b) * self.out_stride + self.out_offset + j] = h_new;
+                        }
+                    }
+                }
+                if let Some(w_hr) = &w.weight_hr {
+                    // h_t = m · W_hrᵀ                                  [B, P]
+                    matmul(
+                        &mut h_proj,
+                        MatRef::new(&m, bsz, hid),
+                        MatRef::new(w_hr, hout, hid).t(),
+                        false,
+                    );
+                    for b in (0..bsz).filter(|&b| t < self.lengths[b]) {
+                        let row = &h_proj[b * hout..(b + 1) * hout];
+                        h[b * hout..(b + 1) * hout].copy_from_slice(row);
+                        let at = (t * bsz + b) * self.out_stride + self.out_offset;
+                        out[at..at + hout].copy_from_slice(row);
                     }
                 }
                 if self.save {
-                    h_all[t * bsz * hid..(t + 1) * bsz * hid].copy_from_slice(&h);
+                    h_all[t * bsz * hout..(t + 1) * bsz * hout].copy_from_slice(&h);
                     c_all[t * bsz * hid..(t + 1) * bsz * hid].copy_from_slice(&c);
                 }
             }

@@ -89,7 +89,7 @@ impl<'a, T: Real> Direction<'a, T> {
             batch: b1 - b0,
             lengths: &self.lengths[b0..b1],
             out_offset: 0,
-            out_stride: self.hidden,
+            out_stride: self.hidden_out,
             ..*self
         }
     }
@@ -103,7 +103,8 @@ impl<'a, T: Real> Direction<'a, T> {
         out: &mut [T],
     ) -> DirectionResult<T> {
         let parts = chunks::<T>(self.batch, self.hidden);
-        if parts.len() == 1 {
+        // (A projection LSTM runs unsplit: the chunks below assume H_out = H.)
+        if parts.len() == 1 || self.hidden_out != self.hidden {
             return self.forward(x, h_0, c_0, out);
         }
         let (t, b, h, inp) = (self.seq_len, self.batch, self.hidden, self.input_size);
@@ -182,7 +183,7 @@ impl<'a, T: Real> Direction<'a, T> {
         d_input: &mut [T],
     ) -> (Vec<T>, Vec<T>) {
         let parts = chunks::<T>(self.batch, self.hidden);
-        if parts.len() == 1 {
+        if parts.len() == 1 || self.hidden_out != self.hidden {
             return self.backward(x, saved, dy, d_h_n, d_c_n, grads, d_input);
         }
         let (t, b, h, inp) = (self.seq_len, self.batch, self.hidden, self.input_size);

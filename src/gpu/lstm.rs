@@ -91,6 +91,13 @@ impl GpuLstm {
     pub fn new(ctx: &GpuContext, weights: &LstmWeights<f32>) -> Result<Self> {
         let config = weights.config.clone();
         config.validate()?;
+        if config.proj_size > 0 {
+            return Err(LstmError::Unsupported(
+                "projection LSTMs (proj_size > 0) run on the CPU path only; the GPU engine \
+                 does not support them yet"
+                    .into(),
+            ));
+        }
         let layers = upload_layers(ctx, &config, |l, d| weights.layer(l, d).clone(), "")?;
         let engine = GpuLstm {
             gemm: GemmKernel::new(ctx),
@@ -565,6 +572,7 @@ impl GpuLstm {
                         weight_hh: vec![0.0; four_h * self.config.hidden_size],
                         bias_ih: None,
                         bias_hh: None,
+                        weight_hr: None,
                     }
                 };
                 self.grads = Some(upload_layers(&self.ctx, &self.config, zeros, "grad ")?);

@@ -93,6 +93,7 @@ pub(super) fn download_layers(
                 weight_hh: recurrent_from_gpu(&part(&host[2], 4 * h * h), h, h),
                 bias_ih: cfg.bias.then(|| bias(&host[1])),
                 bias_hh: cfg.bias.then(|| bias(&host[3])),
+                weight_hr: None,
             };
         }
     }

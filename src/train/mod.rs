@@ -38,12 +38,13 @@ use crate::weights::{LayerWeights, LstmWeights};
 pub fn lstm_params_mut<T: Real>(weights: &mut LstmWeights<T>) -> Vec<&mut [T]> {
     let mut out: Vec<&mut [T]> = Vec::new();
     for layer in weights.layers.iter_mut() {
-        // Destructure so the four fields are borrowed independently.
+        // Destructure so the fields are borrowed independently.
         let LayerWeights {
             weight_ih,
             weight_hh,
             bias_ih,
             bias_hh,
+            weight_hr,
         } = layer;
         out.push(weight_ih);
         out.push(weight_hh);
@@ -52,6 +53,9 @@ pub fn lstm_params_mut<T: Real>(weights: &mut LstmWeights<T>) -> Vec<&mut [T]> {
         }
         if let Some(b) = bias_hh {
             out.push(b);
+        }
+        if let Some(w) = weight_hr {
+            out.push(w);
         }
     }
     out

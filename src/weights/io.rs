@@ -116,11 +116,6 @@ impl<T: Real> LstmWeights<T> {
             if bare.is_none() && explicit_prefix {
                 continue; // another module's tensor, e.g. `fc.weight` beside `lstm.`
             }
-            if bare.is_some_and(|b| b.starts_with("weight_hr_l")) {
-                return Err(LstmError::Unsupported(format!(
-                    "`{full}` is a projection weight (proj_size > 0); projection LSTMs are not supported yet"
-                )));
-            }
             let (kind, layer, dir) =
                 bare.and_then(parse_name)
                     .ok_or_else(|| LstmError::UnexpectedTensor {
@@ -131,6 +126,7 @@ impl<T: Real> LstmWeights<T> {
         let num_layers = found.keys().map(|k| k.0).max().unwrap_or(0) + 1;
         let bidirectional = found.keys().any(|k| k.1 == 1);
         let bias = found.values().any(|(k, _)| k.is_bias());
+        let projected = found.values().any(|(k, _)| *k == ParamKind::WeightHr);
 
         let read = |kind: ParamKind, layer: usize, dir: usize| -> Result<(Vec<usize>, Vec<T>)> {
             let name = format!("{prefix}{}", param_name(kind, layer, dir));
@@ -144,17 +140,34 @@ impl<T: Real> LstmWeights<T> {
             Ok((t.shape().to_vec(), t.into_data()))
         };
 
-        // Layer 0, forward direction, fixes the sizes.
+        // Layer 0, forward direction, fixes the sizes: H and P from
+        // `weight_hr_l0` ([P, H]) in a projection LSTM, else H from
+        // `weight_hh_l0` ([4H, H]).
         let (hh_shape, _) = read(ParamKind::WeightHh, 0, 0)?;
         let (ih_shape, _) = read(ParamKind::WeightIh, 0, 0)?;
-        let hidden_size = match hh_shape.as_slice() {
-            [rows, h] if *h > 0 && *rows == 4 * h => *h,
-            _ => {
-                return Err(LstmError::InconsistentLayers {
-                    reason: format!(
-                        "`{prefix}weight_hh_l0` has shape {hh_shape:?}; an LSTM's is [4H, H] with H ≥ 1"
-                    ),
-                });
+        let (hidden_size, proj_size) = if projected {
+            let (hr_shape, _) = read(ParamKind::WeightHr, 0, 0)?;
+            match hr_shape.as_slice() {
+                [p, h] if *p > 0 && p < h => (*h, *p),
+                _ => {
+                    return Err(LstmError::InconsistentLayers {
+                        reason: format!(
+                            "`{prefix}weight_hr_l0` has shape {hr_shape:?}; a projection's is \
+                             [P, H] with 1 ≤ P < H"
+                        ),
+                    });
+                }
+            }
+        } else {
+            match hh_shape.as_slice() {
+                [rows, h] if *h > 0 && *rows == 4 * h => (*h, 0),
+                _ => {
+                    return Err(LstmError::InconsistentLayers {
+                        reason: format!(
+                            "`{prefix}weight_hh_l0` has shape {hh_shape:?}; an LSTM's is [4H, H] with H ≥ 1"
+                        ),
+                    });
+                }
             }
         };
         let input_size = match ih_shape.as_slice() {
@@ -171,6 +184,7 @@ impl<T: Real> LstmWeights<T> {
             num_layers,
             bias,
             bidirectional,
+            proj_size,
             ..LstmConfig::new(input_size, hidden_size)
         };
         config.validate()?;
@@ -184,15 +198,17 @@ impl<T: Real> LstmWeights<T> {
                     weight_hh: Vec::new(),
                     bias_ih: None,
                     bias_hh: None,
+                    weight_hr: None,
                 };
                 for kind in ParamKind::ALL {
-                    if kind.is_bias() && !bias {
+                    if (kind.is_bias() && !bias) || (kind == ParamKind::WeightHr && !projected) {
                         continue;
                     }
                     let name = format!("{prefix}{}", param_name(kind, layer, dir));
                     let expected = match kind {
                         ParamKind::WeightIh => vec![four_h, config.layer_input_size(layer)],
-                        ParamKind::WeightHh => vec![four_h, hidden_size],
+                        ParamKind::WeightHh => vec![four_h, config.hidden_out()],
+                        ParamKind::WeightHr => vec![proj_size, hidden_size],
                         _ => vec![four_h],
                     };
                     let (shape, data) = read(kind, layer, dir).map_err(|e| match e {
@@ -210,6 +226,7 @@ impl<T: Real> LstmWeights<T> {
                         ParamKind::WeightHh => lw.weight_hh = data,
                         ParamKind::BiasIh => lw.bias_ih = Some(data),
                         ParamKind::BiasHh => lw.bias_hh = Some(data),
+                        ParamKind::WeightHr => lw.weight_hr = Some(data),
                     }
                 }
                 *weights.layer_mut(layer, dir) = lw;
@@ -249,6 +266,9 @@ fn missing_hint(
     let mut why = Vec::new();
     if kind.is_bias() && bias {
         why.push("other layers have biases");
+    }
+    if kind == ParamKind::WeightHr {
+        why.push("other layers have projections (`weight_hr`)");
     }
     if dir == 1 && bidirectional {
         why.push("other tensors are `_reverse`, so the LSTM is bidirectional");

@@ -5,9 +5,12 @@
 //!
 //! | name | shape |
 //! |---|---|
-//! | `weight_ih_l{k}` | [4H, I] for k = 0, [4H, D·H] after |
-//! | `weight_hh_l{k}` | [4H, H] |
+//! | `weight_ih_l{k}` | [4H, I] for k = 0, [4H, D·H_out] after |
+//! | `weight_hh_l{k}` | [4H, H_out] |
 //! | `bias_ih_l{k}`, `bias_hh_l{k}` | \[4H\] (absent when `bias = false`) |
+//! | `weight_hr_l{k}` | [P, H] (only when `proj_size` = P > 0) |
+//!
+//! H_out is P with a projection and H without.
 //!
 //! The 4H rows are four blocks of H in gate order **i, f, g, o** (input,
 //! forget, cell candidate, output), exactly as PyTorch stores them. Every
@@ -24,22 +27,25 @@ use crate::real::Real;
 
 pub use io::{SafetensorsPrefix, detect_prefix};
 
-/// One of the four (or, without bias, two) parameters of a layer·direction.
+/// One of the parameters of a layer·direction: four, or two without bias,
+/// plus the projection with `proj_size` > 0.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ParamKind {
     WeightIh,
     WeightHh,
     BiasIh,
     BiasHh,
+    WeightHr,
 }
 
 impl ParamKind {
     /// In PyTorch's `state_dict` order.
-    pub const ALL: [ParamKind; 4] = [
+    pub const ALL: [ParamKind; 5] = [
         ParamKind::WeightIh,
         ParamKind::WeightHh,
         ParamKind::BiasIh,
         ParamKind::BiasHh,
+        ParamKind::WeightHr,
     ];
 
     pub fn stem(self) -> &'static str {
@@ -48,6 +54,7 @@ impl ParamKind {
             ParamKind::WeightHh => "weight_hh",
             ParamKind::BiasIh => "bias_ih",
             ParamKind::BiasHh => "bias_hh",
+            ParamKind::WeightHr => "weight_hr",
         }
     }
 
@@ -65,14 +72,16 @@ pub fn param_name(kind: ParamKind, layer: usize, direction: usize) -> String {
 /// The parameters of one layer in one direction.
 #[derive(Clone, Debug, PartialEq)]
 pub struct LayerWeights<T = f32> {
-    /// [4H, in], in = I for layer 0 and D·H after.
+    /// [4H, in], in = I for layer 0 and D·H_out after.
     pub weight_ih: Vec<T>,
-    /// [4H, H]
+    /// [4H, H_out]
     pub weight_hh: Vec<T>,
     /// \[4H\], or `None` when the LSTM has no bias.
     pub bias_ih: Option<Vec<T>>,
     /// \[4H\], or `None` when the LSTM has no bias.
     pub bias_hh: Option<Vec<T>>,
+    /// [P, H], or `None` without a projection (`proj_size` = 0).
+    pub weight_hr: Option<Vec<T>>,
 }
 
 impl<T: Real> LayerWeights<T> {
@@ -82,6 +91,7 @@ impl<T: Real> LayerWeights<T> {
             ParamKind::WeightHh => Some(&self.weight_hh),
             ParamKind::BiasIh => self.bias_ih.as_deref(),
             ParamKind::BiasHh => self.bias_hh.as_deref(),
+            ParamKind::WeightHr => self.weight_hr.as_deref(),
         }
     }
 
@@ -91,6 +101,7 @@ impl<T: Real> LayerWeights<T> {
             ParamKind::WeightHh => Some(&mut self.weight_hh),
             ParamKind::BiasIh => self.bias_ih.as_mut(),
             ParamKind::BiasHh => self.bias_hh.as_mut(),
+            ParamKind::WeightHr => self.weight_hr.as_mut(),
         }
     }
 }
@@ -121,11 +132,13 @@ impl<T: Real> LstmWeights<T> {
             .map(|(layer, _)| {
                 let four_h = 4 * config.hidden_size;
                 let bias = config.bias.then(|| vec![T::zero(); four_h]);
+                let proj = config.proj_size;
                 LayerWeights {
                     weight_ih: vec![T::zero(); four_h * config.layer_input_size(layer)],
-                    weight_hh: vec![T::zero(); four_h * config.hidden_size],
+                    weight_hh: vec![T::zero(); four_h * config.hidden_out()],
                     bias_ih: bias.clone(),
                     bias_hh: bias,
+                    weight_hr: (proj > 0).then(|| vec![T::zero(); proj * config.hidden_size]),
                 }
             })
             .collect();
@@ -190,8 +203,9 @@ impl<T: Real> LstmWeights<T> {
                     if let Some(values) = lw.get(kind) {
                         let shape = match kind {
                             ParamKind::WeightIh => vec![four_h, cfg.layer_input_size(layer)],
-                            ParamKind::WeightHh => vec![four_h, cfg.hidden_size],
+                            ParamKind::WeightHh => vec![four_h, cfg.hidden_out()],
                             ParamKind::BiasIh | ParamKind::BiasHh => vec![four_h],
+                            ParamKind::WeightHr => vec![cfg.proj_size, cfg.hidden_size],
                         };
                         out.push((param_name(kind, layer, dir), shape, values));
                     }
@@ -219,6 +233,7 @@ impl<T: Real> LstmWeights<T> {
                     weight_hh: conv(&l.weight_hh),
                     bias_ih: l.bias_ih.as_ref().map(conv),
                     bias_hh: l.bias_hh.as_ref().map(conv),
+                    weight_hr: l.weight_hr.as_ref().map(conv),
                 })
                 .collect(),
         }

@@ -95,6 +95,7 @@ impl GpuTrainer {
             weight_hh: vec![0.0; 4 * cfg.hidden_size * cfg.hidden_size],
             bias_ih: None,
             bias_hh: None,
+            weight_hr: None,
         };
         let lstm_state = [
             upload_layers(ctx, &cfg, zeros, "adam m ")?,
