@@ -1,6 +1,9 @@
 //! The CPU reference against PyTorch's `nn.LSTM`, from float64 fixtures made
 //! by `tools/make_fixtures.py` (which documents every tensor in the files).
 //!
+//! Projection LSTMs (`proj_size` > 0) have their own cases in
+//! `tests/fixtures/proj`, held to the same tolerances.
+//!
 //! Tolerances: outputs within 1e-5 absolute in f32 (DESIGN §4, T ≤ 100);
 //! gradients within 1e-4 of each tensor's largest magnitude in f32. The f64
 //! reference must agree to 1e-9, which shows the math itself is exact and
@@ -8,7 +11,7 @@
 
 mod common;
 
-use common::lstm_fixtures::{Case, cases};
+use common::lstm_fixtures::{Case, cases, proj_cases};
 use common::{assert_close, assert_close_to_max};
 use safetensors::SafeTensors;
 use wgpu_lstm::cpu::{self, OutputGrads};
@@ -29,6 +32,8 @@ fn check_fixture<T: Real>(name: &str, bytes: &[u8], out_atol: f64, grad_tol: f64
         meta["bidirectional"],
         "{name}"
     );
+    let proj = meta.get("proj_size").map_or("0", String::as_str);
+    assert_eq!(cfg.proj_size.to_string(), proj, "{name}");
 
     // Forward, in evaluation and in training mode (no dropout: identical).
     let w = &case.weights;
@@ -101,6 +106,20 @@ fn f32_reference_matches_pytorch() {
 #[test]
 fn f64_reference_matches_pytorch_to_rounding() {
     for (name, bytes) in cases() {
+        check_fixture::<f64>(&name, &bytes, 1e-9, 1e-9);
+    }
+}
+
+#[test]
+fn projection_lstms_match_pytorch() {
+    let cases = proj_cases();
+    assert!(
+        cases.len() >= 4,
+        "found {} projection fixtures",
+        cases.len()
+    );
+    for (name, bytes) in cases {
+        check_fixture::<f32>(&name, &bytes, 1e-5, 1e-4);
         check_fixture::<f64>(&name, &bytes, 1e-9, 1e-9);
     }
 }

@@ -39,7 +39,13 @@ tensors are float64 and contiguous; D = 2 if bidirectional else 1, L = num_layer
 
 Metadata (`__metadata__`, all strings): input_size, hidden_size, num_layers,
 bias ("true"/"false"), batch_first ("true"/"false"), bidirectional
-("true"/"false"), torch_version, description.
+("true"/"false"), torch_version, description, and proj_size in the projection
+cases.
+
+Projection LSTMs (`proj_size` = P > 0) go to <out>/proj/<case>.safetensors,
+seeded with `torch.manual_seed(2000 + case_index)`. They add
+`lstm.weight_hr_l{k}[_reverse]` [P, H]; `weight_hh` is [4H, P], h_0/h_n/d_h_n
+are [D*L, B, P], output is [T, B, D*P] and layer k > 0 reads D*P features.
 """
 
 import argparse
@@ -94,6 +100,18 @@ CASES = [
         desc="1 layer, long sequence T=100")),
 ]
 
+PROJ_CASES = [
+    ("proj_single_layer", dict(L=1, I=5, H=8, P=3, T=6, B=3,
+        desc="1 layer, proj_size=3")),
+    ("proj_two_layers_state", dict(L=2, I=4, H=7, P=5, T=5, B=3, state=True,
+        desc="2 layers, proj_size=5, given h_0 [L,B,P] / c_0 [L,B,H]")),
+    ("proj_bidirectional_two_layers_lengths", dict(L=2, I=5, H=9, P=4, T=6, B=4,
+        bidir=True, state=True, lengths=[3, 6, 1, 5],
+        desc="2 layers, bidirectional, proj_size=4, packed lengths [3,6,1,5], given state")),
+    ("proj_batch_first_no_bias", dict(L=1, I=3, H=6, P=2, T=4, B=2, bias=False,
+        batch_first=True, desc="1 layer, batch_first, bias=False, proj_size=2")),
+]
+
 
 def run(lstm, x, h0c0, lengths, batch_first, T):
     """Forward pass; with lengths, go through pack/pad like a real user would."""
@@ -108,11 +126,11 @@ def run(lstm, x, h0c0, lengths, batch_first, T):
 
 
 def make_case(index, name, L, I, H, T, B, bidir=False, batch_first=False, bias=True,
-              state=False, lengths=None, scale=1.0, desc=""):
-    torch.manual_seed(1000 + index)
+              state=False, lengths=None, scale=1.0, desc="", P=0, seed_base=1000):
+    torch.manual_seed(seed_base + index)
     D = 2 if bidir else 1
     lstm = torch.nn.LSTM(I, H, num_layers=L, bias=bias, batch_first=batch_first,
-                         bidirectional=bidir).double()
+                         bidirectional=bidir, proj_size=P).double()
     t = {"lstm." + k: v.detach().clone() for k, v in lstm.state_dict().items()}
 
     x = torch.randn(B, T, I) if batch_first else torch.randn(T, B, I)
@@ -120,7 +138,7 @@ def make_case(index, name, L, I, H, T, B, bidir=False, batch_first=False, bias=T
     t["input"] = x.detach().clone()
     h0c0 = None
     if state:
-        h0 = torch.randn(D * L, B, H, requires_grad=True)
+        h0 = torch.randn(D * L, B, P or H, requires_grad=True)
         c0 = torch.randn(D * L, B, H, requires_grad=True)
         h0c0 = (h0, c0)
         t["h_0"], t["c_0"] = h0.detach().clone(), c0.detach().clone()
@@ -147,6 +165,8 @@ def make_case(index, name, L, I, H, T, B, bidir=False, batch_first=False, bias=T
                 bias=str(bias).lower(), batch_first=str(batch_first).lower(),
                 bidirectional=str(bidir).lower(), torch_version=torch.__version__,
                 description=desc)
+    if P:
+        meta["proj_size"] = str(P)
     return t, meta
 
 
@@ -169,7 +189,8 @@ def self_check(path, meta):
     bf = meta["batch_first"] == "true"
     lstm = torch.nn.LSTM(int(meta["input_size"]), int(meta["hidden_size"]),
                          num_layers=int(meta["num_layers"]), bias=meta["bias"] == "true",
-                         batch_first=bf, bidirectional=meta["bidirectional"] == "true")
+                         batch_first=bf, bidirectional=meta["bidirectional"] == "true",
+                         proj_size=int(meta.get("proj_size", "0")))
     lstm.load_state_dict({k[5:]: v for k, v in t.items() if k.startswith("lstm.")})
     # Inputs require grad as during generation: PyTorch takes a slightly different
     # (last-bit) path for stacked layers under no_grad, and we check bit equality.
@@ -208,6 +229,21 @@ def make_state_dicts(out_dir):
         print(f"{'state_dicts/' + name:36s} {len(sd):3d} tensors {os.path.getsize(path):8d} bytes")
 
 
+def make_proj_checkpoint(out_dir):
+    """A projection LSTM's state_dict as users save it, with a reference run for
+    the CLI test: `lstm_proj.safetensors` (float32, bare names) and
+    `lstm_proj_io.safetensors` (input [T, B, I] and the float32 output)."""
+    torch.manual_seed(11)
+    lstm = torch.nn.LSTM(6, 10, num_layers=2, bidirectional=True, proj_size=4).float()
+    save_file(lstm.state_dict(), os.path.join(out_dir, "lstm_proj.safetensors"))
+    x = torch.randn(7, 3, 6, dtype=torch.float32)
+    with torch.no_grad():
+        out, (hn, cn) = lstm(x)
+    save_file({"input": x.contiguous(), "output": out.contiguous(), "h_n": hn.contiguous(),
+               "c_n": cn.contiguous()}, os.path.join(out_dir, "lstm_proj_io.safetensors"))
+    print(f"{'state_dicts/lstm_proj':36s} {len(lstm.state_dict()):3d} tensors")
+
+
 def main():
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -224,7 +260,16 @@ def main():
         total += size
         print(f"{name:36s} {len(tensors):3d} tensors {size:8d} bytes")
     print(f"{len(CASES)} files, {total} bytes total, torch {torch.__version__}")
+    proj_dir = os.path.join(args.out, "proj")
+    os.makedirs(proj_dir, exist_ok=True)
+    for index, (name, kw) in enumerate(PROJ_CASES):
+        tensors, meta = make_case(index, name, seed_base=2000, **kw)
+        path = os.path.join(proj_dir, name + ".safetensors")
+        save_file_reproducibly(tensors, path, meta)
+        self_check(path, meta)
+        print(f"{'proj/' + name:36s} {len(tensors):3d} tensors {os.path.getsize(path):8d} bytes")
     make_state_dicts(os.path.join(args.out, "state_dicts"))
+    make_proj_checkpoint(os.path.join(args.out, "state_dicts"))
 
 
 if __name__ == "__main__":

@@ -10,7 +10,17 @@ use wgpu_lstm::{LstmInput, LstmWeights, Real, Tensor};
 
 /// Every case as (name, file bytes), sorted by name.
 pub fn cases() -> Vec<(String, Vec<u8>)> {
-    let dir = super::root().join("tests/fixtures");
+    cases_in("tests/fixtures")
+}
+
+/// The projection-LSTM (`proj_size` > 0) cases, in `tests/fixtures/proj`.
+#[allow(dead_code)] // not every test binary reads them
+pub fn proj_cases() -> Vec<(String, Vec<u8>)> {
+    cases_in("tests/fixtures/proj")
+}
+
+fn cases_in(folder: &str) -> Vec<(String, Vec<u8>)> {
+    let dir = super::root().join(folder);
     let mut paths: Vec<PathBuf> = std::fs::read_dir(&dir)
         .unwrap()
         .map(|e| e.unwrap().path())
