@@ -395,6 +395,34 @@ fn torch_saved_state_dict_runs_on_both_devices() {
     assert_close("gpu c_n", got["c_n"].data(), want.c_n.data(), 1e-5, 0.0);
 }
 
+/// A projection LSTM (`proj_size` = 4) saved by PyTorch: the CLI infers
+/// `proj_size` from `weight_hr` and reproduces PyTorch's own run.
+#[test]
+fn pytorch_projection_checkpoint_matches_pytorch() {
+    let dir = TempDir::new("proj");
+    let io = std::fs::read(fixture("state_dicts/lstm_proj_io.safetensors")).unwrap();
+    let io = SafeTensors::deserialize(&io).unwrap();
+    let x = read_float::<f32>(&io, "input").unwrap();
+    let input = dir.path("in.safetensors");
+    write_raw(&input, &[f32s("input", x.shape(), x.data())]);
+    let model = fixture("state_dicts/lstm_proj.safetensors");
+    let out = dir.path("out-cpu.safetensors");
+    assert_ok(&run_cli(&model, &input, &out, &["--device", "cpu"]), "cpu");
+    let got = read_out(&out);
+    for key in ["output", "h_n", "c_n"] {
+        let want = read_float::<f32>(&io, key).unwrap();
+        assert_eq!(got[key].shape(), want.shape(), "{key}");
+        assert_close(
+            &format!("cpu {key}"),
+            got[key].data(),
+            want.data(),
+            1e-5,
+            0.0,
+        );
+    }
+    assert_eq!(got["output"].shape(), [7, 3, 8], "D·P = 8 output features");
+}
+
 #[test]
 fn explicit_prefix_selects_the_lstm() {
     let dir = TempDir::new("prefix");
