@@ -655,3 +655,67 @@ fn lr_schedules_match_pytorch() {
     assert!(cosine.lr(base, 6) > cosine.lr(base, 4));
     assert_eq!(LrSchedule::Constant.lr(0.3, 1000), 0.3);
 }
+
+/// A projection LSTM (`proj_size` > 0) with a last-step head, trained by the
+/// CPU trainer: one SGD step with learning rate 1 moves every parameter by
+/// minus its gradient, which must match central differences of the loss.
+#[test]
+fn projection_model_step_matches_finite_differences() {
+    use wgpu_lstm::model::{
+        Batch, CpuTrainer, HeadKind, Inputs, LossKind, Model, Targets, TrainConfig,
+    };
+    let cfg = wgpu_lstm::LstmConfig::new(3, 5)
+        .num_layers(2)
+        .bidirectional(true)
+        .proj_size(2);
+    let (t, b) = (4, 3);
+    let model = Model::<f64>::new(None, &cfg, 2, HeadKind::LastStep, 9).unwrap();
+    let x: Vec<f32> = rand_vec(t * b * 3, 1).iter().map(|&v| v as f32).collect();
+    let y: Vec<f32> = rand_vec(b * 2, 2).iter().map(|&v| v as f32).collect();
+    let lengths = [4, 2, 3];
+    let batch = Batch {
+        seq_len: t,
+        batch: b,
+        inputs: Inputs::Features(&x),
+        targets: Targets::Values(&y),
+        lengths: Some(&lengths),
+    };
+    let config = TrainConfig::new(LossKind::Mse, OptimizerKind::sgd(1.0));
+    let loss_at = |m: &Model<f64>| {
+        CpuTrainer::new(m.clone(), config.clone())
+            .unwrap()
+            .evaluate(&batch)
+            .unwrap()
+    };
+    let mut trainer = CpuTrainer::new(model.clone(), config.clone()).unwrap();
+    let loss = trainer.step(&batch).unwrap();
+    assert!((loss - loss_at(&model)).abs() < 1e-12);
+    let before = model.clone();
+    let names: Vec<String> = before
+        .named_params()
+        .into_iter()
+        .map(|(n, _, _)| n)
+        .collect();
+    assert!(
+        names.iter().any(|n| n == "lstm.weight_hr_l1_reverse"),
+        "{names:?}"
+    );
+    for (k, name) in names.iter().enumerate() {
+        let n = before.named_params()[k].2.len();
+        let fd = numeric_grad(&vec![0.0; n], |delta| {
+            let mut m = before.clone();
+            m.params_mut()[k]
+                .iter_mut()
+                .zip(delta)
+                .for_each(|(p, d)| *p += d);
+            loss_at(&m)
+        });
+        let step: Vec<f64> = before.named_params()[k]
+            .2
+            .iter()
+            .zip(trainer.model.named_params()[k].2)
+            .map(|(a, b)| a - b)
+            .collect();
+        assert_close_to_max(name, &step, &fd, FD_TOL);
+    }
+}
