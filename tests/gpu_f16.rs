@@ -84,7 +84,12 @@ fn forward_matches_f32_over_a_grid() {
     let mut n = 0;
     for layers in 1..=2 {
         for bidirectional in [false, true] {
-            for (b, t, i, h) in [(1, 1, 1, 1), (3, 17, 5, 7), (8, 100, 33, 64), (5, 40, 16, 100)] {
+            for (b, t, i, h) in [
+                (1, 1, 1, 1),
+                (3, 17, 5, 7),
+                (8, 100, 33, 64),
+                (5, 40, 16, 100),
+            ] {
                 let cfg = LstmConfig::new(i, h)
                     .num_layers(layers)
                     .bidirectional(bidirectional)
@@ -201,8 +206,8 @@ fn gradients_match_f32_over_a_grid() {
 #[test]
 fn f16_needs_shader_f16_and_says_so() {
     // The check itself, for an adapter without the feature.
-    let err = check_precision(Precision::F16, wgpu::Features::empty(), "no-f16 adapter")
-        .unwrap_err();
+    let err =
+        check_precision(Precision::F16, wgpu::Features::empty(), "no-f16 adapter").unwrap_err();
     assert!(
         matches!(
             err,
@@ -390,8 +395,8 @@ fn a_dynamic_scale_grows_after_clean_steps_and_a_static_one_stays() {
     let (t, b) = (6, 2);
     let (x, y) = regression_batch(t, b, 31);
     let cfg = TrainConfig::new(LossKind::Mse, OptimizerKind::sgd(1e-2));
-    let mut trainer = GpuTrainer::with_precision(&ctx, &model(), cfg.clone(), Precision::F16)
-        .unwrap();
+    let mut trainer =
+        GpuTrainer::with_precision(&ctx, &model(), cfg.clone(), Precision::F16).unwrap();
     trainer
         .set_loss_scale(LossScale::Dynamic {
             init: 4.0,
@@ -401,7 +406,11 @@ fn a_dynamic_scale_grows_after_clean_steps_and_a_static_one_stays() {
     for _ in 0..5 {
         trainer.step(&batch(&x, &y, t, b)).unwrap();
     }
-    assert_eq!(trainer.loss_scale().unwrap(), 16.0, "doubled after steps 2 and 4");
+    assert_eq!(
+        trainer.loss_scale().unwrap(),
+        16.0,
+        "doubled after steps 2 and 4"
+    );
     trainer.set_loss_scale(LossScale::Static(128.0)).unwrap();
     for _ in 0..3 {
         trainer.step(&batch(&x, &y, t, b)).unwrap();

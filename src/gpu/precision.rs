@@ -68,7 +68,11 @@ impl std::str::FromStr for Precision {
 
 /// Checks that a device with `features` can run `precision`: f16 needs
 /// `SHADER_F16`. `adapter` names the device in the error.
-pub fn check_precision(precision: Precision, features: wgpu::Features, adapter: &str) -> Result<()> {
+pub fn check_precision(
+    precision: Precision,
+    features: wgpu::Features,
+    adapter: &str,
+) -> Result<()> {
     if precision == Precision::F16 && !features.contains(wgpu::Features::SHADER_F16) {
         return Err(LstmError::MissingFeature {
             feature: "SHADER_F16",
@@ -145,8 +149,8 @@ mod tests {
 
     #[test]
     fn f16_without_shader_f16_is_a_typed_error() {
-        let err = check_precision(Precision::F16, wgpu::Features::empty(), "some adapter")
-            .unwrap_err();
+        let err =
+            check_precision(Precision::F16, wgpu::Features::empty(), "some adapter").unwrap_err();
         assert!(matches!(
             err,
             LstmError::MissingFeature {

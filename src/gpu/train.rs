@@ -209,9 +209,7 @@ impl TrainSpace {
                 })
                 .collect();
             let mut layer_gemms = Vec::new();
-            for (which, ((_, params), (kernel, a, bm, c))) in
-                ops.iter().zip(operands).enumerate()
-            {
+            for (which, ((_, params), (kernel, a, bm, c))) in ops.iter().zip(operands).enumerate() {
                 let op = GemmOp {
                     params: *params,
                     a,

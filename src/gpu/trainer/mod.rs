@@ -301,11 +301,7 @@ impl GpuTrainer {
         let size = std::mem::size_of::<TrainScalars>() as u64;
         enc.copy_buffer_to_buffer(&self.scalars, 0, &self.scalars_staging, 0, size);
         self.ctx.submit_and_wait(enc)?;
-        let t = map_and_read(
-            &self.ctx,
-            &self.scalars_staging,
-            &[&[TrainScalars::WORDS]],
-        )?;
+        let t = map_and_read(&self.ctx, &self.scalars_staging, &[&[TrainScalars::WORDS]])?;
         Ok(*bytemuck::from_bytes::<TrainScalars>(bytemuck::cast_slice(
             t[0].data(),
         )))
