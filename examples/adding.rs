@@ -126,14 +126,14 @@ fn main() -> std::result::Result<(), Box<dyn std::error::Error>> {
             "not solved yet (goal < 0.01)"
         }
     );
-    if let support::Trainer::Gpu(t) = &trainer {
-        if t.precision() == wgpu_lstm::gpu::Precision::F16 {
-            println!(
-                "f16: final loss scale {}, {} steps skipped for overflow",
-                t.loss_scale()?,
-                t.skipped_steps()?
-            );
-        }
+    if let support::Trainer::Gpu(t) = &trainer
+        && t.precision() == wgpu_lstm::gpu::Precision::F16
+    {
+        println!(
+            "f16: final loss scale {}, {} steps skipped for overflow",
+            t.loss_scale()?,
+            t.skipped_steps()?
+        );
     }
     let title = format!("adding problem, T = {}", args.seq_len);
     support::plot_losses(

@@ -22,6 +22,9 @@ use crate::gpu::tensor::{TENSOR_USAGE, byte_size, byte_size_in};
 use crate::gpu::workspace::{GpuLayer, Uniforms, Workspace, check_groups, step_params};
 use crate::gpu::{GpuContext, GpuTensor, Precision};
 
+/// One backward GEMM: its kernel variant, bind group and workgroup counts.
+pub(super) type GemmDispatch = (GemmKernel, wgpu::BindGroup, (u32, u32));
+
 /// Saved activations and backward scratch for one (T, B).
 pub(super) struct TrainSpace {
     /// Per layer [T, B, D, H, 4]: activated gates i, f, g, o (storage precision).
@@ -56,7 +59,7 @@ pub(super) struct TrainSpace {
     pub back: Vec<wgpu::BindGroup>,
     /// Per layer: dW_ih, dW_hh per direction, db (with bias), dX, each with
     /// the GEMM variant for its operand types.
-    pub gemms: Vec<Vec<(GemmKernel, wgpu::BindGroup, (u32, u32))>>,
+    pub gemms: Vec<Vec<GemmDispatch>>,
     pub permutes: Option<[(wgpu::BindGroup, (u32, u32)); 2]>,
 }
 
