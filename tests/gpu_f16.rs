@@ -384,6 +384,11 @@ fn overflowing_steps_are_skipped_and_the_scale_backs_off() {
     assert_eq!(scale, init / 2f32.powi(steps as i32 - 1));
     assert_ne!(trainer.model().unwrap(), m0, "a clean step updates");
     trainer.loss().unwrap();
+    // A new scale restarts the scaling but keeps the count of skipped steps.
+    let skipped = trainer.skipped_steps().unwrap();
+    trainer.set_loss_scale(LossScale::Static(8.0)).unwrap();
+    assert_eq!(trainer.skipped_steps().unwrap(), skipped);
+    assert_eq!(trainer.loss_scale().unwrap(), 8.0);
 }
 
 #[test]

@@ -173,7 +173,8 @@ impl GpuTrainer {
 
     /// Sets the loss scaling of f16 training (the default is
     /// `LossScale::default()`, GradScaler's) and restarts it from its
-    /// initial scale. f32 training has no loss scaling: there it is an error.
+    /// initial scale; the count of skipped steps carries on. f32 training has
+    /// no loss scaling: there it is an error.
     pub fn set_loss_scale(&mut self, scale: LossScale) -> Result<()> {
         if self.lstm.precision() == Precision::F32 {
             return Err(LstmError::InvalidConfig {
@@ -182,7 +183,18 @@ impl GpuTrainer {
             });
         }
         scale.validate()?;
-        self.write_scale_state(Some(scale));
+        // Only the GPU-owned scale and its growth counter change.
+        let s = TrainScalars {
+            grad_scale: scale.initial(),
+            growth_count: 0,
+            ..Default::default()
+        };
+        let at = std::mem::offset_of!(TrainScalars, grad_scale);
+        let end = std::mem::offset_of!(TrainScalars, skipped);
+        self.ctx
+            .queue()
+            .write_buffer(&self.scalars, at as u64, &bytemuck::bytes_of(&s)[at..end]);
+        self.set_scale_kind(Some(scale));
         self.ctx.check()
     }
 
@@ -197,8 +209,15 @@ impl GpuTrainer {
         self.ctx
             .queue()
             .write_buffer(&self.scalars, 0, bytemuck::bytes_of(&s));
+        self.set_scale_kind(scale);
+    }
+
+    /// Records the loss scaling the next steps use (the host writes its mode
+    /// with every step's scalars).
+    fn set_scale_kind(&mut self, scale: Option<LossScale>) {
         self.loss_scale = scale;
-        // The clip kernel reads the growth interval from the optimizer uniforms.
+        // The clip kernel reads the growth interval from the optimizer
+        // uniforms, which are rebound on the next step.
         for sp in &mut self.spaces {
             sp.after.clear();
         }
