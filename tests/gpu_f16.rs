@@ -430,3 +430,54 @@ fn a_dynamic_scale_grows_after_clean_steps_and_a_static_one_stays() {
     ));
     assert_eq!(f32_trainer.loss_scale().unwrap(), 1.0);
 }
+
+/// Tokens through an embedding, a per-step cross-entropy head with ignored
+/// targets, Adam and clipping: the f16 losses follow the f32 ones, each step
+/// is one submit, and repeated steps allocate nothing.
+#[test]
+fn f16_training_with_embedding_follows_f32_in_one_submit() {
+    let Some(ctx) = f16_gpu("f16_training_with_embedding_follows_f32_in_one_submit") else {
+        return;
+    };
+    let (t, b, vocab) = (12, 3, 10);
+    let lstm = LstmConfig::new(4, 24).num_layers(2).bidirectional(true);
+    let m0 = Model::<f32>::new(Some((vocab, 4)), &lstm, vocab, HeadKind::PerStep, 9).unwrap();
+    let mut cfg = TrainConfig::new(
+        LossKind::CrossEntropy {
+            ignore_index: Some(0),
+        },
+        OptimizerKind::adam(1e-3),
+    );
+    cfg.clip_grad_norm = Some(0.5);
+    let tokens: Vec<usize> = (0..t * b).map(|k| (k * 7 + 3) % vocab).collect();
+    let classes: Vec<i64> = (0..t * b).map(|k| ((k * 5 + 1) % vocab) as i64).collect();
+    let batch = Batch {
+        seq_len: t,
+        batch: b,
+        inputs: Inputs::Tokens(&tokens),
+        targets: Targets::Classes(&classes),
+        lengths: None,
+    };
+    let mut f32_trainer = GpuTrainer::new(&ctx, &m0, cfg.clone()).unwrap();
+    let mut f16_trainer = GpuTrainer::with_precision(&ctx, &m0, cfg, Precision::F16).unwrap();
+    for step in 0..5 {
+        let l32 = f32_trainer.step_with_loss(&batch).unwrap();
+        let before = ctx.counters();
+        f16_trainer.step(&batch).unwrap();
+        let work = ctx.counters() - before;
+        let l16 = f16_trainer.loss().unwrap();
+        assert!(
+            (l16 - l32).abs() <= 2e-2 * l32.abs(),
+            "step {step}: loss {l16} vs {l32}"
+        );
+        assert_eq!(work.submits, 1, "step {step}");
+        if step > 0 {
+            assert_eq!(
+                (work.pipelines, work.bind_groups, work.buffers),
+                (0, 0, 0),
+                "step {step}: {work:?}"
+            );
+        }
+    }
+    assert_eq!(f16_trainer.skipped_steps().unwrap(), 0);
+}

@@ -486,10 +486,14 @@ fn print_table(rows: &[Row], markdown: bool) {
         "steps",
         "bwd steps",
         "bwd GEMMs",
-        "GPU prec",
-        "weights B",
-        "saved act. B",
     ];
+    // With f16 rows: the precision and the memory columns.
+    let with_f16 = rows.iter().any(|r| r.precision == Precision::F16);
+    let extra = ["GPU prec", "weights B", "saved act. B"];
+    let header: Vec<&str> = header
+        .into_iter()
+        .chain(extra.into_iter().filter(|_| with_f16))
+        .collect();
     // One line per GPU precision; the CPU columns repeat on the f16 line.
     let mut keys: Vec<(Shape, &str, Precision)> = Vec::new();
     for r in rows {
@@ -554,14 +558,16 @@ fn print_table(rows: &[Row], markdown: bool) {
             c.push(kernel(false, |k| k.steps_ms));
             c.push(kernel(true, |k| k.backward_steps_ms));
             c.push(kernel(true, |k| k.backward_gemms_ms));
-            c.push(precision.to_string());
-            let memory = gpu.and_then(|g| g.memory);
-            c.push(memory.map_or_else(dash, |m| m.weights.to_string()));
-            c.push(
-                memory
-                    .filter(|m| m.saved_activations > 0)
-                    .map_or_else(dash, |m| m.saved_activations.to_string()),
-            );
+            if with_f16 {
+                c.push(precision.to_string());
+                let memory = gpu.and_then(|g| g.memory);
+                c.push(memory.map_or_else(dash, |m| m.weights.to_string()));
+                c.push(
+                    memory
+                        .filter(|m| m.saved_activations > 0)
+                        .map_or_else(dash, |m| m.saved_activations.to_string()),
+                );
+            }
             c
         })
         .collect();
