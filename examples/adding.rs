@@ -5,7 +5,9 @@
 //! (1.0) scores an MSE of about 1/6 ≈ 0.167; success is a test MSE below 0.01.
 //!
 //! Run: `cargo run --release --example adding` (defaults: T = 100, GPU).
-//! `--device cpu` trains with the CPU reference instead.
+//! `--device cpu` trains with the CPU reference instead; `--precision f16`
+//! trains on the GPU with f16 weights and activations (f32 master weights,
+//! dynamic loss scaling).
 
 #[path = "support/mod.rs"]
 mod support;
@@ -34,6 +36,9 @@ struct Args {
     /// gpu or cpu.
     #[arg(long, default_value = "gpu")]
     device: String,
+    /// GPU storage precision: f32 or f16.
+    #[arg(long, default_value = "f32")]
+    precision: wgpu_lstm::gpu::Precision,
     /// Evaluate on a held-out batch every this many steps (and stop early below 0.005).
     #[arg(long, default_value_t = 100)]
     eval_every: u64,
@@ -56,7 +61,8 @@ fn main() -> std::result::Result<(), Box<dyn std::error::Error>> {
     }
     let mut config = TrainConfig::new(LossKind::Mse, OptimizerKind::adam(args.lr));
     config.clip_grad_norm = Some(1.0);
-    let mut trainer = support::Trainer::new(&args.device, model, config)?;
+    let mut trainer =
+        support::Trainer::with_precision(&args.device, args.precision, model, config)?;
     let mut rng = support::seeded_rng(args.seed);
     let mut test_rng = support::seeded_rng(args.seed + 1_000_000);
     let (test_x, test_y) = support::adding_batch(&mut test_rng, args.seq_len, 1000);
@@ -120,6 +126,15 @@ fn main() -> std::result::Result<(), Box<dyn std::error::Error>> {
             "not solved yet (goal < 0.01)"
         }
     );
+    if let support::Trainer::Gpu(t) = &trainer
+        && t.precision() == wgpu_lstm::gpu::Precision::F16
+    {
+        println!(
+            "f16: final loss scale {}, {} steps skipped for overflow",
+            t.loss_scale()?,
+            t.skipped_steps()?
+        );
+    }
     let title = format!("adding problem, T = {}", args.seq_len);
     support::plot_losses(
         std::path::Path::new(&args.plot),

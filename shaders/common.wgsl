@@ -73,11 +73,15 @@ struct TrainScalars {
     clip_max: f32,     // max global gradient norm; 0 = no clipping
     first: f32,        // 1 on the first optimizer step (SGD momentum buffers start at g)
     step_index: u32,   // optimizer steps completed before this one
-    _pad: u32,
+    scaling: u32,      // loss scaling: 0 off, 1 static, 2 dynamic (f16 training)
     loss: f32,         // out: the loss
     grad_norm: f32,    // out: global L2 norm of the gradients, before clipping
-    clip_coef: f32,    // out: the factor gradients are scaled by (1 without clipping)
+    clip_coef: f32,    // out: the factor stored gradients are multiplied by: clipping / grad_scale
     bad_step: u32,     // out, sticky: 1 + the first step whose loss was not finite; 0 = none
+    grad_scale: f32,   // GPU-owned: the loss scale (1 without scaling); `clip` updates it
+    growth_count: u32, // GPU-owned: steps in a row without an overflow (dynamic scaling)
+    skipped: u32,      // out: steps skipped for non-finite gradients
+    found_inf: u32,    // out: 1 when this step's gradients were not finite (scaling only)
 }
 
 // True for ±inf and NaN, by the bits (NaN comparisons may be optimised away).

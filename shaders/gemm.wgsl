@@ -5,6 +5,10 @@
 // Any M, N, K: loads past an edge read 0 and stores past it are skipped.
 // op(A) = A, or Aᵀ when TRANS_A (A stored [K, M]); likewise B (stored [N, K]).
 // Offsets (in elements) let one binding address a slice of a larger buffer.
+//
+// Each operand is stored as the alias a_t, b_t, bias_t or c_t (f32 or f16,
+// declared before this file by the kernel builder); loads widen to f32, the
+// products accumulate in f32, and only the final store narrows to c_t.
 
 struct GemmParams {
     m: u32,
@@ -33,10 +37,10 @@ const TM: u32 = 4u;
 const TN: u32 = 4u;
 
 @group(0) @binding(0) var<uniform> p: GemmParams;
-@group(0) @binding(1) var<storage, read> a: array<f32>;          // A as stored
-@group(0) @binding(2) var<storage, read> b: array<f32>;          // B as stored
-@group(0) @binding(3) var<storage, read> bias: array<f32>;       // [N] at bias_off
-@group(0) @binding(4) var<storage, read_write> c: array<f32>;    // [M, ldc] at c_off
+@group(0) @binding(1) var<storage, read> a: array<a_t>;          // A as stored
+@group(0) @binding(2) var<storage, read> b: array<b_t>;          // B as stored
+@group(0) @binding(3) var<storage, read> bias: array<bias_t>;    // [N] at bias_off
+@group(0) @binding(4) var<storage, read_write> c: array<c_t>;    // [M, ldc] at c_off
 
 var<workgroup> tile_a: array<f32, 1024>;   // [BK][BM]
 var<workgroup> tile_b: array<f32, 1024>;   // [BK][BN]
@@ -46,9 +50,9 @@ fn load_a(m: u32, k: u32) -> f32 {
         return 0.0;
     }
     if ((p.flags & TRANS_A) != 0u) {
-        return a[p.a_off + k * p.lda + m];
+        return f32(a[p.a_off + k * p.lda + m]);
     }
-    return a[p.a_off + m * p.lda + k];
+    return f32(a[p.a_off + m * p.lda + k]);
 }
 
 fn load_b(k: u32, n: u32) -> f32 {
@@ -56,9 +60,9 @@ fn load_b(k: u32, n: u32) -> f32 {
         return 0.0;
     }
     if ((p.flags & TRANS_B) != 0u) {
-        return b[p.b_off + n * p.ldb + k];
+        return f32(b[p.b_off + n * p.ldb + k]);
     }
-    return b[p.b_off + k * p.ldb + n];
+    return f32(b[p.b_off + k * p.ldb + n]);
 }
 
 @compute @workgroup_size(16, 16, 1)
@@ -117,13 +121,13 @@ fn main(
             if (m < p.m && n < p.n) {
                 var v = acc[i][j];
                 if ((p.flags & BIAS) != 0u) {
-                    v += bias[p.bias_off + n];
+                    v += f32(bias[p.bias_off + n]);
                 }
                 let idx = p.c_off + m * p.ldc + n;
                 if ((p.flags & ACCUMULATE) != 0u) {
-                    v += c[idx];
+                    v += f32(c[idx]);
                 }
-                c[idx] = v;
+                c[idx] = c_t(v);
             }
         }
     }

@@ -6,6 +6,8 @@
 // `cross_entropy`: PyTorch CrossEntropyLoss on logits with class indices,
 // mean over targets that are not `ignore_index`; a stable log-softmax.
 // The host counts what the mean divides by (`inv_count`) and checks classes.
+// Gradients are multiplied by the loss scale `grad_scale` (1 unless training
+// in f16), which the optimizer divides out again.
 
 struct LossParams {
     rows: u32,
@@ -67,7 +69,7 @@ fn mse(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(local_invocation_
             let d = pred[i] - target_f[i];
             if (valid) {
                 share += d * d;
-                grad[i] = 2.0 * d * s.inv_count;
+                grad[i] = 2.0 * d * s.inv_count * s.grad_scale;
             } else {
                 grad[i] = 0.0;
             }
@@ -103,7 +105,7 @@ fn cross_entropy(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(local_i
                 if (c == u32(k)) {
                     g -= 1.0;
                 }
-                grad[base + c] = g * s.inv_count;
+                grad[base + c] = g * s.inv_count * s.grad_scale;
             }
         }
     }

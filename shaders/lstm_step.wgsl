@@ -19,6 +19,10 @@
 // Two entry points: `main` for inference, and `main_train`, which also
 // saves what the backward pass needs and applies inter-layer dropout to the
 // layer's output.
+//
+// `store_t` (f32 or f16, declared before this file by the kernel builder) is
+// how weights, the input projection and the saved gates and h are stored;
+// everything is widened to f32 on load, and c stays f32 throughout.
 
 struct StepParams {
     step: u32,        // s in 0..T: t = s forward, T-1-s reverse
@@ -36,17 +40,17 @@ const WG: u32 = 64u;
 const RB: u32 = 4u;
 
 @group(0) @binding(0) var<uniform> p: StepParams;
-@group(0) @binding(1) var<storage, read> gates_x: array<vec4<f32>>;   // [T, B, D, H]: X·W_ihᵀ + b_ih
-@group(0) @binding(2) var<storage, read> w_hh: array<vec4<f32>>;      // [D, H (input k), H (unit j)]
-@group(0) @binding(3) var<storage, read> b_hh: array<vec4<f32>>;      // [D, H]
+@group(0) @binding(1) var<storage, read> gates_x: array<vec4<store_t>>; // [T, B, D, H]: X·W_ihᵀ + b_ih
+@group(0) @binding(2) var<storage, read> w_hh: array<vec4<store_t>>;    // [D, H (input k), H (unit j)]
+@group(0) @binding(3) var<storage, read> b_hh: array<vec4<store_t>>;    // [D, H]
 @group(0) @binding(4) var<storage, read_write> h_state: array<f32>;   // [2, L·D, B, H]
 @group(0) @binding(5) var<storage, read_write> c_state: array<f32>;   // [L·D, B, H]
 @group(0) @binding(6) var<storage, read_write> y: array<f32>;         // [T, B, D·H]
 @group(0) @binding(7) var<storage, read> lengths: array<u32>;         // [B]
 // Training only:
-@group(0) @binding(8) var<storage, read_write> gates_saved: array<vec4<f32>>; // [T, B, D, H]: i, f, g, o
-@group(0) @binding(9) var<storage, read_write> c_saved: array<f32>;           // [T, B, D, H]: c after step t
-@group(0) @binding(10) var<storage, read_write> h_prev_saved: array<f32>;     // [T, B, D·H]: h entering step t
+@group(0) @binding(8) var<storage, read_write> gates_saved: array<vec4<store_t>>; // [T, B, D, H]: i, f, g, o
+@group(0) @binding(9) var<storage, read_write> c_saved: array<f32>;               // [T, B, D, H]: c after step t
+@group(0) @binding(10) var<storage, read_write> h_prev_saved: array<store_t>;     // [T, B, D·H]: h entering step t
 
 var<workgroup> h_tile: array<f32, 256>;    // [RB][WG]: h_{t-1}[b0 + r][k0 + kk]
 
@@ -98,7 +102,7 @@ fn recurrent(s: Site, lane: u32) -> array<vec4<f32>, 4> {
         if (s.j < hid) {
             let kn = min(WG, hid - k0);
             for (var kk = 0u; kk < kn; kk++) {
-                let w = w_hh[(s.d * hid + k0 + kk) * hid + s.j];
+                let w = vec4<f32>(w_hh[(s.d * hid + k0 + kk) * hid + s.j]);
                 for (var r = 0u; r < RB; r++) {
                     acc[r] = fma(w, vec4<f32>(h_tile[r * WG + kk]), acc[r]);
                 }
@@ -111,7 +115,8 @@ fn recurrent(s: Site, lane: u32) -> array<vec4<f32>, 4> {
 
 // The activated gates (i, f, g, o) from the pre-activation of row b.
 fn activate(s: Site, b: u32, rec: vec4<f32>) -> vec4<f32> {
-    let pre = rec + gates_x[((s.t * p.batch + b) * p.dirs + s.d) * p.hidden + s.j] + b_hh[s.d * p.hidden + s.j];
+    let gx = vec4<f32>(gates_x[((s.t * p.batch + b) * p.dirs + s.d) * p.hidden + s.j]);
+    let pre = rec + gx + vec4<f32>(b_hh[s.d * p.hidden + s.j]);
     return vec4<f32>(sigmoid(pre.x), sigmoid(pre.y), tanh_safe(pre.z), sigmoid(pre.w));
 }
 
@@ -160,18 +165,18 @@ fn main_train(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id
         let out = (s.t * p.batch + b) * p.dirs * p.hidden + unit;
         let saved = ((s.t * p.batch + b) * p.dirs + s.d) * p.hidden + s.j;
         let h_old = h_state[s.h_prev + b * p.hidden + s.j];
-        h_prev_saved[out] = h_old;
+        h_prev_saved[out] = store_t(h_old);
         if (s.t < lengths[b]) {
             let g = activate(s, b, acc[r]);
             let c = g.y * c_state[state] + g.x * g.z;
             let h = g.w * tanh_safe(c);
-            gates_saved[saved] = g;
+            gates_saved[saved] = vec4<store_t>(g);
             c_state[state] = c;
             c_saved[saved] = c;
             h_state[s.h_next + b * p.hidden + s.j] = h;
             y[out] = h * dropout_scale(p.dropout, s.t, b, unit);
         } else {
-            gates_saved[saved] = vec4<f32>(0.0);
+            gates_saved[saved] = vec4<store_t>(0.0);
             c_saved[saved] = c_state[state];
             h_state[s.h_next + b * p.hidden + s.j] = h_old;
             y[out] = 0.0;

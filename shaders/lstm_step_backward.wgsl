@@ -13,6 +13,9 @@
 //
 // Workgroup (64, 1, 1): x = 64 hidden units, y = RB batch rows, z = direction.
 // The previous step's dG rows are staged through workgroup memory.
+//
+// `store_t` (f32 or f16, declared before this file by the kernel builder) is
+// how the saved gates, W_hh and dG are stored; all arithmetic is f32.
 
 struct BackParams {
     step: u32,        // s in 0..=T
@@ -30,12 +33,12 @@ const WG: u32 = 64u;
 const RB: u32 = 4u;
 
 @group(0) @binding(0) var<uniform> p: BackParams;
-@group(0) @binding(1) var<storage, read> gates: array<vec4<f32>>;     // [T, B, D, H]: saved i, f, g, o
+@group(0) @binding(1) var<storage, read> gates: array<vec4<store_t>>; // [T, B, D, H]: saved i, f, g, o
 @group(0) @binding(2) var<storage, read> c_saved: array<f32>;         // [T, B, D, H]: c after step t
 @group(0) @binding(3) var<storage, read> c_0: array<f32>;             // [L·D, B, H]
-@group(0) @binding(4) var<storage, read> w_hh: array<vec4<f32>>;      // [D, H (input k), H (unit j)]
+@group(0) @binding(4) var<storage, read> w_hh: array<vec4<store_t>>;  // [D, H (input k), H (unit j)]
 @group(0) @binding(5) var<storage, read> dy: array<f32>;              // [T, B, D·H]
-@group(0) @binding(6) var<storage, read_write> d_gates: array<vec4<f32>>; // [T, B, D, H]
+@group(0) @binding(6) var<storage, read_write> d_gates: array<vec4<store_t>>; // [T, B, D, H]
 @group(0) @binding(7) var<storage, read_write> dh_carry: array<f32>;  // [2, L·D, B, H]
 @group(0) @binding(8) var<storage, read_write> dc_carry: array<f32>;  // [L·D, B, H]
 @group(0) @binding(9) var<storage, read> lengths: array<u32>;         // [B]
@@ -78,7 +81,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
                 let u = u0 + lid.x;
                 var v = vec4<f32>(0.0);
                 if (b < bsz && u < hid) {
-                    v = d_gates[((t_prev * bsz + b) * p.dirs + d) * hid + u];
+                    v = vec4<f32>(d_gates[((t_prev * bsz + b) * p.dirs + d) * hid + u]);
                 }
                 dg_tile[r * WG + lid.x] = v;
             }
@@ -86,7 +89,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
             if (j < hid) {
                 let un = min(WG, hid - u0);
                 for (var uu = 0u; uu < un; uu++) {
-                    let w = w_hh[(d * hid + j) * hid + u0 + uu];
+                    let w = vec4<f32>(w_hh[(d * hid + j) * hid + u0 + uu]);
                     for (var r = 0u; r < RB; r++) {
                         rec[r] += dot(w, dg_tile[r * WG + uu]);
                     }
@@ -120,12 +123,12 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
         let at = ((t * bsz + b) * p.dirs + d) * hid + j;
         dh_carry[(1u - p.parity) * slab + state] = carry;
         if (t >= len) {
-            d_gates[at] = vec4<f32>(0.0);
+            d_gates[at] = vec4<store_t>(0.0);
             continue;
         }
         let unit = d * hid + j;
         let dh = dy[(t * bsz + b) * p.dirs * hid + unit] * dropout_scale(p.dropout, t, b, unit) + carry;
-        let g = gates[at];
+        let g = vec4<f32>(gates[at]);
         let c_t = c_saved[at];
         // c_{t-1}: the state entering step t in this direction's visiting order.
         var c_prev = c_0[state];
@@ -137,12 +140,12 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
         }
         let tc = tanh_safe(c_t);
         let dc = dh * g.w * (1.0 - tc * tc) + dc_carry[state];
-        d_gates[at] = vec4<f32>(
+        d_gates[at] = vec4<store_t>(vec4<f32>(
             dc * g.z * g.x * (1.0 - g.x),
             dc * c_prev * g.y * (1.0 - g.y),
             dc * g.x * (1.0 - g.z * g.z),
             dh * tc * g.w * (1.0 - g.w),
-        );
+        ));
         dc_carry[state] = dc * g.y;
     }
 }

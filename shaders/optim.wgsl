@@ -11,6 +11,12 @@
 //   AdamW: p *= 1 - lr·wd, then Adam without weight decay.
 // The learning rate, Adam's bias corrections and the clipping factor come
 // from the shared TrainScalars.
+//
+// Loss scaling (f16 training; torch.cuda.amp.GradScaler's rule): gradients
+// arrive multiplied by s.grad_scale. `clip` divides it out of the norm and
+// folds 1/grad_scale into clip_coef; when the gradients are not finite it
+// flags the step (`update` then changes nothing) and, with dynamic scaling,
+// halves the scale; after growth_interval clean steps in a row it doubles it.
 
 struct OptParams {
     len: u32,          // elements of this tensor
@@ -24,7 +30,7 @@ struct OptParams {
     beta2: f32,
     eps: f32,
     partial_count: u32, // clip: total partials over all tensors
-    _pad: u32,
+    growth_interval: u32, // clip: clean steps before a dynamic loss scale doubles
 }
 
 const WG: u32 = 256u;
@@ -73,13 +79,31 @@ fn clip(@builtin(local_invocation_id) lid: vec3<u32>) {
     }
     let total = workgroup_sum(acc, lid.x);
     if (lid.x == 0u) {
-        let norm = sqrt(total);
+        let scale = s.grad_scale;
+        let norm = sqrt(total) / scale;
         s.grad_norm = norm;
         var coef = 1.0;
         if (s.clip_max > 0.0) {
             coef = min(1.0, s.clip_max / (norm + 1e-6));
         }
-        s.clip_coef = coef;
+        s.clip_coef = coef / scale;
+        if (s.scaling != 0u) {
+            let overflow = not_finite(total);
+            s.found_inf = u32(overflow);
+            if (overflow) {
+                s.skipped += 1u;
+                s.growth_count = 0u;
+                if (s.scaling == 2u) {
+                    s.grad_scale = scale * 0.5;
+                }
+            } else if (s.scaling == 2u) {
+                s.growth_count += 1u;
+                if (s.growth_count >= p.growth_interval) {
+                    s.grad_scale = scale * 2.0;
+                    s.growth_count = 0u;
+                }
+            }
+        }
     }
 }
 
@@ -87,8 +111,9 @@ fn clip(@builtin(local_invocation_id) lid: vec3<u32>) {
 fn update(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) n: vec3<u32>) {
     let i = gid.x + gid.y * n.x * WG;
     // Once a loss was not finite, nothing is updated again (the host reports
-    // the step when it reads the scalars).
-    if (i >= p.len || s.bad_step != 0u) {
+    // the step when it reads the scalars). A step whose scaled gradients
+    // overflowed is skipped.
+    if (i >= p.len || s.bad_step != 0u || s.found_inf != 0u) {
         return;
     }
     var g = grad[i] * s.clip_coef;

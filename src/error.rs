@@ -70,6 +70,18 @@ pub enum LstmError {
     #[error("GPU device request failed on `{adapter}`: {reason}")]
     DeviceRequest { adapter: String, reason: String },
 
+    /// The adapter lacks a wgpu feature that the requested mode needs.
+    #[error(
+        "{needed_for} needs the adapter feature `{feature}`, which `{adapter}` lacks; \
+         use the default f32 precision, or choose another adapter with WGPU_ADAPTER_NAME \
+         (`wgpu-lstm info` lists each adapter's features)"
+    )]
+    MissingFeature {
+        feature: &'static str,
+        adapter: String,
+        needed_for: &'static str,
+    },
+
     /// The device was lost (driver reset, GPU removed, out of memory, ...).
     #[error("GPU device lost: {0}")]
     DeviceLost(String),

@@ -64,3 +64,80 @@ fn quick_benchmark_reports_counts_and_differences() {
         assert!(r["max_abs_diff"].as_f64().unwrap() < 1e-4, "{r}");
     }
 }
+
+/// `lstm-bench --precision f16` puts an f16 line beside every f32 line, with
+/// the GPU memory of weights and saved activations measured from the
+/// allocated buffers: the f16 weights take half of f32's bytes.
+#[test]
+fn quick_benchmark_in_f16_reports_memory_beside_f32() {
+    let name = "quick_benchmark_in_f16_reports_memory_beside_f32";
+    let Some(ctx) = common::gpu::gpu_or_skip(name) else {
+        return;
+    };
+    if !ctx.features().contains(wgpu::Features::SHADER_F16) {
+        eprintln!("skipped {name}: the adapter lacks SHADER_F16");
+        return;
+    }
+    let json = std::env::temp_dir().join(format!("lstm-bench-f16-{}.json", std::process::id()));
+    let out = Command::new(env!("CARGO_BIN_EXE_lstm-bench"))
+        .args([
+            "--quick",
+            "--device",
+            "both",
+            "--precision",
+            "f16",
+            "--json",
+        ])
+        .arg(&json)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<Vec<&str>> = stdout
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .filter(|c| c.len() == 22 && (c[0] == "forward" || c[0] == "train"))
+        .collect();
+    assert_eq!(lines.len(), 8, "{stdout}");
+    assert_eq!(
+        lines.iter().filter(|c| c[19] == "f16").count(),
+        4,
+        "{stdout}"
+    );
+    let doc: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    std::fs::remove_file(&json).unwrap();
+    let rows = doc["rows"].as_array().unwrap();
+    let gpu = |precision: &str, mode: &str, b: u64| {
+        rows.iter()
+            .find(|r| {
+                r["device"] == "gpu"
+                    && r["precision"] == precision
+                    && r["mode"] == mode
+                    && r["batch"] == b
+            })
+            .unwrap_or_else(|| panic!("no {precision} {mode} row for B = {b}"))
+    };
+    for b in [1, 4] {
+        let (f32_train, f16_train) = (gpu("f32", "train", b), gpu("f16", "train", b));
+        let bytes = |r: &serde_json::Value, k: &str| r[k].as_u64().unwrap() as f64;
+        let weights = bytes(f16_train, "weights_bytes") / bytes(f32_train, "weights_bytes");
+        assert!((0.45..=0.55).contains(&weights), "weights ratio {weights}");
+        assert!(
+            bytes(f16_train, "saved_activation_bytes") < bytes(f32_train, "saved_activation_bytes")
+        );
+        assert_eq!(
+            bytes(f16_train, "master_weights_bytes"),
+            2.0 * bytes(f16_train, "weights_bytes")
+        );
+        for mode in ["forward", "train"] {
+            let r = gpu("f16", mode, b);
+            assert_eq!(r["submits"], 1, "{r}");
+            // Against the CPU reference: the f16 tolerance of tests/gpu_f16.rs.
+            assert!(r["max_abs_diff"].as_f64().unwrap() < 2e-2, "{r}");
+        }
+    }
+}

@@ -909,3 +909,58 @@ fn usage_errors_exit_with_2() {
     let run = cli(["frobnicate"]);
     assert_eq!(run.code, Some(2), "{}", run.stderr);
 }
+
+/// `--precision f16` runs a torch f16 state_dict on the GPU in f16; the
+/// outputs stay within the f16 tolerance (2e-2) of the CPU reference on the
+/// same (f16-valued) weights.
+#[test]
+fn precision_f16_runs_a_half_state_dict() {
+    let name = "precision_f16_runs_a_half_state_dict";
+    let Some(ctx) = common::gpu::gpu_or_skip(name) else {
+        return;
+    };
+    let dir = TempDir::new("precision_f16");
+    let (t, b) = (5, 2);
+    let input_t = Tensor::new(vec![t, b, 6], values(t * b * 6, 9)).unwrap();
+    let input = dir.path("in.safetensors");
+    write_raw(&input, &[f32s("input", input_t.shape(), input_t.data())]);
+    let model = fixture("state_dicts/lstm_f16.safetensors");
+    let out = dir.path("out.safetensors");
+    let run = run_cli(&model, &input, &out, &["--precision", "f16"]);
+    if !ctx.features().contains(wgpu::Features::SHADER_F16) {
+        assert_error(&run, &["SHADER_F16"]);
+        return;
+    }
+    assert_ok(&run, "gpu f16");
+    let weights = LstmWeights::<f32>::load_safetensors(&model, SafetensorsPrefix::Auto).unwrap();
+    let want = cpu::forward(&weights, &LstmInput::new(&input_t)).unwrap();
+    let got = read_out(&out);
+    for (k, w) in [
+        ("output", &want.output),
+        ("h_n", &want.h_n),
+        ("c_n", &want.c_n),
+    ] {
+        assert_close(k, got[k].data(), w.data(), 2e-2, 0.0);
+    }
+}
+
+#[test]
+fn precision_f16_on_the_cpu_is_refused() {
+    let dir = TempDir::new("precision_f16_cpu");
+    let input = dir.path("in.safetensors");
+    write_raw(&input, &[input_raw(3, 2)]);
+    let run = run_cli(
+        &state_dict_f32(),
+        &input,
+        &dir.path("out.safetensors"),
+        &["--device", "cpu", "--precision", "f16"],
+    );
+    assert_error(&run, &["--precision f16", "GPU only"]);
+    let run = run_cli(
+        &state_dict_f32(),
+        &input,
+        &dir.path("out.safetensors"),
+        &["--precision", "f64"],
+    );
+    assert_eq!(run.code, Some(2), "clap rejects an unknown precision");
+}

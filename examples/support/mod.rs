@@ -721,7 +721,7 @@ impl SeriesWindows {
 // One trainer for either device
 // ---------------------------------------------------------------------------
 
-use wgpu_lstm::gpu::{GpuContext, GpuTrainer};
+use wgpu_lstm::gpu::{GpuContext, GpuTrainer, Precision};
 use wgpu_lstm::model::{Batch, CpuTrainer, Inputs, Model, Targets, TrainConfig};
 
 /// The GPU trainer or the CPU reference trainer, chosen by `--device`.
@@ -737,14 +737,28 @@ impl Trainer {
         model: Model<f32>,
         config: TrainConfig,
     ) -> Result<Trainer, Box<dyn Error>> {
+        Self::with_precision(device, Precision::F32, model, config)
+    }
+
+    /// [`new`](Self::new), with the GPU storing weights and activations in
+    /// `precision` (the CPU computes in f32 only).
+    pub fn with_precision(
+        device: &str,
+        precision: Precision,
+        model: Model<f32>,
+        config: TrainConfig,
+    ) -> Result<Trainer, Box<dyn Error>> {
         match device {
             "gpu" => {
                 let ctx = GpuContext::new()?;
                 let info = ctx.adapter_info();
-                println!("device: {} ({:?})", info.name, info.backend);
-                Ok(Trainer::Gpu(Box::new(GpuTrainer::new(
-                    &ctx, &model, config,
+                println!("device: {} ({:?}), {precision}", info.name, info.backend);
+                Ok(Trainer::Gpu(Box::new(GpuTrainer::with_precision(
+                    &ctx, &model, config, precision,
                 )?)))
+            }
+            "cpu" if precision != Precision::F32 => {
+                Err(format!("{precision} runs on the GPU only; the CPU trains in f32").into())
             }
             "cpu" => {
                 println!("device: CPU reference");

@@ -23,6 +23,11 @@
 //! On a software adapter (lavapipe, llvmpipe, WARP), the default grid keeps
 //! the two smaller standard shapes: the larger ones take minutes per call
 //! there. `--shapes` runs any grid on any adapter.
+//!
+//! `--precision f16` measures the GPU in f16 storage (`Precision::F16`) too,
+//! one line beside each f32 line, and reports for both the GPU memory of the
+//! weights and of the activations saved for the backward pass, from the
+//! allocated buffer sizes.
 
 use std::error::Error;
 use std::time::{Duration, Instant};
@@ -30,7 +35,9 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use wgpu_lstm::gpu::{GpuContext, GpuLstm, GpuTensor, GpuTrainer, InitialState, KernelTimes};
+use wgpu_lstm::gpu::{
+    GpuContext, GpuLstm, GpuMemory, GpuTensor, GpuTrainer, InitialState, KernelTimes, Precision,
+};
 use wgpu_lstm::model::{
     Batch, CpuTrainer, HeadKind, Inputs, LossKind, Model, Targets, TrainConfig,
 };
@@ -79,6 +86,9 @@ struct Args {
     /// beside ours: prints our time over theirs per shape and mode.
     #[arg(long)]
     compare: Option<String>,
+    /// GPU storage precision: f32, or f16 to measure f16 beside f32.
+    #[arg(long, default_value = "f32")]
+    precision: Precision,
 }
 
 /// One measured case, in the JSON schema `tools/bench_pytorch.py` writes.
@@ -93,6 +103,10 @@ struct Row {
     submits: Option<u64>,
     /// Median GPU time per phase from timestamp queries, when the adapter has them.
     kernels: Option<KernelTimes>,
+    /// The GPU's storage precision (f32 for CPU rows).
+    precision: Precision,
+    /// GPU rows: the allocated memory of weights and saved activations.
+    memory: Option<GpuMemory>,
 }
 
 impl Row {
@@ -205,6 +219,10 @@ fn main() -> Result<(), Box<dyn Error>> {
     } else {
         None
     };
+    let precisions = match args.precision {
+        Precision::F32 => vec![Precision::F32],
+        Precision::F16 => vec![Precision::F32, Precision::F16],
+    };
     let software = ctx
         .as_ref()
         .is_some_and(|c| c.adapter_info().device_type == wgpu::DeviceType::Cpu);
@@ -216,7 +234,7 @@ fn main() -> Result<(), Box<dyn Error>> {
     })?;
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     println!(
-        "lstm-bench: layers {}, bidirectional {}, f32, {iters} timed iterations after {warmup} warm-up",
+        "lstm-bench: layers {}, bidirectional {}, GPU {precisions:?}, {iters} timed iterations after {warmup} warm-up",
         args.layers, args.bidirectional
     );
     println!("CPU: {} ({threads} threads)", cpu_model());
@@ -234,7 +252,8 @@ fn main() -> Result<(), Box<dyn Error>> {
         }
     }
 
-    let cases = shapes.len() * modes.len() * (use_cpu as usize + use_gpu as usize);
+    let cases =
+        shapes.len() * modes.len() * (use_cpu as usize + use_gpu as usize * precisions.len());
     let bar = indicatif::ProgressBar::new(cases as u64);
     let mut rows = Vec::new();
     for &(b, t, i, h) in &shapes {
@@ -269,6 +288,8 @@ fn main() -> Result<(), Box<dyn Error>> {
                         dispatches: None,
                         submits: None,
                         kernels: None,
+                        precision: Precision::F32,
+                        memory: None,
                     }
                 } else {
                     let (model, config, targets) = train_setup(&weights, t, b)?;
@@ -291,17 +312,23 @@ fn main() -> Result<(), Box<dyn Error>> {
                         dispatches: None,
                         submits: None,
                         kernels: None,
+                        precision: Precision::F32,
+                        memory: None,
                     }
                 };
                 rows.push(row);
                 bar.inc(1);
             }
-            if let Some(ctx) = &ctx {
+            let gpu_runs = ctx
+                .iter()
+                .flat_map(|c| precisions.iter().map(move |&p| (c, p)));
+            for (ctx, precision) in gpu_runs {
                 let before;
                 let after;
                 let kernels;
+                let memory;
                 let (times, result) = if mode == "forward" {
-                    let mut gpu = GpuLstm::new(ctx, &weights)?;
+                    let mut gpu = GpuLstm::with_precision(ctx, &weights, precision)?;
                     let profiling = gpu.enable_profiling()?;
                     let gx = GpuTensor::upload(ctx, "bench input", &input)?;
                     let out = gpu
@@ -320,16 +347,18 @@ fn main() -> Result<(), Box<dyn Error>> {
                     })?;
                     kernels = profiling
                         .then(|| median_times(&samples[samples.len().saturating_sub(iters)..]));
+                    memory = gpu.memory();
                     (times, out)
                 } else {
                     let (model, config, targets) = train_setup(&weights, t, b)?;
                     let batch = features_batch(&x, &targets, t, b);
                     let first = {
-                        let mut reference = GpuTrainer::new(ctx, &model, reference_config())?;
+                        let mut reference =
+                            GpuTrainer::with_precision(ctx, &model, reference_config(), precision)?;
                         let loss = reference.step_with_loss(&batch)?;
                         loss_and_params(loss, &reference.model()?)
                     };
-                    let mut trainer = GpuTrainer::new(ctx, &model, config)?;
+                    let mut trainer = GpuTrainer::with_precision(ctx, &model, config, precision)?;
                     let profiling = trainer.enable_profiling()?;
                     trainer.step(&batch)?;
                     before = ctx.counters();
@@ -343,6 +372,7 @@ fn main() -> Result<(), Box<dyn Error>> {
                     })?;
                     kernels = profiling
                         .then(|| median_times(&samples[samples.len().saturating_sub(iters)..]));
+                    memory = trainer.memory();
                     (times, first)
                 };
                 let work = after - before;
@@ -366,6 +396,8 @@ fn main() -> Result<(), Box<dyn Error>> {
                     dispatches: Some(work.dispatches),
                     submits: Some(work.submits),
                     kernels,
+                    precision,
+                    memory: Some(memory),
                 });
                 bar.inc(1);
             }
@@ -455,19 +487,31 @@ fn print_table(rows: &[Row], markdown: bool) {
         "bwd steps",
         "bwd GEMMs",
     ];
-    let mut keys: Vec<(Shape, &str)> = Vec::new();
+    // With f16 rows: the precision and the memory columns.
+    let with_f16 = rows.iter().any(|r| r.precision == Precision::F16);
+    let extra = ["GPU prec", "weights B", "saved act. B"];
+    let header: Vec<&str> = header
+        .into_iter()
+        .chain(extra.into_iter().filter(|_| with_f16))
+        .collect();
+    // One line per GPU precision; the CPU columns repeat on the f16 line.
+    let mut keys: Vec<(Shape, &str, Precision)> = Vec::new();
     for r in rows {
-        if !keys.contains(&(r.shape, r.mode.as_str())) {
-            keys.push((r.shape, r.mode.as_str()));
+        if !keys.contains(&(r.shape, r.mode.as_str(), r.precision)) {
+            keys.push((r.shape, r.mode.as_str(), r.precision));
         }
     }
     let dash = || "-".to_string();
     let cells: Vec<Vec<String>> = keys
         .iter()
-        .map(|&(shape, mode)| {
+        .map(|&(shape, mode, precision)| {
             let find = |device| {
-                rows.iter()
-                    .find(|r| r.device == device && r.shape == shape && r.mode == mode)
+                rows.iter().find(|r| {
+                    r.device == device
+                        && r.shape == shape
+                        && r.mode == mode
+                        && (device == "cpu" || r.precision == precision)
+                })
             };
             let (cpu, gpu) = (find("cpu"), find("gpu"));
             let timing = |r: Option<&Row>| match r {
@@ -514,6 +558,16 @@ fn print_table(rows: &[Row], markdown: bool) {
             c.push(kernel(false, |k| k.steps_ms));
             c.push(kernel(true, |k| k.backward_steps_ms));
             c.push(kernel(true, |k| k.backward_gemms_ms));
+            if with_f16 {
+                c.push(precision.to_string());
+                let memory = gpu.and_then(|g| g.memory);
+                c.push(memory.map_or_else(dash, |m| m.weights.to_string()));
+                c.push(
+                    memory
+                        .filter(|m| m.saved_activations > 0)
+                        .map_or_else(dash, |m| m.saved_activations.to_string()),
+                );
+            }
             c
         })
         .collect();
@@ -575,7 +629,10 @@ fn json(
                 "device": r.device,
                 "adapter": if r.device == "cpu" { cpu } else { &adapter },
                 "mode": r.mode,
-                "precision": "f32",
+                "precision": r.precision.to_string(),
+                "weights_bytes": r.memory.map(|m| m.weights),
+                "master_weights_bytes": r.memory.map(|m| m.master_weights),
+                "saved_activation_bytes": r.memory.map(|m| m.saved_activations),
                 "tf32": null,
                 "batch": b, "seq_len": t, "input_size": i, "hidden_size": h,
                 "layers": args.layers,
@@ -628,6 +685,9 @@ fn compare(
                 && o["hidden_size"] == h
                 && o["layers"] == layers
                 && o["bidirectional"] == bidirectional
+                && o["precision"]
+                    .as_str()
+                    .is_none_or(|p| p == r.precision.to_string())
                 && match (r.device, o["device"].as_str()) {
                     ("cpu", Some("cpu")) => true,
                     ("gpu", Some(d)) => d != "cpu",

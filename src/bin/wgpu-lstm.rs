@@ -12,7 +12,7 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use safetensors::{Dtype, SafeTensors};
 use wgpu_lstm::cpu::{self, LstmOutput};
-use wgpu_lstm::gpu::{GpuContext, GpuLstm, list_adapters};
+use wgpu_lstm::gpu::{GpuContext, GpuLstm, Precision, list_adapters};
 use wgpu_lstm::io;
 use wgpu_lstm::weights::{SafetensorsPrefix, detect_prefix};
 use wgpu_lstm::{LstmError, LstmInput, LstmWeights, Tensor};
@@ -36,7 +36,8 @@ enum Command {
     ///
     /// The architecture (input and hidden size, layers, bidirectional, bias)
     /// is inferred from the tensor names and shapes; F32, F16, BF16 and F64
-    /// weights are accepted and computed in f32.
+    /// weights are accepted and converted to the working precision (f32
+    /// unless --precision f16).
     ///
     /// IN holds (D = 2 if bidirectional else 1, L = num_layers, H = hidden size):
     ///
@@ -91,6 +92,29 @@ struct RunArgs {
     /// `input` is [B, T, I] and `output` [B, T, D·H] (PyTorch's batch_first=True)
     #[arg(long)]
     batch_first: bool,
+
+    /// How the GPU stores weights and activations: f32, or f16 with f32
+    /// accumulation (needs an adapter with SHADER_F16; outputs within about
+    /// 2e-2 of f32). Inputs and outputs are F32 either way.
+    #[arg(long, value_enum, default_value_t = PrecisionArg::F32)]
+    precision: PrecisionArg,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum PrecisionArg {
+    /// Everything in f32
+    F32,
+    /// f16 weights and activations, f32 accumulation and cell state (GPU only)
+    F16,
+}
+
+impl From<PrecisionArg> for Precision {
+    fn from(p: PrecisionArg) -> Self {
+        match p {
+            PrecisionArg::F32 => Precision::F32,
+            PrecisionArg::F16 => Precision::F16,
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -153,6 +177,13 @@ fn run_forward(args: &RunArgs) -> CliResult<()> {
         &args.output,
         &[("--input", &args.input), ("--weights", &args.weights)],
     )?;
+    if args.device == Device::Cpu && args.precision == PrecisionArg::F16 {
+        return Err(CliError::Invalid(
+            "--precision f16 runs on the GPU only; the CPU reference computes in f32 \
+             (drop --precision or use --device gpu)"
+                .into(),
+        ));
+    }
 
     let mut weights = load_weights(&args.weights, args.prefix.as_deref())?;
     weights.config.batch_first = args.batch_first;
@@ -171,7 +202,7 @@ fn run_forward(args: &RunArgs) -> CliResult<()> {
         Device::Cpu => cpu::forward(&weights, &x)?,
         Device::Gpu => {
             let ctx = GpuContext::new()?;
-            let mut lstm = GpuLstm::new(&ctx, &weights)?;
+            let mut lstm = GpuLstm::with_precision(&ctx, &weights, args.precision.into())?;
             lstm.forward_host(&x)?
         }
     };

@@ -150,9 +150,10 @@ impl GpuContext {
         };
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("wgpu-lstm device"),
-            // Timestamps are only for the benchmark's kernel times; ask for
-            // them where the adapter has them.
-            required_features: adapter.features() & wgpu::Features::TIMESTAMP_QUERY,
+            // Timestamps are only for the benchmark's kernel times, f16 only
+            // for `Precision::F16`; ask for them where the adapter has them.
+            required_features: adapter.features()
+                & (wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::SHADER_F16),
             required_limits,
             experimental_features: wgpu::ExperimentalFeatures::disabled(),
             memory_hints: wgpu::MemoryHints::Performance,
@@ -199,6 +200,11 @@ impl GpuContext {
 
     pub fn features(&self) -> wgpu::Features {
         self.inner.device.features()
+    }
+
+    /// Checks that this device can run `precision` (f16 needs `SHADER_F16`).
+    pub fn check_precision(&self, precision: crate::gpu::Precision) -> Result<()> {
+        crate::gpu::check_precision(precision, self.features(), &self.inner.adapter_info.name)
     }
 
     pub fn limits(&self) -> wgpu::Limits {

@@ -9,13 +9,13 @@
 use crate::config::LstmConfig;
 use crate::cpu::{Gradients, LstmOutput, OutputGrads};
 use crate::error::{LstmError, Result};
-use crate::gpu::kernels::{BackwardStepKernel, GemmKernel, PermuteKernel, StepKernel};
+use crate::gpu::kernels::{BackwardStepKernel, LstmGemms, PermuteKernel, StepKernel};
 use crate::gpu::params::{download_layers, upload_layers, write_layers};
 use crate::gpu::profiler::{KernelTimes, Phase, Profiler};
 use crate::gpu::tensor::{map_and_read, read_back};
 use crate::gpu::train::{TrainKernels, TrainSpace};
 use crate::gpu::workspace::{GpuLayer, Kernels, Workspace, step_entry};
-use crate::gpu::{GpuContext, GpuTensor};
+use crate::gpu::{GpuContext, GpuTensor, Precision};
 use crate::input::{LstmInput, check_shapes};
 use crate::tensor::Tensor;
 use crate::weights::{LayerWeights, LstmWeights};
@@ -49,6 +49,23 @@ pub struct GpuLstmOutput<'a> {
     pub c_n: &'a GpuTensor,
 }
 
+/// GPU memory the engine has allocated, in bytes, summed from the sizes of
+/// the buffers themselves.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct GpuMemory {
+    /// The weights the kernels read: `W_ih`, `W_hh`, `b_ih`, `b_hh` of every
+    /// layer and direction, in the engine's precision.
+    pub weights: u64,
+    /// The f32 master weights kept beside f16 working weights for training
+    /// (0 in f32, or when not training).
+    pub master_weights: u64,
+    /// The activations the last training forward saved for the backward
+    /// pass: per layer the gates [T, B, D, H, 4] and h_prev [T, B, D·H] in
+    /// the engine's precision, and c [T, B, D, H] in f32 (0 before a
+    /// training forward).
+    pub saved_activations: u64,
+}
+
 /// The final states per batch size, where [`InitialState::Carry`] reads.
 struct State {
     batch: usize,
@@ -63,11 +80,16 @@ const MAX_WORKSPACES: usize = 4;
 pub struct GpuLstm {
     ctx: GpuContext,
     config: LstmConfig,
-    gemm: GemmKernel,
+    precision: Precision,
+    gemms: LstmGemms,
     step: StepKernel,
     back: BackwardStepKernel,
     permute: PermuteKernel,
+    /// The weights the kernels read, in `precision`.
     layers: Vec<GpuLayer>,
+    /// f32 master weights, which the optimizer updates when training in f16
+    /// (`layers` is then their f16 copy).
+    master: Option<Vec<GpuLayer>>,
     /// Parameter gradients in the same layout, made on the first backward.
     grads: Option<Vec<GpuLayer>>,
     workspaces: Vec<Workspace>,
@@ -87,8 +109,22 @@ enum Source<'a> {
 }
 
 impl GpuLstm {
-    /// Uploads `weights` (PyTorch layout) and builds the kernels.
+    /// Uploads `weights` (PyTorch layout) and builds the kernels, in f32.
     pub fn new(ctx: &GpuContext, weights: &LstmWeights<f32>) -> Result<Self> {
+        Self::with_precision(ctx, weights, Precision::F32)
+    }
+
+    /// Uploads `weights` (PyTorch layout), converted to `precision`, and
+    /// builds the kernels for it. [`Precision::F16`] needs the adapter
+    /// feature `SHADER_F16` ([`LstmError::MissingFeature`] otherwise); see
+    /// [`crate::gpu::Precision`] for what is then stored in f16. Inputs,
+    /// outputs, states and gradients at the API stay f32 either way.
+    pub fn with_precision(
+        ctx: &GpuContext,
+        weights: &LstmWeights<f32>,
+        precision: Precision,
+    ) -> Result<Self> {
+        ctx.check_precision(precision)?;
         let config = weights.config.clone();
         config.validate()?;
         if config.proj_size > 0 {
@@ -98,15 +134,23 @@ impl GpuLstm {
                     .into(),
             ));
         }
-        let layers = upload_layers(ctx, &config, |l, d| weights.layer(l, d).clone(), "")?;
+        let layers = upload_layers(
+            ctx,
+            &config,
+            |l, d| weights.layer(l, d).clone(),
+            "",
+            precision,
+        )?;
         let engine = GpuLstm {
-            gemm: GemmKernel::new(ctx),
-            step: StepKernel::new(ctx),
-            back: BackwardStepKernel::new(ctx),
+            gemms: LstmGemms::new(ctx, precision),
+            step: StepKernel::new(ctx, precision),
+            back: BackwardStepKernel::new(ctx, precision),
             permute: PermuteKernel::new(ctx),
             ctx: ctx.clone(),
             config,
+            precision,
             layers,
+            master: None,
             grads: None,
             workspaces: Vec::new(),
             states: Vec::new(),
@@ -126,9 +170,54 @@ impl GpuLstm {
         &self.ctx
     }
 
-    /// Reads the weights back, converted to PyTorch's layout.
+    /// How weights and activations are stored.
+    pub fn precision(&self) -> Precision {
+        self.precision
+    }
+
+    /// The GPU memory of the weights and of the last training forward's
+    /// saved activations, from the allocated buffers.
+    pub fn memory(&self) -> GpuMemory {
+        let sum = |layers: &[GpuLayer]| layers.iter().map(GpuLayer::allocated_bytes).sum();
+        let saved = self
+            .last_train
+            .and_then(|(t, b)| {
+                self.workspaces
+                    .iter()
+                    .find(|w| (w.seq_len, w.batch) == (t, b))
+            })
+            .and_then(|w| w.train.as_ref())
+            .map_or(0, |tr| tr.saved_bytes());
+        GpuMemory {
+            weights: sum(&self.layers),
+            master_weights: self.master.as_deref().map_or(0, sum),
+            saved_activations: saved,
+        }
+    }
+
+    /// Reads the weights back, converted to f32 in PyTorch's layout: the
+    /// master weights when there are any, else the working weights.
     pub fn weights(&self) -> Result<LstmWeights<f32>> {
-        download_layers(&self.ctx, &self.config, &self.layers)
+        let layers = self.master.as_deref().unwrap_or(&self.layers);
+        download_layers(&self.ctx, &self.config, layers)
+    }
+
+    /// Keeps f32 master weights `weights` beside the f16 working weights, for
+    /// an optimizer to update (no-op in f32, where the working weights are
+    /// the master weights).
+    pub(super) fn keep_master_weights(&mut self, weights: &LstmWeights<f32>) -> Result<()> {
+        if self.precision == Precision::F32 || self.master.is_some() {
+            return Ok(());
+        }
+        let master = upload_layers(
+            &self.ctx,
+            &self.config,
+            |l, d| weights.layer(l, d).clone(),
+            "master ",
+            Precision::F32,
+        )?;
+        self.master = Some(master);
+        Ok(())
     }
 
     /// Times every later pass with GPU timestamp queries (see
@@ -206,6 +295,14 @@ impl GpuLstm {
             |l, d| weights.layer(l, d).clone(),
             &self.layers,
         );
+        if let Some(master) = &self.master {
+            write_layers(
+                &self.ctx,
+                &self.config,
+                |l, d| weights.layer(l, d).clone(),
+                master,
+            );
+        }
         Ok(())
     }
 
@@ -414,9 +511,16 @@ impl GpuLstm {
             .d_input
     }
 
-    /// Parameter buffers and, after the first training pass, their gradients.
+    /// The parameters an optimizer updates (f32: the master weights in f16
+    /// training) and, after the first training pass, their gradients.
     pub(super) fn param_layers(&self) -> &[GpuLayer] {
-        &self.layers
+        self.master.as_deref().unwrap_or(&self.layers)
+    }
+
+    /// The weights the kernels read, when they are an f16 copy of
+    /// [`param_layers`](Self::param_layers).
+    pub(super) fn working_copy(&self) -> Option<&[GpuLayer]> {
+        self.master.as_ref().map(|_| &self.layers[..])
     }
 
     pub(super) fn grad_layers(&self) -> Option<&[GpuLayer]> {
@@ -546,7 +650,7 @@ impl GpuLstm {
                     self.workspaces.remove(victim);
                 }
                 let kernels = Kernels {
-                    gemm: &self.gemm,
+                    gemms: &self.gemms,
                     step: &self.step,
                     permute: &self.permute,
                 };
@@ -575,10 +679,16 @@ impl GpuLstm {
                         weight_hr: None,
                     }
                 };
-                self.grads = Some(upload_layers(&self.ctx, &self.config, zeros, "grad ")?);
+                self.grads = Some(upload_layers(
+                    &self.ctx,
+                    &self.config,
+                    zeros,
+                    "grad ",
+                    Precision::F32,
+                )?);
             }
             let kernels = TrainKernels {
-                gemm: &self.gemm,
+                gemms: &self.gemms,
                 step: &self.step,
                 back: &self.back,
                 permute: &self.permute,
@@ -684,7 +794,7 @@ impl GpuLstm {
             {
                 let (gemm_bg, groups) = &ws.gemm[l];
                 let mut pass = self.begin_pass(enc, "input projection", Some(Phase::Projection));
-                self.gemm.encode(ctx, &mut pass, gemm_bg, *groups);
+                self.gemms.forward.encode(ctx, &mut pass, gemm_bg, *groups);
             }
             let mut pass = self.begin_pass(enc, "lstm steps", Some(Phase::Steps));
             for s in 0..t {
@@ -752,8 +862,8 @@ impl GpuLstm {
                 }
             }
             let mut pass = self.begin_pass(enc, "weight gradients", Some(Phase::BackwardGemms));
-            for (bg, groups) in &tr.gemms[l] {
-                self.gemm.encode(ctx, &mut pass, bg, *groups);
+            for (kernel, bg, groups) in &tr.gemms[l] {
+                kernel.encode(ctx, &mut pass, bg, *groups);
             }
         }
         if let Some([_, (bg, groups)]) = &tr.permutes {

@@ -6,12 +6,14 @@
 //! - [`GpuTrainer`]: a whole training step (model, loss, optimizer) in one submit.
 //! - [`kernels`]: one Rust type per WGSL kernel in `shaders/`.
 //! - [`layout`]: the by-unit weight layout the kernels use.
+//! - [`Precision`]: f32, or f16 storage with f32 accumulation.
 
 mod context;
 pub mod kernels;
 pub mod layout;
 mod lstm;
 mod params;
+mod precision;
 mod profiler;
 mod tensor;
 mod train;
@@ -19,7 +21,8 @@ mod trainer;
 mod workspace;
 
 pub use context::{AdapterSummary, Counters, GpuContext, gpu_required_by_env, list_adapters};
-pub use lstm::{GpuLstm, GpuLstmOutput, InitialState};
+pub use lstm::{GpuLstm, GpuLstmOutput, GpuMemory, InitialState};
+pub use precision::{LossScale, Precision, check_precision};
 pub use profiler::KernelTimes;
 pub use tensor::{GpuTensor, read_back};
 pub use trainer::GpuTrainer;

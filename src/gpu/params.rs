@@ -1,25 +1,54 @@
 //! Moving LSTM parameters between PyTorch's layout on the host and the GPU
-//! layout ([`crate::gpu::layout`]) in [`GpuLayer`] buffers.
+//! layout ([`crate::gpu::layout`]) in [`GpuLayer`] buffers, converting to and
+//! from each buffer's storage precision (f16 through the `half` crate).
 
 use crate::config::LstmConfig;
 use crate::error::Result;
 use crate::gpu::layout::{recurrent_from_gpu, recurrent_to_gpu, rows_by_gate, rows_by_unit};
-use crate::gpu::tensor::{TENSOR_USAGE, read_back};
+use crate::gpu::tensor::{TENSOR_USAGE, read_buffers};
 use crate::gpu::workspace::GpuLayer;
-use crate::gpu::{GpuContext, GpuTensor};
-use crate::tensor::Tensor;
+use crate::gpu::{GpuContext, Precision};
 use crate::weights::{LayerWeights, LstmWeights};
 
+/// `data` as the bytes of `precision`, padded to a multiple of 4 bytes (the
+/// copy alignment of `write_buffer`).
+pub(super) fn to_bytes(data: &[f32], precision: Precision) -> Vec<u8> {
+    match precision {
+        Precision::F32 => bytemuck::cast_slice(data).to_vec(),
+        Precision::F16 => {
+            let mut half: Vec<half::f16> = data.iter().map(|&v| half::f16::from_f32(v)).collect();
+            if half.len() % 2 == 1 {
+                half.push(half::f16::ZERO);
+            }
+            bytemuck::cast_slice(&half).to_vec()
+        }
+    }
+}
+
+/// The first `len` values of `bytes`, stored in `precision`, as f32.
+pub(super) fn from_bytes(bytes: &[u8], len: usize, precision: Precision) -> Vec<f32> {
+    match precision {
+        Precision::F32 => bytemuck::cast_slice::<u8, f32>(&bytes[..4 * len]).to_vec(),
+        Precision::F16 => bytemuck::cast_slice::<u8, half::f16>(&bytes[..2 * len])
+            .iter()
+            .map(|v| v.to_f32())
+            .collect(),
+    }
+}
+
 /// Uploads every layer's parameters (PyTorch layout, from `layer(l, d)`) in
-/// the GPU layout, into new buffers.
+/// the GPU layout, into new buffers stored in `precision`.
 pub(super) fn upload_layers(
     ctx: &GpuContext,
     cfg: &LstmConfig,
     layer: impl Fn(usize, usize) -> LayerWeights<f32>,
     label: &str,
+    precision: Precision,
 ) -> Result<Vec<GpuLayer>> {
     let (h, dirs) = (cfg.hidden_size, cfg.num_directions());
-    let buffer = |name: String, len: usize| ctx.create_buffer(&name, 4 * len as u64, TENSOR_USAGE);
+    let buffer = |name: String, len: usize| {
+        ctx.create_buffer(&name, precision.bytes() * len as u64, TENSOR_USAGE)
+    };
     let mut layers = Vec::with_capacity(cfg.num_layers);
     for l in 0..cfg.num_layers {
         let input_size = cfg.layer_input_size(l);
@@ -29,6 +58,7 @@ pub(super) fn upload_layers(
             w_hh: buffer(format!("{label}weight_hh_l{l}"), dirs * 4 * h * h)?,
             b_hh: buffer(format!("{label}bias_hh_l{l}"), dirs * 4 * h)?,
             input_size,
+            precision,
         });
     }
     write_layers(ctx, cfg, layer, &layers);
@@ -36,7 +66,7 @@ pub(super) fn upload_layers(
 }
 
 /// Writes every layer's parameters (PyTorch layout) into existing buffers,
-/// converted to the GPU layout.
+/// converted to the GPU layout and the buffers' precision.
 pub(super) fn write_layers(
     ctx: &GpuContext,
     cfg: &LstmConfig,
@@ -61,12 +91,12 @@ pub(super) fn write_layers(
             (&gl.b_hh, b_hh),
         ] {
             ctx.queue()
-                .write_buffer(buf, 0, bytemuck::cast_slice(&data));
+                .write_buffer(buf, 0, &to_bytes(&data, gl.precision));
         }
     }
 }
 
-/// Reads layers back and converts them to PyTorch's layout.
+/// Reads layers back and converts them to f32 in PyTorch's layout.
 pub(super) fn download_layers(
     ctx: &GpuContext,
     cfg: &LstmConfig,
@@ -75,19 +105,22 @@ pub(super) fn download_layers(
     let (h, dirs) = (cfg.hidden_size, cfg.num_directions());
     let mut out = LstmWeights::zeros(cfg)?;
     for (l, gl) in layers.iter().enumerate() {
-        let tensors: Vec<GpuTensor> = [
-            (&gl.w_ih, vec![dirs * 4 * h, gl.input_size]),
-            (&gl.b_ih, vec![dirs * 4 * h]),
-            (&gl.w_hh, vec![dirs * h * h * 4]),
-            (&gl.b_hh, vec![dirs * 4 * h]),
-        ]
-        .into_iter()
-        .map(|(b, shape)| GpuTensor::from_buffer(b.clone(), shape))
-        .collect();
-        let host = read_back(ctx, &tensors.iter().collect::<Vec<_>>())?;
+        let lens = [
+            dirs * 4 * h * gl.input_size,
+            dirs * 4 * h,
+            dirs * 4 * h * h,
+            dirs * 4 * h,
+        ];
+        let bufs = [&gl.w_ih, &gl.b_ih, &gl.w_hh, &gl.b_hh];
+        let raw = read_buffers(ctx, &bufs)?;
+        let host: Vec<Vec<f32>> = raw
+            .iter()
+            .zip(lens)
+            .map(|(bytes, len)| from_bytes(bytes, len, gl.precision))
+            .collect();
         for dir in 0..dirs {
-            let part = |t: &Tensor<f32>, n: usize| t.data()[dir * n..(dir + 1) * n].to_vec();
-            let bias = |t: &Tensor<f32>| rows_by_gate(&part(t, 4 * h), h, 1);
+            let part = |t: &[f32], n: usize| t[dir * n..(dir + 1) * n].to_vec();
+            let bias = |t: &[f32]| rows_by_gate(&part(t, 4 * h), h, 1);
             *out.layer_mut(l, dir) = LayerWeights {
                 weight_ih: rows_by_gate(&part(&host[0], 4 * h * gl.input_size), h, gl.input_size),
                 weight_hh: recurrent_from_gpu(&part(&host[2], 4 * h * h), h, h),

@@ -2,7 +2,7 @@
 //! read-back.
 
 use crate::error::{LstmError, Result};
-use crate::gpu::GpuContext;
+use crate::gpu::{GpuContext, Precision};
 use crate::tensor::Tensor;
 
 /// Usage flags of every tensor buffer: bound as storage, copied both ways.
@@ -85,9 +85,14 @@ impl GpuTensor {
 
 /// Bytes for an f32 tensor of `shape`, checked for overflow.
 pub(crate) fn byte_size(label: &str, shape: &[usize]) -> Result<u64> {
+    byte_size_in(label, shape, Precision::F32)
+}
+
+/// Bytes for a tensor of `shape` stored in `precision`, checked for overflow.
+pub(crate) fn byte_size_in(label: &str, shape: &[usize], precision: Precision) -> Result<u64> {
     shape
         .iter()
-        .try_fold(4u64, |acc, &d| acc.checked_mul(d as u64))
+        .try_fold(precision.bytes(), |acc, &d| acc.checked_mul(d as u64))
         .ok_or_else(|| LstmError::value(label, format!("shape {shape:?} overflows")))
 }
 
@@ -115,6 +120,41 @@ pub fn read_back(ctx: &GpuContext, tensors: &[&GpuTensor]) -> Result<Vec<Tensor<
     ctx.submit_and_wait(encoder)?;
     let shapes: Vec<&[usize]> = tensors.iter().map(|t| t.shape()).collect();
     map_and_read(ctx, &staging, &shapes)
+}
+
+/// Reads whole buffers back as bytes (one submit), for buffers that are not
+/// f32 tensors (f16 weights).
+pub(crate) fn read_buffers(ctx: &GpuContext, buffers: &[&wgpu::Buffer]) -> Result<Vec<Vec<u8>>> {
+    let total: u64 = buffers.iter().map(|b| b.size()).sum();
+    let staging = ctx.create_buffer(
+        "read-back staging",
+        total,
+        wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+    )?;
+    let mut encoder = ctx
+        .device()
+        .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+            label: Some("read back"),
+        });
+    let mut offset = 0;
+    for b in buffers {
+        encoder.copy_buffer_to_buffer(b, 0, &staging, offset, b.size());
+        offset += b.size();
+    }
+    ctx.submit_and_wait(encoder)?;
+    // Buffer sizes are multiples of 4, so the bytes map as f32 words.
+    let words = map_and_read(ctx, &staging, &[&[(total / 4) as usize]])?;
+    let bytes: &[u8] = bytemuck::cast_slice(words[0].data());
+    let mut at = 0;
+    Ok(buffers
+        .iter()
+        .map(|b| {
+            let n = b.size() as usize;
+            let v = bytes[at..at + n].to_vec();
+            at += n;
+            v
+        })
+        .collect())
 }
 
 /// Maps `staging` (already filled by a finished submit) and splits it into

@@ -7,28 +7,35 @@
 //! dW_ih = dGᵀ·X (both directions at once), dW_hh = H_prevᵀ·dG (one per
 //! direction), db = 1ᵀ·dG, and dX = dG·W_ih, the gradient of the layer
 //! below's output. That is T + 4 + D dispatches per layer.
+//!
+//! The saved gates and h, and the gate gradients dG, are stored in the
+//! engine's precision (f16 or f32); the saved c, the carried dh and dc and
+//! every parameter gradient are f32.
 
 use crate::config::LstmConfig;
 use crate::error::Result;
 use crate::gpu::kernels::{
     BackParams, BackwardBuffers, BackwardStepKernel, DropoutParams, GemmKernel, GemmOp, GemmParams,
-    PermuteKernel, PermuteParams, StepBuffers, StepKernel, TrainBuffers,
+    LstmGemms, PermuteKernel, PermuteParams, StepBuffers, StepKernel, TrainBuffers,
 };
-use crate::gpu::tensor::{TENSOR_USAGE, byte_size};
+use crate::gpu::tensor::{TENSOR_USAGE, byte_size, byte_size_in};
 use crate::gpu::workspace::{GpuLayer, Uniforms, Workspace, check_groups, step_params};
-use crate::gpu::{GpuContext, GpuTensor};
+use crate::gpu::{GpuContext, GpuTensor, Precision};
+
+/// One backward GEMM: its kernel variant, bind group and workgroup counts.
+pub(super) type GemmDispatch = (GemmKernel, wgpu::BindGroup, (u32, u32));
 
 /// Saved activations and backward scratch for one (T, B).
 pub(super) struct TrainSpace {
-    /// Per layer [T, B, D, H, 4]: activated gates i, f, g, o.
-    _gates: Vec<wgpu::Buffer>,
-    /// Per layer [T, B, D, H]: c after each step.
-    _c_saved: Vec<wgpu::Buffer>,
-    /// Per layer [T, B, D·H]: h entering each step.
-    _h_prev: Vec<wgpu::Buffer>,
+    /// Per layer [T, B, D, H, 4]: activated gates i, f, g, o (storage precision).
+    gates: Vec<wgpu::Buffer>,
+    /// Per layer [T, B, D, H]: c after each step (f32).
+    c_saved: Vec<wgpu::Buffer>,
+    /// Per layer [T, B, D·H]: h entering each step (storage precision).
+    h_prev: Vec<wgpu::Buffer>,
     /// [L·D, B, H]: the initial c of every layer.
     pub c0: wgpu::Buffer,
-    /// [T·B, D·4H]: gate gradients of the current layer.
+    /// [T·B, D·4H]: gate gradients of the current layer (storage precision).
     _d_gates: wgpu::Buffer,
     /// [T, B, D·H]: gradient of the current layer's output.
     pub dy: GpuTensor,
@@ -50,8 +57,9 @@ pub(super) struct TrainSpace {
     /// Per layer: the training step's and the backward step's bind groups.
     pub steps: Vec<wgpu::BindGroup>,
     pub back: Vec<wgpu::BindGroup>,
-    /// Per layer: dW_ih, dW_hh per direction, db (with bias), dX.
-    pub gemms: Vec<Vec<(wgpu::BindGroup, (u32, u32))>>,
+    /// Per layer: dW_ih, dW_hh per direction, db (with bias), dX, each with
+    /// the GEMM variant for its operand types.
+    pub gemms: Vec<Vec<GemmDispatch>>,
     pub permutes: Option<[(wgpu::BindGroup, (u32, u32)); 2]>,
 }
 
@@ -82,7 +90,7 @@ impl TrainEntries {
 
 /// The kernels training binds.
 pub(super) struct TrainKernels<'a> {
-    pub gemm: &'a GemmKernel,
+    pub gemms: &'a LstmGemms,
     pub step: &'a StepKernel,
     pub back: &'a BackwardStepKernel,
     pub permute: &'a PermuteKernel,
@@ -102,17 +110,21 @@ impl TrainSpace {
         let buffer = |label: &str, shape: &[usize]| -> Result<wgpu::Buffer> {
             ctx.create_buffer(label, byte_size(label, shape)?, TENSOR_USAGE)
         };
-        let per_layer = |label: &str, shape: &[usize]| -> Result<Vec<wgpu::Buffer>> {
+        let precision = weights[0].precision;
+        let stored = |label: &str, shape: &[usize], p: Precision| -> Result<wgpu::Buffer> {
+            ctx.create_buffer(label, byte_size_in(label, shape, p)?, TENSOR_USAGE)
+        };
+        let per_layer = |label: &str, shape: &[usize], p| -> Result<Vec<wgpu::Buffer>> {
             (0..layers)
-                .map(|l| buffer(&format!("{label} l{l}"), shape))
+                .map(|l| stored(&format!("{label} l{l}"), shape, p))
                 .collect()
         };
-        let gates = per_layer("saved gates [T,B,D,H,4]", &[t, b, dirs, h, 4])?;
-        let c_saved = per_layer("saved c [T,B,D,H]", &[t, b, dirs, h])?;
-        let h_prev = per_layer("saved h_prev [T,B,D·H]", &[t, b, dirs * h])?;
+        let gates = per_layer("saved gates [T,B,D,H,4]", &[t, b, dirs, h, 4], precision)?;
+        let c_saved = per_layer("saved c [T,B,D,H]", &[t, b, dirs, h], Precision::F32)?;
+        let h_prev = per_layer("saved h_prev [T,B,D·H]", &[t, b, dirs * h], precision)?;
         let state = [layers * dirs, b, h];
         let c0 = buffer("saved c_0 [L·D,B,H]", &state)?;
-        let d_gates = buffer("d_gates [T·B, D·4H]", &[t * b, dirs * 4 * h])?;
+        let d_gates = stored("d_gates [T·B, D·4H]", &[t * b, dirs * 4 * h], precision)?;
         let dy = GpuTensor::empty(ctx, "dy [T,B,D·H]", &[t, b, dirs * h])?;
         let d_input = GpuTensor::empty(ctx, "d_input [T,B,I]", &[t, b, cfg.input_size])?;
         let batch_first = if cfg.batch_first {
@@ -190,17 +202,17 @@ impl TrainSpace {
             };
             let dx = if l == 0 { &d_input.buffer } else { &dy.buffer };
             let ops = backward_gemms(cfg, w, t * b);
-            let operands: Vec<(&wgpu::Buffer, &wgpu::Buffer, &wgpu::Buffer)> = ops
+            let operands: Vec<(&GemmKernel, &wgpu::Buffer, &wgpu::Buffer, &wgpu::Buffer)> = ops
                 .iter()
                 .map(|(kind, _)| match kind {
-                    Gemm::WeightIh => (&d_gates, x, &g.w_ih),
-                    Gemm::WeightHh => (&h_prev[l], &d_gates, &g.w_hh),
-                    Gemm::Bias => (&ones, &d_gates, &g.b_ih),
-                    Gemm::Input => (&d_gates, &w.w_ih, dx),
+                    Gemm::WeightIh => (&k.gemms.weight_ih, &d_gates, x, &g.w_ih),
+                    Gemm::WeightHh => (&k.gemms.weight_hh, &h_prev[l], &d_gates, &g.w_hh),
+                    Gemm::Bias => (&k.gemms.bias, &ones, &d_gates, &g.b_ih),
+                    Gemm::Input => (&k.gemms.input, &d_gates, &w.w_ih, dx),
                 })
                 .collect();
             let mut layer_gemms = Vec::new();
-            for (which, ((_, params), (a, bm, c))) in ops.iter().zip(operands).enumerate() {
+            for (which, ((_, params), (kernel, a, bm, c))) in ops.iter().zip(operands).enumerate() {
                 let op = GemmOp {
                     params: *params,
                     a,
@@ -210,7 +222,11 @@ impl TrainSpace {
                 };
                 let groups = GemmKernel::workgroups(ctx, params)?;
                 let offset = layout.offset(entries.gemm(l, which)) as u64;
-                layer_gemms.push((k.gemm.bind(ctx, &op, &uniforms, offset), groups));
+                layer_gemms.push((
+                    kernel.clone(),
+                    kernel.bind(ctx, &op, &uniforms, offset),
+                    groups,
+                ));
             }
             gemms.push(layer_gemms);
         }
@@ -237,9 +253,9 @@ impl TrainSpace {
         )?;
         ctx.check()?;
         Ok(TrainSpace {
-            _gates: gates,
-            _c_saved: c_saved,
-            _h_prev: h_prev,
+            gates,
+            c_saved,
+            h_prev,
             c0,
             _d_gates: d_gates,
             dy,
@@ -258,6 +274,17 @@ impl TrainSpace {
             gemms,
             permutes,
         })
+    }
+
+    /// Bytes allocated for the activations saved for the backward pass:
+    /// every layer's gates, c and h_prev.
+    pub fn saved_bytes(&self) -> u64 {
+        self.gates
+            .iter()
+            .chain(&self.c_saved)
+            .chain(&self.h_prev)
+            .map(|b| b.size())
+            .sum()
     }
 
     /// Rewrites the per-pass parameters for a new dropout seed. Without

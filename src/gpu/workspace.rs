@@ -4,15 +4,16 @@
 use crate::config::LstmConfig;
 use crate::error::{LstmError, Result};
 use crate::gpu::kernels::{
-    GemmKernel, GemmOp, GemmParams, PermuteKernel, PermuteParams, StepBuffers, StepKernel,
-    StepParams,
+    GemmKernel, GemmOp, GemmParams, LstmGemms, PermuteKernel, PermuteParams, StepBuffers,
+    StepKernel, StepParams,
 };
-use crate::gpu::tensor::{TENSOR_USAGE, byte_size};
+use crate::gpu::tensor::{TENSOR_USAGE, byte_size, byte_size_in};
 use crate::gpu::train::TrainSpace;
-use crate::gpu::{GpuContext, GpuTensor};
+use crate::gpu::{GpuContext, GpuTensor, Precision};
 
 /// One layer's parameters (or gradients) in the GPU layout (see
-/// [`crate::gpu::layout`]), both directions side by side.
+/// [`crate::gpu::layout`]), both directions side by side, stored in
+/// `precision`.
 pub(super) struct GpuLayer {
     /// [D·4H, in], rows by unit within each direction.
     pub w_ih: wgpu::Buffer,
@@ -23,6 +24,17 @@ pub(super) struct GpuLayer {
     /// [D·4H], by unit (zeros without bias).
     pub b_hh: wgpu::Buffer,
     pub input_size: usize,
+    pub precision: Precision,
+}
+
+impl GpuLayer {
+    /// Bytes allocated for the four tensors.
+    pub fn allocated_bytes(&self) -> u64 {
+        [&self.w_ih, &self.b_ih, &self.w_hh, &self.b_hh]
+            .iter()
+            .map(|b| b.size())
+            .sum()
+    }
 }
 
 /// Uniform parameters laid out at the device's dynamic-offset alignment.
@@ -64,7 +76,8 @@ pub(super) struct Workspace {
     pub input: GpuTensor,
     /// [B, T, I] and [B, T, D·H]: batch-first input and output, when configured.
     pub batch_first: Option<(GpuTensor, GpuTensor)>,
-    /// [T·B, D·4H]: X · W_ihᵀ + b_ih of the current layer.
+    /// [T·B, D·4H]: X · W_ihᵀ + b_ih of the current layer, in the engine's
+    /// storage precision.
     pub gates: wgpu::Buffer,
     /// Per layer: [T, B, D·H] outputs (inner layers after dropout when training).
     pub ys: Vec<GpuTensor>,
@@ -113,7 +126,7 @@ pub(super) fn check_groups(ctx: &GpuContext, what: &str, groups: &[u32]) -> Resu
 
 /// The kernels a workspace binds.
 pub(super) struct Kernels<'a> {
-    pub gemm: &'a GemmKernel,
+    pub gemms: &'a LstmGemms,
     pub step: &'a StepKernel,
     pub permute: &'a PermuteKernel,
 }
@@ -143,7 +156,12 @@ impl Workspace {
         } else {
             None
         };
-        let gates = buffer("gates [T·B, D·4H]", &[t * b, dirs * 4 * h])?;
+        let precision = layers_w[0].precision;
+        let gates = ctx.create_buffer(
+            "gates [T·B, D·4H]",
+            byte_size_in("gates", &[t * b, dirs * 4 * h], precision)?,
+            TENSOR_USAGE,
+        )?;
         let ys = (0..layers)
             .map(|l| tensor(&format!("output of layer {l} [T,B,D·H]"), &[t, b, dirs * h]))
             .collect::<Result<Vec<_>>>()?;
@@ -194,7 +212,7 @@ impl Workspace {
             };
             let groups = GemmKernel::workgroups(ctx, &op.params)?;
             let offset = layout.offset(gemm_entry(l)) as u64;
-            gemm.push((k.gemm.bind(ctx, &op, &uniforms, offset), groups));
+            gemm.push((k.gemms.forward.bind(ctx, &op, &uniforms, offset), groups));
             steps.push(k.step.bind(
                 ctx,
                 &StepBuffers {

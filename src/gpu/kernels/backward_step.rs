@@ -1,7 +1,7 @@
 //! One step of backpropagation through time (`shaders/lstm_step_backward.wgsl`).
 
 use super::{Binding, DropoutParams, Kernel, slice};
-use crate::gpu::GpuContext;
+use crate::gpu::{GpuContext, Precision};
 
 /// Mirrors `BackParams` in `shaders/lstm_step_backward.wgsl`, field for field.
 #[repr(C)]
@@ -40,9 +40,9 @@ pub struct BackwardStepKernel {
 }
 
 impl BackwardStepKernel {
-    pub fn new(ctx: &GpuContext) -> Self {
+    pub fn new(ctx: &GpuContext, precision: Precision) -> Self {
         use Binding::{Read, ReadWrite};
-        let kernel = Kernel::new(
+        let kernel = Kernel::new_typed(
             ctx,
             "lstm step backward",
             include_str!("../../../shaders/lstm_step_backward.wgsl"),
@@ -61,6 +61,7 @@ impl BackwardStepKernel {
                 ReadWrite,
                 ReadWrite,
             ],
+            &[("store_t", precision)],
         );
         BackwardStepKernel { kernel }
     }

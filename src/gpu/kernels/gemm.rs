@@ -2,7 +2,7 @@
 
 use super::{Binding, Kernel, slice};
 use crate::error::{LstmError, Result};
-use crate::gpu::GpuContext;
+use crate::gpu::{GpuContext, Precision};
 
 /// Mirrors `GemmParams` in `shaders/gemm.wgsl`, field for field.
 #[repr(C)]
@@ -40,7 +40,17 @@ pub struct GemmOp<'a> {
     pub c: &'a wgpu::Buffer,
 }
 
-/// Owns the GEMM pipeline.
+/// The storage types of a product's operands A, B, bias and C.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct GemmTypes {
+    pub a: Precision,
+    pub b: Precision,
+    pub bias: Precision,
+    pub c: Precision,
+}
+
+/// Owns one GEMM pipeline, for one set of operand types. Clones share it.
+#[derive(Clone)]
 pub struct GemmKernel {
     kernel: Kernel,
 }
@@ -49,8 +59,14 @@ pub struct GemmKernel {
 const TILE: u32 = 64;
 
 impl GemmKernel {
+    /// The all-f32 product.
     pub fn new(ctx: &GpuContext) -> Self {
-        let kernel = Kernel::new(
+        Self::typed(ctx, GemmTypes::default())
+    }
+
+    /// A product whose operands are stored as `types` (f32 accumulation).
+    pub fn typed(ctx: &GpuContext, types: GemmTypes) -> Self {
+        let kernel = Kernel::new_typed(
             ctx,
             "gemm",
             include_str!("../../../shaders/gemm.wgsl"),
@@ -61,6 +77,12 @@ impl GemmKernel {
                 Binding::Read,
                 Binding::Read,
                 Binding::ReadWrite,
+            ],
+            &[
+                ("a_t", types.a),
+                ("b_t", types.b),
+                ("bias_t", types.bias),
+                ("c_t", types.c),
             ],
         );
         GemmKernel { kernel }
@@ -115,6 +137,49 @@ impl GemmKernel {
     ) {
         self.kernel
             .encode(ctx, pass, bind_group, (workgroups.0, workgroups.1, 1));
+    }
+}
+
+/// The GEMMs of the LSTM passes, each for its operands' storage types: with
+/// [`Precision::F16`], weights, the input projection G, the saved h and the
+/// gate gradients dG are f16, while the layer inputs X, the `ones` vector and
+/// every gradient GEMM's output are f32. With f32 all five share one pipeline.
+#[derive(Clone)]
+pub struct LstmGemms {
+    /// G [T·B, D·4H] = X · W_ihᵀ + b_ih.
+    pub forward: GemmKernel,
+    /// dW_ih = dGᵀ · X.
+    pub weight_ih: GemmKernel,
+    /// dW_hh = H_prevᵀ · dG.
+    pub weight_hh: GemmKernel,
+    /// db = 1ᵀ · dG.
+    pub bias: GemmKernel,
+    /// dX = dG · W_ih.
+    pub input: GemmKernel,
+}
+
+impl LstmGemms {
+    pub fn new(ctx: &GpuContext, precision: Precision) -> Self {
+        use Precision::F32;
+        let s = precision;
+        if s == F32 {
+            let k = GemmKernel::new(ctx);
+            return LstmGemms {
+                forward: k.clone(),
+                weight_ih: k.clone(),
+                weight_hh: k.clone(),
+                bias: k.clone(),
+                input: k,
+            };
+        }
+        let typed = |a, b, bias, c| GemmKernel::typed(ctx, GemmTypes { a, b, bias, c });
+        LstmGemms {
+            forward: typed(F32, s, s, s),
+            weight_ih: typed(s, F32, F32, F32),
+            weight_hh: typed(s, s, F32, F32),
+            bias: typed(F32, s, F32, F32),
+            input: typed(s, s, F32, F32),
+        }
     }
 }
 

@@ -2,7 +2,7 @@
 //! inference, `main_train` to also save activations and apply dropout.
 
 use super::{Binding, DropoutParams, Kernel, slice};
-use crate::gpu::GpuContext;
+use crate::gpu::{GpuContext, Precision};
 
 /// Mirrors `StepParams` in `shaders/lstm_step.wgsl`, field for field.
 #[repr(C)]
@@ -44,14 +44,15 @@ pub struct TrainBuffers<'a> {
     pub h_prev: &'a wgpu::Buffer,
 }
 
-/// Owns the two step pipelines.
+/// Owns the two step pipelines, for one storage precision.
 pub struct StepKernel {
     infer: Kernel,
     train: Kernel,
 }
 
 impl StepKernel {
-    pub fn new(ctx: &GpuContext) -> Self {
+    pub fn new(ctx: &GpuContext, precision: Precision) -> Self {
+        let types = &[("store_t", precision)];
         let source = include_str!("../../../shaders/lstm_step.wgsl");
         let mut bindings = vec![
             Binding::Uniform { dynamic: true },
@@ -63,9 +64,16 @@ impl StepKernel {
             Binding::ReadWrite,
             Binding::Read,
         ];
-        let infer = Kernel::new(ctx, "lstm step", source, "main", &bindings);
+        let infer = Kernel::new_typed(ctx, "lstm step", source, "main", &bindings, types);
         bindings.extend([Binding::ReadWrite; 3]);
-        let train = Kernel::new(ctx, "lstm step (training)", source, "main_train", &bindings);
+        let train = Kernel::new_typed(
+            ctx,
+            "lstm step (training)",
+            source,
+            "main_train",
+            &bindings,
+            types,
+        );
         StepKernel { infer, train }
     }
 

@@ -3,6 +3,13 @@
 //!
 //! Shaders are `.wgsl` files under `shaders/`, compiled into the crate with
 //! `include_str!`; `common.wgsl` is prepended to each.
+//!
+//! Kernels that store weights or activations in a precision chosen at run
+//! time name their storage types by WGSL aliases (`store_t` in the step
+//! kernels, `a_t`, `b_t`, `bias_t`, `c_t` in the GEMM). The alias
+//! declarations, and `enable f16;` when one of them is f16, are prepended when
+//! the pipeline is built ([`Kernel::new_typed`]); each alias is one variant of
+//! the same source, never a copy of it.
 
 mod backward_step;
 mod gemm;
@@ -11,7 +18,7 @@ mod permute;
 mod train_kernels;
 
 pub use backward_step::{BackParams, BackwardBuffers, BackwardStepKernel};
-pub use gemm::{GemmKernel, GemmOp, GemmParams, GemmRunner};
+pub use gemm::{GemmKernel, GemmOp, GemmParams, GemmRunner, GemmTypes, LstmGemms};
 pub use lstm_step::{StepBuffers, StepKernel, StepParams, TrainBuffers};
 pub use permute::{PermuteKernel, PermuteParams};
 pub use train_kernels::{
@@ -51,7 +58,7 @@ impl DropoutParams {
     }
 }
 
-use crate::gpu::GpuContext;
+use crate::gpu::{GpuContext, Precision};
 
 const COMMON: &str = include_str!("../../../shaders/common.wgsl");
 
@@ -63,19 +70,38 @@ pub(crate) enum Binding {
     ReadWrite,
 }
 
-/// Builds a compute pipeline from `common.wgsl` + `source` and its entry
-/// point, with one bind group whose entries are `bindings` in order.
+/// The storage-type aliases a kernel's source names, e.g. `("store_t", F16)`.
+pub(crate) type TypeAliases<'a> = &'a [(&'static str, Precision)];
+
+/// The text put before `common.wgsl`: `enable f16;` if any alias is f16,
+/// then one `alias name = type;` per alias.
+fn type_header(types: TypeAliases<'_>) -> String {
+    let mut header = String::new();
+    if types.iter().any(|(_, p)| *p == Precision::F16) {
+        header.push_str("enable f16;\n");
+    }
+    for (name, p) in types {
+        header.push_str(&format!("alias {name} = {};\n", p.wgsl()));
+    }
+    header
+}
+
+/// Builds a compute pipeline from the type aliases, `common.wgsl` and
+/// `source`, at entry point `entry`, with one bind group whose entries are
+/// `bindings` in order.
 pub(crate) fn build_pipeline_entry(
     ctx: &GpuContext,
     label: &str,
     source: &str,
     entry: &str,
     bindings: &[Binding],
+    types: TypeAliases<'_>,
 ) -> (wgpu::ComputePipeline, wgpu::BindGroupLayout) {
     let device = ctx.device();
+    let header = type_header(types);
     let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
         label: Some(label),
-        source: wgpu::ShaderSource::Wgsl(format!("{COMMON}\n{source}").into()),
+        source: wgpu::ShaderSource::Wgsl(format!("{header}{COMMON}\n{source}").into()),
     });
     let entries: Vec<wgpu::BindGroupLayoutEntry> = bindings
         .iter()
@@ -148,6 +174,8 @@ pub(crate) fn bind_group(
 
 /// A compute kernel with one bind group: its pipeline and layout. The small
 /// training kernels (losses, gathers, optimizers) are instances of this.
+/// Clones share the pipeline.
+#[derive(Clone)]
 pub struct Kernel {
     label: &'static str,
     pipeline: wgpu::ComputePipeline,
@@ -162,7 +190,19 @@ impl Kernel {
         entry: &str,
         bindings: &[Binding],
     ) -> Self {
-        let (pipeline, layout) = build_pipeline_entry(ctx, label, source, entry, bindings);
+        Self::new_typed(ctx, label, source, entry, bindings, &[])
+    }
+
+    /// A kernel whose source names storage types by the aliases `types`.
+    pub(crate) fn new_typed(
+        ctx: &GpuContext,
+        label: &'static str,
+        source: &str,
+        entry: &str,
+        bindings: &[Binding],
+        types: TypeAliases<'_>,
+    ) -> Self {
+        let (pipeline, layout) = build_pipeline_entry(ctx, label, source, entry, bindings, types);
         Kernel {
             label,
             pipeline,

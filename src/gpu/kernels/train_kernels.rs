@@ -3,7 +3,7 @@
 //! (`shaders/gather.wgsl`). Their parameter structs mirror the WGSL ones.
 
 use super::{Binding, Kernel};
-use crate::gpu::GpuContext;
+use crate::gpu::{GpuContext, Precision};
 
 /// Mirrors `LossParams` in `shaders/loss.wgsl`.
 #[repr(C)]
@@ -34,7 +34,7 @@ pub struct OptParams {
     pub beta2: f32,
     pub eps: f32,
     pub partial_count: u32,
-    pub _pad: u32,
+    pub growth_interval: u32,
 }
 const _: () = assert!(std::mem::size_of::<OptParams>() == 48);
 
@@ -62,17 +62,25 @@ pub struct TrainScalars {
     pub clip_max: f32,
     pub first: f32,
     pub step_index: u32,
-    pub _pad: u32,
+    /// Loss scaling: 0 off, 1 static, 2 dynamic.
+    pub scaling: u32,
     pub loss: f32,
     pub grad_norm: f32,
     pub clip_coef: f32,
     pub bad_step: u32,
+    pub grad_scale: f32,
+    pub growth_count: u32,
+    pub skipped: u32,
+    pub found_inf: u32,
 }
-const _: () = assert!(std::mem::size_of::<TrainScalars>() == 48);
+const _: () = assert!(std::mem::size_of::<TrainScalars>() == 64);
 
 impl TrainScalars {
-    /// Bytes the host writes before a step (the inputs, not the outputs).
+    /// Bytes the host writes before a step (the inputs, not the outputs and
+    /// not the GPU-owned loss-scale state after them).
     pub const HOST_BYTES: u64 = 32;
+    /// f32 words in the struct, for reading it back.
+    pub const WORDS: usize = 16;
 }
 
 /// Sum-of-squares partials each gradient tensor contributes to the norm
@@ -91,10 +99,13 @@ pub struct TrainKernelSet {
     pub last_step_backward: Kernel,
     pub embed: Kernel,
     pub embed_backward: Kernel,
+    /// f32 master weights → the LSTM's working copy (f16 training only).
+    pub cast: Kernel,
 }
 
 impl TrainKernelSet {
-    pub fn new(ctx: &GpuContext) -> Self {
+    /// The kernels, with `cast` narrowing to `precision`.
+    pub fn new(ctx: &GpuContext, precision: Precision) -> Self {
         use Binding::{Read, ReadWrite};
         let uniform = Binding::Uniform { dynamic: false };
         let loss = include_str!("../../../shaders/loss.wgsl");
@@ -135,6 +146,14 @@ impl TrainKernelSet {
                 gather,
                 "embed_backward",
                 &gather_b,
+            ),
+            cast: Kernel::new_typed(
+                ctx,
+                "master weights to working copy",
+                include_str!("../../../shaders/cast.wgsl"),
+                "main",
+                &[uniform, Read, ReadWrite],
+                &[("store_t", precision)],
             ),
         }
     }

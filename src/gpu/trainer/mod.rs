@@ -4,6 +4,13 @@
 //! its gradient → head gradient GEMMs → LSTM backward → embedding gradient →
 //! global gradient norm and clipping → optimizer update. The loss stays on
 //! the GPU until [`GpuTrainer::loss`] reads it.
+//!
+//! In f16 ([`GpuTrainer::with_precision`]) the LSTM's forward and backward
+//! run on an f16 working copy of its weights, while the optimizer updates f32
+//! master weights with f32 gradients and f32 state, and then narrows them
+//! into the working copy (one `cast` dispatch per LSTM tensor). The loss
+//! gradient is multiplied by a loss scale ([`LossScale`]) so that small gate
+//! gradients survive f16, and divided out again before clipping and update.
 
 mod space;
 
@@ -14,7 +21,7 @@ use crate::gpu::kernels::{GemmKernel, Kernel, TrainKernelSet, TrainScalars};
 use crate::gpu::params::{download_layers, upload_layers};
 use crate::gpu::tensor::{TENSOR_USAGE, map_and_read};
 use crate::gpu::workspace::GpuLayer;
-use crate::gpu::{GpuContext, GpuLstm, GpuTensor};
+use crate::gpu::{GpuContext, GpuLstm, GpuMemory, GpuTensor, LossScale, Precision};
 use crate::model::{Batch, HeadKind, Inputs, Model, ModelShape, Targets, TrainConfig};
 use crate::train::{Embedding, Linear, OptimizerKind};
 use crate::weights::LayerWeights;
@@ -48,14 +55,43 @@ pub struct GpuTrainer {
     scalars_staging: wgpu::Buffer,
     spaces: Vec<StepSpace>,
     step: u64,
+    /// The loss scaling of f16 training; `None` in f32.
+    loss_scale: Option<LossScale>,
+}
+
+/// `TrainScalars::scaling` for a loss scale: 0 off, 1 static, 2 dynamic.
+fn scaling_mode(scale: Option<LossScale>) -> u32 {
+    match scale {
+        None => 0,
+        Some(LossScale::Static(_)) => 1,
+        Some(LossScale::Dynamic { .. }) => 2,
+    }
 }
 
 /// The `format` metadata of training checkpoints.
 const CHECKPOINT_FORMAT: &str = "wgpu-lstm-trainer-1";
 
 impl GpuTrainer {
-    /// Uploads `model` and prepares training with `config`.
+    /// Uploads `model` and prepares training with `config`, in f32.
     pub fn new(ctx: &GpuContext, model: &Model<f32>, config: TrainConfig) -> Result<Self> {
+        Self::with_precision(ctx, model, config, Precision::F32)
+    }
+
+    /// Uploads `model` and prepares training with `config` in `precision`.
+    ///
+    /// With [`Precision::F16`] (adapters with `SHADER_F16`, else
+    /// [`LstmError::MissingFeature`]): the LSTM's forward and backward read
+    /// an f16 copy of its weights and store their activations and gate
+    /// gradients in f16 (see [`Precision`]); the LSTM's f32 master weights,
+    /// every parameter gradient, the optimizer state, the embedding and the
+    /// head stay f32. The default dynamic [`LossScale`] applies; see
+    /// [`set_loss_scale`](Self::set_loss_scale).
+    pub fn with_precision(
+        ctx: &GpuContext,
+        model: &Model<f32>,
+        config: TrainConfig,
+        precision: Precision,
+    ) -> Result<Self> {
         config.validate()?;
         if model.lstm.config.batch_first {
             return Err(LstmError::InvalidConfig {
@@ -63,7 +99,8 @@ impl GpuTrainer {
                 reason: "training works on time-major data".into(),
             });
         }
-        let lstm = GpuLstm::new(ctx, &model.lstm)?;
+        let mut lstm = GpuLstm::with_precision(ctx, &model.lstm, precision)?;
+        lstm.keep_master_weights(&model.lstm)?;
         let param = |name: &str, data: &[f32]| -> Result<Param> {
             let bytes = 4 * data.len() as u64;
             let make =
@@ -98,23 +135,21 @@ impl GpuTrainer {
             weight_hr: None,
         };
         let lstm_state = [
-            upload_layers(ctx, &cfg, zeros, "adam m ")?,
-            upload_layers(ctx, &cfg, zeros, "adam v ")?,
+            upload_layers(ctx, &cfg, zeros, "adam m ", Precision::F32)?,
+            upload_layers(ctx, &cfg, zeros, "adam v ", Precision::F32)?,
         ];
         let scalars = ctx.create_buffer(
             "training scalars",
             std::mem::size_of::<TrainScalars>() as u64,
             TENSOR_USAGE,
         )?;
-        ctx.queue()
-            .write_buffer(&scalars, 0, bytemuck::bytes_of(&TrainScalars::default()));
         let scalars_staging = ctx.create_buffer(
             "training scalars read-back",
             std::mem::size_of::<TrainScalars>() as u64,
             wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
         )?;
-        let trainer = GpuTrainer {
-            kernels: TrainKernelSet::new(ctx),
+        let mut trainer = GpuTrainer {
+            kernels: TrainKernelSet::new(ctx, precision),
             gemm: GemmKernel::new(ctx),
             ctx: ctx.clone(),
             lstm,
@@ -126,9 +161,88 @@ impl GpuTrainer {
             scalars_staging,
             spaces: Vec::new(),
             step: 0,
+            loss_scale: None,
         };
+        trainer.write_scale_state(match precision {
+            Precision::F32 => None,
+            Precision::F16 => Some(LossScale::default()),
+        });
         ctx.check()?;
         Ok(trainer)
+    }
+
+    /// Sets the loss scaling of f16 training (the default is
+    /// `LossScale::default()`, GradScaler's) and restarts it from its
+    /// initial scale; the count of skipped steps carries on. f32 training has
+    /// no loss scaling: there it is an error.
+    pub fn set_loss_scale(&mut self, scale: LossScale) -> Result<()> {
+        if self.lstm.precision() == Precision::F32 {
+            return Err(LstmError::InvalidConfig {
+                field: "loss_scale",
+                reason: "applies to f16 training only; f32 gradients need no scaling".into(),
+            });
+        }
+        scale.validate()?;
+        // Only the GPU-owned scale and its growth counter change.
+        let s = TrainScalars {
+            grad_scale: scale.initial(),
+            growth_count: 0,
+            ..Default::default()
+        };
+        let at = std::mem::offset_of!(TrainScalars, grad_scale);
+        let end = std::mem::offset_of!(TrainScalars, skipped);
+        self.ctx
+            .queue()
+            .write_buffer(&self.scalars, at as u64, &bytemuck::bytes_of(&s)[at..end]);
+        self.set_scale_kind(Some(scale));
+        self.ctx.check()
+    }
+
+    /// Resets the training scalars, with the loss-scale state of `scale`
+    /// (`None`: no scaling, a scale of 1).
+    fn write_scale_state(&mut self, scale: Option<LossScale>) {
+        let s = TrainScalars {
+            scaling: scaling_mode(scale),
+            grad_scale: scale.map_or(1.0, |s| s.initial()),
+            ..Default::default()
+        };
+        self.ctx
+            .queue()
+            .write_buffer(&self.scalars, 0, bytemuck::bytes_of(&s));
+        self.set_scale_kind(scale);
+    }
+
+    /// Records the loss scaling the next steps use (the host writes its mode
+    /// with every step's scalars).
+    fn set_scale_kind(&mut self, scale: Option<LossScale>) {
+        self.loss_scale = scale;
+        // The clip kernel reads the growth interval from the optimizer
+        // uniforms, which are rebound on the next step.
+        for sp in &mut self.spaces {
+            sp.after.clear();
+        }
+    }
+
+    /// How the LSTM stores weights and activations.
+    pub fn precision(&self) -> Precision {
+        self.lstm.precision()
+    }
+
+    /// The current loss scale (1 in f32 training). One small read-back.
+    pub fn loss_scale(&self) -> Result<f32> {
+        Ok(self.scalars()?.grad_scale)
+    }
+
+    /// Steps whose scaled gradients were not finite and which therefore
+    /// changed nothing (always 0 in f32). One small read-back.
+    pub fn skipped_steps(&self) -> Result<u64> {
+        Ok(self.scalars()?.skipped as u64)
+    }
+
+    /// The LSTM's GPU memory: weights (working copy and f32 master) and the
+    /// activations saved by the last step (see [`GpuMemory`]).
+    pub fn memory(&self) -> GpuMemory {
+        self.lstm.memory()
     }
 
     /// Times the LSTM's kernels in every later step (see
@@ -206,7 +320,7 @@ impl GpuTrainer {
         let size = std::mem::size_of::<TrainScalars>() as u64;
         enc.copy_buffer_to_buffer(&self.scalars, 0, &self.scalars_staging, 0, size);
         self.ctx.submit_and_wait(enc)?;
-        let t = map_and_read(&self.ctx, &self.scalars_staging, &[&[12]])?;
+        let t = map_and_read(&self.ctx, &self.scalars_staging, &[&[TrainScalars::WORDS]])?;
         Ok(*bytemuck::from_bytes::<TrainScalars>(bytemuck::cast_slice(
             t[0].data(),
         )))
@@ -468,6 +582,7 @@ impl GpuTrainer {
             clip_max: self.config.clip_grad_norm.unwrap_or(0.0) as f32,
             first: if self.step == 0 { 1.0 } else { 0.0 },
             step_index: self.step as u32,
+            scaling: scaling_mode(self.loss_scale),
             ..Default::default()
         };
         q.write_buffer(
@@ -534,7 +649,7 @@ impl GpuTrainer {
         }
     }
 
-    fn kernel_table(&self) -> [&Kernel; 10] {
+    fn kernel_table(&self) -> [&Kernel; 11] {
         let k = &self.kernels;
         [
             &k.mse,
@@ -547,6 +662,7 @@ impl GpuTrainer {
             &k.last_step_backward,
             &k.embed,
             &k.embed_backward,
+            &k.cast,
         ]
     }
 }

@@ -34,6 +34,7 @@ pub(super) const LAST_STEP: usize = 6;
 pub(super) const LAST_STEP_BACKWARD: usize = 7;
 pub(super) const EMBED: usize = 8;
 pub(super) const EMBED_BACKWARD: usize = 9;
+pub(super) const CAST: usize = 10;
 
 /// Buffers and bind groups for one (T, B).
 pub(super) struct StepSpace {
@@ -59,7 +60,8 @@ pub(super) struct StepSpace {
     pub before: Vec<Dispatch>,
     /// Head forward, loss, head backward.
     pub head: Vec<Dispatch>,
-    /// Embedding backward, norms, clipping, updates.
+    /// Embedding backward, norms, clipping, updates (and, in f16, the
+    /// narrowing of the LSTM's master weights into its working copy).
     pub after: Vec<Dispatch>,
 }
 
@@ -493,13 +495,44 @@ impl GpuTrainer {
         for (i, t) in tensors.iter().enumerate() {
             list.push((UPDATE, bind(&self.kernels.update, i, t), grid(ctx, t.4)));
         }
+        if let Some(working) = self.lstm.working_copy() {
+            // The LSTM's tensors follow the embedding and head ones, in the
+            // same order in both lists.
+            let first = self.own.len();
+            let copies = working.iter().flat_map(|w| {
+                let mut b = vec![&w.w_ih, &w.w_hh];
+                if cfg.bias {
+                    b.extend([&w.b_ih, &w.b_hh]);
+                }
+                b
+            });
+            for (i, dst) in copies.enumerate() {
+                let t = &tensors[first + i];
+                let bg = self.kernels.cast.bind(
+                    ctx,
+                    vec![
+                        at(first + i, 16),
+                        t.0.as_entire_binding(),
+                        dst.as_entire_binding(),
+                    ],
+                );
+                list.push((CAST, bg, grid(ctx, t.4)));
+            }
+        }
         ctx.check()?;
         Ok(list)
     }
 
-    /// The optimizer's hyper-parameters for the update kernel.
+    /// The optimizer's hyper-parameters for the update kernel, and the loss
+    /// scale's growth interval for the clip kernel.
     fn opt_params(&self) -> OptParams {
-        match self.config.optimizer {
+        let growth_interval = match self.loss_scale {
+            Some(crate::gpu::LossScale::Dynamic {
+                growth_interval, ..
+            }) => growth_interval,
+            _ => 0,
+        };
+        let params = match self.config.optimizer {
             OptimizerKind::Sgd {
                 momentum,
                 dampening,
@@ -537,6 +570,10 @@ impl GpuTrainer {
                 weight_decay: weight_decay as f32,
                 ..Default::default()
             },
+        };
+        OptParams {
+            growth_interval,
+            ..params
         }
     }
 }
