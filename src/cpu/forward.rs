@@ -6,7 +6,7 @@
 use std::any::TypeId;
 use std::borrow::Cow;
 
-use super::fused::{Isa, Recurrence};
+use super::fused::{Isa, Recurrence, StepInput};
 use super::fused_projection::project;
 use super::gemm::{MatRef, matmul};
 use super::scratch;
@@ -288,15 +288,24 @@ impl<T: Real> Direction<'_, T> {
 
         // 1. Input projection for the whole sequence, one GEMM:
         //    G = X · W_ihᵀ + (b_ih + b_hh)        [T·B, 4H]
-        //    (in f32 with the step kernel's register tiles, `fused_projection.rs`).
-        // Every element is written below.
-        let mut gates = scratch::reused(tb * 4 * hid);
+        //    In f32 it runs on the step kernel's register tiles: inside the
+        //    step kernel itself in inference (`gates` is then only the bias),
+        //    and before the recurrence (`fused_projection.rs`) in training,
+        //    which saves the gates.
         let bias: Vec<T> = match (&w.bias_ih, &w.bias_hh) {
             (Some(b_ih), Some(b_hh)) => b_ih.iter().zip(b_hh).map(|(&a, &b)| a + b).collect(),
             _ => vec![T::zero(); 4 * hid],
         };
-        if let Some(fused) = self.recurrence() {
-            project(
+        let fused_input = self.recurrence().is_some() && !self.save;
+        let mut gates = if fused_input {
+            bias.clone()
+        } else {
+            // Every element is written below.
+            scratch::reused(tb * 4 * hid)
+        };
+        match self.recurrence() {
+            _ if fused_input => {}
+            Some(fused) => project(
                 bytemuck::cast_slice(x),
                 bytemuck::cast_slice(&w.weight_ih),
                 bytemuck::cast_slice(&bias),
@@ -304,17 +313,18 @@ impl<T: Real> Direction<'_, T> {
                 self.input_size,
                 bytemuck::cast_slice_mut(&mut gates),
                 fused.isa,
-            );
-        } else {
-            for row in gates.chunks_exact_mut(4 * hid) {
-                row.copy_from_slice(&bias);
+            ),
+            None => {
+                for row in gates.chunks_exact_mut(4 * hid) {
+                    row.copy_from_slice(&bias);
+                }
+                matmul(
+                    &mut gates,
+                    MatRef::new(x, tb, self.input_size),
+                    MatRef::new(&w.weight_ih, 4 * hid, self.input_size).t(),
+                    true,
+                );
             }
-            matmul(
-                &mut gates,
-                MatRef::new(x, tb, self.input_size),
-                MatRef::new(&w.weight_ih, 4 * hid, self.input_size).t(),
-                true,
-            );
         }
 
         // 2. The recurrence: in f32 by the fused kernel of `fused.rs`, which
@@ -329,6 +339,11 @@ impl<T: Real> Direction<'_, T> {
         let (mut h_all, mut c_all) = (scratch::zeroed(saved_h), scratch::zeroed(saved_c));
         if let Some(fused) = self.recurrence() {
             fused.run(
+                fused_input.then(|| StepInput {
+                    x: bytemuck::cast_slice(x),
+                    size: self.input_size,
+                    weight_ih: bytemuck::cast_slice(&w.weight_ih),
+                }),
                 bytemuck::cast_slice_mut(&mut gates),
                 bytemuck::cast_slice_mut(&mut h),
                 bytemuck::cast_slice_mut(&mut c),

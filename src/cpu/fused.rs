@@ -156,8 +156,15 @@ pub(crate) struct StepIo {
     pub t: usize,
     pub lengths: *const usize,
     /// [B, 4H]: in: x·W_ihᵀ + b; out (with `save_gates`): the activations.
+    /// With `x` given, the [4H] bias instead (row stride 0).
     pub gates: *mut f32,
+    /// Floats between gate rows: 4H, or 0 for the bias.
+    pub gates_stride: usize,
     pub save_gates: bool,
+    /// [B, input]: this step's input rows when the kernel also does the
+    /// input projection (inference), or null.
+    pub x: *const f32,
+    pub input: usize,
     /// [B, H]
     pub h_prev: *const f32,
     pub h_next: *mut f32,
@@ -181,27 +188,28 @@ unsafe impl Sync for StepIo {}
 /// # Safety
 /// `io`'s pointers cover the extents documented on [`StepIo`], and no other
 /// thread writes these panels' units during the call.
-unsafe fn run(w: &PackedHh, io: &StepIo, p0: usize, p1: usize) {
+/// `wi`: `W_ih` packed the same way when `io.x` is given, else empty.
+unsafe fn run(w: &PackedHh, wi: &[f32], io: &StepIo, p0: usize, p1: usize) {
     match w.isa {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: `PackedHh` for AVX-512 / AVX2 is only built where detected.
-        Isa::Avx512 => unsafe { run_avx512(&w.data, io, p0, p1) },
+        Isa::Avx512 => unsafe { run_avx512(&w.data, wi, io, p0, p1) },
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 => unsafe { run_avx2(&w.data, io, p0, p1) },
-        _ => unsafe { panels::<8, 2, PORTABLE>(&w.data, io, p0, p1) },
+        Isa::Avx2 => unsafe { run_avx2(&w.data, wi, io, p0, p1) },
+        _ => unsafe { panels::<8, 2, PORTABLE>(&w.data, wi, io, p0, p1) },
     }
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx2,fma")]
-unsafe fn run_avx512(w: &[f32], io: &StepIo, p0: usize, p1: usize) {
-    unsafe { panels::<16, 6, AVX512>(w, io, p0, p1) }
+unsafe fn run_avx512(w: &[f32], wi: &[f32], io: &StepIo, p0: usize, p1: usize) {
+    unsafe { panels::<16, 6, AVX512>(w, wi, io, p0, p1) }
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn run_avx2(w: &[f32], io: &StepIo, p0: usize, p1: usize) {
-    unsafe { panels::<8, 3, AVX2>(w, io, p0, p1) }
+unsafe fn run_avx2(w: &[f32], wi: &[f32], io: &StepIo, p0: usize, p1: usize) {
+    unsafe { panels::<8, 3, AVX2>(w, wi, io, p0, p1) }
 }
 
 /// `ISA` parameters of the kernel functions (const generics take no enums).
@@ -417,22 +425,27 @@ pub(super) use row_tiles;
 #[inline(always)]
 unsafe fn panels<const U: usize, const MR: usize, const ISA: u8>(
     w: &[f32],
+    wi: &[f32],
     io: &StepIo,
     p0: usize,
     p1: usize,
 ) {
     let panel_len = io.hidden * 4 * U;
+    let in_len = if io.x.is_null() { 0 } else { io.input * 4 * U };
     for p in p0..p1 {
         let wp = &w[p * panel_len..(p + 1) * panel_len];
+        let wip = &wi[p * in_len..(p + 1) * in_len];
         // SAFETY: every tile lies within rows 0..B (the caller's contract).
-        unsafe { row_tiles!(io.batch, MR, tile::<U, _, ISA>(wp, io, p)) };
+        unsafe { row_tiles!(io.batch, MR, tile::<U, _, ISA>(wp, wip, io, p)) };
     }
 }
 
-/// Rows b0..b0+R of panel p: product, activations, cell update, stores.
+/// Rows b0..b0+R of panel p: product (with the input's, when `io.x` is
+/// given), activations, cell update, stores.
 #[inline(always)]
 unsafe fn tile<const U: usize, const R: usize, const ISA: u8>(
     wp: &[f32],
+    wip: &[f32],
     io: &StepIo,
     p: usize,
     b0: usize,
@@ -446,10 +459,16 @@ unsafe fn tile<const U: usize, const R: usize, const ISA: u8>(
     // [B, out_stride] output (the caller's contract).
     unsafe {
         for (r, acc) in acc.iter_mut().enumerate() {
-            let g_row = io.gates.add((b0 + r) * 4 * h + base);
+            let g_row = io.gates.add((b0 + r) * io.gates_stride + base);
             for (g, acc) in acc.iter_mut().enumerate() {
                 *acc = load(g_row.add(g * h), lanes);
             }
+        }
+        if !io.x.is_null() {
+            let x_rows: [&[f32]; R] = std::array::from_fn(|r| {
+                std::slice::from_raw_parts(io.x.add((b0 + r) * io.input), io.input)
+            });
+            product_any::<U, R, ISA>(&mut acc, wip, x_rows);
         }
         let h_rows: [&[f32]; R] =
             std::array::from_fn(|r| std::slice::from_raw_parts(io.h_prev.add((b0 + r) * h), h));
@@ -585,15 +604,30 @@ pub(super) fn in_phases(
     }
 }
 
+/// The input side of a step, for [`Recurrence::run`] to project itself
+/// (inference): `x` [T, B, size], `weight_ih` [4H, size].
+pub(crate) struct StepInput<'a> {
+    pub x: &'a [f32],
+    pub size: usize,
+    pub weight_ih: &'a [f32],
+}
+
 impl Recurrence<'_> {
     /// Runs every step. `gates` [T, B, 4H] holds x·W_ihᵀ + b on entry and, when
     /// `h_all` and `c_all` ([T, B, H]) are non-empty, the activated gates on
     /// return, as the backward pass needs them. `h` and `c` ([B, H]) hold the
     /// initial state on entry and the last valid state on return.
     ///
+    /// With `input` (inference only), the step kernel does the input
+    /// projection itself, in the same register tiles as the recurrent
+    /// product, and `gates` is just the bias [4H]: the pre-activations never
+    /// go to memory.
+    ///
     /// Threads split each step's panels (see [`in_phases`]).
+    #[allow(clippy::too_many_arguments)]
     pub fn run(
         &self,
+        input: Option<StepInput<'_>>,
         gates: &mut [f32],
         h: &mut [f32],
         c: &mut [f32],
@@ -606,7 +640,18 @@ impl Recurrence<'_> {
         let tb = self.seq_len * bsz;
         assert_eq!(self.weight_hh.len(), 4 * hid * hid, "W_hh is [4H, H]");
         assert_eq!(self.lengths.len(), bsz, "one length per row");
-        assert_eq!(gates.len(), tb * 4 * hid, "gates are [T, B, 4H]");
+        if let Some(i) = &input {
+            assert!(!save, "the fused input projection is for inference");
+            assert_eq!(
+                gates.len(),
+                4 * hid,
+                "with the input, gates is the bias [4H]"
+            );
+            assert_eq!(i.x.len(), tb * i.size, "x is [T, B, I]");
+            assert_eq!(i.weight_ih.len(), 4 * hid * i.size, "W_ih is [4H, I]");
+        } else {
+            assert_eq!(gates.len(), tb * 4 * hid, "gates are [T, B, 4H]");
+        }
         assert!(
             h.len() == bsz * hid && c.len() == bsz * hid,
             "states are [B, H]"
@@ -621,8 +666,13 @@ impl Recurrence<'_> {
             return;
         }
         let packed = PackedHh::new(self.weight_hh, hid, self.isa);
+        let packed_ih = input
+            .as_ref()
+            .map(|i| PackedHh::with_cols(i.weight_ih, hid, i.size, self.isa));
+        let in_size = input.as_ref().map_or(0, |i| i.size);
+        let x_ptr = input.as_ref().map_or(std::ptr::null(), |i| i.x.as_ptr()) as usize;
         let panels = packed.panels();
-        let panel_fmas = bsz * 4 * self.isa.units() * hid;
+        let panel_fmas = bsz * 4 * self.isa.units() * (hid + in_size);
         let per_item = ITEM_FMAS.div_ceil(panel_fmas).clamp(1, panels);
         let items = panels.div_ceil(per_item);
         let helpers = helpers(panel_fmas * panels, items);
@@ -665,8 +715,19 @@ impl Recurrence<'_> {
                     batch: bsz,
                     t,
                     lengths: self.lengths.as_ptr(),
-                    gates: ptr.gates.add(t * bsz * 4 * hid),
+                    gates: if x_ptr == 0 {
+                        ptr.gates.add(t * bsz * 4 * hid)
+                    } else {
+                        ptr.gates
+                    },
+                    gates_stride: if x_ptr == 0 { 4 * hid } else { 0 },
                     save_gates: save,
+                    x: if x_ptr == 0 {
+                        std::ptr::null()
+                    } else {
+                        (x_ptr as *const f32).add(t * bsz * in_size)
+                    },
+                    input: in_size,
                     h_prev: ptr.h_bufs[s % 2],
                     h_next: ptr.h_bufs[(s + 1) % 2],
                     c: ptr.c,
@@ -683,7 +744,8 @@ impl Recurrence<'_> {
                         ptr.c_all
                     },
                 };
-                run(&packed, &io, p0, (p0 + per_item).min(panels));
+                let wi = packed_ih.as_ref().map_or(&[][..], |w| w.data());
+                run(&packed, wi, &io, p0, (p0 + per_item).min(panels));
             }
         });
         h.copy_from_slice(&h_bufs[self.seq_len % 2]);

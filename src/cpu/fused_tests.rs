@@ -9,7 +9,7 @@
 //! states and upstream gradients for h_n and c_n.
 
 use super::fused::Isa;
-use super::{OutputGrads, backward, forward_train};
+use super::{OutputGrads, backward, forward, forward_train};
 use crate::tensor::Tensor;
 use crate::{InitOptions, LstmConfig, LstmInput, LstmWeights};
 
@@ -72,6 +72,8 @@ fn check(case: &Case, isa: Isa) {
 
     Isa::force(Some(isa));
     let (out32, cache32) = forward_train(&w32, &in32, 0).unwrap();
+    // Inference projects the input inside the step kernel instead.
+    let eval32 = forward(&w32, &in32).unwrap();
     Isa::force(None);
     let (out64, cache64) = forward_train(&w64, &in64, 0).unwrap();
     let label = format!(
@@ -82,6 +84,9 @@ fn check(case: &Case, isa: Isa) {
         ("output", &out32.output, &out64.output),
         ("h_n", &out32.h_n, &out64.h_n),
         ("c_n", &out32.c_n, &out64.c_n),
+        ("inference output", &eval32.output, &out64.output),
+        ("inference h_n", &eval32.h_n, &out64.h_n),
+        ("inference c_n", &eval32.c_n, &out64.c_n),
     ] {
         let d = rel_diff(a.data(), e.data()) * max_abs(e.data()).max(1e-3);
         assert!(d <= 1e-5, "{label}: {name} differs by {d:e}");
