@@ -1,0 +1,390 @@
+//! Projection LSTMs (`proj_size` > 0) on the GPU: PyTorch fixtures forward
+//! and backward, the CPU reference on random configurations, the dispatch
+//! counts, and a training step against the CPU trainer.
+
+mod common;
+
+use common::case::Case;
+use common::gpu::gpu_or_skip;
+use common::lstm_fixtures::{Case as Fixture, proj_cases};
+use common::{assert_close, assert_close_to_max, random_tensor};
+use wgpu_lstm::cpu::{self, Gradients, OutputGrads};
+use wgpu_lstm::gpu::{GpuLstm, GpuTensor, InitialState};
+use wgpu_lstm::{InitOptions, LstmConfig, LstmWeights, Real, Tensor};
+
+/// max |got - want| and max |want|, for reporting how close a match was.
+fn errors<A: Real, B: Real>(got: &[A], want: &[B]) -> (f64, f64) {
+    got.iter().zip(want).fold((0.0, 0.0), |(e, m), (&g, &w)| {
+        let (g, w) = (g.as_f64(), w.as_f64());
+        (f64::max(e, (g - w).abs()), f64::max(m, w.abs()))
+    })
+}
+
+#[test]
+fn pytorch_projection_fixtures_forward_match() {
+    let Some(ctx) = gpu_or_skip("pytorch_projection_fixtures_forward_match") else {
+        return;
+    };
+    let cases = proj_cases();
+    assert!(cases.len() >= 4, "only {} projection fixtures", cases.len());
+    let mut worst = 0.0f64;
+    for (name, bytes) in cases {
+        let case = Fixture::<f32>::load(&bytes);
+        assert!(case.weights.config.proj_size > 0, "{name}");
+        let got = GpuLstm::new(&ctx, &case.weights)
+            .unwrap()
+            .forward_host(&case.x())
+            .unwrap();
+        for (k, g) in [
+            ("output", &got.output),
+            ("h_n", &got.h_n),
+            ("c_n", &got.c_n),
+        ] {
+            let want: Tensor<f64> = case.tensor(k);
+            assert_eq!(g.shape(), want.shape(), "{name}/{k}");
+            assert_close(&format!("{name}/{k}"), g.data(), want.data(), 1e-5, 0.0);
+            worst = worst.max(errors(g.data(), want.data()).0);
+        }
+    }
+    eprintln!("projection fixtures, forward: worst abs error {worst:e}");
+}
+
+#[test]
+fn pytorch_projection_fixtures_gradients_match() {
+    let Some(ctx) = gpu_or_skip("pytorch_projection_fixtures_gradients_match") else {
+        return;
+    };
+    let mut worst = 0.0f64;
+    for (name, bytes) in proj_cases() {
+        let case = Fixture::<f32>::load(&bytes);
+        let mut gpu = GpuLstm::new(&ctx, &case.weights).unwrap();
+        gpu.forward_train_host(&case.x(), 0).unwrap();
+        let (dy, dh, dc) = (
+            case.tensor("d_output"),
+            case.tensor("d_h_n"),
+            case.tensor("d_c_n"),
+        );
+        let got = gpu
+            .backward_host(&OutputGrads {
+                d_output: &dy,
+                d_h_n: Some(&dh),
+                d_c_n: Some(&dc),
+            })
+            .unwrap();
+        let mut checks = vec![("grad.input".to_string(), got.d_input.data().to_vec())];
+        if case.state.is_some() {
+            checks.push(("grad.h_0".into(), got.d_h_0.data().to_vec()));
+            checks.push(("grad.c_0".into(), got.d_c_0.data().to_vec()));
+        }
+        let params = got.weights.named_params();
+        assert!(
+            params.iter().any(|(p, _, _)| p.starts_with("weight_hr")),
+            "{name}: no weight_hr gradient"
+        );
+        for (p, _, g) in params {
+            checks.push((format!("grad.lstm.{p}"), g.to_vec()));
+        }
+        for (key, g) in checks {
+            let want: Tensor<f64> = case.tensor(&key);
+            assert_close_to_max(&format!("{name}/{key}"), &g, want.data(), 1e-4);
+            let (e, m) = errors(&g, want.data());
+            worst = worst.max(e / m.max(f64::MIN_POSITIVE));
+        }
+    }
+    eprintln!("projection fixtures, gradients: worst error / max |grad| {worst:e}");
+}
+
+const DROPOUT_SEED: u64 = 5;
+
+/// GPU forward and backward of `c` against the CPU reference.
+fn against_cpu(name: &str, c: Case) {
+    let Some(ctx) = gpu_or_skip(name) else { return };
+    let w = LstmWeights::<f32>::init(&c.config, 17, InitOptions::default()).unwrap();
+    let data = c.data::<f32>(3);
+    let x = c.input(&data);
+    let want_infer = cpu::forward(&w, &x).unwrap();
+    let (want_out, cache) = cpu::forward_train(&w, &x, DROPOUT_SEED).unwrap();
+    let want = cpu::backward(&w, &cache, &data.grads()).unwrap();
+
+    let mut gpu = GpuLstm::new(&ctx, &w).unwrap();
+    let got_infer = gpu.forward_host(&x).unwrap();
+    let got_out = gpu.forward_train_host(&x, DROPOUT_SEED).unwrap();
+    for (what, g, w) in [
+        ("output", &got_infer.output, &want_infer.output),
+        ("h_n", &got_infer.h_n, &want_infer.h_n),
+        ("c_n", &got_infer.c_n, &want_infer.c_n),
+        ("train output", &got_out.output, &want_out.output),
+        ("train h_n", &got_out.h_n, &want_out.h_n),
+        ("train c_n", &got_out.c_n, &want_out.c_n),
+    ] {
+        assert_eq!(g.shape(), w.shape(), "{name}/{what}");
+        assert_close(&format!("{name}/{what}"), g.data(), w.data(), 1e-5, 1e-5);
+    }
+    let got = gpu.backward_host(&data.grads()).unwrap();
+    compare(name, &got, &want, c.with_state);
+}
+
+fn compare(name: &str, got: &Gradients<f32>, want: &Gradients<f32>, with_state: bool) {
+    for ((n, _, g), (_, _, w)) in got
+        .weights
+        .named_params()
+        .iter()
+        .zip(want.weights.named_params().iter())
+    {
+        assert_close_to_max(&format!("{name}/{n}"), g, w, 1e-4);
+    }
+    assert_eq!(
+        got.weights.named_params().len(),
+        want.weights.named_params().len()
+    );
+    let mut pairs = vec![("d_input", &got.d_input, &want.d_input)];
+    if with_state {
+        pairs.push(("d_h_0", &got.d_h_0, &want.d_h_0));
+        pairs.push(("d_c_0", &got.d_c_0, &want.d_c_0));
+    }
+    for (what, g, w) in pairs {
+        assert_eq!(g.shape(), w.shape(), "{name}/{what}");
+        assert_close_to_max(&format!("{name}/{what}"), g.data(), w.data(), 1e-4);
+    }
+}
+
+#[test]
+fn batch_of_one_matches_cpu() {
+    against_cpu(
+        "batch_of_one",
+        Case {
+            with_state: true,
+            ..Case::new(LstmConfig::new(4, 9).proj_size(3), 6, 1)
+        },
+    );
+}
+
+#[test]
+fn bidirectional_two_layers_with_lengths_match_cpu() {
+    let cfg = LstmConfig::new(5, 12)
+        .proj_size(7)
+        .num_layers(2)
+        .bidirectional(true);
+    against_cpu(
+        "bidirectional_two_layers_with_lengths",
+        Case {
+            lengths: Some(vec![7, 3, 5, 1, 6]),
+            with_state: true,
+            ..Case::new(cfg, 7, 5)
+        },
+    );
+}
+
+#[test]
+fn wide_projection_over_one_workgroup_matches_cpu() {
+    // H = 90 and P = 70 both span two 64-unit workgroups.
+    let cfg = LstmConfig::new(3, 90).proj_size(70).bidirectional(true);
+    against_cpu(
+        "wide_projection_over_one_workgroup",
+        Case {
+            lengths: Some(vec![4, 2, 4, 3, 1]),
+            ..Case::new(cfg, 4, 5)
+        },
+    );
+}
+
+#[test]
+fn batch_first_no_bias_dropout_matches_cpu() {
+    let cfg = LstmConfig::new(3, 8)
+        .proj_size(2)
+        .num_layers(3)
+        .bias(false)
+        .batch_first(true)
+        .dropout(0.4);
+    against_cpu(
+        "batch_first_no_bias_dropout",
+        Case {
+            with_state: true,
+            ..Case::new(cfg, 5, 5)
+        },
+    );
+}
+
+#[test]
+fn weights_round_trip_and_state_carries() {
+    let Some(ctx) = gpu_or_skip("weights_round_trip_and_state_carries") else {
+        return;
+    };
+    let cfg = LstmConfig::new(3, 10)
+        .proj_size(4)
+        .num_layers(2)
+        .bidirectional(true);
+    let w = LstmWeights::<f32>::init(&cfg, 2, InitOptions::default()).unwrap();
+    let mut gpu = GpuLstm::new(&ctx, &w).unwrap();
+    assert_eq!(gpu.weights().unwrap(), w);
+    let w2 = LstmWeights::<f32>::init(&cfg, 3, InitOptions::default()).unwrap();
+    gpu.set_weights(&w2).unwrap();
+    assert_eq!(gpu.weights().unwrap(), w2);
+
+    // Two chunks carried on the GPU equal one pass over both (streaming is
+    // forward-only, so one direction).
+    let cfg = LstmConfig::new(3, 10).proj_size(4).num_layers(2);
+    let w2 = LstmWeights::<f32>::init(&cfg, 3, InitOptions::default()).unwrap();
+    let mut gpu = GpuLstm::new(&ctx, &w2).unwrap();
+    let input = random_tensor::<f32>(&[8, 2, 3], 4, 1.0);
+    let want = cpu::forward(&w2, &wgpu_lstm::LstmInput::new(&input)).unwrap();
+    let half = |k: usize| {
+        let n = 4 * 2 * 3;
+        Tensor::new([4, 2, 3], input.data()[k * n..(k + 1) * n].to_vec()).unwrap()
+    };
+    let x0 = GpuTensor::upload(&ctx, "x0", &half(0)).unwrap();
+    let x1 = GpuTensor::upload(&ctx, "x1", &half(1)).unwrap();
+    gpu.forward(&x0, InitialState::Zeros, None).unwrap();
+    let out = gpu.forward(&x1, InitialState::Carry, None).unwrap();
+    let h_n = out.h_n.to_host(&ctx).unwrap();
+    let c_n = out.c_n.to_host(&ctx).unwrap();
+    assert_eq!(h_n.shape(), &[2, 2, 4]);
+    assert_close("carried h_n", h_n.data(), want.h_n.data(), 1e-5, 1e-5);
+    assert_close("carried c_n", c_n.data(), want.c_n.data(), 1e-5, 1e-5);
+}
+
+#[test]
+fn two_dispatches_per_step_with_a_projection() {
+    let Some(ctx) = gpu_or_skip("two_dispatches_per_step_with_a_projection") else {
+        return;
+    };
+    for (layers, bidir, batch_first) in [(1, false, false), (2, true, true), (3, true, false)] {
+        let cfg = LstmConfig::new(3, 9)
+            .proj_size(5)
+            .num_layers(layers)
+            .bidirectional(bidir)
+            .batch_first(batch_first)
+            .dropout(0.2);
+        let (t, b) = (7, 2);
+        let d = cfg.num_directions();
+        let shape = if batch_first { [b, t, 3] } else { [t, b, 3] };
+        let out_shape = if batch_first {
+            [b, t, d * 5]
+        } else {
+            [t, b, d * 5]
+        };
+        let w = LstmWeights::<f32>::init(&cfg, 1, InitOptions::default()).unwrap();
+        let mut gpu = GpuLstm::new(&ctx, &w).unwrap();
+        let x = GpuTensor::upload(&ctx, "x", &random_tensor(&shape, 1, 1.0)).unwrap();
+        let dy = GpuTensor::upload(&ctx, "dy", &random_tensor(&out_shape, 2, 1.0)).unwrap();
+        let permutes = if batch_first { 2 } else { 0 };
+
+        // Inference: one GEMM, then a step and a projection per time step.
+        gpu.forward(&x, InitialState::Zeros, None).unwrap();
+        let before = ctx.counters();
+        gpu.forward(&x, InitialState::Zeros, None).unwrap();
+        let infer = ctx.counters() - before;
+        assert_eq!(infer.submits, 1);
+        assert_eq!(infer.dispatches, (layers * (1 + 2 * t) + permutes) as u64);
+
+        let mut step = |seed| {
+            let c0 = ctx.counters();
+            gpu.forward_train(&x, InitialState::Zeros, None, seed)
+                .unwrap();
+            let c1 = ctx.counters();
+            gpu.backward(&dy, None, None).unwrap();
+            (c1 - c0, ctx.counters() - c1)
+        };
+        let _ = step(1);
+        let (fwd, bwd) = step(2);
+        assert_eq!(fwd.submits, 1);
+        assert_eq!(fwd.dispatches, (layers * (1 + 2 * t) + permutes) as u64);
+        assert_eq!(bwd.submits, 1);
+        // Per layer: (dh_t, cell) for T steps and the finish, dW_ih, dW_hh
+        // and dW_hr per direction, db, dX.
+        let per_layer = 2 * (t + 1) + 1 + 2 * d + 1 + 1;
+        assert_eq!(bwd.dispatches, (layers * per_layer + permutes) as u64);
+        for c in [infer, fwd, bwd] {
+            assert_eq!((c.pipelines, c.bind_groups, c.buffers), (0, 0, 0), "{c:?}");
+        }
+    }
+}
+
+mod training {
+    use super::common::assert_close;
+    use super::common::gpu::gpu_or_skip;
+    use rand::{Rng, SeedableRng};
+    use rand_chacha::ChaCha8Rng;
+    use wgpu_lstm::LstmConfig;
+    use wgpu_lstm::gpu::GpuTrainer;
+    use wgpu_lstm::model::{
+        Batch, CpuTrainer, HeadKind, Inputs, LossKind, Model, Targets, TrainConfig,
+    };
+    use wgpu_lstm::train::OptimizerKind;
+
+    /// `steps` training steps of the CPU and GPU trainers on the same seeded
+    /// batches: losses within 1e-4 relative each step, then every parameter
+    /// (weight_hr included) within 1e-4 + 1e-3·|value|.
+    fn compare(name: &str, lstm: LstmConfig, head: HeadKind, config: TrainConfig, steps: usize) {
+        let Some(ctx) = gpu_or_skip(name) else { return };
+        let (t, b, outputs) = (5, 4, 3);
+        let model = Model::<f32>::new(None, &lstm, outputs, head, 8).unwrap();
+        let mut cpu = CpuTrainer::new(model.clone(), config.clone()).unwrap();
+        let mut gpu = GpuTrainer::new(&ctx, &model, config).unwrap();
+        let rows = if head == HeadKind::PerStep { t * b } else { b };
+        let mut worst = 0.0f64;
+        for step in 0..steps {
+            let mut rng = ChaCha8Rng::seed_from_u64(300 + step as u64);
+            let inputs: Vec<f32> = (0..t * b * lstm.input_size)
+                .map(|_| rng.random_range(-1.0..1.0))
+                .collect();
+            let values: Vec<f32> = (0..rows * outputs)
+                .map(|_| rng.random_range(-1.0..1.0))
+                .collect();
+            let lengths: Vec<usize> = (0..b).map(|k| t - (k + step) % t).collect();
+            let batch = Batch {
+                seq_len: t,
+                batch: b,
+                inputs: Inputs::Features(&inputs),
+                targets: Targets::Values(&values),
+                lengths: Some(&lengths),
+            };
+            let want = cpu.step(&batch).unwrap();
+            let got = gpu.step_with_loss(&batch).unwrap() as f64;
+            worst = worst.max((got - want).abs() / want.abs().max(1.0));
+            assert!(
+                (got - want).abs() <= 1e-4 * want.abs().max(1.0),
+                "{name}: step {step}: GPU loss {got}, CPU loss {want}"
+            );
+        }
+        let (gm, cm) = (gpu.model().unwrap(), &cpu.model);
+        let (gp, cp) = (gm.named_params(), cm.named_params());
+        assert_eq!(gp.len(), cp.len());
+        assert!(gp.iter().any(|(n, _, _)| n.contains("weight_hr")), "{name}");
+        for ((n, _, g), (_, _, c)) in gp.iter().zip(cp.iter()) {
+            assert_close(&format!("{name}/{n}"), g, c, 1e-4, 1e-3);
+        }
+        eprintln!("{name}: worst relative loss difference {worst:e}");
+    }
+
+    #[test]
+    fn sgd_steps_on_a_projection_model_match_the_cpu_trainer() {
+        compare(
+            "proj_sgd",
+            LstmConfig::new(3, 8)
+                .proj_size(5)
+                .num_layers(2)
+                .bidirectional(true),
+            HeadKind::PerStep,
+            TrainConfig::new(LossKind::Mse, OptimizerKind::sgd(0.5)),
+            10,
+        );
+    }
+
+    #[test]
+    fn clipped_adam_with_dropout_on_a_projection_model_matches_the_cpu_trainer() {
+        let mut cfg = TrainConfig::new(LossKind::Mse, OptimizerKind::adam(0.01));
+        cfg.clip_grad_norm = Some(0.3);
+        cfg.dropout_seed = 21;
+        compare(
+            "proj_adam_clipped_dropout",
+            LstmConfig::new(4, 7)
+                .proj_size(3)
+                .num_layers(2)
+                .dropout(0.3),
+            HeadKind::LastStep,
+            cfg,
+            15,
+        );
+    }
+}
