@@ -388,3 +388,152 @@ mod training {
         );
     }
 }
+
+/// f16 storage (`Precision::F16`) with a projection, against the f32 GPU
+/// path, at the tolerances of tests/gpu_f16.rs and for the same reasons:
+/// forward within 2e-2 absolute, gradients within 5e-2 of each tensor's max.
+mod f16 {
+    use super::common::case::Case;
+    use super::common::gpu::gpu_or_skip;
+    use super::common::{assert_close, assert_close_to_max};
+    use super::errors;
+    use wgpu_lstm::gpu::{GpuContext, GpuLstm, GpuTrainer, Precision};
+    use wgpu_lstm::model::{Batch, HeadKind, Inputs, LossKind, Model, Targets, TrainConfig};
+    use wgpu_lstm::train::OptimizerKind;
+    use wgpu_lstm::{InitOptions, LstmConfig, LstmWeights};
+
+    const FORWARD_ATOL: f64 = 2e-2;
+    const GRAD_TOL: f64 = 5e-2;
+
+    fn f16_gpu(test: &str) -> Option<GpuContext> {
+        let ctx = gpu_or_skip(test)?;
+        if ctx.features().contains(wgpu::Features::SHADER_F16) {
+            Some(ctx)
+        } else {
+            eprintln!("skipped {test}: the adapter lacks SHADER_F16");
+            None
+        }
+    }
+
+    #[test]
+    fn f16_projection_forward_and_gradients_follow_f32() {
+        let Some(ctx) = f16_gpu("f16_projection_forward_and_gradients_follow_f32") else {
+            return;
+        };
+        for (n, (layers, bidir, t, b, h, p)) in [
+            (1, false, 5, 1, 9, 4),
+            (2, true, 30, 4, 33, 16),
+            (2, false, 20, 3, 70, 65),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let cfg = LstmConfig::new(6, h)
+                .proj_size(p)
+                .num_layers(layers)
+                .bidirectional(bidir)
+                .dropout(if layers > 1 { 0.2 } else { 0.0 });
+            let mut c = Case::new(cfg, t, b);
+            c.with_state = true;
+            if b > 1 {
+                c.lengths = Some((0..b).map(|k| t - (2 * k) % t).collect());
+            }
+            let w =
+                LstmWeights::<f32>::init(&c.config, 40 + n as u64, InitOptions::default()).unwrap();
+            let data = c.data::<f32>(1);
+            let x = c.input(&data);
+            let mut f32_gpu = GpuLstm::new(&ctx, &w).unwrap();
+            let mut f16_gpu = GpuLstm::with_precision(&ctx, &w, Precision::F16).unwrap();
+            let name = format!("case {n}: L={layers} bidir={bidir} T={t} B={b} H={h} P={p}");
+
+            let (want, got) = (
+                f32_gpu.forward_host(&x).unwrap(),
+                f16_gpu.forward_host(&x).unwrap(),
+            );
+            for (k, g, e) in [
+                ("output", &got.output, &want.output),
+                ("h_n", &got.h_n, &want.h_n),
+                ("c_n", &got.c_n, &want.c_n),
+            ] {
+                assert_close(
+                    &format!("{name}/{k}"),
+                    g.data(),
+                    e.data(),
+                    FORWARD_ATOL,
+                    0.0,
+                );
+                eprintln!(
+                    "{name}/{k}: max |f16 - f32| = {:.2e}",
+                    errors(g.data(), e.data()).0
+                );
+            }
+
+            f32_gpu.forward_train_host(&x, 7).unwrap();
+            let want = f32_gpu.backward_host(&data.grads()).unwrap();
+            f16_gpu.forward_train_host(&x, 7).unwrap();
+            let got = f16_gpu.backward_host(&data.grads()).unwrap();
+            for ((k, _, g), (_, _, e)) in got
+                .weights
+                .named_params()
+                .iter()
+                .zip(want.weights.named_params().iter())
+            {
+                assert_close_to_max(&format!("{name}/{k}"), g, e, GRAD_TOL);
+            }
+            for (k, g, e) in [
+                ("d_input", &got.d_input, &want.d_input),
+                ("d_h_0", &got.d_h_0, &want.d_h_0),
+                ("d_c_0", &got.d_c_0, &want.d_c_0),
+            ] {
+                assert_close_to_max(&format!("{name}/{k}"), g.data(), e.data(), GRAD_TOL);
+            }
+        }
+    }
+
+    /// One SGD step in f16 (f32 master weights, W_hr among them) changes
+    /// every parameter like the f32 step, within GRAD_TOL of the largest
+    /// f32 change per tensor.
+    #[test]
+    fn an_f16_training_step_on_a_projection_model_follows_f32() {
+        let Some(ctx) = f16_gpu("an_f16_training_step_on_a_projection_model_follows_f32") else {
+            return;
+        };
+        let (t, b) = (12, 6);
+        let x = super::common::random_tensor::<f32>(&[t, b, 3], 5, 1.0).into_data();
+        let y = super::common::random_tensor::<f32>(&[b, 1], 6, 1.0).into_data();
+        let batch = Batch {
+            seq_len: t,
+            batch: b,
+            inputs: Inputs::Features(&x),
+            targets: Targets::Values(&y),
+            lengths: None,
+        };
+        let lstm = LstmConfig::new(3, 16).proj_size(6).num_layers(2);
+        let m0 = Model::<f32>::new(None, &lstm, 1, HeadKind::LastStep, 4).unwrap();
+        let cfg = TrainConfig::new(LossKind::Mse, OptimizerKind::sgd(0.5));
+        let mut f32_trainer = GpuTrainer::new(&ctx, &m0, cfg.clone()).unwrap();
+        let mut f16_trainer = GpuTrainer::with_precision(&ctx, &m0, cfg, Precision::F16).unwrap();
+        let l32 = f32_trainer.step_with_loss(&batch).unwrap();
+        let l16 = f16_trainer.step_with_loss(&batch).unwrap();
+        assert!((l16 - l32).abs() <= 2e-2 * l32.abs(), "loss {l16} vs {l32}");
+        assert_eq!(f16_trainer.skipped_steps().unwrap(), 0);
+        let (p0, p32, p16) = (
+            m0.named_params(),
+            f32_trainer.model().unwrap(),
+            f16_trainer.model().unwrap(),
+        );
+        let mut saw_hr = false;
+        for (((name, _, before), (_, _, a)), (_, _, h)) in p0
+            .iter()
+            .zip(p32.named_params().iter())
+            .zip(p16.named_params().iter())
+        {
+            saw_hr |= name.contains("weight_hr");
+            let d32: Vec<f32> = a.iter().zip(before.iter()).map(|(a, b)| a - b).collect();
+            let d16: Vec<f32> = h.iter().zip(before.iter()).map(|(h, b)| h - b).collect();
+            assert!(d32.iter().any(|v| *v != 0.0), "{name} did not change");
+            assert_close_to_max(&format!("update of {name}"), &d16, &d32, GRAD_TOL);
+        }
+        assert!(saw_hr);
+    }
+}

@@ -2,7 +2,9 @@
 //!
 //! Per layer, one GEMM projects the whole sequence through `W_ih` for both
 //! directions at once, then one fused step dispatch per time step runs both
-//! directions' recurrences. A pass is one command buffer and one submit;
+//! directions' recurrences. With a projection (`proj_size` > 0) a second
+//! dispatch per step computes h_t = m_t · W_hrᵀ, so a step is two dispatches
+//! forward and two backward. A pass is one command buffer and one submit;
 //! buffers, bind groups and per-step parameters for a given (T, B) are made
 //! on the first call and reused.
 
@@ -56,16 +58,16 @@ pub struct GpuLstmOutput<'a> {
 /// the buffers themselves.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct GpuMemory {
-    /// The weights the kernels read: `W_ih`, `W_hh`, `b_ih`, `b_hh` of every
-    /// layer and direction, in the engine's precision.
+    /// The weights the kernels read: `W_ih`, `W_hh`, `b_ih`, `b_hh` (and
+    /// `W_hr`) of every layer and direction, in the engine's precision.
     pub weights: u64,
     /// The f32 master weights kept beside f16 working weights for training
     /// (0 in f32, or when not training).
     pub master_weights: u64,
     /// The activations the last training forward saved for the backward
-    /// pass: per layer the gates [T, B, D, H, 4] and h_prev [T, B, D·H] in
-    /// the engine's precision, and c [T, B, D, H] in f32 (0 before a
-    /// training forward).
+    /// pass: per layer the gates [T, B, D, H, 4] and h_prev [T, B, D·H_out]
+    /// in the engine's precision, and c [T, B, D, H] in f32, plus m
+    /// [T, B, D·H] in f32 with a projection (0 before a training forward).
     pub saved_activations: u64,
 }
 
