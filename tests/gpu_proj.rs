@@ -371,6 +371,56 @@ mod training {
         );
     }
 
+    /// Adam's state for W_hr survives a checkpoint: resuming gives the same
+    /// losses, bit for bit.
+    #[test]
+    fn resuming_a_projection_model_from_a_checkpoint_is_bit_identical() {
+        let name = "resuming_a_projection_model_from_a_checkpoint_is_bit_identical";
+        let Some(ctx) = gpu_or_skip(name) else { return };
+        let lstm = LstmConfig::new(3, 6).proj_size(4).bidirectional(true);
+        let model = Model::<f32>::new(None, &lstm, 2, HeadKind::PerStep, 3).unwrap();
+        let cfg = TrainConfig::new(LossKind::Mse, OptimizerKind::adam(0.02));
+        let (t, b) = (4, 2);
+        let step = |tr: &mut GpuTrainer, s: u64| {
+            let mut rng = ChaCha8Rng::seed_from_u64(s);
+            let x: Vec<f32> = (0..t * b * 3)
+                .map(|_| rng.random_range(-1.0..1.0))
+                .collect();
+            let y: Vec<f32> = (0..t * b * 2)
+                .map(|_| rng.random_range(-1.0..1.0))
+                .collect();
+            let batch = Batch {
+                seq_len: t,
+                batch: b,
+                inputs: Inputs::Features(&x),
+                targets: Targets::Values(&y),
+                lengths: None,
+            };
+            tr.step_with_loss(&batch).unwrap().to_bits()
+        };
+        let dir = std::env::temp_dir().join(format!("wgpu-lstm-proj-ckpt-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("ckpt.safetensors");
+        let mut straight = GpuTrainer::new(&ctx, &model, cfg.clone()).unwrap();
+        let mut losses = Vec::new();
+        for s in 0..6 {
+            if s == 3 {
+                straight.save_checkpoint(&path).unwrap();
+            }
+            losses.push(step(&mut straight, s));
+        }
+        let other = Model::<f32>::new(None, &lstm, 2, HeadKind::PerStep, 77).unwrap();
+        let mut resumed = GpuTrainer::new(&ctx, &other, cfg).unwrap();
+        resumed.load_checkpoint(&path).unwrap();
+        let again: Vec<u32> = (3..6).map(|s| step(&mut resumed, s)).collect();
+        assert_eq!(&losses[3..], &again[..]);
+        let (a, b) = (straight.model().unwrap(), resumed.model().unwrap());
+        for ((n, _, x), (_, _, y)) in a.named_params().iter().zip(b.named_params().iter()) {
+            assert_eq!(x, y, "{n}");
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
     #[test]
     fn clipped_adam_with_dropout_on_a_projection_model_matches_the_cpu_trainer() {
         let mut cfg = TrainConfig::new(LossKind::Mse, OptimizerKind::adam(0.01));
@@ -536,4 +586,42 @@ mod f16 {
         }
         assert!(saw_hr);
     }
+}
+
+/// h states are P wide and c states H wide: swapping them is a typed error,
+/// in the forward pass and in the backward one.
+#[test]
+fn states_of_the_wrong_width_get_typed_errors() {
+    use wgpu_lstm::LstmError;
+    let Some(ctx) = gpu_or_skip("states_of_the_wrong_width_get_typed_errors") else {
+        return;
+    };
+    let cfg = LstmConfig::new(4, 6).proj_size(2);
+    let w = LstmWeights::<f32>::init(&cfg, 1, InitOptions::default()).unwrap();
+    let mut gpu = GpuLstm::new(&ctx, &w).unwrap();
+    let x = GpuTensor::upload(&ctx, "x", &random_tensor(&[3, 2, 4], 1, 1.0)).unwrap();
+    let (h, c) = (
+        GpuTensor::upload(&ctx, "h", &random_tensor(&[1, 2, 2], 2, 1.0)).unwrap(),
+        GpuTensor::upload(&ctx, "c", &random_tensor(&[1, 2, 6], 3, 1.0)).unwrap(),
+    );
+    let swapped = InitialState::Given { h_0: &c, c_0: &h };
+    let err = gpu.forward(&x, swapped, None).unwrap_err();
+    assert!(
+        matches!(&err, LstmError::ShapeMismatch { name, .. } if name == "h_0"),
+        "{err}"
+    );
+    let right = InitialState::Given { h_0: &h, c_0: &c };
+    gpu.forward_train(&x, right, None, 0).unwrap();
+    let dy = GpuTensor::upload(&ctx, "dy", &random_tensor(&[3, 2, 2], 4, 1.0)).unwrap();
+    let err = gpu.backward(&dy, Some(&c), None).unwrap_err();
+    assert!(
+        matches!(&err, LstmError::ShapeMismatch { name, .. } if name == "d_h_n"),
+        "{err}"
+    );
+    let err = gpu.backward(&dy, None, Some(&h)).unwrap_err();
+    assert!(
+        matches!(&err, LstmError::ShapeMismatch { name, .. } if name == "d_c_n"),
+        "{err}"
+    );
+    gpu.backward(&dy, Some(&h), Some(&c)).unwrap();
 }
