@@ -8,6 +8,12 @@
 // Gate rows are stored by unit (i_j, f_j, g_j, o_j side by side), so the four
 // gates of unit j are one vec4 and the cell update happens in registers.
 //
+// With a projection (proj_size P > 0, so h_out = P < H), h_{t-1} is P wide
+// and this kernel stops at m_t = o ⊙ tanh(c_t): it writes m_t into `y`
+// (then [T, B, D·H], without dropout) and leaves h_state alone;
+// shaders/lstm_proj.wgsl then computes h_t = m_t · W_hrᵀ in a second
+// dispatch.
+//
 // Workgroup (64, 1, 1): x = 64 hidden units, y = a block of RB batch rows,
 // z = direction. h_{t-1} is staged through workgroup memory 64 inputs at a
 // time. h is double-buffered by step parity (every workgroup reads all of
@@ -34,6 +40,10 @@ struct StepParams {
     slot: u32,        // layer · D: this layer's first state slot
     slots: u32,       // L · D
     dropout: Dropout, // on this layer's output (training, inner layers)
+    h_out: u32,       // width of h: P with a projection, else H
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
 }
 
 const WG: u32 = 64u;
@@ -41,16 +51,16 @@ const RB: u32 = 4u;
 
 @group(0) @binding(0) var<uniform> p: StepParams;
 @group(0) @binding(1) var<storage, read> gates_x: array<vec4<store_t>>; // [T, B, D, H]: X·W_ihᵀ + b_ih
-@group(0) @binding(2) var<storage, read> w_hh: array<vec4<store_t>>;    // [D, H (input k), H (unit j)]
+@group(0) @binding(2) var<storage, read> w_hh: array<vec4<store_t>>;    // [D, H_out (input k), H (unit j)]
 @group(0) @binding(3) var<storage, read> b_hh: array<vec4<store_t>>;    // [D, H]
-@group(0) @binding(4) var<storage, read_write> h_state: array<f32>;   // [2, L·D, B, H]
+@group(0) @binding(4) var<storage, read_write> h_state: array<f32>;   // [2, L·D, B, H_out]
 @group(0) @binding(5) var<storage, read_write> c_state: array<f32>;   // [L·D, B, H]
-@group(0) @binding(6) var<storage, read_write> y: array<f32>;         // [T, B, D·H]
+@group(0) @binding(6) var<storage, read_write> y: array<f32>;         // [T, B, D·H]: h, or m with a projection
 @group(0) @binding(7) var<storage, read> lengths: array<u32>;         // [B]
 // Training only:
 @group(0) @binding(8) var<storage, read_write> gates_saved: array<vec4<store_t>>; // [T, B, D, H]: i, f, g, o
 @group(0) @binding(9) var<storage, read_write> c_saved: array<f32>;               // [T, B, D, H]: c after step t
-@group(0) @binding(10) var<storage, read_write> h_prev_saved: array<store_t>;     // [T, B, D·H]: h entering step t
+@group(0) @binding(10) var<storage, read_write> h_prev_saved: array<store_t>;     // [T, B, D·H_out]: h entering step t
 
 var<workgroup> h_tile: array<f32, 256>;    // [RB][WG]: h_{t-1}[b0 + r][k0 + kk]
 
@@ -65,6 +75,11 @@ struct Site {
     h_next: u32,   // offset of h_t
 }
 
+// True when h_t = m_t · W_hrᵀ is left to the projection kernel.
+fn projecting() -> bool {
+    return p.h_out != p.hidden;
+}
+
 fn site(wg: vec3<u32>, lid: vec3<u32>) -> Site {
     var s: Site;
     s.d = wg.z;
@@ -75,8 +90,8 @@ fn site(wg: vec3<u32>, lid: vec3<u32>) -> Site {
         s.t = p.seq_len - 1u - p.step;
     }
     s.slot = p.slot + s.d;
-    s.h_prev = (p.parity * p.slots + s.slot) * p.batch * p.hidden;
-    s.h_next = ((1u - p.parity) * p.slots + s.slot) * p.batch * p.hidden;
+    s.h_prev = (p.parity * p.slots + s.slot) * p.batch * p.h_out;
+    s.h_next = ((1u - p.parity) * p.slots + s.slot) * p.batch * p.h_out;
     return s;
 }
 
@@ -84,25 +99,26 @@ fn site(wg: vec3<u32>, lid: vec3<u32>) -> Site {
 // Called by every invocation of the workgroup (it holds barriers).
 fn recurrent(s: Site, lane: u32) -> array<vec4<f32>, 4> {
     let hid = p.hidden;
+    let n_in = p.h_out;
     var acc: array<vec4<f32>, 4>;
     for (var r = 0u; r < RB; r++) {
         acc[r] = vec4<f32>(0.0);
     }
-    for (var k0 = 0u; k0 < hid; k0 += WG) {
+    for (var k0 = 0u; k0 < n_in; k0 += WG) {
         for (var r = 0u; r < RB; r++) {
             let b = s.b0 + r;
             let k = k0 + lane;
             var v = 0.0;
-            if (b < p.batch && k < hid) {
-                v = h_state[s.h_prev + b * hid + k];
+            if (b < p.batch && k < n_in) {
+                v = h_state[s.h_prev + b * n_in + k];
             }
             h_tile[r * WG + lane] = v;
         }
         workgroupBarrier();
         if (s.j < hid) {
-            let kn = min(WG, hid - k0);
+            let kn = min(WG, n_in - k0);
             for (var kk = 0u; kk < kn; kk++) {
-                let w = vec4<f32>(w_hh[(s.d * hid + k0 + kk) * hid + s.j]);
+                let w = vec4<f32>(w_hh[(s.d * n_in + k0 + kk) * hid + s.j]);
                 for (var r = 0u; r < RB; r++) {
                     acc[r] = fma(w, vec4<f32>(h_tile[r * WG + kk]), acc[r]);
                 }
@@ -134,6 +150,18 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
         }
         let state = (s.slot * p.batch + b) * p.hidden + s.j;
         let out = (s.t * p.batch + b) * p.dirs * p.hidden + s.d * p.hidden + s.j;
+        if (projecting()) {
+            // m_t into y; h is the projection kernel's.
+            if (s.t < lengths[b]) {
+                let g = activate(s, b, acc[r]);
+                let c = g.y * c_state[state] + g.x * g.z;
+                c_state[state] = c;
+                y[out] = g.w * tanh_safe(c);
+            } else {
+                y[out] = 0.0;
+            }
+            continue;
+        }
         if (s.t < lengths[b]) {
             let g = activate(s, b, acc[r]);
             let c = g.y * c_state[state] + g.x * g.z;
@@ -164,8 +192,12 @@ fn main_train(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id
         let unit = s.d * p.hidden + s.j;
         let out = (s.t * p.batch + b) * p.dirs * p.hidden + unit;
         let saved = ((s.t * p.batch + b) * p.dirs + s.d) * p.hidden + s.j;
-        let h_old = h_state[s.h_prev + b * p.hidden + s.j];
-        h_prev_saved[out] = store_t(h_old);
+        // h_{t-1} has h_out units: the first h_out invocations save it.
+        var h_old = 0.0;
+        if (s.j < p.h_out) {
+            h_old = h_state[s.h_prev + b * p.h_out + s.j];
+            h_prev_saved[(s.t * p.batch + b) * p.dirs * p.h_out + s.d * p.h_out + s.j] = store_t(h_old);
+        }
         if (s.t < lengths[b]) {
             let g = activate(s, b, acc[r]);
             let c = g.y * c_state[state] + g.x * g.z;
@@ -173,12 +205,19 @@ fn main_train(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id
             gates_saved[saved] = vec4<store_t>(g);
             c_state[state] = c;
             c_saved[saved] = c;
-            h_state[s.h_next + b * p.hidden + s.j] = h;
-            y[out] = h * dropout_scale(p.dropout, s.t, b, unit);
+            if (projecting()) {
+                // m_t, saved for dW_hr; the projection kernel applies dropout.
+                y[out] = h;
+            } else {
+                h_state[s.h_next + b * p.hidden + s.j] = h;
+                y[out] = h * dropout_scale(p.dropout, s.t, b, unit);
+            }
         } else {
             gates_saved[saved] = vec4<store_t>(0.0);
             c_saved[saved] = c_state[state];
-            h_state[s.h_next + b * p.hidden + s.j] = h_old;
+            if (!projecting()) {
+                h_state[s.h_next + b * p.hidden + s.j] = h_old;
+            }
             y[out] = 0.0;
         }
     }

@@ -11,8 +11,14 @@
 // through unchanged. The dispatch with step == T does no cell work: it
 // finishes dh_0 (the recurrent product of the last dG) and dc_0.
 //
+// With a projection (h_out = P < H), shaders/lstm_proj_backward.wgsl has
+// already formed the P-wide dh_t (dy, mask and carry included) in the same
+// step's first dispatch; this kernel takes dm_t = dh_t · W_hr in place of
+// dh_t, and leaves dh_carry and dh_0 to that kernel.
+//
 // Workgroup (64, 1, 1): x = 64 hidden units, y = RB batch rows, z = direction.
-// The previous step's dG rows are staged through workgroup memory.
+// The previous step's dG rows (or, with a projection, dh_t) are staged
+// through workgroup memory.
 //
 // `store_t` (f32 or f16, declared before this file by the kernel builder) is
 // how the saved gates, W_hh and dG are stored; all arithmetic is f32.
@@ -27,6 +33,10 @@ struct BackParams {
     slot: u32,        // layer · D: this layer's first state slot
     slots: u32,       // L · D
     dropout: Dropout, // the mask the forward pass applied to this layer's output
+    h_out: u32,       // width of h: P with a projection, else H
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
 }
 
 const WG: u32 = 64u;
@@ -36,16 +46,24 @@ const RB: u32 = 4u;
 @group(0) @binding(1) var<storage, read> gates: array<vec4<store_t>>; // [T, B, D, H]: saved i, f, g, o
 @group(0) @binding(2) var<storage, read> c_saved: array<f32>;         // [T, B, D, H]: c after step t
 @group(0) @binding(3) var<storage, read> c_0: array<f32>;             // [L·D, B, H]
-@group(0) @binding(4) var<storage, read> w_hh: array<vec4<store_t>>;  // [D, H (input k), H (unit j)]
-@group(0) @binding(5) var<storage, read> dy: array<f32>;              // [T, B, D·H]
+@group(0) @binding(4) var<storage, read> w_hh: array<vec4<store_t>>;  // [D, H_out (input k), H (unit j)]
+@group(0) @binding(5) var<storage, read> dy: array<f32>;              // [T, B, D·H] (unread with a projection)
 @group(0) @binding(6) var<storage, read_write> d_gates: array<vec4<store_t>>; // [T, B, D, H]
 @group(0) @binding(7) var<storage, read_write> dh_carry: array<f32>;  // [2, L·D, B, H]
 @group(0) @binding(8) var<storage, read_write> dc_carry: array<f32>;  // [L·D, B, H]
 @group(0) @binding(9) var<storage, read> lengths: array<u32>;         // [B]
 @group(0) @binding(10) var<storage, read_write> d_h0: array<f32>;     // [L·D, B, H]
 @group(0) @binding(11) var<storage, read_write> d_c0: array<f32>;     // [L·D, B, H]
+// Projection only (any buffer otherwise):
+@group(0) @binding(12) var<storage, read> w_hr: array<store_t>;       // [D, P, H]
+@group(0) @binding(13) var<storage, read> dh_proj: array<f32>;        // [T, B, D·P]: dh_t
 
 var<workgroup> dg_tile: array<vec4<f32>, 256>;   // [RB][WG]: dG_prev[b0 + r][unit u0 + uu]
+var<workgroup> dh_tile: array<f32, 256>;         // [RB][WG]: dh_t[b0 + r][k0 + kk]
+
+fn projecting() -> bool {
+    return p.h_out != p.hidden;
+}
 
 // The time index handled at backward step s in direction d.
 fn time_of(s: u32, d: u32) -> u32 {
@@ -74,7 +92,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
     for (var r = 0u; r < RB; r++) {
         rec[r] = 0.0;
     }
-    if (has_prev) {
+    if (has_prev && !projecting()) {
         for (var u0 = 0u; u0 < hid; u0 += WG) {
             for (var r = 0u; r < RB; r++) {
                 let b = b0 + r;
@@ -98,6 +116,37 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
             workgroupBarrier();
         }
     }
+    // With a projection, dm[r] = (dh_t · W_hr)[b0 + r, j].
+    var dm: array<f32, 4>;
+    for (var r = 0u; r < RB; r++) {
+        dm[r] = 0.0;
+    }
+    if (projecting() && p.step < p.seq_len) {
+        let np = p.h_out;
+        let t = time_of(p.step, d);
+        for (var k0 = 0u; k0 < np; k0 += WG) {
+            for (var r = 0u; r < RB; r++) {
+                let b = b0 + r;
+                let k = k0 + lid.x;
+                var v = 0.0;
+                if (b < bsz && k < np) {
+                    v = dh_proj[(t * bsz + b) * p.dirs * np + d * np + k];
+                }
+                dh_tile[r * WG + lid.x] = v;
+            }
+            workgroupBarrier();
+            if (j < hid) {
+                let kn = min(WG, np - k0);
+                for (var kk = 0u; kk < kn; kk++) {
+                    let w = f32(w_hr[(d * np + k0 + kk) * hid + j]);
+                    for (var r = 0u; r < RB; r++) {
+                        dm[r] = fma(w, dh_tile[r * WG + kk], dm[r]);
+                    }
+                }
+            }
+            workgroupBarrier();
+        }
+    }
     if (j >= hid) {
         return;
     }
@@ -109,25 +158,36 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
         }
         let len = lengths[b];
         let state = ((p.slot + d) * bsz + b) * hid + j;
-        let slab = p.slots * bsz * hid;
-        var carry = dh_carry[p.parity * slab + state];
-        if (has_prev && t_prev < len) {
-            carry = rec[r];
+        // Without a projection h and c have the same shape, and this kernel
+        // carries dh too.
+        var carry = 0.0;
+        if (!projecting()) {
+            let slab = p.slots * bsz * hid;
+            carry = dh_carry[p.parity * slab + state];
+            if (has_prev && t_prev < len) {
+                carry = rec[r];
+            }
+            if (p.step == p.seq_len) {
+                d_h0[state] = carry;
+            } else {
+                dh_carry[(1u - p.parity) * slab + state] = carry;
+            }
         }
         if (p.step == p.seq_len) {
-            d_h0[state] = carry;
             d_c0[state] = dc_carry[state];
             continue;
         }
         let t = time_of(p.step, d);
         let at = ((t * bsz + b) * p.dirs + d) * hid + j;
-        dh_carry[(1u - p.parity) * slab + state] = carry;
         if (t >= len) {
             d_gates[at] = vec4<store_t>(0.0);
             continue;
         }
-        let unit = d * hid + j;
-        let dh = dy[(t * bsz + b) * p.dirs * hid + unit] * dropout_scale(p.dropout, t, b, unit) + carry;
+        var dh = dm[r];
+        if (!projecting()) {
+            let unit = d * hid + j;
+            dh = dy[(t * bsz + b) * p.dirs * hid + unit] * dropout_scale(p.dropout, t, b, unit) + carry;
+        }
         let g = vec4<f32>(gates[at]);
         let c_t = c_saved[at];
         // c_{t-1}: the state entering step t in this direction's visiting order.

@@ -396,7 +396,8 @@ fn torch_saved_state_dict_runs_on_both_devices() {
 }
 
 /// A projection LSTM (`proj_size` = 4) saved by PyTorch: the CLI infers
-/// `proj_size` from `weight_hr` and reproduces PyTorch's own run.
+/// `proj_size` from `weight_hr` and reproduces PyTorch's own run, on the CPU
+/// and on the GPU.
 #[test]
 fn pytorch_projection_checkpoint_matches_pytorch() {
     let dir = TempDir::new("proj");
@@ -406,21 +407,31 @@ fn pytorch_projection_checkpoint_matches_pytorch() {
     let input = dir.path("in.safetensors");
     write_raw(&input, &[f32s("input", x.shape(), x.data())]);
     let model = fixture("state_dicts/lstm_proj.safetensors");
-    let out = dir.path("out-cpu.safetensors");
-    assert_ok(&run_cli(&model, &input, &out, &["--device", "cpu"]), "cpu");
-    let got = read_out(&out);
-    for key in ["output", "h_n", "c_n"] {
-        let want = read_float::<f32>(&io, key).unwrap();
-        assert_eq!(got[key].shape(), want.shape(), "{key}");
-        assert_close(
-            &format!("cpu {key}"),
-            got[key].data(),
-            want.data(),
-            1e-5,
-            0.0,
-        );
+    let check = |device: &str, flags: &[&str]| {
+        let out = dir.path(&format!("out-{device}.safetensors"));
+        assert_ok(&run_cli(&model, &input, &out, flags), device);
+        let got = read_out(&out);
+        for key in ["output", "h_n", "c_n"] {
+            let want = read_float::<f32>(&io, key).unwrap();
+            assert_eq!(got[key].shape(), want.shape(), "{device} {key}");
+            assert_close(
+                &format!("{device} {key}"),
+                got[key].data(),
+                want.data(),
+                1e-5,
+                0.0,
+            );
+        }
+        assert_eq!(got["output"].shape(), [7, 3, 8], "D·P = 8 output features");
+    };
+    check("cpu", &["--device", "cpu"]);
+    if common::gpu::gpu_or_skip("pytorch_projection_checkpoint_matches_pytorch (gpu part)")
+        .is_none()
+    {
+        return;
     }
-    assert_eq!(got["output"].shape(), [7, 3, 8], "D·P = 8 output features");
+    // The default device is the GPU.
+    check("gpu", &[]);
 }
 
 #[test]

@@ -175,7 +175,7 @@ fn run<T: Real>(
                     p: cfg.dropout,
                     seed,
                 }
-                .mask::<T>(layer, seq_len, batch, dirs * h);
+                .mask::<T>(layer, seq_len, batch, dirs * hout);
                 layer_output
                     .iter_mut()
                     .zip(&mask)

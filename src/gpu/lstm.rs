@@ -2,14 +2,18 @@
 //!
 //! Per layer, one GEMM projects the whole sequence through `W_ih` for both
 //! directions at once, then one fused step dispatch per time step runs both
-//! directions' recurrences. A pass is one command buffer and one submit;
+//! directions' recurrences. With a projection (`proj_size` > 0) a second
+//! dispatch per step computes h_t = m_t · W_hrᵀ, so a step is two dispatches
+//! forward and two backward. A pass is one command buffer and one submit;
 //! buffers, bind groups and per-step parameters for a given (T, B) are made
 //! on the first call and reused.
 
 use crate::config::LstmConfig;
 use crate::cpu::{Gradients, LstmOutput, OutputGrads};
 use crate::error::{LstmError, Result};
-use crate::gpu::kernels::{BackwardStepKernel, LstmGemms, PermuteKernel, StepKernel};
+use crate::gpu::kernels::{
+    BackwardStepKernel, LstmGemms, PermuteKernel, ProjBackwardKernel, ProjKernel, StepKernel,
+};
 use crate::gpu::params::{download_layers, upload_layers, write_layers};
 use crate::gpu::profiler::{KernelTimes, Phase, Profiler};
 use crate::gpu::tensor::{map_and_read, read_back};
@@ -25,7 +29,7 @@ use crate::weights::{LayerWeights, LstmWeights};
 pub enum InitialState<'a> {
     /// h_0 = c_0 = 0.
     Zeros,
-    /// Given states, each [D·L, B, H].
+    /// Given states: h_0 [D·L, B, H_out], c_0 [D·L, B, H].
     Given {
         h_0: &'a GpuTensor,
         c_0: &'a GpuTensor,
@@ -41,9 +45,10 @@ pub enum InitialState<'a> {
 /// (`to_host`) or copy what must outlive it.
 #[derive(Debug)]
 pub struct GpuLstmOutput<'a> {
-    /// [T, B, D·H], or [B, T, D·H] with `batch_first`.
+    /// [T, B, D·H_out], or [B, T, D·H_out] with `batch_first` (H_out = P
+    /// with a projection, else H).
     pub output: &'a GpuTensor,
-    /// [D·L, B, H]
+    /// [D·L, B, H_out]
     pub h_n: &'a GpuTensor,
     /// [D·L, B, H]
     pub c_n: &'a GpuTensor,
@@ -53,16 +58,16 @@ pub struct GpuLstmOutput<'a> {
 /// the buffers themselves.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct GpuMemory {
-    /// The weights the kernels read: `W_ih`, `W_hh`, `b_ih`, `b_hh` of every
-    /// layer and direction, in the engine's precision.
+    /// The weights the kernels read: `W_ih`, `W_hh`, `b_ih`, `b_hh` (and
+    /// `W_hr`) of every layer and direction, in the engine's precision.
     pub weights: u64,
     /// The f32 master weights kept beside f16 working weights for training
     /// (0 in f32, or when not training).
     pub master_weights: u64,
     /// The activations the last training forward saved for the backward
-    /// pass: per layer the gates [T, B, D, H, 4] and h_prev [T, B, D·H] in
-    /// the engine's precision, and c [T, B, D, H] in f32 (0 before a
-    /// training forward).
+    /// pass: per layer the gates [T, B, D, H, 4] and h_prev [T, B, D·H_out]
+    /// in the engine's precision, and c [T, B, D, H] in f32, plus m
+    /// [T, B, D·H] in f32 with a projection (0 before a training forward).
     pub saved_activations: u64,
 }
 
@@ -85,6 +90,8 @@ pub struct GpuLstm {
     step: StepKernel,
     back: BackwardStepKernel,
     permute: PermuteKernel,
+    /// h_t = m_t · W_hrᵀ and its backward, with a projection (`proj_size` > 0).
+    proj: Option<(ProjKernel, ProjBackwardKernel)>,
     /// The weights the kernels read, in `precision`.
     layers: Vec<GpuLayer>,
     /// f32 master weights, which the optimizer updates when training in f16
@@ -127,13 +134,6 @@ impl GpuLstm {
         ctx.check_precision(precision)?;
         let config = weights.config.clone();
         config.validate()?;
-        if config.proj_size > 0 {
-            return Err(LstmError::Unsupported(
-                "projection LSTMs (proj_size > 0) run on the CPU path only; the GPU engine \
-                 does not support them yet"
-                    .into(),
-            ));
-        }
         let layers = upload_layers(
             ctx,
             &config,
@@ -146,6 +146,12 @@ impl GpuLstm {
             step: StepKernel::new(ctx, precision),
             back: BackwardStepKernel::new(ctx, precision),
             permute: PermuteKernel::new(ctx),
+            proj: (config.proj_size > 0).then(|| {
+                (
+                    ProjKernel::new(ctx, precision),
+                    ProjBackwardKernel::new(ctx, precision),
+                )
+            }),
             ctx: ctx.clone(),
             config,
             precision,
@@ -367,7 +373,7 @@ impl GpuLstm {
     }
 
     /// Backpropagates through the last training forward. `d_output` has the
-    /// output's shape; `d_h_n` and `d_c_n` are [D·L, B, H] (zeros when
+    /// output's shape; `d_h_n` is [D·L, B, H_out] and `d_c_n` [D·L, B, H] (zeros when
     /// `None`). Overwrites the gradients that [`gradients`](Self::gradients)
     /// reads. One submit.
     pub fn backward(
@@ -388,8 +394,10 @@ impl GpuLstm {
         let tr = ws.train.as_ref().expect("training workspace");
         let dst = tr.batch_first.as_ref().map_or(&tr.dy, |(d, _)| d);
         enc.copy_buffer_to_buffer(&d_output.buffer, 0, &dst.buffer, 0, d_output.byte_len());
-        let slab = tr.d_h0.byte_len();
-        for (src, dst) in [(d_h_n, &tr.dh_carry), (d_c_n, &tr.dc_carry)] {
+        for (src, dst, slab) in [
+            (d_h_n, &tr.dh_carry, tr.d_h0.byte_len()),
+            (d_c_n, &tr.dc_carry, tr.d_c0.byte_len()),
+        ] {
             match src {
                 Some(s) => enc.copy_buffer_to_buffer(&s.buffer, 0, dst, 0, slab),
                 None => enc.clear_buffer(dst, 0, Some(slab)),
@@ -415,8 +423,10 @@ impl GpuLstm {
         let tr = ws.train.as_ref().expect("training workspace");
         let dst = tr.batch_first.as_ref().map_or(&tr.dy, |(d, _)| d);
         queue.write_buffer(&dst.buffer, 0, bytemuck::cast_slice(grads.d_output.data()));
-        let slab = tr.d_h0.byte_len();
-        for (src, dst) in [(grads.d_h_n, &tr.dh_carry), (grads.d_c_n, &tr.dc_carry)] {
+        for (src, dst, slab) in [
+            (grads.d_h_n, &tr.dh_carry, tr.d_h0.byte_len()),
+            (grads.d_c_n, &tr.dc_carry, tr.d_c0.byte_len()),
+        ] {
             match src {
                 Some(s) => queue.write_buffer(dst, 0, bytemuck::cast_slice(s.data())),
                 None => enc.clear_buffer(dst, 0, Some(slab)),
@@ -492,9 +502,8 @@ impl GpuLstm {
             .as_ref()
             .expect("training workspace");
         enc.copy_buffer_to_buffer(&d_output.buffer, 0, &tr.dy.buffer, 0, d_output.byte_len());
-        let slab = tr.d_h0.byte_len();
-        enc.clear_buffer(&tr.dh_carry, 0, Some(slab));
-        enc.clear_buffer(&tr.dc_carry, 0, Some(slab));
+        enc.clear_buffer(&tr.dh_carry, 0, Some(tr.d_h0.byte_len()));
+        enc.clear_buffer(&tr.dc_carry, 0, Some(tr.d_c0.byte_len()));
         self.encode_backward(enc, idx);
     }
 
@@ -556,10 +565,13 @@ impl GpuLstm {
         if d_output != want {
             return Err(LstmError::shape("d_output", want, d_output));
         }
-        let state = self.state(ws.batch).h_n.shape();
-        for (name, s) in [("d_h_n", d_h_n), ("d_c_n", d_c_n)] {
-            if let Some(s) = s.filter(|s| *s != state) {
-                return Err(LstmError::shape(name, state, s));
+        let state = self.state(ws.batch);
+        for (name, s, want) in [
+            ("d_h_n", d_h_n, state.h_n.shape()),
+            ("d_c_n", d_c_n, state.c_n.shape()),
+        ] {
+            if let Some(s) = s.filter(|s| *s != want) {
+                return Err(LstmError::shape(name, want, s));
             }
         }
         Ok(())
@@ -621,15 +633,11 @@ impl GpuLstm {
     fn prepare(&mut self, seq_len: usize, batch: usize, training: bool) -> Result<usize> {
         if !self.states.iter().any(|s| s.batch == batch) {
             let cfg = &self.config;
-            let shape = [
-                cfg.num_layers * cfg.num_directions(),
-                batch,
-                cfg.hidden_size,
-            ];
+            let slots = cfg.num_layers * cfg.num_directions();
             self.states.push(State {
                 batch,
-                h_n: GpuTensor::empty(&self.ctx, "h_n", &shape)?,
-                c_n: GpuTensor::empty(&self.ctx, "c_n", &shape)?,
+                h_n: GpuTensor::empty(&self.ctx, "h_n", &[slots, batch, cfg.hidden_out()])?,
+                c_n: GpuTensor::empty(&self.ctx, "c_n", &[slots, batch, cfg.hidden_size])?,
             });
         }
         let idx = match self
@@ -653,6 +661,7 @@ impl GpuLstm {
                     gemms: &self.gemms,
                     step: &self.step,
                     permute: &self.permute,
+                    proj: self.proj.as_ref().map(|(k, _)| k),
                 };
                 let ws = Workspace::build(
                     &self.ctx,
@@ -673,7 +682,7 @@ impl GpuLstm {
                     let four_h = 4 * self.config.hidden_size;
                     LayerWeights {
                         weight_ih: vec![0.0; four_h * input],
-                        weight_hh: vec![0.0; four_h * self.config.hidden_size],
+                        weight_hh: vec![0.0; four_h * self.config.hidden_out()],
                         bias_ih: None,
                         bias_hh: None,
                         weight_hr: None,
@@ -692,6 +701,7 @@ impl GpuLstm {
                 step: &self.step,
                 back: &self.back,
                 permute: &self.permute,
+                proj: self.proj.as_ref(),
             };
             let grads = self.grads.as_ref().expect("made above");
             let space = TrainSpace::build(
@@ -738,7 +748,7 @@ impl GpuLstm {
         let ws = &self.workspaces[idx];
         let state = self.state(ws.batch);
         let (t, b, layers) = (ws.seq_len, ws.batch, cfg.num_layers);
-        let slab = state.h_n.byte_len();
+        let (h_slab, c_slab) = (state.h_n.byte_len(), state.c_n.byte_len());
         let queue = ctx.queue();
 
         // The input, into the time-major (or batch-first staging) buffer.
@@ -754,7 +764,9 @@ impl GpuLstm {
         // The initial state: h into parity 0 of the double buffer, c in place.
         match source {
             Source::Host(x) => {
-                for (dst, given) in [(&ws.h_state, x.h_0), (&ws.c_state, x.c_0)] {
+                for (dst, given, slab) in
+                    [(&ws.h_state, x.h_0, h_slab), (&ws.c_state, x.c_0, c_slab)]
+                {
                     match given {
                         Some(v) => queue.write_buffer(dst, 0, bytemuck::cast_slice(v.data())),
                         None => enc.clear_buffer(dst, 0, Some(slab)),
@@ -762,21 +774,21 @@ impl GpuLstm {
                 }
             }
             Source::Gpu(_, InitialState::Given { h_0, c_0 }) => {
-                enc.copy_buffer_to_buffer(&h_0.buffer, 0, &ws.h_state, 0, slab);
-                enc.copy_buffer_to_buffer(&c_0.buffer, 0, &ws.c_state, 0, slab);
+                enc.copy_buffer_to_buffer(&h_0.buffer, 0, &ws.h_state, 0, h_slab);
+                enc.copy_buffer_to_buffer(&c_0.buffer, 0, &ws.c_state, 0, c_slab);
             }
             Source::Gpu(_, InitialState::Carry) => {
-                enc.copy_buffer_to_buffer(&state.h_n.buffer, 0, &ws.h_state, 0, slab);
-                enc.copy_buffer_to_buffer(&state.c_n.buffer, 0, &ws.c_state, 0, slab);
+                enc.copy_buffer_to_buffer(&state.h_n.buffer, 0, &ws.h_state, 0, h_slab);
+                enc.copy_buffer_to_buffer(&state.c_n.buffer, 0, &ws.c_state, 0, c_slab);
             }
             Source::Gpu(_, InitialState::Zeros) => {
-                enc.clear_buffer(&ws.h_state, 0, Some(slab));
-                enc.clear_buffer(&ws.c_state, 0, Some(slab));
+                enc.clear_buffer(&ws.h_state, 0, Some(h_slab));
+                enc.clear_buffer(&ws.c_state, 0, Some(c_slab));
             }
         }
         let train = ws.train.as_ref().filter(|_| training);
         if let Some(tr) = train {
-            enc.copy_buffer_to_buffer(&ws.c_state, 0, &tr.c0, 0, slab);
+            enc.copy_buffer_to_buffer(&ws.c_state, 0, &tr.c0, 0, c_slab);
         }
         let lens: Vec<u32> = match lengths {
             Some(l) => l.iter().map(|&v| v as u32).collect(),
@@ -796,31 +808,28 @@ impl GpuLstm {
                 let mut pass = self.begin_pass(enc, "input projection", Some(Phase::Projection));
                 self.gemms.forward.encode(ctx, &mut pass, gemm_bg, *groups);
             }
+            // With a projection each step is two dispatches: the cell, then
+            // h_t = m_t · W_hrᵀ.
             let mut pass = self.begin_pass(enc, "lstm steps", Some(Phase::Steps));
             for s in 0..t {
-                match train {
-                    Some(tr) => {
-                        let offset = tr.step_offset(cfg, t, l, s);
-                        self.step.encode(
-                            ctx,
-                            &mut pass,
-                            true,
-                            &tr.steps[l],
-                            offset,
-                            ws.step_groups,
-                        );
-                    }
-                    None => {
-                        let offset = ws.layout.offset(step_entry(layers, t, l, s));
-                        self.step.encode(
-                            ctx,
-                            &mut pass,
-                            false,
-                            &ws.steps[l],
-                            offset,
-                            ws.step_groups,
-                        );
-                    }
+                let (offset, step_bg, proj_bg) = match train {
+                    Some(tr) => (tr.step_offset(cfg, t, l, s), &tr.steps[l], tr.projs.get(l)),
+                    None => (
+                        ws.layout.offset(step_entry(layers, t, l, s)),
+                        &ws.steps[l],
+                        ws.projs.get(l),
+                    ),
+                };
+                self.step.encode(
+                    ctx,
+                    &mut pass,
+                    train.is_some(),
+                    step_bg,
+                    offset,
+                    ws.step_groups,
+                );
+                if let (Some((proj, _)), Some(bg)) = (&self.proj, proj_bg) {
+                    proj.encode(ctx, &mut pass, bg, offset, ws.proj_groups);
                 }
             }
         }
@@ -831,12 +840,12 @@ impl GpuLstm {
         // h_T sits in the parity T % 2 half of the double buffer.
         enc.copy_buffer_to_buffer(
             &ws.h_state,
-            (t % 2) as u64 * slab,
+            (t % 2) as u64 * h_slab,
             &state.h_n.buffer,
             0,
-            slab,
+            h_slab,
         );
-        enc.copy_buffer_to_buffer(&ws.c_state, 0, &state.c_n.buffer, 0, slab);
+        enc.copy_buffer_to_buffer(&ws.c_state, 0, &state.c_n.buffer, 0, c_slab);
     }
 
     /// Encodes backpropagation through the saved forward of workspace `idx`;
@@ -855,8 +864,13 @@ impl GpuLstm {
             {
                 let mut pass =
                     self.begin_pass(enc, "lstm backward steps", Some(Phase::BackwardSteps));
+                // With a projection each step is two dispatches: the P-wide
+                // dh_t, then the cell through dm_t = dh_t · W_hr.
                 for s in 0..=t {
                     let offset = tr.back_offset(cfg, t, l, s);
+                    if let (Some((_, proj_back)), Some(bg)) = (&self.proj, tr.proj_back.get(l)) {
+                        proj_back.encode(ctx, &mut pass, bg, offset, ws.proj_groups);
+                    }
                     self.back
                         .encode(ctx, &mut pass, &tr.back[l], offset, ws.step_groups);
                 }

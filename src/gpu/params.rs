@@ -45,7 +45,8 @@ pub(super) fn upload_layers(
     label: &str,
     precision: Precision,
 ) -> Result<Vec<GpuLayer>> {
-    let (h, dirs) = (cfg.hidden_size, cfg.num_directions());
+    let (h, hout, dirs) = (cfg.hidden_size, cfg.hidden_out(), cfg.num_directions());
+    let p = cfg.proj_size;
     let buffer = |name: String, len: usize| {
         ctx.create_buffer(&name, precision.bytes() * len as u64, TENSOR_USAGE)
     };
@@ -55,8 +56,13 @@ pub(super) fn upload_layers(
         layers.push(GpuLayer {
             w_ih: buffer(format!("{label}weight_ih_l{l}"), dirs * 4 * h * input_size)?,
             b_ih: buffer(format!("{label}bias_ih_l{l}"), dirs * 4 * h)?,
-            w_hh: buffer(format!("{label}weight_hh_l{l}"), dirs * 4 * h * h)?,
+            w_hh: buffer(format!("{label}weight_hh_l{l}"), dirs * 4 * h * hout)?,
             b_hh: buffer(format!("{label}bias_hh_l{l}"), dirs * 4 * h)?,
+            w_hr: if p > 0 {
+                Some(buffer(format!("{label}weight_hr_l{l}"), dirs * p * h)?)
+            } else {
+                None
+            },
             input_size,
             precision,
         });
@@ -73,23 +79,36 @@ pub(super) fn write_layers(
     layer: impl Fn(usize, usize) -> LayerWeights<f32>,
     dst: &[GpuLayer],
 ) {
-    let (h, dirs) = (cfg.hidden_size, cfg.num_directions());
+    let (h, hout, dirs) = (cfg.hidden_size, cfg.hidden_out(), cfg.num_directions());
     let zeros = vec![0.0; 4 * h];
     for (l, gl) in dst.iter().enumerate() {
         let (mut w_ih, mut b_ih, mut w_hh, mut b_hh) = (vec![], vec![], vec![], vec![]);
+        let mut w_hr = vec![];
         for dir in 0..dirs {
             let lw = layer(l, dir);
             w_ih.extend(rows_by_unit(&lw.weight_ih, h, gl.input_size));
-            w_hh.extend(recurrent_to_gpu(&lw.weight_hh, h, h));
+            w_hh.extend(recurrent_to_gpu(&lw.weight_hh, h, hout));
             b_ih.extend(rows_by_unit(lw.bias_ih.as_deref().unwrap_or(&zeros), h, 1));
             b_hh.extend(rows_by_unit(lw.bias_hh.as_deref().unwrap_or(&zeros), h, 1));
+            // W_hr keeps PyTorch's [P, H] layout (zeros where a caller
+            // passes none, as for gradient buffers).
+            if gl.w_hr.is_some() {
+                match &lw.weight_hr {
+                    Some(w) => w_hr.extend_from_slice(w),
+                    None => w_hr.extend(std::iter::repeat_n(0.0, cfg.proj_size * h)),
+                }
+            }
         }
-        for (buf, data) in [
+        let mut writes = vec![
             (&gl.w_ih, w_ih),
             (&gl.b_ih, b_ih),
             (&gl.w_hh, w_hh),
             (&gl.b_hh, b_hh),
-        ] {
+        ];
+        if let Some(buf) = &gl.w_hr {
+            writes.push((buf, w_hr));
+        }
+        for (buf, data) in writes {
             ctx.queue()
                 .write_buffer(buf, 0, &to_bytes(&data, gl.precision));
         }
@@ -102,16 +121,21 @@ pub(super) fn download_layers(
     cfg: &LstmConfig,
     layers: &[GpuLayer],
 ) -> Result<LstmWeights<f32>> {
-    let (h, dirs) = (cfg.hidden_size, cfg.num_directions());
+    let (h, hout, dirs) = (cfg.hidden_size, cfg.hidden_out(), cfg.num_directions());
+    let p = cfg.proj_size;
     let mut out = LstmWeights::zeros(cfg)?;
     for (l, gl) in layers.iter().enumerate() {
-        let lens = [
+        let mut lens = vec![
             dirs * 4 * h * gl.input_size,
             dirs * 4 * h,
-            dirs * 4 * h * h,
+            dirs * 4 * h * hout,
             dirs * 4 * h,
         ];
-        let bufs = [&gl.w_ih, &gl.b_ih, &gl.w_hh, &gl.b_hh];
+        let mut bufs = vec![&gl.w_ih, &gl.b_ih, &gl.w_hh, &gl.b_hh];
+        if let Some(w_hr) = &gl.w_hr {
+            lens.push(dirs * p * h);
+            bufs.push(w_hr);
+        }
         let raw = read_buffers(ctx, &bufs)?;
         let host: Vec<Vec<f32>> = raw
             .iter()
@@ -123,10 +147,10 @@ pub(super) fn download_layers(
             let bias = |t: &[f32]| rows_by_gate(&part(t, 4 * h), h, 1);
             *out.layer_mut(l, dir) = LayerWeights {
                 weight_ih: rows_by_gate(&part(&host[0], 4 * h * gl.input_size), h, gl.input_size),
-                weight_hh: recurrent_from_gpu(&part(&host[2], 4 * h * h), h, h),
+                weight_hh: recurrent_from_gpu(&part(&host[2], 4 * h * hout), h, hout),
                 bias_ih: cfg.bias.then(|| bias(&host[1])),
                 bias_hh: cfg.bias.then(|| bias(&host[3])),
-                weight_hr: None,
+                weight_hr: host.get(4).map(|w| part(w, p * h)),
             };
         }
     }

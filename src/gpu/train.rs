@@ -8,15 +8,22 @@
 //! direction), db = 1ᵀ·dG, and dX = dG·W_ih, the gradient of the layer
 //! below's output. That is T + 4 + D dispatches per layer.
 //!
+//! With a projection (`proj_size` P > 0) each backward step is two
+//! dispatches (`shaders/lstm_proj_backward.wgsl` forms the P-wide dh_t, then
+//! the cell kernel runs on dm_t = dh_t · W_hr), and one more GEMM per
+//! direction gives dW_hr = dhᵀ·M from the saved m_t = o ⊙ tanh(c_t): 2T + 4 +
+//! 2D dispatches per layer. H_prev, and so dW_hh, are P wide.
+//!
 //! The saved gates and h, and the gate gradients dG, are stored in the
-//! engine's precision (f16 or f32); the saved c, the carried dh and dc and
-//! every parameter gradient are f32.
+//! engine's precision (f16 or f32); the saved c and m, dh, the carried dh
+//! and dc and every parameter gradient are f32.
 
 use crate::config::LstmConfig;
 use crate::error::Result;
 use crate::gpu::kernels::{
     BackParams, BackwardBuffers, BackwardStepKernel, DropoutParams, GemmKernel, GemmOp, GemmParams,
-    LstmGemms, PermuteKernel, PermuteParams, StepBuffers, StepKernel, TrainBuffers,
+    LstmGemms, PermuteKernel, PermuteParams, ProjBackwardBuffers, ProjBackwardKernel, ProjBuffers,
+    ProjKernel, StepBuffers, StepKernel, TrainBuffers,
 };
 use crate::gpu::tensor::{TENSOR_USAGE, byte_size, byte_size_in};
 use crate::gpu::workspace::{GpuLayer, Uniforms, Workspace, check_groups, step_params};
@@ -31,22 +38,26 @@ pub(super) struct TrainSpace {
     gates: Vec<wgpu::Buffer>,
     /// Per layer [T, B, D, H]: c after each step (f32).
     c_saved: Vec<wgpu::Buffer>,
-    /// Per layer [T, B, D·H]: h entering each step (storage precision).
+    /// Per layer [T, B, D·H_out]: h entering each step (storage precision).
     h_prev: Vec<wgpu::Buffer>,
+    /// With a projection, per layer [T, B, D·H]: m_t = o ⊙ tanh(c_t) (f32).
+    m_saved: Vec<wgpu::Buffer>,
+    /// With a projection, [T, B, D·P]: dh_t of the current layer (f32).
+    _dh_proj: Option<wgpu::Buffer>,
     /// [L·D, B, H]: the initial c of every layer.
     pub c0: wgpu::Buffer,
     /// [T·B, D·4H]: gate gradients of the current layer (storage precision).
     _d_gates: wgpu::Buffer,
-    /// [T, B, D·H]: gradient of the current layer's output.
+    /// [T, B, D·H_out]: gradient of the current layer's output.
     pub dy: GpuTensor,
-    /// [B, T, D·H] and [B, T, I]: batch-first d_output and d_input.
+    /// [B, T, D·H_out] and [B, T, I]: batch-first d_output and d_input.
     pub batch_first: Option<(GpuTensor, GpuTensor)>,
     /// [T, B, I]
     pub d_input: GpuTensor,
-    /// [2, L·D, B, H] and [L·D, B, H]: gradients carried between steps.
+    /// [2, L·D, B, H_out] and [L·D, B, H]: gradients carried between steps.
     pub dh_carry: wgpu::Buffer,
     pub dc_carry: wgpu::Buffer,
-    /// [L·D, B, H]
+    /// [L·D, B, H_out] and [L·D, B, H]
     pub d_h0: GpuTensor,
     pub d_c0: GpuTensor,
     _ones: wgpu::Buffer,
@@ -57,8 +68,13 @@ pub(super) struct TrainSpace {
     /// Per layer: the training step's and the backward step's bind groups.
     pub steps: Vec<wgpu::BindGroup>,
     pub back: Vec<wgpu::BindGroup>,
-    /// Per layer: dW_ih, dW_hh per direction, db (with bias), dX, each with
-    /// the GEMM variant for its operand types.
+    /// With a projection, per layer: the forward projection's and the
+    /// backward dh_t kernel's bind groups (empty otherwise).
+    pub projs: Vec<wgpu::BindGroup>,
+    pub proj_back: Vec<wgpu::BindGroup>,
+    /// Per layer: dW_ih, dW_hh per direction, db (with bias), dX, dW_hr per
+    /// direction (with a projection), each with the GEMM variant for its
+    /// operand types.
     pub gemms: Vec<Vec<GemmDispatch>>,
     pub permutes: Option<[(wgpu::BindGroup, (u32, u32)); 2]>,
 }
@@ -67,10 +83,20 @@ pub(super) struct TrainSpace {
 struct TrainEntries {
     layers: usize,
     seq_len: usize,
-    dirs: usize,
+    /// Room for each layer's backward GEMMs: dW_ih, db, dX and dW_hh (and
+    /// dW_hr with a projection) per direction.
+    gemms: usize,
 }
 
 impl TrainEntries {
+    fn new(cfg: &LstmConfig, seq_len: usize) -> Self {
+        let per_dir = if cfg.proj_size > 0 { 2 } else { 1 };
+        TrainEntries {
+            layers: cfg.num_layers,
+            seq_len,
+            gemms: 3 + per_dir * cfg.num_directions(),
+        }
+    }
     fn step(&self, layer: usize, s: usize) -> usize {
         layer * self.seq_len + s
     }
@@ -78,10 +104,10 @@ impl TrainEntries {
         self.layers * self.seq_len + layer * (self.seq_len + 1) + s
     }
     fn gemm(&self, layer: usize, which: usize) -> usize {
-        self.layers * (2 * self.seq_len + 1) + layer * (self.dirs + 3) + which
+        self.layers * (2 * self.seq_len + 1) + layer * self.gemms + which
     }
     fn permute(&self, which: usize) -> usize {
-        self.layers * (2 * self.seq_len + 1 + self.dirs + 3) + which
+        self.layers * (2 * self.seq_len + 1 + self.gemms) + which
     }
     fn count(&self) -> usize {
         self.permute(2)
@@ -94,6 +120,8 @@ pub(super) struct TrainKernels<'a> {
     pub step: &'a StepKernel,
     pub back: &'a BackwardStepKernel,
     pub permute: &'a PermuteKernel,
+    /// With a projection.
+    pub proj: Option<&'a (ProjKernel, ProjBackwardKernel)>,
 }
 
 impl TrainSpace {
@@ -106,6 +134,7 @@ impl TrainSpace {
         k: TrainKernels<'_>,
     ) -> Result<Self> {
         let (h, dirs, layers) = (cfg.hidden_size, cfg.num_directions(), cfg.num_layers);
+        let (hout, proj) = (cfg.hidden_out(), cfg.proj_size);
         let (t, b) = (ws.seq_len, ws.batch);
         let buffer = |label: &str, shape: &[usize]| -> Result<wgpu::Buffer> {
             ctx.create_buffer(label, byte_size(label, shape)?, TENSOR_USAGE)
@@ -121,33 +150,42 @@ impl TrainSpace {
         };
         let gates = per_layer("saved gates [T,B,D,H,4]", &[t, b, dirs, h, 4], precision)?;
         let c_saved = per_layer("saved c [T,B,D,H]", &[t, b, dirs, h], Precision::F32)?;
-        let h_prev = per_layer("saved h_prev [T,B,D·H]", &[t, b, dirs * h], precision)?;
+        let h_prev = per_layer(
+            "saved h_prev [T,B,D·H_out]",
+            &[t, b, dirs * hout],
+            precision,
+        )?;
+        let (m_saved, dh_proj) = if proj > 0 {
+            (
+                per_layer("saved m [T,B,D·H]", &[t, b, dirs * h], Precision::F32)?,
+                Some(buffer("dh [T,B,D·P]", &[t, b, dirs * proj])?),
+            )
+        } else {
+            (Vec::new(), None)
+        };
         let state = [layers * dirs, b, h];
+        let h_state = [layers * dirs, b, hout];
         let c0 = buffer("saved c_0 [L·D,B,H]", &state)?;
         let d_gates = stored("d_gates [T·B, D·4H]", &[t * b, dirs * 4 * h], precision)?;
-        let dy = GpuTensor::empty(ctx, "dy [T,B,D·H]", &[t, b, dirs * h])?;
+        let dy = GpuTensor::empty(ctx, "dy [T,B,D·H_out]", &[t, b, dirs * hout])?;
         let d_input = GpuTensor::empty(ctx, "d_input [T,B,I]", &[t, b, cfg.input_size])?;
         let batch_first = if cfg.batch_first {
             Some((
-                GpuTensor::empty(ctx, "d_output [B,T,D·H]", &[b, t, dirs * h])?,
+                GpuTensor::empty(ctx, "d_output [B,T,D·H_out]", &[b, t, dirs * hout])?,
                 GpuTensor::empty(ctx, "d_input [B,T,I]", &[b, t, cfg.input_size])?,
             ))
         } else {
             None
         };
-        let dh_carry = buffer("dh carry [2,L·D,B,H]", &[2, layers * dirs, b, h])?;
+        let dh_carry = buffer("dh carry [2,L·D,B,H_out]", &[2, layers * dirs, b, hout])?;
         let dc_carry = buffer("dc carry [L·D,B,H]", &state)?;
-        let d_h0 = GpuTensor::empty(ctx, "d_h_0", &state)?;
+        let d_h0 = GpuTensor::empty(ctx, "d_h_0", &h_state)?;
         let d_c0 = GpuTensor::empty(ctx, "d_c_0", &state)?;
         let ones = buffer("ones [T·B]", &[t * b])?;
         ctx.queue()
             .write_buffer(&ones, 0, bytemuck::cast_slice(&vec![1.0f32; t * b]));
 
-        let entries = TrainEntries {
-            layers,
-            seq_len: t,
-            dirs,
-        };
+        let entries = TrainEntries::new(cfg, t);
         let layout = train_uniforms(ctx, cfg, weights, &entries, t, b, 0);
         let uniforms = ctx.create_buffer(
             "training uniforms",
@@ -158,8 +196,13 @@ impl TrainSpace {
 
         let mut steps = Vec::new();
         let mut back = Vec::new();
+        let mut projs = Vec::new();
+        let mut proj_back = Vec::new();
         let mut gemms = Vec::new();
         for (l, (w, g)) in weights.iter().zip(grads).enumerate() {
+            // With a projection the step kernel writes m_t, which is saved;
+            // the projection kernel writes the layer output.
+            let step_y = m_saved.get(l).unwrap_or(&ws.ys[l].buffer);
             steps.push(k.step.bind(
                 ctx,
                 &StepBuffers {
@@ -169,7 +212,7 @@ impl TrainSpace {
                     b_hh: &w.b_hh,
                     h_state: &ws.h_state,
                     c_state: &ws.c_state,
-                    y: &ws.ys[l].buffer,
+                    y: step_y,
                     lengths: &ws.lengths,
                 },
                 Some(&TrainBuffers {
@@ -193,8 +236,36 @@ impl TrainSpace {
                     lengths: &ws.lengths,
                     d_h0: &d_h0.buffer,
                     d_c0: &d_c0.buffer,
+                    w_hr: w.w_hr.as_ref().unwrap_or(&w.w_hh),
+                    dh_proj: dh_proj.as_ref().unwrap_or(&dy.buffer),
                 },
             ));
+            if let (Some((fwd, bwd)), Some(w_hr), Some(dh)) = (k.proj, &w.w_hr, &dh_proj) {
+                projs.push(fwd.bind(
+                    ctx,
+                    &ProjBuffers {
+                        params: &uniforms,
+                        m: &m_saved[l],
+                        w_hr,
+                        h_state: &ws.h_state,
+                        y: &ws.ys[l].buffer,
+                        lengths: &ws.lengths,
+                    },
+                ));
+                proj_back.push(bwd.bind(
+                    ctx,
+                    &ProjBackwardBuffers {
+                        params: &uniforms,
+                        d_gates: &d_gates,
+                        w_hh: &w.w_hh,
+                        dy: &dy.buffer,
+                        lengths: &ws.lengths,
+                        dh,
+                        dh_carry: &dh_carry,
+                        d_h0: &d_h0.buffer,
+                    },
+                ));
+            }
             let x = if l == 0 {
                 &ws.input.buffer
             } else {
@@ -209,6 +280,12 @@ impl TrainSpace {
                     Gemm::WeightHh => (&k.gemms.weight_hh, &h_prev[l], &d_gates, &g.w_hh),
                     Gemm::Bias => (&k.gemms.bias, &ones, &d_gates, &g.b_ih),
                     Gemm::Input => (&k.gemms.input, &d_gates, &w.w_ih, dx),
+                    Gemm::WeightHr => (
+                        &k.gemms.weight_hr,
+                        dh_proj.as_ref().expect("a projection"),
+                        &m_saved[l],
+                        g.w_hr.as_ref().expect("a projection"),
+                    ),
                 })
                 .collect();
             let mut layer_gemms = Vec::new();
@@ -236,7 +313,7 @@ impl TrainSpace {
                 Some([
                     (
                         k.permute.bind(ctx, at(0), &d_out_bf.buffer, &dy.buffer),
-                        PermuteKernel::workgroups(ctx, t * b * dirs * h),
+                        PermuteKernel::workgroups(ctx, t * b * dirs * hout),
                     ),
                     (
                         k.permute.bind(ctx, at(1), &d_input.buffer, &d_in_bf.buffer),
@@ -256,6 +333,8 @@ impl TrainSpace {
             gates,
             c_saved,
             h_prev,
+            m_saved,
+            _dh_proj: dh_proj,
             c0,
             _d_gates: d_gates,
             dy,
@@ -271,18 +350,21 @@ impl TrainSpace {
             seed: 0,
             steps,
             back,
+            projs,
+            proj_back,
             gemms,
             permutes,
         })
     }
 
     /// Bytes allocated for the activations saved for the backward pass:
-    /// every layer's gates, c and h_prev.
+    /// every layer's gates, c and h_prev (and m with a projection).
     pub fn saved_bytes(&self) -> u64 {
         self.gates
             .iter()
             .chain(&self.c_saved)
             .chain(&self.h_prev)
+            .chain(&self.m_saved)
             .map(|b| b.size())
             .sum()
     }
@@ -303,11 +385,7 @@ impl TrainSpace {
         if !masked || seed == self.seed {
             return;
         }
-        let entries = TrainEntries {
-            layers: cfg.num_layers,
-            seq_len: t,
-            dirs: cfg.num_directions(),
-        };
+        let entries = TrainEntries::new(cfg, t);
         self.layout = train_uniforms(ctx, cfg, weights, &entries, t, b, seed);
         self.seed = seed;
         ctx.queue()
@@ -316,21 +394,11 @@ impl TrainSpace {
 
     /// Dynamic offsets of forward step `s` and backward step `s` of `layer`.
     pub fn step_offset(&self, cfg: &LstmConfig, t: usize, layer: usize, s: usize) -> u32 {
-        let e = TrainEntries {
-            layers: cfg.num_layers,
-            seq_len: t,
-            dirs: cfg.num_directions(),
-        };
-        self.layout.offset(e.step(layer, s))
+        self.layout.offset(TrainEntries::new(cfg, t).step(layer, s))
     }
 
     pub fn back_offset(&self, cfg: &LstmConfig, t: usize, layer: usize, s: usize) -> u32 {
-        let e = TrainEntries {
-            layers: cfg.num_layers,
-            seq_len: t,
-            dirs: cfg.num_directions(),
-        };
-        self.layout.offset(e.back(layer, s))
+        self.layout.offset(TrainEntries::new(cfg, t).back(layer, s))
     }
 }
 
@@ -341,11 +409,13 @@ enum Gemm {
     WeightHh,
     Bias,
     Input,
+    WeightHr,
 }
 
 /// The backward GEMMs of one layer, in encoding order.
 fn backward_gemms(cfg: &LstmConfig, w: &GpuLayer, rows: usize) -> Vec<(Gemm, GemmParams)> {
     let (h, dirs) = (cfg.hidden_size, cfg.num_directions());
+    let hout = cfg.hidden_out() as u32;
     let (n4, inp, rows) = ((dirs * 4 * h) as u32, w.input_size as u32, rows as u32);
     let mut ops = vec![(
         // dW_ih [D·4H, in] = dGᵀ [D·4H, T·B] · X [T·B, in]
@@ -362,21 +432,21 @@ fn backward_gemms(cfg: &LstmConfig, w: &GpuLayer, rows: usize) -> Vec<(Gemm, Gem
         },
     )];
     for d in 0..dirs as u32 {
-        // dW_hh[d] [H, 4H] = H_prev[d]ᵀ [H, T·B] · dG[d] [T·B, 4H], already in
-        // the forward kernel's [k][unit][gate] layout.
+        // dW_hh[d] [H_out, 4H] = H_prev[d]ᵀ [H_out, T·B] · dG[d] [T·B, 4H],
+        // already in the forward kernel's [k][unit][gate] layout.
         let h = h as u32;
         ops.push((
             Gemm::WeightHh,
             GemmParams {
-                m: h,
+                m: hout,
                 n: 4 * h,
                 k: rows,
-                lda: dirs as u32 * h,
+                lda: dirs as u32 * hout,
                 ldb: n4,
                 ldc: 4 * h,
-                a_off: d * h,
+                a_off: d * hout,
                 b_off: d * 4 * h,
-                c_off: d * h * 4 * h,
+                c_off: d * hout * 4 * h,
                 flags: GemmParams::TRANS_A,
                 ..Default::default()
             },
@@ -410,6 +480,28 @@ fn backward_gemms(cfg: &LstmConfig, w: &GpuLayer, rows: usize) -> Vec<(Gemm, Gem
             ..Default::default()
         },
     ));
+    if cfg.proj_size > 0 {
+        let (p, h, dirs) = (cfg.proj_size as u32, h as u32, dirs as u32);
+        for d in 0..dirs {
+            // dW_hr[d] [P, H] = dh[d]ᵀ [P, T·B] · M[d] [T·B, H]
+            ops.push((
+                Gemm::WeightHr,
+                GemmParams {
+                    m: p,
+                    n: h,
+                    k: rows,
+                    lda: dirs * p,
+                    ldb: dirs * h,
+                    ldc: h,
+                    a_off: d * p,
+                    b_off: d * h,
+                    c_off: d * p * h,
+                    flags: GemmParams::TRANS_A,
+                    ..Default::default()
+                },
+            ));
+        }
+    }
     ops
 }
 
@@ -424,6 +516,7 @@ fn train_uniforms(
     seed: u64,
 ) -> Uniforms {
     let (h, dirs, layers) = (cfg.hidden_size, cfg.num_directions(), cfg.num_layers);
+    let hout = cfg.hidden_out();
     let mut u = Uniforms::new(ctx, e.count());
     for (l, layer) in weights.iter().enumerate() {
         // Dropout on every layer's output but the last.
@@ -447,6 +540,8 @@ fn train_uniforms(
                     slot: (l * dirs) as u32,
                     slots: (layers * dirs) as u32,
                     dropout,
+                    h_out: cfg.hidden_out() as u32,
+                    _pad: [0; 3],
                 },
             );
         }
@@ -460,7 +555,7 @@ fn train_uniforms(
         inner: inner as u32,
         _pad: 0,
     };
-    u.put(e.permute(0), &permute(b, t, dirs * h));
+    u.put(e.permute(0), &permute(b, t, dirs * hout));
     u.put(e.permute(1), &permute(t, b, cfg.input_size));
     u
 }

@@ -4,8 +4,8 @@
 use crate::config::LstmConfig;
 use crate::error::{LstmError, Result};
 use crate::gpu::kernels::{
-    GemmKernel, GemmOp, GemmParams, LstmGemms, PermuteKernel, PermuteParams, StepBuffers,
-    StepKernel, StepParams,
+    GemmKernel, GemmOp, GemmParams, LstmGemms, PermuteKernel, PermuteParams, ProjBuffers,
+    ProjKernel, StepBuffers, StepKernel, StepParams, proj_workgroups,
 };
 use crate::gpu::tensor::{TENSOR_USAGE, byte_size, byte_size_in};
 use crate::gpu::train::TrainSpace;
@@ -19,19 +19,33 @@ pub(super) struct GpuLayer {
     pub w_ih: wgpu::Buffer,
     /// [D·4H], by unit (zeros without bias).
     pub b_ih: wgpu::Buffer,
-    /// [D, H (input k), H (unit j), 4]
+    /// [D, H_out (input k), H (unit j), 4]: H_out = P with a projection, else H.
     pub w_hh: wgpu::Buffer,
     /// [D·4H], by unit (zeros without bias).
     pub b_hh: wgpu::Buffer,
+    /// [D, P, H] in PyTorch's layout: the projection, when `proj_size` > 0.
+    pub w_hr: Option<wgpu::Buffer>,
     pub input_size: usize,
     pub precision: Precision,
 }
 
 impl GpuLayer {
-    /// Bytes allocated for the four tensors.
+    /// The buffers in the order parameter lists use: W_ih, W_hh, then b_ih
+    /// and b_hh with `bias`, then W_hr with a projection.
+    pub fn params(&self, bias: bool) -> Vec<&wgpu::Buffer> {
+        let mut out = vec![&self.w_ih, &self.w_hh];
+        if bias {
+            out.extend([&self.b_ih, &self.b_hh]);
+        }
+        out.extend(&self.w_hr);
+        out
+    }
+
+    /// Bytes allocated for the tensors.
     pub fn allocated_bytes(&self) -> u64 {
         [&self.w_ih, &self.b_ih, &self.w_hh, &self.b_hh]
-            .iter()
+            .into_iter()
+            .chain(&self.w_hr)
             .map(|b| b.size())
             .sum()
     }
@@ -46,7 +60,8 @@ pub(super) struct Uniforms {
 impl Uniforms {
     pub fn new(ctx: &GpuContext, entries: usize) -> Self {
         let align = ctx.limits().min_uniform_buffer_offset_alignment.max(16);
-        let stride = 64u32.next_multiple_of(align);
+        // 128 bytes holds the largest entry (the step parameters, 80).
+        let stride = 128u32.next_multiple_of(align);
         Uniforms {
             stride,
             bytes: vec![0; entries.max(1) * stride as usize],
@@ -74,14 +89,15 @@ pub(super) struct Workspace {
     pub batch: usize,
     /// [T, B, I]: the time-major input of layer 0.
     pub input: GpuTensor,
-    /// [B, T, I] and [B, T, D·H]: batch-first input and output, when configured.
+    /// [B, T, I] and [B, T, D·H_out]: batch-first input and output, when configured.
     pub batch_first: Option<(GpuTensor, GpuTensor)>,
     /// [T·B, D·4H]: X · W_ihᵀ + b_ih of the current layer, in the engine's
     /// storage precision.
     pub gates: wgpu::Buffer,
-    /// Per layer: [T, B, D·H] outputs (inner layers after dropout when training).
+    /// Per layer: [T, B, D·H_out] outputs (inner layers after dropout when
+    /// training). H_out = P with a projection, else H.
     pub ys: Vec<GpuTensor>,
-    /// [2, L·D, B, H]: h double-buffered by step parity.
+    /// [2, L·D, B, H_out]: h double-buffered by step parity.
     pub h_state: wgpu::Buffer,
     /// [L·D, B, H]
     pub c_state: wgpu::Buffer,
@@ -92,6 +108,11 @@ pub(super) struct Workspace {
     pub gemm: Vec<(wgpu::BindGroup, (u32, u32))>,
     pub steps: Vec<wgpu::BindGroup>,
     pub step_groups: (u32, u32, u32),
+    /// With a projection: [T, B, D·H], m_t = o ⊙ tanh(c_t) of the current
+    /// layer (inference), and per layer the projection step's bind group.
+    pub _m: Option<wgpu::Buffer>,
+    pub projs: Vec<wgpu::BindGroup>,
+    pub proj_groups: (u32, u32, u32),
     pub permutes: Option<[(wgpu::BindGroup, (u32, u32)); 2]>,
     /// Host read-back of output, h_n and c_n, laid end to end.
     pub staging: wgpu::Buffer,
@@ -129,6 +150,8 @@ pub(super) struct Kernels<'a> {
     pub gemms: &'a LstmGemms,
     pub step: &'a StepKernel,
     pub permute: &'a PermuteKernel,
+    /// With a projection.
+    pub proj: Option<&'a ProjKernel>,
 }
 
 impl Workspace {
@@ -141,6 +164,7 @@ impl Workspace {
         batch: usize,
     ) -> Result<Self> {
         let (h, dirs, layers) = (cfg.hidden_size, cfg.num_directions(), cfg.num_layers);
+        let hout = cfg.hidden_out();
         let (t, b) = (seq_len, batch);
         let tensor = |label: &str, shape: &[usize]| GpuTensor::empty(ctx, label, shape);
         let buffer = |label: &str, shape: &[usize]| -> Result<wgpu::Buffer> {
@@ -151,7 +175,7 @@ impl Workspace {
         let batch_first = if cfg.batch_first {
             Some((
                 tensor("input [B,T,I]", &[b, t, cfg.input_size])?,
-                tensor("output [B,T,D·H]", &[b, t, dirs * h])?,
+                tensor("output [B,T,D·H_out]", &[b, t, dirs * hout])?,
             ))
         } else {
             None
@@ -163,9 +187,18 @@ impl Workspace {
             TENSOR_USAGE,
         )?;
         let ys = (0..layers)
-            .map(|l| tensor(&format!("output of layer {l} [T,B,D·H]"), &[t, b, dirs * h]))
+            .map(|l| {
+                tensor(
+                    &format!("output of layer {l} [T,B,D·H_out]"),
+                    &[t, b, dirs * hout],
+                )
+            })
             .collect::<Result<Vec<_>>>()?;
-        let h_state = buffer("h state [2,L·D,B,H]", &[2, layers * dirs, b, h])?;
+        let h_state = buffer("h state [2,L·D,B,H_out]", &[2, layers * dirs, b, hout])?;
+        let m = match k.proj {
+            Some(_) => Some(buffer("m [T,B,D·H]", &[t, b, dirs * h])?),
+            None => None,
+        };
         let c_state = buffer("c state [L·D,B,H]", &[layers * dirs, b, h])?;
         let lengths = ctx.create_buffer("lengths [B]", 4 * b as u64, TENSOR_USAGE)?;
 
@@ -182,7 +215,7 @@ impl Workspace {
             _pad: 0,
         };
         layout.put(permute_entry(layers, 0), &permute(b, t, cfg.input_size));
-        layout.put(permute_entry(layers, 1), &permute(t, b, dirs * h));
+        layout.put(permute_entry(layers, 1), &permute(t, b, dirs * hout));
         for l in 0..layers {
             for s in 0..t {
                 layout.put(step_entry(layers, t, l, s), &step_params(cfg, l, s, t, b));
@@ -197,6 +230,7 @@ impl Workspace {
 
         let mut gemm = Vec::new();
         let mut steps = Vec::new();
+        let mut projs = Vec::new();
         for (l, gl) in layers_w.iter().enumerate() {
             let x = if l == 0 {
                 &input.buffer
@@ -222,11 +256,24 @@ impl Workspace {
                     b_hh: &gl.b_hh,
                     h_state: &h_state,
                     c_state: &c_state,
-                    y: &ys[l].buffer,
+                    y: m.as_ref().unwrap_or(&ys[l].buffer),
                     lengths: &lengths,
                 },
                 None,
             ));
+            if let (Some(kernel), Some(m), Some(w_hr)) = (k.proj, &m, &gl.w_hr) {
+                projs.push(kernel.bind(
+                    ctx,
+                    &ProjBuffers {
+                        params: &uniforms,
+                        m,
+                        w_hr,
+                        h_state: &h_state,
+                        y: &ys[l].buffer,
+                        lengths: &lengths,
+                    },
+                ));
+            }
         }
         let step_groups = StepKernel::workgroups(h, b, dirs);
         check_groups(
@@ -234,6 +281,7 @@ impl Workspace {
             &format!("a step over H = {h} units and B = {b} sequences"),
             &[step_groups.0, step_groups.1],
         )?;
+        let proj_groups = proj_workgroups(cfg.proj_size, b, dirs);
         let permutes = match &batch_first {
             Some((in_bf, out_bf)) => {
                 let at = |w| (&uniforms, layout.offset(permute_entry(layers, w)) as u64);
@@ -245,16 +293,17 @@ impl Workspace {
                     (
                         k.permute
                             .bind(ctx, at(1), &ys[layers - 1].buffer, &out_bf.buffer),
-                        PermuteKernel::workgroups(ctx, t * b * dirs * h),
+                        PermuteKernel::workgroups(ctx, t * b * dirs * hout),
                     ),
                 ])
             }
             None => None,
         };
-        let state_bytes = byte_size("h_n", &[layers * dirs, b, h])?;
         let staging = ctx.create_buffer(
             "forward read-back",
-            byte_size("output", &[t, b, dirs * h])? + 2 * state_bytes,
+            byte_size("output", &[t, b, dirs * hout])?
+                + byte_size("h_n", &[layers * dirs, b, hout])?
+                + byte_size("c_n", &[layers * dirs, b, h])?,
             wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
         )?;
         ctx.check()?;
@@ -273,6 +322,9 @@ impl Workspace {
             gemm,
             steps,
             step_groups,
+            _m: m,
+            projs,
+            proj_groups,
             permutes,
             staging,
             train: None,
@@ -323,5 +375,7 @@ pub(super) fn step_params(
         slot: (layer * dirs) as u32,
         slots: (layers * dirs) as u32,
         dropout: Default::default(),
+        h_out: cfg.hidden_out() as u32,
+        _pad: [0; 3],
     }
 }

@@ -39,14 +39,16 @@ impl Case {
                 [t, b, f]
             }
         };
-        let state = [cfg.num_layers * cfg.num_directions(), b, cfg.hidden_size];
+        // h is [D·L, B, H_out] (P with a projection), c is [D·L, B, H].
+        let slots = cfg.num_layers * cfg.num_directions();
+        let (h_state, c_state) = ([slots, b, cfg.hidden_out()], [slots, b, cfg.hidden_size]);
         Data {
             input: random_tensor(&time_major(cfg.input_size), seed, self.scale),
-            h_0: random_tensor(&state, seed + 1, 0.5),
-            c_0: random_tensor(&state, seed + 2, 0.5),
+            h_0: random_tensor(&h_state, seed + 1, 0.5),
+            c_0: random_tensor(&c_state, seed + 2, 0.5),
             d_output: random_tensor(&time_major(cfg.output_size()), seed + 3, 1.0),
-            d_h_n: random_tensor(&state, seed + 4, 1.0),
-            d_c_n: random_tensor(&state, seed + 5, 1.0),
+            d_h_n: random_tensor(&h_state, seed + 4, 1.0),
+            d_c_n: random_tensor(&c_state, seed + 5, 1.0),
         }
     }
 

@@ -16,8 +16,11 @@ pub struct BackParams {
     pub slot: u32,
     pub slots: u32,
     pub dropout: DropoutParams,
+    /// H_out: the width of h (P with a projection, else H).
+    pub h_out: u32,
+    pub _pad: [u32; 3],
 }
-const _: () = assert!(std::mem::size_of::<BackParams>() == 64);
+const _: () = assert!(std::mem::size_of::<BackParams>() == 80);
 
 /// The buffers one layer's backward steps read and write.
 pub struct BackwardBuffers<'a> {
@@ -33,6 +36,10 @@ pub struct BackwardBuffers<'a> {
     pub lengths: &'a wgpu::Buffer,
     pub d_h0: &'a wgpu::Buffer,
     pub d_c0: &'a wgpu::Buffer,
+    /// With a projection: W_hr [D, P, H] and dh_t [T, B, D·P] from
+    /// [`super::ProjBackwardKernel`]; any buffers otherwise.
+    pub w_hr: &'a wgpu::Buffer,
+    pub dh_proj: &'a wgpu::Buffer,
 }
 
 pub struct BackwardStepKernel {
@@ -60,6 +67,8 @@ impl BackwardStepKernel {
                 Read,
                 ReadWrite,
                 ReadWrite,
+                Read,
+                Read,
             ],
             &[("store_t", precision)],
         );
@@ -82,6 +91,8 @@ impl BackwardStepKernel {
                 b.lengths.as_entire_binding(),
                 b.d_h0.as_entire_binding(),
                 b.d_c0.as_entire_binding(),
+                b.w_hr.as_entire_binding(),
+                b.dh_proj.as_entire_binding(),
             ],
         )
     }

@@ -143,7 +143,7 @@ impl GemmKernel {
 /// The GEMMs of the LSTM passes, each for its operands' storage types: with
 /// [`Precision::F16`], weights, the input projection G, the saved h and the
 /// gate gradients dG are f16, while the layer inputs X, the `ones` vector and
-/// every gradient GEMM's output are f32. With f32 all five share one pipeline.
+/// every gradient GEMM's output are f32. With f32 all six share one pipeline.
 #[derive(Clone)]
 pub struct LstmGemms {
     /// G [T·B, D·4H] = X · W_ihᵀ + b_ih.
@@ -156,6 +156,8 @@ pub struct LstmGemms {
     pub bias: GemmKernel,
     /// dX = dG · W_ih.
     pub input: GemmKernel,
+    /// dW_hr = dhᵀ · M (projection LSTMs; every operand f32).
+    pub weight_hr: GemmKernel,
 }
 
 impl LstmGemms {
@@ -169,7 +171,8 @@ impl LstmGemms {
                 weight_ih: k.clone(),
                 weight_hh: k.clone(),
                 bias: k.clone(),
-                input: k,
+                input: k.clone(),
+                weight_hr: k,
             };
         }
         let typed = |a, b, bias, c| GemmKernel::typed(ctx, GemmTypes { a, b, bias, c });
@@ -179,6 +182,7 @@ impl LstmGemms {
             weight_hh: typed(s, s, F32, F32),
             bias: typed(F32, s, F32, F32),
             input: typed(s, s, F32, F32),
+            weight_hr: GemmKernel::new(ctx),
         }
     }
 }

@@ -17,8 +17,11 @@ pub struct StepParams {
     pub slot: u32,
     pub slots: u32,
     pub dropout: DropoutParams,
+    /// H_out: the width of h (P with a projection, else H).
+    pub h_out: u32,
+    pub _pad: [u32; 3],
 }
-const _: () = assert!(std::mem::size_of::<StepParams>() == 64);
+const _: () = assert!(std::mem::size_of::<StepParams>() == 80);
 
 /// Units per workgroup and batch rows per workgroup (WG, RB in the shader).
 const UNITS_PER_GROUP: u32 = 64;

@@ -15,12 +15,16 @@ mod backward_step;
 mod gemm;
 mod lstm_step;
 mod permute;
+mod projection;
 mod train_kernels;
 
 pub use backward_step::{BackParams, BackwardBuffers, BackwardStepKernel};
 pub use gemm::{GemmKernel, GemmOp, GemmParams, GemmRunner, GemmTypes, LstmGemms};
 pub use lstm_step::{StepBuffers, StepKernel, StepParams, TrainBuffers};
 pub use permute::{PermuteKernel, PermuteParams};
+pub use projection::{
+    ProjBackwardBuffers, ProjBackwardKernel, ProjBuffers, ProjKernel, proj_workgroups,
+};
 pub use train_kernels::{
     GatherParams, LossParams, OptParams, PARTIALS_PER_TENSOR, TrainKernelSet, TrainScalars, grid,
 };

@@ -395,12 +395,18 @@ impl GpuTrainer {
         let (h, dirs) = (cfg.hidden_size, cfg.num_directions());
         for (l, (w, g)) in self.lstm.param_layers().iter().zip(grads).enumerate() {
             let (m, v) = (&self.lstm_state[0][l], &self.lstm_state[1][l]);
-            let n_ih = dirs * 4 * h * w.input_size;
-            tensors.push((&w.w_ih, &g.w_ih, &m.w_ih, &v.w_ih, n_ih));
-            tensors.push((&w.w_hh, &g.w_hh, &m.w_hh, &v.w_hh, dirs * 4 * h * h));
+            // Element counts in `GpuLayer::params` order: W_ih, W_hh, b_ih,
+            // b_hh, W_hr.
+            let mut lens = vec![dirs * 4 * h * w.input_size, dirs * 4 * h * cfg.hidden_out()];
             if cfg.bias {
-                tensors.push((&w.b_ih, &g.b_ih, &m.b_ih, &v.b_ih, dirs * 4 * h));
-                tensors.push((&w.b_hh, &g.b_hh, &m.b_hh, &v.b_hh, dirs * 4 * h));
+                lens.extend([dirs * 4 * h; 2]);
+            }
+            if cfg.proj_size > 0 {
+                lens.push(dirs * cfg.proj_size * h);
+            }
+            let params = [w, g, m, v].map(|layer| layer.params(cfg.bias));
+            for (i, len) in lens.into_iter().enumerate() {
+                tensors.push((params[0][i], params[1][i], params[2][i], params[3][i], len));
             }
         }
         let n = tensors.len();
@@ -499,13 +505,7 @@ impl GpuTrainer {
             // The LSTM's tensors follow the embedding and head ones, in the
             // same order in both lists.
             let first = self.own.len();
-            let copies = working.iter().flat_map(|w| {
-                let mut b = vec![&w.w_ih, &w.w_hh];
-                if cfg.bias {
-                    b.extend([&w.b_ih, &w.b_hh]);
-                }
-                b
-            });
+            let copies = working.iter().flat_map(|w| w.params(cfg.bias));
             for (i, dst) in copies.enumerate() {
                 let t = &tensors[first + i];
                 let bg = self.kernels.cast.bind(
