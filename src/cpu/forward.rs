@@ -289,14 +289,16 @@ impl<T: Real> Direction<'_, T> {
         // 1. Input projection for the whole sequence, one GEMM:
         //    G = X · W_ihᵀ + (b_ih + b_hh)        [T·B, 4H]
         //    In f32 it runs on the step kernel's register tiles: inside the
-        //    step kernel itself in inference (`gates` is then only the bias),
-        //    and before the recurrence (`fused_projection.rs`) in training,
-        //    which saves the gates.
+        //    step kernel itself in inference with at least a full tile of rows
+        //    (`gates` is then only the bias), else before the recurrence
+        //    (`fused_projection.rs`), as training needs, which saves the gates.
         let bias: Vec<T> = match (&w.bias_ih, &w.bias_hh) {
             (Some(b_ih), Some(b_hh)) => b_ih.iter().zip(b_hh).map(|(&a, &b)| a + b).collect(),
             _ => vec![T::zero(); 4 * hid],
         };
-        let fused_input = self.recurrence().is_some() && !self.save;
+        // (With fewer rows than a full tile, one batched projection over all
+        // T·B rows keeps more accumulators busy than the per-step tiles.)
+        let fused_input = !self.save && self.recurrence().is_some_and(|r| bsz >= r.isa.rows());
         let mut gates = if fused_input {
             bias.clone()
         } else {

@@ -86,6 +86,15 @@ impl Isa {
         v
     }
 
+    /// Batch rows per full register tile.
+    pub fn rows(self) -> usize {
+        match self {
+            Isa::Avx512 => 6,
+            Isa::Avx2 => 3,
+            Isa::Portable => 2,
+        }
+    }
+
     /// Hidden units per panel (the f32 lanes of one vector register).
     pub fn units(self) -> usize {
         match self {
