@@ -572,7 +572,9 @@ fn print_table(rows: &[Row], markdown: bool) {
         })
         .collect();
     if markdown {
-        println!("| {} |", header.join(" | "));
+        // A `|` inside a cell (max |GPU−CPU|) would split it.
+        let escaped: Vec<String> = header.iter().map(|h| h.replace('|', "\\|")).collect();
+        println!("| {} |", escaped.join(" | "));
         println!("|{}", "---|".repeat(header.len()));
         for c in &cells {
             println!("| {} |", c.join(" | "));
