@@ -23,24 +23,6 @@
 // `store_t` (f32 or f16, declared before this file by the kernel builder) is
 // how the saved gates, W_hh and dG are stored; all arithmetic is f32.
 
-struct BackParams {
-    step: u32,        // s in 0..=T
-    parity: u32,      // dh_carry is read from [parity], written to [1 - parity]
-    seq_len: u32,     // T
-    batch: u32,       // B
-    hidden: u32,      // H
-    dirs: u32,        // D
-    slot: u32,        // layer · D: this layer's first state slot
-    slots: u32,       // L · D
-    dropout: Dropout, // the mask the forward pass applied to this layer's output
-    h_out: u32,       // width of h: P with a projection, else H
-    _pad0: u32,
-    _pad1: u32,
-    _pad2: u32,
-}
-
-const WG: u32 = 64u;
-const RB: u32 = 4u;
 
 @group(0) @binding(0) var<uniform> p: BackParams;
 @group(0) @binding(1) var<storage, read> gates: array<vec4<store_t>>; // [T, B, D, H]: saved i, f, g, o
@@ -65,13 +47,6 @@ fn projecting() -> bool {
     return p.h_out != p.hidden;
 }
 
-// The time index handled at backward step s in direction d.
-fn time_of(s: u32, d: u32) -> u32 {
-    if (d == 0u) {
-        return p.seq_len - 1u - s;
-    }
-    return s;
-}
 
 @compute @workgroup_size(64, 1, 1)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
@@ -86,35 +61,10 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
         t_prev = time_of(p.step - 1u, d);
     }
 
-    // rec[r] = (dG_prev · W_hh)[b0 + r, j]: the sum over all 4H gate rows of
-    // dG_prev[b, u, q] · W_hh[q·H + u, j], reading W as [j][u][q].
+    // rec[r] = (dG_prev · W_hh)[b0 + r, j]
     var rec: array<f32, 4>;
-    for (var r = 0u; r < RB; r++) {
-        rec[r] = 0.0;
-    }
     if (has_prev && !projecting()) {
-        for (var u0 = 0u; u0 < hid; u0 += WG) {
-            for (var r = 0u; r < RB; r++) {
-                let b = b0 + r;
-                let u = u0 + lid.x;
-                var v = vec4<f32>(0.0);
-                if (b < bsz && u < hid) {
-                    v = vec4<f32>(d_gates[((t_prev * bsz + b) * p.dirs + d) * hid + u]);
-                }
-                dg_tile[r * WG + lid.x] = v;
-            }
-            workgroupBarrier();
-            if (j < hid) {
-                let un = min(WG, hid - u0);
-                for (var uu = 0u; uu < un; uu++) {
-                    let w = vec4<f32>(w_hh[(d * hid + j) * hid + u0 + uu]);
-                    for (var r = 0u; r < RB; r++) {
-                        rec[r] += dot(w, dg_tile[r * WG + uu]);
-                    }
-                }
-            }
-            workgroupBarrier();
-        }
+        rec = recurrent_dh(lid.x, d, j, b0, t_prev);
     }
     // With a projection, dm[r] = (dh_t · W_hr)[b0 + r, j].
     var dm: array<f32, 4>;

@@ -52,7 +52,10 @@ impl BackwardStepKernel {
         let kernel = Kernel::new_typed(
             ctx,
             "lstm step backward",
-            include_str!("../../../shaders/lstm_step_backward.wgsl"),
+            concat!(
+                include_str!("../../../shaders/backward_common.wgsl"),
+                include_str!("../../../shaders/lstm_step_backward.wgsl")
+            ),
             "main",
             &[
                 Binding::Uniform { dynamic: true },

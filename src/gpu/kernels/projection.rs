@@ -119,7 +119,10 @@ impl ProjBackwardKernel {
         let kernel = Kernel::new_typed(
             ctx,
             "lstm projection backward",
-            include_str!("../../../shaders/lstm_proj_backward.wgsl"),
+            concat!(
+                include_str!("../../../shaders/backward_common.wgsl"),
+                include_str!("../../../shaders/lstm_proj_backward.wgsl")
+            ),
             "main",
             &[
                 Binding::Uniform { dynamic: true },

@@ -1,0 +1,68 @@
+// Shared by the two halves of a backward step, `lstm_step_backward.wgsl`
+// and `lstm_proj_backward.wgsl` (placed before each). Each declares `p`,
+// `d_gates`, `w_hh` and the workgroup array `dg_tile` that `recurrent_dh`
+// uses.
+
+struct BackParams {
+    step: u32,        // s in 0..=T
+    parity: u32,      // carries are read from [parity], written to [1 - parity]
+    seq_len: u32,     // T
+    batch: u32,       // B
+    hidden: u32,      // H
+    dirs: u32,        // D
+    slot: u32,        // layer · D: this layer's first state slot
+    slots: u32,       // L · D
+    dropout: Dropout, // the mask the forward pass applied to this layer's output
+    h_out: u32,       // width of h: P with a projection, else H
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
+}
+
+const WG: u32 = 64u;
+const RB: u32 = 4u;
+
+// The time index handled at backward step s in direction d.
+fn time_of(s: u32, d: u32) -> u32 {
+    if (d == 0u) {
+        return p.seq_len - 1u - s;
+    }
+    return s;
+}
+
+// (dG_{t_prev} · W_hh)[b0 + r, col] for r < RB: the sum over all 4H gate
+// rows of dG[b, u, q] · W_hh[q·H + u, col], reading W_hh as [D, H_out, H]
+// vec4s ([col][u][q]). Columns at or past H_out get 0. Called by every
+// invocation of the workgroup in uniform control flow (it holds barriers).
+fn recurrent_dh(lane: u32, d: u32, col: u32, b0: u32, t_prev: u32) -> array<f32, 4> {
+    let hid = p.hidden;
+    let width = p.h_out;
+    let bsz = p.batch;
+    var rec: array<f32, 4>;
+    for (var r = 0u; r < RB; r++) {
+        rec[r] = 0.0;
+    }
+    for (var u0 = 0u; u0 < hid; u0 += WG) {
+        for (var r = 0u; r < RB; r++) {
+            let b = b0 + r;
+            let u = u0 + lane;
+            var v = vec4<f32>(0.0);
+            if (b < bsz && u < hid) {
+                v = vec4<f32>(d_gates[((t_prev * bsz + b) * p.dirs + d) * hid + u]);
+            }
+            dg_tile[r * WG + lane] = v;
+        }
+        workgroupBarrier();
+        if (col < width) {
+            let un = min(WG, hid - u0);
+            for (var uu = 0u; uu < un; uu++) {
+                let w = vec4<f32>(w_hh[(d * width + col) * hid + u0 + uu]);
+                for (var r = 0u; r < RB; r++) {
+                    rec[r] += dot(w, dg_tile[r * WG + uu]);
+                }
+            }
+        }
+        workgroupBarrier();
+    }
+    return rec;
+}
