@@ -486,12 +486,7 @@ impl<T: Real> CpuTrainer<T> {
         cache.release();
         cpu::scratch::recycle(head_in);
         cpu::scratch::recycle(d_output.into_data());
-        grads.extend(
-            lstm_weight_grads
-                .named_params()
-                .into_iter()
-                .map(|(_, _, g)| g.to_vec()),
-        );
+        grads.extend(lstm_weight_grads.into_params());
         grads.push(head_grads.weight);
         grads.push(head_grads.bias);
         if let Some(max) = self.config.clip_grad_norm {

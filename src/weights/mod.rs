@@ -215,6 +215,20 @@ impl<T: Real> LstmWeights<T> {
         out
     }
 
+    /// Every parameter's values, moved out in `state_dict` order (the order
+    /// of [`named_params`](Self::named_params)).
+    pub fn into_params(self) -> Vec<Vec<T>> {
+        let mut out = Vec::new();
+        for l in self.layers {
+            out.push(l.weight_ih);
+            out.push(l.weight_hh);
+            out.extend(l.bias_ih);
+            out.extend(l.bias_hh);
+            out.extend(l.weight_hr);
+        }
+        out
+    }
+
     /// Total number of scalar parameters.
     pub fn num_params(&self) -> usize {
         self.named_params().iter().map(|(_, _, v)| v.len()).sum()
@@ -237,5 +251,25 @@ impl<T: Real> LstmWeights<T> {
                 })
                 .collect(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn into_params_is_named_params_in_order() {
+        let cfg = LstmConfig::new(3, 5)
+            .num_layers(2)
+            .bidirectional(true)
+            .proj_size(2);
+        let w = LstmWeights::<f64>::init(&cfg, 3, InitOptions::default()).unwrap();
+        let named: Vec<Vec<f64>> = w
+            .named_params()
+            .iter()
+            .map(|(_, _, v)| v.to_vec())
+            .collect();
+        assert_eq!(w.into_params(), named);
     }
 }
