@@ -98,11 +98,11 @@ fn main() -> std::result::Result<(), Box<dyn std::error::Error>> {
             lengths: None,
         };
         let report = step % 10 == 0;
-        if let Some(loss) = trainer.step(&batch, report)? {
-            if report {
-                train_curve.push((step as f64, loss));
-                bar.set_message(format!("loss {loss:.4}"));
-            }
+        if let Some(loss) = trainer.step(&batch, report)?
+            && report
+        {
+            train_curve.push((step as f64, loss));
+            bar.set_message(format!("loss {loss:.4}"));
         }
         steps_done = step + 1;
         bar.inc(1);

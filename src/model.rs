@@ -64,16 +64,16 @@ impl<T: Real> Model<T> {
                     .into(),
             });
         }
-        if let Some((vocab, dim)) = embedding {
-            if vocab == 0 || dim != lstm.input_size {
-                return Err(LstmError::InvalidConfig {
-                    field: "embedding",
-                    reason: format!(
-                        "needs at least one row and dimension = input_size {}, got ({vocab}, {dim})",
-                        lstm.input_size
-                    ),
-                });
-            }
+        if let Some((vocab, dim)) = embedding
+            && (vocab == 0 || dim != lstm.input_size)
+        {
+            return Err(LstmError::InvalidConfig {
+                field: "embedding",
+                reason: format!(
+                    "needs at least one row and dimension = input_size {}, got ({vocab}, {dim})",
+                    lstm.input_size
+                ),
+            });
         }
         if outputs == 0 {
             return Err(LstmError::InvalidConfig {
