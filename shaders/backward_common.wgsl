@@ -3,22 +3,6 @@
 // `d_gates`, `w_hh` and the workgroup array `dg_tile` that `recurrent_dh`
 // uses.
 
-struct BackParams {
-    step: u32,        // s in 0..=T
-    parity: u32,      // carries are read from [parity], written to [1 - parity]
-    seq_len: u32,     // T
-    batch: u32,       // B
-    hidden: u32,      // H
-    dirs: u32,        // D
-    slot: u32,        // layer · D: this layer's first state slot
-    slots: u32,       // L · D
-    dropout: Dropout, // the mask the forward pass applied to this layer's output
-    h_out: u32,       // width of h: P with a projection, else H
-    _pad0: u32,
-    _pad1: u32,
-    _pad2: u32,
-}
-
 const WG: u32 = 64u;
 const RB: u32 = 4u;
 

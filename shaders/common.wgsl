@@ -52,6 +52,26 @@ struct Dropout {
     _pad1: u32,
 }
 
+// The per-step uniform of the step kernels, forward (`lstm_step.wgsl`,
+// `lstm_proj.wgsl`) and backward (`lstm_step_backward.wgsl`,
+// `lstm_proj_backward.wgsl`); `StepParams` in src/gpu/kernels/lstm_step.rs
+// mirrors it.
+struct StepParams {
+    step: u32,        // s: forward 0..T (t = s, or T-1-s in reverse); backward 0..=T
+    parity: u32,      // states (h, or the backward carries) are read from [parity], written to [1 - parity]
+    seq_len: u32,     // T
+    batch: u32,       // B
+    hidden: u32,      // H
+    dirs: u32,        // D
+    slot: u32,        // layer · D: this layer's first state slot
+    slots: u32,       // L · D
+    dropout: Dropout, // the mask on this layer's output (training, inner layers)
+    h_out: u32,       // width of h: P with a projection, else H
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
+}
+
 fn dropout_scale(dr: Dropout, t: u32, b: u32, unit: u32) -> f32 {
     if (dr.enabled == 0u) {
         return 1.0;

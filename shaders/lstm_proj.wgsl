@@ -13,22 +13,6 @@
 // W_hr keeps PyTorch's [P, H] layout per direction; `store_t` (f32 or f16,
 // declared before this file) is its storage type; arithmetic is f32.
 
-struct StepParams {
-    step: u32,        // s in 0..T: t = s forward, T-1-s reverse
-    parity: u32,      // h_{t-1} is in h_state[parity], h_t goes to [1 - parity]
-    seq_len: u32,     // T
-    batch: u32,       // B
-    hidden: u32,      // H
-    dirs: u32,        // D
-    slot: u32,        // layer · D: this layer's first state slot
-    slots: u32,       // L · D
-    dropout: Dropout, // on this layer's output (training, inner layers)
-    h_out: u32,       // P
-    _pad0: u32,
-    _pad1: u32,
-    _pad2: u32,
-}
-
 const WG: u32 = 64u;
 const RB: u32 = 4u;
 

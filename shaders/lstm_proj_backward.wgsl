@@ -14,7 +14,7 @@
 // memory. `store_t` is how dG and W_hh are stored; arithmetic is f32.
 
 
-@group(0) @binding(0) var<uniform> p: BackParams;
+@group(0) @binding(0) var<uniform> p: StepParams;
 @group(0) @binding(1) var<storage, read> d_gates: array<vec4<store_t>>; // [T, B, D, H]
 @group(0) @binding(2) var<storage, read> w_hh: array<vec4<store_t>>;    // [D, P (input k), H (unit u)]
 @group(0) @binding(3) var<storage, read> dy: array<f32>;                // [T, B, D·P]

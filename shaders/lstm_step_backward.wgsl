@@ -24,7 +24,7 @@
 // how the saved gates, W_hh and dG are stored; all arithmetic is f32.
 
 
-@group(0) @binding(0) var<uniform> p: BackParams;
+@group(0) @binding(0) var<uniform> p: StepParams;
 @group(0) @binding(1) var<storage, read> gates: array<vec4<store_t>>; // [T, B, D, H]: saved i, f, g, o
 @group(0) @binding(2) var<storage, read> c_saved: array<f32>;         // [T, B, D, H]: c after step t
 @group(0) @binding(3) var<storage, read> c_0: array<f32>;             // [L·D, B, H]

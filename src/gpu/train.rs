@@ -21,9 +21,9 @@
 use crate::config::LstmConfig;
 use crate::error::Result;
 use crate::gpu::kernels::{
-    BackParams, BackwardBuffers, BackwardStepKernel, DropoutParams, GemmKernel, GemmOp, GemmParams,
-    LstmGemms, PermuteKernel, PermuteParams, ProjBackwardBuffers, ProjBackwardKernel, ProjBuffers,
-    ProjKernel, StepBuffers, StepKernel, TrainBuffers,
+    BackwardBuffers, BackwardStepKernel, DropoutParams, GemmKernel, GemmOp, GemmParams, LstmGemms,
+    PermuteKernel, PermuteParams, ProjBackwardBuffers, ProjBackwardKernel, ProjBuffers, ProjKernel,
+    StepBuffers, StepKernel, TrainBuffers,
 };
 use crate::gpu::tensor::{TENSOR_USAGE, byte_size, byte_size_in};
 use crate::gpu::workspace::{GpuLayer, Uniforms, Workspace, check_groups, step_params};
@@ -515,7 +515,7 @@ fn train_uniforms(
     b: usize,
     seed: u64,
 ) -> Uniforms {
-    let (h, dirs, layers) = (cfg.hidden_size, cfg.num_directions(), cfg.num_layers);
+    let (dirs, layers) = (cfg.num_directions(), cfg.num_layers);
     let hout = cfg.hidden_out();
     let mut u = Uniforms::new(ctx, e.count());
     for (l, layer) in weights.iter().enumerate() {
@@ -528,22 +528,9 @@ fn train_uniforms(
             u.put(e.step(l, s), &sp);
         }
         for s in 0..=t {
-            u.put(
-                e.back(l, s),
-                &BackParams {
-                    step: s as u32,
-                    parity: (s % 2) as u32,
-                    seq_len: t as u32,
-                    batch: b as u32,
-                    hidden: h as u32,
-                    dirs: dirs as u32,
-                    slot: (l * dirs) as u32,
-                    slots: (layers * dirs) as u32,
-                    dropout,
-                    h_out: cfg.hidden_out() as u32,
-                    _pad: [0; 3],
-                },
-            );
+            let mut bp = step_params(cfg, l, s, t, b);
+            bp.dropout = dropout;
+            u.put(e.back(l, s), &bp);
         }
         for (which, (_, params)) in backward_gemms(cfg, layer, t * b).iter().enumerate() {
             u.put(e.gemm(l, which), params);

@@ -1,26 +1,7 @@
 //! One step of backpropagation through time (`shaders/lstm_step_backward.wgsl`).
 
-use super::{Binding, DropoutParams, Kernel, slice};
+use super::{Binding, Kernel, StepParams, slice};
 use crate::gpu::{GpuContext, Precision};
-
-/// Mirrors `BackParams` in `shaders/lstm_step_backward.wgsl`, field for field.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, bytemuck::Pod, bytemuck::Zeroable)]
-pub struct BackParams {
-    pub step: u32,
-    pub parity: u32,
-    pub seq_len: u32,
-    pub batch: u32,
-    pub hidden: u32,
-    pub dirs: u32,
-    pub slot: u32,
-    pub slots: u32,
-    pub dropout: DropoutParams,
-    /// H_out: the width of h (P with a projection, else H).
-    pub h_out: u32,
-    pub _pad: [u32; 3],
-}
-const _: () = assert!(std::mem::size_of::<BackParams>() == 80);
 
 /// The buffers one layer's backward steps read and write.
 pub struct BackwardBuffers<'a> {
@@ -82,7 +63,7 @@ impl BackwardStepKernel {
         self.kernel.bind(
             ctx,
             vec![
-                slice(b.params, 0, std::mem::size_of::<BackParams>() as u64),
+                slice(b.params, 0, std::mem::size_of::<StepParams>() as u64),
                 b.gates.as_entire_binding(),
                 b.c_saved.as_entire_binding(),
                 b.c_0.as_entire_binding(),

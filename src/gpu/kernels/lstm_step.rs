@@ -4,7 +4,8 @@
 use super::{Binding, DropoutParams, Kernel, slice};
 use crate::gpu::{GpuContext, Precision};
 
-/// Mirrors `StepParams` in `shaders/lstm_step.wgsl`, field for field.
+/// Mirrors `StepParams` in `shaders/common.wgsl`, field for field: the
+/// per-step uniform of the forward and the backward step kernels.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, bytemuck::Pod, bytemuck::Zeroable)]
 pub struct StepParams {

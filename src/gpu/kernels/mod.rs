@@ -18,7 +18,7 @@ mod permute;
 mod projection;
 mod train_kernels;
 
-pub use backward_step::{BackParams, BackwardBuffers, BackwardStepKernel};
+pub use backward_step::{BackwardBuffers, BackwardStepKernel};
 pub use gemm::{GemmKernel, GemmOp, GemmParams, GemmRunner, GemmTypes, LstmGemms};
 pub use lstm_step::{StepBuffers, StepKernel, StepParams, TrainBuffers};
 pub use permute::{PermuteKernel, PermuteParams};

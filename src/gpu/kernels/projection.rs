@@ -3,7 +3,7 @@
 //! dh_t before each backward step (`shaders/lstm_proj_backward.wgsl`).
 
 use super::{Binding, Kernel, slice};
-use crate::gpu::kernels::{BackParams, StepParams};
+use crate::gpu::kernels::StepParams;
 use crate::gpu::{GpuContext, Precision};
 
 /// Projected units per workgroup and batch rows per workgroup (WG, RB in
@@ -91,7 +91,7 @@ impl ProjKernel {
 
 /// The buffers one layer's backward projections read and write.
 pub struct ProjBackwardBuffers<'a> {
-    /// Per-step `BackParams`, bound with a dynamic offset.
+    /// Per-step `StepParams` of the backward pass, bound with a dynamic offset.
     pub params: &'a wgpu::Buffer,
     /// [T, B, D, H, 4]
     pub d_gates: &'a wgpu::Buffer,
@@ -143,7 +143,7 @@ impl ProjBackwardKernel {
         self.kernel.bind(
             ctx,
             vec![
-                slice(b.params, 0, std::mem::size_of::<BackParams>() as u64),
+                slice(b.params, 0, std::mem::size_of::<StepParams>() as u64),
                 b.d_gates.as_entire_binding(),
                 b.w_hh.as_entire_binding(),
                 b.dy.as_entire_binding(),
