@@ -298,14 +298,15 @@ impl<T: Real> Direction<'_, T> {
         };
         // (With fewer rows than a full tile, one batched projection over all
         // T·B rows keeps more accumulators busy than the per-step tiles.)
-        let fused_input = !self.save && self.recurrence().is_some_and(|r| bsz >= r.isa.rows());
+        let fused = self.recurrence();
+        let fused_input = !self.save && fused.as_ref().is_some_and(|r| bsz >= r.isa.rows());
         let mut gates = if fused_input {
             bias.clone()
         } else {
             // Every element is written below.
             scratch::reused(tb * 4 * hid)
         };
-        match self.recurrence() {
+        match &fused {
             _ if fused_input => {}
             Some(fused) => project(
                 bytemuck::cast_slice(x),
@@ -339,7 +340,7 @@ impl<T: Real> Direction<'_, T> {
             (0, 0)
         };
         let (mut h_all, mut c_all) = (scratch::zeroed(saved_h), scratch::zeroed(saved_c));
-        if let Some(fused) = self.recurrence() {
+        if let Some(fused) = &fused {
             fused.run(
                 fused_input.then(|| StepInput {
                     x: bytemuck::cast_slice(x),

@@ -26,28 +26,26 @@ thread_local! {
 
 /// A vector of `n` zeros, reusing a kept buffer when one fits.
 pub(crate) fn zeroed<T: Real>(n: usize) -> Vec<T> {
-    if n >= MIN_LEN {
-        let mut out = Vec::<T>::new();
-        if let Some(v) = (&mut out as &mut dyn Any).downcast_mut::<Vec<f32>>()
-            && let Some(mut kept) = take(n)
-        {
-            kept.clear();
-            kept.resize(n, 0.0);
-            *v = kept;
-            return out;
-        }
-    }
-    vec![T::zero(); n]
+    from_pool(n, true)
 }
 
 /// A vector of `n` elements with unspecified (but initialised) values, for a
 /// caller that writes every element: a kept buffer is not cleared first.
 pub(crate) fn reused<T: Real>(n: usize) -> Vec<T> {
+    from_pool(n, false)
+}
+
+/// A kept f32 buffer resized to `n` (cleared first with `clear`), or a new
+/// vector of zeros.
+fn from_pool<T: Real>(n: usize, clear: bool) -> Vec<T> {
     if n >= MIN_LEN {
         let mut out = Vec::<T>::new();
         if let Some(v) = (&mut out as &mut dyn Any).downcast_mut::<Vec<f32>>()
             && let Some(mut kept) = take(n)
         {
+            if clear {
+                kept.clear();
+            }
             kept.resize(n, 0.0);
             *v = kept;
             return out;
