@@ -5,17 +5,18 @@ mod common;
 
 use std::process::Command;
 
-#[test]
-fn quick_benchmark_reports_counts_and_differences() {
-    let device =
-        if common::gpu::gpu_or_skip("quick_benchmark_reports_counts_and_differences").is_some() {
-            "both"
-        } else {
-            "cpu"
-        };
-    let json = std::env::temp_dir().join(format!("lstm-bench-{}.json", std::process::id()));
+/// Runs `lstm-bench --quick --json FILE` with `args`; returns the table's
+/// lines of `columns` cells (one per shape, mode and precision) and the JSON.
+fn run_quick(
+    tag: &str,
+    args: &[&str],
+    columns: usize,
+) -> (String, Vec<Vec<String>>, serde_json::Value) {
+    let json = std::env::temp_dir().join(format!("lstm-bench-{tag}-{}.json", std::process::id()));
     let out = Command::new(env!("CARGO_BIN_EXE_lstm-bench"))
-        .args(["--quick", "--device", device, "--json"])
+        .arg("--quick")
+        .args(args)
+        .arg("--json")
         .arg(&json)
         .output()
         .unwrap();
@@ -24,14 +25,28 @@ fn quick_benchmark_reports_counts_and_differences() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    let lines = stdout
+        .lines()
+        .map(|l| l.split_whitespace().map(str::to_string).collect::<Vec<_>>())
+        .filter(|c| c.len() == columns && (c[0] == "forward" || c[0] == "train"))
+        .collect();
+    let doc = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    std::fs::remove_file(&json).unwrap();
+    (stdout, lines, doc)
+}
+
+#[test]
+fn quick_benchmark_reports_counts_and_differences() {
+    let device =
+        if common::gpu::gpu_or_skip("quick_benchmark_reports_counts_and_differences").is_some() {
+            "both"
+        } else {
+            "cpu"
+        };
     // The table: one line per shape and mode, CPU and GPU side by side, with
     // every column filled when both ran (a forward call has no backward phases).
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let lines: Vec<Vec<&str>> = stdout
-        .lines()
-        .map(|l| l.split_whitespace().collect::<Vec<_>>())
-        .filter(|c| c.len() == 19 && (c[0] == "forward" || c[0] == "train"))
-        .collect();
+    let (stdout, lines, doc) = run_quick("f32", &["--device", device], 19);
     assert_eq!(lines.len(), 4, "{stdout}");
     for c in &lines {
         let filled = if device == "cpu" { 8 } else { 19 };
@@ -40,15 +55,13 @@ fn quick_benchmark_reports_counts_and_differences() {
         } else {
             0
         };
-        let dashes = c[..filled].iter().filter(|x| **x == "-").count();
+        let dashes = c[..filled].iter().filter(|x| *x == "-").count();
         // Kernel times need TIMESTAMP_QUERY: without it their 4 columns are "-".
         assert!(
             dashes == expected_dashes || (device == "both" && dashes == 4),
             "{stdout}"
         );
     }
-    let doc: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
-    std::fs::remove_file(&json).unwrap();
     let rows = doc["rows"].as_array().unwrap();
     assert_eq!(rows.len(), if device == "both" { 8 } else { 4 });
     for r in rows.iter().filter(|r| r["device"] == "gpu") {
@@ -78,38 +91,13 @@ fn quick_benchmark_in_f16_reports_memory_beside_f32() {
         eprintln!("skipped {name}: the adapter lacks SHADER_F16");
         return;
     }
-    let json = std::env::temp_dir().join(format!("lstm-bench-f16-{}.json", std::process::id()));
-    let out = Command::new(env!("CARGO_BIN_EXE_lstm-bench"))
-        .args([
-            "--quick",
-            "--device",
-            "both",
-            "--precision",
-            "f16",
-            "--json",
-        ])
-        .arg(&json)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let lines: Vec<Vec<&str>> = stdout
-        .lines()
-        .map(|l| l.split_whitespace().collect::<Vec<_>>())
-        .filter(|c| c.len() == 22 && (c[0] == "forward" || c[0] == "train"))
-        .collect();
+    let (stdout, lines, doc) = run_quick("f16", &["--device", "both", "--precision", "f16"], 22);
     assert_eq!(lines.len(), 8, "{stdout}");
     assert_eq!(
         lines.iter().filter(|c| c[19] == "f16").count(),
         4,
         "{stdout}"
     );
-    let doc: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
-    std::fs::remove_file(&json).unwrap();
     let rows = doc["rows"].as_array().unwrap();
     let gpu = |precision: &str, mode: &str, b: u64| {
         rows.iter()
