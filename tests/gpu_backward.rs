@@ -119,11 +119,7 @@ fn pytorch_fixture_gradients_match() {
         let case = Fixture::<f32>::load(&bytes);
         let mut gpu = GpuLstm::new(&ctx, &case.weights).unwrap();
         gpu.forward_train_host(&case.x(), 0).unwrap();
-        let (dy, dh, dc) = (
-            case.tensor("d_output"),
-            case.tensor("d_h_n"),
-            case.tensor("d_c_n"),
-        );
+        let (dy, dh, dc) = case.upstream();
         let got = gpu
             .backward_host(&OutputGrads {
                 d_output: &dy,
@@ -131,15 +127,7 @@ fn pytorch_fixture_gradients_match() {
                 d_c_n: Some(&dc),
             })
             .unwrap();
-        let mut checks = vec![("grad.input".to_string(), got.d_input.data().to_vec())];
-        if case.state.is_some() {
-            checks.push(("grad.h_0".into(), got.d_h_0.data().to_vec()));
-            checks.push(("grad.c_0".into(), got.d_c_0.data().to_vec()));
-        }
-        for (p, _, g) in got.weights.named_params() {
-            checks.push((format!("grad.lstm.{p}"), g.to_vec()));
-        }
-        for (key, g) in checks {
+        for (key, g) in case.gradient_keys(&got) {
             let want: Tensor<f64> = case.tensor(&key);
             assert_close_to_max(&format!("{name}/{key}"), &g, want.data(), 1e-4);
         }

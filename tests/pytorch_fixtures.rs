@@ -61,11 +61,7 @@ fn check_fixture<T: Real>(name: &str, bytes: &[u8], out_atol: f64, grad_tol: f64
     }
 
     // Backward of L = Σ output⊙d_output + Σ h_n⊙d_h_n + Σ c_n⊙d_c_n.
-    let (d_output, d_h_n, d_c_n) = (
-        case.tensor("d_output"),
-        case.tensor("d_h_n"),
-        case.tensor("d_c_n"),
-    );
+    let (d_output, d_h_n, d_c_n) = case.upstream();
     let grads = cpu::backward(
         w,
         &cache,
@@ -76,14 +72,7 @@ fn check_fixture<T: Real>(name: &str, bytes: &[u8], out_atol: f64, grad_tol: f64
         },
     )
     .unwrap();
-    let mut checked = vec![("grad.input".to_string(), grads.d_input.data().to_vec())];
-    if case.state.is_some() {
-        checked.push(("grad.h_0".into(), grads.d_h_0.data().to_vec()));
-        checked.push(("grad.c_0".into(), grads.d_c_0.data().to_vec()));
-    }
-    for (pname, _, g) in grads.weights.named_params() {
-        checked.push((format!("grad.lstm.{pname}"), g.to_vec()));
-    }
+    let checked = case.gradient_keys(&grads);
     for (key, got) in checked {
         let want: Tensor<f64> = case.tensor(&key);
         assert_close_to_max(&format!("{name}/{key}"), &got, want.data(), grad_tol);

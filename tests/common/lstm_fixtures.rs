@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 
 use safetensors::SafeTensors;
+use wgpu_lstm::cpu::Gradients;
 use wgpu_lstm::io::{read_float, view_to_i64};
 use wgpu_lstm::weights::SafetensorsPrefix;
 use wgpu_lstm::{LstmInput, LstmWeights, Real, Tensor};
@@ -80,6 +81,32 @@ impl<T: Real> Case<T> {
             x = x.with_lengths(l);
         }
         x
+    }
+
+    /// The upstream gradients of the fixture's loss: d_output, d_h_n, d_c_n.
+    #[allow(dead_code)] // not every test binary runs a backward pass
+    pub fn upstream(&self) -> (Tensor<T>, Tensor<T>, Tensor<T>) {
+        (
+            self.tensor("d_output"),
+            self.tensor("d_h_n"),
+            self.tensor("d_c_n"),
+        )
+    }
+
+    /// Every gradient of `got` beside the fixture's key for it: `grad.input`,
+    /// `grad.h_0` and `grad.c_0` when the case gives a state, and
+    /// `grad.lstm.{name}` for each parameter.
+    #[allow(dead_code)] // not every test binary runs a backward pass
+    pub fn gradient_keys(&self, got: &Gradients<T>) -> Vec<(String, Vec<T>)> {
+        let mut checks = vec![("grad.input".to_string(), got.d_input.data().to_vec())];
+        if self.state.is_some() {
+            checks.push(("grad.h_0".into(), got.d_h_0.data().to_vec()));
+            checks.push(("grad.c_0".into(), got.d_c_0.data().to_vec()));
+        }
+        for (p, _, g) in got.weights.named_params() {
+            checks.push((format!("grad.lstm.{p}"), g.to_vec()));
+        }
+        checks
     }
 
     /// Any tensor of the file, e.g. `output` or `grad.lstm.weight_hh_l0`.
