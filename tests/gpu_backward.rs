@@ -5,43 +5,12 @@ mod common;
 use common::case::Case;
 use common::gpu::gpu_or_skip;
 use common::lstm_fixtures::{self, Case as Fixture};
-use common::{assert_close, assert_close_to_max, random_tensor};
-use wgpu_lstm::cpu::{self, Gradients, OutputGrads};
+use common::{assert_close, assert_close_to_max, assert_grads_close, random_tensor};
+use wgpu_lstm::cpu::{self, OutputGrads};
 use wgpu_lstm::gpu::GpuLstm;
 use wgpu_lstm::{InitOptions, LstmConfig, LstmWeights, Tensor};
 
 const DROPOUT_SEED: u64 = 99;
-
-fn compare(name: &str, got: &Gradients<f32>, want: &Gradients<f32>, with_state: bool, tol: f64) {
-    for ((n, _, g), (_, _, w)) in got
-        .weights
-        .named_params()
-        .iter()
-        .zip(want.weights.named_params().iter())
-    {
-        assert_close_to_max(&format!("{name}/{n}"), g, w, tol);
-    }
-    assert_close_to_max(
-        &format!("{name}/d_input"),
-        got.d_input.data(),
-        want.d_input.data(),
-        tol,
-    );
-    if with_state {
-        assert_close_to_max(
-            &format!("{name}/d_h_0"),
-            got.d_h_0.data(),
-            want.d_h_0.data(),
-            tol,
-        );
-        assert_close_to_max(
-            &format!("{name}/d_c_0"),
-            got.d_c_0.data(),
-            want.d_c_0.data(),
-            tol,
-        );
-    }
-}
 
 fn check(name: &str, c: Case) {
     let Some(ctx) = gpu_or_skip(name) else { return };
@@ -63,7 +32,7 @@ fn check(name: &str, c: Case) {
         0.0,
     );
     let got = gpu.backward_host(&grads).unwrap();
-    compare(name, &got, &want, true, 1e-4);
+    assert_grads_close(name, &got, &want, true, 1e-4);
 }
 
 #[test]

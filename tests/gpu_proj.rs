@@ -7,8 +7,8 @@ mod common;
 use common::case::Case;
 use common::gpu::gpu_or_skip;
 use common::lstm_fixtures::{Case as Fixture, proj_cases};
-use common::{assert_close, assert_close_to_max, random_tensor};
-use wgpu_lstm::cpu::{self, Gradients, OutputGrads};
+use common::{assert_close, assert_close_to_max, assert_grads_close, random_tensor};
+use wgpu_lstm::cpu::{self, OutputGrads};
 use wgpu_lstm::gpu::{GpuLstm, GpuTensor, InitialState};
 use wgpu_lstm::{InitOptions, LstmConfig, LstmWeights, Real, Tensor};
 
@@ -111,31 +111,7 @@ fn against_cpu(name: &str, c: Case) {
         assert_close(&format!("{name}/{what}"), g.data(), w.data(), 1e-5, 1e-5);
     }
     let got = gpu.backward_host(&data.grads()).unwrap();
-    compare(name, &got, &want, c.with_state);
-}
-
-fn compare(name: &str, got: &Gradients<f32>, want: &Gradients<f32>, with_state: bool) {
-    for ((n, _, g), (_, _, w)) in got
-        .weights
-        .named_params()
-        .iter()
-        .zip(want.weights.named_params().iter())
-    {
-        assert_close_to_max(&format!("{name}/{n}"), g, w, 1e-4);
-    }
-    assert_eq!(
-        got.weights.named_params().len(),
-        want.weights.named_params().len()
-    );
-    let mut pairs = vec![("d_input", &got.d_input, &want.d_input)];
-    if with_state {
-        pairs.push(("d_h_0", &got.d_h_0, &want.d_h_0));
-        pairs.push(("d_c_0", &got.d_c_0, &want.d_c_0));
-    }
-    for (what, g, w) in pairs {
-        assert_eq!(g.shape(), w.shape(), "{name}/{what}");
-        assert_close_to_max(&format!("{name}/{what}"), g.data(), w.data(), 1e-4);
-    }
+    assert_grads_close(name, &got, &want, c.with_state, 1e-4);
 }
 
 #[test]
@@ -512,21 +488,7 @@ mod f16 {
             let want = f32_gpu.backward_host(&data.grads()).unwrap();
             f16_gpu.forward_train_host(&x, 7).unwrap();
             let got = f16_gpu.backward_host(&data.grads()).unwrap();
-            for ((k, _, g), (_, _, e)) in got
-                .weights
-                .named_params()
-                .iter()
-                .zip(want.weights.named_params().iter())
-            {
-                assert_close_to_max(&format!("{name}/{k}"), g, e, GRAD_TOL);
-            }
-            for (k, g, e) in [
-                ("d_input", &got.d_input, &want.d_input),
-                ("d_h_0", &got.d_h_0, &want.d_h_0),
-                ("d_c_0", &got.d_c_0, &want.d_c_0),
-            ] {
-                assert_close_to_max(&format!("{name}/{k}"), g.data(), e.data(), GRAD_TOL);
-            }
+            super::assert_grads_close(&name, &got, &want, true, GRAD_TOL);
         }
     }
 

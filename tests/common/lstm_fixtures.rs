@@ -15,7 +15,6 @@ pub fn cases() -> Vec<(String, Vec<u8>)> {
 }
 
 /// The projection-LSTM (`proj_size` > 0) cases, in `tests/fixtures/proj`.
-#[allow(dead_code)] // not every test binary reads them
 pub fn proj_cases() -> Vec<(String, Vec<u8>)> {
     cases_in("tests/fixtures/proj")
 }
@@ -84,7 +83,6 @@ impl<T: Real> Case<T> {
     }
 
     /// The upstream gradients of the fixture's loss: d_output, d_h_n, d_c_n.
-    #[allow(dead_code)] // not every test binary runs a backward pass
     pub fn upstream(&self) -> (Tensor<T>, Tensor<T>, Tensor<T>) {
         (
             self.tensor("d_output"),
@@ -96,7 +94,6 @@ impl<T: Real> Case<T> {
     /// Every gradient of `got` beside the fixture's key for it: `grad.input`,
     /// `grad.h_0` and `grad.c_0` when the case gives a state, and
     /// `grad.lstm.{name}` for each parameter.
-    #[allow(dead_code)] // not every test binary runs a backward pass
     pub fn gradient_keys(&self, got: &Gradients<T>) -> Vec<(String, Vec<T>)> {
         let mut checks = vec![("grad.input".to_string(), got.d_input.data().to_vec())];
         if self.state.is_some() {

@@ -11,6 +11,7 @@ use std::path::PathBuf;
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use wgpu_lstm::cpu::Gradients;
 use wgpu_lstm::{Real, Tensor};
 
 /// A tensor of standard-uniform-ish values in [-scale, scale), seeded.
@@ -43,6 +44,32 @@ pub fn assert_close<A: Real, B: Real>(name: &str, got: &[A], want: &[B], atol: f
             "{name}: element {i} is {g:e}, expected {w:e} (atol {atol:e}, rtol {rtol:e}); \
              max abs error over the tensor {max_err:e}"
         );
+    }
+}
+
+/// Asserts every gradient of `got` within `tol` of its tensor's largest
+/// magnitude in `want` (see [`assert_close_to_max`]): each parameter,
+/// `d_input`, and `d_h_0` and `d_c_0` when the pass started from a given state.
+pub fn assert_grads_close(
+    name: &str,
+    got: &Gradients<f32>,
+    want: &Gradients<f32>,
+    with_state: bool,
+    tol: f64,
+) {
+    let (g, w) = (got.weights.named_params(), want.weights.named_params());
+    assert_eq!(g.len(), w.len(), "{name}: parameter count");
+    for ((n, _, g), (_, _, w)) in g.iter().zip(&w) {
+        assert_close_to_max(&format!("{name}/{n}"), g, w, tol);
+    }
+    let mut pairs = vec![("d_input", &got.d_input, &want.d_input)];
+    if with_state {
+        pairs.push(("d_h_0", &got.d_h_0, &want.d_h_0));
+        pairs.push(("d_c_0", &got.d_c_0, &want.d_c_0));
+    }
+    for (what, g, w) in pairs {
+        assert_eq!(g.shape(), w.shape(), "{name}/{what}");
+        assert_close_to_max(&format!("{name}/{what}"), g.data(), w.data(), tol);
     }
 }
 
