@@ -679,7 +679,8 @@ impl Recurrence<'_> {
             .as_ref()
             .map(|i| PackedHh::with_cols(i.weight_ih, hid, i.size, self.isa));
         let in_size = input.as_ref().map_or(0, |i| i.size);
-        let x_ptr = input.as_ref().map_or(std::ptr::null(), |i| i.x.as_ptr()) as usize;
+        // With the input, every row starts from the bias (stride 0).
+        let gates_stride = if input.is_some() { 0 } else { 4 * hid };
         let panels = packed.panels();
         let panel_fmas = bsz * 4 * self.isa.units() * (hid + in_size);
         let per_item = ITEM_FMAS.div_ceil(panel_fmas).clamp(1, panels);
@@ -690,6 +691,7 @@ impl Recurrence<'_> {
         let mut h_bufs = [h.to_vec(), vec![0f32; bsz * hid]];
         let ptr = Ptrs {
             gates: gates.as_mut_ptr(),
+            x: input.as_ref().map_or(std::ptr::null(), |i| i.x.as_ptr()),
             h_bufs: [h_bufs[0].as_mut_ptr(), h_bufs[1].as_mut_ptr()],
             c: c.as_mut_ptr(),
             out: out.as_mut_ptr(),
@@ -724,18 +726,11 @@ impl Recurrence<'_> {
                     batch: bsz,
                     t,
                     lengths: self.lengths.as_ptr(),
-                    gates: if x_ptr == 0 {
-                        ptr.gates.add(t * bsz * 4 * hid)
-                    } else {
-                        ptr.gates
-                    },
-                    gates_stride: if x_ptr == 0 { 4 * hid } else { 0 },
+                    gates: ptr.gates.add(t * bsz * gates_stride),
+                    gates_stride,
                     save_gates: save,
-                    x: if x_ptr == 0 {
-                        std::ptr::null()
-                    } else {
-                        (x_ptr as *const f32).add(t * bsz * in_size)
-                    },
+                    // (null + 0 without the input)
+                    x: ptr.x.add(t * bsz * in_size),
                     input: in_size,
                     h_prev: ptr.h_bufs[s % 2],
                     h_next: ptr.h_bufs[(s + 1) % 2],
@@ -765,6 +760,8 @@ impl Recurrence<'_> {
 #[derive(Clone, Copy)]
 struct Ptrs {
     gates: *mut f32,
+    /// [T, B, I] when the kernel projects the input itself, else null.
+    x: *const f32,
     h_bufs: [*mut f32; 2],
     c: *mut f32,
     out: *mut f32,
