@@ -218,7 +218,13 @@ impl<T: Real> Direction<'_, T> {
         d_input: &mut [T],
     ) -> (Vec<T>, Vec<T>) {
         let (hid, bsz, tb) = (self.hidden, self.batch, self.seq_len * self.batch);
-        let mut d_gates = scratch::zeroed(tb * 4 * hid);
+        // Written at valid rows; padded rows must read as zero in the
+        // weight gradients below.
+        let mut d_gates = if self.lengths.iter().any(|&n| n < self.seq_len) {
+            scratch::zeroed(tb * 4 * hid)
+        } else {
+            scratch::reused(tb * 4 * hid)
+        };
         let (mut dh_carry, mut dc_carry) = (d_h_n, d_c_n);
 
         if let Some(fused) = self.recurrence() {

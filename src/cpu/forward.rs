@@ -118,6 +118,7 @@ fn run<T: Real>(
     let (h, dirs, layers) = (cfg.hidden_size, cfg.num_directions(), cfg.num_layers);
     let hout = cfg.hidden_out();
     let lengths: Vec<usize> = x.lengths.map_or(vec![seq_len; batch], <[usize]>::to_vec);
+    let padded = lengths.iter().any(|&n| n < seq_len);
     // Direction idx's [B, n] slice of a [D·L, B, n] state.
     let state = |t: Option<&Tensor<T>>, idx: usize, n: usize| match t {
         Some(t) => t.data()[idx * batch * n..(idx + 1) * batch * n].to_vec(),
@@ -140,7 +141,13 @@ fn run<T: Real>(
     let mut caches = Vec::new();
 
     for layer in 0..layers {
-        let mut layer_output = scratch::zeroed(seq_len * batch * dirs * hout);
+        // Every element is written but those past a sequence's length.
+        let n = seq_len * batch * dirs * hout;
+        let mut layer_output = if padded {
+            scratch::zeroed(n)
+        } else {
+            scratch::reused(n)
+        };
         let mut directions = Vec::new();
         for dir in 0..dirs {
             let run = Direction {
@@ -184,7 +191,12 @@ fn run<T: Real>(
             }
             _ => None,
         };
-        let input = std::mem::replace(&mut layer_input, Cow::Owned(layer_output)).into_owned();
+        // Inference keeps no input, and never copies the caller's.
+        let input = match std::mem::replace(&mut layer_input, Cow::Owned(layer_output)) {
+            Cow::Owned(v) => v,
+            Cow::Borrowed(v) if save => v.to_vec(),
+            Cow::Borrowed(_) => Vec::new(),
+        };
         let layer = LayerCache {
             input,
             directions,
@@ -339,7 +351,8 @@ impl<T: Real> Direction<'_, T> {
         } else {
             (0, 0)
         };
-        let (mut h_all, mut c_all) = (scratch::zeroed(saved_h), scratch::zeroed(saved_c));
+        // Both paths write every step of every row (padding carries the state).
+        let (mut h_all, mut c_all) = (scratch::reused(saved_h), scratch::reused(saved_c));
         if let Some(fused) = &fused {
             fused.run(
                 fused_input.then(|| StepInput {

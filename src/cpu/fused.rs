@@ -12,8 +12,12 @@
 //!   registers for the whole product over `k`, then applies the activations
 //!   and the cell update to them at once: the pre-activations never go back
 //!   to memory in inference.
-//! - Threads split the panels, so each thread's slice of `W_hh` stays in its
-//!   own cache from step to step. Small steps run on one thread.
+//! - Batch rows are independent, so with enough rows each thread takes a
+//!   group of them through every step, with no synchronisation between
+//!   steps. With fewer rows, threads split each step's panels and wait for
+//!   each other between steps. Small steps run on one thread. Either way
+//!   every row's and unit's arithmetic is the same, so the results do not
+//!   depend on the threads.
 //!
 //! The instruction set is chosen at run time: AVX-512, AVX2 with FMA, or
 //! portable code that the compiler vectorises for the target's baseline.
@@ -128,17 +132,35 @@ impl PackedHh {
         assert_eq!(weight.len(), 4 * hidden * cols, "the weight is [4H, cols]");
         let u = isa.units();
         let panels = hidden.div_ceil(u);
-        let mut data = scratch::zeroed(panels * cols * 4 * u);
-        // Row by row of the weight: contiguous reads, one write per 4·U floats.
-        for g in 0..4 {
-            for unit in 0..hidden {
-                let (p, l) = (unit / u, unit % u);
-                let row = &weight[(g * hidden + unit) * cols..][..cols];
-                let panel = &mut data[p * cols * 4 * u..][..cols * 4 * u];
-                for (k, &v) in row.iter().enumerate() {
-                    panel[(k * 4 + g) * u + l] = v;
+        // The last panel's lanes past H stay zero; other elements are all written.
+        let mut data = if hidden.is_multiple_of(u) {
+            scratch::reused(panels * cols * 4 * u)
+        } else {
+            scratch::zeroed(panels * cols * 4 * u)
+        };
+        // Panel by panel, in the panel's order: whole-line writes, and the
+        // reads of a panel's 4·U rows stay in cache while k runs along them.
+        let pack = |p: usize, panel: &mut [f32]| {
+            let lanes = u.min(hidden - p * u);
+            for (k, dst) in panel.chunks_exact_mut(4 * u).enumerate() {
+                for (g, dst) in dst.chunks_exact_mut(u).enumerate() {
+                    let rows = (g * hidden + p * u) * cols + k;
+                    for (l, v) in dst[..lanes].iter_mut().enumerate() {
+                        *v = weight[rows + l * cols];
+                    }
                 }
             }
+        };
+        let panel_len = cols * 4 * u;
+        if helpers(data.len(), panels) > 0 {
+            use rayon::prelude::*;
+            data.par_chunks_mut(panel_len)
+                .enumerate()
+                .for_each(|(p, panel)| pack(p, panel));
+        } else {
+            data.chunks_mut(panel_len)
+                .enumerate()
+                .for_each(|(p, panel)| pack(p, panel));
         }
         PackedHh { isa, hidden, data }
     }
@@ -566,6 +588,20 @@ pub(super) fn helpers(fmas: usize, items: usize) -> usize {
     }
 }
 
+/// Into how many groups of batch rows to split a recurrence, one per
+/// thread (1: split each step's panels instead).
+///
+/// Batch rows are independent, so groups need no synchronisation between
+/// steps, but each group reads all the weights at every step: a group needs
+/// [`GROUP_ROWS`] rows to use them well.
+pub(super) fn row_groups(batch: usize, step_fmas: usize) -> usize {
+    let threads = 1 + helpers(step_fmas, usize::MAX);
+    threads.min(batch / GROUP_ROWS).max(1)
+}
+
+/// The fewest batch rows per group of [`row_groups`].
+const GROUP_ROWS: usize = 4;
+
 /// Runs `f(phase, item)` for every phase in order and every item of it, on
 /// the calling thread and `helpers` threads of the rayon pool.
 ///
@@ -573,6 +609,12 @@ pub(super) fn helpers(fmas: usize, items: usize) -> usize {
 /// counter. An item of phase s starts once every item of phase s-1 is done,
 /// and sees all their writes. Nothing waits for a helper to start: the
 /// caller alone can claim every item, so a busy pool only costs speed.
+///
+/// A thread that must wait for the end of a phase spins for a few
+/// microseconds (a phase usually ends sooner), then sleeps until the thread
+/// that completes the phase wakes it. Sleeping matters when the threads
+/// outnumber the cores that are free: a spinning thread would take the core
+/// from the one it waits for.
 pub(super) fn in_phases(
     phases: usize,
     items: usize,
@@ -581,6 +623,8 @@ pub(super) fn in_phases(
 ) {
     let total = phases * items;
     let (next, done) = (AtomicUsize::new(0), AtomicUsize::new(0));
+    let sleepers = AtomicUsize::new(0);
+    let wake = (std::sync::Mutex::new(()), std::sync::Condvar::new());
     let work = || {
         loop {
             let item = next.fetch_add(1, Ordering::Relaxed);
@@ -588,17 +632,29 @@ pub(super) fn in_phases(
                 return;
             }
             let s = item / items;
+            let ready = || done.load(Ordering::Acquire) >= s * items;
             let mut spins = 0u32;
-            while done.load(Ordering::Acquire) < s * items {
-                spins += 1;
-                if spins < 1 << 12 {
+            while !ready() {
+                if spins < SPINS {
+                    spins += 1;
                     std::hint::spin_loop();
-                } else {
-                    std::thread::yield_now();
+                    continue;
                 }
+                // SeqCst on `sleepers` and `done`: either the finisher sees
+                // this sleeper, or this thread sees the finished phase.
+                let mut guard = wake.0.lock().unwrap_or_else(|e| e.into_inner());
+                sleepers.fetch_add(1, Ordering::SeqCst);
+                while done.load(Ordering::SeqCst) < s * items {
+                    guard = wake.1.wait(guard).unwrap_or_else(|e| e.into_inner());
+                }
+                sleepers.fetch_sub(1, Ordering::SeqCst);
             }
             f(s, item % items);
-            done.fetch_add(1, Ordering::Release);
+            let finished = done.fetch_add(1, Ordering::SeqCst) + 1;
+            if finished % items == 0 && sleepers.load(Ordering::SeqCst) > 0 {
+                let _guard = wake.0.lock().unwrap_or_else(|e| e.into_inner());
+                wake.1.notify_all();
+            }
         }
     };
     if helpers == 0 {
@@ -612,6 +668,9 @@ pub(super) fn in_phases(
         });
     }
 }
+
+/// Spin-loop hints before a waiting thread sleeps (a few microseconds).
+const SPINS: u32 = 1 << 10;
 
 /// The input side of a step, for [`Recurrence::run`] to project itself
 /// (inference): `x` [T, B, size], `weight_ih` [4H, size].
@@ -682,10 +741,7 @@ impl Recurrence<'_> {
         // With the input, every row starts from the bias (stride 0).
         let gates_stride = if input.is_some() { 0 } else { 4 * hid };
         let panels = packed.panels();
-        let panel_fmas = bsz * 4 * self.isa.units() * (hid + in_size);
-        let per_item = ITEM_FMAS.div_ceil(panel_fmas).clamp(1, panels);
-        let items = panels.div_ceil(per_item);
-        let helpers = helpers(panel_fmas * panels, items);
+        let step_fmas = bsz * 4 * hid * (hid + in_size);
 
         // h alternates between two buffers: step s reads h_bufs[s % 2].
         let mut h_bufs = [h.to_vec(), vec![0f32; bsz * hid]];
@@ -706,52 +762,75 @@ impl Recurrence<'_> {
                 std::ptr::null_mut()
             },
         };
-        let t_of = |s: usize| {
-            if self.reverse {
+        let wi = packed_ih.as_ref().map_or(&[][..], |w| w.data());
+        // Step s of rows rows.start..rows.end, panels [p0, p1).
+        //
+        // SAFETY (for callers): the buffers outlive the call; a call writes
+        // only its rows' and panels' units of step t, and reads the h of
+        // step s-1 of its rows, which must be complete.
+        let step = |s: usize, rows: std::ops::Range<usize>, p0: usize, p1: usize| {
+            let ptr = &ptr; // the whole struct (Sync), not its raw fields
+            let t = if self.reverse {
                 self.seq_len - 1 - s
             } else {
                 s
-            }
-        };
-        in_phases(self.seq_len, items, helpers, |s, item| {
-            let ptr = &ptr; // the whole struct (Sync), not its raw fields
-            let t = t_of(s);
-            let p0 = item * per_item;
-            // SAFETY: the buffers outlive the call; item (s, p0) writes only
-            // its panels' units of step t, and reads the h of step s-1, which
-            // `in_phases` has finished before.
+            };
+            let (r0, at) = (rows.start, t * bsz + rows.start);
+            // SAFETY: as above; every offset stays inside the extents
+            // checked at the top.
             unsafe {
                 let io = StepIo {
                     hidden: hid,
-                    batch: bsz,
+                    batch: rows.len(),
                     t,
-                    lengths: self.lengths.as_ptr(),
-                    gates: ptr.gates.add(t * bsz * gates_stride),
+                    lengths: self.lengths.as_ptr().add(r0),
+                    gates: ptr.gates.add(at * gates_stride),
                     gates_stride,
                     save_gates: save,
                     // (null + 0 without the input)
-                    x: ptr.x.add(t * bsz * in_size),
+                    x: ptr.x.add(at * in_size),
                     input: in_size,
-                    h_prev: ptr.h_bufs[s % 2],
-                    h_next: ptr.h_bufs[(s + 1) % 2],
-                    c: ptr.c,
-                    out: ptr.out.add(t * bsz * self.out_stride + self.out_offset),
+                    h_prev: ptr.h_bufs[s % 2].add(r0 * hid),
+                    h_next: ptr.h_bufs[(s + 1) % 2].add(r0 * hid),
+                    c: ptr.c.add(r0 * hid),
+                    out: ptr.out.add(at * self.out_stride + self.out_offset),
                     out_stride: self.out_stride,
                     h_save: if save {
-                        ptr.h_all.add(t * bsz * hid)
+                        ptr.h_all.add(at * hid)
                     } else {
                         ptr.h_all
                     },
                     c_save: if save {
-                        ptr.c_all.add(t * bsz * hid)
+                        ptr.c_all.add(at * hid)
                     } else {
                         ptr.c_all
                     },
                 };
-                let wi = packed_ih.as_ref().map_or(&[][..], |w| w.data());
-                run(&packed, wi, &io, p0, (p0 + per_item).min(panels));
+                run(&packed, wi, &io, p0, p1);
             }
-        });
+        };
+        let groups = row_groups(bsz, step_fmas);
+        if groups > 1 {
+            // Rows are independent: each group runs every step on its own
+            // thread, with no synchronisation between steps.
+            in_phases(1, groups, groups - 1, |_, g| {
+                let rows = bsz * g / groups..bsz * (g + 1) / groups;
+                for s in 0..self.seq_len {
+                    step(s, rows.clone(), 0, panels);
+                }
+            });
+        } else {
+            let panel_fmas = step_fmas / panels;
+            let per_item = ITEM_FMAS.div_ceil(panel_fmas).clamp(1, panels);
+            let items = panels.div_ceil(per_item);
+            let helpers = helpers(step_fmas, items);
+            // Threads split each step's panels; step s starts once step s-1
+            // is complete (`in_phases`).
+            in_phases(self.seq_len, items, helpers, |s, item| {
+                let p0 = item * per_item;
+                step(s, 0..bsz, p0, (p0 + per_item).min(panels));
+            });
+        }
         h.copy_from_slice(&h_bufs[self.seq_len % 2]);
     }
 }

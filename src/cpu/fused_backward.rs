@@ -11,17 +11,19 @@
 //!    `dc_carry`.
 //!
 //! The product reads whole rows of dG_{prev}, so phases are separated as in
-//! the forward pass; both parts of a phase touch only the panel's units. A
-//! last phase does part 1 alone, giving dh_0.
+//! the forward pass when threads split the panels; with groups of rows, a
+//! thread reads only its own rows. Both parts of a phase touch only the
+//! panel's units. A last phase does part 1 alone, giving dh_0.
 //!
 //! `W_hh` is packed once into panels `[4H][4·U]` (row r of `W_hh`, the
 //! panel's columns), which is exactly the layout of the forward kernel's
 //! product with K = 4H, so the same register-tiled product serves both.
 
 use super::fused::{
-    Isa, Recurrence, helpers, in_phases, load, madd, product_any, row_tiles, store,
+    Isa, Recurrence, helpers, in_phases, load, madd, product_any, row_groups, row_tiles, store,
 };
 use super::{scratch, vmath};
+use std::ops::Range;
 
 /// `W_hh` ([4H, H]) packed for the backward product.
 struct PackedHhT {
@@ -72,7 +74,8 @@ struct Io {
     dc: *mut f32,
 }
 
-// SAFETY: threads write disjoint units of one phase; see `in_phases`.
+// SAFETY: threads write disjoint units of one phase (see `in_phases`), or
+// disjoint rows.
 unsafe impl Send for Io {}
 unsafe impl Sync for Io {}
 
@@ -116,7 +119,6 @@ impl Recurrence<'_> {
         let packed = PackedHhT::new(self.weight_hh, hid, self.isa);
         let width = 4 * self.isa.units();
         let panels = hid.div_ceil(width);
-        let helpers = helpers(bsz * 4 * hid * hid, panels);
         let io = Io {
             hidden: hid,
             batch: bsz,
@@ -138,42 +140,58 @@ impl Recurrence<'_> {
             at: (s < steps).then(|| visit(steps - 1 - s)),
             before: (s + 1 < steps).then(|| visit(steps - 2 - s)),
         };
-        in_phases(steps + 1, panels, helpers, |s, p| {
-            let io = &io;
-            // SAFETY: the slices outlive the call and their sizes were
-            // checked above; panel p writes only its units.
-            unsafe { run(&packed, io, phase(s), p) };
-        });
+        let step_fmas = bsz * 4 * hid * hid;
+        let groups = row_groups(bsz, step_fmas);
+        if groups > 1 {
+            // Rows are independent: each group runs every phase on its own
+            // thread, with no synchronisation between phases.
+            in_phases(1, groups, groups - 1, |_, g| {
+                let rows = bsz * g / groups..bsz * (g + 1) / groups;
+                for s in 0..=steps {
+                    for p in 0..panels {
+                        // SAFETY: the slices outlive the call and their sizes
+                        // were checked above; the group writes only its rows.
+                        unsafe { run(&packed, &io, phase(s), p, rows.clone()) };
+                    }
+                }
+            });
+        } else {
+            in_phases(steps + 1, panels, helpers(step_fmas, panels), |s, p| {
+                // SAFETY: as above; panel p writes only its units.
+                unsafe { run(&packed, &io, phase(s), p, 0..bsz) };
+            });
+        }
     }
 }
 
-/// Panel p of one phase with the packed weights' kernel.
+/// Panel p of one phase, for batch rows `rows`, with the packed weights'
+/// kernel.
 ///
 /// # Safety
 /// As [`Recurrence::run_backward`] sets up.
-unsafe fn run(w: &PackedHhT, io: &Io, ph: Phase, p: usize) {
+unsafe fn run(w: &PackedHhT, io: &Io, ph: Phase, p: usize, rows: Range<usize>) {
     let len = 4 * io.hidden * 4 * w.isa.units();
     let wp = &w.data[p * len..(p + 1) * len];
     match w.isa {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: the packing for AVX-512 / AVX2 is only built where detected.
-        Isa::Avx512 => unsafe { run_avx512(wp, io, ph, p) },
+        Isa::Avx512 => unsafe { run_avx512(wp, io, ph, p, rows) },
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 => unsafe { run_avx2(wp, io, ph, p) },
-        _ => unsafe { panel::<8, 2, { super::fused::PORTABLE }>(wp, io, ph, p) },
+        Isa::Avx2 => unsafe { run_avx2(wp, io, ph, p, rows) },
+        _ => unsafe { panel::<8, 2, { super::fused::PORTABLE }>(wp, io, ph, p, rows) },
     }
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx2,fma")]
-unsafe fn run_avx512(wp: &[f32], io: &Io, ph: Phase, p: usize) {
-    unsafe { panel::<16, 6, { super::fused::AVX512 }>(wp, io, ph, p) }
+unsafe fn run_avx512(wp: &[f32], io: &Io, ph: Phase, p: usize, rows: Range<usize>) {
+    unsafe { panel::<16, 6, { super::fused::AVX512 }>(wp, io, ph, p, rows) }
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn run_avx2(wp: &[f32], io: &Io, ph: Phase, p: usize) {
-    unsafe { panel::<8, 3, { super::fused::AVX2 }>(wp, io, ph, p) }
+unsafe fn run_avx2(wp: &[f32], io: &Io, ph: Phase, p: usize, rows: Range<usize>) {
+    unsafe { panel::<8, 3, { super::fused::AVX2 }>(wp, io, ph, p, rows) }
 }
 
 #[inline(always)]
@@ -182,21 +200,24 @@ unsafe fn panel<const U: usize, const MR: usize, const ISA: u8>(
     io: &Io,
     ph: Phase,
     p: usize,
+    rows: Range<usize>,
 ) {
-    // SAFETY: every tile lies within rows 0..B.
-    unsafe { row_tiles!(io.batch, MR, tile::<U, _, ISA>(wp, io, ph, p)) };
+    // SAFETY: every tile lies within `rows`, inside 0..B.
+    unsafe { row_tiles!(rows.len(), MR, tile::<U, _, ISA>(wp, io, ph, p, rows.start)) };
 }
 
-/// Rows b0..b0+R, units p·4U .. p·4U+4U (group q of U units at acc[r][q]).
+/// Rows first+b0 .. first+b0+R, units p·4U .. p·4U+4U (group q of U units
+/// at acc[r][q]).
 #[inline(always)]
 unsafe fn tile<const U: usize, const R: usize, const ISA: u8>(
     wp: &[f32],
     io: &Io,
     ph: Phase,
     p: usize,
+    first: usize,
     b0: usize,
 ) {
-    let (h, bsz) = (io.hidden, io.batch);
+    let (h, bsz, b0) = (io.hidden, io.batch, first + b0);
     let valid = |t: usize, b: usize| unsafe { *io.lengths.add(b) } > t;
     // SAFETY (the whole body): rows < B, units < H, steps < T index inside
     // the extents `Recurrence::run_backward` checked.

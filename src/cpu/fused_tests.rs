@@ -187,6 +187,18 @@ fn fused_kernels_use_helper_threads_correctly() {
             lengths: true,
         };
         check(&case, isa);
+        // Too few rows for groups of rows: the threads split each step's
+        // panels instead.
+        let case = Case {
+            input: 8,
+            hidden: 100,
+            layers: 1,
+            bidirectional: true,
+            seq_len: 12,
+            batch: 3,
+            lengths: true,
+        };
+        check(&case, isa);
         // The input projection in several blocks of rows (T·B = 153: one of
         // 96 rows, then 57, which ends in a partial tile), with an odd I.
         let case = Case {
@@ -199,5 +211,82 @@ fn fused_kernels_use_helper_threads_correctly() {
             lengths: false,
         };
         check(&case, isa);
+    }
+}
+
+/// The f32 path's outputs and gradients for `case`, without forcing an
+/// instruction set.
+fn f32_results(case: &Case) -> Vec<Vec<f32>> {
+    let config = LstmConfig::new(case.input, case.hidden)
+        .num_layers(case.layers)
+        .bidirectional(case.bidirectional);
+    let w = LstmWeights::<f32>::init(&config, 11, InitOptions::default()).unwrap();
+    let (t, b) = (case.seq_len, case.batch);
+    let x = Tensor::new([t, b, case.input], values(t * b * case.input, 1, 2.0)).unwrap();
+    let x = x.cast::<f32>();
+    let lengths: Vec<usize> = (0..b).map(|i| t - i * t / (b + 1)).collect();
+    let mut input = LstmInput::new(&x);
+    if case.lengths {
+        input = input.with_lengths(&lengths);
+    }
+    let (out, cache) = forward_train(&w, &input, 0).unwrap();
+    let eval = forward(&w, &input).unwrap();
+    let d_out = Tensor::new(
+        out.output.shape().to_vec(),
+        values(out.output.data().len(), 4, 1.0),
+    )
+    .unwrap()
+    .cast::<f32>();
+    let grads = OutputGrads {
+        d_output: &d_out,
+        d_h_n: None,
+        d_c_n: None,
+    };
+    let g = backward(&w, &cache, &grads).unwrap();
+    let mut all = vec![
+        out.output.into_data(),
+        out.h_n.into_data(),
+        out.c_n.into_data(),
+        eval.output.into_data(),
+        eval.h_n.into_data(),
+        g.d_input.into_data(),
+        g.d_h_0.into_data(),
+    ];
+    all.extend(
+        g.weights
+            .named_params()
+            .into_iter()
+            .map(|(_, _, v)| v.to_vec()),
+    );
+    all
+}
+
+#[test]
+fn helper_threads_change_no_bit_of_the_results() {
+    // Called from a pool thread, every kernel runs on that thread alone.
+    // From outside, batches of 8 rows or more split into groups of rows and
+    // smaller ones split each step's panels. Either way each row's and each
+    // unit's arithmetic is unchanged, so the results must be identical.
+    let one_thread = rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build()
+        .unwrap();
+    for batch in [3, 11, 16] {
+        let case = Case {
+            input: 8,
+            hidden: 100,
+            layers: 2,
+            bidirectional: true,
+            seq_len: 12,
+            batch,
+            lengths: true,
+        };
+        let threaded = f32_results(&case);
+        let single = one_thread.install(|| f32_results(&case));
+        for (k, (a, b)) in threaded.iter().zip(&single).enumerate() {
+            let same =
+                a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits());
+            assert!(same, "B{batch}: result {k} depends on the threads");
+        }
     }
 }
