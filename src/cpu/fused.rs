@@ -297,22 +297,22 @@ pub(super) fn madd<const ISA: u8>(a: f32, b: f32, c: f32) -> f32 {
     }
 }
 
-/// acc[r][gate][lane] += Σ_k h_rows[r][k] · w[k][gate][lane], in portable
+/// acc[gate][r][lane] += Σ_k h_rows[r][k] · w[k][gate][lane], in portable
 /// code: the tile's accumulators are a local value, which the compiler keeps
 /// in registers when it vectorises the loop.
 #[inline(always)]
 fn product<const U: usize, const MR: usize, const ISA: u8>(
-    mut acc: [[[f32; U]; 4]; MR],
+    mut acc: [[[f32; U]; MR]; 4],
     w: &[f32],
     h_rows: [&[f32]; MR],
-) -> [[[f32; U]; 4]; MR] {
+) -> [[[f32; U]; MR]; 4] {
     for (k, wk) in w.chunks_exact(4 * U).enumerate() {
         let hv: [f32; MR] = std::array::from_fn(|r| h_rows[r][k]);
         for g in 0..4 {
             let wg: &[f32; U] = wk[g * U..(g + 1) * U].try_into().unwrap();
             for r in 0..MR {
                 for l in 0..U {
-                    acc[r][g][l] = madd::<ISA>(hv[r], wg[l], acc[r][g][l]);
+                    acc[g][r][l] = madd::<ISA>(hv[r], wg[l], acc[g][r][l]);
                 }
             }
         }
@@ -320,13 +320,13 @@ fn product<const U: usize, const MR: usize, const ISA: u8>(
     acc
 }
 
-/// acc[r][j][l] += Σ_k rows[r][k] · w[k][j][l], with the `ISA`'s kernel.
+/// acc[j][r][l] += Σ_k rows[r][k] · w[k][j][l], with the `ISA`'s kernel.
 ///
 /// # Safety
 /// The CPU has the instruction set `ISA` names.
 #[inline(always)]
 pub(super) unsafe fn product_any<const U: usize, const R: usize, const ISA: u8>(
-    acc: &mut [[[f32; U]; 4]; R],
+    acc: &mut [[[f32; U]; R]; 4],
     w: &[f32],
     rows: [&[f32]; R],
 ) {
@@ -343,7 +343,7 @@ pub(super) unsafe fn product_any<const U: usize, const R: usize, const ISA: u8>(
 }
 
 /// [`product`] with AVX-512 intrinsics: 16 units per panel, so each gate of
-/// a row is one register; `acc` is [R][4][16].
+/// a row is one register; `acc` is [4][R][16].
 ///
 /// # Safety
 /// The CPU has AVX-512F and FMA.
@@ -361,7 +361,7 @@ unsafe fn product_avx512<const R: usize>(acc: &mut [f32], w: &[f32], h_rows: [&[
     unsafe {
         for r in 0..R {
             for g in 0..4 {
-                a[r][g] = _mm512_loadu_ps(acc.as_ptr().add((r * 4 + g) * 16));
+                a[r][g] = _mm512_loadu_ps(acc.as_ptr().add((g * R + r) * 16));
             }
         }
         for k in 0..h {
@@ -381,14 +381,14 @@ unsafe fn product_avx512<const R: usize>(acc: &mut [f32], w: &[f32], h_rows: [&[
         }
         for r in 0..R {
             for g in 0..4 {
-                _mm512_storeu_ps(acc.as_mut_ptr().add((r * 4 + g) * 16), a[r][g]);
+                _mm512_storeu_ps(acc.as_mut_ptr().add((g * R + r) * 16), a[r][g]);
             }
         }
     }
 }
 
 /// [`product`] with AVX2 and FMA intrinsics: 8 units per panel; `acc` is
-/// [R][4][8].
+/// [4][R][8].
 ///
 /// # Safety
 /// The CPU has AVX2 and FMA.
@@ -406,7 +406,7 @@ unsafe fn product_avx2<const R: usize>(acc: &mut [f32], w: &[f32], h_rows: [&[f3
     unsafe {
         for r in 0..R {
             for g in 0..4 {
-                a[r][g] = _mm256_loadu_ps(acc.as_ptr().add((r * 4 + g) * 8));
+                a[r][g] = _mm256_loadu_ps(acc.as_ptr().add((g * R + r) * 8));
             }
         }
         for k in 0..h {
@@ -422,7 +422,7 @@ unsafe fn product_avx2<const R: usize>(acc: &mut [f32], w: &[f32], h_rows: [&[f3
         }
         for r in 0..R {
             for g in 0..4 {
-                _mm256_storeu_ps(acc.as_mut_ptr().add((r * 4 + g) * 8), a[r][g]);
+                _mm256_storeu_ps(acc.as_mut_ptr().add((g * R + r) * 8), a[r][g]);
             }
         }
     }
@@ -484,15 +484,18 @@ unsafe fn tile<const U: usize, const R: usize, const ISA: u8>(
     let h = io.hidden;
     let base = p * U;
     let lanes = U.min(h - base);
-    let mut acc = [[[0f32; U]; 4]; R];
+    // [gate][row]: the pre-activations, then the activated gates.
+    let mut acc = [[[0f32; U]; R]; 4];
     // SAFETY (the whole body): rows b0..b0+R < B and units base..base+lanes
     // < H stay inside the [B, 4H] gates, the [B, H] states and the
     // [B, out_stride] output (the caller's contract).
     unsafe {
-        for (r, acc) in acc.iter_mut().enumerate() {
-            let g_row = io.gates.add((b0 + r) * io.gates_stride + base);
-            for (g, acc) in acc.iter_mut().enumerate() {
-                *acc = load(g_row.add(g * h), lanes);
+        for (g, acc) in acc.iter_mut().enumerate() {
+            for (r, acc) in acc.iter_mut().enumerate() {
+                *acc = load(
+                    io.gates.add((b0 + r) * io.gates_stride + g * h + base),
+                    lanes,
+                );
             }
         }
         if !io.x.is_null() {
@@ -504,48 +507,54 @@ unsafe fn tile<const U: usize, const R: usize, const ISA: u8>(
         let h_rows: [&[f32]; R] =
             std::array::from_fn(|r| std::slice::from_raw_parts(io.h_prev.add((b0 + r) * h), h));
         product_any::<U, R, ISA>(&mut acc, wp, h_rows);
-        for (r, acc) in acc.iter_mut().enumerate() {
+        // The activations and the cell update for all R rows at once (R
+        // independent chains).
+        let [i, f, g, o] = &mut acc;
+        vmath::sigmoid::<U, R, ISA>(i);
+        vmath::sigmoid::<U, R, ISA>(f);
+        vmath::tanh::<U, R, ISA>(g);
+        vmath::sigmoid::<U, R, ISA>(o);
+        let c_at = |r: usize| io.c.add((b0 + r) * h + base);
+        let mut c = [[0f32; U]; R];
+        for (r, c) in c.iter_mut().enumerate() {
+            *c = load(c_at(r), lanes);
+        }
+        for r in 0..R {
+            for l in 0..U {
+                c[r][l] = madd::<ISA>(f[r][l], c[r][l], i[r][l] * g[r][l]);
+            }
+        }
+        let mut hn = c;
+        vmath::tanh::<U, R, ISA>(&mut hn);
+        for r in 0..R {
+            for l in 0..U {
+                hn[r][l] *= o[r][l];
+            }
+        }
+        for r in 0..R {
             let b = b0 + r;
-            let h_next = io.h_next.add(b * h + base);
+            let (at, h_next) = (b * h + base, io.h_next.add(b * h + base));
             if *io.lengths.add(b) <= io.t {
                 // Padding: the state carries over; the output stays 0.
                 let h_old = load::<U>(h_rows[r][base..].as_ptr(), lanes);
                 store(h_next, &h_old, lanes);
                 if !io.h_save.is_null() {
-                    let at = b * h + base;
                     store(io.h_save.add(at), &h_old, lanes);
-                    store(io.c_save.add(at), &load::<U>(io.c.add(at), lanes), lanes);
+                    store(io.c_save.add(at), &load::<U>(c_at(r), lanes), lanes);
                 }
                 continue;
             }
-            // In place: acc[r] becomes the activated gates i, f, g, o.
-            vmath::sigmoid(&mut acc[0]);
-            vmath::sigmoid(&mut acc[1]);
-            vmath::tanh(&mut acc[2]);
-            vmath::sigmoid(&mut acc[3]);
-            let [i, f, g, o] = &*acc;
-            let c_row = io.c.add(b * h + base);
-            let mut c = load::<U>(c_row, lanes);
-            for l in 0..U {
-                c[l] = madd::<ISA>(f[l], c[l], i[l] * g[l]);
-            }
-            let mut hn = c;
-            vmath::tanh(&mut hn);
-            for l in 0..U {
-                hn[l] *= o[l];
-            }
-            let out = io.out.add(b * io.out_stride + base);
-            store(c_row, &c, lanes);
-            store(h_next, &hn, lanes);
-            store(out, &hn, lanes);
+            store(c_at(r), &c[r], lanes);
+            store(h_next, &hn[r], lanes);
+            store(io.out.add(b * io.out_stride + base), &hn[r], lanes);
             if !io.h_save.is_null() {
-                let at = b * h + base;
-                store(io.h_save.add(at), &hn, lanes);
-                store(io.c_save.add(at), &c, lanes);
+                store(io.h_save.add(at), &hn[r], lanes);
+                store(io.c_save.add(at), &c[r], lanes);
             }
             if io.save_gates {
+                // The activated gates, for the backward pass.
                 let g_row = io.gates.add(b * 4 * h + base);
-                for (gate, v) in acc.iter().enumerate() {
+                for (gate, v) in [&i[r], &f[r], &g[r], &o[r]].into_iter().enumerate() {
                     store(g_row.add(gate * h), v, lanes);
                 }
             }

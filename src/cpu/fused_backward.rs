@@ -207,7 +207,7 @@ unsafe fn panel<const U: usize, const MR: usize, const ISA: u8>(
 }
 
 /// Rows first+b0 .. first+b0+R, units p·4U .. p·4U+4U (group q of U units
-/// at acc[r][q]).
+/// at acc[q][r]).
 #[inline(always)]
 unsafe fn tile<const U: usize, const R: usize, const ISA: u8>(
     wp: &[f32],
@@ -226,9 +226,9 @@ unsafe fn tile<const U: usize, const R: usize, const ISA: u8>(
             let rows: [&[f32]; R] = std::array::from_fn(|r| {
                 std::slice::from_raw_parts(io.d_gates.add((from * bsz + b0 + r) * 4 * h), 4 * h)
             });
-            let mut acc = [[[0f32; U]; 4]; R];
+            let mut acc = [[[0f32; U]; R]; 4];
             product_any::<U, R, ISA>(&mut acc, wp, rows);
-            for (r, acc) in acc.iter().enumerate() {
+            for r in 0..R {
                 let b = b0 + r;
                 if !valid(from, b) {
                     continue; // padding at that step: the carry passes through
@@ -236,7 +236,7 @@ unsafe fn tile<const U: usize, const R: usize, const ISA: u8>(
                 for (q, acc) in acc.iter().enumerate() {
                     let base = p * 4 * U + q * U;
                     if base < h {
-                        store(io.dh.add(b * h + base), acc, U.min(h - base));
+                        store(io.dh.add(b * h + base), &acc[r], U.min(h - base));
                     }
                 }
             }
@@ -265,7 +265,7 @@ unsafe fn tile<const U: usize, const R: usize, const ISA: u8>(
                 let (c_t, c_p, dy) = (at(c_row), at(c_prev), at(dy_row));
                 let (dh_c, dc_c) = (at(io.dh.add(b * h)), at(io.dc.add(b * h)));
                 let mut tanh_c = c_t;
-                vmath::tanh(&mut tanh_c);
+                vmath::tanh::<U, 1, ISA>(std::array::from_mut(&mut tanh_c));
                 let mut d = [[0f32; U]; 4];
                 let mut dc_new = [0f32; U];
                 for l in 0..U {

@@ -121,16 +121,18 @@ unsafe fn tile<const U: usize, const R: usize, const ISA: u8>(
     // SAFETY (the whole body): rows b0..b0+R are inside the block, units
     // base..base+lanes < H (the caller's contract).
     unsafe {
-        let bias: [[f32; U]; 4] = std::array::from_fn(|g| load(io.bias.add(g * h + base), lanes));
-        let mut acc = [bias; R];
+        let mut acc = [[[0f32; U]; R]; 4];
+        for (g, acc) in acc.iter_mut().enumerate() {
+            *acc = [load(io.bias.add(g * h + base), lanes); R];
+        }
         let x_rows: [&[f32]; R] = std::array::from_fn(|r| {
             std::slice::from_raw_parts(io.x.add((b0 + r) * io.input), io.input)
         });
         product_any::<U, R, ISA>(&mut acc, wp, x_rows);
-        for (r, acc) in acc.iter().enumerate() {
+        for r in 0..R {
             let g_row = io.gates.add((b0 + r) * 4 * h + base);
-            for (g, v) in acc.iter().enumerate() {
-                store(g_row.add(g * h), v, lanes);
+            for (g, acc) in acc.iter().enumerate() {
+                store(g_row.add(g * h), &acc[r], lanes);
             }
         }
     }
