@@ -481,35 +481,58 @@ unsafe fn tile<const U: usize, const R: usize, const ISA: u8>(
     p: usize,
     b0: usize,
 ) {
+    // A full panel gets code in which every load and store is one vector.
+    // SAFETY: the caller's contract.
+    unsafe {
+        if (p + 1) * U <= io.hidden {
+            tile_lanes::<U, R, ISA, true>(wp, wip, io, p, b0)
+        } else {
+            tile_lanes::<U, R, ISA, false>(wp, wip, io, p, b0)
+        }
+    }
+}
+
+/// [`tile`], for a full panel (`FULL`) or the last, partial one.
+#[inline(always)]
+unsafe fn tile_lanes<const U: usize, const R: usize, const ISA: u8, const FULL: bool>(
+    wp: &[f32],
+    wip: &[f32],
+    io: &StepIo,
+    p: usize,
+    b0: usize,
+) {
     let h = io.hidden;
     let base = p * U;
-    let lanes = U.min(h - base);
-    // [gate][row]: the pre-activations, then the activated gates.
-    let mut acc = [[[0f32; U]; R]; 4];
+    let lanes = if FULL { U } else { h - base };
     // SAFETY (the whole body): rows b0..b0+R < B and units base..base+lanes
     // < H stay inside the [B, 4H] gates, the [B, H] states and the
     // [B, out_stride] output (the caller's contract).
     unsafe {
-        for (g, acc) in acc.iter_mut().enumerate() {
-            for (r, acc) in acc.iter_mut().enumerate() {
-                *acc = load(
-                    io.gates.add((b0 + r) * io.gates_stride + g * h + base),
-                    lanes,
-                );
+        // [gate][row]: the pre-activations, then the activated gates. Built
+        // in place (a zeroed array would cost a call to memset per tile).
+        let mut acc = std::mem::MaybeUninit::<[[[f32; U]; R]; 4]>::uninit();
+        let vectors = acc.as_mut_ptr().cast::<[f32; U]>();
+        for g in 0..4 {
+            for r in 0..R {
+                let src = io.gates.add((b0 + r) * io.gates_stride + g * h + base);
+                vectors.add(g * R + r).write(load(src, lanes));
             }
         }
+        // SAFETY: all 4·R vectors were written. (A reference: moving the
+        // array out would copy it.)
+        let acc = acc.assume_init_mut();
         if !io.x.is_null() {
             let x_rows: [&[f32]; R] = std::array::from_fn(|r| {
                 std::slice::from_raw_parts(io.x.add((b0 + r) * io.input), io.input)
             });
-            product_any::<U, R, ISA>(&mut acc, wip, x_rows);
+            product_any::<U, R, ISA>(acc, wip, x_rows);
         }
         let h_rows: [&[f32]; R] =
             std::array::from_fn(|r| std::slice::from_raw_parts(io.h_prev.add((b0 + r) * h), h));
-        product_any::<U, R, ISA>(&mut acc, wp, h_rows);
+        product_any::<U, R, ISA>(acc, wp, h_rows);
         // The activations and the cell update for all R rows at once (R
         // independent chains).
-        let [i, f, g, o] = &mut acc;
+        let [i, f, g, o] = acc;
         vmath::sigmoid::<U, R, ISA>(i);
         vmath::sigmoid::<U, R, ISA>(f);
         vmath::tanh::<U, R, ISA>(g);

@@ -111,9 +111,9 @@ pub fn sigmoid<const N: usize, const M: usize, const ISA: u8>(x: &mut [[f32; N];
 
 #[inline(always)]
 pub fn tanh<const N: usize, const M: usize, const ISA: u8>(x: &mut [[f32; N]; M]) {
-    let mut e = [[0f32; N]; M];
-    for (e, &v) in e.as_flattened_mut().iter_mut().zip(x.as_flattened()) {
-        *e = 2.0 * v.abs();
+    let mut e = *x;
+    for e in e.as_flattened_mut() {
+        *e = 2.0 * e.abs();
     }
     exp(&mut e);
     for (x, e) in x.iter_mut().zip(e.iter_mut()) {
