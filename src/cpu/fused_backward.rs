@@ -242,42 +242,49 @@ unsafe fn tile<const U: usize, const R: usize, const ISA: u8>(
             }
         }
         let Some(t) = ph.at else { return };
-        for b in b0..b0 + R {
-            if !valid(t, b) {
-                continue; // padding: gradients pass through to earlier steps
+        for q in 0..4 {
+            let base = p * 4 * U + q * U;
+            if base >= h {
+                break;
             }
-            let g_row = io.gates.add((t * bsz + b) * 4 * h);
-            let dg_row = io.d_gates.add((t * bsz + b) * 4 * h);
-            let c_row = io.c_all.add((t * bsz + b) * h);
-            let c_prev = match ph.before {
-                Some(before) => io.c_all.add((before * bsz + b) * h),
-                None => io.c_0.add(b * h),
-            };
-            let dy_row = io.dy.add((t * bsz + b) * io.out_stride + io.out_offset);
-            for q in 0..4 {
-                let base = p * 4 * U + q * U;
-                if base >= h {
-                    break;
+            let lanes = U.min(h - base);
+            let at = |src: *const f32| load::<U>(src.add(base), lanes);
+            // tanh(c_t) of all R rows at once (R independent chains; a padded
+            // row's value is not used).
+            let mut tanh_c = [[0f32; U]; R];
+            for (r, v) in tanh_c.iter_mut().enumerate() {
+                *v = at(io.c_all.add((t * bsz + b0 + r) * h));
+            }
+            vmath::tanh::<U, R, ISA>(&mut tanh_c);
+            for (r, tanh_c) in tanh_c.iter().enumerate() {
+                let b = b0 + r;
+                if !valid(t, b) {
+                    continue; // padding: gradients pass through to earlier steps
                 }
-                let lanes = U.min(h - base);
-                let at = |src: *const f32| load::<U>(src.add(base), lanes);
-                let [i, f, g, o] = [0, 1, 2, 3].map(|k| at(g_row.add(k * h)));
-                let (c_t, c_p, dy) = (at(c_row), at(c_prev), at(dy_row));
+                let g_row = io.gates.add((t * bsz + b) * 4 * h);
+                let dg_row = io.d_gates.add((t * bsz + b) * 4 * h);
+                let c_prev = match ph.before {
+                    Some(before) => io.c_all.add((before * bsz + b) * h),
+                    None => io.c_0.add(b * h),
+                };
+                let dy_row = io.dy.add((t * bsz + b) * io.out_stride + io.out_offset);
+                let (i, f) = (at(g_row), at(g_row.add(h)));
+                let (g, o) = (at(g_row.add(2 * h)), at(g_row.add(3 * h)));
+                let (c_p, dy) = (at(c_prev), at(dy_row));
                 let (dh_c, dc_c) = (at(io.dh.add(b * h)), at(io.dc.add(b * h)));
-                let mut tanh_c = c_t;
-                vmath::tanh::<U, 1, ISA>(std::array::from_mut(&mut tanh_c));
-                let mut d = [[0f32; U]; 4];
+                let (mut di, mut df, mut dg, mut d_o) =
+                    ([0f32; U], [0f32; U], [0f32; U], [0f32; U]);
                 let mut dc_new = [0f32; U];
                 for l in 0..U {
                     let dh = dy[l] + dh_c[l];
                     let dc = madd::<ISA>(dh * o[l], 1.0 - tanh_c[l] * tanh_c[l], dc_c[l]);
-                    d[0][l] = dc * g[l] * i[l] * (1.0 - i[l]);
-                    d[1][l] = dc * c_p[l] * f[l] * (1.0 - f[l]);
-                    d[2][l] = dc * i[l] * (1.0 - g[l] * g[l]);
-                    d[3][l] = dh * tanh_c[l] * o[l] * (1.0 - o[l]);
+                    di[l] = dc * g[l] * i[l] * (1.0 - i[l]);
+                    df[l] = dc * c_p[l] * f[l] * (1.0 - f[l]);
+                    dg[l] = dc * i[l] * (1.0 - g[l] * g[l]);
+                    d_o[l] = dh * tanh_c[l] * o[l] * (1.0 - o[l]);
                     dc_new[l] = dc * f[l];
                 }
-                for (k, d) in d.iter().enumerate() {
+                for (k, d) in [di, df, dg, d_o].iter().enumerate() {
                     store(dg_row.add(k * h + base), d, lanes);
                 }
                 store(io.dc.add(b * h + base), &dc_new, lanes);

@@ -116,19 +116,46 @@ unsafe fn tile<const U: usize, const R: usize, const ISA: u8>(
     p: usize,
     b0: usize,
 ) {
+    // A full panel gets code in which every load and store is one vector.
+    // SAFETY: the caller's contract.
+    unsafe {
+        if (p + 1) * U <= io.hidden {
+            tile_lanes::<U, R, ISA, true>(wp, io, p, b0)
+        } else {
+            tile_lanes::<U, R, ISA, false>(wp, io, p, b0)
+        }
+    }
+}
+
+/// [`tile`], for a full panel (`FULL`) or the last, partial one.
+#[inline(always)]
+unsafe fn tile_lanes<const U: usize, const R: usize, const ISA: u8, const FULL: bool>(
+    wp: &[f32],
+    io: &ProjIo,
+    p: usize,
+    b0: usize,
+) {
     let (h, base) = (io.hidden, p * U);
-    let lanes = U.min(h - base);
+    let lanes = if FULL { U } else { h - base };
     // SAFETY (the whole body): rows b0..b0+R are inside the block, units
     // base..base+lanes < H (the caller's contract).
     unsafe {
-        let mut acc = [[[0f32; U]; R]; 4];
-        for (g, acc) in acc.iter_mut().enumerate() {
-            *acc = [load(io.bias.add(g * h + base), lanes); R];
+        // [gate][row], every row starting from the bias; built in place (a
+        // zeroed array would cost a call to memset per tile).
+        let mut acc = std::mem::MaybeUninit::<[[[f32; U]; R]; 4]>::uninit();
+        let vectors = acc.as_mut_ptr().cast::<[f32; U]>();
+        for g in 0..4 {
+            let bias = load(io.bias.add(g * h + base), lanes);
+            for r in 0..R {
+                vectors.add(g * R + r).write(bias);
+            }
         }
+        // SAFETY: all 4·R vectors were written.
+        let acc = acc.assume_init_mut();
         let x_rows: [&[f32]; R] = std::array::from_fn(|r| {
             std::slice::from_raw_parts(io.x.add((b0 + r) * io.input), io.input)
         });
-        product_any::<U, R, ISA>(&mut acc, wp, x_rows);
+        product_any::<U, R, ISA>(acc, wp, x_rows);
         for r in 0..R {
             let g_row = io.gates.add((b0 + r) * 4 * h + base);
             for (g, acc) in acc.iter().enumerate() {
