@@ -132,21 +132,32 @@ impl PackedHh {
         assert_eq!(weight.len(), 4 * hidden * cols, "the weight is [4H, cols]");
         let u = isa.units();
         let panels = hidden.div_ceil(u);
-        // The last panel's lanes past H stay zero; other elements are all written.
-        let mut data = if hidden.is_multiple_of(u) {
-            scratch::reused(panels * cols * 4 * u)
-        } else {
-            scratch::zeroed(panels * cols * 4 * u)
-        };
-        // Panel by panel, in the panel's order: whole-line writes, and the
-        // reads of a panel's 4·U rows stay in cache while k runs along them.
+        // Every element is written (the last panel's lanes past H with 0).
+        let mut data = scratch::reused(panels * cols * 4 * u);
+        // Blocks of U units × 16 columns of one gate: 16 floats in a row from
+        // each of the U rows of the weight, then U floats in a row to each
+        // of the 16 columns' places in the panel.
         let pack = |p: usize, panel: &mut [f32]| {
             let lanes = u.min(hidden - p * u);
-            for (k, dst) in panel.chunks_exact_mut(4 * u).enumerate() {
-                for (g, dst) in dst.chunks_exact_mut(u).enumerate() {
-                    let rows = (g * hidden + p * u) * cols + k;
-                    for (l, v) in dst[..lanes].iter_mut().enumerate() {
-                        *v = weight[rows + l * cols];
+            // [lane][column]; lanes past H stay 0.
+            let mut block = [[0f32; 16]; 16];
+            for g in 0..4 {
+                for k0 in (0..cols).step_by(16) {
+                    let kn = 16.min(cols - k0);
+                    for (l, block) in block.iter_mut().enumerate().take(lanes) {
+                        let row = (g * hidden + p * u + l) * cols + k0;
+                        if kn == 16 {
+                            // (a fixed-size copy: one vector load, no call)
+                            *block = weight[row..row + 16].try_into().unwrap();
+                        } else {
+                            block[..kn].copy_from_slice(&weight[row..row + kn]);
+                        }
+                    }
+                    for k in 0..kn {
+                        let dst = &mut panel[((k0 + k) * 4 + g) * u..][..u];
+                        for (l, v) in dst.iter_mut().enumerate() {
+                            *v = block[l][k];
+                        }
                     }
                 }
             }
