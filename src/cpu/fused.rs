@@ -333,10 +333,6 @@ fn product<const U: usize, const MR: usize, const ISA: u8>(
 
 /// acc[j][r][l] += Σ_k rows[r][k] · w[k][j][l], with the `ISA`'s kernel.
 ///
-/// Meanwhile the x86 kernels ask for `ahead.0` to be brought into the L2
-/// cache, `ahead.1` 64-byte lines per step of k, as far as it goes: the
-/// weights that the next tiles will read (see [`next_panel`]).
-///
 /// # Safety
 /// The CPU has the instruction set `ISA` names.
 #[inline(always)]
@@ -344,65 +340,16 @@ pub(super) unsafe fn product_any<const U: usize, const R: usize, const ISA: u8>(
     acc: &mut [[[f32; U]; R]; 4],
     w: &[f32],
     rows: [&[f32]; R],
-    ahead: Ahead<'_>,
 ) {
     match ISA {
         // SAFETY: the caller's contract.
         #[cfg(target_arch = "x86_64")]
         AVX512 => unsafe {
-            product_avx512::<R>(acc.as_flattened_mut().as_flattened_mut(), w, rows, ahead)
+            product_avx512::<R>(acc.as_flattened_mut().as_flattened_mut(), w, rows)
         },
         #[cfg(target_arch = "x86_64")]
-        AVX2 => unsafe {
-            product_avx2::<R>(acc.as_flattened_mut().as_flattened_mut(), w, rows, ahead)
-        },
+        AVX2 => unsafe { product_avx2::<R>(acc.as_flattened_mut().as_flattened_mut(), w, rows) },
         _ => *acc = product::<U, R, ISA>(*acc, w, rows),
-    }
-}
-
-/// Weights to prefetch, and how many 64-byte lines per step of k.
-pub(super) type Ahead<'a> = (&'a [f32], usize);
-
-/// Nothing to prefetch.
-pub(super) const NO_AHEAD: Ahead<'static> = (&[], 0);
-
-/// The part of `next` (the weights of the panel that a thread works on
-/// next) that the tile starting at row `b0` prefetches, with `batch` rows
-/// in tiles of `MR` and `k` steps per product. The tiles over a panel
-/// share the next panel evenly, so that they fetch it while they compute,
-/// at the lowest rate that covers it.
-#[inline(always)]
-pub(super) fn next_panel<const U: usize, const MR: usize>(
-    next: &[f32],
-    batch: usize,
-    b0: usize,
-    k: usize,
-) -> Ahead<'_> {
-    let tiles = batch.div_ceil(MR);
-    // A panel has 4·U floats per step of k: 4·U/16 lines.
-    let per_k = (4 * U / 16).div_ceil(tiles);
-    let part = k * per_k * 16;
-    let part = next
-        .get(b0 / MR * part..)
-        .map_or(&[][..], |rest| &rest[..part.min(rest.len())]);
-    (part, per_k)
-}
-
-/// Issues the prefetches of step k of [`product_any`].
-///
-/// # Safety
-/// Runs on x86-64 (prefetches never fault: any address is allowed).
-#[cfg(target_arch = "x86_64")]
-#[inline(always)]
-unsafe fn prefetch_ahead((ahead, per_k): Ahead<'_>, k: usize) {
-    use std::arch::x86_64::*;
-    let at = k * per_k * 16;
-    if at < ahead.len() {
-        let p = ahead.as_ptr().wrapping_add(at);
-        for line in 0..per_k {
-            // SAFETY: a hint, never a memory access.
-            unsafe { _mm_prefetch::<_MM_HINT_T1>(p.wrapping_add(line * 16).cast()) };
-        }
     }
 }
 
@@ -415,12 +362,7 @@ unsafe fn prefetch_ahead((ahead, per_k): Ahead<'_>, k: usize) {
 #[target_feature(enable = "avx512f,avx2,fma")]
 #[inline]
 #[allow(clippy::needless_range_loop)] // indices name registers here
-unsafe fn product_avx512<const R: usize>(
-    acc: &mut [f32],
-    w: &[f32],
-    h_rows: [&[f32]; R],
-    ahead: Ahead<'_>,
-) {
+unsafe fn product_avx512<const R: usize>(acc: &mut [f32], w: &[f32], h_rows: [&[f32]; R]) {
     use std::arch::x86_64::*;
     let h = h_rows[0].len();
     assert!(acc.len() == R * 64 && w.len() == h * 64);
@@ -434,7 +376,6 @@ unsafe fn product_avx512<const R: usize>(
             }
         }
         for k in 0..h {
-            prefetch_ahead(ahead, k);
             let wk = w.as_ptr().add(k * 64);
             let wv = [
                 _mm512_loadu_ps(wk),
@@ -466,12 +407,7 @@ unsafe fn product_avx512<const R: usize>(
 #[target_feature(enable = "avx2,fma")]
 #[inline]
 #[allow(clippy::needless_range_loop)] // indices name registers here
-unsafe fn product_avx2<const R: usize>(
-    acc: &mut [f32],
-    w: &[f32],
-    h_rows: [&[f32]; R],
-    ahead: Ahead<'_>,
-) {
+unsafe fn product_avx2<const R: usize>(acc: &mut [f32], w: &[f32], h_rows: [&[f32]; R]) {
     use std::arch::x86_64::*;
     let h = h_rows[0].len();
     assert!(acc.len() == R * 32 && w.len() == h * 32);
@@ -485,7 +421,6 @@ unsafe fn product_avx2<const R: usize>(
             }
         }
         for k in 0..h {
-            prefetch_ahead(ahead, k);
             let wk = w.as_ptr().add(k * 32);
             let hv: [__m256; R] =
                 std::array::from_fn(|r| _mm256_set1_ps(*h_rows[r].get_unchecked(k)));
@@ -508,19 +443,19 @@ unsafe fn product_avx2<const R: usize>(
 /// `$mr` rows (`b0` = a tile's first row), then once for the rows left over,
 /// with `R` = their count (so that no row is computed twice). `$mr` ≤ 6.
 macro_rules! row_tiles {
-    ($batch:expr, $mr:ident, $tile:ident::<$u:ident, _, $isa:ident $(, $c:ident)*>($($arg:expr),*)) => {{
+    ($batch:expr, $mr:ident, $tile:ident::<$u:ident, _, $isa:ident>($($arg:expr),*)) => {{
         let batch = $batch;
         let full = batch - batch % $mr;
         for b0 in (0..full).step_by($mr) {
-            $tile::<$u, $mr, $isa $(, $c)*>($($arg,)* b0);
+            $tile::<$u, $mr, $isa>($($arg,)* b0);
         }
         match batch - full {
             0 => {}
-            1 => $tile::<$u, 1, $isa $(, $c)*>($($arg,)* full),
-            2 => $tile::<$u, 2, $isa $(, $c)*>($($arg,)* full),
-            3 => $tile::<$u, 3, $isa $(, $c)*>($($arg,)* full),
-            4 => $tile::<$u, 4, $isa $(, $c)*>($($arg,)* full),
-            5 => $tile::<$u, 5, $isa $(, $c)*>($($arg,)* full),
+            1 => $tile::<$u, 1, $isa>($($arg,)* full),
+            2 => $tile::<$u, 2, $isa>($($arg,)* full),
+            3 => $tile::<$u, 3, $isa>($($arg,)* full),
+            4 => $tile::<$u, 4, $isa>($($arg,)* full),
+            5 => $tile::<$u, 5, $isa>($($arg,)* full),
             _ => unreachable!("tiles have at most 6 rows"),
         }
     }};
@@ -540,27 +475,19 @@ unsafe fn panels<const U: usize, const MR: usize, const ISA: u8>(
     let panel_len = io.hidden * 4 * U;
     let in_len = if io.x.is_null() { 0 } else { io.input * 4 * U };
     for p in p0..p1 {
-        // The panel this thread works on next (at the next step, its first).
-        let q = if p + 1 < p1 { p + 1 } else { p0 };
-        let w = [
-            &w[p * panel_len..(p + 1) * panel_len],
-            &w[q * panel_len..(q + 1) * panel_len],
-        ];
-        let wi = [
-            &wi[p * in_len..(p + 1) * in_len],
-            &wi[q * in_len..(q + 1) * in_len],
-        ];
+        let wp = &w[p * panel_len..(p + 1) * panel_len];
+        let wip = &wi[p * in_len..(p + 1) * in_len];
         // SAFETY: every tile lies within rows 0..B (the caller's contract).
-        unsafe { row_tiles!(io.batch, MR, tile::<U, _, ISA, MR>(w, wi, io, p)) };
+        unsafe { row_tiles!(io.batch, MR, tile::<U, _, ISA>(wp, wip, io, p)) };
     }
 }
 
 /// Rows b0..b0+R of panel p: product (with the input's, when `io.x` is
 /// given), activations, cell update, stores.
 #[inline(always)]
-unsafe fn tile<const U: usize, const R: usize, const ISA: u8, const MR: usize>(
-    wp: [&[f32]; 2],
-    wip: [&[f32]; 2],
+unsafe fn tile<const U: usize, const R: usize, const ISA: u8>(
+    wp: &[f32],
+    wip: &[f32],
     io: &StepIo,
     p: usize,
     b0: usize,
@@ -569,24 +496,18 @@ unsafe fn tile<const U: usize, const R: usize, const ISA: u8, const MR: usize>(
     // SAFETY: the caller's contract.
     unsafe {
         if (p + 1) * U <= io.hidden {
-            tile_lanes::<U, R, ISA, MR, true>(wp, wip, io, p, b0)
+            tile_lanes::<U, R, ISA, true>(wp, wip, io, p, b0)
         } else {
-            tile_lanes::<U, R, ISA, MR, false>(wp, wip, io, p, b0)
+            tile_lanes::<U, R, ISA, false>(wp, wip, io, p, b0)
         }
     }
 }
 
 /// [`tile`], for a full panel (`FULL`) or the last, partial one.
 #[inline(always)]
-unsafe fn tile_lanes<
-    const U: usize,
-    const R: usize,
-    const ISA: u8,
-    const MR: usize,
-    const FULL: bool,
->(
-    [wp, wp_next]: [&[f32]; 2],
-    [wip, wip_next]: [&[f32]; 2],
+unsafe fn tile_lanes<const U: usize, const R: usize, const ISA: u8, const FULL: bool>(
+    wp: &[f32],
+    wip: &[f32],
     io: &StepIo,
     p: usize,
     b0: usize,
@@ -615,13 +536,11 @@ unsafe fn tile_lanes<
             let x_rows: [&[f32]; R] = std::array::from_fn(|r| {
                 std::slice::from_raw_parts(io.x.add((b0 + r) * io.input), io.input)
             });
-            let ahead = next_panel::<U, MR>(wip_next, io.batch, b0, io.input);
-            product_any::<U, R, ISA>(acc, wip, x_rows, ahead);
+            product_any::<U, R, ISA>(acc, wip, x_rows);
         }
         let h_rows: [&[f32]; R] =
             std::array::from_fn(|r| std::slice::from_raw_parts(io.h_prev.add((b0 + r) * h), h));
-        let ahead = next_panel::<U, MR>(wp_next, io.batch, b0, h);
-        product_any::<U, R, ISA>(acc, wp, h_rows, ahead);
+        product_any::<U, R, ISA>(acc, wp, h_rows);
         // The activations and the cell update for all R rows at once (R
         // independent chains).
         let [i, f, g, o] = acc;

@@ -20,8 +20,7 @@
 //! product with K = 4H, so the same register-tiled product serves both.
 
 use super::fused::{
-    Isa, Recurrence, helpers, in_phases, load, madd, next_panel, product_any, row_groups,
-    row_tiles, store,
+    Isa, Recurrence, helpers, in_phases, load, madd, product_any, row_groups, row_tiles, store,
 };
 use super::{scratch, vmath};
 use std::ops::Range;
@@ -172,12 +171,7 @@ impl Recurrence<'_> {
 /// As [`Recurrence::run_backward`] sets up.
 unsafe fn run(w: &PackedHhT, io: &Io, ph: Phase, p: usize, rows: Range<usize>) {
     let len = 4 * io.hidden * 4 * w.isa.units();
-    // This panel, and the one this thread most likely works on next.
-    let q = (p + 1) % (w.data.len() / len);
-    let wp = [
-        &w.data[p * len..(p + 1) * len],
-        &w.data[q * len..(q + 1) * len],
-    ];
+    let wp = &w.data[p * len..(p + 1) * len];
     match w.isa {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: the packing for AVX-512 / AVX2 is only built where detected.
@@ -190,47 +184,40 @@ unsafe fn run(w: &PackedHhT, io: &Io, ph: Phase, p: usize, rows: Range<usize>) {
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx2,fma")]
-unsafe fn run_avx512(wp: [&[f32]; 2], io: &Io, ph: Phase, p: usize, rows: Range<usize>) {
+unsafe fn run_avx512(wp: &[f32], io: &Io, ph: Phase, p: usize, rows: Range<usize>) {
     unsafe { panel::<16, 6, { super::fused::AVX512 }>(wp, io, ph, p, rows) }
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn run_avx2(wp: [&[f32]; 2], io: &Io, ph: Phase, p: usize, rows: Range<usize>) {
+unsafe fn run_avx2(wp: &[f32], io: &Io, ph: Phase, p: usize, rows: Range<usize>) {
     unsafe { panel::<8, 3, { super::fused::AVX2 }>(wp, io, ph, p, rows) }
 }
 
 #[inline(always)]
 unsafe fn panel<const U: usize, const MR: usize, const ISA: u8>(
-    wp: [&[f32]; 2],
+    wp: &[f32],
     io: &Io,
     ph: Phase,
     p: usize,
     rows: Range<usize>,
 ) {
     // SAFETY: every tile lies within `rows`, inside 0..B.
-    unsafe {
-        row_tiles!(
-            rows.len(),
-            MR,
-            tile::<U, _, ISA, MR>(wp, io, ph, p, rows.clone())
-        )
-    };
+    unsafe { row_tiles!(rows.len(), MR, tile::<U, _, ISA>(wp, io, ph, p, rows.start)) };
 }
 
-/// Rows rows.start+b0 .. rows.start+b0+R, units p·4U .. p·4U+4U (group q of
-/// U units at acc[q][r]).
+/// Rows first+b0 .. first+b0+R, units p·4U .. p·4U+4U (group q of U units
+/// at acc[q][r]).
 #[inline(always)]
-unsafe fn tile<const U: usize, const R: usize, const ISA: u8, const MR: usize>(
-    [wp, wp_next]: [&[f32]; 2],
+unsafe fn tile<const U: usize, const R: usize, const ISA: u8>(
+    wp: &[f32],
     io: &Io,
     ph: Phase,
     p: usize,
-    rows: Range<usize>,
+    first: usize,
     b0: usize,
 ) {
-    let ahead = next_panel::<U, MR>(wp_next, rows.len(), b0, 4 * io.hidden);
-    let (h, bsz, b0) = (io.hidden, io.batch, rows.start + b0);
+    let (h, bsz, b0) = (io.hidden, io.batch, first + b0);
     let valid = |t: usize, b: usize| unsafe { *io.lengths.add(b) } > t;
     // SAFETY (the whole body): rows < B, units < H, steps < T index inside
     // the extents `Recurrence::run_backward` checked.
@@ -240,7 +227,7 @@ unsafe fn tile<const U: usize, const R: usize, const ISA: u8, const MR: usize>(
                 std::slice::from_raw_parts(io.d_gates.add((from * bsz + b0 + r) * 4 * h), 4 * h)
             });
             let mut acc = [[[0f32; U]; R]; 4];
-            product_any::<U, R, ISA>(&mut acc, wp, rows, ahead);
+            product_any::<U, R, ISA>(&mut acc, wp, rows);
             for r in 0..R {
                 let b = b0 + r;
                 if !valid(from, b) {

@@ -8,8 +8,7 @@
 //! rows stay in its cache while the panels pass.
 
 use super::fused::{
-    AVX2, AVX512, Isa, NO_AHEAD, PORTABLE, PackedHh, helpers, in_phases, load, product_any,
-    row_tiles, store,
+    AVX2, AVX512, Isa, PORTABLE, PackedHh, helpers, in_phases, load, product_any, row_tiles, store,
 };
 
 /// Rows per block: a block's inputs (≤ 96·I floats) stay in L2 while every
@@ -156,7 +155,7 @@ unsafe fn tile_lanes<const U: usize, const R: usize, const ISA: u8, const FULL: 
         let x_rows: [&[f32]; R] = std::array::from_fn(|r| {
             std::slice::from_raw_parts(io.x.add((b0 + r) * io.input), io.input)
         });
-        product_any::<U, R, ISA>(acc, wp, x_rows, NO_AHEAD);
+        product_any::<U, R, ISA>(acc, wp, x_rows);
         for r in 0..R {
             let g_row = io.gates.add((b0 + r) * 4 * h + base);
             for (g, acc) in acc.iter().enumerate() {
