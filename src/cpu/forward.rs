@@ -301,9 +301,9 @@ impl<T: Real> Direction<'_, T> {
         // 1. Input projection for the whole sequence, one GEMM:
         //    G = X · W_ihᵀ + (b_ih + b_hh)        [T·B, 4H]
         //    In f32 it runs on the step kernel's register tiles: inside the
-        //    step kernel itself in inference with at least a full tile of rows
-        //    (`gates` is then only the bias), else before the recurrence
-        //    (`fused_projection.rs`), as training needs, which saves the gates.
+        //    step kernel itself with at least a full tile of rows (`gates`
+        //    then only receives the activations saved for training), else
+        //    before the recurrence (`fused_projection.rs`).
         let bias: Vec<T> = match (&w.bias_ih, &w.bias_hh) {
             (Some(b_ih), Some(b_hh)) => b_ih.iter().zip(b_hh).map(|(&a, &b)| a + b).collect(),
             _ => vec![T::zero(); 4 * hid],
@@ -311,11 +311,12 @@ impl<T: Real> Direction<'_, T> {
         // (With fewer rows than a full tile, one batched projection over all
         // T·B rows keeps more accumulators busy than the per-step tiles.)
         let fused = self.recurrence();
-        let fused_input = !self.save && fused.as_ref().is_some_and(|r| bsz >= r.isa.rows());
-        let mut gates = if fused_input {
-            bias.clone()
+        let fused_input = fused.as_ref().is_some_and(|r| bsz >= r.isa.rows());
+        let mut gates = if fused_input && !self.save {
+            Vec::new()
         } else {
-            // Every element is written below.
+            // Every element is written below (or, with the fused input,
+            // every one the backward pass reads).
             scratch::reused(tb * 4 * hid)
         };
         match &fused {
@@ -359,6 +360,7 @@ impl<T: Real> Direction<'_, T> {
                     x: bytemuck::cast_slice(x),
                     size: self.input_size,
                     weight_ih: bytemuck::cast_slice(&w.weight_ih),
+                    bias: bytemuck::cast_slice(&bias),
                 }),
                 bytemuck::cast_slice_mut(&mut gates),
                 bytemuck::cast_slice_mut(&mut h),

@@ -197,14 +197,14 @@ pub(crate) struct StepIo {
     /// Step t; rows with `lengths[b] <= t` are padding.
     pub t: usize,
     pub lengths: *const usize,
-    /// [B, 4H]: in: x·W_ihᵀ + b; out (with `save_gates`): the activations.
-    /// With `x` given, the [4H] bias instead (row stride 0).
-    pub gates: *mut f32,
+    /// [B, 4H]: x·W_ihᵀ + b, or with `x` given the [4H] bias (row stride 0).
+    pub gates: *const f32,
     /// Floats between gate rows: 4H, or 0 for the bias.
     pub gates_stride: usize,
-    pub save_gates: bool,
+    /// [B, 4H]: where the activated gates go for the backward pass, or null.
+    pub gates_out: *mut f32,
     /// [B, input]: this step's input rows when the kernel also does the
-    /// input projection (inference), or null.
+    /// input projection, or null.
     pub x: *const f32,
     pub input: usize,
     /// [B, H]
@@ -585,9 +585,9 @@ unsafe fn tile_lanes<const U: usize, const R: usize, const ISA: u8, const FULL: 
                 store(io.h_save.add(at), &hn[r], lanes);
                 store(io.c_save.add(at), &c[r], lanes);
             }
-            if io.save_gates {
+            if !io.gates_out.is_null() {
                 // The activated gates, for the backward pass.
-                let g_row = io.gates.add(b * 4 * h + base);
+                let g_row = io.gates_out.add(b * 4 * h + base);
                 for (gate, v) in [&i[r], &f[r], &g[r], &o[r]].into_iter().enumerate() {
                     store(g_row.add(gate * h), v, lanes);
                 }
@@ -715,12 +715,14 @@ pub(super) fn in_phases(
 /// Spin-loop hints before a waiting thread sleeps (a few microseconds).
 const SPINS: u32 = 1 << 10;
 
-/// The input side of a step, for [`Recurrence::run`] to project itself
-/// (inference): `x` [T, B, size], `weight_ih` [4H, size].
+/// The input side of a step, for [`Recurrence::run`] to project itself:
+/// `x` [T, B, size], `weight_ih` [4H, size].
 pub(crate) struct StepInput<'a> {
     pub x: &'a [f32],
     pub size: usize,
     pub weight_ih: &'a [f32],
+    /// b_ih + b_hh [4H].
+    pub bias: &'a [f32],
 }
 
 impl Recurrence<'_> {
@@ -729,12 +731,13 @@ impl Recurrence<'_> {
     /// return, as the backward pass needs them. `h` and `c` ([B, H]) hold the
     /// initial state on entry and the last valid state on return.
     ///
-    /// With `input` (inference only), the step kernel does the input
-    /// projection itself, in the same register tiles as the recurrent
-    /// product, and `gates` is just the bias [4H]: the pre-activations never
-    /// go to memory.
+    /// With `input`, the step kernel does the input projection itself, in
+    /// the same register tiles as the recurrent product: the pre-activations
+    /// never go to memory, and `gates` only receives the activated gates
+    /// (empty when not saving).
     ///
-    /// Threads split each step's panels (see [`in_phases`]).
+    /// Threads take groups of rows or split each step's panels (see
+    /// [`row_groups`] and [`in_phases`]).
     #[allow(clippy::too_many_arguments)]
     pub fn run(
         &self,
@@ -752,15 +755,11 @@ impl Recurrence<'_> {
         assert_eq!(self.weight_hh.len(), 4 * hid * hid, "W_hh is [4H, H]");
         assert_eq!(self.lengths.len(), bsz, "one length per row");
         if let Some(i) = &input {
-            assert!(!save, "the fused input projection is for inference");
-            assert_eq!(
-                gates.len(),
-                4 * hid,
-                "with the input, gates is the bias [4H]"
-            );
+            assert_eq!(i.bias.len(), 4 * hid, "the bias is [4H]");
             assert_eq!(i.x.len(), tb * i.size, "x is [T, B, I]");
             assert_eq!(i.weight_ih.len(), 4 * hid * i.size, "W_ih is [4H, I]");
-        } else {
+        }
+        if input.is_none() || save {
             assert_eq!(gates.len(), tb * 4 * hid, "gates are [T, B, 4H]");
         }
         assert!(
@@ -781,15 +780,24 @@ impl Recurrence<'_> {
             .as_ref()
             .map(|i| PackedHh::with_cols(i.weight_ih, hid, i.size, self.isa));
         let in_size = input.as_ref().map_or(0, |i| i.size);
-        // With the input, every row starts from the bias (stride 0).
-        let gates_stride = if input.is_some() { 0 } else { 4 * hid };
+        // With the input, every row starts from the bias (stride 0), and
+        // `gates` only receives the activations.
+        let (gates_in, gates_stride) = match &input {
+            Some(i) => (i.bias.as_ptr(), 0),
+            None => (gates.as_ptr(), 4 * hid),
+        };
         let panels = packed.panels();
         let step_fmas = bsz * 4 * hid * (hid + in_size);
 
         // h alternates between two buffers: step s reads h_bufs[s % 2].
         let mut h_bufs = [h.to_vec(), vec![0f32; bsz * hid]];
         let ptr = Ptrs {
-            gates: gates.as_mut_ptr(),
+            gates_in,
+            gates_out: if save {
+                gates.as_mut_ptr()
+            } else {
+                std::ptr::null_mut()
+            },
             x: input.as_ref().map_or(std::ptr::null(), |i| i.x.as_ptr()),
             h_bufs: [h_bufs[0].as_mut_ptr(), h_bufs[1].as_mut_ptr()],
             c: c.as_mut_ptr(),
@@ -827,9 +835,13 @@ impl Recurrence<'_> {
                     batch: rows.len(),
                     t,
                     lengths: self.lengths.as_ptr().add(r0),
-                    gates: ptr.gates.add(at * gates_stride),
+                    gates: ptr.gates_in.add(at * gates_stride),
                     gates_stride,
-                    save_gates: save,
+                    gates_out: if save {
+                        ptr.gates_out.add(at * 4 * hid)
+                    } else {
+                        ptr.gates_out
+                    },
                     // (null + 0 without the input)
                     x: ptr.x.add(at * in_size),
                     input: in_size,
@@ -881,7 +893,10 @@ impl Recurrence<'_> {
 /// The buffers of [`Recurrence::run`], shared by its threads.
 #[derive(Clone, Copy)]
 struct Ptrs {
-    gates: *mut f32,
+    /// x·W_ihᵀ + b [T, B, 4H], or the bias [4H] with the input.
+    gates_in: *const f32,
+    /// [T, B, 4H] when saving the activated gates, else null.
+    gates_out: *mut f32,
     /// [T, B, I] when the kernel projects the input itself, else null.
     x: *const f32,
     h_bufs: [*mut f32; 2],
