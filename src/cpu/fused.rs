@@ -12,12 +12,14 @@
 //!   registers for the whole product over `k`, then applies the activations
 //!   and the cell update to them at once: the pre-activations never go back
 //!   to memory in inference.
-//! - Batch rows are independent, so with enough rows each thread takes a
-//!   group of them through every step, with no synchronisation between
-//!   steps. With fewer rows, threads split each step's panels and wait for
-//!   each other between steps. Small steps run on one thread. Either way
-//!   every row's and unit's arithmetic is the same, so the results do not
-//!   depend on the threads.
+//! - Threads split each step's panels, each keeping the same share from step
+//!   to step, so that its slice of the weights stays in its own core's
+//!   cache; they wait for each other between steps. With too few panels for
+//!   the threads, groups of batch rows (which are independent) run on their
+//!   own threads instead, with no waiting between steps; the backward pass
+//!   always splits rows when it has enough. Small steps run on one thread.
+//!   Either way every row's and unit's arithmetic is the same, so the
+//!   results do not depend on the threads.
 //!
 //! The instruction set is chosen at run time: AVX-512, AVX2 with FMA, or
 //! portable code that the compiler vectorises for the target's baseline.
@@ -648,10 +650,13 @@ const GROUP_ROWS: usize = 4;
 /// Runs `f(phase, item)` for every phase in order and every item of it, on
 /// the calling thread and `helpers` threads of the rayon pool.
 ///
-/// The phases' items form one queue, claimed in order through an atomic
-/// counter. An item of phase s starts once every item of phase s-1 is done,
-/// and sees all their writes. Nothing waits for a helper to start: the
-/// caller alone can claim every item, so a busy pool only costs speed.
+/// An item of phase s starts once every item of phase s-1 is done, and sees
+/// all their writes. Each thread owns a contiguous share of every phase's
+/// items and claims its own first, then any left over: as long as the
+/// threads keep pace, an item stays on the same thread from phase to phase
+/// (and its weights in that core's cache). Nothing waits for a helper to
+/// start: the caller alone can claim every item, so a busy pool only costs
+/// speed.
 ///
 /// A thread that must wait for the end of a phase spins for a few
 /// microseconds (a phase usually ends sooner), then sleeps until the thread
@@ -664,17 +669,15 @@ pub(super) fn in_phases(
     helpers: usize,
     f: impl Fn(usize, usize) + Sync,
 ) {
-    let total = phases * items;
-    let (next, done) = (AtomicUsize::new(0), AtomicUsize::new(0));
+    let workers = helpers + 1;
+    // claimed[i] = how many phases have claimed item i.
+    let claimed: Vec<AtomicUsize> = (0..items).map(|_| AtomicUsize::new(0)).collect();
+    let done = AtomicUsize::new(0);
     let sleepers = AtomicUsize::new(0);
     let wake = (std::sync::Mutex::new(()), std::sync::Condvar::new());
-    let work = || {
-        loop {
-            let item = next.fetch_add(1, Ordering::Relaxed);
-            if item >= total {
-                return;
-            }
-            let s = item / items;
+    let work = |w: usize| {
+        let own = items * w / workers;
+        for s in 0..phases {
             let ready = || done.load(Ordering::Acquire) >= s * items;
             let mut spins = 0u32;
             while !ready() {
@@ -692,22 +695,32 @@ pub(super) fn in_phases(
                 }
                 sleepers.fetch_sub(1, Ordering::SeqCst);
             }
-            f(s, item % items);
-            let finished = done.fetch_add(1, Ordering::SeqCst) + 1;
-            if finished % items == 0 && sleepers.load(Ordering::SeqCst) > 0 {
-                let _guard = wake.0.lock().unwrap_or_else(|e| e.into_inner());
-                wake.1.notify_all();
+            // Own share first, then the others', in order.
+            for j in 0..items {
+                let item = (own + j) % items;
+                let claim =
+                    claimed[item].compare_exchange(s, s + 1, Ordering::Relaxed, Ordering::Relaxed);
+                if claim.is_err() {
+                    continue; // another thread's, or a later phase's
+                }
+                f(s, item);
+                let finished = done.fetch_add(1, Ordering::SeqCst) + 1;
+                if finished % items == 0 && sleepers.load(Ordering::SeqCst) > 0 {
+                    let _guard = wake.0.lock().unwrap_or_else(|e| e.into_inner());
+                    wake.1.notify_all();
+                }
             }
         }
     };
     if helpers == 0 {
-        work();
+        work(0);
     } else {
         rayon::scope(|scope| {
-            for _ in 0..helpers {
-                scope.spawn(|_| work());
+            let work = &work;
+            for w in 1..workers {
+                scope.spawn(move |_| work(w));
             }
-            work();
+            work(0);
         });
     }
 }
@@ -864,10 +877,14 @@ impl Recurrence<'_> {
                 run(&packed, wi, &io, p0, p1);
             }
         };
+        let panel_fmas = step_fmas / panels;
+        let per_item = ITEM_FMAS.div_ceil(panel_fmas).clamp(1, panels);
+        let items = panels.div_ceil(per_item);
+        let helpers = helpers(step_fmas, items);
         let groups = row_groups(bsz, step_fmas);
-        if groups > 1 {
-            // Rows are independent: each group runs every step on its own
-            // thread, with no synchronisation between steps.
+        if helpers + 1 < groups {
+            // Too few panels for the threads, and rows enough: each group of
+            // rows runs every step on its own thread (rows are independent).
             in_phases(1, groups, groups - 1, |_, g| {
                 let rows = bsz * g / groups..bsz * (g + 1) / groups;
                 for s in 0..self.seq_len {
@@ -875,12 +892,9 @@ impl Recurrence<'_> {
                 }
             });
         } else {
-            let panel_fmas = step_fmas / panels;
-            let per_item = ITEM_FMAS.div_ceil(panel_fmas).clamp(1, panels);
-            let items = panels.div_ceil(per_item);
-            let helpers = helpers(step_fmas, items);
-            // Threads split each step's panels; step s starts once step s-1
-            // is complete (`in_phases`).
+            // Threads split each step's panels, each keeping the same share
+            // (and its weights in its core's cache) from step to step; step s
+            // starts once step s-1 is complete (`in_phases`).
             in_phases(self.seq_len, items, helpers, |s, item| {
                 let p0 = item * per_item;
                 step(s, 0..bsz, p0, (p0 + per_item).min(panels));

@@ -187,6 +187,17 @@ fn fused_kernels_use_helper_threads_correctly() {
             lengths: true,
         };
         check(&case, isa);
+        // One panel: too few for the threads, which take groups of rows.
+        let case = Case {
+            input: 48,
+            hidden: 16,
+            layers: 1,
+            bidirectional: true,
+            seq_len: 9,
+            batch: 16,
+            lengths: true,
+        };
+        check(&case, isa);
         // Too few rows for groups of rows: the threads split each step's
         // panels instead.
         let case = Case {
@@ -264,17 +275,19 @@ fn f32_results(case: &Case) -> Vec<Vec<f32>> {
 #[test]
 fn helper_threads_change_no_bit_of_the_results() {
     // Called from a pool thread, every kernel runs on that thread alone.
-    // From outside, batches of 8 rows or more split into groups of rows and
-    // smaller ones split each step's panels. Either way each row's and each
-    // unit's arithmetic is unchanged, so the results must be identical.
+    // From outside, threads split each step's panels, or take groups of rows
+    // (the backward pass with 8 rows or more; the forward pass when there
+    // are fewer panels than threads, as with H = 16). Either way each row's
+    // and each unit's arithmetic is unchanged, so the results must be
+    // identical.
     let one_thread = rayon::ThreadPoolBuilder::new()
         .num_threads(1)
         .build()
         .unwrap();
-    for batch in [3, 11, 16] {
+    for (batch, hidden) in [(3, 100), (11, 100), (16, 100), (16, 16)] {
         let case = Case {
-            input: 8,
-            hidden: 100,
+            input: 48,
+            hidden,
             layers: 2,
             bidirectional: true,
             seq_len: 12,
@@ -286,7 +299,10 @@ fn helper_threads_change_no_bit_of_the_results() {
         for (k, (a, b)) in threaded.iter().zip(&single).enumerate() {
             let same =
                 a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits());
-            assert!(same, "B{batch}: result {k} depends on the threads");
+            assert!(
+                same,
+                "B{batch} H{hidden}: result {k} depends on the threads"
+            );
         }
     }
 }
