@@ -705,7 +705,7 @@ pub(super) fn in_phases(
                 }
                 f(s, item);
                 let finished = done.fetch_add(1, Ordering::SeqCst) + 1;
-                if finished % items == 0 && sleepers.load(Ordering::SeqCst) > 0 {
+                if finished.is_multiple_of(items) && sleepers.load(Ordering::SeqCst) > 0 {
                     let _guard = wake.0.lock().unwrap_or_else(|e| e.into_inner());
                     wake.1.notify_all();
                 }
