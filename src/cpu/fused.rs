@@ -9,9 +9,10 @@
 //!   `p·U .. p·U+U` side by side: `[k][gate][lane]`. A step reads it
 //!   front to back, with no per-step repacking.
 //! - A tile of `MR` batch rows × one panel keeps its `4·MR` gate vectors in
-//!   registers for the whole product over `k`, then applies the activations
-//!   and the cell update to them at once: the pre-activations never go back
-//!   to memory in inference.
+//!   registers for the whole product over `k` (with at least a full tile
+//!   of rows, the input's product too), then applies the activations and
+//!   the cell update to all its rows at once: the pre-activations never go
+//!   back to memory.
 //! - Threads split each step's panels, each keeping the same share from step
 //!   to step, so that its slice of the weights stays in its own core's
 //!   cache; they wait for each other between steps. With too few panels for
