@@ -8,7 +8,7 @@
 //! time name their storage types by WGSL aliases (`store_t` in the step
 //! kernels, `a_t`, `b_t`, `bias_t`, `c_t` in the GEMM). The alias
 //! declarations, and `enable f16;` when one of them is f16, are prepended when
-//! the pipeline is built ([`Kernel::new_typed`]); each alias is one variant of
+//! the pipeline is built (`Kernel::new_typed`); each alias is one variant of
 //! the same source, never a copy of it.
 
 mod backward_step;

@@ -32,7 +32,7 @@ pub struct ProjBuffers<'a> {
     pub h_state: &'a wgpu::Buffer,
     /// [T, B, D·P]: the layer output.
     pub y: &'a wgpu::Buffer,
-    /// [B] u32
+    /// \[B\] u32
     pub lengths: &'a wgpu::Buffer,
 }
 
