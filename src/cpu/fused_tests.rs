@@ -175,53 +175,34 @@ fn fused_kernels_match_the_f64_reference_in_every_variant() {
 #[test]
 fn fused_kernels_use_helper_threads_correctly() {
     // Large enough per step (B·4H·H ≥ 2^15 multiply-adds) for the work to be
-    // shared with pool threads, with a partial panel and a partial tile.
-    for isa in Isa::available() {
-        let case = Case {
-            input: 8,
-            hidden: 100,
-            layers: 1,
-            bidirectional: true,
-            seq_len: 12,
-            batch: 11,
-            lengths: true,
-        };
-        check(&case, isa);
+    // shared with pool threads. (input, hidden, layers, bidirectional, T, B,
+    // lengths):
+    let cases = [
+        // Threads split the forward pass's panels (a partial one among them)
+        // and take groups of rows backward, one of them a partial tile.
+        (8, 100, 1, true, 12, 11, true),
         // One panel: too few for the threads, which take groups of rows.
-        let case = Case {
-            input: 48,
-            hidden: 16,
-            layers: 1,
-            bidirectional: true,
-            seq_len: 9,
-            batch: 16,
-            lengths: true,
-        };
-        check(&case, isa);
-        // Too few rows for groups of rows: the threads split each step's
-        // panels instead.
-        let case = Case {
-            input: 8,
-            hidden: 100,
-            layers: 1,
-            bidirectional: true,
-            seq_len: 12,
-            batch: 3,
-            lengths: true,
-        };
-        check(&case, isa);
-        // The input projection in several blocks of rows (T·B = 153: one of
-        // 96 rows, then 57, which ends in a partial tile), with an odd I.
-        let case = Case {
-            input: 37,
-            hidden: 33,
-            layers: 2,
-            bidirectional: false,
-            seq_len: 17,
-            batch: 9,
-            lengths: false,
-        };
-        check(&case, isa);
+        (48, 16, 1, true, 9, 16, true),
+        // Too few rows for groups: the backward pass splits panels too.
+        (8, 100, 1, true, 12, 3, true),
+        // One row, fewer than a tile: the input projection runs before the
+        // recurrence, in several blocks of rows (T·B = 150: one of 96 rows,
+        // then 54), with an odd I.
+        (37, 33, 2, false, 150, 1, false),
+    ];
+    for isa in Isa::available() {
+        for (input, hidden, layers, bidirectional, seq_len, batch, lengths) in cases {
+            let case = Case {
+                input,
+                hidden,
+                layers,
+                bidirectional,
+                seq_len,
+                batch,
+                lengths,
+            };
+            check(&case, isa);
+        }
     }
 }
 
