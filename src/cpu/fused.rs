@@ -17,8 +17,8 @@
 //!   to step, so that its slice of the weights stays in its own core's
 //!   cache; they wait for each other between steps. With too few panels for
 //!   the threads, groups of batch rows (which are independent) run on their
-//!   own threads instead, with no waiting between steps; the backward pass
-//!   always splits rows when it has enough. Small steps run on one thread.
+//!   own threads instead, with no waiting between steps. The backward pass
+//!   (`fused_backward.rs`) does the same. Small steps run on one thread.
 //!   Either way every row's and unit's arithmetic is the same, so the
 //!   results do not depend on the threads.
 //!

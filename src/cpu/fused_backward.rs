@@ -11,9 +11,10 @@
 //!    `dc_carry`.
 //!
 //! The product reads whole rows of dG_{prev}, so phases are separated as in
-//! the forward pass when threads split the panels; with groups of rows, a
-//! thread reads only its own rows. Both parts of a phase touch only the
-//! panel's units. A last phase does part 1 alone, giving dh_0.
+//! the forward pass when threads split the panels; with groups of rows
+//! (when there are fewer panels than threads), a thread reads only its own
+//! rows. Both parts of a phase touch only the panel's units. A last phase
+//! does part 1 alone, giving dh_0.
 //!
 //! `W_hh` is packed once into panels `[4H][4·U]` (row r of `W_hh`, the
 //! panel's columns), which is exactly the layout of the forward kernel's
@@ -141,10 +142,11 @@ impl Recurrence<'_> {
             before: (s + 1 < steps).then(|| visit(steps - 2 - s)),
         };
         let step_fmas = bsz * 4 * hid * hid;
+        let helpers = helpers(step_fmas, panels);
         let groups = row_groups(bsz, step_fmas);
-        if groups > 1 {
-            // Rows are independent: each group runs every phase on its own
-            // thread, with no synchronisation between phases.
+        if helpers + 1 < groups {
+            // Too few panels for the threads, and rows enough: each group of
+            // rows runs every phase on its own thread (rows are independent).
             in_phases(1, groups, groups - 1, |_, g| {
                 let rows = bsz * g / groups..bsz * (g + 1) / groups;
                 for s in 0..=steps {
@@ -156,7 +158,8 @@ impl Recurrence<'_> {
                 }
             });
         } else {
-            in_phases(steps + 1, panels, helpers(step_fmas, panels), |s, p| {
+            // As in the forward pass, each thread keeps the same panels.
+            in_phases(steps + 1, panels, helpers, |s, p| {
                 // SAFETY: as above; panel p writes only its units.
                 unsafe { run(&packed, &io, phase(s), p, 0..bsz) };
             });

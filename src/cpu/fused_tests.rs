@@ -178,12 +178,16 @@ fn fused_kernels_use_helper_threads_correctly() {
     // shared with pool threads. (input, hidden, layers, bidirectional, T, B,
     // lengths):
     let cases = [
-        // Threads split the forward pass's panels (a partial one among them)
-        // and take groups of rows backward, one of them a partial tile.
+        // Threads split the panels (a partial one among them), forward and
+        // backward, over partial row tiles.
         (8, 100, 1, true, 12, 11, true),
-        // One panel: too few for the threads, which take groups of rows.
+        // One panel: too few for the threads, which take groups of rows
+        // (forward; the backward step is too small to share).
         (48, 16, 1, true, 9, 16, true),
-        // Too few rows for groups: the backward pass splits panels too.
+        // One backward panel (64 units with AVX-512): the backward pass takes
+        // groups of rows.
+        (8, 40, 1, true, 12, 13, true),
+        // Too few rows for a whole tile.
         (8, 100, 1, true, 12, 3, true),
         // One row, fewer than a tile: the input projection runs before the
         // recurrence, in several blocks of rows (T·B = 150: one of 96 rows,
@@ -257,15 +261,15 @@ fn f32_results(case: &Case) -> Vec<Vec<f32>> {
 fn helper_threads_change_no_bit_of_the_results() {
     // Called from a pool thread, every kernel runs on that thread alone.
     // From outside, threads split each step's panels, or take groups of rows
-    // (the backward pass with 8 rows or more; the forward pass when there
-    // are fewer panels than threads, as with H = 16). Either way each row's
-    // and each unit's arithmetic is unchanged, so the results must be
-    // identical.
+    // when there are fewer panels than threads (forward with H = 16, backward
+    // with H = 40). Either way
+    // each row's and each unit's arithmetic is unchanged, so the results must
+    // be identical.
     let one_thread = rayon::ThreadPoolBuilder::new()
         .num_threads(1)
         .build()
         .unwrap();
-    for (batch, hidden) in [(3, 100), (11, 100), (16, 100), (16, 16)] {
+    for (batch, hidden) in [(3, 100), (11, 100), (16, 100), (16, 16), (13, 40)] {
         let case = Case {
             input: 48,
             hidden,
