@@ -634,18 +634,41 @@ pub(super) fn helpers(fmas: usize, items: usize) -> usize {
     }
 }
 
-/// Into how many groups of batch rows to split a recurrence, one per
-/// thread (1: split each step's panels instead).
+/// Runs `work(s, rows, items)` for every phase s in order, over all batch
+/// rows and all `items` of each phase, on the calling thread and pool
+/// threads when a phase of `step_fmas` multiply-adds is worth sharing:
 ///
-/// Batch rows are independent, so groups need no synchronisation between
-/// steps, but each group reads all the weights at every step: a group needs
-/// [`GROUP_ROWS`] rows to use them well.
-pub(super) fn row_groups(batch: usize, step_fmas: usize) -> usize {
-    let threads = 1 + helpers(step_fmas, usize::MAX);
-    threads.min(batch / GROUP_ROWS).max(1)
+/// - Threads split each phase's items (`in_phases`), each keeping the same
+///   share, and with it its weights in its core's cache, from phase to
+///   phase; phase s starts once phase s-1 is complete.
+/// - With fewer items than threads, and enough rows, each thread instead
+///   takes a group of batch rows (of at least [`GROUP_ROWS`]) through every
+///   phase. Rows are independent, so groups need no synchronisation between
+///   phases, but each group reads all the weights at every phase.
+pub(super) fn in_steps(
+    phases: usize,
+    items: usize,
+    batch: usize,
+    step_fmas: usize,
+    work: impl Fn(usize, std::ops::Range<usize>, std::ops::Range<usize>) + Sync,
+) {
+    let groups = (1 + helpers(step_fmas, usize::MAX)).min(batch / GROUP_ROWS);
+    let helpers = helpers(step_fmas, items);
+    if helpers + 1 < groups {
+        in_phases(1, groups, groups - 1, |_, g| {
+            let rows = batch * g / groups..batch * (g + 1) / groups;
+            for s in 0..phases {
+                work(s, rows.clone(), 0..items);
+            }
+        });
+    } else {
+        in_phases(phases, items, helpers, |s, item| {
+            work(s, 0..batch, item..item + 1)
+        });
+    }
 }
 
-/// The fewest batch rows per group of [`row_groups`].
+/// The fewest batch rows per group of [`in_steps`].
 const GROUP_ROWS: usize = 4;
 
 /// Runs `f(phase, item)` for every phase in order and every item of it, on
@@ -750,8 +773,8 @@ impl Recurrence<'_> {
     /// never go to memory, and `gates` only receives the activated gates
     /// (empty when not saving).
     ///
-    /// Threads take groups of rows or split each step's panels (see
-    /// [`row_groups`] and [`in_phases`]).
+    /// Threads split each step's panels or take groups of rows (see
+    /// [`in_steps`]).
     #[allow(clippy::too_many_arguments)]
     pub fn run(
         &self,
@@ -881,26 +904,10 @@ impl Recurrence<'_> {
         let panel_fmas = step_fmas / panels;
         let per_item = ITEM_FMAS.div_ceil(panel_fmas).clamp(1, panels);
         let items = panels.div_ceil(per_item);
-        let helpers = helpers(step_fmas, items);
-        let groups = row_groups(bsz, step_fmas);
-        if helpers + 1 < groups {
-            // Too few panels for the threads, and rows enough: each group of
-            // rows runs every step on its own thread (rows are independent).
-            in_phases(1, groups, groups - 1, |_, g| {
-                let rows = bsz * g / groups..bsz * (g + 1) / groups;
-                for s in 0..self.seq_len {
-                    step(s, rows.clone(), 0, panels);
-                }
-            });
-        } else {
-            // Threads split each step's panels, each keeping the same share
-            // (and its weights in its core's cache) from step to step; step s
-            // starts once step s-1 is complete (`in_phases`).
-            in_phases(self.seq_len, items, helpers, |s, item| {
-                let p0 = item * per_item;
-                step(s, 0..bsz, p0, (p0 + per_item).min(panels));
-            });
-        }
+        in_steps(self.seq_len, items, bsz, step_fmas, |s, rows, items| {
+            let p0 = items.start * per_item;
+            step(s, rows, p0, (items.end * per_item).min(panels));
+        });
         h.copy_from_slice(&h_bufs[self.seq_len % 2]);
     }
 }

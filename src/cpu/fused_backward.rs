@@ -20,9 +20,7 @@
 //! panel's columns), which is exactly the layout of the forward kernel's
 //! product with K = 4H, so the same register-tiled product serves both.
 
-use super::fused::{
-    Isa, Recurrence, helpers, in_phases, load, madd, product_any, row_groups, row_tiles, store,
-};
+use super::fused::{Isa, Recurrence, in_steps, load, madd, product_any, row_tiles, store};
 use super::{scratch, vmath};
 use std::ops::Range;
 
@@ -142,28 +140,14 @@ impl Recurrence<'_> {
             before: (s + 1 < steps).then(|| visit(steps - 2 - s)),
         };
         let step_fmas = bsz * 4 * hid * hid;
-        let helpers = helpers(step_fmas, panels);
-        let groups = row_groups(bsz, step_fmas);
-        if helpers + 1 < groups {
-            // Too few panels for the threads, and rows enough: each group of
-            // rows runs every phase on its own thread (rows are independent).
-            in_phases(1, groups, groups - 1, |_, g| {
-                let rows = bsz * g / groups..bsz * (g + 1) / groups;
-                for s in 0..=steps {
-                    for p in 0..panels {
-                        // SAFETY: the slices outlive the call and their sizes
-                        // were checked above; the group writes only its rows.
-                        unsafe { run(&packed, &io, phase(s), p, rows.clone()) };
-                    }
-                }
-            });
-        } else {
-            // As in the forward pass, each thread keeps the same panels.
-            in_phases(steps + 1, panels, helpers, |s, p| {
-                // SAFETY: as above; panel p writes only its units.
-                unsafe { run(&packed, &io, phase(s), p, 0..bsz) };
-            });
-        }
+        in_steps(steps + 1, panels, bsz, step_fmas, |s, rows, panels| {
+            for p in panels {
+                // SAFETY: the slices outlive the call and their sizes were
+                // checked above; a call writes only its rows of its panels'
+                // units.
+                unsafe { run(&packed, &io, phase(s), p, rows.clone()) };
+            }
+        });
     }
 }
 
