@@ -99,7 +99,16 @@ pub(crate) fn byte_size_in(label: &str, shape: &[usize], precision: Precision) -
 /// Reads several tensors back through one staging buffer: copy, submit,
 /// `map_async`, wait, read, unmap, in that order.
 pub fn read_back(ctx: &GpuContext, tensors: &[&GpuTensor]) -> Result<Vec<Tensor<f32>>> {
-    let total: u64 = tensors.iter().map(|t| t.byte_len()).sum();
+    let parts: Vec<_> = tensors.iter().map(|t| (&t.buffer, t.byte_len())).collect();
+    let staging = stage(ctx, &parts)?;
+    let shapes: Vec<&[usize]> = tensors.iter().map(|t| t.shape()).collect();
+    map_and_read(ctx, &staging, &shapes)
+}
+
+/// Copies the first `bytes` of each buffer, end to end, into a new staging
+/// buffer in one submit, and waits for it.
+fn stage(ctx: &GpuContext, parts: &[(&wgpu::Buffer, u64)]) -> Result<wgpu::Buffer> {
+    let total: u64 = parts.iter().map(|&(_, n)| n).sum();
     let staging = ctx.create_buffer(
         "read-back staging",
         total,
@@ -111,37 +120,22 @@ pub fn read_back(ctx: &GpuContext, tensors: &[&GpuTensor]) -> Result<Vec<Tensor<
             label: Some("read back"),
         });
     let mut offset = 0;
-    for t in tensors {
-        if t.byte_len() > 0 {
-            encoder.copy_buffer_to_buffer(&t.buffer, 0, &staging, offset, t.byte_len());
+    for &(buffer, n) in parts {
+        if n > 0 {
+            encoder.copy_buffer_to_buffer(buffer, 0, &staging, offset, n);
         }
-        offset += t.byte_len();
+        offset += n;
     }
     ctx.submit_and_wait(encoder)?;
-    let shapes: Vec<&[usize]> = tensors.iter().map(|t| t.shape()).collect();
-    map_and_read(ctx, &staging, &shapes)
+    Ok(staging)
 }
 
 /// Reads whole buffers back as bytes (one submit), for buffers that are not
 /// f32 tensors (f16 weights).
 pub(crate) fn read_buffers(ctx: &GpuContext, buffers: &[&wgpu::Buffer]) -> Result<Vec<Vec<u8>>> {
-    let total: u64 = buffers.iter().map(|b| b.size()).sum();
-    let staging = ctx.create_buffer(
-        "read-back staging",
-        total,
-        wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-    )?;
-    let mut encoder = ctx
-        .device()
-        .create_command_encoder(&wgpu::CommandEncoderDescriptor {
-            label: Some("read back"),
-        });
-    let mut offset = 0;
-    for b in buffers {
-        encoder.copy_buffer_to_buffer(b, 0, &staging, offset, b.size());
-        offset += b.size();
-    }
-    ctx.submit_and_wait(encoder)?;
+    let parts: Vec<_> = buffers.iter().map(|&b| (b, b.size())).collect();
+    let staging = stage(ctx, &parts)?;
+    let total: u64 = parts.iter().map(|&(_, n)| n).sum();
     // Buffer sizes are multiples of 4, so the bytes map as f32 words.
     let words = map_and_read(ctx, &staging, &[&[(total / 4) as usize]])?;
     let bytes: &[u8] = bytemuck::cast_slice(words[0].data());
