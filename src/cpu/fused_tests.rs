@@ -50,18 +50,27 @@ struct Case {
     lengths: bool,
 }
 
+impl Case {
+    /// The case's configuration, f64 weights, input [T, B, I] and lengths.
+    fn setup(&self) -> (LstmConfig, LstmWeights<f64>, Tensor<f64>, Vec<usize>) {
+        let config = LstmConfig::new(self.input, self.hidden)
+            .num_layers(self.layers)
+            .bidirectional(self.bidirectional);
+        let w = LstmWeights::<f64>::init(&config, 11, InitOptions::default()).unwrap();
+        let (t, b) = (self.seq_len, self.batch);
+        let x = Tensor::new([t, b, self.input], values(t * b * self.input, 1, 2.0)).unwrap();
+        let lengths: Vec<usize> = (0..b).map(|i| t - i * t / (b + 1)).collect();
+        (config, w, x, lengths)
+    }
+}
+
 fn check(case: &Case, isa: Isa) {
-    let config = LstmConfig::new(case.input, case.hidden)
-        .num_layers(case.layers)
-        .bidirectional(case.bidirectional);
-    let w64 = LstmWeights::<f64>::init(&config, 11, InitOptions::default()).unwrap();
+    let (config, w64, x, lengths) = case.setup();
     let w32 = w64.cast::<f32>();
     let (t, b, h) = (case.seq_len, case.batch, case.hidden);
     let states = config.num_directions() * case.layers * b * h;
-    let x = Tensor::new([t, b, case.input], values(t * b * case.input, 1, 2.0)).unwrap();
     let h0 = Tensor::new([states / (b * h), b, h], values(states, 2, 1.0)).unwrap();
     let c0 = Tensor::new([states / (b * h), b, h], values(states, 3, 1.0)).unwrap();
-    let lengths: Vec<usize> = (0..b).map(|i| t - i * t / (b + 1)).collect();
     let (x32, h032, c032) = (x.cast::<f32>(), h0.cast::<f32>(), c0.cast::<f32>());
     let mut in64 = LstmInput::new(&x).with_state(&h0, &c0);
     let mut in32 = LstmInput::new(&x32).with_state(&h032, &c032);
@@ -213,14 +222,8 @@ fn fused_kernels_use_helper_threads_correctly() {
 /// The f32 path's outputs and gradients for `case`, without forcing an
 /// instruction set.
 fn f32_results(case: &Case) -> Vec<Vec<f32>> {
-    let config = LstmConfig::new(case.input, case.hidden)
-        .num_layers(case.layers)
-        .bidirectional(case.bidirectional);
-    let w = LstmWeights::<f32>::init(&config, 11, InitOptions::default()).unwrap();
-    let (t, b) = (case.seq_len, case.batch);
-    let x = Tensor::new([t, b, case.input], values(t * b * case.input, 1, 2.0)).unwrap();
-    let x = x.cast::<f32>();
-    let lengths: Vec<usize> = (0..b).map(|i| t - i * t / (b + 1)).collect();
+    let (_, w, x, lengths) = case.setup();
+    let (w, x) = (w.cast::<f32>(), x.cast::<f32>());
     let mut input = LstmInput::new(&x);
     if case.lengths {
         input = input.with_lengths(&lengths);
