@@ -10,24 +10,35 @@
 //! - [`cpu`]: the CPU reference, forward and backward through time.
 //! - [`dropout`]: the counter-based dropout mask shared by every path.
 
+mod checkpoint;
 pub mod config;
 pub mod cpu;
+mod device;
 pub mod dropout;
 pub mod error;
+mod gemm;
 pub mod gpu;
 pub mod input;
 pub mod io;
+mod lstm;
 pub mod model;
 pub mod real;
+pub mod reference;
 pub mod tensor;
-pub mod train;
+mod trainer;
 pub mod weights;
 
 pub use config::LstmConfig;
+pub use device::Device;
 pub use error::{LstmError, Result};
+pub use gpu::Precision;
 pub use input::LstmInput;
+pub use lstm::Lstm;
+pub use model::{Batch, HeadKind, Inputs, LossKind, Model, Targets, TrainConfig};
 pub use real::Real;
+pub use reference::{LrSchedule, LstmOutput, OptimizerKind};
 pub use tensor::Tensor;
+pub use trainer::Trainer;
 pub use weights::{InitOptions, LayerWeights, LstmWeights, ParamKind};
 
 // The README's Rust examples are compiled and run as doctests.

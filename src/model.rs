@@ -1,20 +1,15 @@
-//! A trainable model (optional embedding → LSTM → linear head), what a
-//! training step reads, and the CPU trainer that is the reference for the
-//! GPU one ([`crate::gpu::GpuTrainer`]).
+//! A trainable model (optional embedding → LSTM → linear head), and what a
+//! training step reads: the [`Batch`] and the [`TrainConfig`].
 //!
 //! Parameters are named as a PyTorch module with attributes `embedding`,
 //! `lstm` and `head` would name them (`embedding.weight`,
 //! `lstm.weight_ih_l0`, ..., `head.weight`, `head.bias`), in that order.
 
 use crate::config::LstmConfig;
-use crate::cpu::{self, OutputGrads};
 use crate::error::{LstmError, Result};
-use crate::input::LstmInput;
 use crate::real::Real;
-use crate::tensor::Tensor;
-use crate::train::{
-    Embedding, Linear, LrSchedule, Optimizer, OptimizerKind, clip_grad_norm, cross_entropy,
-    last_valid_step, last_valid_step_backward, lstm_params_mut, mse_masked,
+use crate::reference::{
+    Embedding, Linear, LrSchedule, OptimizerKind, cross_entropy, lstm_params_mut, mse_masked,
 };
 use crate::weights::{InitOptions, LstmWeights};
 
@@ -57,6 +52,19 @@ impl<T: Real> Model<T> {
         head_kind: HeadKind,
         seed: u64,
     ) -> Result<Self> {
+        Self::with_init(embedding, lstm, outputs, head_kind, seed, InitOptions::default())
+    }
+
+    /// [`new`](Self::new) with initialisation options for the LSTM, such as
+    /// Keras' `unit_forget_bias`.
+    pub fn with_init(
+        embedding: Option<(usize, usize)>,
+        lstm: &LstmConfig,
+        outputs: usize,
+        head_kind: HeadKind,
+        seed: u64,
+        init: InitOptions,
+    ) -> Result<Self> {
         if lstm.batch_first {
             return Err(LstmError::InvalidConfig {
                 field: "batch_first",
@@ -81,7 +89,7 @@ impl<T: Real> Model<T> {
                 reason: "must be at least 1".into(),
             });
         }
-        let lstm = LstmWeights::init(lstm, seed, InitOptions::default())?;
+        let lstm = LstmWeights::init(lstm, seed, init)?;
         Ok(Model {
             embedding: embedding.map(|(v, d)| Embedding::init(v, d, seed.wrapping_add(1))),
             head: Linear::init(lstm.config.output_size(), outputs, seed.wrapping_add(2)),
@@ -362,142 +370,6 @@ impl Batch<'_> {
                 _ => outputs,
             })
             .sum()
-    }
-}
-
-/// Trains a [`Model`] with the CPU reference: the specification the GPU
-/// trainer is tested against.
-pub struct CpuTrainer<T = f32> {
-    pub model: Model<T>,
-    pub config: TrainConfig,
-    pub optimizer: Optimizer<T>,
-}
-
-impl<T: Real> CpuTrainer<T> {
-    pub fn new(model: Model<T>, config: TrainConfig) -> Result<Self> {
-        config.validate()?;
-        let sizes: Vec<usize> = model
-            .named_params()
-            .iter()
-            .map(|(_, _, v)| v.len())
-            .collect();
-        let optimizer = Optimizer::new(config.optimizer, &sizes)?;
-        Ok(CpuTrainer {
-            model,
-            config,
-            optimizer,
-        })
-    }
-
-    /// Completed optimizer steps.
-    pub fn step_count(&self) -> u64 {
-        self.optimizer.step
-    }
-
-    /// Evaluation mode: the model's outputs for `batch` (its targets are
-    /// ignored), with no dropout and nothing saved. Returns [rows, O]: rows =
-    /// T·B for a per-step head, B for a last-step one.
-    pub fn predict(&self, batch: &Batch<'_>) -> Result<Vec<T>> {
-        batch.validate(&self.model.shape(), self.config.loss)?;
-        let m = &self.model;
-        let (t, b, cfg) = (batch.seq_len, batch.batch, &m.lstm.config);
-        let x: Vec<T> = match batch.inputs {
-            Inputs::Features(f) => f.iter().map(|&v| T::from_f64(v as f64)).collect(),
-            Inputs::Tokens(ids) => m.embedding.as_ref().expect("validated").forward(ids)?,
-        };
-        let x = Tensor::new([t, b, cfg.input_size], x)?;
-        let mut lx = LstmInput::new(&x);
-        if let Some(l) = batch.lengths {
-            lx = lx.with_lengths(l);
-        }
-        let out = cpu::forward(&m.lstm, &lx)?;
-        let f = cfg.output_size();
-        let head_in = match m.head_kind {
-            HeadKind::PerStep => out.output.into_data(),
-            HeadKind::LastStep => last_valid_step(out.output.data(), t, b, f, batch.lengths),
-        };
-        Ok(m.head.forward(&head_in, head_in.len() / f))
-    }
-
-    /// Evaluation mode: the loss on `batch` (see [`predict`](Self::predict)).
-    pub fn evaluate(&self, batch: &Batch<'_>) -> Result<f64> {
-        let out = self.predict(batch)?;
-        loss_of(&self.model.shape(), self.config.loss, batch, &out).map(|(l, _)| l.as_f64())
-    }
-
-    /// One step: forward, loss, backward, clipping, update. Returns the loss
-    /// before the update. A non-finite loss is an error naming the step, and
-    /// nothing is updated.
-    pub fn step(&mut self, batch: &Batch<'_>) -> Result<f64> {
-        batch.validate(&self.model.shape(), self.config.loss)?;
-        let step = self.optimizer.step;
-        let (t, b) = (batch.seq_len, batch.batch);
-        let m = &self.model;
-        let cfg = &m.lstm.config;
-        let x: Vec<T> = match batch.inputs {
-            Inputs::Features(f) => f.iter().map(|&v| T::from_f64(v as f64)).collect(),
-            Inputs::Tokens(ids) => m.embedding.as_ref().expect("validated").forward(ids)?,
-        };
-        let x = Tensor::new([t, b, cfg.input_size], x)?;
-        let mut lx = LstmInput::new(&x);
-        if let Some(l) = batch.lengths {
-            lx = lx.with_lengths(l);
-        }
-        let seed = self.config.dropout_seed.wrapping_add(step);
-        let (out, cache) = cpu::forward_train(&m.lstm, &lx, seed)?;
-        let features = cfg.output_size();
-        let head_in = match m.head_kind {
-            HeadKind::PerStep => out.output.into_data(),
-            HeadKind::LastStep => last_valid_step(out.output.data(), t, b, features, batch.lengths),
-        };
-        let rows = head_in.len() / features;
-        let logits = m.head.forward(&head_in, rows);
-        let (loss, d_logits) = loss_of(&m.shape(), self.config.loss, batch, &logits)?;
-        if !loss.is_finite() {
-            return Err(LstmError::NonFiniteLoss {
-                step,
-                loss: loss.as_f64(),
-            });
-        }
-        let head_grads = m.head.backward(&head_in, rows, &d_logits);
-        let d_out = match m.head_kind {
-            HeadKind::PerStep => head_grads.input,
-            HeadKind::LastStep => {
-                last_valid_step_backward(&head_grads.input, t, b, features, batch.lengths)
-            }
-        };
-        let d_output = Tensor::new([t, b, features], d_out)?;
-        let upstream = OutputGrads {
-            d_output: &d_output,
-            d_h_n: None,
-            d_c_n: None,
-        };
-        let mut grads: Vec<Vec<T>> = Vec::new();
-        // The input's gradient is needed only to train an embedding.
-        let lstm_weight_grads = match (batch.inputs, &m.embedding) {
-            (Inputs::Tokens(ids), Some(e)) => {
-                let g = cpu::backward(&m.lstm, &cache, &upstream)?;
-                grads.push(e.backward(ids, g.d_input.data()));
-                g.weights
-            }
-            _ => cpu::backward_params(&m.lstm, &cache, &upstream)?.weights,
-        };
-        // The step's large buffers serve the next step (see `cpu::release_scratch`).
-        cache.release();
-        cpu::scratch::recycle(head_in);
-        cpu::scratch::recycle(d_output.into_data());
-        grads.extend(lstm_weight_grads.into_params());
-        grads.push(head_grads.weight);
-        grads.push(head_grads.bias);
-        if let Some(max) = self.config.clip_grad_norm {
-            let mut refs: Vec<&mut [T]> = grads.iter_mut().map(|g| &mut g[..]).collect();
-            clip_grad_norm(&mut refs, max);
-        }
-        let lr = self.config.schedule.lr(self.config.optimizer.lr(), step);
-        let grad_refs: Vec<&[T]> = grads.iter().map(|g| &g[..]).collect();
-        let mut params = self.model.params_mut();
-        self.optimizer.step(&mut params, &grad_refs, lr)?;
-        Ok(loss.as_f64())
     }
 }
 

@@ -1,4 +1,6 @@
-//! The CPU reference backward pass through time.
+//! The CPU engine's backward pass through time: the layers and directions
+//! of `reference::backward`, with each recurrence run by the fused kernel of
+//! `fused_backward.rs` and the weight gradients as threaded GEMMs.
 //!
 //! Per layer·direction, walking the steps in reverse visiting order:
 //! ```text
@@ -10,55 +12,20 @@
 //! then, over all T·B rows at once: dW_ih = dGᵀ·X, dW_hh = dGᵀ·H_prev,
 //! db_ih = db_hh = Σ_rows dG, dX = dG·W_ih.
 
-use super::forward::{Direction, ForwardCache};
-use super::gemm::{MatRef, matmul};
+use super::forward::Direction;
 use super::scratch;
 use crate::error::{LstmError, Result};
-use crate::real::Real;
+use crate::gemm::{MatRef, Threads, matmul};
+use crate::reference::{DirectionCache, ForwardCache, Gradients, OutputGrads, ParamGradients};
 use crate::tensor::Tensor;
 use crate::weights::{LayerWeights, LstmWeights};
 
-/// Upstream gradients: d(loss)/d(output), and optionally d/d(h_n), d/d(c_n).
-#[derive(Clone, Copy, Debug)]
-pub struct OutputGrads<'a, T = f32> {
-    /// Same shape and layout as `output`.
-    pub d_output: &'a Tensor<T>,
-    /// [D·L, B, H]; zeros when `None`.
-    pub d_h_n: Option<&'a Tensor<T>>,
-    /// [D·L, B, H]; zeros when `None`.
-    pub d_c_n: Option<&'a Tensor<T>>,
-}
-
-/// Gradients of the loss with respect to everything the forward pass read.
-#[derive(Clone, Debug)]
-pub struct Gradients<T = f32> {
-    /// Same names, shapes and layout as the parameters.
-    pub weights: LstmWeights<T>,
-    /// Same shape and layout as `input`; zero at padded steps.
-    pub d_input: Tensor<T>,
-    /// [D·L, B, H] (the gradient for a zero initial state when none was given).
-    pub d_h_0: Tensor<T>,
-    /// [D·L, B, H]
-    pub d_c_0: Tensor<T>,
-}
-
-/// The gradients of [`backward_params`]: everything but the input's.
-#[derive(Clone, Debug)]
-pub struct ParamGradients<T = f32> {
-    /// Same names, shapes and layout as the parameters.
-    pub weights: LstmWeights<T>,
-    /// [D·L, B, H] (the gradient for a zero initial state when none was given).
-    pub d_h_0: Tensor<T>,
-    /// [D·L, B, H]
-    pub d_c_0: Tensor<T>,
-}
-
 /// Backpropagates through the forward pass that produced `cache`.
-pub fn backward<T: Real>(
-    weights: &LstmWeights<T>,
-    cache: &ForwardCache<T>,
-    grads: &OutputGrads<'_, T>,
-) -> Result<Gradients<T>> {
+pub(super) fn backward(
+    weights: &LstmWeights<f32>,
+    cache: &ForwardCache<f32>,
+    grads: &OutputGrads<'_, f32>,
+) -> Result<Gradients<f32>> {
     let (p, d_input) = backward_impl(weights, cache, grads, true)?;
     Ok(Gradients {
         weights: p.weights,
@@ -72,20 +39,20 @@ pub fn backward<T: Real>(
 /// computes it when the input does not require grad: the first layer's input
 /// product dX = dG·W_ih is skipped. The parameter and state gradients are
 /// those of [`backward`].
-pub fn backward_params<T: Real>(
-    weights: &LstmWeights<T>,
-    cache: &ForwardCache<T>,
-    grads: &OutputGrads<'_, T>,
-) -> Result<ParamGradients<T>> {
+pub(super) fn backward_params(
+    weights: &LstmWeights<f32>,
+    cache: &ForwardCache<f32>,
+    grads: &OutputGrads<'_, f32>,
+) -> Result<ParamGradients<f32>> {
     Ok(backward_impl(weights, cache, grads, false)?.0)
 }
 
-fn backward_impl<T: Real>(
-    weights: &LstmWeights<T>,
-    cache: &ForwardCache<T>,
-    grads: &OutputGrads<'_, T>,
+fn backward_impl(
+    weights: &LstmWeights<f32>,
+    cache: &ForwardCache<f32>,
+    grads: &OutputGrads<'_, f32>,
     input_grad: bool,
-) -> Result<(ParamGradients<T>, Option<Tensor<T>>)> {
+) -> Result<(ParamGradients<f32>, Option<Tensor<f32>>)> {
     let cfg = &weights.config;
     let (h, dirs, layers) = (cfg.hidden_size, cfg.num_directions(), cfg.num_layers);
     let hout = cfg.hidden_out();
@@ -121,14 +88,14 @@ fn backward_impl<T: Real>(
             return Err(LstmError::shape(name, &shape, g.shape()));
         }
     }
-    let state = |t: Option<&Tensor<T>>, idx: usize, n: usize| match t {
+    let state = |t: Option<&Tensor<f32>>, idx: usize, n: usize| match t {
         Some(t) => t.data()[idx * batch * n..(idx + 1) * batch * n].to_vec(),
-        None => vec![T::zero(); batch * n],
+        None => vec![0.0; batch * n],
     };
 
     let mut d_weights = LstmWeights::zeros(cfg)?;
-    let mut d_h_0 = vec![T::zero(); layers * dirs * batch * hout];
-    let mut d_c_0 = vec![T::zero(); layers * dirs * batch * h];
+    let mut d_h_0 = vec![0.0; layers * dirs * batch * hout];
+    let mut d_c_0 = vec![0.0; layers * dirs * batch * h];
     // dy: gradient w.r.t. the current layer's output [T, B, D·H], time-major.
     let mut dy = if cfg.batch_first {
         grads.d_output.swap_first_two_axes().into_data()
@@ -158,7 +125,6 @@ fn backward_impl<T: Real>(
                 weights: weights.layer(layer, dir),
                 input_size,
                 hidden: h,
-                hidden_out: hout,
                 seq_len,
                 batch,
                 reverse: dir == 1,
@@ -167,7 +133,7 @@ fn backward_impl<T: Real>(
                 out_stride: dirs * hout,
                 save: false,
             };
-            let (dh0, dc0) = run.backward_split(
+            let (dh0, dc0) = run.backward(
                 &lc.input,
                 &lc.directions[dir],
                 &dy,
@@ -202,21 +168,21 @@ fn backward_impl<T: Real>(
     ))
 }
 
-impl<T: Real> Direction<'_, T> {
+impl Direction<'_> {
     /// Backward through one layer·direction. Accumulates into `d_input`
     /// ([T, B, in]) and writes this direction's parameter gradients; returns
     /// (dh_0, dc_0), each [B, H].
     #[allow(clippy::too_many_arguments)]
     pub(super) fn backward(
         &self,
-        x: &[T],
-        saved: &super::forward::DirectionCache<T>,
-        dy: &[T],
-        d_h_n: Vec<T>,
-        d_c_n: Vec<T>,
-        grads: &mut LayerWeights<T>,
-        d_input: &mut [T],
-    ) -> (Vec<T>, Vec<T>) {
+        x: &[f32],
+        saved: &DirectionCache<f32>,
+        dy: &[f32],
+        d_h_n: Vec<f32>,
+        d_c_n: Vec<f32>,
+        grads: &mut LayerWeights<f32>,
+        d_input: &mut [f32],
+    ) -> (Vec<f32>, Vec<f32>) {
         let (hid, bsz, tb) = (self.hidden, self.batch, self.seq_len * self.batch);
         // Written at valid rows; padded rows must read as zero in the
         // weight gradients below.
@@ -227,110 +193,22 @@ impl<T: Real> Direction<'_, T> {
         };
         let (mut dh_carry, mut dc_carry) = (d_h_n, d_c_n);
 
-        if let Some(fused) = self.recurrence() {
-            // f32: the fused kernel of `fused_backward.rs`, which computes
-            // exactly the loop below.
-            fused.run_backward(
-                bytemuck::cast_slice(&saved.gates),
-                bytemuck::cast_slice(&saved.c),
-                bytemuck::cast_slice(&saved.c_0),
-                bytemuck::cast_slice(dy),
-                bytemuck::cast_slice_mut(&mut d_gates),
-                bytemuck::cast_slice_mut(&mut dh_carry),
-                bytemuck::cast_slice_mut(&mut dc_carry),
-            );
-        } else {
-            let one = T::one();
-            let hout = self.hidden_out;
-            let w_hr = self.weights.weight_hr.as_deref();
-            let mut dh_rec = vec![T::zero(); bsz * hout];
-            // With a projection: dh_t [T, B, P] (0 at padded rows),
-            // m_t = o ⊙ tanh(c_t) [T, B, H], and dm_t = dh_t · W_hr [B, H].
-            let proj_len = |n: usize| if w_hr.is_some() { n } else { 0 };
-            let mut dh_all = vec![T::zero(); proj_len(tb * hout)];
-            let mut m_all = vec![T::zero(); proj_len(tb * hid)];
-            let mut dm = vec![T::zero(); proj_len(bsz * hid)];
-            // The cell state entering step t, in this direction's visiting order.
-            let c_prev = |t: usize, b: usize, j: usize| match self.previous_step(t) {
-                Some(p) => saved.c[(p * bsz + b) * hid + j],
-                None => saved.c_0[b * hid + j],
-            };
-            for t in self.steps().rev() {
-                let row = t * bsz * 4 * hid;
-                if let Some(w_hr) = w_hr {
-                    for b in (0..bsz).filter(|&b| t < self.lengths[b]) {
-                        let g = &saved.gates[row + b * 4 * hid..row + (b + 1) * 4 * hid];
-                        let y = (t * bsz + b) * self.out_stride + self.out_offset;
-                        for k in 0..hout {
-                            dh_all[(t * bsz + b) * hout + k] = dy[y + k] + dh_carry[b * hout + k];
-                        }
-                        for j in 0..hid {
-                            m_all[(t * bsz + b) * hid + j] =
-                                g[3 * hid + j] * saved.c[(t * bsz + b) * hid + j].tanh_act();
-                        }
-                    }
-                    // dm_t = dh_t · W_hr                            [B, H]
-                    let rows = t * bsz * hout..(t + 1) * bsz * hout;
-                    matmul(
-                        &mut dm,
-                        MatRef::new(&dh_all[rows], bsz, hout),
-                        MatRef::new(w_hr, hout, hid),
-                        false,
-                    );
-                }
-                for b in 0..bsz {
-                    if t >= self.lengths[b] {
-                        continue; // padded step: gradients pass through to earlier steps
-                    }
-                    let g = &saved.gates[row + b * 4 * hid..row + (b + 1) * 4 * hid];
-                    let dg = &mut d_gates[row + b * 4 * hid..row + (b + 1) * 4 * hid];
-                    for j in 0..hid {
-                        let (i_g, f_g, g_g, o_g) =
-                            (g[j], g[hid + j], g[2 * hid + j], g[3 * hid + j]);
-                        let c_t = saved.c[(t * bsz + b) * hid + j];
-                        let c_prev = c_prev(t, b, j);
-                        let tanh_c = c_t.tanh_act();
-                        // d(loss)/d(o ⊙ tanh c): dh itself without a projection.
-                        let dh = if w_hr.is_some() {
-                            dm[b * hid + j]
-                        } else {
-                            dy[(t * bsz + b) * self.out_stride + self.out_offset + j]
-                                + dh_carry[b * hid + j]
-                        };
-                        let dc = dh * o_g * (one - tanh_c * tanh_c) + dc_carry[b * hid + j];
-                        dg[j] = dc * g_g * i_g * (one - i_g);
-                        dg[hid + j] = dc * c_prev * f_g * (one - f_g);
-                        dg[2 * hid + j] = dc * i_g * (one - g_g * g_g);
-                        dg[3 * hid + j] = dh * tanh_c * o_g * (one - o_g);
-                        dc_carry[b * hid + j] = dc * f_g;
-                    }
-                }
-                // dh_{t-1} = dG_t · W_hh                      [B, H_out]
-                matmul(
-                    &mut dh_rec,
-                    MatRef::new(&d_gates[row..row + bsz * 4 * hid], bsz, 4 * hid),
-                    MatRef::new(&self.weights.weight_hh, 4 * hid, hout),
-                    false,
-                );
-                for b in (0..bsz).filter(|&b| t < self.lengths[b]) {
-                    dh_carry[b * hout..(b + 1) * hout]
-                        .copy_from_slice(&dh_rec[b * hout..(b + 1) * hout]);
-                }
-            }
-            if let Some(d_w_hr) = &mut grads.weight_hr {
-                // dW_hr = Σ_t dh_tᵀ · m_t                        [P, H]
-                matmul(
-                    d_w_hr,
-                    MatRef::new(&dh_all, tb, hout).t(),
-                    MatRef::new(&m_all, tb, hid),
-                    false,
-                );
-            }
-        }
+        // The fused kernel of `fused_backward.rs`: the loop of
+        // `reference::backward`, step by step.
+        self.recurrence().run_backward(
+            &saved.gates,
+            &saved.c,
+            &saved.c_0,
+            dy,
+            &mut d_gates,
+            &mut dh_carry,
+            &mut dc_carry,
+        );
 
         // Weight gradients: one GEMM each over all T·B rows.
         let dg = MatRef::new(&d_gates, tb, 4 * hid);
         matmul(
+            Threads::Pool,
             &mut grads.weight_ih,
             dg.t(),
             MatRef::new(x, tb, self.input_size),
@@ -341,7 +219,7 @@ impl<T: Real> Direction<'_, T> {
         // first one visited this is one GEMM on shifted views of dG and h,
         // plus h_0's term.
         let first = if self.reverse { self.seq_len - 1 } else { 0 };
-        let hout = self.hidden_out;
+        let hout = hid;
         let rest = (self.seq_len - 1) * bsz;
         let (dg_rest, h_rest) = if self.reverse {
             (&d_gates[..rest * 4 * hid], &saved.h[bsz * hout..])
@@ -349,6 +227,7 @@ impl<T: Real> Direction<'_, T> {
             (&d_gates[bsz * 4 * hid..], &saved.h[..rest * hout])
         };
         matmul(
+            Threads::Pool,
             &mut grads.weight_hh,
             MatRef::new(
                 &d_gates[first * bsz * 4 * hid..(first + 1) * bsz * 4 * hid],
@@ -361,6 +240,7 @@ impl<T: Real> Direction<'_, T> {
         );
         if rest > 0 {
             matmul(
+            Threads::Pool,
                 &mut grads.weight_hh,
                 MatRef::new(dg_rest, rest, 4 * hid).t(),
                 MatRef::new(h_rest, rest, hout),
@@ -377,6 +257,7 @@ impl<T: Real> Direction<'_, T> {
         // (an empty d_input asks for no input gradient)
         if !d_input.is_empty() {
             matmul(
+            Threads::Pool,
                 d_input,
                 dg,
                 MatRef::new(&self.weights.weight_ih, 4 * hid, self.input_size),

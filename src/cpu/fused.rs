@@ -624,10 +624,11 @@ const PARALLEL_FROM_FMAS: usize = 1 << 15;
 /// Multiply-adds per work item: enough to amortise claiming it.
 const ITEM_FMAS: usize = 1 << 15;
 
-/// How many pool threads should help with phases of `fmas` multiply-adds
-/// split into `items`.
+/// How many threads of the current rayon pool (the engine's, see
+/// [`CpuEngine`](super::CpuEngine)) should help with phases of `fmas`
+/// multiply-adds split into `items`.
 pub(super) fn helpers(fmas: usize, items: usize) -> usize {
-    if fmas >= PARALLEL_FROM_FMAS && rayon::current_thread_index().is_none() {
+    if fmas >= PARALLEL_FROM_FMAS {
         (rayon::current_num_threads() - 1).min(items - 1)
     } else {
         0

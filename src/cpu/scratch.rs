@@ -8,10 +8,7 @@
 //! [`MIN_LEN`] elements, [`MAX_BYTES`] in all, and hands them out again.
 //! [`release_scratch`] frees them.
 
-use std::any::Any;
 use std::cell::RefCell;
-
-use crate::real::Real;
 
 /// Buffers smaller than this (64 KiB of f32) are left to the allocator.
 pub const MIN_LEN: usize = 1 << 14;
@@ -25,59 +22,52 @@ thread_local! {
 }
 
 /// A vector of `n` zeros, reusing a kept buffer when one fits.
-pub(crate) fn zeroed<T: Real>(n: usize) -> Vec<T> {
+pub(crate) fn zeroed(n: usize) -> Vec<f32> {
     from_pool(n, true)
 }
 
 /// A vector of `n` elements with unspecified (but initialised) values, for a
 /// caller that writes every element: a kept buffer is not cleared first.
-pub(crate) fn reused<T: Real>(n: usize) -> Vec<T> {
+pub(crate) fn reused(n: usize) -> Vec<f32> {
     from_pool(n, false)
 }
 
 /// A kept f32 buffer resized to `n` (cleared first with `clear`), or a new
 /// vector of zeros.
-fn from_pool<T: Real>(n: usize, clear: bool) -> Vec<T> {
-    if n >= MIN_LEN {
-        let mut out = Vec::<T>::new();
-        if let Some(v) = (&mut out as &mut dyn Any).downcast_mut::<Vec<f32>>()
-            && let Some(mut kept) = take(n)
-        {
-            if clear {
-                kept.clear();
-            }
-            kept.resize(n, 0.0);
-            *v = kept;
-            return out;
+fn from_pool(n: usize, clear: bool) -> Vec<f32> {
+    if n >= MIN_LEN
+        && let Some(mut kept) = take(n)
+    {
+        if clear {
+            kept.clear();
         }
+        kept.resize(n, 0.0);
+        return kept;
     }
-    vec![T::zero(); n]
+    vec![0.0; n]
 }
 
 /// Gives `v` back for reuse (f32 buffers of at least [`MIN_LEN`] elements;
 /// anything else is freed).
-pub(crate) fn recycle<T: Real>(mut v: Vec<T>) {
+pub(crate) fn recycle(v: Vec<f32>) {
     if v.capacity() < MIN_LEN {
         return;
     }
-    if let Some(v) = (&mut v as &mut dyn Any).downcast_mut::<Vec<f32>>() {
-        let v = std::mem::take(v);
-        POOL.with_borrow_mut(|pool| {
-            pool.push(v);
-            // Keep the largest buffers within both limits.
-            pool.sort_by_key(|b| std::cmp::Reverse(b.capacity()));
-            let mut bytes = 0;
-            let keep = pool
-                .iter()
-                .take(MAX_BUFFERS)
-                .take_while(|b| {
-                    bytes += b.capacity() * 4;
-                    bytes <= MAX_BYTES
-                })
-                .count();
-            pool.truncate(keep);
-        });
-    }
+    POOL.with_borrow_mut(|pool| {
+        pool.push(v);
+        // Keep the largest buffers within both limits.
+        pool.sort_by_key(|b| std::cmp::Reverse(b.capacity()));
+        let mut bytes = 0;
+        let keep = pool
+            .iter()
+            .take(MAX_BUFFERS)
+            .take_while(|b| {
+                bytes += b.capacity() * 4;
+                bytes <= MAX_BYTES
+            })
+            .count();
+        pool.truncate(keep);
+    });
 }
 
 /// The smallest kept buffer that holds `n` elements without wasting more
@@ -111,19 +101,19 @@ mod tests {
     #[test]
     fn buffers_are_reused_zeroed_and_bounded() {
         release_scratch();
-        let mut a = zeroed::<f32>(MIN_LEN * 2);
+        let mut a = zeroed(MIN_LEN * 2);
         a.iter_mut().for_each(|x| *x = 1.0);
         let ptr = a.as_ptr();
         recycle(a);
         assert_eq!(scratch_bytes(), MIN_LEN * 2 * 4);
         // A smaller request within half the capacity reuses it, zeroed.
-        let b = zeroed::<f32>(MIN_LEN + 1);
+        let b = zeroed(MIN_LEN + 1);
         assert_eq!(b.as_ptr(), ptr);
         assert!(b.iter().all(|&x| x == 0.0));
         assert_eq!(scratch_bytes(), 0);
         recycle(b);
         // A much smaller one does not.
-        let c = zeroed::<f32>(MIN_LEN / 2);
+        let c = zeroed(MIN_LEN / 2);
         assert_ne!(c.as_ptr(), ptr);
         // f64 and small buffers are not kept.
         recycle(vec![0.0f64; MIN_LEN * 2]);
@@ -136,11 +126,11 @@ mod tests {
         release_scratch();
         assert_eq!(scratch_bytes(), 0);
         // `reused` hands out a kept buffer at the asked length, uncleared.
-        let mut d = zeroed::<f32>(MIN_LEN * 2);
+        let mut d = zeroed(MIN_LEN * 2);
         d.iter_mut().for_each(|x| *x = 2.0);
         let ptr = d.as_ptr();
         recycle(d);
-        let e = reused::<f32>(MIN_LEN + 3);
+        let e = reused(MIN_LEN + 3);
         assert_eq!((e.as_ptr(), e.len()), (ptr, MIN_LEN + 3));
         release_scratch();
     }

@@ -91,6 +91,69 @@ pub fn list_adapters() -> Vec<AdapterSummary> {
         .collect()
 }
 
+/// The adapter [`GpuContext::new`] opens: the one `WGPU_ADAPTER_NAME` names,
+/// or wgpu's choice preferring a high-performance GPU.
+pub(crate) fn select_adapter() -> Result<wgpu::Adapter> {
+    let instance = instance();
+    let adapter = match std::env::var("WGPU_ADAPTER_NAME") {
+        Ok(wanted) => {
+            let wanted = wanted.to_lowercase();
+            let adapters =
+                pollster::block_on(instance.enumerate_adapters(wgpu::Backends::all()));
+            let names: Vec<String> = adapters.iter().map(|a| a.get_info().name).collect();
+            adapters
+                .into_iter()
+                .find(|a| a.get_info().name.to_lowercase().contains(&wanted))
+                .ok_or_else(|| LstmError::NoAdapter {
+                    detail: format!(
+                        " whose name contains WGPU_ADAPTER_NAME={wanted:?} (adapters: {names:?})"
+                    ),
+                })?
+        }
+        Err(_) => pollster::block_on(
+            instance.request_adapter(&wgpu::RequestAdapterOptions {
+                power_preference: wgpu::PowerPreference::from_env()
+                    .unwrap_or(wgpu::PowerPreference::HighPerformance),
+                compatible_surface: None,
+                ..Default::default()
+            }),
+        )
+        .map_err(|e| LstmError::NoAdapter {
+            detail: format!(" ({e})"),
+        })?,
+    };
+    Ok(adapter)
+}
+
+/// Whether an adapter runs on the CPU (lavapipe, llvmpipe, WARP,
+/// SwiftShader): a GPU in name only, far slower than the CPU engine.
+pub(crate) fn is_software(info: &wgpu::AdapterInfo) -> bool {
+    let name = info.name.to_lowercase();
+    info.device_type == wgpu::DeviceType::Cpu
+        || ["llvmpipe", "lavapipe", "swiftshader", "microsoft basic render"]
+            .iter()
+            .any(|s| name.contains(s))
+}
+
+/// The adapter [`Device::auto`](crate::Device::auto) takes: with `named`
+/// (`WGPU_ADAPTER_NAME` set) the one named, whatever it is; otherwise the
+/// first hardware adapter, a discrete GPU before an integrated one. `None`
+/// when there is no such adapter.
+pub(crate) fn hardware_adapter(named: bool) -> Option<wgpu::Adapter> {
+    if named {
+        return select_adapter().ok();
+    }
+    let rank = |t: wgpu::DeviceType| match t {
+        wgpu::DeviceType::DiscreteGpu => 0,
+        wgpu::DeviceType::IntegratedGpu => 1,
+        _ => 2,
+    };
+    pollster::block_on(instance().enumerate_adapters(wgpu::Backends::all()))
+        .into_iter()
+        .filter(|a| !is_software(&a.get_info()))
+        .min_by_key(|a| rank(a.get_info().device_type))
+}
+
 impl GpuContext {
     /// Picks an adapter and opens a device on it.
     ///
@@ -102,35 +165,7 @@ impl GpuContext {
     /// The device gets the adapter's own storage-buffer and buffer-size limits
     /// rather than WebGPU's small defaults, so large sequences fit.
     pub fn new() -> Result<Self> {
-        let instance = instance();
-        let adapter = match std::env::var("WGPU_ADAPTER_NAME") {
-            Ok(wanted) => {
-                let wanted = wanted.to_lowercase();
-                let adapters =
-                    pollster::block_on(instance.enumerate_adapters(wgpu::Backends::all()));
-                let names: Vec<String> = adapters.iter().map(|a| a.get_info().name).collect();
-                adapters
-                    .into_iter()
-                    .find(|a| a.get_info().name.to_lowercase().contains(&wanted))
-                    .ok_or_else(|| LstmError::NoAdapter {
-                        detail: format!(
-                            " whose name contains WGPU_ADAPTER_NAME={wanted:?} (adapters: {names:?})"
-                        ),
-                    })?
-            }
-            Err(_) => pollster::block_on(
-                instance.request_adapter(&wgpu::RequestAdapterOptions {
-                    power_preference: wgpu::PowerPreference::from_env()
-                        .unwrap_or(wgpu::PowerPreference::HighPerformance),
-                    compatible_surface: None,
-                    ..Default::default()
-                }),
-            )
-            .map_err(|e| LstmError::NoAdapter {
-                detail: format!(" ({e})"),
-            })?,
-        };
-        Self::from_adapter(&adapter)
+        Self::from_adapter(&select_adapter()?)
     }
 
     /// Opens a device on a specific adapter.

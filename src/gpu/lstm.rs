@@ -9,7 +9,7 @@
 //! on the first call and reused.
 
 use crate::config::LstmConfig;
-use crate::cpu::{Gradients, LstmOutput, OutputGrads};
+use crate::reference::{Gradients, LstmOutput, OutputGrads};
 use crate::error::{LstmError, Result};
 use crate::gpu::kernels::{
     BackwardStepKernel, LstmGemms, PermuteKernel, ProjBackwardKernel, ProjKernel, StepKernel,
@@ -336,7 +336,7 @@ impl GpuLstm {
     }
 
     /// Runs the forward pass on host tensors and reads the results back, in
-    /// one submit: the GPU counterpart of [`crate::cpu::forward`].
+    /// one submit: the GPU counterpart of [`crate::reference::forward`].
     pub fn forward_host(&mut self, x: &LstmInput<'_, f32>) -> Result<LstmOutput<f32>> {
         let idx = self.pass(Source::Host(x), x.lengths, None, true)?;
         self.read_outputs(idx)
@@ -362,7 +362,7 @@ impl GpuLstm {
     }
 
     /// [`forward_train`](Self::forward_train) on host tensors, with read-back:
-    /// the GPU counterpart of [`crate::cpu::forward_train`].
+    /// the GPU counterpart of [`crate::reference::forward_train`].
     pub fn forward_train_host(
         &mut self,
         x: &LstmInput<'_, f32>,
@@ -408,7 +408,7 @@ impl GpuLstm {
     }
 
     /// [`backward`](Self::backward) from host tensors, reading every gradient
-    /// back in PyTorch's layout: the GPU counterpart of [`crate::cpu::backward`].
+    /// back in PyTorch's layout: the GPU counterpart of [`crate::reference::backward`].
     pub fn backward_host(&mut self, grads: &OutputGrads<'_, f32>) -> Result<Gradients<f32>> {
         let idx = self.train_workspace()?;
         self.check_output_grads(

@@ -2,7 +2,7 @@
 //!
 //! - [`GpuContext`]: adapter, device and queue, typed errors, work counters.
 //! - [`GpuTensor`]: an f32 buffer with its shape; upload and read-back.
-//! - [`GpuLstm`]: the LSTM forward and backward passes, validated against [`crate::cpu`].
+//! - [`GpuLstm`]: the LSTM forward and backward passes, validated against [`crate::reference`].
 //! - [`GpuTrainer`]: a whole training step (model, loss, optimizer) in one submit.
 //! - [`kernels`]: one Rust type per WGSL kernel in `shaders/`.
 //! - [`layout`]: the by-unit weight layout the kernels use.
@@ -21,6 +21,7 @@ mod trainer;
 mod workspace;
 
 pub use context::{AdapterSummary, Counters, GpuContext, gpu_required_by_env, list_adapters};
+pub(crate) use context::hardware_adapter;
 pub use lstm::{GpuLstm, GpuLstmOutput, GpuMemory, InitialState};
 pub use precision::{LossScale, Precision, check_precision};
 pub use profiler::KernelTimes;

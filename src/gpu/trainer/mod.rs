@@ -23,7 +23,7 @@ use crate::gpu::tensor::{TENSOR_USAGE, map_and_read};
 use crate::gpu::workspace::GpuLayer;
 use crate::gpu::{GpuContext, GpuLstm, GpuMemory, GpuTensor, LossScale, Precision};
 use crate::model::{Batch, HeadKind, Inputs, Model, ModelShape, Targets, TrainConfig};
-use crate::train::{Embedding, Linear, OptimizerKind};
+use crate::reference::{Embedding, Linear, OptimizerKind};
 use crate::weights::LayerWeights;
 
 /// (name, shape, values) of a host tensor.
@@ -265,6 +265,11 @@ impl GpuTrainer {
         &self.ctx
     }
 
+    /// The training configuration.
+    pub fn config(&self) -> &TrainConfig {
+        &self.config
+    }
+
     /// One training step, one submit. Nothing is read back; see
     /// [`loss`](Self::loss) and [`step_with_loss`](Self::step_with_loss).
     pub fn step(&mut self, batch: &Batch<'_>) -> Result<()> {
@@ -381,7 +386,7 @@ impl GpuTrainer {
         let head_in = match self.shape.head_kind {
             HeadKind::PerStep => out.output.into_data(),
             HeadKind::LastStep => {
-                crate::train::last_valid_step(out.output.data(), t, b, f, batch.lengths)
+                crate::reference::last_valid_step(out.output.data(), t, b, f, batch.lengths)
             }
         };
         Ok(model.1.forward(&head_in, head_in.len() / f))

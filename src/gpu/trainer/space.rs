@@ -11,7 +11,7 @@ use crate::gpu::kernels::{
 use crate::gpu::tensor::{TENSOR_USAGE, byte_size};
 use crate::gpu::workspace::Uniforms;
 use crate::model::{HeadKind, LossKind};
-use crate::train::OptimizerKind;
+use crate::reference::OptimizerKind;
 
 /// One dispatch: the kernel (an index into `GpuTrainer::kernel_table`, or
 /// [`GEMM`]), its bind group and its workgroup counts.

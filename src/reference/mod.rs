@@ -1,11 +1,17 @@
-//! The CPU reference for training: the layers, losses and optimizers around
-//! the LSTM, written plainly. Like [`crate::cpu`], this is a specification:
-//! the GPU kernels are tested against it, and it is tested against PyTorch
-//! (`tests/train_cpu.rs`, fixtures from `tools/make_train_fixtures.py`).
+//! The reference: the specification every engine is held to.
 //!
-//! Everything is generic over [`Real`] and works on row-major flat slices;
-//! shapes are given in the doc comments.
+//! PyTorch's `nn.LSTM` forward and backward through time, and the training
+//! pieces around it, in plain loops that a reader checks by eye against
+//! DESIGN.md §1: generic over [`Real`] (f32, and f64 for finite differences),
+//! single-threaded, with no buffer pool and no dispatch by type. Its matrix
+//! products go through the `gemm` crate. It is tested against PyTorch's
+//! float64 fixtures and finite differences; the CPU engine
+//! ([`crate::cpu`]) and the GPU engine ([`crate::gpu`]) are tested against
+//! it. It never calls an engine.
 //!
+//! - [`forward`], [`forward_train`], [`backward`], [`backward_params`]: the
+//!   LSTM, with [`LstmOutput`], [`ForwardCache`], [`OutputGrads`] and
+//!   [`Gradients`] in PyTorch's layouts.
 //! - [`layers`]: [`Linear`] (`nn.Linear`), [`Embedding`] (`nn.Embedding`),
 //!   [`last_valid_step`] for many-to-one heads.
 //! - [`loss`]: [`mse`] (`nn.MSELoss`), [`mse_masked`] (MSE over the valid
@@ -14,20 +20,29 @@
 //!   [`clip_grad_norm`] (`clip_grad_norm_`).
 //! - [`schedule`]: [`LrSchedule`] (`StepLR`, `CosineAnnealingLR`), also
 //!   re-exported from [`optim`].
+//! - [`ReferenceTrainer`]: one training step of a [`Model`](crate::Model)
+//!   with all of the above: [`forward_train`] → [`Linear::forward`] → loss →
+//!   [`Linear::backward`] → [`backward`] → optional [`clip_grad_norm`] →
+//!   [`Optimizer::step`] at [`LrSchedule::lr`].
 //!
-//! One training step with an LSTM and a per-step linear head:
-//! `cpu::forward_train` → [`Linear::forward`] → loss → [`Linear::backward`]
-//! → `cpu::backward` (with the head's input gradient as `d_output`) →
-//! optional [`clip_grad_norm`] → [`Optimizer::step`] at [`LrSchedule::lr`].
+//! Everything works on row-major flat slices; shapes are given in the doc
+//! comments.
 
+mod backward;
+mod forward;
 pub mod layers;
 pub mod loss;
 pub mod optim;
 pub mod schedule;
+mod trainer;
 
+pub use backward::{Gradients, OutputGrads, ParamGradients, backward, backward_params};
+pub use forward::{DirectionCache, ForwardCache, LayerCache, LstmOutput, forward, forward_train};
 pub use layers::{Embedding, Linear, LinearGrads, last_valid_step, last_valid_step_backward};
 pub use loss::{cross_entropy, mse, mse_masked};
 pub use optim::{LrSchedule, Optimizer, OptimizerKind, clip_grad_norm};
+pub(crate) use trainer::{LstmPasses, TrainState};
+pub use trainer::ReferenceTrainer;
 
 use crate::real::Real;
 use crate::weights::{LayerWeights, LstmWeights};

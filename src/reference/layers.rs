@@ -9,7 +9,7 @@
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use crate::cpu::gemm::{MatRef, matmul};
+use crate::gemm::{MatRef, Threads, matmul};
 use crate::error::{LstmError, Result};
 use crate::real::Real;
 
@@ -88,6 +88,7 @@ impl<T: Real> Linear<T> {
             y.extend_from_slice(&self.bias);
         }
         matmul(
+            Threads::One,
             &mut y,
             MatRef::new(x, rows, n_in),
             MatRef::new(&self.weight, n_out, n_in).t(),
@@ -107,13 +108,14 @@ impl<T: Real> Linear<T> {
         let (n_in, n_out) = (self.in_features, self.out_features);
         let dy_m = MatRef::new(dy, rows, n_out);
         let mut weight = vec![T::zero(); n_out * n_in];
-        matmul(&mut weight, dy_m.t(), MatRef::new(x, rows, n_in), false);
+        matmul(Threads::One, &mut weight, dy_m.t(), MatRef::new(x, rows, n_in), false);
         let mut bias = vec![T::zero(); n_out];
         for row in dy.chunks_exact(n_out.max(1)).take(rows) {
             bias.iter_mut().zip(row).for_each(|(b, &d)| *b = *b + d);
         }
         let mut input = vec![T::zero(); rows * n_in];
         matmul(
+            Threads::One,
             &mut input,
             dy_m,
             MatRef::new(&self.weight, n_out, n_in),

@@ -1,0 +1,255 @@
+//! One training step of a [`Model`] on the host: the specification of what
+//! the [`Trainer`](crate::Trainer) does on any device.
+//!
+//! The step is written once, over the LSTM passes it is given
+//! ([`LstmPasses`]): the reference's plain loops here, or the CPU engine's
+//! kernels when a [`Trainer`](crate::Trainer) runs on [`Device::cpu`]
+//! (crate::Device::cpu). The embedding, head, loss, clipping and optimizer
+//! are the reference's in both.
+
+use super::{
+    ForwardCache, Gradients, LstmOutput, Optimizer, OutputGrads, ParamGradients, clip_grad_norm,
+    last_valid_step, last_valid_step_backward,
+};
+use crate::error::{LstmError, Result};
+use crate::input::LstmInput;
+use crate::model::{Batch, HeadKind, Inputs, Model, TrainConfig, loss_of};
+use crate::real::Real;
+use crate::tensor::Tensor;
+use crate::weights::LstmWeights;
+
+/// The LSTM's forward and backward passes, as a training step needs them.
+pub(crate) trait LstmPasses<T> {
+    fn forward(&self, w: &LstmWeights<T>, x: &LstmInput<'_, T>) -> Result<LstmOutput<T>>;
+    fn forward_train(
+        &self,
+        w: &LstmWeights<T>,
+        x: &LstmInput<'_, T>,
+        seed: u64,
+    ) -> Result<(LstmOutput<T>, ForwardCache<T>)>;
+    fn backward(
+        &self,
+        w: &LstmWeights<T>,
+        cache: &ForwardCache<T>,
+        grads: &OutputGrads<'_, T>,
+    ) -> Result<Gradients<T>>;
+    fn backward_params(
+        &self,
+        w: &LstmWeights<T>,
+        cache: &ForwardCache<T>,
+        grads: &OutputGrads<'_, T>,
+    ) -> Result<ParamGradients<T>>;
+    /// Gives a cache's buffers back once the step is done with them.
+    fn recycle(&self, _cache: ForwardCache<T>) {}
+}
+
+/// The reference's own passes.
+pub(crate) struct Plain;
+
+impl<T: Real> LstmPasses<T> for Plain {
+    fn forward(&self, w: &LstmWeights<T>, x: &LstmInput<'_, T>) -> Result<LstmOutput<T>> {
+        super::forward(w, x)
+    }
+    fn forward_train(
+        &self,
+        w: &LstmWeights<T>,
+        x: &LstmInput<'_, T>,
+        seed: u64,
+    ) -> Result<(LstmOutput<T>, ForwardCache<T>)> {
+        super::forward_train(w, x, seed)
+    }
+    fn backward(
+        &self,
+        w: &LstmWeights<T>,
+        cache: &ForwardCache<T>,
+        grads: &OutputGrads<'_, T>,
+    ) -> Result<Gradients<T>> {
+        super::backward(w, cache, grads)
+    }
+    fn backward_params(
+        &self,
+        w: &LstmWeights<T>,
+        cache: &ForwardCache<T>,
+        grads: &OutputGrads<'_, T>,
+    ) -> Result<ParamGradients<T>> {
+        super::backward_params(w, cache, grads)
+    }
+}
+
+/// A model, how it is trained, and the optimizer's state.
+#[derive(Clone, Debug)]
+pub(crate) struct TrainState<T> {
+    pub model: Model<T>,
+    pub config: TrainConfig,
+    pub optimizer: Optimizer<T>,
+    /// The loss of the last step, before its update.
+    pub last_loss: Option<f64>,
+}
+
+impl<T: Real> TrainState<T> {
+    pub fn new(model: Model<T>, config: TrainConfig) -> Result<Self> {
+        config.validate()?;
+        let sizes: Vec<usize> = model
+            .named_params()
+            .iter()
+            .map(|(_, _, v)| v.len())
+            .collect();
+        let optimizer = Optimizer::new(config.optimizer, &sizes)?;
+        Ok(TrainState {
+            model,
+            config,
+            optimizer,
+            last_loss: None,
+        })
+    }
+
+    /// The LSTM's input for `batch`: its features, or its tokens' embeddings.
+    fn lstm_input(&self, batch: &Batch<'_>) -> Result<Tensor<T>> {
+        let m = &self.model;
+        let x: Vec<T> = match batch.inputs {
+            Inputs::Features(f) => f.iter().map(|&v| T::from_f64(v as f64)).collect(),
+            Inputs::Tokens(ids) => m.embedding.as_ref().expect("validated").forward(ids)?,
+        };
+        Tensor::new([batch.seq_len, batch.batch, m.lstm.config.input_size], x)
+    }
+
+    /// Evaluation mode: [rows, O] outputs, no dropout, nothing saved.
+    pub fn predict(&self, passes: &impl LstmPasses<T>, batch: &Batch<'_>) -> Result<Vec<T>> {
+        batch.validate(&self.model.shape(), self.config.loss)?;
+        let m = &self.model;
+        let (t, b) = (batch.seq_len, batch.batch);
+        let x = self.lstm_input(batch)?;
+        let mut lx = LstmInput::new(&x);
+        if let Some(l) = batch.lengths {
+            lx = lx.with_lengths(l);
+        }
+        let out = passes.forward(&m.lstm, &lx)?;
+        let f = m.lstm.config.output_size();
+        let head_in = match m.head_kind {
+            HeadKind::PerStep => out.output.into_data(),
+            HeadKind::LastStep => last_valid_step(out.output.data(), t, b, f, batch.lengths),
+        };
+        Ok(m.head.forward(&head_in, head_in.len() / f))
+    }
+
+    /// Evaluation mode: the loss on `batch`.
+    pub fn evaluate(&self, passes: &impl LstmPasses<T>, batch: &Batch<'_>) -> Result<f64> {
+        let out = self.predict(passes, batch)?;
+        loss_of(&self.model.shape(), self.config.loss, batch, &out).map(|(l, _)| l.as_f64())
+    }
+
+    /// One step: forward, loss, backward, clipping, update. Returns the loss
+    /// before the update. A non-finite loss is an error naming the step, and
+    /// nothing is updated.
+    pub fn step(&mut self, passes: &impl LstmPasses<T>, batch: &Batch<'_>) -> Result<f64> {
+        batch.validate(&self.model.shape(), self.config.loss)?;
+        let step = self.optimizer.step;
+        let (t, b) = (batch.seq_len, batch.batch);
+        let x = self.lstm_input(batch)?;
+        let mut lx = LstmInput::new(&x);
+        if let Some(l) = batch.lengths {
+            lx = lx.with_lengths(l);
+        }
+        let m = &self.model;
+        let seed = self.config.dropout_seed.wrapping_add(step);
+        let (out, cache) = passes.forward_train(&m.lstm, &lx, seed)?;
+        let features = m.lstm.config.output_size();
+        let head_in = match m.head_kind {
+            HeadKind::PerStep => out.output.into_data(),
+            HeadKind::LastStep => last_valid_step(out.output.data(), t, b, features, batch.lengths),
+        };
+        let rows = head_in.len() / features;
+        let logits = m.head.forward(&head_in, rows);
+        let (loss, d_logits) = loss_of(&m.shape(), self.config.loss, batch, &logits)?;
+        if !loss.is_finite() {
+            self.last_loss = Some(loss.as_f64());
+            return Err(LstmError::NonFiniteLoss {
+                step,
+                loss: loss.as_f64(),
+            });
+        }
+        let head_grads = m.head.backward(&head_in, rows, &d_logits);
+        let d_out = match m.head_kind {
+            HeadKind::PerStep => head_grads.input,
+            HeadKind::LastStep => {
+                last_valid_step_backward(&head_grads.input, t, b, features, batch.lengths)
+            }
+        };
+        let d_output = Tensor::new([t, b, features], d_out)?;
+        let upstream = OutputGrads {
+            d_output: &d_output,
+            d_h_n: None,
+            d_c_n: None,
+        };
+        let mut grads: Vec<Vec<T>> = Vec::new();
+        // The input's gradient is needed only to train an embedding.
+        let lstm_weight_grads = match (batch.inputs, &m.embedding) {
+            (Inputs::Tokens(ids), Some(e)) => {
+                let g = passes.backward(&m.lstm, &cache, &upstream)?;
+                grads.push(e.backward(ids, g.d_input.data()));
+                g.weights
+            }
+            _ => passes.backward_params(&m.lstm, &cache, &upstream)?.weights,
+        };
+        passes.recycle(cache);
+        grads.extend(lstm_weight_grads.into_params());
+        grads.push(head_grads.weight);
+        grads.push(head_grads.bias);
+        if let Some(max) = self.config.clip_grad_norm {
+            let mut refs: Vec<&mut [T]> = grads.iter_mut().map(|g| &mut g[..]).collect();
+            clip_grad_norm(&mut refs, max);
+        }
+        let lr = self.config.schedule.lr(self.config.optimizer.lr(), step);
+        let grad_refs: Vec<&[T]> = grads.iter().map(|g| &g[..]).collect();
+        let mut params = self.model.params_mut();
+        self.optimizer.step(&mut params, &grad_refs, lr)?;
+        self.last_loss = Some(loss.as_f64());
+        Ok(loss.as_f64())
+    }
+}
+
+/// Trains a [`Model`] with the reference alone: the specification that every
+/// device's [`Trainer`](crate::Trainer) is tested against, in f32 or f64.
+#[derive(Clone, Debug)]
+pub struct ReferenceTrainer<T = f32>(TrainState<T>);
+
+impl<T: Real> ReferenceTrainer<T> {
+    /// Prepares training of `model` with `config`; fails on an invalid config.
+    pub fn new(model: Model<T>, config: TrainConfig) -> Result<Self> {
+        TrainState::new(model, config).map(ReferenceTrainer)
+    }
+
+    /// One step: forward, loss, backward, clipping, update. Returns the loss
+    /// before the update. A non-finite loss is an error naming the step, and
+    /// nothing is updated.
+    pub fn step(&mut self, batch: &Batch<'_>) -> Result<f64> {
+        self.0.step(&Plain, batch)
+    }
+
+    /// Evaluation mode: the model's outputs for `batch` (its targets are
+    /// ignored), with no dropout. Returns [rows, O]: rows = T·B for a
+    /// per-step head, B for a last-step one.
+    pub fn predict(&self, batch: &Batch<'_>) -> Result<Vec<T>> {
+        self.0.predict(&Plain, batch)
+    }
+
+    /// Evaluation mode: the loss on `batch`.
+    pub fn evaluate(&self, batch: &Batch<'_>) -> Result<f64> {
+        self.0.evaluate(&Plain, batch)
+    }
+
+    /// The model as trained so far.
+    pub fn model(&self) -> &Model<T> {
+        &self.0.model
+    }
+
+    /// The optimizer and its state.
+    pub fn optimizer(&self) -> &Optimizer<T> {
+        &self.0.optimizer
+    }
+
+    /// Completed optimizer steps.
+    pub fn step_count(&self) -> u64 {
+        self.0.optimizer.step
+    }
+}
