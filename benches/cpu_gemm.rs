@@ -1,5 +1,6 @@
-//! The two GEMM crates the CPU reference can use, on the products an LSTM
-//! step makes at the standard shapes (f32, row-major):
+//! Two GEMM crates on the products an LSTM step makes at the standard shapes
+//! (f32, row-major): `gemm`, which the reference and the CPU engine use, and
+//! `matrixmultiply` for comparison:
 //! - `proj`: the input projection, [T·B, I] · [I, 4H]ᵀ-stored weights;
 //! - `recur`: one recurrent step, [B, H] · W_hhᵀ. At B = 1 it is a
 //!   matrix-vector product, where packing GEMMs pay overhead for nothing;
@@ -16,7 +17,95 @@ use std::time::Duration;
 
 use common::STANDARD_SHAPES;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use wgpu_lstm::cpu::gemm::{GemmBackend, MatRef, matmul_with};
+
+/// Which crate computes the product.
+#[derive(Clone, Copy, Debug)]
+enum GemmBackend {
+    Gemm,
+    MatrixMultiply,
+}
+
+/// A row-major `[rows, cols]` matrix, or its transpose, as (data, rows,
+/// cols, row stride, column stride).
+#[derive(Clone, Copy)]
+struct MatRef<'a> {
+    data: &'a [f32],
+    rows: usize,
+    cols: usize,
+    rs: isize,
+    cs: isize,
+}
+
+impl<'a> MatRef<'a> {
+    fn new(data: &'a [f32], rows: usize, cols: usize) -> Self {
+        MatRef {
+            data,
+            rows,
+            cols,
+            rs: cols as isize,
+            cs: 1,
+        }
+    }
+
+    fn t(self) -> Self {
+        MatRef {
+            rows: self.cols,
+            cols: self.rows,
+            rs: self.cs,
+            cs: self.rs,
+            ..self
+        }
+    }
+}
+
+/// c = a · b with the chosen crate, on every core.
+fn matmul_with(backend: GemmBackend, c: &mut [f32], a: MatRef<'_>, b: MatRef<'_>) {
+    let (m, k, n) = (a.rows, a.cols, b.cols);
+    assert!(b.rows == k && c.len() >= m * n);
+    assert!(a.data.len() >= m * k && b.data.len() >= k * n);
+    // SAFETY: the asserts keep every index inside its slice.
+    unsafe {
+        match backend {
+            GemmBackend::Gemm => gemm::gemm(
+                m,
+                n,
+                k,
+                c.as_mut_ptr(),
+                1,
+                n as isize,
+                false,
+                a.data.as_ptr(),
+                a.cs,
+                a.rs,
+                b.data.as_ptr(),
+                b.cs,
+                b.rs,
+                1.0,
+                1.0,
+                false,
+                false,
+                false,
+                gemm::Parallelism::Rayon(0),
+            ),
+            GemmBackend::MatrixMultiply => matrixmultiply::sgemm(
+                m,
+                k,
+                n,
+                1.0,
+                a.data.as_ptr(),
+                a.rs,
+                a.cs,
+                b.data.as_ptr(),
+                b.rs,
+                b.cs,
+                0.0,
+                c.as_mut_ptr(),
+                n as isize,
+                1,
+            ),
+        }
+    }
+}
 
 /// (name, m, n, k, a transposed?, b transposed?)
 fn products() -> Vec<(String, usize, usize, usize, bool, bool)> {
@@ -55,7 +144,7 @@ fn bench(c: &mut Criterion) {
             };
             group.bench_function(BenchmarkId::new(format!("{backend:?}"), &name), |bench| {
                 bench.iter(|| {
-                    matmul_with(backend, &mut c_out, am, bm, false);
+                    matmul_with(backend, &mut c_out, am, bm);
                     black_box(&c_out);
                 })
             });

@@ -1,4 +1,4 @@
-//! The CPU reference at the standard shapes: inference (forward) and a
+//! The CPU engine at the standard shapes: inference (forward) and a
 //! training step (forward in training mode + backward through time), one
 //! layer, f32. Compare with `tools/bench_pytorch.py --device cpu`, which
 //! times PyTorch's `nn.LSTM` on the same shapes and modes.
@@ -15,7 +15,8 @@ use common::{STANDARD_SHAPES, forward_flops, label, training_flops};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use wgpu_lstm::cpu::{self, OutputGrads};
+use wgpu_lstm::cpu::CpuEngine;
+use wgpu_lstm::reference::OutputGrads;
 use wgpu_lstm::{InitOptions, LstmConfig, LstmInput, LstmWeights, Tensor};
 
 fn random(shape: [usize; 3], seed: u64) -> Tensor<f32> {
@@ -35,7 +36,7 @@ fn bench(c: &mut Criterion) {
         let x = random([t, b, i], 2);
         forward.throughput(Throughput::Elements(forward_flops(b, t, i, h) as u64));
         forward.bench_function(label(b, t, i, h), |bench| {
-            bench.iter(|| black_box(cpu::forward(&w, &LstmInput::new(&x)).unwrap()))
+            bench.iter(|| black_box(CpuEngine::new().forward(&w, &LstmInput::new(&x)).unwrap()))
         });
     }
     forward.finish();
@@ -50,13 +51,15 @@ fn bench(c: &mut Criterion) {
         train.throughput(Throughput::Elements(training_flops(b, t, i, h) as u64));
         train.bench_function(label(b, t, i, h), |bench| {
             bench.iter(|| {
-                let (_, cache) = cpu::forward_train(&w, &LstmInput::new(&x), 0).unwrap();
+                let (_, cache) = CpuEngine::new()
+                    .forward_train(&w, &LstmInput::new(&x), 0)
+                    .unwrap();
                 let grads = OutputGrads {
                     d_output: &dy,
                     d_h_n: None,
                     d_c_n: None,
                 };
-                black_box(cpu::backward(&w, &cache, &grads).unwrap())
+                black_box(CpuEngine::new().backward(&w, &cache, &grads).unwrap())
             })
         });
     }

@@ -1,6 +1,6 @@
 //! GPU benches: the GEMM kernel alone, the forward pass, the step kernels
 //! alone (GPU time from timestamp queries), and the training step (beside the
-//! CPU trainer's, on the same model and batch). The device is
+//! CPU engine's, on the same model and batch). The device is
 //! waited for inside every timed call (`iter_custom`), so GPU time is real.
 //!
 //! Run: `cargo bench --bench gpu`. Shapes: `WGPU_LSTM_BENCH_SHAPES`
@@ -17,12 +17,11 @@ use std::time::{Duration, Instant};
 use common::{forward_flops, label, training_flops};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use wgpu_lstm::gpu::kernels::GemmRunner;
-use wgpu_lstm::gpu::{GpuContext, GpuLstm, GpuTensor, GpuTrainer, InitialState};
-use wgpu_lstm::model::{
-    Batch, CpuTrainer, HeadKind, Inputs, LossKind, Model, Targets, TrainConfig,
+use wgpu_lstm::gpu::{GpuContext, GpuLstm, GpuTensor, InitialState};
+use wgpu_lstm::{
+    Batch, Device, HeadKind, InitOptions, Inputs, LossKind, LstmConfig, LstmWeights, Model,
+    OptimizerKind, Targets, Tensor, TrainConfig, Trainer,
 };
-use wgpu_lstm::train::OptimizerKind;
-use wgpu_lstm::{InitOptions, LstmConfig, LstmWeights, Tensor};
 
 fn shapes() -> Vec<(usize, usize, usize, usize)> {
     let spec =
@@ -149,7 +148,8 @@ fn bench(c: &mut Criterion) {
             lengths: None,
         };
         g.throughput(Throughput::Elements(training_flops(b, t, i, h) as u64));
-        let mut gpu = GpuTrainer::new(&ctx, &model, config.clone()).unwrap();
+        let device = Device::from_context(ctx.clone());
+        let mut gpu = Trainer::new(&device, model.clone(), config.clone()).unwrap();
         g.bench_function(format!("gpu/{}", label(b, t, i, h)), |bench| {
             bench.iter_custom(|iters| {
                 let start = Instant::now();
@@ -159,9 +159,9 @@ fn bench(c: &mut Criterion) {
                 start.elapsed()
             })
         });
-        let mut cpu = CpuTrainer::new(model, config).unwrap();
+        let mut cpu = Trainer::new(&Device::cpu(), model, config).unwrap();
         g.bench_function(format!("cpu/{}", label(b, t, i, h)), |bench| {
-            bench.iter(|| black_box(cpu.step(&batch).unwrap()))
+            bench.iter(|| cpu.step(black_box(&batch)).unwrap())
         });
     }
     g.finish();

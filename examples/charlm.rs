@@ -5,8 +5,9 @@
 //! unigram entropy (what a model that ignores context can reach), and samples
 //! text at a chosen temperature.
 //!
-//! Run: `cargo run --release --example charlm` (GPU; `--device cpu` for the
-//! CPU reference; larger models with `--hidden 256 --steps 3000`).
+//! Run: `cargo run --release --example charlm` (a hardware GPU if there is
+//! one, else the CPU engine; `--device cpu` for the CPU engine, `--device gpu`
+//! for the GPU; larger models with `--hidden 256 --steps 3000`).
 
 #[path = "support/mod.rs"]
 mod support;
@@ -16,8 +17,9 @@ use std::time::Instant;
 
 use clap::Parser;
 use wgpu_lstm::model::{HeadKind, LossKind, Model, TrainConfig};
-use wgpu_lstm::train::{LrSchedule, OptimizerKind};
-use wgpu_lstm::{LstmConfig, LstmInput, Tensor, cpu};
+use wgpu_lstm::{
+    Device, LrSchedule, Lstm, LstmConfig, LstmInput, OptimizerKind, Precision, Tensor, Trainer,
+};
 
 #[derive(Parser)]
 struct Args {
@@ -39,7 +41,8 @@ struct Args {
     /// Characters to sample.
     #[arg(long, default_value_t = 300)]
     sample: usize,
-    #[arg(long, default_value = "gpu")]
+    /// auto (a hardware GPU, else the CPU engine), cpu or gpu.
+    #[arg(long, default_value = "auto")]
     device: String,
     #[arg(long, default_value = "target/charlm_loss.svg")]
     plot: String,
@@ -51,6 +54,7 @@ const LN2: f64 = std::f64::consts::LN_2;
 
 fn main() -> Result<(), Box<dyn Error>> {
     let args = Args::parse();
+    let device = support::device(&args.device, Precision::F32)?;
     let corpus = support::CharCorpus::new(&support::kjv(), 0.1);
     let vocab = corpus.vocab.len();
     let unigram = support::unigram_entropy_bits(&corpus.valid, vocab);
@@ -76,7 +80,7 @@ fn main() -> Result<(), Box<dyn Error>> {
         t_max: args.steps,
         eta_min: args.lr / 10.0,
     };
-    let mut trainer = support::Trainer::new(&args.device, model, config)?;
+    let mut trainer = Trainer::new(&device, model, config)?;
     let eval_batches = support::char_eval_batches(&corpus.valid, args.seq_len, args.batch, 8);
     let mut rng = support::seeded_rng(args.seed);
     let bar = support::progress(args.steps, "training");
@@ -84,8 +88,9 @@ fn main() -> Result<(), Box<dyn Error>> {
     let start = Instant::now();
     for step in 0..args.steps {
         let cb = support::char_batch(&mut rng, &corpus.train, args.seq_len, args.batch);
-        let loss = trainer.step(&cb.as_batch(), step % 10 == 0)?;
-        if let Some(l) = loss.filter(|_| step % 10 == 0) {
+        trainer.step(&cb.as_batch())?;
+        if step % 10 == 0 {
+            let l = trainer.loss()? as f64;
             curve.push((step as f64, l / LN2));
             bar.set_message(format!("{:.3} bits/char", l / LN2));
         }
@@ -107,10 +112,11 @@ fn main() -> Result<(), Box<dyn Error>> {
         100.0 * (1.0 - bpc / unigram)
     );
 
-    // Sample on the CPU reference with the trained weights, one character at a
+    // Sample with the trained weights on the same device, one character at a
     // time, carrying the state.
     let model = trainer.model()?;
     let text = sample(
+        &device,
         &model,
         &corpus.vocab,
         "And God said",
@@ -129,9 +135,10 @@ fn main() -> Result<(), Box<dyn Error>> {
     Ok(())
 }
 
-/// Generates `n` characters after `prompt`, feeding one character at a time
-/// and carrying the LSTM state.
+/// Generates `n` characters after `prompt` on `device`, feeding one
+/// character at a time and carrying the LSTM state.
 fn sample(
+    device: &Device,
     m: &Model<f32>,
     vocab: &support::Vocab,
     prompt: &str,
@@ -140,15 +147,11 @@ fn sample(
     rng: &mut impl rand::Rng,
 ) -> Result<String, Box<dyn Error>> {
     let emb = m.embedding.as_ref().expect("the model has an embedding");
-    let cfg = &m.lstm.config;
-    let shape = [cfg.num_layers * cfg.num_directions(), 1, cfg.hidden_size];
-    let mut state: (Tensor<f32>, Tensor<f32>) = (Tensor::zeros(shape), Tensor::zeros(shape));
+    let mut lstm = Lstm::new(device, &m.lstm)?;
     let mut feed = |token: usize| -> Result<Vec<f32>, Box<dyn Error>> {
-        let x = Tensor::new([1, 1, cfg.input_size], emb.forward(&[token])?)?;
-        let out = cpu::forward(&m.lstm, &LstmInput::new(&x).with_state(&state.0, &state.1))?;
-        let logits = m.head.forward(out.output.data(), 1);
-        state = (out.h_n, out.c_n);
-        Ok(logits)
+        let x = Tensor::new([1, 1, m.lstm.config.input_size], emb.forward(&[token])?)?;
+        let out = lstm.forward_stateful(&LstmInput::new(&x))?;
+        Ok(m.head.forward(out.output.data(), 1))
     };
     let mut logits = Vec::new();
     for token in vocab.encode(prompt) {

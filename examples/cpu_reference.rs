@@ -1,13 +1,14 @@
-//! Runs the CPU reference LSTM on a small problem and prints what it computed:
-//! a 2-layer bidirectional LSTM over a batch of variable-length sequences,
-//! forward and backward through time, with a finite-difference spot check of
-//! one gradient.
+//! Runs the reference LSTM (`wgpu_lstm::reference`, the plain-loop
+//! specification every engine is held to) on a small problem and prints what
+//! it computed: a 2-layer bidirectional LSTM over a batch of variable-length
+//! sequences, forward and backward through time in f64, with a
+//! finite-difference spot check of one gradient.
 //!
 //! Run: `cargo run --release --example cpu_reference`
 
 use std::time::Instant;
 
-use wgpu_lstm::cpu::{self, OutputGrads};
+use wgpu_lstm::reference::{self, OutputGrads};
 use wgpu_lstm::{InitOptions, LstmConfig, LstmInput, LstmWeights, Result, Tensor};
 
 fn main() -> Result<()> {
@@ -36,7 +37,7 @@ fn main() -> Result<()> {
     let x = LstmInput::new(&input).with_lengths(&lengths);
 
     let start = Instant::now();
-    let (out, cache) = cpu::forward_train(&weights, &x, 0)?;
+    let (out, cache) = reference::forward_train(&weights, &x, 0)?;
     let forward_time = start.elapsed();
     println!("input {:?}, lengths {lengths:?}", input.shape());
     println!(
@@ -61,7 +62,7 @@ fn main() -> Result<()> {
     // Loss = Σ output²/2, so d_output = output.
     let loss = |o: &Tensor<f64>| o.data().iter().map(|v| v * v / 2.0).sum::<f64>();
     let start = Instant::now();
-    let grads = cpu::backward(
+    let grads = reference::backward(
         &weights,
         &cache,
         &OutputGrads {
@@ -82,13 +83,13 @@ fn main() -> Result<()> {
     let probe = |delta: f64| -> Result<f64> {
         let mut w = weights.clone();
         w.layer_mut(0, 1).weight_hh[5] += delta;
-        Ok(loss(&cpu::forward(&w, &x)?.output))
+        Ok(loss(&reference::forward(&w, &x)?.output))
     };
     let numeric = (probe(eps)? - probe(-eps)?) / (2.0 * eps);
     let analytic = grads.weights.layer(0, 1).weight_hh[5];
     println!(
         "∂loss/∂weight_hh_l0_reverse[0,5]: backward {analytic:.9}, finite difference {numeric:.9}"
     );
-    println!("forward {forward_time:.2?}, backward {backward_time:.2?} (f64, CPU)");
+    println!("forward {forward_time:.2?}, backward {backward_time:.2?} (f64, reference)");
     Ok(())
 }

@@ -4,8 +4,9 @@
 //! predicted, never trained on. The yardstick is the naive forecast "next
 //! year equals this year"; the model should beat its test RMSE.
 //!
-//! Run: `cargo run --release --example forecast` (GPU; `--device cpu` for
-//! the CPU reference).
+//! Run: `cargo run --release --example forecast` (a hardware GPU if there is
+//! one, else the CPU engine; `--device cpu` for the CPU engine, `--device gpu`
+//! for the GPU).
 
 #[path = "support/mod.rs"]
 mod support;
@@ -14,9 +15,8 @@ use std::error::Error;
 use std::time::Instant;
 
 use clap::Parser;
-use wgpu_lstm::LstmConfig;
 use wgpu_lstm::model::{Batch, HeadKind, Inputs, LossKind, Model, Targets, TrainConfig};
-use wgpu_lstm::train::{LrSchedule, OptimizerKind};
+use wgpu_lstm::{LrSchedule, LstmConfig, OptimizerKind, Precision, Trainer};
 
 #[derive(Parser)]
 struct Args {
@@ -30,7 +30,8 @@ struct Args {
     hidden: usize,
     #[arg(long, default_value_t = 0.005)]
     lr: f64,
-    #[arg(long, default_value = "gpu")]
+    /// auto (a hardware GPU, else the CPU engine), cpu or gpu.
+    #[arg(long, default_value = "auto")]
     device: String,
     #[arg(long, default_value = "target/forecast_loss.svg")]
     plot: String,
@@ -40,6 +41,7 @@ struct Args {
 
 fn main() -> Result<(), Box<dyn Error>> {
     let args = Args::parse();
+    let device = support::device(&args.device, Precision::F32)?;
     let years = support::sunspots();
     let raw: Vec<f32> = years.iter().map(|&(_, v)| v).collect();
     let windows = support::SeriesWindows::new(raw.clone(), args.window, 0.2);
@@ -74,7 +76,7 @@ fn main() -> Result<(), Box<dyn Error>> {
         eta_min: args.lr / 20.0,
     };
     config.clip_grad_norm = Some(1.0);
-    let mut trainer = support::Trainer::new(&args.device, model, config)?;
+    let mut trainer = Trainer::new(&device, model, config)?;
     let (test_x, test_y) = scaled.test_batch();
     let n_test = test_y.len();
     let test = Batch {
@@ -98,8 +100,9 @@ fn main() -> Result<(), Box<dyn Error>> {
             targets: Targets::Values(&y),
             lengths: None,
         };
-        let loss = trainer.step(&batch, step % 10 == 0)?;
-        if let Some(l) = loss.filter(|_| step % 10 == 0) {
+        trainer.step(&batch)?;
+        if step % 10 == 0 {
+            let l = trainer.loss()? as f64;
             curve.push((step as f64, l));
             bar.set_message(format!("train MSE {l:.4}"));
         }

@@ -1,13 +1,15 @@
-//! The project's main job in miniature: one LSTM, run by the CPU reference
-//! and by the GPU engine on the same weights and inputs, with the largest
-//! difference between them, the time each took and the GPU work counted.
+//! The project's main job in miniature: one LSTM with the same weights and
+//! inputs on the CPU engine and on the GPU, each held to the reference (the
+//! plain-loop specification), with the largest difference and the time each
+//! took.
 //!
 //! Run: `cargo run --release --example quickstart`
 
 use std::time::Instant;
 
-use wgpu_lstm::gpu::{GpuContext, GpuLstm};
-use wgpu_lstm::{InitOptions, LstmConfig, LstmInput, LstmWeights, Result, Tensor, cpu};
+use wgpu_lstm::{
+    Device, InitOptions, Lstm, LstmConfig, LstmInput, LstmWeights, Result, Tensor, reference,
+};
 
 fn main() -> Result<()> {
     // nn.LSTM(32, 64, num_layers=2, bidirectional=True), batch 8, 50 steps,
@@ -25,32 +27,13 @@ fn main() -> Result<()> {
     );
 
     let start = Instant::now();
-    let reference = cpu::forward(&weights, &x)?;
-    println!("CPU reference: {:.2?}", start.elapsed());
+    let spec = reference::forward(&weights, &x)?;
+    println!("reference: {:.2?}", start.elapsed());
+    println!(
+        "output[49, 0, :4] = {:+.5?}",
+        &spec.output.data()[49 * b * 128..49 * b * 128 + 4]
+    );
 
-    let ctx = match GpuContext::new() {
-        Ok(ctx) => ctx,
-        Err(e) => {
-            println!("GPU: skipped ({e})");
-            return Ok(());
-        }
-    };
-    let info = ctx.adapter_info();
-    println!(
-        "GPU: {} ({:?}, {:?}, {})",
-        info.name, info.backend, info.device_type, info.driver
-    );
-    let mut gpu = GpuLstm::new(&ctx, &weights)?;
-    gpu.forward_host(&x)?; // first call builds the buffers for this shape
-    let before = ctx.counters();
-    let start = Instant::now();
-    let out = gpu.forward_host(&x)?;
-    let elapsed = start.elapsed();
-    let work = ctx.counters() - before;
-    println!(
-        "GPU forward: {elapsed:.2?}, {} submit, {} dispatches, {} buffers created",
-        work.submits, work.dispatches, work.buffers
-    );
     let max_diff = |a: &Tensor<f32>, b: &Tensor<f32>| {
         a.data()
             .iter()
@@ -58,15 +41,26 @@ fn main() -> Result<()> {
             .map(|(x, y)| (x - y).abs())
             .fold(0.0, f32::max)
     };
-    println!(
-        "max |GPU - CPU|: output {:.2e}, h_n {:.2e}, c_n {:.2e}",
-        max_diff(&out.output, &reference.output),
-        max_diff(&out.h_n, &reference.h_n),
-        max_diff(&out.c_n, &reference.c_n)
-    );
-    println!(
-        "output[49, 0, :4] = {:+.5?}",
-        &out.output.data()[49 * b * 128..49 * b * 128 + 4]
-    );
+    for device in [Ok(Device::cpu()), Device::gpu()] {
+        let device = match device {
+            Ok(device) => device,
+            Err(e) => {
+                println!("GPU: skipped ({e})");
+                continue;
+            }
+        };
+        let mut lstm = Lstm::new(&device, &weights)?;
+        lstm.forward(&x)?; // the first call builds the buffers for this shape
+        let start = Instant::now();
+        let out = lstm.forward(&x)?;
+        println!(
+            "{}: {:.2?}; max |out - reference|: output {:.2e}, h_n {:.2e}, c_n {:.2e}",
+            device.name(),
+            start.elapsed(),
+            max_diff(&out.output, &spec.output),
+            max_diff(&out.h_n, &spec.h_n),
+            max_diff(&out.c_n, &spec.c_n)
+        );
+    }
     Ok(())
 }

@@ -33,8 +33,10 @@ pub(crate) struct Checkpoint {
 /// checkpoint is never left half-written.
 pub(crate) fn save(path: &Path, ckpt: &Checkpoint) -> Result<()> {
     let mut named: Vec<(String, Vec<usize>, &[f32])> = ckpt.model.named_params();
-    let shapes: Vec<(String, Vec<usize>)> =
-        named.iter().map(|(n, s, _)| (n.clone(), s.clone())).collect();
+    let shapes: Vec<(String, Vec<usize>)> = named
+        .iter()
+        .map(|(n, s, _)| (n.clone(), s.clone()))
+        .collect();
     for (slot, state) in [("m", &ckpt.m), ("v", &ckpt.v)] {
         for ((name, shape), values) in shapes.iter().zip(state) {
             named.push((format!("optim.{slot}.{name}"), shape.clone(), &values[..]));
@@ -57,8 +59,8 @@ pub(crate) fn load(path: &Path, like: &Model<f32>) -> Result<Checkpoint> {
         path: Some(path.to_path_buf()),
         reason,
     };
-    let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes)
-        .map_err(|e| invalid(e.to_string()))?;
+    let (_, meta) =
+        safetensors::SafeTensors::read_metadata(&bytes).map_err(|e| invalid(e.to_string()))?;
     let meta = meta.metadata().clone().unwrap_or_default();
     if meta.get("format").map(String::as_str) != Some(FORMAT) {
         return Err(invalid(format!(

@@ -52,7 +52,14 @@ impl<T: Real> Model<T> {
         head_kind: HeadKind,
         seed: u64,
     ) -> Result<Self> {
-        Self::with_init(embedding, lstm, outputs, head_kind, seed, InitOptions::default())
+        Self::with_init(
+            embedding,
+            lstm,
+            outputs,
+            head_kind,
+            seed,
+            InitOptions::default(),
+        )
     }
 
     /// [`new`](Self::new) with initialisation options for the LSTM, such as

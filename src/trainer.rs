@@ -145,11 +145,17 @@ impl Trainer {
     /// loss was NaN or infinite; [`LstmError::InvalidValue`] before any step.
     pub fn loss(&self) -> Result<f32> {
         if self.step_count() == 0 {
-            return Err(LstmError::value("loss", "is not known before the first step"));
+            return Err(LstmError::value(
+                "loss",
+                "is not known before the first step",
+            ));
         }
         match &self.engine {
             Engine::Gpu(gpu) => gpu.loss(),
-            Engine::Cpu { bad: Some((step, loss)), .. } => Err(LstmError::NonFiniteLoss {
+            Engine::Cpu {
+                bad: Some((step, loss)),
+                ..
+            } => Err(LstmError::NonFiniteLoss {
                 step: *step,
                 loss: *loss,
             }),
@@ -236,7 +242,10 @@ impl Trainer {
         match &mut self.engine {
             Engine::Gpu(gpu) => gpu.load_checkpoint(path),
             Engine::Cpu {
-                state, bad, skipped, ..
+                state,
+                bad,
+                skipped,
+                ..
             } => {
                 let ckpt = checkpoint::load(path.as_ref(), &state.model)?;
                 let slots = state.config.optimizer.state_names().len();

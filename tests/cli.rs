@@ -15,8 +15,8 @@ use std::process::Command;
 use common::assert_close;
 use safetensors::tensor::TensorView;
 use safetensors::{Dtype, SafeTensors};
-use wgpu_lstm::cpu;
 use wgpu_lstm::io::{read_float, view_to_i64};
+use wgpu_lstm::reference;
 use wgpu_lstm::weights::SafetensorsPrefix;
 use wgpu_lstm::{LstmInput, LstmWeights, Tensor};
 
@@ -184,7 +184,7 @@ fn assert_error(run: &Run, needles: &[&str]) -> String {
 }
 
 /// Runs an IN file against the f32 state_dict (I = 6, H = 10, D·L = 4) on
-/// the CPU, and on the default device too: IN is checked before a GPU is
+/// the CPU, and with `--device gpu` too: IN is checked before a GPU is
 /// started, so both give the same message with or without an adapter.
 fn assert_bad_input(test: &str, tensors: &[Raw], extra: &[&str], needles: &[&str]) {
     let dir = TempDir::new(test);
@@ -196,8 +196,13 @@ fn assert_bad_input(test: &str, tensors: &[Raw], extra: &[&str], needles: &[&str
         &run_cli(&state_dict_f32(), &input, &output, &cpu_flags),
         needles,
     );
-    let default = assert_error(&run_cli(&state_dict_f32(), &input, &output, extra), needles);
-    assert_eq!(cpu, default, "the CPU and the default device disagree");
+    let mut gpu_flags = vec!["--device", "gpu"];
+    gpu_flags.extend_from_slice(extra);
+    let gpu = assert_error(
+        &run_cli(&state_dict_f32(), &input, &output, &gpu_flags),
+        needles,
+    );
+    assert_eq!(cpu, gpu, "the CPU and the GPU disagree");
     assert!(!output.exists(), "OUT was written despite the error");
 }
 
@@ -355,7 +360,7 @@ fn torch_saved_state_dict_runs_on_both_devices() {
 
     let weights =
         LstmWeights::<f32>::load_safetensors(state_dict_f32(), SafetensorsPrefix::Auto).unwrap();
-    let want = cpu::forward(&weights, &LstmInput::new(&input_t)).unwrap();
+    let want = reference::forward(&weights, &LstmInput::new(&input_t)).unwrap();
 
     let out = dir.path("out-cpu.safetensors");
     assert_ok(
@@ -382,7 +387,10 @@ fn torch_saved_state_dict_runs_on_both_devices() {
     }
     let out = dir.path("out-gpu.safetensors");
     // The default device is the GPU.
-    assert_ok(&run_cli(&state_dict_f32(), &input, &out, &[]), "gpu");
+    assert_ok(
+        &run_cli(&state_dict_f32(), &input, &out, &["--device", "gpu"]),
+        "gpu",
+    );
     let got = read_out(&out);
     assert_close(
         "gpu output",
@@ -431,7 +439,7 @@ fn pytorch_projection_checkpoint_matches_pytorch() {
         return;
     }
     // The default device is the GPU.
-    check("gpu", &[]);
+    check("gpu", &["--device", "gpu"]);
 }
 
 #[test]
@@ -672,7 +680,7 @@ fn files_that_are_not_safetensors() {
     let run = run_cli(&junk, &good_in, &out, &["--device", "cpu"]);
     assert_error(&run, &["not a valid safetensors file", "junk.safetensors"]);
     // As the input, on either device.
-    for flags in [&["--device", "cpu"][..], &[]] {
+    for flags in [&["--device", "cpu"][..], &["--device", "gpu"]] {
         let run = run_cli(&state_dict_f32(), &junk, &out, flags);
         assert_error(&run, &["not a valid safetensors file", "junk.safetensors"]);
     }
@@ -701,7 +709,7 @@ fn output_may_not_overwrite_an_input() {
         assert_eq!(std::fs::read(&input).unwrap(), input_bytes, "IN changed");
     };
 
-    for flags in [&["--device", "cpu"][..], &[]] {
+    for flags in [&["--device", "cpu"][..], &["--device", "gpu"]] {
         // The very same path.
         let run = run_cli(&model, &input, &input, flags);
         assert_error(&run, &["--output", "same file as --input", "refusing"]);
@@ -937,14 +945,19 @@ fn precision_f16_runs_a_half_state_dict() {
     write_raw(&input, &[f32s("input", input_t.shape(), input_t.data())]);
     let model = fixture("state_dicts/lstm_f16.safetensors");
     let out = dir.path("out.safetensors");
-    let run = run_cli(&model, &input, &out, &["--precision", "f16"]);
+    let run = run_cli(
+        &model,
+        &input,
+        &out,
+        &["--device", "gpu", "--precision", "f16"],
+    );
     if !ctx.features().contains(wgpu::Features::SHADER_F16) {
         assert_error(&run, &["SHADER_F16"]);
         return;
     }
     assert_ok(&run, "gpu f16");
     let weights = LstmWeights::<f32>::load_safetensors(&model, SafetensorsPrefix::Auto).unwrap();
-    let want = cpu::forward(&weights, &LstmInput::new(&input_t)).unwrap();
+    let want = reference::forward(&weights, &LstmInput::new(&input_t)).unwrap();
     let got = read_out(&out);
     for (k, w) in [
         ("output", &want.output),

@@ -3,8 +3,8 @@
 mod common;
 
 use common::random_tensor;
-use wgpu_lstm::cpu;
 use wgpu_lstm::dropout::{Dropout, keep_threshold, mask_hash};
+use wgpu_lstm::reference;
 use wgpu_lstm::{InitOptions, LstmConfig, LstmInput, LstmWeights};
 
 #[test]
@@ -73,8 +73,8 @@ fn setup(dropout: f64) -> (LstmWeights<f64>, wgpu_lstm::Tensor<f64>) {
 #[test]
 fn zero_probability_equals_no_dropout() {
     let (w, x) = setup(0.0);
-    let (train, cache) = cpu::forward_train(&w, &LstmInput::new(&x), 5).unwrap();
-    let eval = cpu::forward(&w, &LstmInput::new(&x)).unwrap();
+    let (train, cache) = reference::forward_train(&w, &LstmInput::new(&x), 5).unwrap();
+    let eval = reference::forward(&w, &LstmInput::new(&x)).unwrap();
     assert_eq!(train, eval);
     assert!(cache.layers.iter().all(|l| l.dropout_mask.is_none()));
 }
@@ -84,12 +84,12 @@ fn evaluation_mode_ignores_dropout() {
     let (w_drop, x) = setup(0.5);
     let (mut w_plain, _) = setup(0.0);
     w_plain.config.dropout = 0.0;
-    let eval = cpu::forward(&w_drop, &LstmInput::new(&x)).unwrap();
-    let plain = cpu::forward(&w_plain, &LstmInput::new(&x)).unwrap();
+    let eval = reference::forward(&w_drop, &LstmInput::new(&x)).unwrap();
+    let plain = reference::forward(&w_plain, &LstmInput::new(&x)).unwrap();
     assert_eq!(eval, plain);
     // And training mode does change the output, differently per seed.
-    let (t1, _) = cpu::forward_train(&w_drop, &LstmInput::new(&x), 1).unwrap();
-    let (t2, _) = cpu::forward_train(&w_drop, &LstmInput::new(&x), 2).unwrap();
+    let (t1, _) = reference::forward_train(&w_drop, &LstmInput::new(&x), 1).unwrap();
+    let (t2, _) = reference::forward_train(&w_drop, &LstmInput::new(&x), 2).unwrap();
     assert_ne!(t1.output, eval.output);
     assert_ne!(t1.output, t2.output);
 }
@@ -97,7 +97,7 @@ fn evaluation_mode_ignores_dropout() {
 #[test]
 fn training_applies_the_documented_mask_to_inner_layers_only() {
     let (w, x) = setup(0.5);
-    let (_, cache) = cpu::forward_train(&w, &LstmInput::new(&x), 11).unwrap();
+    let (_, cache) = reference::forward_train(&w, &LstmInput::new(&x), 11).unwrap();
     let expected = |layer| Dropout { p: 0.5, seed: 11 }.mask::<f64>(layer, 5, 2, 6);
     assert_eq!(cache.layers[0].dropout_mask, Some(expected(0)));
     assert_eq!(cache.layers[1].dropout_mask, Some(expected(1)));

@@ -3,7 +3,7 @@
 mod common;
 
 use common::random_tensor;
-use wgpu_lstm::cpu::{self, OutputGrads};
+use wgpu_lstm::reference::{self, OutputGrads};
 use wgpu_lstm::{InitOptions, LstmConfig, LstmError, LstmInput, LstmWeights, Tensor};
 
 fn weights(cfg: LstmConfig) -> LstmWeights<f32> {
@@ -28,11 +28,11 @@ fn expect_value(err: LstmError, tensor: &str) {
 fn input_feature_size_must_match() {
     let w = weights(LstmConfig::new(4, 5));
     let x = random_tensor::<f32>(&[3, 2, 6], 1, 1.0);
-    let err = cpu::forward(&w, &LstmInput::new(&x)).unwrap_err();
+    let err = reference::forward(&w, &LstmInput::new(&x)).unwrap_err();
     expect_shape(err, "input");
     let rank2 = random_tensor::<f32>(&[3, 4], 1, 1.0);
     expect_value(
-        cpu::forward(&w, &LstmInput::new(&rank2)).unwrap_err(),
+        reference::forward(&w, &LstmInput::new(&rank2)).unwrap_err(),
         "input",
     );
 }
@@ -43,9 +43,9 @@ fn initial_state_shape_must_match() {
     let x = random_tensor::<f32>(&[3, 2, 4], 1, 1.0);
     let good = Tensor::zeros([2, 2, 5]);
     let bad = Tensor::zeros([1, 2, 5]);
-    let err = cpu::forward(&w, &LstmInput::new(&x).with_state(&bad, &good)).unwrap_err();
+    let err = reference::forward(&w, &LstmInput::new(&x).with_state(&bad, &good)).unwrap_err();
     expect_shape(err, "h_0");
-    let err = cpu::forward(&w, &LstmInput::new(&x).with_state(&good, &bad)).unwrap_err();
+    let err = reference::forward(&w, &LstmInput::new(&x).with_state(&good, &bad)).unwrap_err();
     expect_shape(err, "c_0");
 }
 
@@ -54,10 +54,10 @@ fn lengths_must_be_in_range_and_one_per_sequence() {
     let w = weights(LstmConfig::new(4, 5));
     let x = random_tensor::<f32>(&[3, 2, 4], 1, 1.0);
     for bad in [&[0usize, 3][..], &[3, 4]] {
-        let err = cpu::forward(&w, &LstmInput::new(&x).with_lengths(bad)).unwrap_err();
+        let err = reference::forward(&w, &LstmInput::new(&x).with_lengths(bad)).unwrap_err();
         expect_value(err, "lengths");
     }
-    let err = cpu::forward(&w, &LstmInput::new(&x).with_lengths(&[3])).unwrap_err();
+    let err = reference::forward(&w, &LstmInput::new(&x).with_lengths(&[3])).unwrap_err();
     expect_shape(err, "lengths");
 }
 
@@ -66,13 +66,16 @@ fn nan_input_is_rejected() {
     let w = weights(LstmConfig::new(4, 5));
     let mut x = random_tensor::<f32>(&[3, 2, 4], 1, 1.0);
     x.data_mut()[5] = f32::NAN;
-    expect_value(cpu::forward(&w, &LstmInput::new(&x)).unwrap_err(), "input");
+    expect_value(
+        reference::forward(&w, &LstmInput::new(&x)).unwrap_err(),
+        "input",
+    );
     let x = random_tensor::<f32>(&[3, 2, 4], 1, 1.0);
     let mut h = Tensor::zeros([1, 2, 5]);
     h.data_mut()[0] = f32::INFINITY;
     let c = Tensor::zeros([1, 2, 5]);
     expect_value(
-        cpu::forward(&w, &LstmInput::new(&x).with_state(&h, &c)).unwrap_err(),
+        reference::forward(&w, &LstmInput::new(&x).with_state(&h, &c)).unwrap_err(),
         "h_0",
     );
 }
@@ -81,9 +84,9 @@ fn nan_input_is_rejected() {
 fn upstream_gradient_shapes_must_match() {
     let w = weights(LstmConfig::new(4, 5));
     let x = random_tensor::<f32>(&[3, 2, 4], 1, 1.0);
-    let (_, cache) = cpu::forward_train(&w, &LstmInput::new(&x), 0).unwrap();
+    let (_, cache) = reference::forward_train(&w, &LstmInput::new(&x), 0).unwrap();
     let wrong = Tensor::zeros([3, 2, 4]);
-    let err = cpu::backward(
+    let err = reference::backward(
         &w,
         &cache,
         &OutputGrads {
@@ -99,7 +102,10 @@ fn upstream_gradient_shapes_must_match() {
         d_h_n: Some(&wrong),
         d_c_n: None,
     };
-    expect_shape(cpu::backward(&w, &cache, &grads).unwrap_err(), "d_h_n");
+    expect_shape(
+        reference::backward(&w, &cache, &grads).unwrap_err(),
+        "d_h_n",
+    );
 }
 
 #[test]
@@ -108,13 +114,13 @@ fn saturating_inputs_stay_finite_and_saturate_correctly() {
     let w = weights(LstmConfig::new(3, 4).num_layers(2).bidirectional(true));
     let mut x = random_tensor::<f32>(&[5, 2, 3], 9, 1.0);
     x.data_mut().iter_mut().for_each(|v| *v = v.signum() * 1e4);
-    let (out, cache) = cpu::forward_train(&w, &LstmInput::new(&x), 0).unwrap();
+    let (out, cache) = reference::forward_train(&w, &LstmInput::new(&x), 0).unwrap();
     for t in [&out.output, &out.h_n, &out.c_n] {
         assert!(t.data().iter().all(|v| v.is_finite()));
     }
     assert!(out.output.data().iter().all(|v| v.abs() <= 1.0));
     let d_out = random_tensor::<f32>(&[5, 2, 8], 2, 1.0);
-    let g = cpu::backward(
+    let g = reference::backward(
         &w,
         &cache,
         &OutputGrads {
@@ -133,7 +139,7 @@ fn saturating_inputs_stay_finite_and_saturate_correctly() {
 fn long_sequence_stays_finite_and_bounded() {
     let w = weights(LstmConfig::new(2, 3));
     let x = random_tensor::<f32>(&[2000, 1, 2], 4, 3.0);
-    let out = cpu::forward(&w, &LstmInput::new(&x)).unwrap();
+    let out = reference::forward(&w, &LstmInput::new(&x)).unwrap();
     assert!(
         out.output
             .data()
@@ -148,13 +154,13 @@ fn long_sequence_stays_finite_and_bounded() {
 fn padded_steps_output_zero_and_final_state_is_at_the_last_valid_step() {
     let w = weights(LstmConfig::new(3, 4).bidirectional(true));
     let x = random_tensor::<f32>(&[6, 2, 3], 5, 1.0);
-    let out = cpu::forward(&w, &LstmInput::new(&x).with_lengths(&[6, 2])).unwrap();
+    let out = reference::forward(&w, &LstmInput::new(&x).with_lengths(&[6, 2])).unwrap();
     // Sequence 1 alone, truncated to its 2 steps, must give the same states.
     let x1: Vec<f32> = (0..2)
         .flat_map(|t| x.data()[(t * 2 + 1) * 3..(t * 2 + 2) * 3].to_vec())
         .collect();
     let x1 = Tensor::new([2, 1, 3], x1).unwrap();
-    let alone = cpu::forward(&w, &LstmInput::new(&x1)).unwrap();
+    let alone = reference::forward(&w, &LstmInput::new(&x1)).unwrap();
     for d in 0..2 {
         // Equal up to rounding: a batch of 1 may take another GEMM kernel.
         let (batched, single) = (
@@ -179,10 +185,10 @@ fn initial_states_come_in_pairs() {
     let h = Tensor::zeros([1, 2, 5]);
     let mut only_h = LstmInput::new(&x);
     only_h.h_0 = Some(&h);
-    expect_value(cpu::forward(&w, &only_h).unwrap_err(), "c_0");
+    expect_value(reference::forward(&w, &only_h).unwrap_err(), "c_0");
     let mut only_c = LstmInput::new(&x);
     only_c.c_0 = Some(&h);
-    expect_value(cpu::forward(&w, &only_c).unwrap_err(), "h_0");
+    expect_value(reference::forward(&w, &only_c).unwrap_err(), "h_0");
 }
 
 #[test]
@@ -204,8 +210,8 @@ fn batch_chunks_on_several_threads_equal_one_thread() {
             .unwrap();
         pool.install(|| {
             let input = LstmInput::new(&x).with_lengths(&lengths);
-            let (out, cache) = cpu::forward_train(&w, &input, 4).unwrap();
-            let g = cpu::backward(
+            let (out, cache) = reference::forward_train(&w, &input, 4).unwrap();
+            let g = reference::backward(
                 &w,
                 &cache,
                 &OutputGrads {

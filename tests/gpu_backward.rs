@@ -6,8 +6,8 @@ use common::case::Case;
 use common::gpu::gpu_or_skip;
 use common::lstm_fixtures::{self, Case as Fixture};
 use common::{assert_close, assert_close_to_max, assert_grads_close, random_tensor};
-use wgpu_lstm::cpu::{self, OutputGrads};
 use wgpu_lstm::gpu::GpuLstm;
+use wgpu_lstm::reference::{self, OutputGrads};
 use wgpu_lstm::{InitOptions, LstmConfig, LstmWeights, Tensor};
 
 const DROPOUT_SEED: u64 = 99;
@@ -19,8 +19,8 @@ fn check(name: &str, c: Case) {
     let data = c.data::<f32>(1);
     let x = c.input(&data);
     let grads = data.grads();
-    let (cpu_out, cache) = cpu::forward_train(&w, &x, DROPOUT_SEED).unwrap();
-    let want = cpu::backward(&w, &cache, &grads).unwrap();
+    let (cpu_out, cache) = reference::forward_train(&w, &x, DROPOUT_SEED).unwrap();
+    let want = reference::backward(&w, &cache, &grads).unwrap();
 
     let mut gpu = GpuLstm::new(&ctx, &w).unwrap();
     let gpu_out = gpu.forward_train_host(&x, DROPOUT_SEED).unwrap();

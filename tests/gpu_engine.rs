@@ -8,8 +8,8 @@ mod common;
 use common::gpu::gpu_or_skip;
 use common::lstm_fixtures::{self, Case};
 use common::{assert_close, random_tensor};
-use wgpu_lstm::cpu;
 use wgpu_lstm::gpu::{GpuLstm, GpuTensor, InitialState};
+use wgpu_lstm::reference;
 use wgpu_lstm::{InitOptions, LstmConfig, LstmError, LstmInput, LstmWeights, Tensor};
 
 fn weights(cfg: &LstmConfig) -> LstmWeights<f32> {
@@ -45,10 +45,13 @@ fn every_pytorch_fixture_matches() {
 fn both(
     cfg: &LstmConfig,
     input: &Tensor<f32>,
-) -> (cpu::LstmOutput<f32>, Option<cpu::LstmOutput<f32>>) {
+) -> (
+    reference::LstmOutput<f32>,
+    Option<reference::LstmOutput<f32>>,
+) {
     let w = weights(cfg);
     let x = LstmInput::new(input);
-    let want = cpu::forward(&w, &x).unwrap();
+    let want = reference::forward(&w, &x).unwrap();
     let got =
         gpu_or_skip("both").map(|ctx| GpuLstm::new(&ctx, &w).unwrap().forward_host(&x).unwrap());
     (want, got)
@@ -171,7 +174,7 @@ fn gpu_tensor_api_with_given_state_matches_the_host_api() {
         random_tensor::<f32>(&[2, 2, 6], 4, 0.5),
         random_tensor::<f32>(&[2, 2, 6], 5, 0.5),
     );
-    let want = cpu::forward(
+    let want = reference::forward(
         &w,
         &LstmInput::new(&input)
             .with_state(&h0, &c0)

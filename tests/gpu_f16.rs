@@ -15,10 +15,10 @@ mod common;
 use common::case::Case;
 use common::gpu::gpu_or_skip;
 use common::{assert_close, assert_close_to_max, assert_grads_close, root};
-use wgpu_lstm::cpu::Gradients;
 use wgpu_lstm::gpu::{GpuContext, GpuLstm, GpuTrainer, LossScale, Precision, check_precision};
 use wgpu_lstm::model::{Batch, HeadKind, Inputs, LossKind, Model, Targets, TrainConfig};
-use wgpu_lstm::train::OptimizerKind;
+use wgpu_lstm::reference::Gradients;
+use wgpu_lstm::reference::OptimizerKind;
 use wgpu_lstm::weights::SafetensorsPrefix;
 use wgpu_lstm::{InitOptions, LstmConfig, LstmError, LstmWeights};
 

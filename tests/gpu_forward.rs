@@ -5,8 +5,8 @@ mod common;
 use common::assert_close;
 use common::case::Case;
 use common::gpu::gpu_or_skip;
-use wgpu_lstm::cpu;
 use wgpu_lstm::gpu::GpuLstm;
+use wgpu_lstm::reference;
 use wgpu_lstm::{InitOptions, LstmConfig, LstmWeights};
 
 /// Runs `case` on the CPU and the GPU and compares output, h_n and c_n.
@@ -16,7 +16,7 @@ fn check(name: &str, c: Case, atol: f64) {
     // Seeds 3 (input), 4 (h_0), 5 (c_0).
     let data = c.data::<f32>(3);
     let x = c.input(&data);
-    let want = cpu::forward(&w, &x).unwrap();
+    let want = reference::forward(&w, &x).unwrap();
     let mut gpu = GpuLstm::new(&ctx, &w).unwrap();
     let got = gpu.forward_host(&x).unwrap();
     for (k, g, e) in [

@@ -8,8 +8,8 @@ use common::case::Case;
 use common::gpu::gpu_or_skip;
 use common::lstm_fixtures::{Case as Fixture, proj_cases};
 use common::{assert_close, assert_close_to_max, assert_grads_close, random_tensor};
-use wgpu_lstm::cpu::{self, OutputGrads};
 use wgpu_lstm::gpu::{GpuLstm, GpuTensor, InitialState};
+use wgpu_lstm::reference::{self, OutputGrads};
 use wgpu_lstm::{InitOptions, LstmConfig, LstmWeights, Real, Tensor};
 
 /// max |got - want| and max |want|, for reporting how close a match was.
@@ -92,9 +92,9 @@ fn against_cpu(name: &str, c: Case) {
     let w = LstmWeights::<f32>::init(&c.config, 17, InitOptions::default()).unwrap();
     let data = c.data::<f32>(3);
     let x = c.input(&data);
-    let want_infer = cpu::forward(&w, &x).unwrap();
-    let (want_out, cache) = cpu::forward_train(&w, &x, DROPOUT_SEED).unwrap();
-    let want = cpu::backward(&w, &cache, &data.grads()).unwrap();
+    let want_infer = reference::forward(&w, &x).unwrap();
+    let (want_out, cache) = reference::forward_train(&w, &x, DROPOUT_SEED).unwrap();
+    let want = reference::backward(&w, &cache, &data.grads()).unwrap();
 
     let mut gpu = GpuLstm::new(&ctx, &w).unwrap();
     let got_infer = gpu.forward_host(&x).unwrap();
@@ -193,7 +193,7 @@ fn weights_round_trip_and_state_carries() {
     let w2 = LstmWeights::<f32>::init(&cfg, 3, InitOptions::default()).unwrap();
     let mut gpu = GpuLstm::new(&ctx, &w2).unwrap();
     let input = random_tensor::<f32>(&[8, 2, 3], 4, 1.0);
-    let want = cpu::forward(&w2, &wgpu_lstm::LstmInput::new(&input)).unwrap();
+    let want = reference::forward(&w2, &wgpu_lstm::LstmInput::new(&input)).unwrap();
     let half = |k: usize| {
         let n = 4 * 2 * 3;
         Tensor::new([4, 2, 3], input.data()[k * n..(k + 1) * n].to_vec()).unwrap()
@@ -273,10 +273,8 @@ mod training {
     use rand_chacha::ChaCha8Rng;
     use wgpu_lstm::LstmConfig;
     use wgpu_lstm::gpu::GpuTrainer;
-    use wgpu_lstm::model::{
-        Batch, CpuTrainer, HeadKind, Inputs, LossKind, Model, Targets, TrainConfig,
-    };
-    use wgpu_lstm::train::OptimizerKind;
+    use wgpu_lstm::model::{Batch, HeadKind, Inputs, LossKind, Model, Targets, TrainConfig};
+    use wgpu_lstm::reference::{OptimizerKind, ReferenceTrainer};
 
     /// `steps` training steps of the CPU and GPU trainers on the same seeded
     /// batches: losses within 1e-4 relative each step, then every parameter
@@ -285,7 +283,7 @@ mod training {
         let Some(ctx) = gpu_or_skip(name) else { return };
         let (t, b, outputs) = (5, 4, 3);
         let model = Model::<f32>::new(None, &lstm, outputs, head, 8).unwrap();
-        let mut cpu = CpuTrainer::new(model.clone(), config.clone()).unwrap();
+        let mut cpu = ReferenceTrainer::new(model.clone(), config.clone()).unwrap();
         let mut gpu = GpuTrainer::new(&ctx, &model, config).unwrap();
         let rows = if head == HeadKind::PerStep { t * b } else { b };
         let mut worst = 0.0f64;
@@ -313,7 +311,7 @@ mod training {
                 "{name}: step {step}: GPU loss {got}, CPU loss {want}"
             );
         }
-        let (gm, cm) = (gpu.model().unwrap(), &cpu.model);
+        let (gm, cm) = (gpu.model().unwrap(), cpu.model());
         let (gp, cp) = (gm.named_params(), cm.named_params());
         assert_eq!(gp.len(), cp.len());
         assert!(gp.iter().any(|(n, _, _)| n.contains("weight_hr")), "{name}");
@@ -415,7 +413,7 @@ mod f16 {
     use super::errors;
     use wgpu_lstm::gpu::{GpuContext, GpuLstm, GpuTrainer, Precision};
     use wgpu_lstm::model::{Batch, HeadKind, Inputs, LossKind, Model, Targets, TrainConfig};
-    use wgpu_lstm::train::OptimizerKind;
+    use wgpu_lstm::reference::OptimizerKind;
     use wgpu_lstm::{InitOptions, LstmConfig, LstmWeights};
 
     const FORWARD_ATOL: f64 = 2e-2;

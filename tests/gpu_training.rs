@@ -8,10 +8,9 @@ use common::gpu::gpu_or_skip;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use wgpu_lstm::gpu::GpuTrainer;
-use wgpu_lstm::model::{
-    Batch, CpuTrainer, HeadKind, Inputs, LossKind, Model, Targets, TrainConfig,
-};
-use wgpu_lstm::train::{LrSchedule, OptimizerKind};
+use wgpu_lstm::model::{Batch, HeadKind, Inputs, LossKind, Model, Targets, TrainConfig};
+use wgpu_lstm::reference::ReferenceTrainer;
+use wgpu_lstm::reference::{LrSchedule, OptimizerKind};
 use wgpu_lstm::{LstmConfig, LstmError};
 
 struct Data {
@@ -86,7 +85,7 @@ fn compare(
     let Some(ctx) = gpu_or_skip(name) else { return };
     let (t, b) = (6, 3);
     let model = Model::<f32>::new(embedding, &lstm, outputs, head, 5).unwrap();
-    let mut cpu = CpuTrainer::new(model.clone(), config.clone()).unwrap();
+    let mut cpu = ReferenceTrainer::new(model.clone(), config.clone()).unwrap();
     let mut gpu = GpuTrainer::new(&ctx, &model, config.clone()).unwrap();
     let rows = if head == HeadKind::PerStep { t * b } else { b };
     let vocab = embedding.map_or(0, |e| e.0);
@@ -115,7 +114,7 @@ fn compare(
         1e-4,
         1e-3,
     );
-    let (gm, cm) = (gpu.model().unwrap(), &cpu.model);
+    let (gm, cm) = (gpu.model().unwrap(), cpu.model());
     for ((n, _, g), (_, _, c)) in gm.named_params().iter().zip(cm.named_params().iter()) {
         assert_close(&format!("{name}/{n}"), g, c, 1e-4, 1e-3);
     }
@@ -218,7 +217,7 @@ fn bad_batches_and_settings_get_typed_errors() {
     let model = Model::<f32>::new(None, &lstm, 2, HeadKind::PerStep, 1).unwrap();
     let d = data(0, 2, 2, 3, 2, 4, 0, false);
     let good = batch(&d, 2, 2, false, LossKind::Mse);
-    let mut cpu = CpuTrainer::new(
+    let mut cpu = ReferenceTrainer::new(
         model.clone(),
         TrainConfig::new(LossKind::Mse, OptimizerKind::adam(0.01)),
     )
@@ -231,7 +230,7 @@ fn bad_batches_and_settings_get_typed_errors() {
         matches!(cpu.step(&short), Err(LstmError::ShapeMismatch { name, .. }) if name == "targets")
     );
     for lr in [0.0, -1.0, f64::NAN] {
-        let err = CpuTrainer::new(
+        let err = ReferenceTrainer::new(
             model.clone(),
             TrainConfig::new(LossKind::Mse, OptimizerKind::adam(lr)),
         )
@@ -243,7 +242,8 @@ fn bad_batches_and_settings_get_typed_errors() {
     }
     let ce = LossKind::CrossEntropy { ignore_index: None };
     let mut cpu_ce =
-        CpuTrainer::new(model.clone(), TrainConfig::new(ce, OptimizerKind::sgd(0.1))).unwrap();
+        ReferenceTrainer::new(model.clone(), TrainConfig::new(ce, OptimizerKind::sgd(0.1)))
+            .unwrap();
     let classes = [0i64, 1, 2, 1];
     let out_of_range = Batch {
         targets: Targets::Classes(&classes),
@@ -276,7 +276,7 @@ fn a_diverging_loss_stops_with_the_step_named() {
         }
         panic!("the loss stayed finite");
     };
-    let mut cpu = CpuTrainer::new(model.clone(), cfg.clone()).unwrap();
+    let mut cpu = ReferenceTrainer::new(model.clone(), cfg.clone()).unwrap();
     let cpu_err = run(&mut |b| cpu.step(b).map(|l| l as f32));
     let LstmError::NonFiniteLoss { step: cpu_step, .. } = cpu_err else {
         panic!("{cpu_err}")
@@ -382,7 +382,7 @@ fn resuming_from_a_checkpoint_is_bit_identical() {
 fn pytorch_optimizer_fixtures_are_matched_on_the_gpu() {
     use common::training::{fixture, setup_from_meta};
     use wgpu_lstm::io::read_float;
-    use wgpu_lstm::train::Linear;
+    use wgpu_lstm::reference::Linear;
     use wgpu_lstm::weights::SafetensorsPrefix;
 
     let Some(ctx) = gpu_or_skip("pytorch_optimizer_fixtures_are_matched_on_the_gpu") else {
@@ -455,7 +455,7 @@ fn batches_of_changing_length_keep_matching_the_cpu() {
     let lstm = LstmConfig::new(3, 5);
     let model = Model::<f32>::new(None, &lstm, 1, HeadKind::LastStep, 2).unwrap();
     let cfg = TrainConfig::new(LossKind::Mse, OptimizerKind::adam(0.01));
-    let mut cpu = CpuTrainer::new(model.clone(), cfg.clone()).unwrap();
+    let mut cpu = ReferenceTrainer::new(model.clone(), cfg.clone()).unwrap();
     let mut gpu = GpuTrainer::new(&ctx, &model, cfg.clone()).unwrap();
     for step in 0..14 {
         let t = 2 + step % 7;

@@ -8,7 +8,7 @@
 mod common;
 
 use common::{assert_close_to_max, random_tensor};
-use wgpu_lstm::cpu::{self, OutputGrads};
+use wgpu_lstm::reference::{self, OutputGrads};
 use wgpu_lstm::{InitOptions, LstmConfig, LstmInput, LstmWeights, Tensor};
 
 const EPS: f64 = 1e-6;
@@ -29,7 +29,7 @@ fn loss(
     coef: &(Tensor<f64>, Tensor<f64>, Tensor<f64>),
 ) -> f64 {
     // forward_train, so dropout (when configured) applies with a fixed mask.
-    let (out, _) = cpu::forward_train(w, x, DROPOUT_SEED).unwrap();
+    let (out, _) = reference::forward_train(w, x, DROPOUT_SEED).unwrap();
     let dot = |a: &Tensor<f64>, b: &Tensor<f64>| -> f64 {
         a.data().iter().zip(b.data()).map(|(x, y)| x * y).sum()
     };
@@ -69,8 +69,8 @@ fn check(case: Case) {
     );
 
     let x = make_input(&case, &input, &h0, &c0);
-    let (_, cache) = cpu::forward_train(&w, &x, DROPOUT_SEED).unwrap();
-    let grads = cpu::backward(
+    let (_, cache) = reference::forward_train(&w, &x, DROPOUT_SEED).unwrap();
+    let grads = reference::backward(
         &w,
         &cache,
         &OutputGrads {
@@ -119,7 +119,7 @@ fn check(case: Case) {
 /// exactly `backward`'s.
 fn same_without_input<T: wgpu_lstm::Real + std::fmt::Debug>(
     w: &LstmWeights<T>,
-    cache: &cpu::ForwardCache<T>,
+    cache: &reference::ForwardCache<T>,
     coef: &(Tensor<T>, Tensor<T>, Tensor<T>),
 ) {
     let upstream = OutputGrads {
@@ -127,8 +127,8 @@ fn same_without_input<T: wgpu_lstm::Real + std::fmt::Debug>(
         d_h_n: Some(&coef.1),
         d_c_n: Some(&coef.2),
     };
-    let full = cpu::backward(w, cache, &upstream).unwrap();
-    let params = cpu::backward_params(w, cache, &upstream).unwrap();
+    let full = reference::backward(w, cache, &upstream).unwrap();
+    let params = reference::backward_params(w, cache, &upstream).unwrap();
     for ((name, _, a), (_, _, b)) in full
         .weights
         .named_params()
@@ -150,7 +150,7 @@ fn param_gradients_without_input_f32() {
     let input = random_tensor::<f32>(&[t, b, 24], 11, 1.0);
     let lengths: Vec<usize> = (0..b).map(|k| 1 + (k * 5) % t).collect();
     let x = LstmInput::new(&input).with_lengths(&lengths);
-    let (_, cache) = cpu::forward_train(&w, &x, DROPOUT_SEED).unwrap();
+    let (_, cache) = reference::forward_train(&w, &x, DROPOUT_SEED).unwrap();
     let state_shape = [4, b, 40];
     let coef = (
         random_tensor::<f32>(&[t, b, 80], 21, 1.0),

@@ -13,9 +13,10 @@ mod common;
 use common::training::{fixture, setup_from_meta};
 use common::{assert_close, assert_close_to_max, random_tensor};
 use safetensors::SafeTensors;
-use wgpu_lstm::cpu::{self, OutputGrads};
 use wgpu_lstm::io::{read_float, view_to_i64};
-use wgpu_lstm::train::{
+use wgpu_lstm::reference::ReferenceTrainer;
+use wgpu_lstm::reference::{self, OutputGrads};
+use wgpu_lstm::reference::{
     Embedding, Linear, LinearGrads, LrSchedule, Optimizer, OptimizerKind, clip_grad_norm,
     cross_entropy, last_valid_step, last_valid_step_backward, lstm_params_mut, mse, mse_masked,
 };
@@ -495,7 +496,7 @@ fn check_training<T: Real>(name: &str, expected_kind: OptimizerKind, tol: f64) {
     let mut opt = Optimizer::<T>::new(kind, &sizes).unwrap();
     let (mut losses, mut norms, mut lrs) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..steps {
-        let (out, cache) = cpu::forward_train(&lstm, &LstmInput::new(&input), 0).unwrap();
+        let (out, cache) = reference::forward_train(&lstm, &LstmInput::new(&input), 0).unwrap();
         let y = head.forward(out.output.data(), rows);
         let (loss, d_y) = mse(&y, &target).unwrap();
         let LinearGrads {
@@ -504,7 +505,7 @@ fn check_training<T: Real>(name: &str, expected_kind: OptimizerKind, tol: f64) {
             input: d_hidden,
         } = head.backward(out.output.data(), rows, &d_y);
         let d_output = Tensor::new(out.output.shape().to_vec(), d_hidden).unwrap();
-        let grads = cpu::backward(
+        let grads = reference::backward(
             &lstm,
             &cache,
             &OutputGrads {
@@ -661,9 +662,7 @@ fn lr_schedules_match_pytorch() {
 /// minus its gradient, which must match central differences of the loss.
 #[test]
 fn projection_model_step_matches_finite_differences() {
-    use wgpu_lstm::model::{
-        Batch, CpuTrainer, HeadKind, Inputs, LossKind, Model, Targets, TrainConfig,
-    };
+    use wgpu_lstm::model::{Batch, HeadKind, Inputs, LossKind, Model, Targets, TrainConfig};
     let cfg = wgpu_lstm::LstmConfig::new(3, 5)
         .num_layers(2)
         .bidirectional(true)
@@ -682,12 +681,12 @@ fn projection_model_step_matches_finite_differences() {
     };
     let config = TrainConfig::new(LossKind::Mse, OptimizerKind::sgd(1.0));
     let loss_at = |m: &Model<f64>| {
-        CpuTrainer::new(m.clone(), config.clone())
+        ReferenceTrainer::new(m.clone(), config.clone())
             .unwrap()
             .evaluate(&batch)
             .unwrap()
     };
-    let mut trainer = CpuTrainer::new(model.clone(), config.clone()).unwrap();
+    let mut trainer = ReferenceTrainer::new(model.clone(), config.clone()).unwrap();
     let loss = trainer.step(&batch).unwrap();
     assert!((loss - loss_at(&model)).abs() < 1e-12);
     let before = model.clone();
@@ -713,7 +712,7 @@ fn projection_model_step_matches_finite_differences() {
         let step: Vec<f64> = before.named_params()[k]
             .2
             .iter()
-            .zip(trainer.model.named_params()[k].2)
+            .zip(trainer.model().named_params()[k].2)
             .map(|(a, b)| a - b)
             .collect();
         assert_close_to_max(name, &step, &fd, FD_TOL);

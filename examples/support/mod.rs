@@ -9,8 +9,10 @@
 //!
 //! It depends only on `rand` / `rand_chacha` (normal dependencies of the crate)
 //! and on the dev-dependencies `indicatif` (progress bars) and `plotters`
-//! (SVG charts, no font libraries). It knows nothing of the LSTM itself: every
-//! batch is a plain `Vec` in time-major order, ready for `Tensor::new`.
+//! (SVG charts, no font libraries). Apart from [`device`], which turns the
+//! examples' `--device` flag into a [`Device`], it knows nothing of the LSTM
+//! itself: every batch is a plain `Vec` in time-major order, ready for
+//! `Tensor::new`.
 //!
 //! Layouts (row-major, last index fastest):
 //! - sequences of features: `[T, B, F]`, element `(t, b, f)` at `(t * B + b) * F + f`;
@@ -32,6 +34,8 @@ use std::time::Duration;
 use indicatif::{ProgressBar, ProgressState, ProgressStyle};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use wgpu_lstm::model::{Batch, Inputs, Targets};
+use wgpu_lstm::{Device, Precision};
 
 // ---------------------------------------------------------------------------
 // Randomness, progress, plots
@@ -718,94 +722,21 @@ impl SeriesWindows {
 }
 
 // ---------------------------------------------------------------------------
-// One trainer for either device
+// The device
 // ---------------------------------------------------------------------------
 
-use wgpu_lstm::gpu::{GpuContext, GpuTrainer, Precision};
-use wgpu_lstm::model::{Batch, CpuTrainer, Inputs, Model, Targets, TrainConfig};
-
-/// The GPU trainer or the CPU reference trainer, chosen by `--device`.
-pub enum Trainer {
-    Gpu(Box<GpuTrainer>),
-    Cpu(Box<CpuTrainer<f32>>),
-}
-
-impl Trainer {
-    /// `device` is "gpu" or "cpu"; prints which adapter (or the CPU) trains.
-    pub fn new(
-        device: &str,
-        model: Model<f32>,
-        config: TrainConfig,
-    ) -> Result<Trainer, Box<dyn Error>> {
-        Self::with_precision(device, Precision::F32, model, config)
-    }
-
-    /// [`new`](Self::new), with the GPU storing weights and activations in
-    /// `precision` (the CPU computes in f32 only).
-    pub fn with_precision(
-        device: &str,
-        precision: Precision,
-        model: Model<f32>,
-        config: TrainConfig,
-    ) -> Result<Trainer, Box<dyn Error>> {
-        match device {
-            "gpu" => {
-                let ctx = GpuContext::new()?;
-                let info = ctx.adapter_info();
-                println!("device: {} ({:?}), {precision}", info.name, info.backend);
-                Ok(Trainer::Gpu(Box::new(GpuTrainer::with_precision(
-                    &ctx, &model, config, precision,
-                )?)))
-            }
-            "cpu" if precision != Precision::F32 => {
-                Err(format!("{precision} runs on the GPU only; the CPU trains in f32").into())
-            }
-            "cpu" => {
-                println!("device: CPU reference");
-                Ok(Trainer::Cpu(Box::new(CpuTrainer::new(model, config)?)))
-            }
-            other => Err(format!("unknown device {other:?}: use gpu or cpu").into()),
-        }
-    }
-
-    /// One training step; the loss when `want_loss` (the GPU reads it back
-    /// only then; the CPU always has it).
-    pub fn step(
-        &mut self,
-        batch: &Batch<'_>,
-        want_loss: bool,
-    ) -> Result<Option<f64>, Box<dyn Error>> {
-        Ok(match self {
-            Trainer::Gpu(t) if want_loss => Some(t.step_with_loss(batch)? as f64),
-            Trainer::Gpu(t) => {
-                t.step(batch)?;
-                None
-            }
-            Trainer::Cpu(t) => Some(t.step(batch)?),
-        })
-    }
-
-    /// Evaluation-mode outputs, [rows, O].
-    pub fn predict(&mut self, batch: &Batch<'_>) -> Result<Vec<f32>, Box<dyn Error>> {
-        Ok(match self {
-            Trainer::Gpu(t) => t.predict(batch)?,
-            Trainer::Cpu(t) => t.predict(batch)?,
-        })
-    }
-
-    /// Evaluation-mode loss.
-    pub fn evaluate(&mut self, batch: &Batch<'_>) -> Result<f64, Box<dyn Error>> {
-        Ok(match self {
-            Trainer::Gpu(t) => t.evaluate(batch)?,
-            Trainer::Cpu(t) => t.evaluate(batch)?,
-        })
-    }
-
-    /// The trained model, on the host.
-    pub fn model(&self) -> Result<Model<f32>, Box<dyn Error>> {
-        Ok(match self {
-            Trainer::Gpu(t) => t.model()?,
-            Trainer::Cpu(t) => t.model.clone(),
-        })
-    }
+/// The [`Device`] that a `--device` flag names, storing weights and
+/// activations in `precision`: `auto` is [`Device::auto`] (a hardware GPU,
+/// else the CPU engine), `cpu` the CPU engine, `gpu` [`Device::gpu`] (an
+/// error when there is none). f16 needs a GPU that has it. Prints the device.
+pub fn device(name: &str, precision: Precision) -> Result<Device, Box<dyn Error>> {
+    let device = match name {
+        "auto" => Device::auto(),
+        "cpu" => Device::cpu(),
+        "gpu" => Device::gpu()?,
+        other => return Err(format!("unknown device {other:?}: use auto, cpu or gpu").into()),
+    };
+    let device = device.with_precision(precision)?;
+    println!("device: {}", device.name());
+    Ok(device)
 }

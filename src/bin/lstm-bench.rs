@@ -35,14 +35,11 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use wgpu_lstm::gpu::{
-    GpuContext, GpuLstm, GpuMemory, GpuTensor, GpuTrainer, InitialState, KernelTimes, Precision,
+use wgpu_lstm::gpu::{GpuContext, GpuMemory, GpuTensor, InitialState, KernelTimes};
+use wgpu_lstm::{
+    Batch, Device, HeadKind, InitOptions, Inputs, LossKind, Lstm, LstmConfig, LstmInput,
+    LstmWeights, Model, OptimizerKind, Precision, Targets, Tensor, TrainConfig, Trainer,
 };
-use wgpu_lstm::model::{
-    Batch, CpuTrainer, HeadKind, Inputs, LossKind, Model, Targets, TrainConfig,
-};
-use wgpu_lstm::train::OptimizerKind;
-use wgpu_lstm::{InitOptions, LstmConfig, LstmInput, LstmWeights, Tensor, cpu};
 
 const STANDARD: &str = "1,100,64,128;16,100,128,256;64,100,256,512;64,50,512,1024";
 const QUICK: &str = "1,8,4,8;4,16,16,32";
@@ -214,11 +211,10 @@ fn main() -> Result<(), Box<dyn Error>> {
         "both" => (true, true),
         d => return Err(format!("unknown device {d:?}; use cpu, gpu or both").into()),
     };
-    let ctx = if use_gpu {
-        Some(GpuContext::new()?)
-    } else {
-        None
-    };
+    // The CPU engine, then the GPU in each precision asked for.
+    let gpu = if use_gpu { Some(Device::gpu()?) } else { None };
+    let ctx = gpu.as_ref().and_then(Device::gpu_context).cloned();
+
     let precisions = match args.precision {
         Precision::F32 => vec![Precision::F32],
         Precision::F16 => vec![Precision::F32, Precision::F16],
@@ -226,6 +222,13 @@ fn main() -> Result<(), Box<dyn Error>> {
     let software = ctx
         .as_ref()
         .is_some_and(|c| c.adapter_info().device_type == wgpu::DeviceType::Cpu);
+    let mut devices = Vec::new();
+    if use_cpu {
+        devices.push(Device::cpu());
+    }
+    for &p in gpu.iter().flat_map(|_| &precisions) {
+        devices.push(gpu.clone().expect("a GPU").with_precision(p)?);
+    }
     let shapes = parse_shapes(match (&args.shapes, args.quick) {
         (_, true) => QUICK,
         (Some(s), false) => s,
@@ -252,8 +255,7 @@ fn main() -> Result<(), Box<dyn Error>> {
         }
     }
 
-    let cases =
-        shapes.len() * modes.len() * (use_cpu as usize + use_gpu as usize * precisions.len());
+    let cases = shapes.len() * modes.len() * devices.len();
     let bar = indicatif::ProgressBar::new(cases as u64);
     let mut rows = Vec::new();
     for &(b, t, i, h) in &shapes {
@@ -269,135 +271,107 @@ fn main() -> Result<(), Box<dyn Error>> {
         let fwd = forward_flops(&cfg, b, t);
         for mode in &modes {
             bar.set_message(format!("{mode} B={b} T={t} I={i} H={h}"));
+            // The CPU engine's result, which the GPU rows are compared with.
             let mut cpu_ref: Option<Vec<f32>> = None;
-            if use_cpu {
-                let row = if mode == "forward" {
-                    let out = cpu::forward(&weights, &LstmInput::new(&input))?;
-                    cpu_ref = Some(out.output.into_data());
-                    let times = time(warmup, iters, || {
-                        cpu::forward(&weights, &LstmInput::new(&input))?;
-                        Ok(())
-                    })?;
-                    Row {
-                        device: "cpu",
-                        mode: mode.clone(),
-                        shape: (b, t, i, h),
-                        times,
-                        flops: fwd,
-                        max_diff: None,
-                        dispatches: None,
-                        submits: None,
-                        kernels: None,
-                        precision: Precision::F32,
-                        memory: None,
-                    }
-                } else {
-                    let (model, config, targets) = train_setup(&weights, t, b)?;
-                    let batch = features_batch(&x, &targets, t, b);
-                    let mut first = CpuTrainer::new(model.clone(), reference_config())?;
-                    let loss = first.step(&batch)? as f32;
-                    cpu_ref = Some(loss_and_params(loss, &first.model));
-                    let mut trainer = CpuTrainer::new(model, config)?;
-                    let times = time(warmup, iters, || {
-                        trainer.step(&batch)?;
-                        Ok(())
-                    })?;
-                    Row {
-                        device: "cpu",
-                        mode: mode.clone(),
-                        shape: (b, t, i, h),
-                        times,
-                        flops: 3.0 * fwd,
-                        max_diff: None,
-                        dispatches: None,
-                        submits: None,
-                        kernels: None,
-                        precision: Precision::F32,
-                        memory: None,
-                    }
-                };
-                rows.push(row);
-                bar.inc(1);
-            }
-            let gpu_runs = ctx
-                .iter()
-                .flat_map(|c| precisions.iter().map(move |&p| (c, p)));
-            for (ctx, precision) in gpu_runs {
+            for device in &devices {
+                let counters = || device.gpu_context().map(GpuContext::counters);
                 let before;
                 let after;
                 let kernels;
                 let memory;
                 let (times, result) = if mode == "forward" {
-                    let mut gpu = GpuLstm::with_precision(ctx, &weights, precision)?;
-                    let profiling = gpu.enable_profiling()?;
-                    let gx = GpuTensor::upload(ctx, "bench input", &input)?;
-                    let out = gpu
-                        .forward(&gx, InitialState::Zeros, None)?
-                        .output
-                        .to_host(ctx)?
-                        .into_data();
-                    before = ctx.counters();
-                    gpu.forward(&gx, InitialState::Zeros, None)?;
-                    after = ctx.counters();
-                    let mut samples = Vec::new();
-                    let times = time(warmup, iters, || {
-                        gpu.forward(&gx, InitialState::Zeros, None)?;
-                        samples.extend(gpu.kernel_times());
-                        Ok(())
-                    })?;
-                    kernels = profiling
-                        .then(|| median_times(&samples[samples.len().saturating_sub(iters)..]));
-                    memory = gpu.memory();
-                    (times, out)
+                    let mut lstm = Lstm::new(device, &weights)?;
+                    let x = LstmInput::new(&input);
+                    let out = lstm.forward(&x)?.output.into_data();
+                    match lstm.gpu_mut() {
+                        // Timed on the GPU-resident call: input already
+                        // uploaded, nothing read back.
+                        Some(gpu) => {
+                            let ctx = gpu.context().clone();
+                            let profiling = gpu.enable_profiling()?;
+                            let gx = GpuTensor::upload(&ctx, "bench input", &input)?;
+                            gpu.forward(&gx, InitialState::Zeros, None)?;
+                            before = counters();
+                            gpu.forward(&gx, InitialState::Zeros, None)?;
+                            after = counters();
+                            let mut samples = Vec::new();
+                            let times = time(warmup, iters, || {
+                                gpu.forward(&gx, InitialState::Zeros, None)?;
+                                samples.extend(gpu.kernel_times());
+                                Ok(())
+                            })?;
+                            kernels = profiling.then(|| {
+                                median_times(&samples[samples.len().saturating_sub(iters)..])
+                            });
+                            memory = Some(gpu.memory());
+                            (times, out)
+                        }
+                        None => {
+                            (before, after, kernels, memory) = (None, None, None, None);
+                            let times = time(warmup, iters, || {
+                                lstm.forward(&x)?;
+                                Ok(())
+                            })?;
+                            (times, out)
+                        }
+                    }
                 } else {
                     let (model, config, targets) = train_setup(&weights, t, b)?;
                     let batch = features_batch(&x, &targets, t, b);
                     let first = {
                         let mut reference =
-                            GpuTrainer::with_precision(ctx, &model, reference_config(), precision)?;
+                            Trainer::new(device, model.clone(), reference_config())?;
                         let loss = reference.step_with_loss(&batch)?;
                         loss_and_params(loss, &reference.model()?)
                     };
-                    let mut trainer = GpuTrainer::with_precision(ctx, &model, config, precision)?;
-                    let profiling = trainer.enable_profiling()?;
+                    let mut trainer = Trainer::new(device, model, config)?;
+                    let profiling = match trainer.gpu_mut() {
+                        Some(gpu) => gpu.enable_profiling()?,
+                        None => false,
+                    };
                     trainer.step(&batch)?;
-                    before = ctx.counters();
+                    before = counters();
                     trainer.step(&batch)?;
-                    after = ctx.counters();
+                    after = counters();
                     let mut samples = Vec::new();
                     let times = time(warmup, iters, || {
                         trainer.step(&batch)?;
-                        samples.extend(trainer.kernel_times());
+                        samples.extend(trainer.gpu_mut().and_then(|g| g.kernel_times()));
                         Ok(())
                     })?;
                     kernels = profiling
                         .then(|| median_times(&samples[samples.len().saturating_sub(iters)..]));
-                    memory = trainer.memory();
+                    memory = trainer.gpu_mut().map(|g| g.memory());
                     (times, first)
                 };
-                let work = after - before;
-                if cpu_ref.as_ref().is_some_and(|r| r.len() != result.len()) {
-                    return Err("the CPU and GPU results differ in length".into());
-                }
-                let max_diff = cpu_ref.as_ref().map(|r| {
-                    r.iter()
-                        .zip(&result)
-                        .map(|(a, b)| (a - b).abs() as f64)
-                        .fold(0.0, f64::max)
-                });
                 let flops = if mode == "forward" { fwd } else { 3.0 * fwd };
+                let work = before.zip(after).map(|(b, a)| a - b);
+                let max_diff = if device.is_gpu() {
+                    if cpu_ref.as_ref().is_some_and(|r| r.len() != result.len()) {
+                        return Err("the CPU and GPU results differ in length".into());
+                    }
+                    cpu_ref.as_ref().map(|r| {
+                        r.iter()
+                            .zip(&result)
+                            .map(|(a, b)| (a - b).abs() as f64)
+                            .fold(0.0, f64::max)
+                    })
+                } else {
+                    cpu_ref = Some(result);
+                    None
+                };
                 rows.push(Row {
-                    device: "gpu",
+                    device: if device.is_gpu() { "gpu" } else { "cpu" },
                     mode: mode.clone(),
                     shape: (b, t, i, h),
                     times,
                     flops,
                     max_diff,
-                    dispatches: Some(work.dispatches),
-                    submits: Some(work.submits),
+                    dispatches: work.map(|w| w.dispatches),
+                    submits: work.map(|w| w.submits),
                     kernels,
-                    precision,
-                    memory: Some(memory),
+                    precision: device.precision(),
+                    memory,
                 });
                 bar.inc(1);
             }

@@ -11,10 +11,10 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use safetensors::{Dtype, SafeTensors};
-use wgpu_lstm::cpu::{self, LstmOutput};
-use wgpu_lstm::gpu::{GpuContext, GpuLstm, Precision, list_adapters};
+use wgpu_lstm::gpu::list_adapters;
 use wgpu_lstm::io;
 use wgpu_lstm::weights::{SafetensorsPrefix, detect_prefix};
+use wgpu_lstm::{Device, Lstm, Precision};
 use wgpu_lstm::{LstmError, LstmInput, LstmWeights, Tensor};
 
 /// LSTM inference with exact PyTorch nn.LSTM semantics, on any GPU through
@@ -85,9 +85,11 @@ struct RunArgs {
     #[arg(long, value_name = "OUT.safetensors")]
     output: PathBuf,
 
-    /// Where to run: the GPU through wgpu, or the CPU reference
-    #[arg(long, value_enum, default_value_t = Device::Gpu)]
-    device: Device,
+    /// Where to run: a hardware GPU if there is one, else the CPU engine
+    /// (auto); the GPU through wgpu, software adapters included (gpu); or the
+    /// CPU engine (cpu)
+    #[arg(long, value_enum, default_value_t = DeviceArg::Auto)]
+    device: DeviceArg,
 
     /// `input` is [B, T, I] and `output` [B, T, D·H] (PyTorch's batch_first=True)
     #[arg(long)]
@@ -118,10 +120,12 @@ impl From<PrecisionArg> for Precision {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-enum Device {
+enum DeviceArg {
+    /// A hardware GPU if there is one, else the CPU engine (`Device::auto`)
+    Auto,
     /// The first high-performance GPU wgpu finds (set WGPU_ADAPTER_NAME to choose)
     Gpu,
-    /// The CPU reference implementation
+    /// The CPU engine
     Cpu,
 }
 
@@ -177,9 +181,9 @@ fn run_forward(args: &RunArgs) -> CliResult<()> {
         &args.output,
         &[("--input", &args.input), ("--weights", &args.weights)],
     )?;
-    if args.device == Device::Cpu && args.precision == PrecisionArg::F16 {
+    if args.device == DeviceArg::Cpu && args.precision == PrecisionArg::F16 {
         return Err(CliError::Invalid(
-            "--precision f16 runs on the GPU only; the CPU reference computes in f32 \
+            "--precision f16 runs on the GPU only; the CPU engine computes in f32 \
              (drop --precision or use --device gpu)"
                 .into(),
         ));
@@ -198,14 +202,20 @@ fn run_forward(args: &RunArgs) -> CliResult<()> {
     // The same checks either engine makes, before a GPU is started.
     x.validate(&weights.config)?;
 
-    let out: LstmOutput<f32> = match args.device {
-        Device::Cpu => cpu::forward(&weights, &x)?,
-        Device::Gpu => {
-            let ctx = GpuContext::new()?;
-            let mut lstm = GpuLstm::with_precision(&ctx, &weights, args.precision.into())?;
-            lstm.forward_host(&x)?
-        }
+    let device = match args.device {
+        DeviceArg::Auto => Device::auto(),
+        DeviceArg::Gpu => Device::gpu()?,
+        DeviceArg::Cpu => Device::cpu(),
     };
+    if !device.is_gpu() && args.precision == PrecisionArg::F16 {
+        return Err(CliError::Invalid(
+            "--precision f16 runs on the GPU only, and no hardware GPU was found \
+             (use --device gpu for a software adapter, or drop --precision)"
+                .into(),
+        ));
+    }
+    let device = device.with_precision(args.precision.into())?;
+    let out = Lstm::new(&device, &weights)?.forward(&x)?;
 
     let named: Vec<(String, Vec<usize>, &[f32])> = [
         ("output", &out.output),

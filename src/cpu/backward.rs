@@ -109,7 +109,7 @@ fn backward_impl(
         let lc = &cache.layers[layer];
         // The output that the next layer (or the caller) saw was y ⊙ mask.
         if let Some(mask) = &lc.dropout_mask {
-            dy.iter_mut().zip(mask).for_each(|(d, &m)| *d = *d * m);
+            dy.iter_mut().zip(mask).for_each(|(d, &m)| *d *= m);
         }
         let input_size = cfg.layer_input_size(layer);
         // Empty: no input gradient wanted (the directions skip dX).
@@ -240,7 +240,7 @@ impl Direction<'_> {
         );
         if rest > 0 {
             matmul(
-            Threads::Pool,
+                Threads::Pool,
                 &mut grads.weight_hh,
                 MatRef::new(dg_rest, rest, 4 * hid).t(),
                 MatRef::new(h_rest, rest, hout),
@@ -249,7 +249,7 @@ impl Direction<'_> {
         }
         if let (Some(db_ih), Some(db_hh)) = (&mut grads.bias_ih, &mut grads.bias_hh) {
             for row in d_gates.chunks_exact(4 * hid) {
-                db_ih.iter_mut().zip(row).for_each(|(d, &g)| *d = *d + g);
+                db_ih.iter_mut().zip(row).for_each(|(d, &g)| *d += g);
             }
             db_hh.copy_from_slice(db_ih);
         }
@@ -257,7 +257,7 @@ impl Direction<'_> {
         // (an empty d_input asks for no input gradient)
         if !d_input.is_empty() {
             matmul(
-            Threads::Pool,
+                Threads::Pool,
                 d_input,
                 dg,
                 MatRef::new(&self.weights.weight_ih, 4 * hid, self.input_size),

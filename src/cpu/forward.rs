@@ -34,7 +34,10 @@ pub(crate) fn recycle_cache(cache: ForwardCache<f32>) {
 
 /// Inference: PyTorch's `lstm.eval()(input, (h_0, c_0))`. Dropout is off.
 /// The model has no projection (the caller checks).
-pub(super) fn forward(weights: &LstmWeights<f32>, x: &LstmInput<'_, f32>) -> Result<LstmOutput<f32>> {
+pub(super) fn forward(
+    weights: &LstmWeights<f32>,
+    x: &LstmInput<'_, f32>,
+) -> Result<LstmOutput<f32>> {
     run(weights, x, None, false).map(|(out, _)| out)
 }
 
@@ -129,7 +132,7 @@ fn run(
                 layer_output
                     .iter_mut()
                     .zip(&mask)
-                    .for_each(|(y, &m)| *y = *y * m);
+                    .for_each(|(y, &m)| *y *= m);
                 Some(mask)
             }
             _ => None,
@@ -247,7 +250,15 @@ impl Direction<'_> {
             scratch::reused(tb * 4 * hid)
         };
         if !fused_input {
-            project(x, &w.weight_ih, &bias, hid, self.input_size, &mut gates, fused.isa);
+            project(
+                x,
+                &w.weight_ih,
+                &bias,
+                hid,
+                self.input_size,
+                &mut gates,
+                fused.isa,
+            );
         }
 
         // 2. The recurrence, by the fused kernel of `fused.rs`: the loop of

@@ -1,15 +1,16 @@
 //! The fused f32 kernels (`fused.rs`, `fused_backward.rs`,
 //! `fused_projection.rs`), in every
-//! instruction-set variant this CPU runs, against the plain loops of
-//! `forward.rs` and `backward.rs` run in f64 on the same weights.
+//! instruction-set variant this CPU runs, against the reference
+//! (`crate::reference`) run in f64 on the same weights.
 //!
 //! The grid covers what the kernels special-case: hidden sizes that are not
 //! a multiple of the panel width, batches that leave a partial row tile,
 //! padded steps (lengths), both directions, stacked layers, given initial
 //! states and upstream gradients for h_n and c_n.
 
+use super::CpuEngine;
 use super::fused::Isa;
-use super::{OutputGrads, backward, forward, forward_train};
+use crate::reference::{self, OutputGrads};
 use crate::tensor::Tensor;
 use crate::{InitOptions, LstmConfig, LstmInput, LstmWeights};
 
@@ -79,12 +80,13 @@ fn check(case: &Case, isa: Isa) {
         in32 = in32.with_lengths(&lengths);
     }
 
+    let engine = CpuEngine::new();
     Isa::force(Some(isa));
-    let (out32, cache32) = forward_train(&w32, &in32, 0).unwrap();
+    let (out32, cache32) = engine.forward_train(&w32, &in32, 0).unwrap();
     // Inference projects the input inside the step kernel instead.
-    let eval32 = forward(&w32, &in32).unwrap();
+    let eval32 = engine.forward(&w32, &in32).unwrap();
     Isa::force(None);
-    let (out64, cache64) = forward_train(&w64, &in64, 0).unwrap();
+    let (out64, cache64) = reference::forward_train(&w64, &in64, 0).unwrap();
     let label = format!(
         "{isa:?} I{} H{h} L{} bi{} T{t} B{b} lengths {}",
         case.input, case.layers, case.bidirectional, case.lengths
@@ -110,18 +112,19 @@ fn check(case: &Case, isa: Isa) {
     let d_cn = Tensor::new(out64.c_n.shape().to_vec(), values(states, 6, 1.0)).unwrap();
     let (d_out32, d_hn32, d_cn32) = (d_out.cast::<f32>(), d_hn.cast::<f32>(), d_cn.cast::<f32>());
     Isa::force(Some(isa));
-    let g32 = backward(
-        &w32,
-        &cache32,
-        &OutputGrads {
-            d_output: &d_out32,
-            d_h_n: Some(&d_hn32),
-            d_c_n: Some(&d_cn32),
-        },
-    )
-    .unwrap();
+    let g32 = engine
+        .backward(
+            &w32,
+            &cache32,
+            &OutputGrads {
+                d_output: &d_out32,
+                d_h_n: Some(&d_hn32),
+                d_c_n: Some(&d_cn32),
+            },
+        )
+        .unwrap();
     Isa::force(None);
-    let g64 = backward(
+    let g64 = reference::backward(
         &w64,
         &cache64,
         &OutputGrads {
@@ -221,15 +224,15 @@ fn fused_kernels_use_helper_threads_correctly() {
 
 /// The f32 path's outputs and gradients for `case`, without forcing an
 /// instruction set.
-fn f32_results(case: &Case) -> Vec<Vec<f32>> {
+fn f32_results(case: &Case, engine: &CpuEngine) -> Vec<Vec<f32>> {
     let (_, w, x, lengths) = case.setup();
     let (w, x) = (w.cast::<f32>(), x.cast::<f32>());
     let mut input = LstmInput::new(&x);
     if case.lengths {
         input = input.with_lengths(&lengths);
     }
-    let (out, cache) = forward_train(&w, &input, 0).unwrap();
-    let eval = forward(&w, &input).unwrap();
+    let (out, cache) = engine.forward_train(&w, &input, 0).unwrap();
+    let eval = engine.forward(&w, &input).unwrap();
     let d_out = Tensor::new(
         out.output.shape().to_vec(),
         values(out.output.data().len(), 4, 1.0),
@@ -241,7 +244,7 @@ fn f32_results(case: &Case) -> Vec<Vec<f32>> {
         d_h_n: None,
         d_c_n: None,
     };
-    let g = backward(&w, &cache, &grads).unwrap();
+    let g = engine.backward(&w, &cache, &grads).unwrap();
     let mut all = vec![
         out.output.into_data(),
         out.h_n.into_data(),
@@ -262,16 +265,13 @@ fn f32_results(case: &Case) -> Vec<Vec<f32>> {
 
 #[test]
 fn helper_threads_change_no_bit_of_the_results() {
-    // Called from a pool thread, every kernel runs on that thread alone.
-    // From outside, threads split each step's panels, or take groups of rows
-    // when there are fewer panels than threads (forward with H = 16, backward
-    // with H = 40). Either way
-    // each row's and each unit's arithmetic is unchanged, so the results must
-    // be identical.
-    let one_thread = rayon::ThreadPoolBuilder::new()
-        .num_threads(1)
-        .build()
-        .unwrap();
+    // On one thread every kernel runs alone. With more, threads split each
+    // step's panels, or take groups of rows when there are fewer panels than
+    // threads (forward with H = 16, backward with H = 40). Either way each
+    // row's and each unit's arithmetic is unchanged, so the results must be
+    // identical.
+    let one_thread = CpuEngine::with_threads(1).unwrap();
+    let threads = CpuEngine::with_threads(rayon::current_num_threads().max(2)).unwrap();
     for (batch, hidden) in [(3, 100), (11, 100), (16, 100), (16, 16), (13, 40)] {
         let case = Case {
             input: 48,
@@ -282,8 +282,8 @@ fn helper_threads_change_no_bit_of_the_results() {
             batch,
             lengths: true,
         };
-        let threaded = f32_results(&case);
-        let single = one_thread.install(|| f32_results(&case));
+        let threaded = f32_results(&case, &threads);
+        let single = f32_results(&case, &one_thread);
         for (k, (a, b)) in threaded.iter().zip(&single).enumerate() {
             let same =
                 a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits());

@@ -98,8 +98,7 @@ pub(crate) fn select_adapter() -> Result<wgpu::Adapter> {
     let adapter = match std::env::var("WGPU_ADAPTER_NAME") {
         Ok(wanted) => {
             let wanted = wanted.to_lowercase();
-            let adapters =
-                pollster::block_on(instance.enumerate_adapters(wgpu::Backends::all()));
+            let adapters = pollster::block_on(instance.enumerate_adapters(wgpu::Backends::all()));
             let names: Vec<String> = adapters.iter().map(|a| a.get_info().name).collect();
             adapters
                 .into_iter()
@@ -110,17 +109,19 @@ pub(crate) fn select_adapter() -> Result<wgpu::Adapter> {
                     ),
                 })?
         }
-        Err(_) => pollster::block_on(
-            instance.request_adapter(&wgpu::RequestAdapterOptions {
-                power_preference: wgpu::PowerPreference::from_env()
-                    .unwrap_or(wgpu::PowerPreference::HighPerformance),
-                compatible_surface: None,
-                ..Default::default()
-            }),
-        )
-        .map_err(|e| LstmError::NoAdapter {
-            detail: format!(" ({e})"),
-        })?,
+        Err(_) => {
+            pollster::block_on(
+                instance.request_adapter(&wgpu::RequestAdapterOptions {
+                    power_preference: wgpu::PowerPreference::from_env()
+                        .unwrap_or(wgpu::PowerPreference::HighPerformance),
+                    compatible_surface: None,
+                    ..Default::default()
+                }),
+            )
+            .map_err(|e| LstmError::NoAdapter {
+                detail: format!(" ({e})"),
+            })?
+        }
     };
     Ok(adapter)
 }
@@ -130,9 +131,14 @@ pub(crate) fn select_adapter() -> Result<wgpu::Adapter> {
 pub(crate) fn is_software(info: &wgpu::AdapterInfo) -> bool {
     let name = info.name.to_lowercase();
     info.device_type == wgpu::DeviceType::Cpu
-        || ["llvmpipe", "lavapipe", "swiftshader", "microsoft basic render"]
-            .iter()
-            .any(|s| name.contains(s))
+        || [
+            "llvmpipe",
+            "lavapipe",
+            "swiftshader",
+            "microsoft basic render",
+        ]
+        .iter()
+        .any(|s| name.contains(s))
 }
 
 /// The adapter [`Device::auto`](crate::Device::auto) takes: with `named`

@@ -9,7 +9,6 @@
 //! on the first call and reused.
 
 use crate::config::LstmConfig;
-use crate::reference::{Gradients, LstmOutput, OutputGrads};
 use crate::error::{LstmError, Result};
 use crate::gpu::kernels::{
     BackwardStepKernel, LstmGemms, PermuteKernel, ProjBackwardKernel, ProjKernel, StepKernel,
@@ -21,6 +20,7 @@ use crate::gpu::train::{TrainKernels, TrainSpace};
 use crate::gpu::workspace::{GpuLayer, Kernels, Workspace, step_entry};
 use crate::gpu::{GpuContext, GpuTensor, Precision};
 use crate::input::{LstmInput, check_shapes};
+use crate::reference::{Gradients, LstmOutput, OutputGrads};
 use crate::tensor::Tensor;
 use crate::weights::{LayerWeights, LstmWeights};
 

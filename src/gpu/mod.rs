@@ -20,8 +20,8 @@ mod train;
 mod trainer;
 mod workspace;
 
-pub use context::{AdapterSummary, Counters, GpuContext, gpu_required_by_env, list_adapters};
 pub(crate) use context::hardware_adapter;
+pub use context::{AdapterSummary, Counters, GpuContext, gpu_required_by_env, list_adapters};
 pub use lstm::{GpuLstm, GpuLstmOutput, GpuMemory, InitialState};
 pub use precision::{LossScale, Precision, check_precision};
 pub use profiler::KernelTimes;

@@ -11,8 +11,8 @@
 //! db_ih = db_hh = Σ_rows dG, dX = dG·W_ih.
 
 use super::forward::{Direction, DirectionCache, ForwardCache};
-use crate::gemm::{MatRef, Threads, matmul};
 use crate::error::{LstmError, Result};
+use crate::gemm::{MatRef, Threads, matmul};
 use crate::real::Real;
 use crate::tensor::Tensor;
 use crate::weights::{LayerWeights, LstmWeights};
@@ -251,7 +251,7 @@ impl<T: Real> Direction<'_, T> {
                 // dm_t = dh_t · W_hr                            [B, H]
                 let rows = t * bsz * hout..(t + 1) * bsz * hout;
                 matmul(
-            Threads::One,
+                    Threads::One,
                     &mut dm,
                     MatRef::new(&dh_all[rows], bsz, hout),
                     MatRef::new(w_hr, hout, hid),
@@ -265,8 +265,7 @@ impl<T: Real> Direction<'_, T> {
                 let g = &saved.gates[row + b * 4 * hid..row + (b + 1) * 4 * hid];
                 let dg = &mut d_gates[row + b * 4 * hid..row + (b + 1) * 4 * hid];
                 for j in 0..hid {
-                    let (i_g, f_g, g_g, o_g) =
-                        (g[j], g[hid + j], g[2 * hid + j], g[3 * hid + j]);
+                    let (i_g, f_g, g_g, o_g) = (g[j], g[hid + j], g[2 * hid + j], g[3 * hid + j]);
                     let c_t = saved.c[(t * bsz + b) * hid + j];
                     let c_prev = c_prev(t, b, j);
                     let tanh_c = c_t.tanh_act();
@@ -287,7 +286,7 @@ impl<T: Real> Direction<'_, T> {
             }
             // dh_{t-1} = dG_t · W_hh                      [B, H_out]
             matmul(
-            Threads::One,
+                Threads::One,
                 &mut dh_rec,
                 MatRef::new(&d_gates[row..row + bsz * 4 * hid], bsz, 4 * hid),
                 MatRef::new(&self.weights.weight_hh, 4 * hid, hout),
@@ -301,7 +300,7 @@ impl<T: Real> Direction<'_, T> {
         if let Some(d_w_hr) = &mut grads.weight_hr {
             // dW_hr = Σ_t dh_tᵀ · m_t                        [P, H]
             matmul(
-            Threads::One,
+                Threads::One,
                 d_w_hr,
                 MatRef::new(&dh_all, tb, hout).t(),
                 MatRef::new(&m_all, tb, hid),
@@ -312,7 +311,7 @@ impl<T: Real> Direction<'_, T> {
         // Weight gradients: one GEMM each over all T·B rows.
         let dg = MatRef::new(&d_gates, tb, 4 * hid);
         matmul(
-                Threads::One,
+            Threads::One,
             &mut grads.weight_ih,
             dg.t(),
             MatRef::new(x, tb, self.input_size),
@@ -330,7 +329,7 @@ impl<T: Real> Direction<'_, T> {
             (&d_gates[bsz * 4 * hid..], &saved.h[..rest * hout])
         };
         matmul(
-                Threads::One,
+            Threads::One,
             &mut grads.weight_hh,
             MatRef::new(
                 &d_gates[first * bsz * 4 * hid..(first + 1) * bsz * 4 * hid],

@@ -211,7 +211,12 @@ impl<T: Real> Direction<'_, T> {
     /// Runs the recurrence over `x` ([T, B, in]) from (h_0, c_0), writing
     /// this direction's columns of `out` and returning every step's state.
     fn forward(&self, x: &[T], h_0: Vec<T>, c_0: Vec<T>, out: &mut [T]) -> DirectionCache<T> {
-        let (hid, hout, bsz, tb) = (self.hidden, self.hidden_out, self.batch, self.seq_len * self.batch);
+        let (hid, hout, bsz, tb) = (
+            self.hidden,
+            self.hidden_out,
+            self.batch,
+            self.seq_len * self.batch,
+        );
         let w = self.weights;
 
         // 1. Input projection for the whole sequence, one GEMM:

@@ -9,8 +9,8 @@
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use crate::gemm::{MatRef, Threads, matmul};
 use crate::error::{LstmError, Result};
+use crate::gemm::{MatRef, Threads, matmul};
 use crate::real::Real;
 
 /// `nn.Linear(in_features, out_features)`: y = x · Wᵀ + b.
@@ -108,7 +108,13 @@ impl<T: Real> Linear<T> {
         let (n_in, n_out) = (self.in_features, self.out_features);
         let dy_m = MatRef::new(dy, rows, n_out);
         let mut weight = vec![T::zero(); n_out * n_in];
-        matmul(Threads::One, &mut weight, dy_m.t(), MatRef::new(x, rows, n_in), false);
+        matmul(
+            Threads::One,
+            &mut weight,
+            dy_m.t(),
+            MatRef::new(x, rows, n_in),
+            false,
+        );
         let mut bias = vec![T::zero(); n_out];
         for row in dy.chunks_exact(n_out.max(1)).take(rows) {
             bias.iter_mut().zip(row).for_each(|(b, &d)| *b = *b + d);

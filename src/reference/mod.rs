@@ -41,8 +41,8 @@ pub use forward::{DirectionCache, ForwardCache, LayerCache, LstmOutput, forward,
 pub use layers::{Embedding, Linear, LinearGrads, last_valid_step, last_valid_step_backward};
 pub use loss::{cross_entropy, mse, mse_masked};
 pub use optim::{LrSchedule, Optimizer, OptimizerKind, clip_grad_norm};
-pub(crate) use trainer::{LstmPasses, TrainState};
 pub use trainer::ReferenceTrainer;
+pub(crate) use trainer::{LstmPasses, TrainState};
 
 use crate::real::Real;
 use crate::weights::{LayerWeights, LstmWeights};

@@ -1,7 +1,7 @@
 //! One LSTM test case with seeded data: the configuration and sizes, and
 //! the input, initial state and upstream gradients drawn for it.
 
-use wgpu_lstm::cpu::OutputGrads;
+use wgpu_lstm::reference::OutputGrads;
 use wgpu_lstm::{LstmConfig, LstmInput, Real, Tensor};
 
 use super::random_tensor;

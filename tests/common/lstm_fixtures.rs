@@ -4,8 +4,8 @@
 use std::path::PathBuf;
 
 use safetensors::SafeTensors;
-use wgpu_lstm::cpu::Gradients;
 use wgpu_lstm::io::{read_float, view_to_i64};
+use wgpu_lstm::reference::Gradients;
 use wgpu_lstm::weights::SafetensorsPrefix;
 use wgpu_lstm::{LstmInput, LstmWeights, Real, Tensor};
 

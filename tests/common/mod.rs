@@ -11,7 +11,7 @@ use std::path::PathBuf;
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use wgpu_lstm::cpu::Gradients;
+use wgpu_lstm::reference::Gradients;
 use wgpu_lstm::{Real, Tensor};
 
 /// A tensor of standard-uniform-ish values in [-scale, scale), seeded.

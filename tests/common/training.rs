@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use safetensors::SafeTensors;
-use wgpu_lstm::train::{LrSchedule, OptimizerKind};
+use wgpu_lstm::reference::{LrSchedule, OptimizerKind};
 
 pub fn fixture(name: &str) -> (Vec<u8>, HashMap<String, String>) {
     let path = super::root()
