@@ -57,31 +57,37 @@ impl LstmConfig {
         }
     }
 
+    /// Sets `num_layers` (L).
     pub fn num_layers(mut self, num_layers: usize) -> Self {
         self.num_layers = num_layers;
         self
     }
 
+    /// Sets `bias`.
     pub fn bias(mut self, bias: bool) -> Self {
         self.bias = bias;
         self
     }
 
+    /// Sets `batch_first`.
     pub fn batch_first(mut self, batch_first: bool) -> Self {
         self.batch_first = batch_first;
         self
     }
 
+    /// Sets the inter-layer `dropout` probability, in [0, 1).
     pub fn dropout(mut self, dropout: f64) -> Self {
         self.dropout = dropout;
         self
     }
 
+    /// Sets `bidirectional`.
     pub fn bidirectional(mut self, bidirectional: bool) -> Self {
         self.bidirectional = bidirectional;
         self
     }
 
+    /// Sets `proj_size` (P); 0 for no projection, else < `hidden_size`.
     pub fn proj_size(mut self, proj_size: usize) -> Self {
         self.proj_size = proj_size;
         self

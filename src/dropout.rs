@@ -38,7 +38,9 @@ pub fn keep_threshold(p: f64) -> u32 {
 /// Dropout parameters for one training forward pass.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Dropout {
+    /// Drop probability, in [0, 1) (`nn.LSTM`'s `dropout`).
     pub p: f64,
+    /// Seed of [`mask_hash`]; a different seed gives an independent mask.
     pub seed: u64,
 }
 

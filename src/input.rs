@@ -32,12 +32,14 @@ impl<'a, T: Real> LstmInput<'a, T> {
         }
     }
 
+    /// Sets the initial state: `h_0` [D·L, B, H_out] and `c_0` [D·L, B, H].
     pub fn with_state(mut self, h_0: &'a Tensor<T>, c_0: &'a Tensor<T>) -> Self {
         self.h_0 = Some(h_0);
         self.c_0 = Some(c_0);
         self
     }
 
+    /// Sets `lengths` \[B\]: valid steps per sequence, each in 1..=T.
     pub fn with_lengths(mut self, lengths: &'a [usize]) -> Self {
         self.lengths = Some(lengths);
         self

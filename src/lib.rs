@@ -10,6 +10,8 @@
 //! - [`cpu`]: the CPU reference, forward and backward through time.
 //! - [`dropout`]: the counter-based dropout mask shared by every path.
 
+#![warn(missing_docs)]
+
 mod checkpoint;
 pub mod config;
 pub mod cpu;

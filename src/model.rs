@@ -29,15 +29,24 @@ pub enum LossKind {
     Mse,
     /// `nn.CrossEntropyLoss(ignore_index=...)` on logits with class indices:
     /// the mean over valid targets that are not ignored.
-    CrossEntropy { ignore_index: Option<i64> },
+    CrossEntropy {
+        /// `ignore_index`: target class that adds nothing to the loss or its
+        /// mean; `None` means none is ignored (PyTorch's default is -100).
+        ignore_index: Option<i64>,
+    },
 }
 
 /// Embedding (optional) → LSTM → linear head.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Model<T = f32> {
+    /// `nn.Embedding` from token ids to LSTM inputs; `None` when the model
+    /// reads features.
     pub embedding: Option<Embedding<T>>,
+    /// The `nn.LSTM` parameters; `config.batch_first` is false.
     pub lstm: LstmWeights<T>,
+    /// `nn.Linear(D·H_out, O)` on the LSTM's output.
     pub head: Linear<T>,
+    /// Which time steps the head reads.
     pub head_kind: HeadKind,
 }
 
@@ -184,25 +193,32 @@ impl<T: Real> Model<T> {
 pub struct ModelShape {
     /// (vocabulary, dimension) of the embedding, if any.
     pub embedding: Option<(usize, usize)>,
+    /// The LSTM's architecture.
     pub lstm: LstmConfig,
     /// O: the head's outputs.
     pub outputs: usize,
+    /// Which time steps the head reads.
     pub head_kind: HeadKind,
 }
 
 /// How to train: loss, optimizer, clipping, schedule and dropout seed.
 #[derive(Clone, Debug, PartialEq)]
 pub struct TrainConfig {
+    /// The loss minimised.
     pub loss: LossKind,
+    /// The optimizer and its hyper-parameters; its `lr` is the base rate.
     pub optimizer: OptimizerKind,
     /// Clip the global gradient norm to this (`clip_grad_norm_`); `None` = off.
     pub clip_grad_norm: Option<f64>,
+    /// Learning rate per step, from the optimizer's base `lr`.
     pub schedule: LrSchedule,
     /// Step k draws its dropout mask from seed `dropout_seed + k`.
     pub dropout_seed: u64,
 }
 
 impl TrainConfig {
+    /// `loss` and `optimizer` with no clipping, a constant learning rate and
+    /// dropout seed 0.
     pub fn new(loss: LossKind, optimizer: OptimizerKind) -> Self {
         TrainConfig {
             loss,
@@ -213,6 +229,8 @@ impl TrainConfig {
         }
     }
 
+    /// Checks the optimizer, the schedule and `clip_grad_norm` (> 0 and
+    /// finite); returns the first [`LstmError::InvalidConfig`] found.
     pub fn validate(&self) -> Result<()> {
         self.optimizer.validate()?;
         self.schedule.validate()?;
@@ -229,23 +247,33 @@ impl TrainConfig {
 /// What the model reads: features [T, B, I] (time-major), or token ids [T·B].
 #[derive(Clone, Copy, Debug)]
 pub enum Inputs<'a> {
+    /// [T, B, I]: features, for a model without an embedding.
     Features(&'a [f32]),
+    /// [T·B] (time-major): token ids in 0..vocabulary, for a model with an embedding.
     Tokens(&'a [usize]),
 }
 
 /// What the loss compares against: values for MSE, class ids for cross-entropy.
 #[derive(Clone, Copy, Debug)]
 pub enum Targets<'a> {
+    /// For [`LossKind::Mse`]: [T, B, O] with a per-step head, [B, O] with a
+    /// last-step head.
     Values(&'a [f32]),
+    /// For [`LossKind::CrossEntropy`]: class ids in 0..O (or `ignore_index`),
+    /// [T·B] with a per-step head, \[B\] with a last-step head.
     Classes(&'a [i64]),
 }
 
 /// One training batch, time-major.
 #[derive(Clone, Copy, Debug)]
 pub struct Batch<'a> {
+    /// T: time steps (of the longest sequence when `lengths` is given).
     pub seq_len: usize,
+    /// B: sequences.
     pub batch: usize,
+    /// What the model reads.
     pub inputs: Inputs<'a>,
+    /// What the loss compares the head's output against.
     pub targets: Targets<'a>,
     /// \[B\]: valid steps per sequence; `None` = all T.
     pub lengths: Option<&'a [usize]>,

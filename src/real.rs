@@ -13,7 +13,9 @@ mod sealed {
 pub trait Real:
     num_traits::Float + Default + Debug + Send + Sync + bytemuck::Pod + sealed::Sealed + 'static
 {
+    /// Converts from `f64`, rounding to nearest for `f32` (`as` cast).
     fn from_f64(x: f64) -> Self;
+    /// Converts to `f64`, exactly.
     fn as_f64(self) -> f64;
 
     /// Logistic sigmoid, finite for every finite input.

@@ -24,6 +24,7 @@ impl<T: Real> Tensor<T> {
         Ok(Tensor { shape, data })
     }
 
+    /// A tensor of `shape` filled with zeros.
     pub fn zeros(shape: impl Into<Vec<usize>>) -> Self {
         let shape = shape.into();
         let n = shape.iter().product();
@@ -33,18 +34,22 @@ impl<T: Real> Tensor<T> {
         }
     }
 
+    /// The size of each axis, outermost first.
     pub fn shape(&self) -> &[usize] {
         &self.shape
     }
 
+    /// The elements, row-major.
     pub fn data(&self) -> &[T] {
         &self.data
     }
 
+    /// The elements, row-major, mutable (the shape stays fixed).
     pub fn data_mut(&mut self) -> &mut [T] {
         &mut self.data
     }
 
+    /// The row-major element buffer, without the shape.
     pub fn into_data(self) -> Vec<T> {
         self.data
     }

@@ -29,6 +29,11 @@ struct Data {
     lengths: Vec<usize>,
 }
 
+/// Losses and parameters after training agree within this across devices and
+/// with the reference. Measured on lavapipe and the CPU engine (AVX2): at
+/// most 1.8e-6 (losses) and 1.1e-6 (parameters) after ten steps.
+const TOL: f64 = 5e-6;
+
 const T: usize = 7;
 const B: usize = 4;
 
@@ -71,14 +76,19 @@ fn train(trainer: &mut Trainer, from: usize, steps: usize) -> Vec<f32> {
 }
 
 fn assert_models_close(name: &str, got: &Model<f32>, want: &Model<f32>, atol: f64) {
+    let mut worst = 0.0f32;
     for ((n, _, g), (_, _, w)) in got.named_params().iter().zip(want.named_params().iter()) {
+        worst = g
+            .iter()
+            .zip(*w)
+            .fold(worst, |m, (a, b)| m.max((a - b).abs()));
         assert_close(&format!("{name}/{n}"), g, w, atol, 0.0);
     }
+    eprintln!("{name}: largest parameter difference {worst:e}");
 }
 
 /// Ten Adam steps give the reference's loss curve and parameters on every
-/// device, so the CPU engine and the GPU give the same curve. (Measured
-/// here: differences of at most a few 1e-7 against the f32 reference.)
+/// device, so the CPU engine and the GPU give the same curve.
 #[test]
 fn the_same_training_function_gives_the_reference_curve_on_every_device() {
     let (model, config) = setup();
@@ -89,9 +99,15 @@ fn the_same_training_function_gives_the_reference_curve_on_every_device() {
     for device in devices("the_same_training_function_gives_the_reference_curve_on_every_device") {
         let mut trainer = Trainer::new(&device, model.clone(), config.clone()).unwrap();
         let got = train(&mut trainer, 0, 10);
+        let worst = got
+            .iter()
+            .zip(&want)
+            .map(|(g, w)| (*g as f64 - w).abs())
+            .fold(0.0, f64::max);
+        eprintln!("{device:?}: largest loss difference from the reference {worst:e}");
         for (s, (g, w)) in got.iter().zip(&want).enumerate() {
             assert!(
-                (*g as f64 - w).abs() <= 1e-4,
+                (*g as f64 - w).abs() <= TOL,
                 "{device:?}: step {s}: loss {g}, reference {w}"
             );
         }
@@ -100,7 +116,7 @@ fn the_same_training_function_gives_the_reference_curve_on_every_device() {
             &format!("{device:?}"),
             &trainer.model().unwrap(),
             spec.model(),
-            1e-4,
+            TOL,
         );
         // Evaluation mode too.
         let d = data(99);
@@ -108,7 +124,7 @@ fn the_same_training_function_gives_the_reference_curve_on_every_device() {
             &format!("{device:?}/predict"),
             &trainer.predict(&batch(&d)).unwrap(),
             &spec.predict(&batch(&d)).unwrap(),
-            1e-4,
+            TOL,
             0.0,
         );
     }
@@ -140,8 +156,14 @@ fn a_checkpoint_moves_between_cpu_and_gpu() {
         assert_eq!(b.step_count(), 5);
         let resumed = train(&mut b, 5, 5);
         let name = format!("{first:?} then {second:?}");
-        assert_close(&name, &resumed, &losses[5..], 1e-4, 0.0);
-        assert_models_close(&name, &b.model().unwrap(), &straight.model().unwrap(), 1e-4);
+        let worst = resumed
+            .iter()
+            .zip(&losses[5..])
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0, f32::max);
+        eprintln!("{name}: largest loss difference {worst:e}");
+        assert_close(&name, &resumed, &losses[5..], TOL, 0.0);
+        assert_models_close(&name, &b.model().unwrap(), &straight.model().unwrap(), TOL);
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -16,7 +16,9 @@ use crate::real::Real;
 /// `nn.Linear(in_features, out_features)`: y = x · Wᵀ + b.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Linear<T = f32> {
+    /// `in_features`: inputs per row.
     pub in_features: usize,
+    /// `out_features`: outputs per row.
     pub out_features: usize,
     /// [out, in], PyTorch's layout.
     pub weight: Vec<T>,
@@ -138,7 +140,9 @@ impl<T: Real> Linear<T> {
 /// `nn.Embedding(num_embeddings, embedding_dim)`: row lookup.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Embedding<T = f32> {
+    /// `num_embeddings`: rows, i.e. the vocabulary size.
     pub num_embeddings: usize,
+    /// `embedding_dim`: values per row.
     pub embedding_dim: usize,
     /// [num, dim]
     pub weight: Vec<T>,

@@ -25,10 +25,15 @@ pub enum OptimizerKind {
     /// p ← p − lr·g
     /// ```
     Sgd {
+        /// Base learning rate, > 0.
         lr: f64,
+        /// Momentum factor, ≥ 0; 0 (the default) keeps no buffer.
         momentum: f64,
+        /// Dampening of the momentum buffer's update; default 0.
         dampening: f64,
+        /// L2 penalty added to the gradient, ≥ 0; default 0.
         weight_decay: f64,
+        /// Nesterov momentum (needs momentum > 0 and dampening 0); default off.
         nesterov: bool,
     },
     /// `torch.optim.Adam` (amsgrad off). With t the step count from 1:
@@ -40,9 +45,13 @@ pub enum OptimizerKind {
     /// ```
     /// (PyTorch's exact arrangement of the bias corrections.)
     Adam {
+        /// Base learning rate, > 0.
         lr: f64,
+        /// (β1, β2), each in [0, 1): decay of m and v; default (0.9, 0.999).
         betas: (f64, f64),
+        /// Added to the denominator, > 0; default 1e-8.
         eps: f64,
+        /// L2 penalty added to the gradient, ≥ 0; default 0.
         weight_decay: f64,
     },
     /// `torch.optim.AdamW`: decoupled weight decay, then Adam without it:
@@ -51,9 +60,13 @@ pub enum OptimizerKind {
     /// (the Adam update above with weight_decay = 0)
     /// ```
     AdamW {
+        /// Base learning rate, > 0.
         lr: f64,
+        /// (β1, β2), each in [0, 1): decay of m and v; default (0.9, 0.999).
         betas: (f64, f64),
+        /// Added to the denominator, > 0; default 1e-8.
         eps: f64,
+        /// Decoupled weight decay, ≥ 0; default 1e-2.
         weight_decay: f64,
     },
 }
@@ -227,6 +240,7 @@ impl OptimizerKind {
 /// to every [`step`](Self::step) in the same order).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Optimizer<T = f32> {
+    /// The update rule and its hyper-parameters.
     pub kind: OptimizerKind,
     /// Completed steps (PyTorch's `state["step"]`); Adam's t is `step` after
     /// the increment, counting from 1.

@@ -12,12 +12,22 @@ pub enum LrSchedule {
     #[default]
     Constant,
     /// `StepLR`: base · gamma^⌊step / step_size⌋.
-    Step { step_size: u64, gamma: f64 },
+    Step {
+        /// Steps between decays, ≥ 1.
+        step_size: u64,
+        /// Multiplicative decay per `step_size` steps, ≥ 0 (PyTorch's default 0.1).
+        gamma: f64,
+    },
     /// `CosineAnnealingLR`:
     /// eta_min + (base − eta_min)·(1 + cos(π·step/t_max))/2, also for
     /// step > t_max, where it rises again with period 2·t_max (PyTorch's
     /// `_get_closed_form_lr`, which its recursive form follows).
-    Cosine { t_max: u64, eta_min: f64 },
+    Cosine {
+        /// Steps from the base rate down to `eta_min` (half a period), ≥ 1.
+        t_max: u64,
+        /// Lowest learning rate, ≥ 0 (PyTorch's default 0).
+        eta_min: f64,
+    },
 }
 
 impl LrSchedule {

@@ -31,10 +31,15 @@ pub use io::{SafetensorsPrefix, detect_prefix};
 /// plus the projection with `proj_size` > 0.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ParamKind {
+    /// `weight_ih` [4H, in]: input-to-gates weights.
     WeightIh,
+    /// `weight_hh` [4H, H_out]: hidden-to-gates weights.
     WeightHh,
+    /// `bias_ih` \[4H\]: input-side gate bias.
     BiasIh,
+    /// `bias_hh` \[4H\]: hidden-side gate bias.
     BiasHh,
+    /// `weight_hr` [P, H]: the LSTMP projection of h.
     WeightHr,
 }
 
@@ -48,6 +53,7 @@ impl ParamKind {
         ParamKind::WeightHr,
     ];
 
+    /// PyTorch's name without the layer and direction suffix, e.g. `weight_ih`.
     pub fn stem(self) -> &'static str {
         match self {
             ParamKind::WeightIh => "weight_ih",
@@ -58,6 +64,7 @@ impl ParamKind {
         }
     }
 
+    /// Whether this is `bias_ih` or `bias_hh` (absent when `bias = false`).
     pub fn is_bias(self) -> bool {
         matches!(self, ParamKind::BiasIh | ParamKind::BiasHh)
     }
@@ -85,6 +92,7 @@ pub struct LayerWeights<T = f32> {
 }
 
 impl<T: Real> LayerWeights<T> {
+    /// The parameter of `kind`; `None` when this LSTM lacks it.
     pub fn get(&self, kind: ParamKind) -> Option<&[T]> {
         match kind {
             ParamKind::WeightIh => Some(&self.weight_ih),
@@ -95,6 +103,7 @@ impl<T: Real> LayerWeights<T> {
         }
     }
 
+    /// The parameter of `kind`, mutable; `None` when this LSTM lacks it.
     pub fn get_mut(&mut self, kind: ParamKind) -> Option<&mut Vec<T>> {
         match kind {
             ParamKind::WeightIh => Some(&mut self.weight_ih),
@@ -118,6 +127,7 @@ pub struct InitOptions {
 /// All parameters of an LSTM, with the configuration they belong to.
 #[derive(Clone, Debug, PartialEq)]
 pub struct LstmWeights<T = f32> {
+    /// The architecture that fixes every parameter's shape.
     pub config: LstmConfig,
     /// Indexed by `layer * D + direction`.
     pub layers: Vec<LayerWeights<T>>,
@@ -186,6 +196,7 @@ impl<T: Real> LstmWeights<T> {
         &self.layers[layer * self.config.num_directions() + direction]
     }
 
+    /// The weights of `layer` in `direction`, mutable.
     pub fn layer_mut(&mut self, layer: usize, direction: usize) -> &mut LayerWeights<T> {
         let d = self.config.num_directions();
         &mut self.layers[layer * d + direction]
