@@ -6,9 +6,10 @@
 
 use std::borrow::Cow;
 
-use super::fused::{Isa, Recurrence, StepInput};
+use super::fused::{Recurrence, StepInput};
 use super::input_projection::project;
 use super::scratch;
+use super::simd::Isa;
 use crate::dropout::Dropout;
 use crate::error::Result;
 use crate::input::LstmInput;

@@ -20,7 +20,9 @@
 //! panel's columns), which is exactly the layout of the forward kernel's
 //! product with K = 4H, so the same register-tiled product serves both.
 
-use super::fused::{Isa, Recurrence, in_steps, load, madd, product_any, row_tiles, store};
+use super::fused::Recurrence;
+use super::simd::{Isa, load, madd, product_any, row_tiles, store};
+use super::threads::in_steps;
 use super::{scratch, vmath};
 use std::ops::Range;
 
@@ -165,20 +167,20 @@ unsafe fn run(w: &PackedHhT, io: &Io, ph: Phase, p: usize, rows: Range<usize>) {
         Isa::Avx512 => unsafe { run_avx512(wp, io, ph, p, rows) },
         #[cfg(target_arch = "x86_64")]
         Isa::Avx2 => unsafe { run_avx2(wp, io, ph, p, rows) },
-        _ => unsafe { panel::<8, 2, { super::fused::PORTABLE }>(wp, io, ph, p, rows) },
+        _ => unsafe { panel::<8, 2, { super::simd::PORTABLE }>(wp, io, ph, p, rows) },
     }
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx2,fma")]
 unsafe fn run_avx512(wp: &[f32], io: &Io, ph: Phase, p: usize, rows: Range<usize>) {
-    unsafe { panel::<16, 6, { super::fused::AVX512 }>(wp, io, ph, p, rows) }
+    unsafe { panel::<16, 6, { super::simd::AVX512 }>(wp, io, ph, p, rows) }
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn run_avx2(wp: &[f32], io: &Io, ph: Phase, p: usize, rows: Range<usize>) {
-    unsafe { panel::<8, 3, { super::fused::AVX2 }>(wp, io, ph, p, rows) }
+    unsafe { panel::<8, 3, { super::simd::AVX2 }>(wp, io, ph, p, rows) }
 }
 
 #[inline(always)]

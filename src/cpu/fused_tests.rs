@@ -9,7 +9,7 @@
 //! states and upstream gradients for h_n and c_n.
 
 use super::CpuEngine;
-use super::fused::Isa;
+use super::simd::Isa;
 use crate::reference::{self, OutputGrads};
 use crate::tensor::Tensor;
 use crate::{InitOptions, LstmConfig, LstmInput, LstmWeights};

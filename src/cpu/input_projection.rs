@@ -7,9 +7,9 @@
 //! (block of rows, panel) pairs, taken block by block so that a thread's
 //! rows stay in its cache while the panels pass.
 
-use super::fused::{
-    AVX2, AVX512, Isa, PORTABLE, PackedHh, helpers, in_phases, load, product_any, row_tiles, store,
-};
+use super::fused::PackedHh;
+use super::simd::{AVX2, AVX512, Isa, PORTABLE, load, product_any, row_tiles, store};
+use super::threads::{helpers, in_phases};
 
 /// Rows per block: a block's inputs (≤ 96·I floats) stay in L2 while every
 /// panel passes over them.

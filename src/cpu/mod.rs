@@ -21,6 +21,8 @@ mod fused_backward;
 mod fused_tests;
 mod input_projection;
 pub(crate) mod scratch;
+mod simd;
+mod threads;
 mod vmath;
 
 pub(crate) use forward::recycle_cache;

@@ -18,7 +18,7 @@
 //! - `tanh`: the same two forms as [`Real::tanh_act`](crate::Real::tanh_act)
 //!   for f32, an odd series below |x| = 1/4 and `1 - 2/(e^{2|x|} + 1)` above.
 
-use super::fused::AVX512;
+use super::simd::AVX512;
 
 /// Largest input whose `exp` has a normal, finite result built this way.
 const EXP_HI: f32 = 88.0;
@@ -140,7 +140,7 @@ pub fn tanh<const N: usize, const M: usize, const ISA: u8>(x: &mut [[f32; N]; M]
 mod tests {
     use super::*;
 
-    use crate::cpu::fused::PORTABLE;
+    use crate::cpu::simd::PORTABLE;
 
     fn check<const N: usize>(
         f: impl Fn(&mut [f32; N]),
@@ -224,7 +224,7 @@ mod tests {
     #[cfg(target_arch = "x86_64")]
     #[test]
     fn sigmoid_and_tanh_with_the_avx512_reciprocal_are_accurate() {
-        use crate::cpu::fused::AVX512;
+        use crate::cpu::simd::AVX512;
         #[target_feature(enable = "avx512f")]
         fn sigmoid_avx512(x: &mut [f32; 16]) {
             sigmoid::<16, 1, AVX512>(std::array::from_mut(x))
