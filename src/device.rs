@@ -105,7 +105,8 @@ impl Device {
 
     /// The same device storing weights and activations in `precision`.
     /// f16 needs a GPU with `SHADER_F16` ([`LstmError::MissingFeature`]
-    /// otherwise); the CPU engine computes in f32 only.
+    /// otherwise); the CPU engine computes in f32 only
+    /// ([`LstmError::InvalidConfig`] for f16).
     pub fn with_precision(self, precision: Precision) -> Result<Device> {
         match self.kind {
             Kind::Gpu { ctx, .. } => {
@@ -115,10 +116,9 @@ impl Device {
                 })
             }
             Kind::Cpu(_) if precision == Precision::F32 => Ok(self),
-            Kind::Cpu(_) => Err(LstmError::MissingFeature {
-                feature: "SHADER_F16",
-                adapter: "the CPU engine".into(),
-                needed_for: "f16 precision (the CPU engine computes in f32)",
+            Kind::Cpu(_) => Err(LstmError::InvalidConfig {
+                field: "precision",
+                reason: "f16 runs on a GPU only; the CPU engine computes in f32".into(),
             }),
         }
     }
