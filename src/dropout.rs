@@ -1,5 +1,5 @@
 //! The inter-layer dropout mask, drawn from a counter-based hash so that the
-//! CPU reference and the GPU kernels make bit-identical masks.
+//! reference and every engine make bit-identical masks.
 //!
 //! Element (layer, t, b, unit) of the mask is kept when
 //! `hash(seed, layer, t, b, unit) >= threshold(p)`, and kept values are scaled

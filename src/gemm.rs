@@ -1,4 +1,4 @@
-//! The one matrix product of the CPU reference and the CPU engine, backed by
+//! The one matrix product of the reference and the CPU engine, backed by
 //! the [`gemm`](https://crates.io/crates/gemm) crate: packed SIMD kernels for
 //! f32 and f64, and a dedicated path when one side is a vector (the recurrent
 //! product at batch size 1).

@@ -1,14 +1,25 @@
 //! # wgpu-lstm
 //!
-//! LSTM training and inference with PyTorch `nn.LSTM` semantics: a plain CPU
-//! reference (the specification every other path is held to) and, built on
-//! it, WGSL compute kernels that run through wgpu on Vulkan, Metal and DX12.
+//! LSTM training and inference with PyTorch `nn.LSTM` semantics, on the CPU
+//! or on any GPU through wgpu (Vulkan, Metal, DX12), with one API:
+//!
+//! - [`Device`]: where work runs ([`Device::auto`], [`Device::cpu`],
+//!   [`Device::gpu`]).
+//! - [`Lstm`]: inference on a device; [`Trainer`]: training of a [`Model`]
+//!   (embedding, LSTM, head) on a device, with one checkpoint format.
 //!
 //! Module map:
+//! - [`reference`]: the specification, in plain loops (f32 or f64): the
+//!   LSTM forward and backward through time, layers, losses, optimizers, and
+//!   [`reference::ReferenceTrainer`]. Every engine is tested against it.
+//! - [`cpu`]: the CPU engine ([`cpu::CpuEngine`]): SIMD step kernels on a
+//!   thread pool.
+//! - [`gpu`]: the GPU engine: WGSL kernels through wgpu, and its
+//!   GPU-resident API.
 //! - [`config`]: [`LstmConfig`], PyTorch's constructor arguments and defaults.
 //! - [`weights`]: [`LstmWeights`], parameters in PyTorch layout; safetensors I/O.
-//! - [`cpu`]: the CPU reference, forward and backward through time.
-//! - [`dropout`]: the counter-based dropout mask shared by every path.
+//! - [`model`]: [`Model`], [`TrainConfig`], [`Batch`].
+//! - [`dropout`]: the counter-based dropout mask shared by every engine.
 
 #![warn(missing_docs)]
 

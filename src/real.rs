@@ -1,4 +1,4 @@
-//! `Real`: the float types the CPU reference runs in (f32, and f64 for
+//! `Real`: the float types the reference runs in (f32, and f64 for
 //! finite-difference gradient checks).
 
 use std::fmt::Debug;
@@ -9,7 +9,7 @@ mod sealed {
     impl Sealed for f64 {}
 }
 
-/// A float the CPU reference can compute in: `f32` or `f64` (sealed).
+/// A float the reference can compute in: `f32` or `f64` (sealed).
 pub trait Real:
     num_traits::Float + Default + Debug + Send + Sync + bytemuck::Pod + sealed::Sealed + 'static
 {

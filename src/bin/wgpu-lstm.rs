@@ -1,5 +1,5 @@
 //! `wgpu-lstm`: run a PyTorch `nn.LSTM` checkpoint over tensors in a
-//! safetensors file, on the GPU (wgpu) or the CPU reference, and list the
+//! safetensors file, on the GPU (wgpu) or the CPU engine, and list the
 //! GPU adapters wgpu can see.
 //!
 //! Every error is one line on stderr starting with `error: `, and the exit

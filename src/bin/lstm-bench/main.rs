@@ -1,4 +1,4 @@
-//! `lstm-bench`: times the CPU reference and the GPU engine on the same
+//! `lstm-bench`: times the CPU engine and the GPU engine on the same
 //! shapes, weights and inputs, and prints each speed figure beside its
 //! correctness figure (the largest CPU/GPU difference) and the GPU's work
 //! counts (dispatches and submits per call).
