@@ -1,4 +1,5 @@
-//! GPU backpropagation through time against the CPU reference and PyTorch.
+//! GPU backpropagation through time against the reference (run in f64 on
+//! the same f32-valued weights and inputs) and PyTorch.
 
 mod common;
 
@@ -19,15 +20,17 @@ fn check(name: &str, c: Case) {
     let data = c.data::<f32>(1);
     let x = c.input(&data);
     let grads = data.grads();
-    let (cpu_out, cache) = reference::forward_train(&w, &x, DROPOUT_SEED).unwrap();
-    let want = reference::backward(&w, &cache, &grads).unwrap();
+    let (w64, data64) = (w.cast::<f64>(), data.cast::<f64>());
+    let (want_out, cache) =
+        reference::forward_train(&w64, &c.input(&data64), DROPOUT_SEED).unwrap();
+    let want = reference::backward(&w64, &cache, &data64.grads()).unwrap();
 
     let mut gpu = GpuLstm::new(&ctx, &w).unwrap();
     let gpu_out = gpu.forward_train_host(&x, DROPOUT_SEED).unwrap();
     assert_close(
         &format!("{name}/output"),
         gpu_out.output.data(),
-        cpu_out.output.data(),
+        want_out.output.data(),
         1e-5,
         0.0,
     );

@@ -1,4 +1,5 @@
-//! The GPU forward pass against the CPU reference.
+//! The GPU forward pass against the reference, run in f64 on the same
+//! (f32-valued) weights and inputs.
 
 mod common;
 
@@ -16,7 +17,8 @@ fn check(name: &str, c: Case, atol: f64) {
     // Seeds 3 (input), 4 (h_0), 5 (c_0).
     let data = c.data::<f32>(3);
     let x = c.input(&data);
-    let want = reference::forward(&w, &x).unwrap();
+    let data64 = data.cast::<f64>();
+    let want = reference::forward(&w.cast::<f64>(), &c.input(&data64)).unwrap();
     let mut gpu = GpuLstm::new(&ctx, &w).unwrap();
     let got = gpu.forward_host(&x).unwrap();
     for (k, g, e) in [

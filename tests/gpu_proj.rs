@@ -86,15 +86,18 @@ fn pytorch_projection_fixtures_gradients_match() {
 
 const DROPOUT_SEED: u64 = 5;
 
-/// GPU forward and backward of `c` against the CPU reference.
+/// GPU forward and backward of `c` against the reference, run in f64 on the
+/// same (f32-valued) weights and inputs.
 fn against_cpu(name: &str, c: Case) {
     let Some(ctx) = gpu_or_skip(name) else { return };
     let w = LstmWeights::<f32>::init(&c.config, 17, InitOptions::default()).unwrap();
     let data = c.data::<f32>(3);
     let x = c.input(&data);
-    let want_infer = reference::forward(&w, &x).unwrap();
-    let (want_out, cache) = reference::forward_train(&w, &x, DROPOUT_SEED).unwrap();
-    let want = reference::backward(&w, &cache, &data.grads()).unwrap();
+    let (w64, data64) = (w.cast::<f64>(), data.cast::<f64>());
+    let x64 = c.input(&data64);
+    let want_infer = reference::forward(&w64, &x64).unwrap();
+    let (want_out, cache) = reference::forward_train(&w64, &x64, DROPOUT_SEED).unwrap();
+    let want = reference::backward(&w64, &cache, &data64.grads()).unwrap();
 
     let mut gpu = GpuLstm::new(&ctx, &w).unwrap();
     let got_infer = gpu.forward_host(&x).unwrap();

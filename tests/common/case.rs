@@ -76,6 +76,18 @@ pub struct Data<T: Real> {
 }
 
 impl<T: Real> Data<T> {
+    /// The same values in another float type (exactly, from f32 to f64).
+    pub fn cast<U: Real>(&self) -> Data<U> {
+        Data {
+            input: self.input.cast(),
+            h_0: self.h_0.cast(),
+            c_0: self.c_0.cast(),
+            d_output: self.d_output.cast(),
+            d_h_n: self.d_h_n.cast(),
+            d_c_n: self.d_c_n.cast(),
+        }
+    }
+
     pub fn grads(&self) -> OutputGrads<'_, T> {
         OutputGrads {
             d_output: &self.d_output,

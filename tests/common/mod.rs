@@ -50,10 +50,10 @@ pub fn assert_close<A: Real, B: Real>(name: &str, got: &[A], want: &[B], atol: f
 /// Asserts every gradient of `got` within `tol` of its tensor's largest
 /// magnitude in `want` (see [`assert_close_to_max`]): each parameter,
 /// `d_input`, and `d_h_0` and `d_c_0` when the pass started from a given state.
-pub fn assert_grads_close(
+pub fn assert_grads_close<W: Real>(
     name: &str,
     got: &Gradients<f32>,
-    want: &Gradients<f32>,
+    want: &Gradients<W>,
     with_state: bool,
     tol: f64,
 ) {
