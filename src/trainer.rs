@@ -71,6 +71,9 @@ impl LstmPasses<f32> for CpuEngine {
     fn recycle(&self, cache: ForwardCache<f32>) {
         CpuEngine::recycle(self, cache)
     }
+    fn recycle_buffer(&self, buffer: Vec<f32>) {
+        CpuEngine::recycle_buffer(self, buffer)
+    }
 }
 
 impl Trainer {

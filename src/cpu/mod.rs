@@ -148,4 +148,9 @@ impl CpuEngine {
     pub fn recycle(&self, cache: ForwardCache<f32>) {
         self.install(|| recycle_cache(cache));
     }
+
+    /// Gives a large buffer back for reuse by later calls.
+    pub(crate) fn recycle_buffer(&self, buffer: Vec<f32>) {
+        self.install(|| scratch::recycle(buffer));
+    }
 }

@@ -41,6 +41,8 @@ pub(crate) trait LstmPasses<T> {
     ) -> Result<ParamGradients<T>>;
     /// Gives a cache's buffers back once the step is done with them.
     fn recycle(&self, _cache: ForwardCache<T>) {}
+    /// Gives a large buffer of the step back, for the next step to reuse.
+    fn recycle_buffer(&self, _buffer: Vec<T>) {}
 }
 
 /// The reference's own passes.
@@ -192,6 +194,8 @@ impl<T: Real> TrainState<T> {
             _ => passes.backward_params(&m.lstm, &cache, &upstream)?.weights,
         };
         passes.recycle(cache);
+        passes.recycle_buffer(head_in);
+        passes.recycle_buffer(d_output.into_data());
         grads.extend(lstm_weight_grads.into_params());
         grads.push(head_grads.weight);
         grads.push(head_grads.bias);
