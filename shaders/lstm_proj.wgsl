@@ -1,4 +1,4 @@
-// The projection of one LSTMP time step, both directions at once: after the
+// The hidden projection of one LSTMP time step, both directions at once: after the
 // step kernel has written m_t = o ⊙ tanh(c_t) (H wide),
 //
 //   h_t = m_t · W_hrᵀ        [B, P] = [B, H] · [H, P]
@@ -6,7 +6,7 @@
 // into the h double buffer (where the next step's kernel reads h_{t-1}) and
 // into the layer output y, with inter-layer dropout when training. A padded
 // step (t >= lengths[b]) carries h_{t-1} and writes 0 output, as the step
-// kernel does without a projection.
+// kernel does without a hidden projection.
 //
 // Workgroup (64, 1, 1): x = 64 projected units p, y = RB batch rows,
 // z = direction. m_t is staged through workgroup memory 64 units at a time.

@@ -1,6 +1,6 @@
 // The first half of one LSTMP backward step, both directions: the gradient
 // of the P-wide h_t, which the cell half (shaders/lstm_step_backward.wgsl)
-// then maps back through the projection, dm_t = dh_t · W_hr.
+// then maps back through the hidden projection, dm_t = dh_t · W_hr.
 //
 //   dh_t = dy_t ⊙ mask + dh_carry,   dh_carry = dG_{prev} · W_hh  (P wide)
 //

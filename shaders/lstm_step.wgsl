@@ -8,7 +8,7 @@
 // Gate rows are stored by unit (i_j, f_j, g_j, o_j side by side), so the four
 // gates of unit j are one vec4 and the cell update happens in registers.
 //
-// With a projection (proj_size P > 0, so h_out = P < H), h_{t-1} is P wide
+// With a hidden projection (proj_size P > 0, so h_out = P < H), h_{t-1} is P wide
 // and this kernel stops at m_t = o ⊙ tanh(c_t): it writes m_t into `y`
 // (then [T, B, D·H], without dropout) and leaves h_state alone;
 // shaders/lstm_proj.wgsl then computes h_t = m_t · W_hrᵀ in a second
@@ -39,7 +39,7 @@ const RB: u32 = 4u;
 @group(0) @binding(3) var<storage, read> b_hh: array<vec4<store_t>>;    // [D, H]
 @group(0) @binding(4) var<storage, read_write> h_state: array<f32>;   // [2, L·D, B, H_out]
 @group(0) @binding(5) var<storage, read_write> c_state: array<f32>;   // [L·D, B, H]
-@group(0) @binding(6) var<storage, read_write> y: array<f32>;         // [T, B, D·H]: h, or m with a projection
+@group(0) @binding(6) var<storage, read_write> y: array<f32>;         // [T, B, D·H]: h, or m with a hidden projection
 @group(0) @binding(7) var<storage, read> lengths: array<u32>;         // [B]
 // Training only:
 @group(0) @binding(8) var<storage, read_write> gates_saved: array<vec4<store_t>>; // [T, B, D, H]: i, f, g, o
@@ -59,7 +59,7 @@ struct Site {
     h_next: u32,   // offset of h_t
 }
 
-// True when h_t = m_t · W_hrᵀ is left to the projection kernel.
+// True when h_t = m_t · W_hrᵀ is left to the hidden-projection kernel.
 fn projecting() -> bool {
     return p.h_out != p.hidden;
 }
@@ -135,7 +135,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
         let state = (s.slot * p.batch + b) * p.hidden + s.j;
         let out = (s.t * p.batch + b) * p.dirs * p.hidden + s.d * p.hidden + s.j;
         if (projecting()) {
-            // m_t into y; h is the projection kernel's.
+            // m_t into y; h is the hidden-projection kernel's.
             if (s.t < lengths[b]) {
                 let g = activate(s, b, acc[r]);
                 let c = g.y * c_state[state] + g.x * g.z;
@@ -190,7 +190,7 @@ fn main_train(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id
             c_state[state] = c;
             c_saved[saved] = c;
             if (projecting()) {
-                // m_t, saved for dW_hr; the projection kernel applies dropout.
+                // m_t, saved for dW_hr; the hidden-projection kernel applies dropout.
                 y[out] = h;
             } else {
                 h_state[s.h_next + b * p.hidden + s.j] = h;

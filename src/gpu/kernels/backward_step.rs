@@ -17,8 +17,8 @@ pub struct BackwardBuffers<'a> {
     pub lengths: &'a wgpu::Buffer,
     pub d_h0: &'a wgpu::Buffer,
     pub d_c0: &'a wgpu::Buffer,
-    /// With a projection: W_hr [D, P, H] and dh_t [T, B, D·P] from
-    /// [`super::ProjBackwardKernel`]; any buffers otherwise.
+    /// With a hidden projection: W_hr [D, P, H] and dh_t [T, B, D·P] from
+    /// [`super::HiddenProjBackwardKernel`]; any buffers otherwise.
     pub w_hr: &'a wgpu::Buffer,
     pub dh_proj: &'a wgpu::Buffer,
 }

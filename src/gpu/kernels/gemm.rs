@@ -156,7 +156,7 @@ pub struct LstmGemms {
     pub bias: GemmKernel,
     /// dX = dG · W_ih.
     pub input: GemmKernel,
-    /// dW_hr = dhᵀ · M (projection LSTMs; every operand f32).
+    /// dW_hr = dhᵀ · M (LSTMP hidden projection; every operand f32).
     pub weight_hr: GemmKernel,
 }
 

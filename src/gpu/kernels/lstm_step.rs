@@ -18,7 +18,7 @@ pub struct StepParams {
     pub slot: u32,
     pub slots: u32,
     pub dropout: DropoutParams,
-    /// H_out: the width of h (P with a projection, else H).
+    /// H_out: the width of h (P with a hidden projection, else H).
     pub h_out: u32,
     pub _pad: [u32; 3],
 }

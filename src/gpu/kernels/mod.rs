@@ -13,18 +13,19 @@
 
 mod backward_step;
 mod gemm;
+mod hidden_projection;
 mod lstm_step;
 mod permute;
-mod projection;
 mod train_kernels;
 
 pub use backward_step::{BackwardBuffers, BackwardStepKernel};
 pub use gemm::{GemmKernel, GemmOp, GemmParams, GemmRunner, GemmTypes, LstmGemms};
+pub use hidden_projection::{
+    HiddenProjBackwardBuffers, HiddenProjBackwardKernel, HiddenProjBuffers, HiddenProjKernel,
+    hidden_proj_workgroups,
+};
 pub use lstm_step::{StepBuffers, StepKernel, StepParams, TrainBuffers};
 pub use permute::{PermuteKernel, PermuteParams};
-pub use projection::{
-    ProjBackwardBuffers, ProjBackwardKernel, ProjBuffers, ProjKernel, proj_workgroups,
-};
 pub use train_kernels::{
     GatherParams, LossParams, OptParams, PARTIALS_PER_TENSOR, TrainKernelSet, TrainScalars, grid,
 };

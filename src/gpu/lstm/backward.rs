@@ -12,7 +12,7 @@ impl GpuLstm {
         let ctx = &self.ctx;
         let cfg = &self.config;
         let ws = &self.workspaces[idx];
-        let tr = ws.train.as_ref().expect("training workspace");
+        let tr = ws.bptt.as_ref().expect("training workspace");
         let t = ws.seq_len;
         if let Some([(bg, groups), _]) = &tr.permutes {
             let mut pass = self.begin_pass(enc, "batch-first d_output", None);
@@ -22,12 +22,14 @@ impl GpuLstm {
             {
                 let mut pass =
                     self.begin_pass(enc, "lstm backward steps", Some(Phase::BackwardSteps));
-                // With a projection each step is two dispatches: the P-wide
+                // With a hidden projection each step is two dispatches: the P-wide
                 // dh_t, then the cell through dm_t = dh_t · W_hr.
                 for s in 0..=t {
                     let offset = tr.back_offset(cfg, t, l, s);
-                    if let (Some((_, proj_back)), Some(bg)) = (&self.proj, tr.proj_back.get(l)) {
-                        proj_back.encode(ctx, &mut pass, bg, offset, ws.proj_groups);
+                    if let (Some((_, hidden_proj_back)), Some(bg)) =
+                        (&self.hidden_proj, tr.hidden_proj_back.get(l))
+                    {
+                        hidden_proj_back.encode(ctx, &mut pass, bg, offset, ws.hidden_proj_groups);
                     }
                     self.back
                         .encode(ctx, &mut pass, &tr.back[l], offset, ws.step_groups);
@@ -60,7 +62,7 @@ impl GpuLstm {
         d_output: &GpuTensor,
     ) {
         let tr = self.workspaces[idx]
-            .train
+            .bptt
             .as_ref()
             .expect("training workspace");
         enc.copy_buffer_to_buffer(&d_output.buffer, 0, &tr.dy.buffer, 0, d_output.byte_len());

@@ -5,9 +5,9 @@
 use super::GpuLstm;
 use crate::cpu::LstmOutput;
 use crate::error::{LstmError, Result};
+use crate::gpu::lstm::bptt::{BpttKernels, BpttSpace};
 use crate::gpu::params::upload_layers;
 use crate::gpu::tensor::map_and_read;
-use crate::gpu::train::{TrainKernels, TrainSpace};
 use crate::gpu::workspace::{Kernels, Workspace};
 use crate::gpu::{GpuLstmOutput, GpuTensor, Precision};
 use crate::weights::LayerWeights;
@@ -61,7 +61,7 @@ impl GpuLstm {
                     gemms: &self.gemms,
                     step: &self.step,
                     permute: &self.permute,
-                    proj: self.proj.as_ref().map(|(k, _)| k),
+                    hidden_proj: self.hidden_proj.as_ref().map(|(k, _)| k),
                 };
                 let ws = Workspace::build(
                     &self.ctx,
@@ -75,7 +75,7 @@ impl GpuLstm {
                 self.workspaces.len() - 1
             }
         };
-        if training && self.workspaces[idx].train.is_none() {
+        if training && self.workspaces[idx].bptt.is_none() {
             if self.grads.is_none() {
                 let zeros = |l: usize, _d: usize| {
                     let input = self.config.layer_input_size(l);
@@ -96,15 +96,15 @@ impl GpuLstm {
                     Precision::F32,
                 )?);
             }
-            let kernels = TrainKernels {
+            let kernels = BpttKernels {
                 gemms: &self.gemms,
                 step: &self.step,
                 back: &self.back,
                 permute: &self.permute,
-                proj: self.proj.as_ref(),
+                hidden_proj: self.hidden_proj.as_ref(),
             };
             let grads = self.grads.as_ref().expect("made above");
-            let space = TrainSpace::build(
+            let space = BpttSpace::build(
                 &self.ctx,
                 &self.config,
                 &self.layers,
@@ -112,7 +112,7 @@ impl GpuLstm {
                 &self.workspaces[idx],
                 kernels,
             )?;
-            self.workspaces[idx].train = Some(space);
+            self.workspaces[idx].bptt = Some(space);
         }
         Ok(idx)
     }
@@ -151,7 +151,7 @@ impl GpuLstm {
         Ok(self
             .workspaces
             .iter()
-            .position(|w| (w.seq_len, w.batch) == (t, b) && w.train.is_some())
+            .position(|w| (w.seq_len, w.batch) == (t, b) && w.bptt.is_some())
             .expect("the last training workspace is kept"))
     }
 
@@ -186,7 +186,7 @@ impl GpuLstm {
 
     pub(in crate::gpu) fn d_input_of(&self, idx: usize) -> &GpuTensor {
         &self.workspaces[idx]
-            .train
+            .bptt
             .as_ref()
             .expect("training workspace")
             .d_input

@@ -83,7 +83,7 @@ impl GpuLstm {
         let idx = self.prepare(t, b, dropout_seed.is_some())?;
         if let Some(seed) = dropout_seed {
             let ws = &mut self.workspaces[idx];
-            let tr = ws.train.as_mut().expect("prepared for training");
+            let tr = ws.bptt.as_mut().expect("prepared for training");
             tr.set_seed(&self.ctx, &self.config, &self.layers, t, b, seed);
             self.last_train = Some((t, b));
         }
@@ -154,7 +154,7 @@ impl GpuLstm {
                 enc.clear_buffer(&ws.c_state, 0, Some(c_slab));
             }
         }
-        let train = ws.train.as_ref().filter(|_| training);
+        let train = ws.bptt.as_ref().filter(|_| training);
         if let Some(tr) = train {
             enc.copy_buffer_to_buffer(&ws.c_state, 0, &tr.c0, 0, c_slab);
         }
@@ -164,7 +164,7 @@ impl GpuLstm {
         };
         queue.write_buffer(&ws.lengths, 0, bytemuck::cast_slice(&lens));
 
-        // One pass for each layer's projection and one for its steps, so
+        // One pass for each layer's input projection and one for its steps, so
         // that profiling can time them apart; all in the same submit.
         if let Some([(bg, groups), _]) = &ws.permutes {
             let mut pass = self.begin_pass(enc, "batch-first input", None);
@@ -173,19 +173,24 @@ impl GpuLstm {
         for l in 0..layers {
             {
                 let (gemm_bg, groups) = &ws.gemm[l];
-                let mut pass = self.begin_pass(enc, "input projection", Some(Phase::Projection));
+                let mut pass =
+                    self.begin_pass(enc, "input projection", Some(Phase::InputProjection));
                 self.gemms.forward.encode(ctx, &mut pass, gemm_bg, *groups);
             }
-            // With a projection each step is two dispatches: the cell, then
+            // With a hidden projection each step is two dispatches: the cell, then
             // h_t = m_t · W_hrᵀ.
             let mut pass = self.begin_pass(enc, "lstm steps", Some(Phase::Steps));
             for s in 0..t {
                 let (offset, step_bg, proj_bg) = match train {
-                    Some(tr) => (tr.step_offset(cfg, t, l, s), &tr.steps[l], tr.projs.get(l)),
+                    Some(tr) => (
+                        tr.step_offset(cfg, t, l, s),
+                        &tr.steps[l],
+                        tr.hidden_projs.get(l),
+                    ),
                     None => (
                         ws.layout.offset(step_entry(layers, t, l, s)),
                         &ws.steps[l],
-                        ws.projs.get(l),
+                        ws.hidden_projs.get(l),
                     ),
                 };
                 self.step.encode(
@@ -196,8 +201,8 @@ impl GpuLstm {
                     offset,
                     ws.step_groups,
                 );
-                if let (Some((proj, _)), Some(bg)) = (&self.proj, proj_bg) {
-                    proj.encode(ctx, &mut pass, bg, offset, ws.proj_groups);
+                if let (Some((proj, _)), Some(bg)) = (&self.hidden_proj, proj_bg) {
+                    proj.encode(ctx, &mut pass, bg, offset, ws.hidden_proj_groups);
                 }
             }
         }
@@ -228,7 +233,7 @@ impl GpuLstm {
         let (t, b) = check_shapes(&self.config, input.shape(), None, None, lengths)?;
         let idx = self.prepare(t, b, true)?;
         let tr = self.workspaces[idx]
-            .train
+            .bptt
             .as_mut()
             .expect("prepared for training");
         tr.set_seed(&self.ctx, &self.config, &self.layers, t, b, seed);

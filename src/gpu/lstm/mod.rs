@@ -2,7 +2,7 @@
 //!
 //! Per layer, one GEMM projects the whole sequence through `W_ih` for both
 //! directions at once, then one fused step dispatch per time step runs both
-//! directions' recurrences. With a projection (`proj_size` > 0) a second
+//! directions' recurrences. With a hidden projection (`proj_size` > 0) a second
 //! dispatch per step computes h_t = m_t · W_hrᵀ, so a step is two dispatches
 //! forward and two backward. A pass is one command buffer and one submit;
 //! buffers, bind groups and per-step parameters for a given (T, B) are made
@@ -10,10 +10,12 @@
 //!
 //! This file is the API; the other roles each have a file: `cache` (the
 //! buffers and bind groups of each (T, B), made on first use), `encode`
-//! (command encoding of the forward pass and submits) and `backward`
-//! (command encoding of backpropagation).
+//! (command encoding of the forward pass and submits), `backward` (command
+//! encoding of backpropagation) and `bptt` (what a training forward saves
+//! and the buffers of backpropagation through time).
 
 mod backward;
+pub(super) mod bptt;
 mod cache;
 mod encode;
 
@@ -24,7 +26,8 @@ use crate::config::LstmConfig;
 use crate::cpu::{Gradients, LstmOutput, OutputGrads};
 use crate::error::{LstmError, Result};
 use crate::gpu::kernels::{
-    BackwardStepKernel, LstmGemms, PermuteKernel, ProjBackwardKernel, ProjKernel, StepKernel,
+    BackwardStepKernel, HiddenProjBackwardKernel, HiddenProjKernel, LstmGemms, PermuteKernel,
+    StepKernel,
 };
 use crate::gpu::params::{download_layers, upload_layers, write_layers};
 use crate::gpu::profiler::{KernelTimes, Profiler};
@@ -57,7 +60,7 @@ pub enum InitialState<'a> {
 #[derive(Debug)]
 pub struct GpuLstmOutput<'a> {
     /// [T, B, D·H_out], or [B, T, D·H_out] with `batch_first` (H_out = P
-    /// with a projection, else H).
+    /// with a hidden projection, else H).
     pub output: &'a GpuTensor,
     /// [D·L, B, H_out]
     pub h_n: &'a GpuTensor,
@@ -78,7 +81,7 @@ pub struct GpuMemory {
     /// The activations the last training forward saved for the backward
     /// pass: per layer the gates [T, B, D, H, 4] and h_prev [T, B, D·H_out]
     /// in the engine's precision, and c [T, B, D, H] in f32, plus m
-    /// [T, B, D·H] in f32 with a projection (0 before a training forward).
+    /// [T, B, D·H] in f32 with a hidden projection (0 before a training forward).
     pub saved_activations: u64,
 }
 
@@ -91,8 +94,8 @@ pub struct GpuLstm {
     step: StepKernel,
     back: BackwardStepKernel,
     permute: PermuteKernel,
-    /// h_t = m_t · W_hrᵀ and its backward, with a projection (`proj_size` > 0).
-    proj: Option<(ProjKernel, ProjBackwardKernel)>,
+    /// h_t = m_t · W_hrᵀ and its backward, with a hidden projection (`proj_size` > 0).
+    hidden_proj: Option<(HiddenProjKernel, HiddenProjBackwardKernel)>,
     /// The weights the kernels read, in `precision`.
     layers: Vec<GpuLayer>,
     /// f32 master weights, which the optimizer updates when training in f16
@@ -139,10 +142,10 @@ impl GpuLstm {
             step: StepKernel::new(ctx, precision),
             back: BackwardStepKernel::new(ctx, precision),
             permute: PermuteKernel::new(ctx),
-            proj: (config.proj_size > 0).then(|| {
+            hidden_proj: (config.proj_size > 0).then(|| {
                 (
-                    ProjKernel::new(ctx, precision),
-                    ProjBackwardKernel::new(ctx, precision),
+                    HiddenProjKernel::new(ctx, precision),
+                    HiddenProjBackwardKernel::new(ctx, precision),
                 )
             }),
             ctx: ctx.clone(),
@@ -185,7 +188,7 @@ impl GpuLstm {
                     .iter()
                     .find(|w| (w.seq_len, w.batch) == (t, b))
             })
-            .and_then(|w| w.train.as_ref())
+            .and_then(|w| w.bptt.as_ref())
             .map_or(0, |tr| tr.saved_bytes());
         GpuMemory {
             weights: sum(&self.layers),
@@ -346,7 +349,7 @@ impl GpuLstm {
         )?;
         let mut enc = self.encoder("lstm backward");
         let ws = &self.workspaces[idx];
-        let tr = ws.train.as_ref().expect("training workspace");
+        let tr = ws.bptt.as_ref().expect("training workspace");
         let dst = tr.batch_first.as_ref().map_or(&tr.dy, |(d, _)| d);
         enc.copy_buffer_to_buffer(&d_output.buffer, 0, &dst.buffer, 0, d_output.byte_len());
         for (src, dst, slab) in [
@@ -375,7 +378,7 @@ impl GpuLstm {
         let queue = self.ctx.queue();
         let mut enc = self.encoder("lstm backward");
         let ws = &self.workspaces[idx];
-        let tr = ws.train.as_ref().expect("training workspace");
+        let tr = ws.bptt.as_ref().expect("training workspace");
         let dst = tr.batch_first.as_ref().map_or(&tr.dy, |(d, _)| d);
         queue.write_buffer(&dst.buffer, 0, bytemuck::cast_slice(grads.d_output.data()));
         for (src, dst, slab) in [
@@ -402,7 +405,7 @@ impl GpuLstm {
             .expect("a backward pass made the gradients");
         let weights = download_layers(&self.ctx, &self.config, grads)?;
         let tr = self.workspaces[idx]
-            .train
+            .bptt
             .as_ref()
             .expect("training workspace");
         let d_input = tr.batch_first.as_ref().map_or(&tr.d_input, |(_, d)| d);

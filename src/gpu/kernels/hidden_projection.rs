@@ -1,4 +1,4 @@
-//! The projection kernels of LSTMP (`proj_size` > 0): h_t = m_t · W_hrᵀ
+//! The hidden-projection kernels of LSTMP (`proj_size` > 0): h_t = m_t · W_hrᵀ
 //! after each forward step (`shaders/lstm_proj.wgsl`), and the P-wide
 //! dh_t before each backward step (`shaders/lstm_proj_backward.wgsl`).
 
@@ -12,7 +12,7 @@ const UNITS_PER_GROUP: u32 = 64;
 const ROWS_PER_GROUP: u32 = 4;
 
 /// Workgroups for one projection step: (unit blocks, batch blocks, directions).
-pub fn proj_workgroups(proj: usize, batch: usize, dirs: usize) -> (u32, u32, u32) {
+pub fn hidden_proj_workgroups(proj: usize, batch: usize, dirs: usize) -> (u32, u32, u32) {
     (
         (proj as u32).div_ceil(UNITS_PER_GROUP),
         (batch as u32).div_ceil(ROWS_PER_GROUP),
@@ -21,7 +21,7 @@ pub fn proj_workgroups(proj: usize, batch: usize, dirs: usize) -> (u32, u32, u32
 }
 
 /// The buffers one layer's forward projections read and write.
-pub struct ProjBuffers<'a> {
+pub struct HiddenProjBuffers<'a> {
     /// Per-step `StepParams`, bound with a dynamic offset.
     pub params: &'a wgpu::Buffer,
     /// [T, B, D·H]: m_t = o ⊙ tanh(c_t), written by the step kernel.
@@ -37,16 +37,16 @@ pub struct ProjBuffers<'a> {
 }
 
 /// h_t = m_t · W_hrᵀ for one step, both directions.
-pub struct ProjKernel {
+pub struct HiddenProjKernel {
     kernel: Kernel,
 }
 
-impl ProjKernel {
+impl HiddenProjKernel {
     pub fn new(ctx: &GpuContext, precision: Precision) -> Self {
         use Binding::{Read, ReadWrite};
         let kernel = Kernel::new_typed(
             ctx,
-            "lstm projection",
+            "lstm hidden projection",
             include_str!("../../../shaders/lstm_proj.wgsl"),
             "main",
             &[
@@ -59,10 +59,10 @@ impl ProjKernel {
             ],
             &[("store_t", precision)],
         );
-        ProjKernel { kernel }
+        HiddenProjKernel { kernel }
     }
 
-    pub fn bind(&self, ctx: &GpuContext, b: &ProjBuffers<'_>) -> wgpu::BindGroup {
+    pub fn bind(&self, ctx: &GpuContext, b: &HiddenProjBuffers<'_>) -> wgpu::BindGroup {
         self.kernel.bind(
             ctx,
             vec![
@@ -90,7 +90,7 @@ impl ProjKernel {
 }
 
 /// The buffers one layer's backward projections read and write.
-pub struct ProjBackwardBuffers<'a> {
+pub struct HiddenProjBackwardBuffers<'a> {
     /// Per-step `StepParams` of the backward pass, bound with a dynamic offset.
     pub params: &'a wgpu::Buffer,
     /// [T, B, D, H, 4]
@@ -109,16 +109,16 @@ pub struct ProjBackwardBuffers<'a> {
 }
 
 /// dh_t = dy_t ⊙ mask + dG_{t+1} · W_hh for one backward step, both directions.
-pub struct ProjBackwardKernel {
+pub struct HiddenProjBackwardKernel {
     kernel: Kernel,
 }
 
-impl ProjBackwardKernel {
+impl HiddenProjBackwardKernel {
     pub fn new(ctx: &GpuContext, precision: Precision) -> Self {
         use Binding::{Read, ReadWrite};
         let kernel = Kernel::new_typed(
             ctx,
-            "lstm projection backward",
+            "lstm hidden projection backward",
             concat!(
                 include_str!("../../../shaders/backward_common.wgsl"),
                 include_str!("../../../shaders/lstm_proj_backward.wgsl")
@@ -136,10 +136,10 @@ impl ProjBackwardKernel {
             ],
             &[("store_t", precision)],
         );
-        ProjBackwardKernel { kernel }
+        HiddenProjBackwardKernel { kernel }
     }
 
-    pub fn bind(&self, ctx: &GpuContext, b: &ProjBackwardBuffers<'_>) -> wgpu::BindGroup {
+    pub fn bind(&self, ctx: &GpuContext, b: &HiddenProjBackwardBuffers<'_>) -> wgpu::BindGroup {
         self.kernel.bind(
             ctx,
             vec![
