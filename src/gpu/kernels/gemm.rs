@@ -1,6 +1,6 @@
 //! The tiled GEMM kernel (`shaders/gemm.wgsl`).
 
-use super::{Binding, Kernel, slice};
+use super::Kernel;
 use crate::error::{LstmError, Result};
 use crate::gpu::{GpuContext, Precision};
 
@@ -49,6 +49,17 @@ pub struct GemmTypes {
     pub c: Precision,
 }
 
+bindings! {
+    /// What one product binds: its parameters, then A, B, bias and C as stored.
+    struct GemmBuffers {
+        params: Uniform<GemmParams>,
+        a: Read,
+        b: Read,
+        bias: Read,
+        c: ReadWrite,
+    }
+}
+
 /// Owns one GEMM pipeline, for one set of operand types. Clones share it.
 #[derive(Clone)]
 pub struct GemmKernel {
@@ -66,18 +77,11 @@ impl GemmKernel {
 
     /// A product whose operands are stored as `types` (f32 accumulation).
     pub fn typed(ctx: &GpuContext, types: GemmTypes) -> Self {
-        let kernel = Kernel::new_typed(
+        let kernel = Kernel::new_typed::<GemmBuffers>(
             ctx,
             "gemm",
             include_str!("../../../shaders/gemm.wgsl"),
             "main",
-            &[
-                Binding::Uniform { dynamic: false },
-                Binding::Read,
-                Binding::Read,
-                Binding::Read,
-                Binding::ReadWrite,
-            ],
             &[
                 ("a_t", types.a),
                 ("b_t", types.b),
@@ -99,17 +103,13 @@ impl GemmKernel {
     ) -> wgpu::BindGroup {
         self.kernel.bind(
             ctx,
-            vec![
-                slice(
-                    params_buffer,
-                    params_offset,
-                    std::mem::size_of::<GemmParams>() as u64,
-                ),
-                op.a.as_entire_binding(),
-                op.b.as_entire_binding(),
-                op.bias.as_entire_binding(),
-                op.c.as_entire_binding(),
-            ],
+            &GemmBuffers {
+                params: (params_buffer, params_offset),
+                a: op.a,
+                b: op.b,
+                bias: op.bias,
+                c: op.c,
+            },
         )
     }
 

@@ -2,7 +2,7 @@
 //! after each forward step (`shaders/lstm_proj.wgsl`), and the P-wide
 //! dh_t before each backward step (`shaders/lstm_proj_backward.wgsl`).
 
-use super::{Binding, Kernel, slice};
+use super::Kernel;
 use crate::gpu::kernels::StepParams;
 use crate::gpu::{GpuContext, Precision};
 
@@ -20,20 +20,22 @@ pub fn hidden_proj_workgroups(proj: usize, batch: usize, dirs: usize) -> (u32, u
     )
 }
 
-/// The buffers one layer's forward projections read and write.
-pub struct HiddenProjBuffers<'a> {
-    /// Per-step `StepParams`, bound with a dynamic offset.
-    pub params: &'a wgpu::Buffer,
-    /// [T, B, D·H]: m_t = o ⊙ tanh(c_t), written by the step kernel.
-    pub m: &'a wgpu::Buffer,
-    /// [D, P, H]
-    pub w_hr: &'a wgpu::Buffer,
-    /// [2, L·D, B, P]
-    pub h_state: &'a wgpu::Buffer,
-    /// [T, B, D·P]: the layer output.
-    pub y: &'a wgpu::Buffer,
-    /// \[B\] u32
-    pub lengths: &'a wgpu::Buffer,
+bindings! {
+    /// The buffers one layer's forward hidden projections read and write.
+    pub struct HiddenProjBuffers {
+        /// Per-step `StepParams`, bound with a dynamic offset.
+        params: DynamicUniform<StepParams>,
+        /// [T, B, D·H]: m_t = o ⊙ tanh(c_t), written by the step kernel.
+        m: Read,
+        /// [D, P, H]
+        w_hr: Read,
+        /// [2, L·D, B, P]
+        h_state: ReadWrite,
+        /// [T, B, D·P]: the layer output.
+        y: ReadWrite,
+        /// \[B\] u32
+        lengths: Read,
+    }
 }
 
 /// h_t = m_t · W_hrᵀ for one step, both directions.
@@ -43,37 +45,18 @@ pub struct HiddenProjKernel {
 
 impl HiddenProjKernel {
     pub fn new(ctx: &GpuContext, precision: Precision) -> Self {
-        use Binding::{Read, ReadWrite};
-        let kernel = Kernel::new_typed(
+        let kernel = Kernel::new_typed::<HiddenProjBuffers>(
             ctx,
             "lstm hidden projection",
             include_str!("../../../shaders/lstm_proj.wgsl"),
             "main",
-            &[
-                Binding::Uniform { dynamic: true },
-                Read,
-                Read,
-                ReadWrite,
-                ReadWrite,
-                Read,
-            ],
             &[("store_t", precision)],
         );
         HiddenProjKernel { kernel }
     }
 
     pub fn bind(&self, ctx: &GpuContext, b: &HiddenProjBuffers<'_>) -> wgpu::BindGroup {
-        self.kernel.bind(
-            ctx,
-            vec![
-                slice(b.params, 0, std::mem::size_of::<StepParams>() as u64),
-                b.m.as_entire_binding(),
-                b.w_hr.as_entire_binding(),
-                b.h_state.as_entire_binding(),
-                b.y.as_entire_binding(),
-                b.lengths.as_entire_binding(),
-            ],
-        )
+        self.kernel.bind(ctx, b)
     }
 
     pub fn encode(
@@ -89,23 +72,25 @@ impl HiddenProjKernel {
     }
 }
 
-/// The buffers one layer's backward projections read and write.
-pub struct HiddenProjBackwardBuffers<'a> {
-    /// Per-step `StepParams` of the backward pass, bound with a dynamic offset.
-    pub params: &'a wgpu::Buffer,
-    /// [T, B, D, H, 4]
-    pub d_gates: &'a wgpu::Buffer,
-    /// [D, P, H, 4]
-    pub w_hh: &'a wgpu::Buffer,
-    /// [T, B, D·P]
-    pub dy: &'a wgpu::Buffer,
-    pub lengths: &'a wgpu::Buffer,
-    /// [T, B, D·P]: dh_t, written here.
-    pub dh: &'a wgpu::Buffer,
-    /// [2, L·D, B, P]
-    pub dh_carry: &'a wgpu::Buffer,
-    /// [L·D, B, P]
-    pub d_h0: &'a wgpu::Buffer,
+bindings! {
+    /// The buffers one layer's backward hidden projections read and write.
+    pub struct HiddenProjBackwardBuffers {
+        /// Per-step `StepParams` of the backward pass, bound with a dynamic offset.
+        params: DynamicUniform<StepParams>,
+        /// [T, B, D, H, 4]
+        d_gates: Read,
+        /// [D, P, H, 4]
+        w_hh: Read,
+        /// [T, B, D·P]
+        dy: Read,
+        lengths: Read,
+        /// [T, B, D·P]: dh_t, written here.
+        dh: ReadWrite,
+        /// [2, L·D, B, P]
+        dh_carry: ReadWrite,
+        /// [L·D, B, P]
+        d_h0: ReadWrite,
+    }
 }
 
 /// dh_t = dy_t ⊙ mask + dG_{t+1} · W_hh for one backward step, both directions.
@@ -115,8 +100,7 @@ pub struct HiddenProjBackwardKernel {
 
 impl HiddenProjBackwardKernel {
     pub fn new(ctx: &GpuContext, precision: Precision) -> Self {
-        use Binding::{Read, ReadWrite};
-        let kernel = Kernel::new_typed(
+        let kernel = Kernel::new_typed::<HiddenProjBackwardBuffers>(
             ctx,
             "lstm hidden projection backward",
             concat!(
@@ -124,35 +108,13 @@ impl HiddenProjBackwardKernel {
                 include_str!("../../../shaders/lstm_proj_backward.wgsl")
             ),
             "main",
-            &[
-                Binding::Uniform { dynamic: true },
-                Read,
-                Read,
-                Read,
-                Read,
-                ReadWrite,
-                ReadWrite,
-                ReadWrite,
-            ],
             &[("store_t", precision)],
         );
         HiddenProjBackwardKernel { kernel }
     }
 
     pub fn bind(&self, ctx: &GpuContext, b: &HiddenProjBackwardBuffers<'_>) -> wgpu::BindGroup {
-        self.kernel.bind(
-            ctx,
-            vec![
-                slice(b.params, 0, std::mem::size_of::<StepParams>() as u64),
-                b.d_gates.as_entire_binding(),
-                b.w_hh.as_entire_binding(),
-                b.dy.as_entire_binding(),
-                b.lengths.as_entire_binding(),
-                b.dh.as_entire_binding(),
-                b.dh_carry.as_entire_binding(),
-                b.d_h0.as_entire_binding(),
-            ],
-        )
+        self.kernel.bind(ctx, b)
     }
 
     pub fn encode(

@@ -11,6 +11,80 @@
 //! the pipeline is built (`Kernel::new_typed`); each alias is one variant of
 //! the same source, never a copy of it.
 
+/// Declares a kernel's bindings once: a struct of the buffers it binds, in
+/// binding order, each field with how the kernel uses it. The struct
+/// implements [`BindingTable`], from which the kernel builds both its
+/// bind-group layout ([`BindingTable::kinds`]) and each bind group
+/// ([`BindingTable::resources`]).
+///
+/// - `Read`, `ReadWrite`: a storage buffer, bound whole (`&wgpu::Buffer`).
+/// - `Uniform<T>`: `size_of::<T>()` bytes of a buffer from an offset
+///   (`(&wgpu::Buffer, u64)`).
+/// - `DynamicUniform<T>`: `size_of::<T>()` bytes of a buffer, at an offset
+///   given with each dispatch (`&wgpu::Buffer`).
+macro_rules! bindings {
+    (
+        $(#[$meta:meta])*
+        $vis:vis struct $name:ident {
+            $($(#[$field_meta:meta])* $field:ident: $kind:ident $(<$t:ty>)?,)*
+        }
+    ) => {
+        $(#[$meta])*
+        #[derive(Clone, Copy)]
+        $vis struct $name<'a> {
+            $($(#[$field_meta])* pub $field: binding_field!('a, $kind),)*
+        }
+
+        impl $crate::gpu::kernels::BindingTable for $name<'_> {
+            fn kinds() -> Vec<$crate::gpu::kernels::Binding> {
+                vec![$(binding_kind!($kind)),*]
+            }
+
+            fn resources(&self) -> Vec<wgpu::BindingResource<'_>> {
+                vec![$(binding_resource!(self.$field, $kind $(<$t>)?)),*]
+            }
+        }
+    };
+}
+
+/// The field type of one binding kind in [`bindings!`].
+macro_rules! binding_field {
+    ($a:lifetime, Uniform) => { (&$a wgpu::Buffer, u64) };
+    ($a:lifetime, $kind:ident) => { &$a wgpu::Buffer };
+}
+
+/// The [`Binding`] of one binding kind in [`bindings!`].
+macro_rules! binding_kind {
+    (Read) => {
+        $crate::gpu::kernels::Binding::Read
+    };
+    (ReadWrite) => {
+        $crate::gpu::kernels::Binding::ReadWrite
+    };
+    (Uniform) => {
+        $crate::gpu::kernels::Binding::Uniform { dynamic: false }
+    };
+    (DynamicUniform) => {
+        $crate::gpu::kernels::Binding::Uniform { dynamic: true }
+    };
+}
+
+/// What one field of a [`bindings!`] struct binds.
+macro_rules! binding_resource {
+    ($b:expr, Read) => {
+        $b.as_entire_binding()
+    };
+    ($b:expr, ReadWrite) => {
+        $b.as_entire_binding()
+    };
+    ($b:expr, Uniform<$t:ty>) => {
+        $crate::gpu::kernels::slice($b.0, $b.1, std::mem::size_of::<$t>() as u64)
+    };
+    ($b:expr, DynamicUniform<$t:ty>) => {
+        $crate::gpu::kernels::slice($b, 0, std::mem::size_of::<$t>() as u64)
+    };
+}
+
 mod backward_step;
 mod gemm;
 mod hidden_projection;
@@ -27,7 +101,8 @@ pub use hidden_projection::{
 pub use lstm_step::{StepBuffers, StepKernel, StepParams, TrainBuffers};
 pub use permute::{PermuteKernel, PermuteParams};
 pub use train_kernels::{
-    GatherParams, LossParams, OptParams, PARTIALS_PER_TENSOR, TrainKernelSet, TrainScalars, grid,
+    CastBuffers, CastParams, GatherBuffers, GatherParams, LossBuffers, LossParams, OptParams,
+    OptimBuffers, PARTIALS_PER_TENSOR, TrainKernelSet, TrainScalars, grid,
 };
 
 /// Mirrors `Dropout` in `shaders/common.wgsl`: the inter-layer dropout mask
@@ -68,11 +143,35 @@ use crate::gpu::{GpuContext, Precision};
 const COMMON: &str = include_str!("../../../shaders/common.wgsl");
 
 /// How a kernel's binding is used.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Binding {
     Uniform { dynamic: bool },
     Read,
     ReadWrite,
+}
+
+/// A kernel's bindings, declared once with [`bindings!`]: how each binding
+/// is used (the bind-group layout) and what it binds (the bind group), in
+/// binding order. A pair binds its first table, then its second.
+pub(crate) trait BindingTable {
+    /// How each binding is used, in binding order.
+    fn kinds() -> Vec<Binding>;
+    /// What each binding binds, in binding order.
+    fn resources(&self) -> Vec<wgpu::BindingResource<'_>>;
+}
+
+impl<A: BindingTable, B: BindingTable> BindingTable for (A, B) {
+    fn kinds() -> Vec<Binding> {
+        let mut kinds = A::kinds();
+        kinds.extend(B::kinds());
+        kinds
+    }
+
+    fn resources(&self) -> Vec<wgpu::BindingResource<'_>> {
+        let mut resources = self.0.resources();
+        resources.extend(self.1.resources());
+        resources
+    }
 }
 
 /// The storage-type aliases a kernel's source names, e.g. `("store_t", F16)`.
@@ -94,7 +193,7 @@ fn type_header(types: TypeAliases<'_>) -> String {
 /// Builds a compute pipeline from the type aliases, `common.wgsl` and
 /// `source`, at entry point `entry`, with one bind group whose entries are
 /// `bindings` in order.
-pub(crate) fn build_pipeline_entry(
+fn build_pipeline_entry(
     ctx: &GpuContext,
     label: &str,
     source: &str,
@@ -156,7 +255,7 @@ pub(crate) fn slice(buffer: &wgpu::Buffer, offset: u64, size: u64) -> wgpu::Bind
 }
 
 /// Builds a bind group whose entries are `resources` in binding order.
-pub(crate) fn bind_group(
+fn bind_group(
     ctx: &GpuContext,
     label: &str,
     layout: &wgpu::BindGroupLayout,
@@ -185,42 +284,49 @@ pub struct Kernel {
     label: &'static str,
     pipeline: wgpu::ComputePipeline,
     layout: wgpu::BindGroupLayout,
+    /// The layout's bindings, which every bind group must match.
+    kinds: Vec<Binding>,
 }
 
 impl Kernel {
-    pub(crate) fn new(
+    /// A kernel whose bindings are the table `B`.
+    pub(crate) fn new<B: BindingTable>(
         ctx: &GpuContext,
         label: &'static str,
         source: &str,
         entry: &str,
-        bindings: &[Binding],
     ) -> Self {
-        Self::new_typed(ctx, label, source, entry, bindings, &[])
+        Self::new_typed::<B>(ctx, label, source, entry, &[])
     }
 
-    /// A kernel whose source names storage types by the aliases `types`.
-    pub(crate) fn new_typed(
+    /// [`new`](Self::new) for a source that names storage types by the
+    /// aliases `types`.
+    pub(crate) fn new_typed<B: BindingTable>(
         ctx: &GpuContext,
         label: &'static str,
         source: &str,
         entry: &str,
-        bindings: &[Binding],
         types: TypeAliases<'_>,
     ) -> Self {
-        let (pipeline, layout) = build_pipeline_entry(ctx, label, source, entry, bindings, types);
+        let kinds = B::kinds();
+        let (pipeline, layout) = build_pipeline_entry(ctx, label, source, entry, &kinds, types);
         Kernel {
             label,
             pipeline,
             layout,
+            kinds,
         }
     }
 
-    pub(crate) fn bind(
-        &self,
-        ctx: &GpuContext,
-        resources: Vec<wgpu::BindingResource<'_>>,
-    ) -> wgpu::BindGroup {
-        bind_group(ctx, self.label, &self.layout, resources)
+    /// A bind group for `buffers`, a table of the kernel's own type.
+    pub(crate) fn bind<B: BindingTable>(&self, ctx: &GpuContext, buffers: &B) -> wgpu::BindGroup {
+        debug_assert_eq!(
+            B::kinds(),
+            self.kinds,
+            "{}: another kernel's bindings",
+            self.label
+        );
+        bind_group(ctx, self.label, &self.layout, buffers.resources())
     }
 
     pub(crate) fn encode(

@@ -1,7 +1,7 @@
 //! Swapping the first two axes on the GPU (`shaders/permute.wgsl`), for
 //! `batch_first` inputs and outputs.
 
-use super::{Binding, Kernel, slice};
+use super::Kernel;
 use crate::gpu::GpuContext;
 
 /// Mirrors `PermuteParams` in `shaders/permute.wgsl`.
@@ -17,22 +17,26 @@ const _: () = assert!(std::mem::size_of::<PermuteParams>() == 16);
 
 const GROUP: u32 = 256;
 
+bindings! {
+    /// What one permute binds.
+    struct PermuteBuffers {
+        params: Uniform<PermuteParams>,
+        src: Read,
+        dst: ReadWrite,
+    }
+}
+
 pub struct PermuteKernel {
     kernel: Kernel,
 }
 
 impl PermuteKernel {
     pub fn new(ctx: &GpuContext) -> Self {
-        let kernel = Kernel::new(
+        let kernel = Kernel::new::<PermuteBuffers>(
             ctx,
             "permute",
             include_str!("../../../shaders/permute.wgsl"),
             "main",
-            &[
-                Binding::Uniform { dynamic: false },
-                Binding::Read,
-                Binding::ReadWrite,
-            ],
         );
         PermuteKernel { kernel }
     }
@@ -44,18 +48,7 @@ impl PermuteKernel {
         src: &wgpu::Buffer,
         dst: &wgpu::Buffer,
     ) -> wgpu::BindGroup {
-        self.kernel.bind(
-            ctx,
-            vec![
-                slice(
-                    params.0,
-                    params.1,
-                    std::mem::size_of::<PermuteParams>() as u64,
-                ),
-                src.as_entire_binding(),
-                dst.as_entire_binding(),
-            ],
-        )
+        self.kernel.bind(ctx, &PermuteBuffers { params, src, dst })
     }
 
     /// A 2-D grid covering `total` elements within the per-dimension limit.

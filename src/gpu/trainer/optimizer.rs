@@ -5,7 +5,10 @@
 use super::GpuTrainer;
 use super::space::{CAST, CLIP, Dispatch, EMBED_BACKWARD, SUM_SQUARES, UPDATE};
 use crate::error::Result;
-use crate::gpu::kernels::{GatherParams, Kernel, OptParams, PARTIALS_PER_TENSOR, grid, slice};
+use crate::gpu::kernels::{
+    CastBuffers, GatherBuffers, GatherParams, Kernel, OptParams, OptimBuffers, PARTIALS_PER_TENSOR,
+    grid,
+};
 use crate::gpu::tensor::TENSOR_USAGE;
 use crate::gpu::workspace::Uniforms;
 use crate::train::OptimizerKind;
@@ -93,7 +96,7 @@ impl GpuTrainer {
             wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
         )?;
         ctx.queue().write_buffer(&uniforms, 0, &u.bytes);
-        let at = |entry: usize, size: u64| slice(&uniforms, u.offset(entry) as u64, size);
+        let at = |entry: usize| (&uniforms, u.offset(entry) as u64);
         let bind = |k: &Kernel,
                     entry: usize,
                     t: &(
@@ -105,15 +108,15 @@ impl GpuTrainer {
         )| {
             k.bind(
                 ctx,
-                vec![
-                    at(entry, 48),
-                    t.0.as_entire_binding(),
-                    t.1.as_entire_binding(),
-                    t.2.as_entire_binding(),
-                    t.3.as_entire_binding(),
-                    partials.as_entire_binding(),
-                    self.scalars.as_entire_binding(),
-                ],
+                &OptimBuffers {
+                    params: at(entry),
+                    param: t.0,
+                    grad: t.1,
+                    m: t.2,
+                    v: t.3,
+                    partials: &partials,
+                    scalars: &self.scalars,
+                },
             )
         };
         let mut list = Vec::new();
@@ -121,12 +124,12 @@ impl GpuTrainer {
             let emb = &self.own[0];
             let bg = self.kernels.embed_backward.bind(
                 ctx,
-                vec![
-                    at(n + 1, 32),
-                    sp.d_embedded.buffer.as_entire_binding(),
-                    emb.grad.as_entire_binding(),
-                    sp.input.as_entire_binding(),
-                ],
+                &GatherBuffers {
+                    params: at(n + 1),
+                    src: &sp.d_embedded.buffer,
+                    dst: &emb.grad,
+                    index: &sp.input,
+                },
             );
             list.push((EMBED_BACKWARD, bg, grid(ctx, vocab * dim)));
         }
@@ -150,11 +153,11 @@ impl GpuTrainer {
                 let t = &tensors[first + i];
                 let bg = self.kernels.cast.bind(
                     ctx,
-                    vec![
-                        at(first + i, 16),
-                        t.0.as_entire_binding(),
-                        dst.as_entire_binding(),
-                    ],
+                    &CastBuffers {
+                        params: at(first + i),
+                        src: t.0,
+                        dst,
+                    },
                 );
                 list.push((CAST, bg, grid(ctx, t.4)));
             }

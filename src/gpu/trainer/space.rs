@@ -5,7 +5,8 @@ use super::GpuTrainer;
 use crate::error::Result;
 use crate::gpu::GpuTensor;
 use crate::gpu::kernels::{
-    GatherParams, GemmKernel, GemmOp, GemmParams, Kernel, LossParams, grid, slice,
+    GatherBuffers, GatherParams, GemmKernel, GemmOp, GemmParams, Kernel, LossBuffers, LossParams,
+    grid,
 };
 use crate::gpu::tensor::{TENSOR_USAGE, byte_size};
 use crate::gpu::workspace::Uniforms;
@@ -224,7 +225,7 @@ impl GpuTrainer {
             wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
         )?;
         ctx.queue().write_buffer(&uniforms, 0, &u.bytes);
-        let at = |entry: usize, size: usize| slice(&uniforms, u.offset(entry) as u64, size as u64);
+        let at = |entry: usize| (&uniforms, u.offset(entry) as u64);
 
         let gemm = |entry: usize,
                     a: &wgpu::Buffer,
@@ -256,12 +257,12 @@ impl GpuTrainer {
             let emb = &own[0];
             let bg = self.kernels.embed.bind(
                 ctx,
-                vec![
-                    at(6, 32),
-                    emb.value.as_entire_binding(),
-                    lstm_in.buffer.as_entire_binding(),
-                    input.as_entire_binding(),
-                ],
+                &GatherBuffers {
+                    params: at(6),
+                    src: &emb.value,
+                    dst: &lstm_in.buffer,
+                    index: &input,
+                },
             );
             before.push((EMBED, bg, grid(ctx, t * b * e)));
         }
@@ -269,12 +270,12 @@ impl GpuTrainer {
         if self.shape.head_kind == HeadKind::LastStep {
             let bg = self.kernels.last_step.bind(
                 ctx,
-                vec![
-                    at(5, 32),
-                    lstm_out.buffer.as_entire_binding(),
-                    head_in.as_entire_binding(),
-                    lengths.as_entire_binding(),
-                ],
+                &GatherBuffers {
+                    params: at(5),
+                    src: &lstm_out.buffer,
+                    dst: &head_in,
+                    index: &lengths,
+                },
             );
             head.push((LAST_STEP, bg, grid(ctx, b * f)));
         }
@@ -293,16 +294,16 @@ impl GpuTrainer {
         let loss_bind = |k: &Kernel| {
             k.bind(
                 ctx,
-                vec![
-                    at(4, 32),
-                    logits.as_entire_binding(),
-                    targets.as_entire_binding(),
-                    targets.as_entire_binding(),
-                    lengths.as_entire_binding(),
-                    d_logits.as_entire_binding(),
-                    loss_partials.as_entire_binding(),
-                    self.scalars.as_entire_binding(),
-                ],
+                &LossBuffers {
+                    params: at(4),
+                    pred: &logits,
+                    target_f: &targets,
+                    target_i: &targets,
+                    lengths: &lengths,
+                    grad: &d_logits,
+                    partials: &loss_partials,
+                    scalars: &self.scalars,
+                },
             )
         };
         head.push((
@@ -338,12 +339,12 @@ impl GpuTrainer {
         if self.shape.head_kind == HeadKind::LastStep {
             let bg = self.kernels.last_step_backward.bind(
                 ctx,
-                vec![
-                    at(5, 32),
-                    d_head_in.as_entire_binding(),
-                    d_output.buffer.as_entire_binding(),
-                    lengths.as_entire_binding(),
-                ],
+                &GatherBuffers {
+                    params: at(5),
+                    src: &d_head_in,
+                    dst: &d_output.buffer,
+                    index: &lengths,
+                },
             );
             head.push((LAST_STEP_BACKWARD, bg, grid(ctx, t * b * f)));
         }
