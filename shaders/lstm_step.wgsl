@@ -14,8 +14,8 @@
 // shaders/lstm_proj.wgsl then computes h_t = m_t · W_hrᵀ in a second
 // dispatch.
 //
-// Workgroup (64, 1, 1): x = 64 hidden units, y = a block of RB batch rows,
-// z = direction. h_{t-1} is staged through workgroup memory 64 inputs at a
+// Workgroup (WG, 1, 1): x = WG hidden units, y = a block of RB batch rows,
+// z = direction. h_{t-1} is staged through workgroup memory WG inputs at a
 // time. h is double-buffered by step parity (every workgroup reads all of
 // h_{t-1} while others write h_t); c is updated in place by its owner.
 //
@@ -28,10 +28,9 @@
 //
 // `store_t` (f32 or f16, declared before this file by the kernel builder) is
 // how weights, the input projection and the saved gates and h are stored;
-// everything is widened to f32 on load, and c stays f32 throughout.
-
-const WG: u32 = 64u;
-const RB: u32 = 4u;
+// everything is widened to f32 on load, and c stays f32 throughout. So are
+// WG (units per workgroup) and RB (batch rows per workgroup), from the Rust
+// constants `STEP_UNITS` and `STEP_ROWS` in src/gpu/kernels/mod.rs.
 
 @group(0) @binding(0) var<uniform> p: StepParams;
 @group(0) @binding(1) var<storage, read> gates_x: array<vec4<store_t>>; // [T, B, D, H]: X·W_ihᵀ + b_ih
@@ -46,7 +45,7 @@ const RB: u32 = 4u;
 @group(0) @binding(9) var<storage, read_write> c_saved: array<f32>;               // [T, B, D, H]: c after step t
 @group(0) @binding(10) var<storage, read_write> h_prev_saved: array<store_t>;     // [T, B, D·H_out]: h entering step t
 
-var<workgroup> h_tile: array<f32, 256>;    // [RB][WG]: h_{t-1}[b0 + r][k0 + kk]
+var<workgroup> h_tile: array<f32, RB * WG>;    // [RB][WG]: h_{t-1}[b0 + r][k0 + kk]
 
 // Where one invocation works.
 struct Site {
@@ -81,10 +80,10 @@ fn site(wg: vec3<u32>, lid: vec3<u32>) -> Site {
 
 // h_{t-1} · W_hhᵀ for the four gates of unit s.j and rows b0..b0+RB.
 // Called by every invocation of the workgroup (it holds barriers).
-fn recurrent(s: Site, lane: u32) -> array<vec4<f32>, 4> {
+fn recurrent(s: Site, lane: u32) -> array<vec4<f32>, RB> {
     let hid = p.hidden;
     let n_in = p.h_out;
-    var acc: array<vec4<f32>, 4>;
+    var acc: array<vec4<f32>, RB>;
     for (var r = 0u; r < RB; r++) {
         acc[r] = vec4<f32>(0.0);
     }
@@ -120,7 +119,7 @@ fn activate(s: Site, b: u32, rec: vec4<f32>) -> vec4<f32> {
     return vec4<f32>(sigmoid(pre.x), sigmoid(pre.y), tanh_safe(pre.z), sigmoid(pre.w));
 }
 
-@compute @workgroup_size(64, 1, 1)
+@compute @workgroup_size(WG, 1, 1)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
     let s = site(wg, lid);
     let acc = recurrent(s, lid.x);
@@ -160,7 +159,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
     }
 }
 
-@compute @workgroup_size(64, 1, 1)
+@compute @workgroup_size(WG, 1, 1)
 fn main_train(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
     let s = site(wg, lid);
     let acc = recurrent(s, lid.x);

@@ -16,7 +16,7 @@
 // step's first dispatch; this kernel takes dm_t = dh_t · W_hr in place of
 // dh_t, and leaves dh_carry and dh_0 to that kernel.
 //
-// Workgroup (64, 1, 1): x = 64 hidden units, y = RB batch rows, z = direction.
+// Workgroup (WG, 1, 1): x = WG hidden units, y = RB batch rows, z = direction.
 // The previous step's dG rows (or, with a hidden projection, dh_t) are staged
 // through workgroup memory.
 //
@@ -40,15 +40,15 @@
 @group(0) @binding(12) var<storage, read> w_hr: array<store_t>;       // [D, P, H]
 @group(0) @binding(13) var<storage, read> dh_proj: array<f32>;        // [T, B, D·P]: dh_t
 
-var<workgroup> dg_tile: array<vec4<f32>, 256>;   // [RB][WG]: dG_prev[b0 + r][unit u0 + uu]
-var<workgroup> dh_tile: array<f32, 256>;         // [RB][WG]: dh_t[b0 + r][k0 + kk]
+var<workgroup> dg_tile: array<vec4<f32>, RB * WG>;   // [RB][WG]: dG_prev[b0 + r][unit u0 + uu]
+var<workgroup> dh_tile: array<f32, RB * WG>;         // [RB][WG]: dh_t[b0 + r][k0 + kk]
 
 fn projecting() -> bool {
     return p.h_out != p.hidden;
 }
 
 
-@compute @workgroup_size(64, 1, 1)
+@compute @workgroup_size(WG, 1, 1)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
     let d = wg.z;
     let j = wg.x * WG + lid.x;
@@ -62,12 +62,12 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
     }
 
     // rec[r] = (dG_prev · W_hh)[b0 + r, j]
-    var rec: array<f32, 4>;
+    var rec: array<f32, RB>;
     if (has_prev && !projecting()) {
         rec = recurrent_dh(lid.x, d, j, b0, t_prev);
     }
     // With a hidden projection, dm[r] = (dh_t · W_hr)[b0 + r, j].
-    var dm: array<f32, 4>;
+    var dm: array<f32, RB>;
     for (var r = 0u; r < RB; r++) {
         dm[r] = 0.0;
     }

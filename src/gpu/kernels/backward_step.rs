@@ -1,6 +1,6 @@
 //! One step of backpropagation through time (`shaders/lstm_step_backward.wgsl`).
 
-use super::{Kernel, StepParams};
+use super::{Kernel, STEP_TILE, StepParams};
 use crate::gpu::{GpuContext, Precision};
 
 bindings! {
@@ -41,6 +41,7 @@ impl BackwardStepKernel {
             ),
             "main",
             &[("store_t", precision)],
+            STEP_TILE,
         );
         BackwardStepKernel { kernel }
     }

@@ -88,6 +88,7 @@ impl GemmKernel {
                 ("bias_t", types.bias),
                 ("c_t", types.c),
             ],
+            &[],
         );
         GemmKernel { kernel }
     }

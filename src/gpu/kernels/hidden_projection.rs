@@ -2,20 +2,15 @@
 //! after each forward step (`shaders/lstm_proj.wgsl`), and the P-wide
 //! dh_t before each backward step (`shaders/lstm_proj_backward.wgsl`).
 
-use super::Kernel;
+use super::{Kernel, STEP_ROWS, STEP_TILE, STEP_UNITS};
 use crate::gpu::kernels::StepParams;
 use crate::gpu::{GpuContext, Precision};
-
-/// Projected units per workgroup and batch rows per workgroup (WG, RB in
-/// the shaders).
-const UNITS_PER_GROUP: u32 = 64;
-const ROWS_PER_GROUP: u32 = 4;
 
 /// Workgroups for one projection step: (unit blocks, batch blocks, directions).
 pub fn hidden_proj_workgroups(proj: usize, batch: usize, dirs: usize) -> (u32, u32, u32) {
     (
-        (proj as u32).div_ceil(UNITS_PER_GROUP),
-        (batch as u32).div_ceil(ROWS_PER_GROUP),
+        (proj as u32).div_ceil(STEP_UNITS),
+        (batch as u32).div_ceil(STEP_ROWS),
         dirs as u32,
     )
 }
@@ -51,6 +46,7 @@ impl HiddenProjKernel {
             include_str!("../../../shaders/lstm_proj.wgsl"),
             "main",
             &[("store_t", precision)],
+            STEP_TILE,
         );
         HiddenProjKernel { kernel }
     }
@@ -109,6 +105,7 @@ impl HiddenProjBackwardKernel {
             ),
             "main",
             &[("store_t", precision)],
+            STEP_TILE,
         );
         HiddenProjBackwardKernel { kernel }
     }

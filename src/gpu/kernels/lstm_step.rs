@@ -1,7 +1,7 @@
 //! The fused LSTM step kernel (`shaders/lstm_step.wgsl`): `main` for
 //! inference, `main_train` to also save activations and apply dropout.
 
-use super::{DropoutParams, Kernel};
+use super::{DropoutParams, Kernel, STEP_ROWS, STEP_TILE, STEP_UNITS};
 use crate::gpu::{GpuContext, Precision};
 
 /// Mirrors `StepParams` in `shaders/common.wgsl`, field for field: the
@@ -23,10 +23,6 @@ pub struct StepParams {
     pub _pad: [u32; 3],
 }
 const _: () = assert!(std::mem::size_of::<StepParams>() == 80);
-
-/// Units per workgroup and batch rows per workgroup (WG, RB in the shader).
-const UNITS_PER_GROUP: u32 = 64;
-const ROWS_PER_GROUP: u32 = 4;
 
 bindings! {
     /// The buffers one layer's steps read and write (`main`'s bindings).
@@ -63,13 +59,15 @@ impl StepKernel {
     pub fn new(ctx: &GpuContext, precision: Precision) -> Self {
         let types = &[("store_t", precision)];
         let source = include_str!("../../../shaders/lstm_step.wgsl");
-        let infer = Kernel::new_typed::<StepBuffers>(ctx, "lstm step", source, "main", types);
+        let infer =
+            Kernel::new_typed::<StepBuffers>(ctx, "lstm step", source, "main", types, STEP_TILE);
         let train = Kernel::new_typed::<(StepBuffers, TrainBuffers)>(
             ctx,
             "lstm step (training)",
             source,
             "main_train",
             types,
+            STEP_TILE,
         );
         StepKernel { infer, train }
     }
@@ -90,8 +88,8 @@ impl StepKernel {
     /// Workgroups for one step: (unit blocks, batch blocks, directions).
     pub fn workgroups(hidden: usize, batch: usize, dirs: usize) -> (u32, u32, u32) {
         (
-            (hidden as u32).div_ceil(UNITS_PER_GROUP),
-            (batch as u32).div_ceil(ROWS_PER_GROUP),
+            (hidden as u32).div_ceil(STEP_UNITS),
+            (batch as u32).div_ceil(STEP_ROWS),
             dirs as u32,
         )
     }

@@ -9,7 +9,9 @@
 //! kernels, `a_t`, `b_t`, `bias_t`, `c_t` in the GEMM). The alias
 //! declarations, and `enable f16;` when one of them is f16, are prepended when
 //! the pipeline is built (`Kernel::new_typed`); each alias is one variant of
-//! the same source, never a copy of it.
+//! the same source, never a copy of it. Constants that the host's workgroup
+//! counts use too (the step kernels' tile shape, [`STEP_TILE`]) are declared
+//! the same way, from the one Rust definition.
 
 /// Declares a kernel's bindings once: a struct of the buffers it binds, in
 /// binding order, each field with how the kernel uses it. The struct
@@ -177,9 +179,24 @@ impl<A: BindingTable, B: BindingTable> BindingTable for (A, B) {
 /// The storage-type aliases a kernel's source names, e.g. `("store_t", F16)`.
 pub(crate) type TypeAliases<'a> = &'a [(&'static str, Precision)];
 
+/// `u32` constants a kernel's source names, e.g. `("WG", 64)`, declared from
+/// the Rust constants that the host's workgroup counts use too.
+pub(crate) type Constants<'a> = &'a [(&'static str, u32)];
+
+/// Units per workgroup of the step and hidden-projection kernels, forward
+/// and backward (hidden units j, or projected units k): `WG` in their WGSL.
+pub(crate) const STEP_UNITS: u32 = 64;
+/// Batch rows per workgroup of those kernels: `RB` in their WGSL.
+pub(crate) const STEP_ROWS: u32 = 4;
+/// [`STEP_UNITS`] and [`STEP_ROWS`] under their WGSL names. They are `const`
+/// declarations rather than pipeline `override`s because RB also sizes
+/// function-scope arrays, which WGSL allows only for const-expressions.
+pub(crate) const STEP_TILE: Constants<'static> = &[("WG", STEP_UNITS), ("RB", STEP_ROWS)];
+
 /// The text put before `common.wgsl`: `enable f16;` if any alias is f16,
-/// then one `alias name = type;` per alias.
-fn type_header(types: TypeAliases<'_>) -> String {
+/// then one `alias name = type;` per alias and one `const name: u32 = v;`
+/// per constant.
+fn header(types: TypeAliases<'_>, constants: Constants<'_>) -> String {
     let mut header = String::new();
     if types.iter().any(|(_, p)| *p == Precision::F16) {
         header.push_str("enable f16;\n");
@@ -187,12 +204,15 @@ fn type_header(types: TypeAliases<'_>) -> String {
     for (name, p) in types {
         header.push_str(&format!("alias {name} = {};\n", p.wgsl()));
     }
+    for (name, value) in constants {
+        header.push_str(&format!("const {name}: u32 = {value}u;\n"));
+    }
     header
 }
 
-/// Builds a compute pipeline from the type aliases, `common.wgsl` and
-/// `source`, at entry point `entry`, with one bind group whose entries are
-/// `bindings` in order.
+/// Builds a compute pipeline from the type aliases and constants,
+/// `common.wgsl` and `source`, at entry point `entry`, with one bind group
+/// whose entries are `bindings` in order.
 fn build_pipeline_entry(
     ctx: &GpuContext,
     label: &str,
@@ -200,9 +220,10 @@ fn build_pipeline_entry(
     entry: &str,
     bindings: &[Binding],
     types: TypeAliases<'_>,
+    constants: Constants<'_>,
 ) -> (wgpu::ComputePipeline, wgpu::BindGroupLayout) {
     let device = ctx.device();
-    let header = type_header(types);
+    let header = header(types, constants);
     let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
         label: Some(label),
         source: wgpu::ShaderSource::Wgsl(format!("{header}{COMMON}\n{source}").into()),
@@ -296,20 +317,22 @@ impl Kernel {
         source: &str,
         entry: &str,
     ) -> Self {
-        Self::new_typed::<B>(ctx, label, source, entry, &[])
+        Self::new_typed::<B>(ctx, label, source, entry, &[], &[])
     }
 
     /// [`new`](Self::new) for a source that names storage types by the
-    /// aliases `types`.
+    /// aliases `types` and constants by the names in `constants`.
     pub(crate) fn new_typed<B: BindingTable>(
         ctx: &GpuContext,
         label: &'static str,
         source: &str,
         entry: &str,
         types: TypeAliases<'_>,
+        constants: Constants<'_>,
     ) -> Self {
         let kinds = B::kinds();
-        let (pipeline, layout) = build_pipeline_entry(ctx, label, source, entry, &kinds, types);
+        let (pipeline, layout) =
+            build_pipeline_entry(ctx, label, source, entry, &kinds, types, constants);
         Kernel {
             label,
             pipeline,

@@ -218,6 +218,7 @@ impl TrainKernelSet {
                 include_str!("../../../shaders/cast.wgsl"),
                 "main",
                 &[("store_t", precision)],
+                &[],
             ),
         }
     }
