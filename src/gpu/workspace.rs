@@ -78,6 +78,12 @@ impl Uniforms {
         self.bytes[at..at + data.len()].copy_from_slice(data);
     }
 
+    /// The value [`put`](Self::put) wrote at `entry`.
+    pub fn get<T: bytemuck::Pod>(&self, entry: usize) -> T {
+        let at = entry * self.stride as usize;
+        bytemuck::pod_read_unaligned(&self.bytes[at..at + std::mem::size_of::<T>()])
+    }
+
     pub fn offset(&self, entry: usize) -> u32 {
         entry as u32 * self.stride
     }

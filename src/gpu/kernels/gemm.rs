@@ -114,6 +114,11 @@ impl GemmKernel {
         )
     }
 
+    /// The kernel itself, for dispatch lists of mixed kernels.
+    pub(crate) fn kernel(&self) -> &Kernel {
+        &self.kernel
+    }
+
     /// Workgroups for an M×N product, checked against the device limit.
     pub fn workgroups(ctx: &GpuContext, params: &GemmParams) -> Result<(u32, u32)> {
         let (x, y) = (params.n.div_ceil(TILE), params.m.div_ceil(TILE));
@@ -229,7 +234,7 @@ impl GemmRunner {
         };
         let uniform = ctx.create_buffer(
             "gemm params",
-            48,
+            std::mem::size_of::<GemmParams>() as u64,
             wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
         )?;
         ctx.queue()

@@ -89,9 +89,9 @@ const _: () = assert!(std::mem::size_of::<TrainScalars>() == 64);
 impl TrainScalars {
     /// Bytes the host writes before a step (the inputs, not the outputs and
     /// not the GPU-owned loss-scale state after them).
-    pub const HOST_BYTES: u64 = 32;
+    pub const HOST_BYTES: u64 = std::mem::offset_of!(TrainScalars, loss) as u64;
     /// f32 words in the struct, for reading it back.
-    pub const WORDS: usize = 16;
+    pub const WORDS: usize = std::mem::size_of::<TrainScalars>() / 4;
 }
 
 /// Sum-of-squares partials each gradient tensor contributes to the norm

@@ -1,10 +1,10 @@
 //! Command encoding of one [`GpuTrainer`] step: the batch and scalars it
 //! writes, then the dispatch lists and the LSTM's passes in order.
 
-use super::space::{Dispatch, GEMM, StepSpace};
+use super::space::{Dispatch, StepSpace};
 use super::{GpuTrainer, scaling_mode};
 use crate::error::Result;
-use crate::gpu::kernels::{Kernel, TrainScalars};
+use crate::gpu::kernels::TrainScalars;
 use crate::model::{Batch, Inputs, Targets};
 use crate::train::OptimizerKind;
 
@@ -105,31 +105,8 @@ impl GpuTrainer {
             label: Some("training"),
             timestamp_writes: None,
         });
-        let kernels = self.kernel_table();
-        for (k, bg, groups) in items {
-            if *k == GEMM {
-                self.gemm
-                    .encode(&self.ctx, &mut pass, bg, (groups.0, groups.1));
-            } else {
-                kernels[*k].encode(&self.ctx, &mut pass, bg, *groups);
-            }
+        for dispatch in items {
+            dispatch.encode(&self.ctx, &mut pass);
         }
-    }
-
-    fn kernel_table(&self) -> [&Kernel; 11] {
-        let k = &self.kernels;
-        [
-            &k.mse,
-            &k.cross_entropy,
-            &k.loss_finish,
-            &k.sum_squares,
-            &k.clip,
-            &k.update,
-            &k.last_step,
-            &k.last_step_backward,
-            &k.embed,
-            &k.embed_backward,
-            &k.cast,
-        ]
     }
 }

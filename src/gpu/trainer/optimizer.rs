@@ -3,7 +3,7 @@
 //! made its gradient buffers.
 
 use super::GpuTrainer;
-use super::space::{CAST, CLIP, Dispatch, EMBED_BACKWARD, SUM_SQUARES, UPDATE};
+use super::space::Dispatch;
 use crate::error::Result;
 use crate::gpu::kernels::{
     CastBuffers, GatherBuffers, GatherParams, Kernel, OptParams, OptimBuffers, PARTIALS_PER_TENSOR,
@@ -131,18 +131,21 @@ impl GpuTrainer {
                     index: &sp.input,
                 },
             );
-            list.push((EMBED_BACKWARD, bg, grid(ctx, vocab * dim)));
-        }
-        for (i, t) in tensors.iter().enumerate() {
-            list.push((
-                SUM_SQUARES,
-                bind(&self.kernels.sum_squares, i, t),
-                (PARTIALS_PER_TENSOR, 1, 1),
+            list.push(Dispatch::new(
+                &self.kernels.embed_backward,
+                bg,
+                grid(ctx, vocab * dim),
             ));
         }
-        list.push((CLIP, bind(&self.kernels.clip, n, &tensors[0]), (1, 1, 1)));
         for (i, t) in tensors.iter().enumerate() {
-            list.push((UPDATE, bind(&self.kernels.update, i, t), grid(ctx, t.4)));
+            let k = &self.kernels.sum_squares;
+            list.push(Dispatch::new(k, bind(k, i, t), (PARTIALS_PER_TENSOR, 1, 1)));
+        }
+        let clip = &self.kernels.clip;
+        list.push(Dispatch::new(clip, bind(clip, n, &tensors[0]), (1, 1, 1)));
+        for (i, t) in tensors.iter().enumerate() {
+            let k = &self.kernels.update;
+            list.push(Dispatch::new(k, bind(k, i, t), grid(ctx, t.4)));
         }
         if let Some(working) = self.lstm.working_copy() {
             // The LSTM's tensors follow the embedding and head ones, in the
@@ -159,7 +162,7 @@ impl GpuTrainer {
                         dst,
                     },
                 );
-                list.push((CAST, bg, grid(ctx, t.4)));
+                list.push(Dispatch::new(&self.kernels.cast, bg, grid(ctx, t.4)));
             }
         }
         ctx.check()?;

@@ -3,37 +3,39 @@
 
 use super::GpuTrainer;
 use crate::error::Result;
-use crate::gpu::GpuTensor;
 use crate::gpu::kernels::{
     GatherBuffers, GatherParams, GemmKernel, GemmOp, GemmParams, Kernel, LossBuffers, LossParams,
     grid,
 };
 use crate::gpu::tensor::{TENSOR_USAGE, byte_size};
 use crate::gpu::workspace::Uniforms;
+use crate::gpu::{GpuContext, GpuTensor};
 use crate::model::{HeadKind, LossKind};
 
-/// One dispatch: the kernel (an index into `GpuTrainer::kernel_table`, or
-/// [`GEMM`]), its bind group and its workgroup counts.
-pub(super) type Dispatch = (usize, wgpu::BindGroup, (u32, u32, u32));
+/// One dispatch of a training step: its kernel, bind group and workgroup
+/// counts.
+pub(super) struct Dispatch {
+    kernel: Kernel,
+    bind_group: wgpu::BindGroup,
+    groups: (u32, u32, u32),
+}
+
+impl Dispatch {
+    pub fn new(kernel: &Kernel, bind_group: wgpu::BindGroup, groups: (u32, u32, u32)) -> Self {
+        Dispatch {
+            kernel: kernel.clone(),
+            bind_group,
+            groups,
+        }
+    }
+
+    pub fn encode(&self, ctx: &GpuContext, pass: &mut wgpu::ComputePass<'_>) {
+        self.kernel.encode(ctx, pass, &self.bind_group, self.groups);
+    }
+}
 
 /// How many (T, B) shapes keep their buffers before the oldest is dropped.
 const MAX_SPACES: usize = 4;
-
-/// The GEMM kernel, which is not in the kernel table.
-pub(super) const GEMM: usize = usize::MAX;
-
-// Indices into `kernel_table`.
-pub(super) const MSE: usize = 0;
-pub(super) const CROSS_ENTROPY: usize = 1;
-pub(super) const LOSS_FINISH: usize = 2;
-pub(super) const SUM_SQUARES: usize = 3;
-pub(super) const CLIP: usize = 4;
-pub(super) const UPDATE: usize = 5;
-pub(super) const LAST_STEP: usize = 6;
-pub(super) const LAST_STEP_BACKWARD: usize = 7;
-pub(super) const EMBED: usize = 8;
-pub(super) const EMBED_BACKWARD: usize = 9;
-pub(super) const CAST: usize = 10;
 
 /// Buffers and bind groups for one (T, B).
 pub(super) struct StepSpace {
@@ -233,7 +235,7 @@ impl GpuTrainer {
                     bias: &wgpu::Buffer,
                     c: &wgpu::Buffer,
                     params: GemmParams|
-         -> Result<(usize, wgpu::BindGroup, (u32, u32, u32))> {
+         -> Result<Dispatch> {
             let op = GemmOp {
                 params,
                 a,
@@ -242,14 +244,11 @@ impl GpuTrainer {
                 c,
             };
             let (x, y) = GemmKernel::workgroups(ctx, &params)?;
-            Ok((
-                GEMM,
+            Ok(Dispatch::new(
+                self.gemm.kernel(),
                 self.gemm.bind(ctx, &op, &uniforms, u.offset(entry) as u64),
                 (x, y, 1),
             ))
-        };
-        let read_params = |entry: usize| -> GemmParams {
-            *bytemuck::from_bytes(&u.bytes[u.offset(entry) as usize..u.offset(entry) as usize + 48])
         };
 
         let mut before = Vec::new();
@@ -264,7 +263,7 @@ impl GpuTrainer {
                     index: &input,
                 },
             );
-            before.push((EMBED, bg, grid(ctx, t * b * e)));
+            before.push(Dispatch::new(&self.kernels.embed, bg, grid(ctx, t * b * e)));
         }
         let mut head = Vec::new();
         if self.shape.head_kind == HeadKind::LastStep {
@@ -277,7 +276,7 @@ impl GpuTrainer {
                     index: &lengths,
                 },
             );
-            head.push((LAST_STEP, bg, grid(ctx, b * f)));
+            head.push(Dispatch::new(&self.kernels.last_step, bg, grid(ctx, b * f)));
         }
         head.push(gemm(
             0,
@@ -285,11 +284,11 @@ impl GpuTrainer {
             &head_w.value,
             &head_b.value,
             &logits,
-            read_params(0),
+            u.get::<GemmParams>(0),
         )?);
-        let (loss_kernel, loss_id) = match self.config.loss {
-            LossKind::Mse => (&self.kernels.mse, MSE),
-            LossKind::CrossEntropy { .. } => (&self.kernels.cross_entropy, CROSS_ENTROPY),
+        let loss_kernel = match self.config.loss {
+            LossKind::Mse => &self.kernels.mse,
+            LossKind::CrossEntropy { .. } => &self.kernels.cross_entropy,
         };
         let loss_bind = |k: &Kernel| {
             k.bind(
@@ -306,19 +305,20 @@ impl GpuTrainer {
                 },
             )
         };
-        head.push((
-            loss_id,
+        head.push(Dispatch::new(
+            loss_kernel,
             loss_bind(loss_kernel),
             ((rows as u32).div_ceil(256), 1, 1),
         ));
-        head.push((LOSS_FINISH, loss_bind(&self.kernels.loss_finish), (1, 1, 1)));
+        let finish = &self.kernels.loss_finish;
+        head.push(Dispatch::new(finish, loss_bind(finish), (1, 1, 1)));
         head.push(gemm(
             1,
             &d_logits,
             &head_in,
             &d_logits,
             &head_w.grad,
-            read_params(1),
+            u.get::<GemmParams>(1),
         )?);
         head.push(gemm(
             2,
@@ -326,7 +326,7 @@ impl GpuTrainer {
             &d_logits,
             &ones,
             &head_b.grad,
-            read_params(2),
+            u.get::<GemmParams>(2),
         )?);
         head.push(gemm(
             3,
@@ -334,7 +334,7 @@ impl GpuTrainer {
             &head_w.value,
             &d_logits,
             &d_head_in,
-            read_params(3),
+            u.get::<GemmParams>(3),
         )?);
         if self.shape.head_kind == HeadKind::LastStep {
             let bg = self.kernels.last_step_backward.bind(
@@ -346,7 +346,11 @@ impl GpuTrainer {
                     index: &lengths,
                 },
             );
-            head.push((LAST_STEP_BACKWARD, bg, grid(ctx, t * b * f)));
+            head.push(Dispatch::new(
+                &self.kernels.last_step_backward,
+                bg,
+                grid(ctx, t * b * f),
+            ));
         }
         let mut buffers = vec![logits, d_logits, loss_partials, ones];
         buffers.push(head_in);
