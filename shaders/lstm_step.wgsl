@@ -119,6 +119,25 @@ fn activate(s: Site, b: u32, rec: vec4<f32>) -> vec4<f32> {
     return vec4<f32>(sigmoid(pre.x), sigmoid(pre.y), tanh_safe(pre.z), sigmoid(pre.w));
 }
 
+// One unit's cell update at a valid step of row b.
+struct Cell {
+    gates: vec4<f32>,   // activated i, f, g, o
+    c: f32,             // c_t
+    h: f32,             // h_t, or m_t with a hidden projection
+}
+
+// The cell update of both entry points: the gates from the recurrent
+// product `rec`, c_t = f ⊙ c_{t-1} + i ⊙ g (written in place at `state`)
+// and h_t = o ⊙ tanh(c_t).
+fn update_cell(s: Site, b: u32, state: u32, rec: vec4<f32>) -> Cell {
+    var cell: Cell;
+    cell.gates = activate(s, b, rec);
+    cell.c = cell.gates.y * c_state[state] + cell.gates.x * cell.gates.z;
+    cell.h = cell.gates.w * tanh_safe(cell.c);
+    c_state[state] = cell.c;
+    return cell;
+}
+
 @compute @workgroup_size(WG, 1, 1)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
     let s = site(wg, lid);
@@ -136,20 +155,14 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
         if (projecting()) {
             // m_t into y; h is the hidden-projection kernel's.
             if (s.t < lengths[b]) {
-                let g = activate(s, b, acc[r]);
-                let c = g.y * c_state[state] + g.x * g.z;
-                c_state[state] = c;
-                y[out] = g.w * tanh_safe(c);
+                y[out] = update_cell(s, b, state, acc[r]).h;
             } else {
                 y[out] = 0.0;
             }
             continue;
         }
         if (s.t < lengths[b]) {
-            let g = activate(s, b, acc[r]);
-            let c = g.y * c_state[state] + g.x * g.z;
-            let h = g.w * tanh_safe(c);
-            c_state[state] = c;
+            let h = update_cell(s, b, state, acc[r]).h;
             h_state[s.h_next + b * p.hidden + s.j] = h;
             y[out] = h;
         } else {
@@ -182,12 +195,10 @@ fn main_train(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id
             h_prev_saved[(s.t * p.batch + b) * p.dirs * p.h_out + s.d * p.h_out + s.j] = store_t(h_old);
         }
         if (s.t < lengths[b]) {
-            let g = activate(s, b, acc[r]);
-            let c = g.y * c_state[state] + g.x * g.z;
-            let h = g.w * tanh_safe(c);
-            gates_saved[saved] = vec4<store_t>(g);
-            c_state[state] = c;
-            c_saved[saved] = c;
+            let cell = update_cell(s, b, state, acc[r]);
+            let h = cell.h;
+            gates_saved[saved] = vec4<store_t>(cell.gates);
+            c_saved[saved] = cell.c;
             if (projecting()) {
                 // m_t, saved for dW_hr; the hidden-projection kernel applies dropout.
                 y[out] = h;
