@@ -193,6 +193,13 @@ pub(crate) const STEP_ROWS: u32 = 4;
 /// function-scope arrays, which WGSL allows only for const-expressions.
 pub(crate) const STEP_TILE: Constants<'static> = &[("WG", STEP_UNITS), ("RB", STEP_ROWS)];
 
+/// Invocations per workgroup of the one-dimensional kernels (permute,
+/// losses, optimizers, gathers, cast), which run over 2-D grids of such
+/// workgroups: `WG` in their WGSL.
+pub(crate) const FLAT_GROUP: u32 = 256;
+/// [`FLAT_GROUP`] under its WGSL name.
+pub(crate) const FLAT_TILE: Constants<'static> = &[("WG", FLAT_GROUP)];
+
 /// The text put before `common.wgsl`: `enable f16;` if any alias is f16,
 /// then one `alias name = type;` per alias and one `const name: u32 = v;`
 /// per constant.
@@ -310,14 +317,16 @@ pub struct Kernel {
 }
 
 impl Kernel {
-    /// A kernel whose bindings are the table `B`.
+    /// A kernel whose bindings are the table `B` and whose source names
+    /// constants by the names in `constants`.
     pub(crate) fn new<B: BindingTable>(
         ctx: &GpuContext,
         label: &'static str,
         source: &str,
         entry: &str,
+        constants: Constants<'_>,
     ) -> Self {
-        Self::new_typed::<B>(ctx, label, source, entry, &[], &[])
+        Self::new_typed::<B>(ctx, label, source, entry, &[], constants)
     }
 
     /// [`new`](Self::new) for a source that names storage types by the

@@ -1,7 +1,7 @@
 //! Swapping the first two axes on the GPU (`shaders/permute.wgsl`), for
 //! `batch_first` inputs and outputs.
 
-use super::Kernel;
+use super::{FLAT_GROUP, FLAT_TILE, Kernel};
 use crate::gpu::GpuContext;
 
 /// Mirrors `PermuteParams` in `shaders/permute.wgsl`.
@@ -14,8 +14,6 @@ pub struct PermuteParams {
     pub _pad: u32,
 }
 const _: () = assert!(std::mem::size_of::<PermuteParams>() == 16);
-
-const GROUP: u32 = 256;
 
 bindings! {
     /// What one permute binds.
@@ -37,6 +35,7 @@ impl PermuteKernel {
             "permute",
             include_str!("../../../shaders/permute.wgsl"),
             "main",
+            FLAT_TILE,
         );
         PermuteKernel { kernel }
     }
@@ -53,7 +52,7 @@ impl PermuteKernel {
 
     /// A 2-D grid covering `total` elements within the per-dimension limit.
     pub fn workgroups(ctx: &GpuContext, total: usize) -> (u32, u32) {
-        let groups = (total as u64).div_ceil(GROUP as u64).max(1);
+        let groups = (total as u64).div_ceil(FLAT_GROUP as u64).max(1);
         let limit = ctx.limits().max_compute_workgroups_per_dimension as u64;
         let x = groups.min(limit);
         (x as u32, groups.div_ceil(x) as u32)

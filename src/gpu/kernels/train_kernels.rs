@@ -2,7 +2,7 @@
 //! optimizers and clipping (`shaders/optim.wgsl`), and index-driven copies
 //! (`shaders/gather.wgsl`). Their parameter structs mirror the WGSL ones.
 
-use super::Kernel;
+use super::{Constants, FLAT_GROUP, FLAT_TILE, Kernel};
 use crate::gpu::{GpuContext, Precision};
 
 /// Mirrors `LossParams` in `shaders/loss.wgsl`.
@@ -95,7 +95,7 @@ impl TrainScalars {
 }
 
 /// Sum-of-squares partials each gradient tensor contributes to the norm
-/// (PARTIALS_PER_TENSOR in the shader).
+/// (declared to `shaders/optim.wgsl` under the same name).
 pub const PARTIALS_PER_TENSOR: u32 = 64;
 
 bindings! {
@@ -159,6 +159,12 @@ bindings! {
     }
 }
 
+/// The optimizer kernels' constants under their WGSL names.
+const OPTIM_TILE: Constants<'static> = &[
+    ("WG", FLAT_GROUP),
+    ("PARTIALS_PER_TENSOR", PARTIALS_PER_TENSOR),
+];
+
 /// Every training kernel, built once.
 pub struct TrainKernelSet {
     pub mse: Kernel,
@@ -182,35 +188,51 @@ impl TrainKernelSet {
         let optim = include_str!("../../../shaders/optim.wgsl");
         let gather = include_str!("../../../shaders/gather.wgsl");
         TrainKernelSet {
-            mse: Kernel::new::<LossBuffers>(ctx, "mse loss", loss, "mse"),
+            mse: Kernel::new::<LossBuffers>(ctx, "mse loss", loss, "mse", FLAT_TILE),
             cross_entropy: Kernel::new::<LossBuffers>(
                 ctx,
                 "cross-entropy loss",
                 loss,
                 "cross_entropy",
+                FLAT_TILE,
             ),
-            loss_finish: Kernel::new::<LossBuffers>(ctx, "loss sum", loss, "finish"),
+            loss_finish: Kernel::new::<LossBuffers>(ctx, "loss sum", loss, "finish", FLAT_TILE),
             sum_squares: Kernel::new::<OptimBuffers>(
                 ctx,
                 "gradient sum of squares",
                 optim,
                 "sum_squares",
+                OPTIM_TILE,
             ),
-            clip: Kernel::new::<OptimBuffers>(ctx, "gradient clipping", optim, "clip"),
-            update: Kernel::new::<OptimBuffers>(ctx, "optimizer update", optim, "update"),
-            last_step: Kernel::new::<GatherBuffers>(ctx, "last valid step", gather, "last_step"),
+            clip: Kernel::new::<OptimBuffers>(ctx, "gradient clipping", optim, "clip", OPTIM_TILE),
+            update: Kernel::new::<OptimBuffers>(
+                ctx,
+                "optimizer update",
+                optim,
+                "update",
+                OPTIM_TILE,
+            ),
+            last_step: Kernel::new::<GatherBuffers>(
+                ctx,
+                "last valid step",
+                gather,
+                "last_step",
+                FLAT_TILE,
+            ),
             last_step_backward: Kernel::new::<GatherBuffers>(
                 ctx,
                 "last valid step backward",
                 gather,
                 "last_step_backward",
+                FLAT_TILE,
             ),
-            embed: Kernel::new::<GatherBuffers>(ctx, "embedding", gather, "embed"),
+            embed: Kernel::new::<GatherBuffers>(ctx, "embedding", gather, "embed", FLAT_TILE),
             embed_backward: Kernel::new::<GatherBuffers>(
                 ctx,
                 "embedding backward",
                 gather,
                 "embed_backward",
+                FLAT_TILE,
             ),
             cast: Kernel::new_typed::<CastBuffers>(
                 ctx,
@@ -218,15 +240,15 @@ impl TrainKernelSet {
                 include_str!("../../../shaders/cast.wgsl"),
                 "main",
                 &[("store_t", precision)],
-                &[],
+                FLAT_TILE,
             ),
         }
     }
 }
 
-/// A 2-D grid of 256-wide workgroups covering `total` invocations.
+/// A 2-D grid of [`FLAT_GROUP`]-wide workgroups covering `total` invocations.
 pub fn grid(ctx: &GpuContext, total: usize) -> (u32, u32, u32) {
-    let groups = (total as u64).div_ceil(256).max(1);
+    let groups = (total as u64).div_ceil(FLAT_GROUP as u64).max(1);
     let limit = ctx.limits().max_compute_workgroups_per_dimension as u64;
     let x = groups.min(limit);
     (x as u32, groups.div_ceil(x) as u32, 1)

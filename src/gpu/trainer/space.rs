@@ -4,8 +4,8 @@
 use super::GpuTrainer;
 use crate::error::Result;
 use crate::gpu::kernels::{
-    GatherBuffers, GatherParams, GemmKernel, GemmOp, GemmParams, Kernel, LossBuffers, LossParams,
-    grid,
+    FLAT_GROUP, GatherBuffers, GatherParams, GemmKernel, GemmOp, GemmParams, Kernel, LossBuffers,
+    LossParams, grid,
 };
 use crate::gpu::tensor::{TENSOR_USAGE, byte_size};
 use crate::gpu::workspace::Uniforms;
@@ -116,7 +116,7 @@ impl GpuTrainer {
             HeadKind::PerStep => d_output.buffer.clone(),
             HeadKind::LastStep => buffer("d last step [B, D·H]", &[b, f])?,
         };
-        let loss_partials = buffer("loss partials", &[rows.div_ceil(256)])?;
+        let loss_partials = buffer("loss partials", &[rows.div_ceil(FLAT_GROUP as usize)])?;
         let ones = buffer("ones [rows]", &[rows])?;
         ctx.queue()
             .write_buffer(&ones, 0, bytemuck::cast_slice(&vec![1.0f32; rows]));
@@ -308,7 +308,7 @@ impl GpuTrainer {
         head.push(Dispatch::new(
             loss_kernel,
             loss_bind(loss_kernel),
-            ((rows as u32).div_ceil(256), 1, 1),
+            ((rows as u32).div_ceil(FLAT_GROUP), 1, 1),
         ));
         let finish = &self.kernels.loss_finish;
         head.push(Dispatch::new(finish, loss_bind(finish), (1, 1, 1)));
