@@ -66,7 +66,8 @@ pub struct GemmKernel {
     kernel: Kernel,
 }
 
-/// Output tile edge of one workgroup (BM = BN in the shader).
+/// Output tile edge of one workgroup: BM = BN in the shader, declared from
+/// here.
 const TILE: u32 = 64;
 
 impl GemmKernel {
@@ -88,7 +89,7 @@ impl GemmKernel {
                 ("bias_t", types.bias),
                 ("c_t", types.c),
             ],
-            &[],
+            &[("BM", TILE), ("BN", TILE)],
         );
         GemmKernel { kernel }
     }
