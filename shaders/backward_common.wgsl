@@ -1,10 +1,8 @@
 // Shared by the two halves of a backward step, `lstm_step_backward.wgsl`
 // and `lstm_proj_backward.wgsl` (placed before each). Each declares `p`,
 // `d_gates`, `w_hh` and the workgroup array `dg_tile` that `recurrent_dh`
-// uses.
-
-const WG: u32 = 64u;
-const RB: u32 = 4u;
+// uses. WG and RB are declared before this file by the kernel builder, from
+// `STEP_UNITS` and `STEP_ROWS` in src/gpu/kernels/mod.rs.
 
 // The time index handled at backward step s in direction d.
 fn time_of(s: u32, d: u32) -> u32 {
@@ -18,11 +16,11 @@ fn time_of(s: u32, d: u32) -> u32 {
 // rows of dG[b, u, q] · W_hh[q·H + u, col], reading W_hh as [D, H_out, H]
 // vec4s ([col][u][q]). Columns at or past H_out get 0. Called by every
 // invocation of the workgroup in uniform control flow (it holds barriers).
-fn recurrent_dh(lane: u32, d: u32, col: u32, b0: u32, t_prev: u32) -> array<f32, 4> {
+fn recurrent_dh(lane: u32, d: u32, col: u32, b0: u32, t_prev: u32) -> array<f32, RB> {
     let hid = p.hidden;
     let width = p.h_out;
     let bsz = p.batch;
-    var rec: array<f32, 4>;
+    var rec: array<f32, RB>;
     for (var r = 0u; r < RB; r++) {
         rec[r] = 0.0;
     }

@@ -10,13 +10,15 @@ struct CastParams {
     _pad2: u32,
 }
 
+// WG, the workgroup width, is declared before this file by the kernel
+// builder, from `FLAT_GROUP` in src/gpu/kernels/mod.rs.
 @group(0) @binding(0) var<uniform> p: CastParams;
 @group(0) @binding(1) var<storage, read> src: array<f32>;            // [len] master
 @group(0) @binding(2) var<storage, read_write> dst: array<store_t>;  // [len] working copy
 
-@compute @workgroup_size(256, 1, 1)
+@compute @workgroup_size(WG, 1, 1)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) n: vec3<u32>) {
-    let i = gid.x + gid.y * n.x * 256u;
+    let i = gid.x + gid.y * n.x * WG;
     if (i < p.len) {
         dst[i] = store_t(src[i]);
     }

@@ -66,7 +66,7 @@ struct StepParams {
     slot: u32,        // layer · D: this layer's first state slot
     slots: u32,       // L · D
     dropout: Dropout, // the mask on this layer's output (training, inner layers)
-    h_out: u32,       // width of h: P with a projection, else H
+    h_out: u32,       // width of h: P with a hidden projection, else H
     _pad0: u32,
     _pad1: u32,
     _pad2: u32,

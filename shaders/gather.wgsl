@@ -16,17 +16,19 @@ struct GatherParams {
     _pad2: u32,
 }
 
+// WG, the workgroup width, is declared before this file by the kernel
+// builder, from `FLAT_GROUP` in src/gpu/kernels/mod.rs.
 @group(0) @binding(0) var<uniform> p: GatherParams;
 @group(0) @binding(1) var<storage, read> src: array<f32>;
 @group(0) @binding(2) var<storage, read_write> dst: array<f32>;
 @group(0) @binding(3) var<storage, read> index: array<u32>;   // lengths [B], or tokens [T·B]
 
 fn flat_index(gid: vec3<u32>, n: vec3<u32>) -> u32 {
-    return gid.x + gid.y * n.x * 256u;
+    return gid.x + gid.y * n.x * WG;
 }
 
 // dst [B, F] = src [T, B, F] at t = lengths[b] - 1.
-@compute @workgroup_size(256, 1, 1)
+@compute @workgroup_size(WG, 1, 1)
 fn last_step(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) n: vec3<u32>) {
     let i = flat_index(gid, n);
     if (i >= p.batch * p.features) {
@@ -39,7 +41,7 @@ fn last_step(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgro
 }
 
 // dst [T, B, F] = src [B, F] at t = lengths[b] - 1, zero elsewhere.
-@compute @workgroup_size(256, 1, 1)
+@compute @workgroup_size(WG, 1, 1)
 fn last_step_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) n: vec3<u32>) {
     let i = flat_index(gid, n);
     if (i >= p.seq_len * p.batch * p.features) {
@@ -56,7 +58,7 @@ fn last_step_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(nu
 }
 
 // dst [T·B, F] = src [vocab, F] at row tokens[i].
-@compute @workgroup_size(256, 1, 1)
+@compute @workgroup_size(WG, 1, 1)
 fn embed(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) n: vec3<u32>) {
     let i = flat_index(gid, n);
     if (i >= p.tokens * p.features) {
@@ -67,7 +69,7 @@ fn embed(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups)
 }
 
 // dst [vocab, F] = Σ over positions with tokens[k] == row of src [T·B, F].
-@compute @workgroup_size(256, 1, 1)
+@compute @workgroup_size(WG, 1, 1)
 fn embed_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) n: vec3<u32>) {
     let i = flat_index(gid, n);
     if (i >= p.vocab * p.features) {

@@ -30,8 +30,9 @@ const TRANS_B: u32 = 2u;
 const BIAS: u32 = 4u;
 const ACCUMULATE: u32 = 8u;
 
-const BM: u32 = 64u;
-const BN: u32 = 64u;
+// BM and BN, the output tile (BM = BN), are declared before this file by the
+// kernel builder, from `TILE` in src/gpu/kernels/gemm.rs, which also counts
+// the workgroups.
 const BK: u32 = 16u;
 const TM: u32 = 4u;
 const TN: u32 = 4u;
@@ -42,8 +43,8 @@ const TN: u32 = 4u;
 @group(0) @binding(3) var<storage, read> bias: array<bias_t>;    // [N] at bias_off
 @group(0) @binding(4) var<storage, read_write> c: array<c_t>;    // [M, ldc] at c_off
 
-var<workgroup> tile_a: array<f32, 1024>;   // [BK][BM]
-var<workgroup> tile_b: array<f32, 1024>;   // [BK][BN]
+var<workgroup> tile_a: array<f32, BK * BM>;   // [BK][BM]
+var<workgroup> tile_b: array<f32, BK * BN>;   // [BK][BN]
 
 fn load_a(m: u32, k: u32) -> f32 {
     if (m >= p.m || k >= p.k) {

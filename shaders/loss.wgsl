@@ -20,7 +20,8 @@ struct LossParams {
     _pad1: u32,
 }
 
-const WG: u32 = 256u;
+// WG, the workgroup width, is declared before this file by the kernel
+// builder, from `FLAT_GROUP` in src/gpu/kernels/mod.rs.
 
 @group(0) @binding(0) var<uniform> p: LossParams;
 @group(0) @binding(1) var<storage, read> pred: array<f32>;          // [rows, cols]
@@ -31,7 +32,7 @@ const WG: u32 = 256u;
 @group(0) @binding(6) var<storage, read_write> partials: array<f32>; // [workgroups]
 @group(0) @binding(7) var<storage, read_write> s: TrainScalars;
 
-var<workgroup> shares: array<f32, 256>;
+var<workgroup> shares: array<f32, WG>;
 
 fn row_valid(r: u32) -> bool {
     if (r >= p.rows) {
@@ -58,7 +59,7 @@ fn reduce_share(v: f32, lane: u32, wg: u32) {
     }
 }
 
-@compute @workgroup_size(256, 1, 1)
+@compute @workgroup_size(WG, 1, 1)
 fn mse(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wg: vec3<u32>) {
     let r = gid.x;
     var share = 0.0;
@@ -78,7 +79,7 @@ fn mse(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(local_invocation_
     reduce_share(share, lid.x, wg.x);
 }
 
-@compute @workgroup_size(256, 1, 1)
+@compute @workgroup_size(WG, 1, 1)
 fn cross_entropy(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wg: vec3<u32>) {
     let r = gid.x;
     var share = 0.0;
@@ -113,7 +114,7 @@ fn cross_entropy(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(local_i
 }
 
 // One workgroup: loss = inv_count · Σ partials.
-@compute @workgroup_size(256, 1, 1)
+@compute @workgroup_size(WG, 1, 1)
 fn finish(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(num_workgroups) n: vec3<u32>) {
     let count = (p.rows + WG - 1u) / WG;
     var v = 0.0;

@@ -1,4 +1,4 @@
-// The projection of one LSTMP time step, both directions at once: after the
+// The hidden projection of one LSTMP time step, both directions at once: after the
 // step kernel has written m_t = o ⊙ tanh(c_t) (H wide),
 //
 //   h_t = m_t · W_hrᵀ        [B, P] = [B, H] · [H, P]
@@ -6,15 +6,14 @@
 // into the h double buffer (where the next step's kernel reads h_{t-1}) and
 // into the layer output y, with inter-layer dropout when training. A padded
 // step (t >= lengths[b]) carries h_{t-1} and writes 0 output, as the step
-// kernel does without a projection.
+// kernel does without a hidden projection.
 //
-// Workgroup (64, 1, 1): x = 64 projected units p, y = RB batch rows,
-// z = direction. m_t is staged through workgroup memory 64 units at a time.
+// Workgroup (WG, 1, 1): x = WG projected units p, y = RB batch rows,
+// z = direction. m_t is staged through workgroup memory WG units at a time.
 // W_hr keeps PyTorch's [P, H] layout per direction; `store_t` (f32 or f16,
-// declared before this file) is its storage type; arithmetic is f32.
-
-const WG: u32 = 64u;
-const RB: u32 = 4u;
+// declared before this file) is its storage type; arithmetic is f32. WG and
+// RB are declared there too, from `STEP_UNITS` and `STEP_ROWS` in
+// src/gpu/kernels/mod.rs.
 
 @group(0) @binding(0) var<uniform> p: StepParams;
 @group(0) @binding(1) var<storage, read> m: array<f32>;             // [T, B, D·H]: o ⊙ tanh(c_t)
@@ -23,9 +22,9 @@ const RB: u32 = 4u;
 @group(0) @binding(4) var<storage, read_write> y: array<f32>;       // [T, B, D·P]
 @group(0) @binding(5) var<storage, read> lengths: array<u32>;       // [B]
 
-var<workgroup> m_tile: array<f32, 256>;   // [RB][WG]: m_t[b0 + r][j0 + jj]
+var<workgroup> m_tile: array<f32, RB * WG>;   // [RB][WG]: m_t[b0 + r][j0 + jj]
 
-@compute @workgroup_size(64, 1, 1)
+@compute @workgroup_size(WG, 1, 1)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
     let d = wg.z;
     let k = wg.x * WG + lid.x;   // projected unit
@@ -37,7 +36,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
         t = p.seq_len - 1u - p.step;
     }
 
-    var acc: array<f32, 4>;
+    var acc: array<f32, RB>;
     for (var r = 0u; r < RB; r++) {
         acc[r] = 0.0;
     }

@@ -1,6 +1,6 @@
 // The first half of one LSTMP backward step, both directions: the gradient
 // of the P-wide h_t, which the cell half (shaders/lstm_step_backward.wgsl)
-// then maps back through the projection, dm_t = dh_t · W_hr.
+// then maps back through the hidden projection, dm_t = dh_t · W_hr.
 //
 //   dh_t = dy_t ⊙ mask + dh_carry,   dh_carry = dG_{prev} · W_hh  (P wide)
 //
@@ -9,7 +9,7 @@
 // dh_carry through unchanged; the dispatch with step == T only finishes
 // dh_0 (the recurrent product of the last dG).
 //
-// Workgroup (64, 1, 1): x = 64 projected units k, y = RB batch rows,
+// Workgroup (WG, 1, 1): x = WG projected units k, y = RB batch rows,
 // z = direction. The previous step's dG rows are staged through workgroup
 // memory. `store_t` is how dG and W_hh are stored; arithmetic is f32.
 
@@ -23,10 +23,10 @@
 @group(0) @binding(6) var<storage, read_write> dh_carry: array<f32>;    // [2, L·D, B, P]
 @group(0) @binding(7) var<storage, read_write> d_h0: array<f32>;        // [L·D, B, P]
 
-var<workgroup> dg_tile: array<vec4<f32>, 256>;   // [RB][WG]: dG_prev[b0 + r][unit u0 + uu]
+var<workgroup> dg_tile: array<vec4<f32>, RB * WG>;   // [RB][WG]: dG_prev[b0 + r][unit u0 + uu]
 
 
-@compute @workgroup_size(64, 1, 1)
+@compute @workgroup_size(WG, 1, 1)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
     let d = wg.z;
     let k = wg.x * WG + lid.x;
@@ -41,7 +41,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
     }
 
     // rec[r] = (dG_prev · W_hh)[b0 + r, k]
-    var rec: array<f32, 4>;
+    var rec: array<f32, RB>;
     if (has_prev) {
         rec = recurrent_dh(lid.x, d, k, b0, t_prev);
     }

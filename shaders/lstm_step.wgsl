@@ -8,14 +8,14 @@
 // Gate rows are stored by unit (i_j, f_j, g_j, o_j side by side), so the four
 // gates of unit j are one vec4 and the cell update happens in registers.
 //
-// With a projection (proj_size P > 0, so h_out = P < H), h_{t-1} is P wide
+// With a hidden projection (proj_size P > 0, so h_out = P < H), h_{t-1} is P wide
 // and this kernel stops at m_t = o ⊙ tanh(c_t): it writes m_t into `y`
 // (then [T, B, D·H], without dropout) and leaves h_state alone;
 // shaders/lstm_proj.wgsl then computes h_t = m_t · W_hrᵀ in a second
 // dispatch.
 //
-// Workgroup (64, 1, 1): x = 64 hidden units, y = a block of RB batch rows,
-// z = direction. h_{t-1} is staged through workgroup memory 64 inputs at a
+// Workgroup (WG, 1, 1): x = WG hidden units, y = a block of RB batch rows,
+// z = direction. h_{t-1} is staged through workgroup memory WG inputs at a
 // time. h is double-buffered by step parity (every workgroup reads all of
 // h_{t-1} while others write h_t); c is updated in place by its owner.
 //
@@ -28,10 +28,9 @@
 //
 // `store_t` (f32 or f16, declared before this file by the kernel builder) is
 // how weights, the input projection and the saved gates and h are stored;
-// everything is widened to f32 on load, and c stays f32 throughout.
-
-const WG: u32 = 64u;
-const RB: u32 = 4u;
+// everything is widened to f32 on load, and c stays f32 throughout. So are
+// WG (units per workgroup) and RB (batch rows per workgroup), from the Rust
+// constants `STEP_UNITS` and `STEP_ROWS` in src/gpu/kernels/mod.rs.
 
 @group(0) @binding(0) var<uniform> p: StepParams;
 @group(0) @binding(1) var<storage, read> gates_x: array<vec4<store_t>>; // [T, B, D, H]: X·W_ihᵀ + b_ih
@@ -39,14 +38,14 @@ const RB: u32 = 4u;
 @group(0) @binding(3) var<storage, read> b_hh: array<vec4<store_t>>;    // [D, H]
 @group(0) @binding(4) var<storage, read_write> h_state: array<f32>;   // [2, L·D, B, H_out]
 @group(0) @binding(5) var<storage, read_write> c_state: array<f32>;   // [L·D, B, H]
-@group(0) @binding(6) var<storage, read_write> y: array<f32>;         // [T, B, D·H]: h, or m with a projection
+@group(0) @binding(6) var<storage, read_write> y: array<f32>;         // [T, B, D·H]: h, or m with a hidden projection
 @group(0) @binding(7) var<storage, read> lengths: array<u32>;         // [B]
 // Training only:
 @group(0) @binding(8) var<storage, read_write> gates_saved: array<vec4<store_t>>; // [T, B, D, H]: i, f, g, o
 @group(0) @binding(9) var<storage, read_write> c_saved: array<f32>;               // [T, B, D, H]: c after step t
 @group(0) @binding(10) var<storage, read_write> h_prev_saved: array<store_t>;     // [T, B, D·H_out]: h entering step t
 
-var<workgroup> h_tile: array<f32, 256>;    // [RB][WG]: h_{t-1}[b0 + r][k0 + kk]
+var<workgroup> h_tile: array<f32, RB * WG>;    // [RB][WG]: h_{t-1}[b0 + r][k0 + kk]
 
 // Where one invocation works.
 struct Site {
@@ -59,7 +58,7 @@ struct Site {
     h_next: u32,   // offset of h_t
 }
 
-// True when h_t = m_t · W_hrᵀ is left to the projection kernel.
+// True when h_t = m_t · W_hrᵀ is left to the hidden-projection kernel.
 fn projecting() -> bool {
     return p.h_out != p.hidden;
 }
@@ -81,10 +80,10 @@ fn site(wg: vec3<u32>, lid: vec3<u32>) -> Site {
 
 // h_{t-1} · W_hhᵀ for the four gates of unit s.j and rows b0..b0+RB.
 // Called by every invocation of the workgroup (it holds barriers).
-fn recurrent(s: Site, lane: u32) -> array<vec4<f32>, 4> {
+fn recurrent(s: Site, lane: u32) -> array<vec4<f32>, RB> {
     let hid = p.hidden;
     let n_in = p.h_out;
-    var acc: array<vec4<f32>, 4>;
+    var acc: array<vec4<f32>, RB>;
     for (var r = 0u; r < RB; r++) {
         acc[r] = vec4<f32>(0.0);
     }
@@ -120,7 +119,26 @@ fn activate(s: Site, b: u32, rec: vec4<f32>) -> vec4<f32> {
     return vec4<f32>(sigmoid(pre.x), sigmoid(pre.y), tanh_safe(pre.z), sigmoid(pre.w));
 }
 
-@compute @workgroup_size(64, 1, 1)
+// One unit's cell update at a valid step of row b.
+struct Cell {
+    gates: vec4<f32>,   // activated i, f, g, o
+    c: f32,             // c_t
+    h: f32,             // h_t, or m_t with a hidden projection
+}
+
+// The cell update of both entry points: the gates from the recurrent
+// product `rec`, c_t = f ⊙ c_{t-1} + i ⊙ g (written in place at `state`)
+// and h_t = o ⊙ tanh(c_t).
+fn update_cell(s: Site, b: u32, state: u32, rec: vec4<f32>) -> Cell {
+    var cell: Cell;
+    cell.gates = activate(s, b, rec);
+    cell.c = cell.gates.y * c_state[state] + cell.gates.x * cell.gates.z;
+    cell.h = cell.gates.w * tanh_safe(cell.c);
+    c_state[state] = cell.c;
+    return cell;
+}
+
+@compute @workgroup_size(WG, 1, 1)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
     let s = site(wg, lid);
     let acc = recurrent(s, lid.x);
@@ -135,22 +153,16 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
         let state = (s.slot * p.batch + b) * p.hidden + s.j;
         let out = (s.t * p.batch + b) * p.dirs * p.hidden + s.d * p.hidden + s.j;
         if (projecting()) {
-            // m_t into y; h is the projection kernel's.
+            // m_t into y; h is the hidden-projection kernel's.
             if (s.t < lengths[b]) {
-                let g = activate(s, b, acc[r]);
-                let c = g.y * c_state[state] + g.x * g.z;
-                c_state[state] = c;
-                y[out] = g.w * tanh_safe(c);
+                y[out] = update_cell(s, b, state, acc[r]).h;
             } else {
                 y[out] = 0.0;
             }
             continue;
         }
         if (s.t < lengths[b]) {
-            let g = activate(s, b, acc[r]);
-            let c = g.y * c_state[state] + g.x * g.z;
-            let h = g.w * tanh_safe(c);
-            c_state[state] = c;
+            let h = update_cell(s, b, state, acc[r]).h;
             h_state[s.h_next + b * p.hidden + s.j] = h;
             y[out] = h;
         } else {
@@ -160,7 +172,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
     }
 }
 
-@compute @workgroup_size(64, 1, 1)
+@compute @workgroup_size(WG, 1, 1)
 fn main_train(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
     let s = site(wg, lid);
     let acc = recurrent(s, lid.x);
@@ -183,14 +195,12 @@ fn main_train(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id
             h_prev_saved[(s.t * p.batch + b) * p.dirs * p.h_out + s.d * p.h_out + s.j] = store_t(h_old);
         }
         if (s.t < lengths[b]) {
-            let g = activate(s, b, acc[r]);
-            let c = g.y * c_state[state] + g.x * g.z;
-            let h = g.w * tanh_safe(c);
-            gates_saved[saved] = vec4<store_t>(g);
-            c_state[state] = c;
-            c_saved[saved] = c;
+            let cell = update_cell(s, b, state, acc[r]);
+            let h = cell.h;
+            gates_saved[saved] = vec4<store_t>(cell.gates);
+            c_saved[saved] = cell.c;
             if (projecting()) {
-                // m_t, saved for dW_hr; the projection kernel applies dropout.
+                // m_t, saved for dW_hr; the hidden-projection kernel applies dropout.
                 y[out] = h;
             } else {
                 h_state[s.h_next + b * p.hidden + s.j] = h;

@@ -11,13 +11,13 @@
 // through unchanged. The dispatch with step == T does no cell work: it
 // finishes dh_0 (the recurrent product of the last dG) and dc_0.
 //
-// With a projection (h_out = P < H), shaders/lstm_proj_backward.wgsl has
+// With a hidden projection (h_out = P < H), shaders/lstm_proj_backward.wgsl has
 // already formed the P-wide dh_t (dy, mask and carry included) in the same
 // step's first dispatch; this kernel takes dm_t = dh_t · W_hr in place of
 // dh_t, and leaves dh_carry and dh_0 to that kernel.
 //
-// Workgroup (64, 1, 1): x = 64 hidden units, y = RB batch rows, z = direction.
-// The previous step's dG rows (or, with a projection, dh_t) are staged
+// Workgroup (WG, 1, 1): x = WG hidden units, y = RB batch rows, z = direction.
+// The previous step's dG rows (or, with a hidden projection, dh_t) are staged
 // through workgroup memory.
 //
 // `store_t` (f32 or f16, declared before this file by the kernel builder) is
@@ -29,26 +29,26 @@
 @group(0) @binding(2) var<storage, read> c_saved: array<f32>;         // [T, B, D, H]: c after step t
 @group(0) @binding(3) var<storage, read> c_0: array<f32>;             // [L·D, B, H]
 @group(0) @binding(4) var<storage, read> w_hh: array<vec4<store_t>>;  // [D, H_out (input k), H (unit j)]
-@group(0) @binding(5) var<storage, read> dy: array<f32>;              // [T, B, D·H] (unread with a projection)
+@group(0) @binding(5) var<storage, read> dy: array<f32>;              // [T, B, D·H] (unread with a hidden projection)
 @group(0) @binding(6) var<storage, read_write> d_gates: array<vec4<store_t>>; // [T, B, D, H]
 @group(0) @binding(7) var<storage, read_write> dh_carry: array<f32>;  // [2, L·D, B, H]
 @group(0) @binding(8) var<storage, read_write> dc_carry: array<f32>;  // [L·D, B, H]
 @group(0) @binding(9) var<storage, read> lengths: array<u32>;         // [B]
 @group(0) @binding(10) var<storage, read_write> d_h0: array<f32>;     // [L·D, B, H]
 @group(0) @binding(11) var<storage, read_write> d_c0: array<f32>;     // [L·D, B, H]
-// Projection only (any buffer otherwise):
+// Hidden projection only (any buffer otherwise):
 @group(0) @binding(12) var<storage, read> w_hr: array<store_t>;       // [D, P, H]
 @group(0) @binding(13) var<storage, read> dh_proj: array<f32>;        // [T, B, D·P]: dh_t
 
-var<workgroup> dg_tile: array<vec4<f32>, 256>;   // [RB][WG]: dG_prev[b0 + r][unit u0 + uu]
-var<workgroup> dh_tile: array<f32, 256>;         // [RB][WG]: dh_t[b0 + r][k0 + kk]
+var<workgroup> dg_tile: array<vec4<f32>, RB * WG>;   // [RB][WG]: dG_prev[b0 + r][unit u0 + uu]
+var<workgroup> dh_tile: array<f32, RB * WG>;         // [RB][WG]: dh_t[b0 + r][k0 + kk]
 
 fn projecting() -> bool {
     return p.h_out != p.hidden;
 }
 
 
-@compute @workgroup_size(64, 1, 1)
+@compute @workgroup_size(WG, 1, 1)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
     let d = wg.z;
     let j = wg.x * WG + lid.x;
@@ -62,12 +62,12 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
     }
 
     // rec[r] = (dG_prev · W_hh)[b0 + r, j]
-    var rec: array<f32, 4>;
+    var rec: array<f32, RB>;
     if (has_prev && !projecting()) {
         rec = recurrent_dh(lid.x, d, j, b0, t_prev);
     }
-    // With a projection, dm[r] = (dh_t · W_hr)[b0 + r, j].
-    var dm: array<f32, 4>;
+    // With a hidden projection, dm[r] = (dh_t · W_hr)[b0 + r, j].
+    var dm: array<f32, RB>;
     for (var r = 0u; r < RB; r++) {
         dm[r] = 0.0;
     }
@@ -108,7 +108,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
         }
         let len = lengths[b];
         let state = ((p.slot + d) * bsz + b) * hid + j;
-        // Without a projection h and c have the same shape, and this kernel
+        // Without a hidden projection h and c have the same shape, and this kernel
         // carries dh too.
         var carry = 0.0;
         if (!projecting()) {

@@ -33,8 +33,9 @@ struct OptParams {
     growth_interval: u32, // clip: clean steps before a dynamic loss scale doubles
 }
 
-const WG: u32 = 256u;
-const PARTIALS_PER_TENSOR: u32 = 64u;
+// WG (the workgroup width) and PARTIALS_PER_TENSOR are declared before this
+// file by the kernel builder, from `FLAT_GROUP` and `PARTIALS_PER_TENSOR` in
+// src/gpu/kernels/.
 
 @group(0) @binding(0) var<uniform> p: OptParams;
 @group(0) @binding(1) var<storage, read_write> param: array<f32>;
@@ -44,7 +45,7 @@ const PARTIALS_PER_TENSOR: u32 = 64u;
 @group(0) @binding(5) var<storage, read_write> partials: array<f32>;
 @group(0) @binding(6) var<storage, read_write> s: TrainScalars;
 
-var<workgroup> shares: array<f32, 256>;
+var<workgroup> shares: array<f32, WG>;
 
 fn workgroup_sum(x: f32, lane: u32) -> f32 {
     shares[lane] = x;
@@ -59,7 +60,7 @@ fn workgroup_sum(x: f32, lane: u32) -> f32 {
 }
 
 // Dispatched with PARTIALS_PER_TENSOR workgroups, grid-stride over the tensor.
-@compute @workgroup_size(256, 1, 1)
+@compute @workgroup_size(WG, 1, 1)
 fn sum_squares(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wg: vec3<u32>) {
     var acc = 0.0;
     for (var i = wg.x * WG + lid.x; i < p.len; i += PARTIALS_PER_TENSOR * WG) {
@@ -71,7 +72,7 @@ fn sum_squares(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_
     }
 }
 
-@compute @workgroup_size(256, 1, 1)
+@compute @workgroup_size(WG, 1, 1)
 fn clip(@builtin(local_invocation_id) lid: vec3<u32>) {
     var acc = 0.0;
     for (var i = lid.x; i < p.partial_count; i += WG) {
@@ -107,7 +108,7 @@ fn clip(@builtin(local_invocation_id) lid: vec3<u32>) {
     }
 }
 
-@compute @workgroup_size(256, 1, 1)
+@compute @workgroup_size(WG, 1, 1)
 fn update(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) n: vec3<u32>) {
     let i = gid.x + gid.y * n.x * WG;
     // Once a loss was not finite, nothing is updated again (the host reports

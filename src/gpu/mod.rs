@@ -16,7 +16,6 @@ mod params;
 mod precision;
 mod profiler;
 mod tensor;
-mod train;
 mod trainer;
 mod workspace;
 

@@ -3,7 +3,7 @@
 //!
 //! With [`Precision::F16`] the engine stores in f16:
 //! - the working copy of every LSTM weight (`W_ih`, `W_hh`, `b_ih`, `b_hh`,
-//!   and `W_hr` with a projection),
+//!   and `W_hr` with a hidden projection),
 //! - the input projection `G = X·W_ihᵀ + b_ih` of each layer,
 //! - the activations saved for the backward pass: the gates i, f, g, o and
 //!   the h entering each step,
@@ -12,7 +12,7 @@
 //! Everything else stays f32: every product accumulates in f32 (the GEMM's
 //! and the step kernels' registers and workgroup tiles are f32), the cell
 //! state c and its saved copies, the hidden state carried between steps, the
-//! layers' outputs, with a projection the saved m_t = o ⊙ tanh(c_t) and the
+//! layers' outputs, with a hidden projection the saved m_t = o ⊙ tanh(c_t) and the
 //! gradient dh_t, the input and every tensor at the API boundary, the
 //! parameter gradients, and, when training, the master weights and the
 //! optimizer state (see [`crate::gpu::GpuTrainer::with_precision`]).

@@ -11,7 +11,7 @@ use crate::gpu::tensor::map_and_read;
 /// The phases a pass is timed in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Phase {
-    Projection,
+    InputProjection,
     Steps,
     BackwardSteps,
     BackwardGemms,
@@ -20,6 +20,8 @@ pub enum Phase {
 /// GPU time per phase of the last profiled submit, in milliseconds.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct KernelTimes {
+    /// The input-projection GEMMs, G = X · W_ihᵀ + b_ih (not LSTMP's hidden
+    /// projection `W_hr`, which is timed with the steps).
     pub projection_ms: f64,
     pub steps_ms: f64,
     pub backward_steps_ms: f64,
@@ -114,7 +116,7 @@ impl Profiler {
         for (k, phase) in spans.iter().enumerate() {
             let ms = tick(2 * k + 1).saturating_sub(tick(2 * k)) as f64 * period_ns / 1e6;
             match phase {
-                Phase::Projection => times.projection_ms += ms,
+                Phase::InputProjection => times.projection_ms += ms,
                 Phase::Steps => times.steps_ms += ms,
                 Phase::BackwardSteps => times.backward_steps_ms += ms,
                 Phase::BackwardGemms => times.backward_gemms_ms += ms,

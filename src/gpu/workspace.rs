@@ -4,11 +4,11 @@
 use crate::config::LstmConfig;
 use crate::error::{LstmError, Result};
 use crate::gpu::kernels::{
-    GemmKernel, GemmOp, GemmParams, LstmGemms, PermuteKernel, PermuteParams, ProjBuffers,
-    ProjKernel, StepBuffers, StepKernel, StepParams, proj_workgroups,
+    GemmKernel, GemmOp, GemmParams, HiddenProjBuffers, HiddenProjKernel, LstmGemms, PermuteKernel,
+    PermuteParams, StepBuffers, StepKernel, StepParams, hidden_proj_workgroups,
 };
+use crate::gpu::lstm::bptt::BpttSpace;
 use crate::gpu::tensor::{TENSOR_USAGE, byte_size, byte_size_in};
-use crate::gpu::train::TrainSpace;
 use crate::gpu::{GpuContext, GpuTensor, Precision};
 
 /// One layer's parameters (or gradients) in the GPU layout (see
@@ -19,11 +19,11 @@ pub(super) struct GpuLayer {
     pub w_ih: wgpu::Buffer,
     /// [D·4H], by unit (zeros without bias).
     pub b_ih: wgpu::Buffer,
-    /// [D, H_out (input k), H (unit j), 4]: H_out = P with a projection, else H.
+    /// [D, H_out (input k), H (unit j), 4]: H_out = P with a hidden projection, else H.
     pub w_hh: wgpu::Buffer,
     /// [D·4H], by unit (zeros without bias).
     pub b_hh: wgpu::Buffer,
-    /// [D, P, H] in PyTorch's layout: the projection, when `proj_size` > 0.
+    /// [D, P, H] in PyTorch's layout: the hidden projection, when `proj_size` > 0.
     pub w_hr: Option<wgpu::Buffer>,
     pub input_size: usize,
     pub precision: Precision,
@@ -31,7 +31,7 @@ pub(super) struct GpuLayer {
 
 impl GpuLayer {
     /// The buffers in the order parameter lists use: W_ih, W_hh, then b_ih
-    /// and b_hh with `bias`, then W_hr with a projection.
+    /// and b_hh with `bias`, then W_hr with a hidden projection.
     pub fn params(&self, bias: bool) -> Vec<&wgpu::Buffer> {
         let mut out = vec![&self.w_ih, &self.w_hh];
         if bias {
@@ -78,6 +78,12 @@ impl Uniforms {
         self.bytes[at..at + data.len()].copy_from_slice(data);
     }
 
+    /// The value [`put`](Self::put) wrote at `entry`.
+    pub fn get<T: bytemuck::Pod>(&self, entry: usize) -> T {
+        let at = entry * self.stride as usize;
+        bytemuck::pod_read_unaligned(&self.bytes[at..at + std::mem::size_of::<T>()])
+    }
+
     pub fn offset(&self, entry: usize) -> u32 {
         entry as u32 * self.stride
     }
@@ -95,7 +101,7 @@ pub(super) struct Workspace {
     /// storage precision.
     pub gates: wgpu::Buffer,
     /// Per layer: [T, B, D·H_out] outputs (inner layers after dropout when
-    /// training). H_out = P with a projection, else H.
+    /// training). H_out = P with a hidden projection, else H.
     pub ys: Vec<GpuTensor>,
     /// [2, L·D, B, H_out]: h double-buffered by step parity.
     pub h_state: wgpu::Buffer,
@@ -108,16 +114,16 @@ pub(super) struct Workspace {
     pub gemm: Vec<(wgpu::BindGroup, (u32, u32))>,
     pub steps: Vec<wgpu::BindGroup>,
     pub step_groups: (u32, u32, u32),
-    /// With a projection: [T, B, D·H], m_t = o ⊙ tanh(c_t) of the current
-    /// layer (inference), and per layer the projection step's bind group.
+    /// With a hidden projection: [T, B, D·H], m_t = o ⊙ tanh(c_t) of the current
+    /// layer (inference), and per layer the hidden-projection step's bind group.
     pub _m: Option<wgpu::Buffer>,
-    pub projs: Vec<wgpu::BindGroup>,
-    pub proj_groups: (u32, u32, u32),
+    pub hidden_projs: Vec<wgpu::BindGroup>,
+    pub hidden_proj_groups: (u32, u32, u32),
     pub permutes: Option<[(wgpu::BindGroup, (u32, u32)); 2]>,
     /// Host read-back of output, h_n and c_n, laid end to end.
     pub staging: wgpu::Buffer,
     /// Saved activations and backward buffers, made on the first training pass.
-    pub train: Option<TrainSpace>,
+    pub bptt: Option<BpttSpace>,
 }
 
 /// Entry indices in a workspace's uniform buffer.
@@ -150,8 +156,8 @@ pub(super) struct Kernels<'a> {
     pub gemms: &'a LstmGemms,
     pub step: &'a StepKernel,
     pub permute: &'a PermuteKernel,
-    /// With a projection.
-    pub proj: Option<&'a ProjKernel>,
+    /// With a hidden projection.
+    pub hidden_proj: Option<&'a HiddenProjKernel>,
 }
 
 impl Workspace {
@@ -195,7 +201,7 @@ impl Workspace {
             })
             .collect::<Result<Vec<_>>>()?;
         let h_state = buffer("h state [2,L·D,B,H_out]", &[2, layers * dirs, b, hout])?;
-        let m = match k.proj {
+        let m = match k.hidden_proj {
             Some(_) => Some(buffer("m [T,B,D·H]", &[t, b, dirs * h])?),
             None => None,
         };
@@ -230,7 +236,7 @@ impl Workspace {
 
         let mut gemm = Vec::new();
         let mut steps = Vec::new();
-        let mut projs = Vec::new();
+        let mut hidden_projs = Vec::new();
         for (l, gl) in layers_w.iter().enumerate() {
             let x = if l == 0 {
                 &input.buffer
@@ -261,10 +267,10 @@ impl Workspace {
                 },
                 None,
             ));
-            if let (Some(kernel), Some(m), Some(w_hr)) = (k.proj, &m, &gl.w_hr) {
-                projs.push(kernel.bind(
+            if let (Some(kernel), Some(m), Some(w_hr)) = (k.hidden_proj, &m, &gl.w_hr) {
+                hidden_projs.push(kernel.bind(
                     ctx,
-                    &ProjBuffers {
+                    &HiddenProjBuffers {
                         params: &uniforms,
                         m,
                         w_hr,
@@ -281,7 +287,7 @@ impl Workspace {
             &format!("a step over H = {h} units and B = {b} sequences"),
             &[step_groups.0, step_groups.1],
         )?;
-        let proj_groups = proj_workgroups(cfg.proj_size, b, dirs);
+        let hidden_proj_groups = hidden_proj_workgroups(cfg.proj_size, b, dirs);
         let permutes = match &batch_first {
             Some((in_bf, out_bf)) => {
                 let at = |w| (&uniforms, layout.offset(permute_entry(layers, w)) as u64);
@@ -323,11 +329,11 @@ impl Workspace {
             steps,
             step_groups,
             _m: m,
-            projs,
-            proj_groups,
+            hidden_projs,
+            hidden_proj_groups,
             permutes,
             staging,
-            train: None,
+            bptt: None,
         })
     }
 

@@ -1,6 +1,6 @@
 //! The tiled GEMM kernel (`shaders/gemm.wgsl`).
 
-use super::{Binding, Kernel, slice};
+use super::Kernel;
 use crate::error::{LstmError, Result};
 use crate::gpu::{GpuContext, Precision};
 
@@ -49,13 +49,25 @@ pub struct GemmTypes {
     pub c: Precision,
 }
 
+bindings! {
+    /// What one product binds: its parameters, then A, B, bias and C as stored.
+    struct GemmBuffers {
+        params: Uniform<GemmParams>,
+        a: Read,
+        b: Read,
+        bias: Read,
+        c: ReadWrite,
+    }
+}
+
 /// Owns one GEMM pipeline, for one set of operand types. Clones share it.
 #[derive(Clone)]
 pub struct GemmKernel {
     kernel: Kernel,
 }
 
-/// Output tile edge of one workgroup (BM = BN in the shader).
+/// Output tile edge of one workgroup: BM = BN in the shader, declared from
+/// here.
 const TILE: u32 = 64;
 
 impl GemmKernel {
@@ -66,24 +78,18 @@ impl GemmKernel {
 
     /// A product whose operands are stored as `types` (f32 accumulation).
     pub fn typed(ctx: &GpuContext, types: GemmTypes) -> Self {
-        let kernel = Kernel::new_typed(
+        let kernel = Kernel::new_typed::<GemmBuffers>(
             ctx,
             "gemm",
             include_str!("../../../shaders/gemm.wgsl"),
             "main",
-            &[
-                Binding::Uniform { dynamic: false },
-                Binding::Read,
-                Binding::Read,
-                Binding::Read,
-                Binding::ReadWrite,
-            ],
             &[
                 ("a_t", types.a),
                 ("b_t", types.b),
                 ("bias_t", types.bias),
                 ("c_t", types.c),
             ],
+            &[("BM", TILE), ("BN", TILE)],
         );
         GemmKernel { kernel }
     }
@@ -99,18 +105,19 @@ impl GemmKernel {
     ) -> wgpu::BindGroup {
         self.kernel.bind(
             ctx,
-            vec![
-                slice(
-                    params_buffer,
-                    params_offset,
-                    std::mem::size_of::<GemmParams>() as u64,
-                ),
-                op.a.as_entire_binding(),
-                op.b.as_entire_binding(),
-                op.bias.as_entire_binding(),
-                op.c.as_entire_binding(),
-            ],
+            &GemmBuffers {
+                params: (params_buffer, params_offset),
+                a: op.a,
+                b: op.b,
+                bias: op.bias,
+                c: op.c,
+            },
         )
+    }
+
+    /// The kernel itself, for dispatch lists of mixed kernels.
+    pub(crate) fn kernel(&self) -> &Kernel {
+        &self.kernel
     }
 
     /// Workgroups for an M×N product, checked against the device limit.
@@ -156,7 +163,7 @@ pub struct LstmGemms {
     pub bias: GemmKernel,
     /// dX = dG · W_ih.
     pub input: GemmKernel,
-    /// dW_hr = dhᵀ · M (projection LSTMs; every operand f32).
+    /// dW_hr = dhᵀ · M (LSTMP hidden projection; every operand f32).
     pub weight_hr: GemmKernel,
 }
 
@@ -228,7 +235,7 @@ impl GemmRunner {
         };
         let uniform = ctx.create_buffer(
             "gemm params",
-            48,
+            std::mem::size_of::<GemmParams>() as u64,
             wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
         )?;
         ctx.queue()

@@ -1,7 +1,7 @@
 //! The fused LSTM step kernel (`shaders/lstm_step.wgsl`): `main` for
 //! inference, `main_train` to also save activations and apply dropout.
 
-use super::{Binding, DropoutParams, Kernel, slice};
+use super::{DropoutParams, Kernel, STEP_ROWS, STEP_TILE, STEP_UNITS};
 use crate::gpu::{GpuContext, Precision};
 
 /// Mirrors `StepParams` in `shaders/common.wgsl`, field for field: the
@@ -18,34 +18,35 @@ pub struct StepParams {
     pub slot: u32,
     pub slots: u32,
     pub dropout: DropoutParams,
-    /// H_out: the width of h (P with a projection, else H).
+    /// H_out: the width of h (P with a hidden projection, else H).
     pub h_out: u32,
     pub _pad: [u32; 3],
 }
 const _: () = assert!(std::mem::size_of::<StepParams>() == 80);
 
-/// Units per workgroup and batch rows per workgroup (WG, RB in the shader).
-const UNITS_PER_GROUP: u32 = 64;
-const ROWS_PER_GROUP: u32 = 4;
-
-/// The buffers one layer's steps read and write.
-pub struct StepBuffers<'a> {
-    /// Per-step `StepParams`, bound with a dynamic offset.
-    pub params: &'a wgpu::Buffer,
-    pub gates_x: &'a wgpu::Buffer,
-    pub w_hh: &'a wgpu::Buffer,
-    pub b_hh: &'a wgpu::Buffer,
-    pub h_state: &'a wgpu::Buffer,
-    pub c_state: &'a wgpu::Buffer,
-    pub y: &'a wgpu::Buffer,
-    pub lengths: &'a wgpu::Buffer,
+bindings! {
+    /// The buffers one layer's steps read and write (`main`'s bindings).
+    pub struct StepBuffers {
+        /// Per-step `StepParams`, bound with a dynamic offset.
+        params: DynamicUniform<StepParams>,
+        gates_x: Read,
+        w_hh: Read,
+        b_hh: Read,
+        h_state: ReadWrite,
+        c_state: ReadWrite,
+        y: ReadWrite,
+        lengths: Read,
+    }
 }
 
-/// What a training step saves for the backward pass.
-pub struct TrainBuffers<'a> {
-    pub gates: &'a wgpu::Buffer,
-    pub c: &'a wgpu::Buffer,
-    pub h_prev: &'a wgpu::Buffer,
+bindings! {
+    /// What a training step saves for the backward pass (`main_train`'s
+    /// bindings after [`StepBuffers`]').
+    pub struct TrainBuffers {
+        gates: ReadWrite,
+        c: ReadWrite,
+        h_prev: ReadWrite,
+    }
 }
 
 /// Owns the two step pipelines, for one storage precision.
@@ -58,25 +59,15 @@ impl StepKernel {
     pub fn new(ctx: &GpuContext, precision: Precision) -> Self {
         let types = &[("store_t", precision)];
         let source = include_str!("../../../shaders/lstm_step.wgsl");
-        let mut bindings = vec![
-            Binding::Uniform { dynamic: true },
-            Binding::Read,
-            Binding::Read,
-            Binding::Read,
-            Binding::ReadWrite,
-            Binding::ReadWrite,
-            Binding::ReadWrite,
-            Binding::Read,
-        ];
-        let infer = Kernel::new_typed(ctx, "lstm step", source, "main", &bindings, types);
-        bindings.extend([Binding::ReadWrite; 3]);
-        let train = Kernel::new_typed(
+        let infer =
+            Kernel::new_typed::<StepBuffers>(ctx, "lstm step", source, "main", types, STEP_TILE);
+        let train = Kernel::new_typed::<(StepBuffers, TrainBuffers)>(
             ctx,
             "lstm step (training)",
             source,
             "main_train",
-            &bindings,
             types,
+            STEP_TILE,
         );
         StepKernel { infer, train }
     }
@@ -88,35 +79,17 @@ impl StepKernel {
         b: &StepBuffers<'_>,
         saved: Option<&TrainBuffers<'_>>,
     ) -> wgpu::BindGroup {
-        let mut resources = vec![
-            slice(b.params, 0, std::mem::size_of::<StepParams>() as u64),
-            b.gates_x.as_entire_binding(),
-            b.w_hh.as_entire_binding(),
-            b.b_hh.as_entire_binding(),
-            b.h_state.as_entire_binding(),
-            b.c_state.as_entire_binding(),
-            b.y.as_entire_binding(),
-            b.lengths.as_entire_binding(),
-        ];
-        let kernel = match saved {
-            Some(s) => {
-                resources.extend([
-                    s.gates.as_entire_binding(),
-                    s.c.as_entire_binding(),
-                    s.h_prev.as_entire_binding(),
-                ]);
-                &self.train
-            }
-            None => &self.infer,
-        };
-        kernel.bind(ctx, resources)
+        match saved {
+            Some(s) => self.train.bind(ctx, &(*b, *s)),
+            None => self.infer.bind(ctx, b),
+        }
     }
 
     /// Workgroups for one step: (unit blocks, batch blocks, directions).
     pub fn workgroups(hidden: usize, batch: usize, dirs: usize) -> (u32, u32, u32) {
         (
-            (hidden as u32).div_ceil(UNITS_PER_GROUP),
-            (batch as u32).div_ceil(ROWS_PER_GROUP),
+            (hidden as u32).div_ceil(STEP_UNITS),
+            (batch as u32).div_ceil(STEP_ROWS),
             dirs as u32,
         )
     }

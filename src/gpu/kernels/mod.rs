@@ -9,24 +9,102 @@
 //! kernels, `a_t`, `b_t`, `bias_t`, `c_t` in the GEMM). The alias
 //! declarations, and `enable f16;` when one of them is f16, are prepended when
 //! the pipeline is built (`Kernel::new_typed`); each alias is one variant of
-//! the same source, never a copy of it.
+//! the same source, never a copy of it. Constants that the host's workgroup
+//! counts use too (the step kernels' tile shape, [`STEP_TILE`]) are declared
+//! the same way, from the one Rust definition.
+
+/// Declares a kernel's bindings once: a struct of the buffers it binds, in
+/// binding order, each field with how the kernel uses it. The struct
+/// implements [`BindingTable`], from which the kernel builds both its
+/// bind-group layout ([`BindingTable::kinds`]) and each bind group
+/// ([`BindingTable::resources`]).
+///
+/// - `Read`, `ReadWrite`: a storage buffer, bound whole (`&wgpu::Buffer`).
+/// - `Uniform<T>`: `size_of::<T>()` bytes of a buffer from an offset
+///   (`(&wgpu::Buffer, u64)`).
+/// - `DynamicUniform<T>`: `size_of::<T>()` bytes of a buffer, at an offset
+///   given with each dispatch (`&wgpu::Buffer`).
+macro_rules! bindings {
+    (
+        $(#[$meta:meta])*
+        $vis:vis struct $name:ident {
+            $($(#[$field_meta:meta])* $field:ident: $kind:ident $(<$t:ty>)?,)*
+        }
+    ) => {
+        $(#[$meta])*
+        #[derive(Clone, Copy)]
+        $vis struct $name<'a> {
+            $($(#[$field_meta])* pub $field: binding_field!('a, $kind),)*
+        }
+
+        impl $crate::gpu::kernels::BindingTable for $name<'_> {
+            fn kinds() -> Vec<$crate::gpu::kernels::Binding> {
+                vec![$(binding_kind!($kind)),*]
+            }
+
+            fn resources(&self) -> Vec<wgpu::BindingResource<'_>> {
+                vec![$(binding_resource!(self.$field, $kind $(<$t>)?)),*]
+            }
+        }
+    };
+}
+
+/// The field type of one binding kind in [`bindings!`].
+macro_rules! binding_field {
+    ($a:lifetime, Uniform) => { (&$a wgpu::Buffer, u64) };
+    ($a:lifetime, $kind:ident) => { &$a wgpu::Buffer };
+}
+
+/// The [`Binding`] of one binding kind in [`bindings!`].
+macro_rules! binding_kind {
+    (Read) => {
+        $crate::gpu::kernels::Binding::Read
+    };
+    (ReadWrite) => {
+        $crate::gpu::kernels::Binding::ReadWrite
+    };
+    (Uniform) => {
+        $crate::gpu::kernels::Binding::Uniform { dynamic: false }
+    };
+    (DynamicUniform) => {
+        $crate::gpu::kernels::Binding::Uniform { dynamic: true }
+    };
+}
+
+/// What one field of a [`bindings!`] struct binds.
+macro_rules! binding_resource {
+    ($b:expr, Read) => {
+        $b.as_entire_binding()
+    };
+    ($b:expr, ReadWrite) => {
+        $b.as_entire_binding()
+    };
+    ($b:expr, Uniform<$t:ty>) => {
+        $crate::gpu::kernels::slice($b.0, $b.1, std::mem::size_of::<$t>() as u64)
+    };
+    ($b:expr, DynamicUniform<$t:ty>) => {
+        $crate::gpu::kernels::slice($b, 0, std::mem::size_of::<$t>() as u64)
+    };
+}
 
 mod backward_step;
 mod gemm;
+mod hidden_projection;
 mod lstm_step;
 mod permute;
-mod projection;
 mod train_kernels;
 
 pub use backward_step::{BackwardBuffers, BackwardStepKernel};
 pub use gemm::{GemmKernel, GemmOp, GemmParams, GemmRunner, GemmTypes, LstmGemms};
+pub use hidden_projection::{
+    HiddenProjBackwardBuffers, HiddenProjBackwardKernel, HiddenProjBuffers, HiddenProjKernel,
+    hidden_proj_workgroups,
+};
 pub use lstm_step::{StepBuffers, StepKernel, StepParams, TrainBuffers};
 pub use permute::{PermuteKernel, PermuteParams};
-pub use projection::{
-    ProjBackwardBuffers, ProjBackwardKernel, ProjBuffers, ProjKernel, proj_workgroups,
-};
 pub use train_kernels::{
-    GatherParams, LossParams, OptParams, PARTIALS_PER_TENSOR, TrainKernelSet, TrainScalars, grid,
+    CastBuffers, CastParams, GatherBuffers, GatherParams, LossBuffers, LossParams, OptParams,
+    OptimBuffers, PARTIALS_PER_TENSOR, TrainKernelSet, TrainScalars, grid,
 };
 
 /// Mirrors `Dropout` in `shaders/common.wgsl`: the inter-layer dropout mask
@@ -67,19 +145,65 @@ use crate::gpu::{GpuContext, Precision};
 const COMMON: &str = include_str!("../../../shaders/common.wgsl");
 
 /// How a kernel's binding is used.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Binding {
     Uniform { dynamic: bool },
     Read,
     ReadWrite,
 }
 
+/// A kernel's bindings, declared once with [`bindings!`]: how each binding
+/// is used (the bind-group layout) and what it binds (the bind group), in
+/// binding order. A pair binds its first table, then its second.
+pub(crate) trait BindingTable {
+    /// How each binding is used, in binding order.
+    fn kinds() -> Vec<Binding>;
+    /// What each binding binds, in binding order.
+    fn resources(&self) -> Vec<wgpu::BindingResource<'_>>;
+}
+
+impl<A: BindingTable, B: BindingTable> BindingTable for (A, B) {
+    fn kinds() -> Vec<Binding> {
+        let mut kinds = A::kinds();
+        kinds.extend(B::kinds());
+        kinds
+    }
+
+    fn resources(&self) -> Vec<wgpu::BindingResource<'_>> {
+        let mut resources = self.0.resources();
+        resources.extend(self.1.resources());
+        resources
+    }
+}
+
 /// The storage-type aliases a kernel's source names, e.g. `("store_t", F16)`.
 pub(crate) type TypeAliases<'a> = &'a [(&'static str, Precision)];
 
+/// `u32` constants a kernel's source names, e.g. `("WG", 64)`, declared from
+/// the Rust constants that the host's workgroup counts use too.
+pub(crate) type Constants<'a> = &'a [(&'static str, u32)];
+
+/// Units per workgroup of the step and hidden-projection kernels, forward
+/// and backward (hidden units j, or projected units k): `WG` in their WGSL.
+pub(crate) const STEP_UNITS: u32 = 64;
+/// Batch rows per workgroup of those kernels: `RB` in their WGSL.
+pub(crate) const STEP_ROWS: u32 = 4;
+/// [`STEP_UNITS`] and [`STEP_ROWS`] under their WGSL names. They are `const`
+/// declarations rather than pipeline `override`s because RB also sizes
+/// function-scope arrays, which WGSL allows only for const-expressions.
+pub(crate) const STEP_TILE: Constants<'static> = &[("WG", STEP_UNITS), ("RB", STEP_ROWS)];
+
+/// Invocations per workgroup of the one-dimensional kernels (permute,
+/// losses, optimizers, gathers, cast), which run over 2-D grids of such
+/// workgroups: `WG` in their WGSL.
+pub(crate) const FLAT_GROUP: u32 = 256;
+/// [`FLAT_GROUP`] under its WGSL name.
+pub(crate) const FLAT_TILE: Constants<'static> = &[("WG", FLAT_GROUP)];
+
 /// The text put before `common.wgsl`: `enable f16;` if any alias is f16,
-/// then one `alias name = type;` per alias.
-fn type_header(types: TypeAliases<'_>) -> String {
+/// then one `alias name = type;` per alias and one `const name: u32 = v;`
+/// per constant.
+fn header(types: TypeAliases<'_>, constants: Constants<'_>) -> String {
     let mut header = String::new();
     if types.iter().any(|(_, p)| *p == Precision::F16) {
         header.push_str("enable f16;\n");
@@ -87,22 +211,26 @@ fn type_header(types: TypeAliases<'_>) -> String {
     for (name, p) in types {
         header.push_str(&format!("alias {name} = {};\n", p.wgsl()));
     }
+    for (name, value) in constants {
+        header.push_str(&format!("const {name}: u32 = {value}u;\n"));
+    }
     header
 }
 
-/// Builds a compute pipeline from the type aliases, `common.wgsl` and
-/// `source`, at entry point `entry`, with one bind group whose entries are
-/// `bindings` in order.
-pub(crate) fn build_pipeline_entry(
+/// Builds a compute pipeline from the type aliases and constants,
+/// `common.wgsl` and `source`, at entry point `entry`, with one bind group
+/// whose entries are `bindings` in order.
+fn build_pipeline_entry(
     ctx: &GpuContext,
     label: &str,
     source: &str,
     entry: &str,
     bindings: &[Binding],
     types: TypeAliases<'_>,
+    constants: Constants<'_>,
 ) -> (wgpu::ComputePipeline, wgpu::BindGroupLayout) {
     let device = ctx.device();
-    let header = type_header(types);
+    let header = header(types, constants);
     let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
         label: Some(label),
         source: wgpu::ShaderSource::Wgsl(format!("{header}{COMMON}\n{source}").into()),
@@ -155,7 +283,7 @@ pub(crate) fn slice(buffer: &wgpu::Buffer, offset: u64, size: u64) -> wgpu::Bind
 }
 
 /// Builds a bind group whose entries are `resources` in binding order.
-pub(crate) fn bind_group(
+fn bind_group(
     ctx: &GpuContext,
     label: &str,
     layout: &wgpu::BindGroupLayout,
@@ -184,42 +312,53 @@ pub struct Kernel {
     label: &'static str,
     pipeline: wgpu::ComputePipeline,
     layout: wgpu::BindGroupLayout,
+    /// The layout's bindings, which every bind group must match.
+    kinds: Vec<Binding>,
 }
 
 impl Kernel {
-    pub(crate) fn new(
+    /// A kernel whose bindings are the table `B` and whose source names
+    /// constants by the names in `constants`.
+    pub(crate) fn new<B: BindingTable>(
         ctx: &GpuContext,
         label: &'static str,
         source: &str,
         entry: &str,
-        bindings: &[Binding],
+        constants: Constants<'_>,
     ) -> Self {
-        Self::new_typed(ctx, label, source, entry, bindings, &[])
+        Self::new_typed::<B>(ctx, label, source, entry, &[], constants)
     }
 
-    /// A kernel whose source names storage types by the aliases `types`.
-    pub(crate) fn new_typed(
+    /// [`new`](Self::new) for a source that names storage types by the
+    /// aliases `types` and constants by the names in `constants`.
+    pub(crate) fn new_typed<B: BindingTable>(
         ctx: &GpuContext,
         label: &'static str,
         source: &str,
         entry: &str,
-        bindings: &[Binding],
         types: TypeAliases<'_>,
+        constants: Constants<'_>,
     ) -> Self {
-        let (pipeline, layout) = build_pipeline_entry(ctx, label, source, entry, bindings, types);
+        let kinds = B::kinds();
+        let (pipeline, layout) =
+            build_pipeline_entry(ctx, label, source, entry, &kinds, types, constants);
         Kernel {
             label,
             pipeline,
             layout,
+            kinds,
         }
     }
 
-    pub(crate) fn bind(
-        &self,
-        ctx: &GpuContext,
-        resources: Vec<wgpu::BindingResource<'_>>,
-    ) -> wgpu::BindGroup {
-        bind_group(ctx, self.label, &self.layout, resources)
+    /// A bind group for `buffers`, a table of the kernel's own type.
+    pub(crate) fn bind<B: BindingTable>(&self, ctx: &GpuContext, buffers: &B) -> wgpu::BindGroup {
+        debug_assert_eq!(
+            B::kinds(),
+            self.kinds,
+            "{}: another kernel's bindings",
+            self.label
+        );
+        bind_group(ctx, self.label, &self.layout, buffers.resources())
     }
 
     pub(crate) fn encode(

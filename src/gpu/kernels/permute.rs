@@ -1,7 +1,7 @@
 //! Swapping the first two axes on the GPU (`shaders/permute.wgsl`), for
 //! `batch_first` inputs and outputs.
 
-use super::{Binding, Kernel, slice};
+use super::{FLAT_GROUP, FLAT_TILE, Kernel};
 use crate::gpu::GpuContext;
 
 /// Mirrors `PermuteParams` in `shaders/permute.wgsl`.
@@ -15,7 +15,14 @@ pub struct PermuteParams {
 }
 const _: () = assert!(std::mem::size_of::<PermuteParams>() == 16);
 
-const GROUP: u32 = 256;
+bindings! {
+    /// What one permute binds.
+    struct PermuteBuffers {
+        params: Uniform<PermuteParams>,
+        src: Read,
+        dst: ReadWrite,
+    }
+}
 
 pub struct PermuteKernel {
     kernel: Kernel,
@@ -23,16 +30,12 @@ pub struct PermuteKernel {
 
 impl PermuteKernel {
     pub fn new(ctx: &GpuContext) -> Self {
-        let kernel = Kernel::new(
+        let kernel = Kernel::new::<PermuteBuffers>(
             ctx,
             "permute",
             include_str!("../../../shaders/permute.wgsl"),
             "main",
-            &[
-                Binding::Uniform { dynamic: false },
-                Binding::Read,
-                Binding::ReadWrite,
-            ],
+            FLAT_TILE,
         );
         PermuteKernel { kernel }
     }
@@ -44,23 +47,12 @@ impl PermuteKernel {
         src: &wgpu::Buffer,
         dst: &wgpu::Buffer,
     ) -> wgpu::BindGroup {
-        self.kernel.bind(
-            ctx,
-            vec![
-                slice(
-                    params.0,
-                    params.1,
-                    std::mem::size_of::<PermuteParams>() as u64,
-                ),
-                src.as_entire_binding(),
-                dst.as_entire_binding(),
-            ],
-        )
+        self.kernel.bind(ctx, &PermuteBuffers { params, src, dst })
     }
 
     /// A 2-D grid covering `total` elements within the per-dimension limit.
     pub fn workgroups(ctx: &GpuContext, total: usize) -> (u32, u32) {
-        let groups = (total as u64).div_ceil(GROUP as u64).max(1);
+        let groups = (total as u64).div_ceil(FLAT_GROUP as u64).max(1);
         let limit = ctx.limits().max_compute_workgroups_per_dimension as u64;
         let x = groups.min(limit);
         (x as u32, groups.div_ceil(x) as u32)

@@ -2,7 +2,7 @@
 //! optimizers and clipping (`shaders/optim.wgsl`), and index-driven copies
 //! (`shaders/gather.wgsl`). Their parameter structs mirror the WGSL ones.
 
-use super::{Binding, Kernel};
+use super::{Constants, FLAT_GROUP, FLAT_TILE, Kernel};
 use crate::gpu::{GpuContext, Precision};
 
 /// Mirrors `LossParams` in `shaders/loss.wgsl`.
@@ -51,6 +51,17 @@ pub struct GatherParams {
 }
 const _: () = assert!(std::mem::size_of::<GatherParams>() == 32);
 
+/// Mirrors `CastParams` in `shaders/cast.wgsl`: the leading field of a
+/// tensor's [`OptParams`] entry, which the cast kernel shares.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct CastParams {
+    pub len: u32,
+    pub _pad: [u32; 3],
+}
+const _: () = assert!(std::mem::size_of::<CastParams>() == 16);
+const _: () = assert!(std::mem::offset_of!(OptParams, len) == 0);
+
 /// Mirrors `TrainScalars` in `shaders/common.wgsl`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
@@ -78,14 +89,81 @@ const _: () = assert!(std::mem::size_of::<TrainScalars>() == 64);
 impl TrainScalars {
     /// Bytes the host writes before a step (the inputs, not the outputs and
     /// not the GPU-owned loss-scale state after them).
-    pub const HOST_BYTES: u64 = 32;
+    pub const HOST_BYTES: u64 = std::mem::offset_of!(TrainScalars, loss) as u64;
     /// f32 words in the struct, for reading it back.
-    pub const WORDS: usize = 16;
+    pub const WORDS: usize = std::mem::size_of::<TrainScalars>() / 4;
 }
 
 /// Sum-of-squares partials each gradient tensor contributes to the norm
-/// (PARTIALS_PER_TENSOR in the shader).
+/// (declared to `shaders/optim.wgsl` under the same name).
 pub const PARTIALS_PER_TENSOR: u32 = 64;
+
+bindings! {
+    /// What a loss kernel (`mse`, `cross_entropy`, `finish`) binds.
+    pub struct LossBuffers {
+        params: Uniform<LossParams>,
+        /// [rows, cols]
+        pred: Read,
+        /// [rows, cols] f32 values (MSE) and [rows] i32 classes (cross-entropy):
+        /// the same buffer, read as the loss needs.
+        target_f: Read,
+        target_i: Read,
+        /// \[B\] u32
+        lengths: Read,
+        /// [rows, cols]
+        grad: ReadWrite,
+        /// One share of the loss per workgroup.
+        partials: ReadWrite,
+        /// The `TrainScalars`.
+        scalars: ReadWrite,
+    }
+}
+
+bindings! {
+    /// What an optimizer kernel (`sum_squares`, `clip`, `update`) binds for
+    /// one parameter tensor.
+    pub struct OptimBuffers {
+        params: Uniform<OptParams>,
+        param: ReadWrite,
+        grad: Read,
+        /// The momentum buffer, or Adam's m.
+        m: ReadWrite,
+        /// Adam's v (unused by SGD).
+        v: ReadWrite,
+        /// Sum-of-squares partials of every tensor.
+        partials: ReadWrite,
+        /// The `TrainScalars`.
+        scalars: ReadWrite,
+    }
+}
+
+bindings! {
+    /// What a gather kernel (`last_step`, `embed` and their backward) binds.
+    pub struct GatherBuffers {
+        params: Uniform<GatherParams>,
+        src: Read,
+        dst: ReadWrite,
+        /// Lengths \[B\] or tokens [T·B], u32.
+        index: Read,
+    }
+}
+
+bindings! {
+    /// What the cast of one master tensor into its working copy binds.
+    pub struct CastBuffers {
+        params: Uniform<CastParams>,
+        /// [len] f32 master weights.
+        src: Read,
+        /// [len] working copy, in the storage precision.
+        dst: ReadWrite,
+    }
+}
+
+/// The optimizer kernels' constants under their WGSL names.
+const OPTIM_TILE: Constants<'static> = &[
+    ("WG", FLAT_GROUP),
+    ("PARTIALS_PER_TENSOR", PARTIALS_PER_TENSOR),
+];
 
 /// Every training kernel, built once.
 pub struct TrainKernelSet {
@@ -106,62 +184,71 @@ pub struct TrainKernelSet {
 impl TrainKernelSet {
     /// The kernels, with `cast` narrowing to `precision`.
     pub fn new(ctx: &GpuContext, precision: Precision) -> Self {
-        use Binding::{Read, ReadWrite};
-        let uniform = Binding::Uniform { dynamic: false };
         let loss = include_str!("../../../shaders/loss.wgsl");
-        let loss_b = [
-            uniform, Read, Read, Read, Read, ReadWrite, ReadWrite, ReadWrite,
-        ];
         let optim = include_str!("../../../shaders/optim.wgsl");
-        let optim_b = [
-            uniform, ReadWrite, Read, ReadWrite, ReadWrite, ReadWrite, ReadWrite,
-        ];
         let gather = include_str!("../../../shaders/gather.wgsl");
-        let gather_b = [uniform, Read, ReadWrite, Read];
         TrainKernelSet {
-            mse: Kernel::new(ctx, "mse loss", loss, "mse", &loss_b),
-            cross_entropy: Kernel::new(ctx, "cross-entropy loss", loss, "cross_entropy", &loss_b),
-            loss_finish: Kernel::new(ctx, "loss sum", loss, "finish", &loss_b),
-            sum_squares: Kernel::new(
+            mse: Kernel::new::<LossBuffers>(ctx, "mse loss", loss, "mse", FLAT_TILE),
+            cross_entropy: Kernel::new::<LossBuffers>(
+                ctx,
+                "cross-entropy loss",
+                loss,
+                "cross_entropy",
+                FLAT_TILE,
+            ),
+            loss_finish: Kernel::new::<LossBuffers>(ctx, "loss sum", loss, "finish", FLAT_TILE),
+            sum_squares: Kernel::new::<OptimBuffers>(
                 ctx,
                 "gradient sum of squares",
                 optim,
                 "sum_squares",
-                &optim_b,
+                OPTIM_TILE,
             ),
-            clip: Kernel::new(ctx, "gradient clipping", optim, "clip", &optim_b),
-            update: Kernel::new(ctx, "optimizer update", optim, "update", &optim_b),
-            last_step: Kernel::new(ctx, "last valid step", gather, "last_step", &gather_b),
-            last_step_backward: Kernel::new(
+            clip: Kernel::new::<OptimBuffers>(ctx, "gradient clipping", optim, "clip", OPTIM_TILE),
+            update: Kernel::new::<OptimBuffers>(
+                ctx,
+                "optimizer update",
+                optim,
+                "update",
+                OPTIM_TILE,
+            ),
+            last_step: Kernel::new::<GatherBuffers>(
+                ctx,
+                "last valid step",
+                gather,
+                "last_step",
+                FLAT_TILE,
+            ),
+            last_step_backward: Kernel::new::<GatherBuffers>(
                 ctx,
                 "last valid step backward",
                 gather,
                 "last_step_backward",
-                &gather_b,
+                FLAT_TILE,
             ),
-            embed: Kernel::new(ctx, "embedding", gather, "embed", &gather_b),
-            embed_backward: Kernel::new(
+            embed: Kernel::new::<GatherBuffers>(ctx, "embedding", gather, "embed", FLAT_TILE),
+            embed_backward: Kernel::new::<GatherBuffers>(
                 ctx,
                 "embedding backward",
                 gather,
                 "embed_backward",
-                &gather_b,
+                FLAT_TILE,
             ),
-            cast: Kernel::new_typed(
+            cast: Kernel::new_typed::<CastBuffers>(
                 ctx,
                 "master weights to working copy",
                 include_str!("../../../shaders/cast.wgsl"),
                 "main",
-                &[uniform, Read, ReadWrite],
                 &[("store_t", precision)],
+                FLAT_TILE,
             ),
         }
     }
 }
 
-/// A 2-D grid of 256-wide workgroups covering `total` invocations.
+/// A 2-D grid of [`FLAT_GROUP`]-wide workgroups covering `total` invocations.
 pub fn grid(ctx: &GpuContext, total: usize) -> (u32, u32, u32) {
-    let groups = (total as u64).div_ceil(256).max(1);
+    let groups = (total as u64).div_ceil(FLAT_GROUP as u64).max(1);
     let limit = ctx.limits().max_compute_workgroups_per_dimension as u64;
     let x = groups.min(limit);
     (x as u32, groups.div_ceil(x) as u32, 1)

@@ -12,18 +12,20 @@
 //! gradient is multiplied by a loss scale ([`LossScale`]) so that small gate
 //! gradients survive f16, and divided out again before clipping and update.
 
+mod checkpoint;
+mod encode;
+mod optimizer;
 mod space;
 
-use space::{Dispatch, GEMM, StepSpace};
+use space::StepSpace;
 
 use crate::error::{LstmError, Result};
-use crate::gpu::kernels::{GemmKernel, Kernel, TrainKernelSet, TrainScalars};
-use crate::gpu::params::{download_layers, upload_layers};
+use crate::gpu::kernels::{GemmKernel, TrainKernelSet, TrainScalars};
+use crate::gpu::params::upload_layers;
 use crate::gpu::tensor::{TENSOR_USAGE, map_and_read};
 use crate::gpu::workspace::GpuLayer;
-use crate::gpu::{GpuContext, GpuLstm, GpuMemory, GpuTensor, LossScale, Precision};
-use crate::model::{Batch, HeadKind, Inputs, Model, ModelShape, Targets, TrainConfig};
-use crate::reference::{Embedding, Linear, OptimizerKind};
+use crate::gpu::{GpuContext, GpuLstm, GpuMemory, LossScale, Precision};
+use crate::model::{Batch, HeadKind, Inputs, Model, ModelShape, TrainConfig};
 use crate::weights::LayerWeights;
 
 /// (name, shape, values) of a host tensor.
@@ -67,10 +69,6 @@ fn scaling_mode(scale: Option<LossScale>) -> u32 {
         Some(LossScale::Dynamic { .. }) => 2,
     }
 }
-
-/// The `format` metadata of training checkpoints.
-const CHECKPOINT_FORMAT: &str = "wgpu-lstm-trainer-1";
-
 impl GpuTrainer {
     /// Uploads `model` and prepares training with `config`, in f32.
     pub fn new(ctx: &GpuContext, model: &Model<f32>, config: TrainConfig) -> Result<Self> {
@@ -331,38 +329,6 @@ impl GpuTrainer {
         )))
     }
 
-    /// Reads the model back to the host (PyTorch layout).
-    pub fn model(&self) -> Result<Model<f32>> {
-        let (embedding, head) = self.host_head_and_embedding()?;
-        Ok(Model {
-            embedding,
-            lstm: self.lstm.weights()?,
-            head,
-            head_kind: self.shape.head_kind,
-        })
-    }
-
-    /// The optimizer's state as named tensors in PyTorch's layout:
-    /// `"optim.m.{param}"` and `"optim.v.{param}"` (SGD keeps its momentum
-    /// buffer in `m`).
-    pub fn optimizer_state(&self) -> Result<Vec<NamedTensor>> {
-        let cfg = self.lstm.config();
-        let mut out = Vec::new();
-        let names = self.own_names();
-        for (which, slot) in ["m", "v"].iter().enumerate() {
-            for (p, (name, shape)) in self.own.iter().zip(&names) {
-                let buf = if which == 0 { &p.m } else { &p.v };
-                let t = GpuTensor::from_buffer(buf.clone(), vec![p.len]).to_host(&self.ctx)?;
-                out.push((format!("optim.{slot}.{name}"), shape.clone(), t.into_data()));
-            }
-            let w = download_layers(&self.ctx, cfg, &self.lstm_state[which])?;
-            for (n, s, v) in w.named_params() {
-                out.push((format!("optim.{slot}.lstm.{n}"), s, v.to_vec()));
-            }
-        }
-        Ok(out)
-    }
-
     /// Evaluation mode: the model's outputs for `batch` (its targets are
     /// ignored), with no dropout and no saved activations. The LSTM runs on
     /// the GPU; the embedding lookup and the small head run on the host.
@@ -398,144 +364,6 @@ impl GpuTrainer {
         crate::model::loss_of(&self.shape, self.config.loss, batch, &out).map(|(l, _)| l as f64)
     }
 
-    /// The embedding and head parameters, read back.
-    fn host_head_and_embedding(&self) -> Result<(Option<Embedding<f32>>, Linear<f32>)> {
-        let read = |p: &Param| -> Result<Vec<f32>> {
-            Ok(GpuTensor::from_buffer(p.value.clone(), vec![p.len])
-                .to_host(&self.ctx)?
-                .into_data())
-        };
-        let mut own = self.own.iter();
-        let embedding = match self.shape.embedding {
-            Some((num, dim)) => Some(Embedding {
-                num_embeddings: num,
-                embedding_dim: dim,
-                weight: read(own.next().expect("embedding"))?,
-            }),
-            None => None,
-        };
-        let (hw, hb) = (
-            own.next().expect("head weight"),
-            own.next().expect("head bias"),
-        );
-        let head = Linear {
-            in_features: self.lstm.config().output_size(),
-            out_features: self.shape.outputs,
-            weight: read(hw)?,
-            bias: read(hb)?,
-        };
-        Ok((embedding, head))
-    }
-
-    /// Saves the model and the optimizer state as safetensors: parameters
-    /// under the names a PyTorch module with attributes `embedding`, `lstm`
-    /// (an `nn.LSTM`) and `head` (an `nn.Linear`) has, optimizer state under
-    /// `optim.m.*` and `optim.v.*`, and the step count in the metadata. The
-    /// file is written through a temporary file and a rename, so an existing
-    /// checkpoint is never left half-written.
-    pub fn save_checkpoint(&self, path: impl AsRef<std::path::Path>) -> Result<()> {
-        let model = self.model()?;
-        let state = self.optimizer_state()?;
-        let mut named: Vec<(String, Vec<usize>, &[f32])> = model.named_params();
-        named.extend(state.iter().map(|(n, s, v)| (n.clone(), s.clone(), &v[..])));
-        let meta = std::collections::HashMap::from([
-            ("format".to_string(), CHECKPOINT_FORMAT.to_string()),
-            ("step".to_string(), self.step.to_string()),
-        ]);
-        crate::io::write_atomic(path.as_ref(), &crate::io::serialize(&named, Some(meta))?)
-    }
-
-    /// Restores a checkpoint written by [`save_checkpoint`](Self::save_checkpoint)
-    /// for a model of the same architecture; training then continues exactly
-    /// as it would have. A checkpoint for another model is a typed error, and
-    /// nothing changes.
-    pub fn load_checkpoint(&mut self, path: impl AsRef<std::path::Path>) -> Result<()> {
-        let path = path.as_ref();
-        let bytes = crate::io::read_file(path)?;
-        let st = crate::io::parse(&bytes, Some(path))?;
-        let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).map_err(|e| {
-            LstmError::InvalidFile {
-                path: Some(path.to_path_buf()),
-                reason: e.to_string(),
-            }
-        })?;
-        let meta = meta.metadata().clone().unwrap_or_default();
-        if meta.get("format").map(String::as_str) != Some(CHECKPOINT_FORMAT) {
-            return Err(LstmError::InvalidFile {
-                path: Some(path.to_path_buf()),
-                reason: format!(
-                    "not a wgpu-lstm training checkpoint (metadata format should be {CHECKPOINT_FORMAT:?})"
-                ),
-            });
-        }
-        let step: u64 = meta
-            .get("step")
-            .and_then(|s| s.parse().ok())
-            .ok_or_else(|| LstmError::InvalidFile {
-                path: Some(path.to_path_buf()),
-                reason: "metadata lacks a step count".into(),
-            })?;
-        // Read and check everything before writing anything.
-        let cfg = self.lstm.config().clone();
-        let lstm_of = |prefix: &str| -> Result<crate::weights::LstmWeights<f32>> {
-            let mut w = crate::weights::LstmWeights::<f32>::from_safetensors(
-                &st,
-                crate::weights::SafetensorsPrefix::Exact(prefix),
-            )?;
-            w.config.batch_first = cfg.batch_first;
-            w.config.dropout = cfg.dropout;
-            if w.config != cfg {
-                return Err(LstmError::InconsistentLayers {
-                    reason: format!(
-                        "the checkpoint's LSTM is {:?}, this model's {:?}",
-                        w.config, cfg
-                    ),
-                });
-            }
-            Ok(w)
-        };
-        let lstm = lstm_of("lstm.")?;
-        let lstm_m = lstm_of("optim.m.lstm.")?;
-        let lstm_v = lstm_of("optim.v.lstm.")?;
-        let read = |name: &str, shape: &[usize]| -> Result<Vec<f32>> {
-            let t = crate::io::read_float::<f32>(&st, name)?;
-            if t.shape() != shape {
-                return Err(LstmError::shape(name, shape, t.shape()));
-            }
-            Ok(t.into_data())
-        };
-        let mut own = Vec::new();
-        for (name, shape) in self.own_names() {
-            own.push([
-                read(&name, &shape)?,
-                read(&format!("optim.m.{name}"), &shape)?,
-                read(&format!("optim.v.{name}"), &shape)?,
-            ]);
-        }
-        let q = self.ctx.queue();
-        for (p, [value, m, v]) in self.own.iter().zip(&own) {
-            q.write_buffer(&p.value, 0, bytemuck::cast_slice(value));
-            q.write_buffer(&p.m, 0, bytemuck::cast_slice(m));
-            q.write_buffer(&p.v, 0, bytemuck::cast_slice(v));
-        }
-        self.lstm.set_weights(&lstm)?;
-        self.lstm.write_like_params(&lstm_m, &self.lstm_state[0]);
-        self.lstm.write_like_params(&lstm_v, &self.lstm_state[1]);
-        self.step = step;
-        self.ctx.check()
-    }
-
-    fn own_names(&self) -> Vec<(String, Vec<usize>)> {
-        let mut names = Vec::new();
-        if let Some((v, d)) = self.shape.embedding {
-            names.push(("embedding.weight".to_string(), vec![v, d]));
-        }
-        let f = self.lstm.config().output_size();
-        names.push(("head.weight".into(), vec![self.shape.outputs, f]));
-        names.push(("head.bias".into(), vec![self.shape.outputs]));
-        names
-    }
-
     fn validate(&self, batch: &Batch<'_>) -> Result<()> {
         batch.validate(&self.shape, self.config.loss)
     }
@@ -545,129 +373,5 @@ impl GpuTrainer {
             HeadKind::PerStep => t * b,
             HeadKind::LastStep => b,
         }
-    }
-
-    /// Writes the batch and this step's scalars (before the submit).
-    fn write_inputs(&self, idx: usize, batch: &Batch<'_>) {
-        let q = self.ctx.queue();
-        let sp = &self.spaces[idx];
-        match batch.inputs {
-            Inputs::Features(x) => q.write_buffer(&sp.input, 0, bytemuck::cast_slice(x)),
-            Inputs::Tokens(ids) => {
-                let ids: Vec<u32> = ids.iter().map(|&v| v as u32).collect();
-                q.write_buffer(&sp.input, 0, bytemuck::cast_slice(&ids));
-            }
-        }
-        let lens: Vec<u32> = match batch.lengths {
-            Some(l) => l.iter().map(|&v| v as u32).collect(),
-            None => vec![batch.seq_len as u32; batch.batch],
-        };
-        q.write_buffer(&sp.lengths, 0, bytemuck::cast_slice(&lens));
-        match batch.targets {
-            Targets::Values(v) => q.write_buffer(&sp.targets, 0, bytemuck::cast_slice(v)),
-            Targets::Classes(c) => {
-                let c: Vec<i32> = c.iter().map(|&k| k as i32).collect();
-                q.write_buffer(&sp.targets, 0, bytemuck::cast_slice(&c));
-            }
-        }
-        let t = self.step + 1;
-        let (b1, b2) = match self.config.optimizer {
-            OptimizerKind::Adam { betas, .. } | OptimizerKind::AdamW { betas, .. } => betas,
-            OptimizerKind::Sgd { .. } => (0.0, 0.0),
-        };
-        let count = batch.loss_count(self.shape.head_kind, self.config.loss, self.shape.outputs);
-        let s = TrainScalars {
-            lr: self
-                .config
-                .schedule
-                .lr(self.config.optimizer.lr(), self.step) as f32,
-            bias1: (1.0 - b1.powi(t as i32)) as f32,
-            bias2: (1.0 - b2.powi(t as i32)) as f32,
-            inv_count: if count == 0 { 0.0 } else { 1.0 / count as f32 },
-            clip_max: self.config.clip_grad_norm.unwrap_or(0.0) as f32,
-            first: if self.step == 0 { 1.0 } else { 0.0 },
-            step_index: self.step as u32,
-            scaling: scaling_mode(self.loss_scale),
-            ..Default::default()
-        };
-        q.write_buffer(
-            &self.scalars,
-            0,
-            &bytemuck::bytes_of(&s)[..TrainScalars::HOST_BYTES as usize],
-        );
-    }
-
-    fn encode_step(
-        &mut self,
-        enc: &mut wgpu::CommandEncoder,
-        idx: usize,
-        batch: &Batch<'_>,
-    ) -> Result<()> {
-        let ctx = self.ctx.clone();
-        self.run_list(enc, idx, |s| &s.before);
-        let seed = self.config.dropout_seed.wrapping_add(self.step);
-        let lstm_in = self.spaces[idx].lstm_in.clone();
-        let w = self
-            .lstm
-            .encode_train_forward(enc, &lstm_in, batch.lengths, seed)?;
-        let sp = &self.spaces[idx];
-        let out = self.lstm.output_of(w);
-        enc.copy_buffer_to_buffer(&out.buffer, 0, &sp.lstm_out.buffer, 0, out.byte_len());
-        self.run_list(enc, idx, |s| &s.head);
-        let sp = &self.spaces[idx];
-        self.lstm.encode_train_backward(enc, w, &sp.d_output);
-        if self.shape.embedding.is_some() {
-            let d_in = self.lstm.d_input_of(w);
-            enc.copy_buffer_to_buffer(&d_in.buffer, 0, &sp.d_embedded.buffer, 0, d_in.byte_len());
-        }
-        if sp.after.is_empty() {
-            // The LSTM's gradient buffers exist now: bind the update kernels.
-            let after = self.bind_after(idx)?;
-            self.spaces[idx].after = after;
-        }
-        self.run_list(enc, idx, |s| &s.after);
-        ctx.check()
-    }
-
-    fn run_list(
-        &self,
-        enc: &mut wgpu::CommandEncoder,
-        idx: usize,
-        list: impl Fn(&StepSpace) -> &Vec<Dispatch>,
-    ) {
-        let items = list(&self.spaces[idx]);
-        if items.is_empty() {
-            return;
-        }
-        let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
-            label: Some("training"),
-            timestamp_writes: None,
-        });
-        let kernels = self.kernel_table();
-        for (k, bg, groups) in items {
-            if *k == GEMM {
-                self.gemm
-                    .encode(&self.ctx, &mut pass, bg, (groups.0, groups.1));
-            } else {
-                kernels[*k].encode(&self.ctx, &mut pass, bg, *groups);
-            }
-        }
-    }
-
-    fn kernel_table(&self) -> [&Kernel; 11] {
-        let k = &self.kernels;
-        [
-            &k.mse,
-            &k.cross_entropy,
-            &k.loss_finish,
-            &k.sum_squares,
-            &k.clip,
-            &k.update,
-            &k.last_step,
-            &k.last_step_backward,
-            &k.embed,
-            &k.embed_backward,
-            &k.cast,
-        ]
     }
 }

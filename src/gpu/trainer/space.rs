@@ -3,38 +3,39 @@
 
 use super::GpuTrainer;
 use crate::error::Result;
-use crate::gpu::GpuTensor;
 use crate::gpu::kernels::{
-    GatherParams, GemmKernel, GemmOp, GemmParams, Kernel, LossParams, OptParams,
-    PARTIALS_PER_TENSOR, grid, slice,
+    FLAT_GROUP, GatherBuffers, GatherParams, GemmKernel, GemmOp, GemmParams, Kernel, LossBuffers,
+    LossParams, grid,
 };
 use crate::gpu::tensor::{TENSOR_USAGE, byte_size};
 use crate::gpu::workspace::Uniforms;
+use crate::gpu::{GpuContext, GpuTensor};
 use crate::model::{HeadKind, LossKind};
-use crate::reference::OptimizerKind;
 
-/// One dispatch: the kernel (an index into `GpuTrainer::kernel_table`, or
-/// [`GEMM`]), its bind group and its workgroup counts.
-pub(super) type Dispatch = (usize, wgpu::BindGroup, (u32, u32, u32));
+/// One dispatch of a training step: its kernel, bind group and workgroup
+/// counts.
+pub(super) struct Dispatch {
+    kernel: Kernel,
+    bind_group: wgpu::BindGroup,
+    groups: (u32, u32, u32),
+}
+
+impl Dispatch {
+    pub fn new(kernel: &Kernel, bind_group: wgpu::BindGroup, groups: (u32, u32, u32)) -> Self {
+        Dispatch {
+            kernel: kernel.clone(),
+            bind_group,
+            groups,
+        }
+    }
+
+    pub fn encode(&self, ctx: &GpuContext, pass: &mut wgpu::ComputePass<'_>) {
+        self.kernel.encode(ctx, pass, &self.bind_group, self.groups);
+    }
+}
 
 /// How many (T, B) shapes keep their buffers before the oldest is dropped.
 const MAX_SPACES: usize = 4;
-
-/// The GEMM kernel, which is not in the kernel table.
-pub(super) const GEMM: usize = usize::MAX;
-
-// Indices into `kernel_table`.
-pub(super) const MSE: usize = 0;
-pub(super) const CROSS_ENTROPY: usize = 1;
-pub(super) const LOSS_FINISH: usize = 2;
-pub(super) const SUM_SQUARES: usize = 3;
-pub(super) const CLIP: usize = 4;
-pub(super) const UPDATE: usize = 5;
-pub(super) const LAST_STEP: usize = 6;
-pub(super) const LAST_STEP_BACKWARD: usize = 7;
-pub(super) const EMBED: usize = 8;
-pub(super) const EMBED_BACKWARD: usize = 9;
-pub(super) const CAST: usize = 10;
 
 /// Buffers and bind groups for one (T, B).
 pub(super) struct StepSpace {
@@ -115,7 +116,7 @@ impl GpuTrainer {
             HeadKind::PerStep => d_output.buffer.clone(),
             HeadKind::LastStep => buffer("d last step [B, D·H]", &[b, f])?,
         };
-        let loss_partials = buffer("loss partials", &[rows.div_ceil(256)])?;
+        let loss_partials = buffer("loss partials", &[rows.div_ceil(FLAT_GROUP as usize)])?;
         let ones = buffer("ones [rows]", &[rows])?;
         ctx.queue()
             .write_buffer(&ones, 0, bytemuck::cast_slice(&vec![1.0f32; rows]));
@@ -226,7 +227,7 @@ impl GpuTrainer {
             wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
         )?;
         ctx.queue().write_buffer(&uniforms, 0, &u.bytes);
-        let at = |entry: usize, size: usize| slice(&uniforms, u.offset(entry) as u64, size as u64);
+        let at = |entry: usize| (&uniforms, u.offset(entry) as u64);
 
         let gemm = |entry: usize,
                     a: &wgpu::Buffer,
@@ -234,7 +235,7 @@ impl GpuTrainer {
                     bias: &wgpu::Buffer,
                     c: &wgpu::Buffer,
                     params: GemmParams|
-         -> Result<(usize, wgpu::BindGroup, (u32, u32, u32))> {
+         -> Result<Dispatch> {
             let op = GemmOp {
                 params,
                 a,
@@ -243,14 +244,11 @@ impl GpuTrainer {
                 c,
             };
             let (x, y) = GemmKernel::workgroups(ctx, &params)?;
-            Ok((
-                GEMM,
+            Ok(Dispatch::new(
+                self.gemm.kernel(),
                 self.gemm.bind(ctx, &op, &uniforms, u.offset(entry) as u64),
                 (x, y, 1),
             ))
-        };
-        let read_params = |entry: usize| -> GemmParams {
-            *bytemuck::from_bytes(&u.bytes[u.offset(entry) as usize..u.offset(entry) as usize + 48])
         };
 
         let mut before = Vec::new();
@@ -258,27 +256,27 @@ impl GpuTrainer {
             let emb = &own[0];
             let bg = self.kernels.embed.bind(
                 ctx,
-                vec![
-                    at(6, 32),
-                    emb.value.as_entire_binding(),
-                    lstm_in.buffer.as_entire_binding(),
-                    input.as_entire_binding(),
-                ],
+                &GatherBuffers {
+                    params: at(6),
+                    src: &emb.value,
+                    dst: &lstm_in.buffer,
+                    index: &input,
+                },
             );
-            before.push((EMBED, bg, grid(ctx, t * b * e)));
+            before.push(Dispatch::new(&self.kernels.embed, bg, grid(ctx, t * b * e)));
         }
         let mut head = Vec::new();
         if self.shape.head_kind == HeadKind::LastStep {
             let bg = self.kernels.last_step.bind(
                 ctx,
-                vec![
-                    at(5, 32),
-                    lstm_out.buffer.as_entire_binding(),
-                    head_in.as_entire_binding(),
-                    lengths.as_entire_binding(),
-                ],
+                &GatherBuffers {
+                    params: at(5),
+                    src: &lstm_out.buffer,
+                    dst: &head_in,
+                    index: &lengths,
+                },
             );
-            head.push((LAST_STEP, bg, grid(ctx, b * f)));
+            head.push(Dispatch::new(&self.kernels.last_step, bg, grid(ctx, b * f)));
         }
         head.push(gemm(
             0,
@@ -286,40 +284,41 @@ impl GpuTrainer {
             &head_w.value,
             &head_b.value,
             &logits,
-            read_params(0),
+            u.get::<GemmParams>(0),
         )?);
-        let (loss_kernel, loss_id) = match self.config.loss {
-            LossKind::Mse => (&self.kernels.mse, MSE),
-            LossKind::CrossEntropy { .. } => (&self.kernels.cross_entropy, CROSS_ENTROPY),
+        let loss_kernel = match self.config.loss {
+            LossKind::Mse => &self.kernels.mse,
+            LossKind::CrossEntropy { .. } => &self.kernels.cross_entropy,
         };
         let loss_bind = |k: &Kernel| {
             k.bind(
                 ctx,
-                vec![
-                    at(4, 32),
-                    logits.as_entire_binding(),
-                    targets.as_entire_binding(),
-                    targets.as_entire_binding(),
-                    lengths.as_entire_binding(),
-                    d_logits.as_entire_binding(),
-                    loss_partials.as_entire_binding(),
-                    self.scalars.as_entire_binding(),
-                ],
+                &LossBuffers {
+                    params: at(4),
+                    pred: &logits,
+                    target_f: &targets,
+                    target_i: &targets,
+                    lengths: &lengths,
+                    grad: &d_logits,
+                    partials: &loss_partials,
+                    scalars: &self.scalars,
+                },
             )
         };
-        head.push((
-            loss_id,
+        head.push(Dispatch::new(
+            loss_kernel,
             loss_bind(loss_kernel),
-            ((rows as u32).div_ceil(256), 1, 1),
+            ((rows as u32).div_ceil(FLAT_GROUP), 1, 1),
         ));
-        head.push((LOSS_FINISH, loss_bind(&self.kernels.loss_finish), (1, 1, 1)));
+        let finish = &self.kernels.loss_finish;
+        head.push(Dispatch::new(finish, loss_bind(finish), (1, 1, 1)));
         head.push(gemm(
             1,
             &d_logits,
             &head_in,
             &d_logits,
             &head_w.grad,
-            read_params(1),
+            u.get::<GemmParams>(1),
         )?);
         head.push(gemm(
             2,
@@ -327,7 +326,7 @@ impl GpuTrainer {
             &d_logits,
             &ones,
             &head_b.grad,
-            read_params(2),
+            u.get::<GemmParams>(2),
         )?);
         head.push(gemm(
             3,
@@ -335,19 +334,23 @@ impl GpuTrainer {
             &head_w.value,
             &d_logits,
             &d_head_in,
-            read_params(3),
+            u.get::<GemmParams>(3),
         )?);
         if self.shape.head_kind == HeadKind::LastStep {
             let bg = self.kernels.last_step_backward.bind(
                 ctx,
-                vec![
-                    at(5, 32),
-                    d_head_in.as_entire_binding(),
-                    d_output.buffer.as_entire_binding(),
-                    lengths.as_entire_binding(),
-                ],
+                &GatherBuffers {
+                    params: at(5),
+                    src: &d_head_in,
+                    dst: &d_output.buffer,
+                    index: &lengths,
+                },
             );
-            head.push((LAST_STEP_BACKWARD, bg, grid(ctx, t * b * f)));
+            head.push(Dispatch::new(
+                &self.kernels.last_step_backward,
+                bg,
+                grid(ctx, t * b * f),
+            ));
         }
         let mut buffers = vec![logits, d_logits, loss_partials, ones];
         buffers.push(head_in);
@@ -369,211 +372,5 @@ impl GpuTrainer {
             head,
             after: Vec::new(),
         })
-    }
-
-    /// Embedding backward, gradient norms, clipping and updates for every
-    /// parameter: bound once the LSTM has made its gradient buffers.
-    pub(super) fn bind_after(&self, idx: usize) -> Result<Vec<Dispatch>> {
-        let ctx = &self.ctx;
-        let sp = &self.spaces[idx];
-        let cfg = self.lstm.config();
-        let grads = self
-            .lstm
-            .grad_layers()
-            .expect("a training forward made the gradients");
-        // Every (value, grad, m, v, len) the optimizer updates.
-        let mut tensors: Vec<(
-            &wgpu::Buffer,
-            &wgpu::Buffer,
-            &wgpu::Buffer,
-            &wgpu::Buffer,
-            usize,
-        )> = Vec::new();
-        for p in &self.own {
-            tensors.push((&p.value, &p.grad, &p.m, &p.v, p.len));
-        }
-        let (h, dirs) = (cfg.hidden_size, cfg.num_directions());
-        for (l, (w, g)) in self.lstm.param_layers().iter().zip(grads).enumerate() {
-            let (m, v) = (&self.lstm_state[0][l], &self.lstm_state[1][l]);
-            // Element counts in `GpuLayer::params` order: W_ih, W_hh, b_ih,
-            // b_hh, W_hr.
-            let mut lens = vec![dirs * 4 * h * w.input_size, dirs * 4 * h * cfg.hidden_out()];
-            if cfg.bias {
-                lens.extend([dirs * 4 * h; 2]);
-            }
-            if cfg.proj_size > 0 {
-                lens.push(dirs * cfg.proj_size * h);
-            }
-            let params = [w, g, m, v].map(|layer| layer.params(cfg.bias));
-            for (i, len) in lens.into_iter().enumerate() {
-                tensors.push((params[0][i], params[1][i], params[2][i], params[3][i], len));
-            }
-        }
-        let n = tensors.len();
-        let partials = ctx.create_buffer(
-            "norm partials",
-            4 * (n as u64 * PARTIALS_PER_TENSOR as u64),
-            TENSOR_USAGE,
-        )?;
-        let mut u = Uniforms::new(ctx, n + 2);
-        let base = self.opt_params();
-        for (i, t) in tensors.iter().enumerate() {
-            u.put(
-                i,
-                &OptParams {
-                    len: t.4 as u32,
-                    partial_off: i as u32 * PARTIALS_PER_TENSOR,
-                    partial_count: n as u32 * PARTIALS_PER_TENSOR,
-                    ..base
-                },
-            );
-        }
-        u.put(
-            n,
-            &OptParams {
-                partial_count: n as u32 * PARTIALS_PER_TENSOR,
-                ..base
-            },
-        );
-        let e = self.shape.embedding.map_or(0, |(_, d)| d);
-        u.put(
-            n + 1,
-            &GatherParams {
-                seq_len: sp.seq_len as u32,
-                batch: sp.batch as u32,
-                features: e as u32,
-                vocab: self.shape.embedding.map_or(0, |(v, _)| v as u32),
-                tokens: (sp.seq_len * sp.batch) as u32,
-                _pad: [0; 3],
-            },
-        );
-        let uniforms = ctx.create_buffer(
-            "optimizer uniforms",
-            u.bytes.len() as u64,
-            wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
-        )?;
-        ctx.queue().write_buffer(&uniforms, 0, &u.bytes);
-        let at = |entry: usize, size: u64| slice(&uniforms, u.offset(entry) as u64, size);
-        let bind = |k: &Kernel,
-                    entry: usize,
-                    t: &(
-            &wgpu::Buffer,
-            &wgpu::Buffer,
-            &wgpu::Buffer,
-            &wgpu::Buffer,
-            usize,
-        )| {
-            k.bind(
-                ctx,
-                vec![
-                    at(entry, 48),
-                    t.0.as_entire_binding(),
-                    t.1.as_entire_binding(),
-                    t.2.as_entire_binding(),
-                    t.3.as_entire_binding(),
-                    partials.as_entire_binding(),
-                    self.scalars.as_entire_binding(),
-                ],
-            )
-        };
-        let mut list = Vec::new();
-        if let Some((vocab, dim)) = self.shape.embedding {
-            let emb = &self.own[0];
-            let bg = self.kernels.embed_backward.bind(
-                ctx,
-                vec![
-                    at(n + 1, 32),
-                    sp.d_embedded.buffer.as_entire_binding(),
-                    emb.grad.as_entire_binding(),
-                    sp.input.as_entire_binding(),
-                ],
-            );
-            list.push((EMBED_BACKWARD, bg, grid(ctx, vocab * dim)));
-        }
-        for (i, t) in tensors.iter().enumerate() {
-            list.push((
-                SUM_SQUARES,
-                bind(&self.kernels.sum_squares, i, t),
-                (PARTIALS_PER_TENSOR, 1, 1),
-            ));
-        }
-        list.push((CLIP, bind(&self.kernels.clip, n, &tensors[0]), (1, 1, 1)));
-        for (i, t) in tensors.iter().enumerate() {
-            list.push((UPDATE, bind(&self.kernels.update, i, t), grid(ctx, t.4)));
-        }
-        if let Some(working) = self.lstm.working_copy() {
-            // The LSTM's tensors follow the embedding and head ones, in the
-            // same order in both lists.
-            let first = self.own.len();
-            let copies = working.iter().flat_map(|w| w.params(cfg.bias));
-            for (i, dst) in copies.enumerate() {
-                let t = &tensors[first + i];
-                let bg = self.kernels.cast.bind(
-                    ctx,
-                    vec![
-                        at(first + i, 16),
-                        t.0.as_entire_binding(),
-                        dst.as_entire_binding(),
-                    ],
-                );
-                list.push((CAST, bg, grid(ctx, t.4)));
-            }
-        }
-        ctx.check()?;
-        Ok(list)
-    }
-
-    /// The optimizer's hyper-parameters for the update kernel, and the loss
-    /// scale's growth interval for the clip kernel.
-    fn opt_params(&self) -> OptParams {
-        let growth_interval = match self.loss_scale {
-            Some(crate::gpu::LossScale::Dynamic {
-                growth_interval, ..
-            }) => growth_interval,
-            _ => 0,
-        };
-        let params = match self.config.optimizer {
-            OptimizerKind::Sgd {
-                momentum,
-                dampening,
-                weight_decay,
-                nesterov,
-                ..
-            } => OptParams {
-                kind: 0,
-                momentum: momentum as f32,
-                dampening: dampening as f32,
-                weight_decay: weight_decay as f32,
-                nesterov: u32::from(nesterov),
-                ..Default::default()
-            },
-            OptimizerKind::Adam {
-                betas,
-                eps,
-                weight_decay,
-                ..
-            }
-            | OptimizerKind::AdamW {
-                betas,
-                eps,
-                weight_decay,
-                ..
-            } => OptParams {
-                kind: if matches!(self.config.optimizer, OptimizerKind::Adam { .. }) {
-                    1
-                } else {
-                    2
-                },
-                beta1: betas.0 as f32,
-                beta2: betas.1 as f32,
-                eps: eps as f32,
-                weight_decay: weight_decay as f32,
-                ..Default::default()
-            },
-        };
-        OptParams {
-            growth_interval,
-            ..params
-        }
     }
 }

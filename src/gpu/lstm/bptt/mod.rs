@@ -8,7 +8,7 @@
 //! direction), db = 1ᵀ·dG, and dX = dG·W_ih, the gradient of the layer
 //! below's output. That is T + 4 + D dispatches per layer.
 //!
-//! With a projection (`proj_size` P > 0) each backward step is two
+//! With a hidden projection (`proj_size` P > 0) each backward step is two
 //! dispatches (`shaders/lstm_proj_backward.wgsl` forms the P-wide dh_t, then
 //! the cell kernel runs on dm_t = dh_t · W_hr), and one more GEMM per
 //! direction gives dW_hr = dhᵀ·M from the saved m_t = o ⊙ tanh(c_t): 2T + 4 +
@@ -18,31 +18,35 @@
 //! engine's precision (f16 or f32); the saved c and m, dh, the carried dh
 //! and dc and every parameter gradient are f32.
 
+mod params;
+
+use params::{BpttEntries, Gemm, backward_gemms, bptt_uniforms};
+
 use crate::config::LstmConfig;
 use crate::error::Result;
 use crate::gpu::kernels::{
-    BackwardBuffers, BackwardStepKernel, DropoutParams, GemmKernel, GemmOp, GemmParams, LstmGemms,
-    PermuteKernel, PermuteParams, ProjBackwardBuffers, ProjBackwardKernel, ProjBuffers, ProjKernel,
+    BackwardBuffers, BackwardStepKernel, GemmKernel, GemmOp, HiddenProjBackwardBuffers,
+    HiddenProjBackwardKernel, HiddenProjBuffers, HiddenProjKernel, LstmGemms, PermuteKernel,
     StepBuffers, StepKernel, TrainBuffers,
 };
 use crate::gpu::tensor::{TENSOR_USAGE, byte_size, byte_size_in};
-use crate::gpu::workspace::{GpuLayer, Uniforms, Workspace, check_groups, step_params};
+use crate::gpu::workspace::{GpuLayer, Uniforms, Workspace, check_groups};
 use crate::gpu::{GpuContext, GpuTensor, Precision};
 
 /// One backward GEMM: its kernel variant, bind group and workgroup counts.
 pub(super) type GemmDispatch = (GemmKernel, wgpu::BindGroup, (u32, u32));
 
 /// Saved activations and backward scratch for one (T, B).
-pub(super) struct TrainSpace {
+pub(in crate::gpu) struct BpttSpace {
     /// Per layer [T, B, D, H, 4]: activated gates i, f, g, o (storage precision).
     gates: Vec<wgpu::Buffer>,
     /// Per layer [T, B, D, H]: c after each step (f32).
     c_saved: Vec<wgpu::Buffer>,
     /// Per layer [T, B, D·H_out]: h entering each step (storage precision).
     h_prev: Vec<wgpu::Buffer>,
-    /// With a projection, per layer [T, B, D·H]: m_t = o ⊙ tanh(c_t) (f32).
+    /// With a hidden projection, per layer [T, B, D·H]: m_t = o ⊙ tanh(c_t) (f32).
     m_saved: Vec<wgpu::Buffer>,
-    /// With a projection, [T, B, D·P]: dh_t of the current layer (f32).
+    /// With a hidden projection, [T, B, D·P]: dh_t of the current layer (f32).
     _dh_proj: Option<wgpu::Buffer>,
     /// [L·D, B, H]: the initial c of every layer.
     pub c0: wgpu::Buffer,
@@ -68,70 +72,35 @@ pub(super) struct TrainSpace {
     /// Per layer: the training step's and the backward step's bind groups.
     pub steps: Vec<wgpu::BindGroup>,
     pub back: Vec<wgpu::BindGroup>,
-    /// With a projection, per layer: the forward projection's and the
+    /// With a hidden projection, per layer: the forward hidden projection's and the
     /// backward dh_t kernel's bind groups (empty otherwise).
-    pub projs: Vec<wgpu::BindGroup>,
-    pub proj_back: Vec<wgpu::BindGroup>,
+    pub hidden_projs: Vec<wgpu::BindGroup>,
+    pub hidden_proj_back: Vec<wgpu::BindGroup>,
     /// Per layer: dW_ih, dW_hh per direction, db (with bias), dX, dW_hr per
-    /// direction (with a projection), each with the GEMM variant for its
+    /// direction (with a hidden projection), each with the GEMM variant for its
     /// operand types.
     pub gemms: Vec<Vec<GemmDispatch>>,
     pub permutes: Option<[(wgpu::BindGroup, (u32, u32)); 2]>,
 }
 
-/// Entries of the training uniform buffer.
-struct TrainEntries {
-    layers: usize,
-    seq_len: usize,
-    /// Room for each layer's backward GEMMs: dW_ih, db, dX and dW_hh (and
-    /// dW_hr with a projection) per direction.
-    gemms: usize,
-}
-
-impl TrainEntries {
-    fn new(cfg: &LstmConfig, seq_len: usize) -> Self {
-        let per_dir = if cfg.proj_size > 0 { 2 } else { 1 };
-        TrainEntries {
-            layers: cfg.num_layers,
-            seq_len,
-            gemms: 3 + per_dir * cfg.num_directions(),
-        }
-    }
-    fn step(&self, layer: usize, s: usize) -> usize {
-        layer * self.seq_len + s
-    }
-    fn back(&self, layer: usize, s: usize) -> usize {
-        self.layers * self.seq_len + layer * (self.seq_len + 1) + s
-    }
-    fn gemm(&self, layer: usize, which: usize) -> usize {
-        self.layers * (2 * self.seq_len + 1) + layer * self.gemms + which
-    }
-    fn permute(&self, which: usize) -> usize {
-        self.layers * (2 * self.seq_len + 1 + self.gemms) + which
-    }
-    fn count(&self) -> usize {
-        self.permute(2)
-    }
-}
-
 /// The kernels training binds.
-pub(super) struct TrainKernels<'a> {
+pub(super) struct BpttKernels<'a> {
     pub gemms: &'a LstmGemms,
     pub step: &'a StepKernel,
     pub back: &'a BackwardStepKernel,
     pub permute: &'a PermuteKernel,
-    /// With a projection.
-    pub proj: Option<&'a (ProjKernel, ProjBackwardKernel)>,
+    /// With a hidden projection.
+    pub hidden_proj: Option<&'a (HiddenProjKernel, HiddenProjBackwardKernel)>,
 }
 
-impl TrainSpace {
-    pub fn build(
+impl BpttSpace {
+    pub(super) fn build(
         ctx: &GpuContext,
         cfg: &LstmConfig,
         weights: &[GpuLayer],
         grads: &[GpuLayer],
         ws: &Workspace,
-        k: TrainKernels<'_>,
+        k: BpttKernels<'_>,
     ) -> Result<Self> {
         let (h, dirs, layers) = (cfg.hidden_size, cfg.num_directions(), cfg.num_layers);
         let (hout, proj) = (cfg.hidden_out(), cfg.proj_size);
@@ -185,8 +154,8 @@ impl TrainSpace {
         ctx.queue()
             .write_buffer(&ones, 0, bytemuck::cast_slice(&vec![1.0f32; t * b]));
 
-        let entries = TrainEntries::new(cfg, t);
-        let layout = train_uniforms(ctx, cfg, weights, &entries, t, b, 0);
+        let entries = BpttEntries::new(cfg, t);
+        let layout = bptt_uniforms(ctx, cfg, weights, &entries, t, b, 0);
         let uniforms = ctx.create_buffer(
             "training uniforms",
             layout.bytes.len() as u64,
@@ -196,12 +165,12 @@ impl TrainSpace {
 
         let mut steps = Vec::new();
         let mut back = Vec::new();
-        let mut projs = Vec::new();
-        let mut proj_back = Vec::new();
+        let mut hidden_projs = Vec::new();
+        let mut hidden_proj_back = Vec::new();
         let mut gemms = Vec::new();
         for (l, (w, g)) in weights.iter().zip(grads).enumerate() {
-            // With a projection the step kernel writes m_t, which is saved;
-            // the projection kernel writes the layer output.
+            // With a hidden projection the step kernel writes m_t, which is saved;
+            // the hidden-projection kernel writes the layer output.
             let step_y = m_saved.get(l).unwrap_or(&ws.ys[l].buffer);
             steps.push(k.step.bind(
                 ctx,
@@ -240,10 +209,10 @@ impl TrainSpace {
                     dh_proj: dh_proj.as_ref().unwrap_or(&dy.buffer),
                 },
             ));
-            if let (Some((fwd, bwd)), Some(w_hr), Some(dh)) = (k.proj, &w.w_hr, &dh_proj) {
-                projs.push(fwd.bind(
+            if let (Some((fwd, bwd)), Some(w_hr), Some(dh)) = (k.hidden_proj, &w.w_hr, &dh_proj) {
+                hidden_projs.push(fwd.bind(
                     ctx,
-                    &ProjBuffers {
+                    &HiddenProjBuffers {
                         params: &uniforms,
                         m: &m_saved[l],
                         w_hr,
@@ -252,9 +221,9 @@ impl TrainSpace {
                         lengths: &ws.lengths,
                     },
                 ));
-                proj_back.push(bwd.bind(
+                hidden_proj_back.push(bwd.bind(
                     ctx,
-                    &ProjBackwardBuffers {
+                    &HiddenProjBackwardBuffers {
                         params: &uniforms,
                         d_gates: &d_gates,
                         w_hh: &w.w_hh,
@@ -282,9 +251,9 @@ impl TrainSpace {
                     Gemm::Input => (&k.gemms.input, &d_gates, &w.w_ih, dx),
                     Gemm::WeightHr => (
                         &k.gemms.weight_hr,
-                        dh_proj.as_ref().expect("a projection"),
+                        dh_proj.as_ref().expect("a hidden projection"),
                         &m_saved[l],
-                        g.w_hr.as_ref().expect("a projection"),
+                        g.w_hr.as_ref().expect("a hidden projection"),
                     ),
                 })
                 .collect();
@@ -329,7 +298,7 @@ impl TrainSpace {
             &[ws.step_groups.0, ws.step_groups.1],
         )?;
         ctx.check()?;
-        Ok(TrainSpace {
+        Ok(BpttSpace {
             gates,
             c_saved,
             h_prev,
@@ -350,15 +319,15 @@ impl TrainSpace {
             seed: 0,
             steps,
             back,
-            projs,
-            proj_back,
+            hidden_projs,
+            hidden_proj_back,
             gemms,
             permutes,
         })
     }
 
     /// Bytes allocated for the activations saved for the backward pass:
-    /// every layer's gates, c and h_prev (and m with a projection).
+    /// every layer's gates, c and h_prev (and m with a hidden projection).
     pub fn saved_bytes(&self) -> u64 {
         self.gates
             .iter()
@@ -385,8 +354,8 @@ impl TrainSpace {
         if !masked || seed == self.seed {
             return;
         }
-        let entries = TrainEntries::new(cfg, t);
-        self.layout = train_uniforms(ctx, cfg, weights, &entries, t, b, seed);
+        let entries = BpttEntries::new(cfg, t);
+        self.layout = bptt_uniforms(ctx, cfg, weights, &entries, t, b, seed);
         self.seed = seed;
         ctx.queue()
             .write_buffer(&self.uniforms, 0, &self.layout.bytes);
@@ -394,155 +363,10 @@ impl TrainSpace {
 
     /// Dynamic offsets of forward step `s` and backward step `s` of `layer`.
     pub fn step_offset(&self, cfg: &LstmConfig, t: usize, layer: usize, s: usize) -> u32 {
-        self.layout.offset(TrainEntries::new(cfg, t).step(layer, s))
+        self.layout.offset(BpttEntries::new(cfg, t).step(layer, s))
     }
 
     pub fn back_offset(&self, cfg: &LstmConfig, t: usize, layer: usize, s: usize) -> u32 {
-        self.layout.offset(TrainEntries::new(cfg, t).back(layer, s))
+        self.layout.offset(BpttEntries::new(cfg, t).back(layer, s))
     }
-}
-
-/// The four kinds of product after a layer's backward steps.
-#[derive(Clone, Copy)]
-enum Gemm {
-    WeightIh,
-    WeightHh,
-    Bias,
-    Input,
-    WeightHr,
-}
-
-/// The backward GEMMs of one layer, in encoding order.
-fn backward_gemms(cfg: &LstmConfig, w: &GpuLayer, rows: usize) -> Vec<(Gemm, GemmParams)> {
-    let (h, dirs) = (cfg.hidden_size, cfg.num_directions());
-    let hout = cfg.hidden_out() as u32;
-    let (n4, inp, rows) = ((dirs * 4 * h) as u32, w.input_size as u32, rows as u32);
-    let mut ops = vec![(
-        // dW_ih [D·4H, in] = dGᵀ [D·4H, T·B] · X [T·B, in]
-        Gemm::WeightIh,
-        GemmParams {
-            m: n4,
-            n: inp,
-            k: rows,
-            lda: n4,
-            ldb: inp,
-            ldc: inp,
-            flags: GemmParams::TRANS_A,
-            ..Default::default()
-        },
-    )];
-    for d in 0..dirs as u32 {
-        // dW_hh[d] [H_out, 4H] = H_prev[d]ᵀ [H_out, T·B] · dG[d] [T·B, 4H],
-        // already in the forward kernel's [k][unit][gate] layout.
-        let h = h as u32;
-        ops.push((
-            Gemm::WeightHh,
-            GemmParams {
-                m: hout,
-                n: 4 * h,
-                k: rows,
-                lda: dirs as u32 * hout,
-                ldb: n4,
-                ldc: 4 * h,
-                a_off: d * hout,
-                b_off: d * 4 * h,
-                c_off: d * hout * 4 * h,
-                flags: GemmParams::TRANS_A,
-                ..Default::default()
-            },
-        ));
-    }
-    if cfg.bias {
-        // db [1, D·4H] = 1ᵀ [1, T·B] · dG [T·B, D·4H]
-        ops.push((
-            Gemm::Bias,
-            GemmParams {
-                m: 1,
-                n: n4,
-                k: rows,
-                lda: rows,
-                ldb: n4,
-                ldc: n4,
-                ..Default::default()
-            },
-        ));
-    }
-    // dX [T·B, in] = dG [T·B, D·4H] · W_ih [D·4H, in]
-    ops.push((
-        Gemm::Input,
-        GemmParams {
-            m: rows,
-            n: inp,
-            k: n4,
-            lda: n4,
-            ldb: inp,
-            ldc: inp,
-            ..Default::default()
-        },
-    ));
-    if cfg.proj_size > 0 {
-        let (p, h, dirs) = (cfg.proj_size as u32, h as u32, dirs as u32);
-        for d in 0..dirs {
-            // dW_hr[d] [P, H] = dh[d]ᵀ [P, T·B] · M[d] [T·B, H]
-            ops.push((
-                Gemm::WeightHr,
-                GemmParams {
-                    m: p,
-                    n: h,
-                    k: rows,
-                    lda: dirs * p,
-                    ldb: dirs * h,
-                    ldc: h,
-                    a_off: d * p,
-                    b_off: d * h,
-                    c_off: d * p * h,
-                    flags: GemmParams::TRANS_A,
-                    ..Default::default()
-                },
-            ));
-        }
-    }
-    ops
-}
-
-/// All training parameters for one pass with dropout seed `seed`.
-fn train_uniforms(
-    ctx: &GpuContext,
-    cfg: &LstmConfig,
-    weights: &[GpuLayer],
-    e: &TrainEntries,
-    t: usize,
-    b: usize,
-    seed: u64,
-) -> Uniforms {
-    let (dirs, layers) = (cfg.num_directions(), cfg.num_layers);
-    let hout = cfg.hidden_out();
-    let mut u = Uniforms::new(ctx, e.count());
-    for (l, layer) in weights.iter().enumerate() {
-        // Dropout on every layer's output but the last.
-        let p = if l + 1 < layers { cfg.dropout } else { 0.0 };
-        let dropout = DropoutParams::new(p, seed, l);
-        for s in 0..t {
-            let mut sp = step_params(cfg, l, s, t, b);
-            sp.dropout = dropout;
-            u.put(e.step(l, s), &sp);
-        }
-        for s in 0..=t {
-            let mut bp = step_params(cfg, l, s, t, b);
-            bp.dropout = dropout;
-            u.put(e.back(l, s), &bp);
-        }
-        for (which, (_, params)) in backward_gemms(cfg, layer, t * b).iter().enumerate() {
-            u.put(e.gemm(l, which), params);
-        }
-    }
-    let permute = |rows: usize, cols: usize, inner: usize| PermuteParams {
-        rows: rows as u32,
-        cols: cols as u32,
-        inner: inner as u32,
-        _pad: 0,
-    };
-    u.put(e.permute(0), &permute(b, t, dirs * hout));
-    u.put(e.permute(1), &permute(t, b, cfg.input_size));
-    u
 }

@@ -1,0 +1,128 @@
+//! The hidden-projection kernels of LSTMP (`proj_size` > 0): h_t = m_t · W_hrᵀ
+//! after each forward step (`shaders/lstm_proj.wgsl`), and the P-wide
+//! dh_t before each backward step (`shaders/lstm_proj_backward.wgsl`).
+
+use super::{Kernel, STEP_ROWS, STEP_TILE, STEP_UNITS};
+use crate::gpu::kernels::StepParams;
+use crate::gpu::{GpuContext, Precision};
+
+/// Workgroups for one projection step: (unit blocks, batch blocks, directions).
+pub fn hidden_proj_workgroups(proj: usize, batch: usize, dirs: usize) -> (u32, u32, u32) {
+    (
+        (proj as u32).div_ceil(STEP_UNITS),
+        (batch as u32).div_ceil(STEP_ROWS),
+        dirs as u32,
+    )
+}
+
+bindings! {
+    /// The buffers one layer's forward hidden projections read and write.
+    pub struct HiddenProjBuffers {
+        /// Per-step `StepParams`, bound with a dynamic offset.
+        params: DynamicUniform<StepParams>,
+        /// [T, B, D·H]: m_t = o ⊙ tanh(c_t), written by the step kernel.
+        m: Read,
+        /// [D, P, H]
+        w_hr: Read,
+        /// [2, L·D, B, P]
+        h_state: ReadWrite,
+        /// [T, B, D·P]: the layer output.
+        y: ReadWrite,
+        /// \[B\] u32
+        lengths: Read,
+    }
+}
+
+/// h_t = m_t · W_hrᵀ for one step, both directions.
+pub struct HiddenProjKernel {
+    kernel: Kernel,
+}
+
+impl HiddenProjKernel {
+    pub fn new(ctx: &GpuContext, precision: Precision) -> Self {
+        let kernel = Kernel::new_typed::<HiddenProjBuffers>(
+            ctx,
+            "lstm hidden projection",
+            include_str!("../../../shaders/lstm_proj.wgsl"),
+            "main",
+            &[("store_t", precision)],
+            STEP_TILE,
+        );
+        HiddenProjKernel { kernel }
+    }
+
+    pub fn bind(&self, ctx: &GpuContext, b: &HiddenProjBuffers<'_>) -> wgpu::BindGroup {
+        self.kernel.bind(ctx, b)
+    }
+
+    pub fn encode(
+        &self,
+        ctx: &GpuContext,
+        pass: &mut wgpu::ComputePass<'_>,
+        bind_group: &wgpu::BindGroup,
+        params_offset: u32,
+        workgroups: (u32, u32, u32),
+    ) {
+        self.kernel
+            .encode_at(ctx, pass, bind_group, &[params_offset], workgroups);
+    }
+}
+
+bindings! {
+    /// The buffers one layer's backward hidden projections read and write.
+    pub struct HiddenProjBackwardBuffers {
+        /// Per-step `StepParams` of the backward pass, bound with a dynamic offset.
+        params: DynamicUniform<StepParams>,
+        /// [T, B, D, H, 4]
+        d_gates: Read,
+        /// [D, P, H, 4]
+        w_hh: Read,
+        /// [T, B, D·P]
+        dy: Read,
+        lengths: Read,
+        /// [T, B, D·P]: dh_t, written here.
+        dh: ReadWrite,
+        /// [2, L·D, B, P]
+        dh_carry: ReadWrite,
+        /// [L·D, B, P]
+        d_h0: ReadWrite,
+    }
+}
+
+/// dh_t = dy_t ⊙ mask + dG_{t+1} · W_hh for one backward step, both directions.
+pub struct HiddenProjBackwardKernel {
+    kernel: Kernel,
+}
+
+impl HiddenProjBackwardKernel {
+    pub fn new(ctx: &GpuContext, precision: Precision) -> Self {
+        let kernel = Kernel::new_typed::<HiddenProjBackwardBuffers>(
+            ctx,
+            "lstm hidden projection backward",
+            concat!(
+                include_str!("../../../shaders/backward_common.wgsl"),
+                include_str!("../../../shaders/lstm_proj_backward.wgsl")
+            ),
+            "main",
+            &[("store_t", precision)],
+            STEP_TILE,
+        );
+        HiddenProjBackwardKernel { kernel }
+    }
+
+    pub fn bind(&self, ctx: &GpuContext, b: &HiddenProjBackwardBuffers<'_>) -> wgpu::BindGroup {
+        self.kernel.bind(ctx, b)
+    }
+
+    pub fn encode(
+        &self,
+        ctx: &GpuContext,
+        pass: &mut wgpu::ComputePass<'_>,
+        bind_group: &wgpu::BindGroup,
+        params_offset: u32,
+        workgroups: (u32, u32, u32),
+    ) {
+        self.kernel
+            .encode_at(ctx, pass, bind_group, &[params_offset], workgroups);
+    }
+}

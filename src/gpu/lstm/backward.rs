@@ -1,0 +1,73 @@
+//! Command encoding of [`GpuLstm`]'s backward pass: per layer, from the last
+//! down, the backward step dispatches, then the weight-gradient GEMMs.
+
+use super::GpuLstm;
+use crate::gpu::GpuTensor;
+use crate::gpu::profiler::Phase;
+
+impl GpuLstm {
+    /// Encodes backpropagation through the saved forward of workspace `idx`;
+    /// the caller has put d_output and the carried d_h_n, d_c_n in place.
+    pub(super) fn encode_backward(&self, enc: &mut wgpu::CommandEncoder, idx: usize) {
+        let ctx = &self.ctx;
+        let cfg = &self.config;
+        let ws = &self.workspaces[idx];
+        let tr = ws.bptt.as_ref().expect("training workspace");
+        let t = ws.seq_len;
+        if let Some([(bg, groups), _]) = &tr.permutes {
+            let mut pass = self.begin_pass(enc, "batch-first d_output", None);
+            self.permute.encode(ctx, &mut pass, bg, *groups);
+        }
+        for l in (0..cfg.num_layers).rev() {
+            {
+                let mut pass =
+                    self.begin_pass(enc, "lstm backward steps", Some(Phase::BackwardSteps));
+                // With a hidden projection each step is two dispatches: the P-wide
+                // dh_t, then the cell through dm_t = dh_t · W_hr.
+                for s in 0..=t {
+                    let offset = tr.back_offset(cfg, t, l, s);
+                    if let (Some((_, hidden_proj_back)), Some(bg)) =
+                        (&self.hidden_proj, tr.hidden_proj_back.get(l))
+                    {
+                        hidden_proj_back.encode(ctx, &mut pass, bg, offset, ws.hidden_proj_groups);
+                    }
+                    self.back
+                        .encode(ctx, &mut pass, &tr.back[l], offset, ws.step_groups);
+                }
+            }
+            let mut pass = self.begin_pass(enc, "weight gradients", Some(Phase::BackwardGemms));
+            for (kernel, bg, groups) in &tr.gemms[l] {
+                kernel.encode(ctx, &mut pass, bg, *groups);
+            }
+        }
+        if let Some([_, (bg, groups)]) = &tr.permutes {
+            let mut pass = self.begin_pass(enc, "batch-first d_input", None);
+            self.permute.encode(ctx, &mut pass, bg, *groups);
+        }
+        // b_ih and b_hh enter the gates as one sum: their gradients are equal.
+        if cfg.bias {
+            let grads = self.grads.as_ref().expect("training made the gradients");
+            for g in grads {
+                enc.copy_buffer_to_buffer(&g.b_ih, 0, &g.b_hh, 0, g.b_ih.size().min(g.b_hh.size()));
+            }
+        }
+    }
+
+    /// Encodes the backward pass of workspace `idx` from `d_output` (no
+    /// gradient on h_n, c_n).
+    pub(in crate::gpu) fn encode_train_backward(
+        &self,
+        enc: &mut wgpu::CommandEncoder,
+        idx: usize,
+        d_output: &GpuTensor,
+    ) {
+        let tr = self.workspaces[idx]
+            .bptt
+            .as_ref()
+            .expect("training workspace");
+        enc.copy_buffer_to_buffer(&d_output.buffer, 0, &tr.dy.buffer, 0, d_output.byte_len());
+        enc.clear_buffer(&tr.dh_carry, 0, Some(tr.d_h0.byte_len()));
+        enc.clear_buffer(&tr.dc_carry, 0, Some(tr.d_c0.byte_len()));
+        self.encode_backward(enc, idx);
+    }
+}

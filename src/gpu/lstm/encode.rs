@@ -1,0 +1,250 @@
+//! Command encoding of [`GpuLstm`]'s forward pass: the input and initial
+//! state copies, the input projection and step dispatches of every layer,
+//! and the final state copies; and the submit of a pass with its timestamps.
+
+use super::GpuLstm;
+use crate::error::Result;
+use crate::gpu::profiler::Phase;
+use crate::gpu::workspace::step_entry;
+use crate::gpu::{GpuTensor, InitialState};
+use crate::input::{LstmInput, check_shapes};
+
+/// Where the input comes from.
+#[derive(Clone, Copy)]
+pub(super) enum Source<'a> {
+    Gpu(&'a GpuTensor, InitialState<'a>),
+    Host(&'a LstmInput<'a, f32>),
+}
+
+impl GpuLstm {
+    pub(super) fn encoder(&self, label: &str) -> wgpu::CommandEncoder {
+        self.ctx
+            .device()
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some(label) })
+    }
+
+    /// A compute pass, timed towards `phase` when profiling.
+    pub(super) fn begin_pass<'e>(
+        &self,
+        enc: &'e mut wgpu::CommandEncoder,
+        label: &str,
+        phase: Option<Phase>,
+    ) -> wgpu::ComputePass<'e> {
+        let timestamp_writes =
+            phase.and_then(|ph| self.profiler.as_ref().and_then(|p| p.writes(ph)));
+        enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+            label: Some(label),
+            timestamp_writes,
+        })
+        .forget_lifetime()
+    }
+
+    /// Submits `enc` with its timestamps, and reads them back.
+    pub(super) fn submit(&mut self, mut enc: wgpu::CommandEncoder) -> Result<()> {
+        self.encode_resolve(&mut enc);
+        self.ctx.submit_and_wait(enc)?;
+        self.collect_times()
+    }
+
+    /// Encodes the copy of this submit's timestamps (profiling only).
+    pub(in crate::gpu) fn encode_resolve(&self, enc: &mut wgpu::CommandEncoder) {
+        if let Some(p) = &self.profiler {
+            p.resolve(enc);
+        }
+    }
+
+    /// After a submit: reads its timestamps (profiling only).
+    pub(in crate::gpu) fn collect_times(&mut self) -> Result<()> {
+        if let Some(p) = &self.profiler {
+            self.kernel_times = Some(p.read(&self.ctx)?);
+        }
+        Ok(())
+    }
+
+    /// Validates, prepares the workspace and runs one forward pass (one
+    /// submit); returns the workspace index.
+    pub(super) fn pass(
+        &mut self,
+        source: Source<'_>,
+        lengths: Option<&[usize]>,
+        dropout_seed: Option<u64>,
+        read_back: bool,
+    ) -> Result<usize> {
+        let (t, b) = match source {
+            Source::Host(x) => x.validate(&self.config)?,
+            Source::Gpu(input, state) => {
+                let (h0, c0) = match state {
+                    InitialState::Given { h_0, c_0 } => (Some(h_0.shape()), Some(c_0.shape())),
+                    _ => (None, None),
+                };
+                check_shapes(&self.config, input.shape(), h0, c0, lengths)?
+            }
+        };
+        let idx = self.prepare(t, b, dropout_seed.is_some())?;
+        if let Some(seed) = dropout_seed {
+            let ws = &mut self.workspaces[idx];
+            let tr = ws.bptt.as_mut().expect("prepared for training");
+            tr.set_seed(&self.ctx, &self.config, &self.layers, t, b, seed);
+            self.last_train = Some((t, b));
+        }
+        let mut enc = self.encoder("lstm forward");
+        self.encode_forward(&mut enc, idx, source, lengths, dropout_seed.is_some());
+        if read_back {
+            let ws = &self.workspaces[idx];
+            let state = self.state(b);
+            let mut at = 0;
+            for src in [ws.output(), &state.h_n, &state.c_n] {
+                enc.copy_buffer_to_buffer(&src.buffer, 0, &ws.staging, at, src.byte_len());
+                at += src.byte_len();
+            }
+        }
+        self.submit(enc)?;
+        Ok(idx)
+    }
+
+    /// Encodes one forward pass into `enc`.
+    fn encode_forward(
+        &self,
+        enc: &mut wgpu::CommandEncoder,
+        idx: usize,
+        source: Source<'_>,
+        lengths: Option<&[usize]>,
+        training: bool,
+    ) {
+        let ctx = &self.ctx;
+        let cfg = &self.config;
+        let ws = &self.workspaces[idx];
+        let state = self.state(ws.batch);
+        let (t, b, layers) = (ws.seq_len, ws.batch, cfg.num_layers);
+        let (h_slab, c_slab) = (state.h_n.byte_len(), state.c_n.byte_len());
+        let queue = ctx.queue();
+
+        // The input, into the time-major (or batch-first staging) buffer.
+        let input_dst = ws.batch_first.as_ref().map_or(&ws.input, |(i, _)| i);
+        match source {
+            Source::Gpu(x, _) => {
+                enc.copy_buffer_to_buffer(&x.buffer, 0, &input_dst.buffer, 0, x.byte_len())
+            }
+            Source::Host(x) => {
+                queue.write_buffer(&input_dst.buffer, 0, bytemuck::cast_slice(x.input.data()))
+            }
+        }
+        // The initial state: h into parity 0 of the double buffer, c in place.
+        match source {
+            Source::Host(x) => {
+                for (dst, given, slab) in
+                    [(&ws.h_state, x.h_0, h_slab), (&ws.c_state, x.c_0, c_slab)]
+                {
+                    match given {
+                        Some(v) => queue.write_buffer(dst, 0, bytemuck::cast_slice(v.data())),
+                        None => enc.clear_buffer(dst, 0, Some(slab)),
+                    }
+                }
+            }
+            Source::Gpu(_, InitialState::Given { h_0, c_0 }) => {
+                enc.copy_buffer_to_buffer(&h_0.buffer, 0, &ws.h_state, 0, h_slab);
+                enc.copy_buffer_to_buffer(&c_0.buffer, 0, &ws.c_state, 0, c_slab);
+            }
+            Source::Gpu(_, InitialState::Carry) => {
+                enc.copy_buffer_to_buffer(&state.h_n.buffer, 0, &ws.h_state, 0, h_slab);
+                enc.copy_buffer_to_buffer(&state.c_n.buffer, 0, &ws.c_state, 0, c_slab);
+            }
+            Source::Gpu(_, InitialState::Zeros) => {
+                enc.clear_buffer(&ws.h_state, 0, Some(h_slab));
+                enc.clear_buffer(&ws.c_state, 0, Some(c_slab));
+            }
+        }
+        let train = ws.bptt.as_ref().filter(|_| training);
+        if let Some(tr) = train {
+            enc.copy_buffer_to_buffer(&ws.c_state, 0, &tr.c0, 0, c_slab);
+        }
+        let lens: Vec<u32> = match lengths {
+            Some(l) => l.iter().map(|&v| v as u32).collect(),
+            None => vec![t as u32; b],
+        };
+        queue.write_buffer(&ws.lengths, 0, bytemuck::cast_slice(&lens));
+
+        // One pass for each layer's input projection and one for its steps, so
+        // that profiling can time them apart; all in the same submit.
+        if let Some([(bg, groups), _]) = &ws.permutes {
+            let mut pass = self.begin_pass(enc, "batch-first input", None);
+            self.permute.encode(ctx, &mut pass, bg, *groups);
+        }
+        for l in 0..layers {
+            {
+                let (gemm_bg, groups) = &ws.gemm[l];
+                let mut pass =
+                    self.begin_pass(enc, "input projection", Some(Phase::InputProjection));
+                self.gemms.forward.encode(ctx, &mut pass, gemm_bg, *groups);
+            }
+            // With a hidden projection each step is two dispatches: the cell, then
+            // h_t = m_t · W_hrᵀ.
+            let mut pass = self.begin_pass(enc, "lstm steps", Some(Phase::Steps));
+            for s in 0..t {
+                let (offset, step_bg, proj_bg) = match train {
+                    Some(tr) => (
+                        tr.step_offset(cfg, t, l, s),
+                        &tr.steps[l],
+                        tr.hidden_projs.get(l),
+                    ),
+                    None => (
+                        ws.layout.offset(step_entry(layers, t, l, s)),
+                        &ws.steps[l],
+                        ws.hidden_projs.get(l),
+                    ),
+                };
+                self.step.encode(
+                    ctx,
+                    &mut pass,
+                    train.is_some(),
+                    step_bg,
+                    offset,
+                    ws.step_groups,
+                );
+                if let (Some((proj, _)), Some(bg)) = (&self.hidden_proj, proj_bg) {
+                    proj.encode(ctx, &mut pass, bg, offset, ws.hidden_proj_groups);
+                }
+            }
+        }
+        if let Some([_, (bg, groups)]) = &ws.permutes {
+            let mut pass = self.begin_pass(enc, "batch-first output", None);
+            self.permute.encode(ctx, &mut pass, bg, *groups);
+        }
+        // h_T sits in the parity T % 2 half of the double buffer.
+        enc.copy_buffer_to_buffer(
+            &ws.h_state,
+            (t % 2) as u64 * h_slab,
+            &state.h_n.buffer,
+            0,
+            h_slab,
+        );
+        enc.copy_buffer_to_buffer(&ws.c_state, 0, &state.c_n.buffer, 0, c_slab);
+    }
+
+    /// Prepares (T, B) for training and encodes a training forward from
+    /// `input` (zero initial state) into `enc`; returns the workspace index.
+    pub(in crate::gpu) fn encode_train_forward(
+        &mut self,
+        enc: &mut wgpu::CommandEncoder,
+        input: &GpuTensor,
+        lengths: Option<&[usize]>,
+        seed: u64,
+    ) -> Result<usize> {
+        let (t, b) = check_shapes(&self.config, input.shape(), None, None, lengths)?;
+        let idx = self.prepare(t, b, true)?;
+        let tr = self.workspaces[idx]
+            .bptt
+            .as_mut()
+            .expect("prepared for training");
+        tr.set_seed(&self.ctx, &self.config, &self.layers, t, b, seed);
+        self.last_train = Some((t, b));
+        self.encode_forward(
+            enc,
+            idx,
+            Source::Gpu(input, InitialState::Zeros),
+            lengths,
+            true,
+        );
+        Ok(idx)
+    }
+}

@@ -1,0 +1,438 @@
+//! `GpuLstm`: `nn.LSTM` as WGSL kernels, forward and backward.
+//!
+//! Per layer, one GEMM projects the whole sequence through `W_ih` for both
+//! directions at once, then one fused step dispatch per time step runs both
+//! directions' recurrences. With a hidden projection (`proj_size` > 0) a second
+//! dispatch per step computes h_t = m_t · W_hrᵀ, so a step is two dispatches
+//! forward and two backward. A pass is one command buffer and one submit;
+//! buffers, bind groups and per-step parameters for a given (T, B) are made
+//! on the first call and reused.
+//!
+//! This file is the API; the other roles each have a file: `cache` (the
+//! buffers and bind groups of each (T, B), made on first use), `encode`
+//! (command encoding of the forward pass and submits), `backward` (command
+//! encoding of backpropagation) and `bptt` (what a training forward saves
+//! and the buffers of backpropagation through time).
+
+mod backward;
+pub(super) mod bptt;
+mod cache;
+mod encode;
+
+use cache::State;
+use encode::Source;
+
+use crate::config::LstmConfig;
+use crate::error::{LstmError, Result};
+use crate::gpu::kernels::{
+    BackwardStepKernel, HiddenProjBackwardKernel, HiddenProjKernel, LstmGemms, PermuteKernel,
+    StepKernel,
+};
+use crate::gpu::params::{download_layers, upload_layers, write_layers};
+use crate::gpu::profiler::{KernelTimes, Profiler};
+use crate::gpu::tensor::read_back;
+use crate::gpu::workspace::{GpuLayer, Workspace};
+use crate::gpu::{GpuContext, GpuTensor, Precision};
+use crate::input::LstmInput;
+use crate::reference::{Gradients, LstmOutput, OutputGrads};
+use crate::tensor::Tensor;
+use crate::weights::LstmWeights;
+
+/// Where a forward pass starts from.
+#[derive(Clone, Copy, Debug)]
+pub enum InitialState<'a> {
+    /// h_0 = c_0 = 0.
+    Zeros,
+    /// Given states: h_0 [D·L, B, H_out], c_0 [D·L, B, H].
+    Given {
+        h_0: &'a GpuTensor,
+        c_0: &'a GpuTensor,
+    },
+    /// The final state of the previous forward with the same batch size
+    /// (zeros if there was none): Keras' `stateful` streaming, where chunk
+    /// k+1 continues chunk k without the state leaving the GPU.
+    Carry,
+}
+
+/// The results of a forward pass, in GPU memory. They are the engine's own
+/// buffers for this shape: the next forward overwrites them, so read back
+/// (`to_host`) or copy what must outlive it.
+#[derive(Debug)]
+pub struct GpuLstmOutput<'a> {
+    /// [T, B, D·H_out], or [B, T, D·H_out] with `batch_first` (H_out = P
+    /// with a hidden projection, else H).
+    pub output: &'a GpuTensor,
+    /// [D·L, B, H_out]
+    pub h_n: &'a GpuTensor,
+    /// [D·L, B, H]
+    pub c_n: &'a GpuTensor,
+}
+
+/// GPU memory the engine has allocated, in bytes, summed from the sizes of
+/// the buffers themselves.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct GpuMemory {
+    /// The weights the kernels read: `W_ih`, `W_hh`, `b_ih`, `b_hh` (and
+    /// `W_hr`) of every layer and direction, in the engine's precision.
+    pub weights: u64,
+    /// The f32 master weights kept beside f16 working weights for training
+    /// (0 in f32, or when not training).
+    pub master_weights: u64,
+    /// The activations the last training forward saved for the backward
+    /// pass: per layer the gates [T, B, D, H, 4] and h_prev [T, B, D·H_out]
+    /// in the engine's precision, and c [T, B, D, H] in f32, plus m
+    /// [T, B, D·H] in f32 with a hidden projection (0 before a training forward).
+    pub saved_activations: u64,
+}
+
+/// An LSTM whose weights and state live on the GPU.
+pub struct GpuLstm {
+    ctx: GpuContext,
+    config: LstmConfig,
+    precision: Precision,
+    gemms: LstmGemms,
+    step: StepKernel,
+    back: BackwardStepKernel,
+    permute: PermuteKernel,
+    /// h_t = m_t · W_hrᵀ and its backward, with a hidden projection (`proj_size` > 0).
+    hidden_proj: Option<(HiddenProjKernel, HiddenProjBackwardKernel)>,
+    /// The weights the kernels read, in `precision`.
+    layers: Vec<GpuLayer>,
+    /// f32 master weights, which the optimizer updates when training in f16
+    /// (`layers` is then their f16 copy).
+    master: Option<Vec<GpuLayer>>,
+    /// Parameter gradients in the same layout, made on the first backward.
+    grads: Option<Vec<GpuLayer>>,
+    workspaces: Vec<Workspace>,
+    states: Vec<State>,
+    /// (T, B) of the last training forward, which `backward` differentiates.
+    last_train: Option<(usize, usize)>,
+    /// Timestamp queries, once profiling is enabled.
+    profiler: Option<Profiler>,
+    kernel_times: Option<KernelTimes>,
+}
+impl GpuLstm {
+    /// Uploads `weights` (PyTorch layout) and builds the kernels, in f32.
+    pub fn new(ctx: &GpuContext, weights: &LstmWeights<f32>) -> Result<Self> {
+        Self::with_precision(ctx, weights, Precision::F32)
+    }
+
+    /// Uploads `weights` (PyTorch layout), converted to `precision`, and
+    /// builds the kernels for it. [`Precision::F16`] needs the adapter
+    /// feature `SHADER_F16` ([`LstmError::MissingFeature`] otherwise); see
+    /// [`crate::gpu::Precision`] for what is then stored in f16. Inputs,
+    /// outputs, states and gradients at the API stay f32 either way.
+    pub fn with_precision(
+        ctx: &GpuContext,
+        weights: &LstmWeights<f32>,
+        precision: Precision,
+    ) -> Result<Self> {
+        ctx.check_precision(precision)?;
+        let config = weights.config.clone();
+        config.validate()?;
+        let layers = upload_layers(
+            ctx,
+            &config,
+            |l, d| weights.layer(l, d).clone(),
+            "",
+            precision,
+        )?;
+        let engine = GpuLstm {
+            gemms: LstmGemms::new(ctx, precision),
+            step: StepKernel::new(ctx, precision),
+            back: BackwardStepKernel::new(ctx, precision),
+            permute: PermuteKernel::new(ctx),
+            hidden_proj: (config.proj_size > 0).then(|| {
+                (
+                    HiddenProjKernel::new(ctx, precision),
+                    HiddenProjBackwardKernel::new(ctx, precision),
+                )
+            }),
+            ctx: ctx.clone(),
+            config,
+            precision,
+            layers,
+            master: None,
+            grads: None,
+            workspaces: Vec::new(),
+            states: Vec::new(),
+            last_train: None,
+            profiler: None,
+            kernel_times: None,
+        };
+        ctx.check()?;
+        Ok(engine)
+    }
+
+    pub fn config(&self) -> &LstmConfig {
+        &self.config
+    }
+
+    pub fn context(&self) -> &GpuContext {
+        &self.ctx
+    }
+
+    /// How weights and activations are stored.
+    pub fn precision(&self) -> Precision {
+        self.precision
+    }
+
+    /// The GPU memory of the weights and of the last training forward's
+    /// saved activations, from the allocated buffers.
+    pub fn memory(&self) -> GpuMemory {
+        let sum = |layers: &[GpuLayer]| layers.iter().map(GpuLayer::allocated_bytes).sum();
+        let saved = self
+            .last_train
+            .and_then(|(t, b)| {
+                self.workspaces
+                    .iter()
+                    .find(|w| (w.seq_len, w.batch) == (t, b))
+            })
+            .and_then(|w| w.bptt.as_ref())
+            .map_or(0, |tr| tr.saved_bytes());
+        GpuMemory {
+            weights: sum(&self.layers),
+            master_weights: self.master.as_deref().map_or(0, sum),
+            saved_activations: saved,
+        }
+    }
+
+    /// Reads the weights back, converted to f32 in PyTorch's layout: the
+    /// master weights when there are any, else the working weights.
+    pub fn weights(&self) -> Result<LstmWeights<f32>> {
+        let layers = self.master.as_deref().unwrap_or(&self.layers);
+        download_layers(&self.ctx, &self.config, layers)
+    }
+
+    /// Keeps f32 master weights `weights` beside the f16 working weights, for
+    /// an optimizer to update (no-op in f32, where the working weights are
+    /// the master weights).
+    pub(super) fn keep_master_weights(&mut self, weights: &LstmWeights<f32>) -> Result<()> {
+        if self.precision == Precision::F32 || self.master.is_some() {
+            return Ok(());
+        }
+        let master = upload_layers(
+            &self.ctx,
+            &self.config,
+            |l, d| weights.layer(l, d).clone(),
+            "master ",
+            Precision::F32,
+        )?;
+        self.master = Some(master);
+        Ok(())
+    }
+
+    /// Times every later pass with GPU timestamp queries (see
+    /// [`kernel_times`](Self::kernel_times)). Returns false, and changes
+    /// nothing, when the adapter lacks `TIMESTAMP_QUERY`.
+    pub fn enable_profiling(&mut self) -> Result<bool> {
+        if self.profiler.is_none() {
+            // Forward and backward: two timed passes per layer each.
+            self.profiler = Profiler::new(&self.ctx, 4 * self.config.num_layers as u32)?;
+        }
+        Ok(self.profiler.is_some())
+    }
+
+    /// GPU time of the last pass (or training step), per phase, when profiling.
+    pub fn kernel_times(&self) -> Option<KernelTimes> {
+        self.kernel_times
+    }
+
+    /// Replaces the weights (PyTorch layout) with ones of the same architecture.
+    pub fn set_weights(&mut self, weights: &LstmWeights<f32>) -> Result<()> {
+        let mut want = self.config.clone();
+        want.batch_first = weights.config.batch_first;
+        want.dropout = weights.config.dropout;
+        if weights.config != want
+            || weights.layers.len() != self.config.num_layers * self.config.num_directions()
+        {
+            return Err(LstmError::InconsistentLayers {
+                reason: format!(
+                    "the new weights are for {:?}, the engine for {:?}",
+                    weights.config, self.config
+                ),
+            });
+        }
+        write_layers(
+            &self.ctx,
+            &self.config,
+            |l, d| weights.layer(l, d).clone(),
+            &self.layers,
+        );
+        if let Some(master) = &self.master {
+            write_layers(
+                &self.ctx,
+                &self.config,
+                |l, d| weights.layer(l, d).clone(),
+                master,
+            );
+        }
+        Ok(())
+    }
+
+    /// Writes optimizer-state-shaped data into parameter-shaped GPU layers.
+    pub(super) fn write_like_params(&self, data: &LstmWeights<f32>, dst: &[GpuLayer]) {
+        write_layers(
+            &self.ctx,
+            &self.config,
+            |l, d| data.layer(l, d).clone(),
+            dst,
+        );
+    }
+
+    /// Runs the forward pass on a GPU tensor: `input` is [T, B, I] (or
+    /// [B, T, I] with `batch_first`), `lengths` as in
+    /// `pack_padded_sequence`. One submit; nothing is read back.
+    pub fn forward(
+        &mut self,
+        input: &GpuTensor,
+        state: InitialState<'_>,
+        lengths: Option<&[usize]>,
+    ) -> Result<GpuLstmOutput<'_>> {
+        let idx = self.pass(Source::Gpu(input, state), lengths, None, false)?;
+        Ok(self.outputs(idx))
+    }
+
+    /// Runs the forward pass on host tensors and reads the results back, in
+    /// one submit: the GPU counterpart of [`crate::reference::forward`].
+    pub fn forward_host(&mut self, x: &LstmInput<'_, f32>) -> Result<LstmOutput<f32>> {
+        let idx = self.pass(Source::Host(x), x.lengths, None, true)?;
+        self.read_outputs(idx)
+    }
+
+    /// Training-mode forward on a GPU tensor: applies inter-layer dropout with
+    /// the mask of `dropout_seed` (the same mask as the CPU path) and saves
+    /// what [`backward`](Self::backward) needs, on the GPU.
+    pub fn forward_train(
+        &mut self,
+        input: &GpuTensor,
+        state: InitialState<'_>,
+        lengths: Option<&[usize]>,
+        dropout_seed: u64,
+    ) -> Result<GpuLstmOutput<'_>> {
+        let idx = self.pass(
+            Source::Gpu(input, state),
+            lengths,
+            Some(dropout_seed),
+            false,
+        )?;
+        Ok(self.outputs(idx))
+    }
+
+    /// [`forward_train`](Self::forward_train) on host tensors, with read-back:
+    /// the GPU counterpart of [`crate::reference::forward_train`].
+    pub fn forward_train_host(
+        &mut self,
+        x: &LstmInput<'_, f32>,
+        dropout_seed: u64,
+    ) -> Result<LstmOutput<f32>> {
+        let idx = self.pass(Source::Host(x), x.lengths, Some(dropout_seed), true)?;
+        self.read_outputs(idx)
+    }
+
+    /// Backpropagates through the last training forward. `d_output` has the
+    /// output's shape; `d_h_n` is [D·L, B, H_out] and `d_c_n` [D·L, B, H] (zeros when
+    /// `None`). Overwrites the gradients that [`gradients`](Self::gradients)
+    /// reads. One submit.
+    pub fn backward(
+        &mut self,
+        d_output: &GpuTensor,
+        d_h_n: Option<&GpuTensor>,
+        d_c_n: Option<&GpuTensor>,
+    ) -> Result<()> {
+        let idx = self.train_workspace()?;
+        self.check_output_grads(
+            idx,
+            d_output.shape(),
+            d_h_n.map(GpuTensor::shape),
+            d_c_n.map(GpuTensor::shape),
+        )?;
+        let mut enc = self.encoder("lstm backward");
+        let ws = &self.workspaces[idx];
+        let tr = ws.bptt.as_ref().expect("training workspace");
+        let dst = tr.batch_first.as_ref().map_or(&tr.dy, |(d, _)| d);
+        enc.copy_buffer_to_buffer(&d_output.buffer, 0, &dst.buffer, 0, d_output.byte_len());
+        for (src, dst, slab) in [
+            (d_h_n, &tr.dh_carry, tr.d_h0.byte_len()),
+            (d_c_n, &tr.dc_carry, tr.d_c0.byte_len()),
+        ] {
+            match src {
+                Some(s) => enc.copy_buffer_to_buffer(&s.buffer, 0, dst, 0, slab),
+                None => enc.clear_buffer(dst, 0, Some(slab)),
+            }
+        }
+        self.encode_backward(&mut enc, idx);
+        self.submit(enc)
+    }
+
+    /// [`backward`](Self::backward) from host tensors, reading every gradient
+    /// back in PyTorch's layout: the GPU counterpart of [`crate::reference::backward`].
+    pub fn backward_host(&mut self, grads: &OutputGrads<'_, f32>) -> Result<Gradients<f32>> {
+        let idx = self.train_workspace()?;
+        self.check_output_grads(
+            idx,
+            grads.d_output.shape(),
+            grads.d_h_n.map(Tensor::shape),
+            grads.d_c_n.map(Tensor::shape),
+        )?;
+        let queue = self.ctx.queue();
+        let mut enc = self.encoder("lstm backward");
+        let ws = &self.workspaces[idx];
+        let tr = ws.bptt.as_ref().expect("training workspace");
+        let dst = tr.batch_first.as_ref().map_or(&tr.dy, |(d, _)| d);
+        queue.write_buffer(&dst.buffer, 0, bytemuck::cast_slice(grads.d_output.data()));
+        for (src, dst, slab) in [
+            (grads.d_h_n, &tr.dh_carry, tr.d_h0.byte_len()),
+            (grads.d_c_n, &tr.dc_carry, tr.d_c0.byte_len()),
+        ] {
+            match src {
+                Some(s) => queue.write_buffer(dst, 0, bytemuck::cast_slice(s.data())),
+                None => enc.clear_buffer(dst, 0, Some(slab)),
+            }
+        }
+        self.encode_backward(&mut enc, idx);
+        self.submit(enc)?;
+        self.gradients()
+    }
+
+    /// The gradients of the last backward: parameters in PyTorch's layout,
+    /// and `input`, `h_0`, `c_0`.
+    pub fn gradients(&self) -> Result<Gradients<f32>> {
+        let idx = self.train_workspace()?;
+        let grads = self
+            .grads
+            .as_ref()
+            .expect("a backward pass made the gradients");
+        let weights = download_layers(&self.ctx, &self.config, grads)?;
+        let tr = self.workspaces[idx]
+            .bptt
+            .as_ref()
+            .expect("training workspace");
+        let d_input = tr.batch_first.as_ref().map_or(&tr.d_input, |(_, d)| d);
+        let mut host = read_back(&self.ctx, &[d_input, &tr.d_h0, &tr.d_c0])?;
+        let d_c_0 = host.pop().expect("three tensors");
+        let d_h_0 = host.pop().expect("three tensors");
+        Ok(Gradients {
+            weights,
+            d_input: host.pop().expect("three tensors"),
+            d_h_0,
+            d_c_0,
+        })
+    }
+
+    /// The parameters an optimizer updates (f32: the master weights in f16
+    /// training) and, after the first training pass, their gradients.
+    pub(super) fn param_layers(&self) -> &[GpuLayer] {
+        self.master.as_deref().unwrap_or(&self.layers)
+    }
+
+    /// The weights the kernels read, when they are an f16 copy of
+    /// [`param_layers`](Self::param_layers).
+    pub(super) fn working_copy(&self) -> Option<&[GpuLayer]> {
+        self.master.as_ref().map(|_| &self.layers[..])
+    }
+
+    pub(super) fn grad_layers(&self) -> Option<&[GpuLayer]> {
+        self.grads.as_deref()
+    }
+}
