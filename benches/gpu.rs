@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use common::{forward_flops, label, training_flops};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use wgpu_lstm::gpu::kernels::GemmRunner;
+use wgpu_lstm::gpu::GemmBench as GemmRunner;
 use wgpu_lstm::gpu::{GpuContext, GpuLstm, GpuTensor, InitialState};
 use wgpu_lstm::{
     Batch, Device, HeadKind, InitOptions, Inputs, LossKind, LstmConfig, LstmWeights, Model,

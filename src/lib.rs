@@ -9,7 +9,7 @@
 //!   (embedding, LSTM, head) on a device, with one checkpoint format.
 //!
 //! Module map:
-//! - [`reference`]: the specification, in plain loops (f32 or f64): the
+//! - [`reference`](mod@reference): the specification, in plain loops (f32 or f64): the
 //!   LSTM forward and backward through time, layers, losses, optimizers, and
 //!   [`reference::ReferenceTrainer`]. Every engine is tested against it.
 //! - [`cpu`]: the CPU engine ([`cpu::CpuEngine`]): SIMD step kernels on a

@@ -11,10 +11,15 @@ use crate::error::{LstmError, Result};
 /// dispatches, no allocation on a repeated call).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Counters {
+    /// Queue submits.
     pub submits: u64,
+    /// Compute dispatches.
     pub dispatches: u64,
+    /// Pipelines created.
     pub pipelines: u64,
+    /// Bind groups created.
     pub bind_groups: u64,
+    /// Buffers created.
     pub buffers: u64,
 }
 
@@ -43,8 +48,11 @@ struct AtomicCounters {
 /// One adapter as `wgpu-lstm info` shows it.
 #[derive(Clone, Debug)]
 pub struct AdapterSummary {
+    /// Name, vendor, device type, driver and backend.
     pub info: wgpu::AdapterInfo,
+    /// The wgpu features it offers (e.g. `SHADER_F16`, `TIMESTAMP_QUERY`).
     pub features: wgpu::Features,
+    /// Its limits (buffer sizes, workgroup sizes).
     pub limits: wgpu::Limits,
 }
 
@@ -227,18 +235,22 @@ impl GpuContext {
         })
     }
 
+    /// The wgpu device.
     pub fn device(&self) -> &wgpu::Device {
         &self.inner.device
     }
 
+    /// The wgpu queue.
     pub fn queue(&self) -> &wgpu::Queue {
         &self.inner.queue
     }
 
+    /// The adapter's name, vendor, device type, driver and backend.
     pub fn adapter_info(&self) -> &wgpu::AdapterInfo {
         &self.inner.adapter_info
     }
 
+    /// The features the device was opened with.
     pub fn features(&self) -> wgpu::Features {
         self.inner.device.features()
     }
@@ -248,6 +260,7 @@ impl GpuContext {
         crate::gpu::check_precision(precision, self.features(), &self.inner.adapter_info.name)
     }
 
+    /// The limits the device was opened with.
     pub fn limits(&self) -> wgpu::Limits {
         self.inner.device.limits()
     }

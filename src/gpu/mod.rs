@@ -4,13 +4,15 @@
 //! - [`GpuTensor`]: an f32 buffer with its shape; upload and read-back.
 //! - [`GpuLstm`]: the LSTM forward and backward passes, validated against [`crate::reference`].
 //! - [`GpuTrainer`]: a whole training step (model, loss, optimizer) in one submit.
-//! - [`kernels`]: one Rust type per WGSL kernel in `shaders/`.
-//! - [`layout`]: the by-unit weight layout the kernels use.
+//! - [`GemmBench`]: the GEMM kernel alone, for the benchmarks.
+//!
+//! Inside (crate-private): `kernels`, one Rust type per WGSL kernel in
+//! `shaders/`, and `layout`, the by-unit weight layout the kernels use.
 //! - [`Precision`]: f32, or f16 storage with f32 accumulation.
 
 mod context;
-pub mod kernels;
-pub mod layout;
+pub(crate) mod kernels;
+pub(crate) mod layout;
 mod lstm;
 mod params;
 mod precision;
@@ -21,6 +23,8 @@ mod workspace;
 
 pub(crate) use context::hardware_adapter;
 pub use context::{AdapterSummary, Counters, GpuContext, gpu_required_by_env, list_adapters};
+/// Times the GEMM kernel alone on a device (C = A·Bᵀ), for the benchmarks.
+pub use kernels::GemmRunner as GemmBench;
 pub use lstm::{GpuLstm, GpuLstmOutput, GpuMemory, InitialState};
 pub use precision::{LossScale, Precision, check_precision};
 pub use profiler::KernelTimes;

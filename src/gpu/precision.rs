@@ -99,7 +99,12 @@ pub enum LossScale {
     /// A fixed scale; steps with non-finite gradients are still skipped.
     Static(f32),
     /// GradScaler's rule, with growth factor 2 and backoff factor 0.5.
-    Dynamic { init: f32, growth_interval: u32 },
+    Dynamic {
+        /// The starting scale.
+        init: f32,
+        /// Clean steps in a row after which the scale doubles.
+        growth_interval: u32,
+    },
 }
 
 impl Default for LossScale {

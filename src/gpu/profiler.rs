@@ -23,12 +23,16 @@ pub struct KernelTimes {
     /// The input-projection GEMMs, G = X · W_ihᵀ + b_ih (not LSTMP's hidden
     /// projection `W_hr`, which is timed with the steps).
     pub projection_ms: f64,
+    /// The forward step kernels.
     pub steps_ms: f64,
+    /// The backward step kernels.
     pub backward_steps_ms: f64,
+    /// The backward GEMMs (weight and input gradients).
     pub backward_gemms_ms: f64,
 }
 
 impl KernelTimes {
+    /// The sum of the phases.
     pub fn total_ms(&self) -> f64 {
         self.projection_ms + self.steps_ms + self.backward_steps_ms + self.backward_gemms_ms
     }

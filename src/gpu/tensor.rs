@@ -55,14 +55,17 @@ impl GpuTensor {
         Ok(())
     }
 
+    /// The shape, outermost first.
     pub fn shape(&self) -> &[usize] {
         &self.shape
     }
 
+    /// Elements (the product of the shape).
     pub fn len(&self) -> usize {
         self.shape.iter().product()
     }
 
+    /// Whether it holds no element.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }

@@ -91,7 +91,8 @@ struct Args {
     precision: Precision,
 }
 
-type Shape = (usize, usize, usize, usize);
+/// (B, T, I, H)
+pub(crate) type Shape = (usize, usize, usize, usize);
 
 fn parse_shapes(s: &str) -> Result<Vec<Shape>, Box<dyn Error>> {
     s.split(';')

@@ -51,8 +51,6 @@ impl Row {
     }
 }
 
-/// (B, T, I, H)
-
 /// One line per shape and mode, the CPU engine and the GPU side by side.
 pub(crate) fn print_table(rows: &[Row], markdown: bool) {
     let header = [

@@ -27,6 +27,8 @@ impl GemmParams {
     pub const TRANS_A: u32 = 1;
     pub const TRANS_B: u32 = 2;
     pub const BIAS: u32 = 4;
+    /// Adds the old C (the shader's epilogue); no host product uses it today.
+    #[allow(dead_code)]
     pub const ACCUMULATE: u32 = 8;
 }
 
@@ -202,12 +204,16 @@ pub struct GemmRunner {
     bind_group: wgpu::BindGroup,
     groups: (u32, u32),
     _buffers: [wgpu::Buffer; 4],
+    /// Rows of C.
     pub m: usize,
+    /// Columns of C.
     pub n: usize,
+    /// The inner dimension.
     pub k: usize,
 }
 
 impl GemmRunner {
+    /// Buffers for an [m, k] · [n, k]ᵀ product, filled with fixed values.
     pub fn new(ctx: &GpuContext, m: usize, n: usize, k: usize) -> Result<Self> {
         use crate::gpu::tensor::TENSOR_USAGE;
         let buffer = |label: &str, len: usize, fill: f32| -> Result<wgpu::Buffer> {

@@ -95,7 +95,7 @@ mod permute;
 mod train_kernels;
 
 pub use backward_step::{BackwardBuffers, BackwardStepKernel};
-pub use gemm::{GemmKernel, GemmOp, GemmParams, GemmRunner, GemmTypes, LstmGemms};
+pub use gemm::{GemmKernel, GemmOp, GemmParams, GemmRunner, LstmGemms};
 pub use hidden_projection::{
     HiddenProjBackwardBuffers, HiddenProjBackwardKernel, HiddenProjBuffers, HiddenProjKernel,
     hidden_proj_workgroups,
@@ -103,8 +103,8 @@ pub use hidden_projection::{
 pub use lstm_step::{StepBuffers, StepKernel, StepParams, TrainBuffers};
 pub use permute::{PermuteKernel, PermuteParams};
 pub use train_kernels::{
-    CastBuffers, CastParams, GatherBuffers, GatherParams, LossBuffers, LossParams, OptParams,
-    OptimBuffers, PARTIALS_PER_TENSOR, TrainKernelSet, TrainScalars, grid,
+    CastBuffers, GatherBuffers, GatherParams, LossBuffers, LossParams, OptParams, OptimBuffers,
+    PARTIALS_PER_TENSOR, TrainKernelSet, TrainScalars, grid,
 };
 
 /// Mirrors `Dropout` in `shaders/common.wgsl`: the inter-layer dropout mask

@@ -45,7 +45,9 @@ pub enum InitialState<'a> {
     Zeros,
     /// Given states: h_0 [D·L, B, H_out], c_0 [D·L, B, H].
     Given {
+        /// [D·L, B, H_out]
         h_0: &'a GpuTensor,
+        /// [D·L, B, H]
         c_0: &'a GpuTensor,
     },
     /// The final state of the previous forward with the same batch size
@@ -164,10 +166,12 @@ impl GpuLstm {
         Ok(engine)
     }
 
+    /// The architecture.
     pub fn config(&self) -> &LstmConfig {
         &self.config
     }
 
+    /// The GPU context the weights live on.
     pub fn context(&self) -> &GpuContext {
         &self.ctx
     }

@@ -259,6 +259,7 @@ impl GpuTrainer {
         self.step
     }
 
+    /// The GPU context the model lives on.
     pub fn context(&self) -> &GpuContext {
         &self.ctx
     }
