@@ -20,6 +20,8 @@
 //! - [`weights`]: [`LstmWeights`], parameters in PyTorch layout; safetensors I/O.
 //! - [`model`]: [`Model`], [`TrainConfig`], [`Batch`].
 //! - [`dropout`]: the counter-based dropout mask shared by every engine.
+//! - [`tensor_file`]: [`TensorFile`] and [`save_tensors`], tensors in
+//!   safetensors files.
 
 #![warn(missing_docs)]
 
@@ -32,12 +34,13 @@ pub mod error;
 mod gemm;
 pub mod gpu;
 pub mod input;
-pub mod io;
+mod io;
 mod lstm;
 pub mod model;
 pub mod real;
 pub mod reference;
 pub mod tensor;
+pub mod tensor_file;
 mod trainer;
 pub mod weights;
 
@@ -51,6 +54,7 @@ pub use model::{Batch, HeadKind, Inputs, LossKind, Model, Targets, TrainConfig};
 pub use real::Real;
 pub use reference::{LrSchedule, LstmOutput, OptimizerKind};
 pub use tensor::Tensor;
+pub use tensor_file::{TensorFile, save_tensors};
 pub use trainer::Trainer;
 pub use weights::{InitOptions, LayerWeights, LstmWeights, ParamKind};
 

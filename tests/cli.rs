@@ -13,12 +13,12 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::assert_close;
+use safetensors::Dtype;
 use safetensors::tensor::TensorView;
-use safetensors::{Dtype, SafeTensors};
-use wgpu_lstm::io::{read_float, view_to_i64};
 use wgpu_lstm::reference;
 use wgpu_lstm::weights::SafetensorsPrefix;
 use wgpu_lstm::{LstmInput, LstmWeights, Tensor};
+use wgpu_lstm::{TensorFile, save_tensors};
 
 const BIN: &str = env!("CARGO_BIN_EXE_wgpu-lstm");
 
@@ -225,34 +225,28 @@ struct Case {
 /// Writes MODEL (the `lstm.*` tensors in F32, keeping the prefix) and IN
 /// (input, h_0, c_0 in F32; lengths in `lengths_dtype`) from a fixture.
 fn split_fixture(dir: &TempDir, name: &str, lengths_dtype: Dtype) -> Case {
-    let bytes = std::fs::read(fixture(&format!("{name}.safetensors"))).unwrap();
-    let st = SafeTensors::deserialize(&bytes).unwrap();
-    let (_, meta) = SafeTensors::read_metadata(&bytes).unwrap();
-    let batch_first = meta.metadata().as_ref().unwrap()["batch_first"] == "true";
+    let file = TensorFile::open(fixture(&format!("{name}.safetensors"))).unwrap();
+    let batch_first = file.metadata()["batch_first"] == "true";
 
-    let mut names: Vec<&str> = st.names();
-    names.sort_unstable();
-    let params: Vec<(String, Tensor<f32>)> = names
-        .iter()
+    let params: Vec<(&str, Tensor<f32>)> = file
+        .names()
+        .into_iter()
         .filter(|n| n.starts_with("lstm."))
-        .map(|n| (n.to_string(), read_float::<f32>(&st, n).unwrap()))
+        .map(|n| (n, file.float::<f32>(n).unwrap()))
         .collect();
-    let named: Vec<(String, Vec<usize>, &[f32])> = params
-        .iter()
-        .map(|(n, t)| (n.clone(), t.shape().to_vec(), t.data()))
-        .collect();
+    let named: Vec<(&str, &Tensor<f32>)> = params.iter().map(|(n, t)| (*n, t)).collect();
     let model = dir.path(&format!("{name}.model.safetensors"));
-    wgpu_lstm::io::write_atomic(&model, &wgpu_lstm::io::serialize(&named, None).unwrap()).unwrap();
+    save_tensors(&model, &named, None).unwrap();
 
     let mut tensors = Vec::new();
     for key in ["input", "h_0", "c_0"] {
-        if st.tensor(key).is_ok() {
-            let t = read_float::<f32>(&st, key).unwrap();
+        if file.contains(key) {
+            let t = file.float::<f32>(key).unwrap();
             tensors.push(f32s(key, t.shape(), t.data()));
         }
     }
-    if let Ok(view) = st.tensor("lengths") {
-        let lengths = view_to_i64("lengths", &view).unwrap();
+    if file.contains("lengths") {
+        let lengths = file.integers("lengths").unwrap();
         tensors.push(match lengths_dtype {
             Dtype::I32 => {
                 let l: Vec<i32> = lengths.iter().map(|&v| v as i32).collect();
@@ -266,7 +260,7 @@ fn split_fixture(dir: &TempDir, name: &str, lengths_dtype: Dtype) -> Case {
 
     let expected = ["output", "h_n", "c_n"]
         .into_iter()
-        .map(|k| (k, read_float::<f64>(&st, k).unwrap()))
+        .map(|k| (k, file.float::<f64>(k).unwrap()))
         .collect();
     Case {
         model,
@@ -278,16 +272,14 @@ fn split_fixture(dir: &TempDir, name: &str, lengths_dtype: Dtype) -> Case {
 
 /// Reads OUT, checking it holds exactly output, h_n and c_n in F32.
 fn read_out(path: &Path) -> HashMap<String, Tensor<f32>> {
-    let bytes = std::fs::read(path).unwrap();
-    let st = SafeTensors::deserialize(&bytes).unwrap();
-    let mut names: Vec<&str> = st.names();
-    names.sort_unstable();
+    let file = TensorFile::open(path).unwrap();
+    let names = file.names();
     assert_eq!(names, ["c_n", "h_n", "output"], "tensors in OUT");
     names
         .into_iter()
         .map(|n| {
-            assert_eq!(st.tensor(n).unwrap().dtype(), Dtype::F32, "{n} in OUT");
-            (n.to_string(), read_float::<f32>(&st, n).unwrap())
+            assert_eq!(file.dtype(n), Some(Dtype::F32), "{n} in OUT");
+            (n.to_string(), file.float::<f32>(n).unwrap())
         })
         .collect()
 }
@@ -409,9 +401,8 @@ fn torch_saved_state_dict_runs_on_both_devices() {
 #[test]
 fn pytorch_projection_checkpoint_matches_pytorch() {
     let dir = TempDir::new("proj");
-    let io = std::fs::read(fixture("state_dicts/lstm_proj_io.safetensors")).unwrap();
-    let io = SafeTensors::deserialize(&io).unwrap();
-    let x = read_float::<f32>(&io, "input").unwrap();
+    let io = TensorFile::open(fixture("state_dicts/lstm_proj_io.safetensors")).unwrap();
+    let x = io.float::<f32>("input").unwrap();
     let input = dir.path("in.safetensors");
     write_raw(&input, &[f32s("input", x.shape(), x.data())]);
     let model = fixture("state_dicts/lstm_proj.safetensors");
@@ -420,7 +411,7 @@ fn pytorch_projection_checkpoint_matches_pytorch() {
         assert_ok(&run_cli(&model, &input, &out, flags), device);
         let got = read_out(&out);
         for key in ["output", "h_n", "c_n"] {
-            let want = read_float::<f32>(&io, key).unwrap();
+            let want = io.float::<f32>(key).unwrap();
             assert_eq!(got[key].shape(), want.shape(), "{device} {key}");
             assert_close(
                 &format!("{device} {key}"),

@@ -381,7 +381,6 @@ fn resuming_from_a_checkpoint_is_bit_identical() {
 #[test]
 fn pytorch_optimizer_fixtures_are_matched_on_the_gpu() {
     use common::training::{fixture, setup_from_meta};
-    use wgpu_lstm::io::read_float;
     use wgpu_lstm::reference::Linear;
     use wgpu_lstm::weights::SafetensorsPrefix;
 
@@ -395,8 +394,9 @@ fn pytorch_optimizer_fixtures_are_matched_on_the_gpu() {
         "sgd_nesterov_cosine",
     ] {
         let (bytes, meta) = fixture(name);
-        let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-        let get = |k: &str| read_float::<f32>(&st, k).unwrap();
+        let file = wgpu_lstm::TensorFile::from_bytes(bytes.clone()).unwrap();
+        let st = file.safetensors();
+        let get = |k: &str| file.float::<f32>(k).unwrap();
         let (kind, schedule, clip) = setup_from_meta(&meta);
         let lstm = wgpu_lstm::LstmWeights::<f32>::from_safetensors(
             &st,
@@ -439,7 +439,7 @@ fn pytorch_optimizer_fixtures_are_matched_on_the_gpu() {
         }
         let trained = gpu.model().unwrap();
         for (n, _, v) in trained.named_params() {
-            let want = read_float::<f64>(&st, &format!("final.{n}")).unwrap();
+            let want = file.float::<f64>(&format!("final.{n}")).unwrap();
             assert_close(&format!("{name}/{n}"), v, want.data(), 1e-5, 0.0);
         }
     }

@@ -12,8 +12,7 @@ mod common;
 
 use common::training::{fixture, setup_from_meta};
 use common::{assert_close, assert_close_to_max, random_tensor};
-use safetensors::SafeTensors;
-use wgpu_lstm::io::{read_float, view_to_i64};
+use wgpu_lstm::TensorFile;
 use wgpu_lstm::reference::ReferenceTrainer;
 use wgpu_lstm::reference::{self, OutputGrads};
 use wgpu_lstm::reference::{
@@ -470,8 +469,9 @@ fn optimizer_state_round_trips_exactly() {
 /// optimizer state with PyTorch's.
 fn check_training<T: Real>(name: &str, expected_kind: OptimizerKind, tol: f64) {
     let (bytes, meta) = fixture(name);
-    let st = SafeTensors::deserialize(&bytes).unwrap();
-    let get = |key: &str| read_float::<T>(&st, key).unwrap();
+    let file = TensorFile::from_bytes(bytes.clone()).unwrap();
+    let st = file.safetensors();
+    let get = |key: &str| file.float::<T>(key).unwrap();
     let (kind, schedule, clip) = setup_from_meta(&meta);
     // The constructors' defaults are PyTorch's.
     assert_eq!(kind, expected_kind, "{name}: metadata vs constructor");
@@ -539,7 +539,7 @@ fn check_training<T: Real>(name: &str, expected_kind: OptimizerKind, tol: f64) {
         tol,
         tol,
     );
-    let want_lr = read_float::<f64>(&st, "lr").unwrap().into_data();
+    let want_lr = file.float::<f64>("lr").unwrap().into_data();
     assert_close(&format!("{name}: lr"), &lrs, &want_lr, 1e-15, 1e-14);
     for (param, _, values) in lstm.named_params() {
         let key = format!("final.lstm.{param}");
@@ -607,20 +607,20 @@ fn training_matches_pytorch_f32() {
 #[test]
 fn cross_entropy_matches_pytorch() {
     let (bytes, meta) = fixture("cross_entropy");
-    let st = SafeTensors::deserialize(&bytes).unwrap();
+    let file = TensorFile::from_bytes(bytes).unwrap();
     let classes: usize = meta["classes"].parse().unwrap();
     let ignore: i64 = meta["ignore_index"].parse().unwrap();
-    let targets = view_to_i64("targets", &st.tensor("targets").unwrap()).unwrap();
+    let targets = file.integers("targets").unwrap();
     assert!(targets.contains(&ignore), "the fixture ignores a row");
-    let want_loss = read_float::<f64>(&st, "loss").unwrap().into_data();
-    let want_grad = read_float::<f64>(&st, "grad").unwrap().into_data();
+    let want_loss = file.float::<f64>("loss").unwrap().into_data();
+    let want_grad = file.float::<f64>("grad").unwrap().into_data();
 
-    let logits = read_float::<f64>(&st, "logits").unwrap().into_data();
+    let logits = file.float::<f64>("logits").unwrap().into_data();
     let (loss, grad) = cross_entropy(&logits, classes, &targets, Some(ignore)).unwrap();
     assert_close("cross_entropy f64 loss", &[loss], &want_loss, 1e-12, 1e-12);
     assert_close("cross_entropy f64 grad", &grad, &want_grad, 1e-12, 1e-12);
 
-    let logits = read_float::<f32>(&st, "logits").unwrap().into_data();
+    let logits = file.float::<f32>("logits").unwrap().into_data();
     let (loss, grad) = cross_entropy(&logits, classes, &targets, Some(ignore)).unwrap();
     assert_close("cross_entropy f32 loss", &[loss], &want_loss, 1e-5, 1e-5);
     assert_close("cross_entropy f32 grad", &grad, &want_grad, 1e-6, 1e-5);
@@ -633,7 +633,7 @@ fn cross_entropy_matches_pytorch() {
 #[test]
 fn lr_schedules_match_pytorch() {
     let (bytes, meta) = fixture("schedules");
-    let st = SafeTensors::deserialize(&bytes).unwrap();
+    let file = TensorFile::from_bytes(bytes).unwrap();
     let num = |k: &str| meta[k].parse::<f64>().unwrap();
     let base = num("base_lr");
     let step_lr = LrSchedule::Step {
@@ -646,7 +646,7 @@ fn lr_schedules_match_pytorch() {
     };
     for (key, schedule) in [("step_lr", step_lr), ("cosine", cosine)] {
         schedule.validate().unwrap();
-        let want = read_float::<f64>(&st, key).unwrap().into_data();
+        let want = file.float::<f64>(key).unwrap().into_data();
         let got: Vec<f64> = (0..want.len() as u64)
             .map(|s| schedule.lr(base, s))
             .collect();

@@ -174,7 +174,6 @@ fn a_checkpoint_moves_between_cpu_and_gpu() {
 #[test]
 fn the_cpu_trainer_matches_the_pytorch_training_fixtures() {
     use common::training::{fixture, setup_from_meta};
-    use wgpu_lstm::io::read_float;
     use wgpu_lstm::reference::Linear;
     use wgpu_lstm::weights::SafetensorsPrefix;
 
@@ -185,8 +184,9 @@ fn the_cpu_trainer_matches_the_pytorch_training_fixtures() {
         "sgd_nesterov_cosine",
     ] {
         let (bytes, meta) = fixture(name);
-        let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-        let get = |k: &str| read_float::<f32>(&st, k).unwrap();
+        let file = wgpu_lstm::TensorFile::from_bytes(bytes.clone()).unwrap();
+        let st = file.safetensors();
+        let get = |k: &str| file.float::<f32>(k).unwrap();
         let (kind, schedule, clip) = setup_from_meta(&meta);
         let lstm =
             LstmWeights::<f32>::from_safetensors(&st, SafetensorsPrefix::Exact("init.lstm."))
@@ -225,7 +225,7 @@ fn the_cpu_trainer_matches_the_pytorch_training_fixtures() {
             );
         }
         for (n, _, v) in trainer.model().unwrap().named_params() {
-            let want = read_float::<f64>(&st, &format!("final.{n}")).unwrap();
+            let want = file.float::<f64>(&format!("final.{n}")).unwrap();
             assert_close(&format!("{name}/{n}"), v, want.data(), 1e-5, 0.0);
         }
     }

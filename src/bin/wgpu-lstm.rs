@@ -10,12 +10,11 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use safetensors::{Dtype, SafeTensors};
 use wgpu_lstm::gpu::list_adapters;
-use wgpu_lstm::io;
+use wgpu_lstm::tensor_file::Dtype;
 use wgpu_lstm::weights::{SafetensorsPrefix, detect_prefix};
 use wgpu_lstm::{Device, Lstm, Precision};
-use wgpu_lstm::{LstmError, LstmInput, LstmWeights, Tensor};
+use wgpu_lstm::{LstmError, LstmInput, LstmWeights, Tensor, TensorFile, save_tensors};
 
 /// LSTM inference with exact PyTorch nn.LSTM semantics, on any GPU through
 /// wgpu (Vulkan, Metal, DX12) or on the CPU.
@@ -192,9 +191,8 @@ fn run_forward(args: &RunArgs) -> CliResult<()> {
     let mut weights = load_weights(&args.weights, args.prefix.as_deref())?;
     weights.config.batch_first = args.batch_first;
 
-    let bytes = io::read_file(&args.input)?;
-    let st = io::parse(&bytes, Some(&args.input))?;
-    let tensors = read_inputs(&st, &args.input, args.batch_first)?;
+    let file = TensorFile::open(&args.input)?;
+    let tensors = read_inputs(&file, &args.input, args.batch_first)?;
     let mut x = LstmInput::new(&tensors.input);
     x.h_0 = tensors.h_0.as_ref();
     x.c_0 = tensors.c_0.as_ref();
@@ -217,15 +215,12 @@ fn run_forward(args: &RunArgs) -> CliResult<()> {
     let device = device.with_precision(args.precision.into())?;
     let out = Lstm::new(&device, &weights)?.forward(&x)?;
 
-    let named: Vec<(String, Vec<usize>, &[f32])> = [
+    let named = [
         ("output", &out.output),
         ("h_n", &out.h_n),
         ("c_n", &out.c_n),
-    ]
-    .into_iter()
-    .map(|(name, t)| (name.to_string(), t.shape().to_vec(), t.data()))
-    .collect();
-    io::write_atomic(&args.output, &io::serialize(&named, None)?)?;
+    ];
+    save_tensors(&args.output, &named, None)?;
     Ok(())
 }
 
@@ -270,9 +265,8 @@ fn resolve(path: &Path) -> CliResult<PathBuf> {
 /// Loads MODEL; with an explicit prefix that matches nothing, says which
 /// prefix the file does use.
 fn load_weights(path: &Path, prefix: Option<&str>) -> CliResult<LstmWeights<f32>> {
-    let bytes = io::read_file(path)?;
-    let st = io::parse(&bytes, Some(path))?;
-    let names = st.names();
+    let file = TensorFile::open(path)?;
+    let names = file.names();
     // The prefix in front of `weight_ih_l0`, for hints.
     let anchor = || {
         names
@@ -297,25 +291,26 @@ fn load_weights(path: &Path, prefix: Option<&str>) -> CliResult<LstmWeights<f32>
                 )));
             }
             Ok(LstmWeights::from_safetensors(
-                &st,
+                &file.safetensors(),
                 SafetensorsPrefix::Exact(p),
             )?)
         }
-        None => LstmWeights::from_safetensors(&st, SafetensorsPrefix::Auto).map_err(|e| {
-            match (&e, anchor()) {
-                // Keys outside the LSTM, e.g. a head beside `encoder.rnn.`.
-                (LstmError::UnexpectedTensor { .. }, Some(a))
-                    if detect_prefix(names.iter().copied()).is_none() =>
-                {
-                    CliError::Invalid(format!(
-                        "{e}; in `{}` the LSTM's keys start with `{a}`: pass --prefix '{a}' \
+        None => LstmWeights::from_safetensors(&file.safetensors(), SafetensorsPrefix::Auto)
+            .map_err(|e| {
+                match (&e, anchor()) {
+                    // Keys outside the LSTM, e.g. a head beside `encoder.rnn.`.
+                    (LstmError::UnexpectedTensor { .. }, Some(a))
+                        if detect_prefix(names.iter().copied()).is_none() =>
+                    {
+                        CliError::Invalid(format!(
+                            "{e}; in `{}` the LSTM's keys start with `{a}`: pass --prefix '{a}' \
                          to load it and ignore the other keys",
-                        path.display()
-                    ))
+                            path.display()
+                        ))
+                    }
+                    _ => e.into(),
                 }
-                _ => e.into(),
-            }
-        }),
+            }),
     }
 }
 
@@ -329,13 +324,12 @@ struct Inputs {
 
 const IN_NAMES: [&str; 4] = ["input", "h_0", "c_0", "lengths"];
 
-fn read_inputs(st: &SafeTensors<'_>, path: &Path, batch_first: bool) -> CliResult<Inputs> {
-    let mut extra: Vec<&str> = st
+fn read_inputs(file: &TensorFile, path: &Path, batch_first: bool) -> CliResult<Inputs> {
+    let extra: Vec<&str> = file
         .names()
         .into_iter()
         .filter(|n| !IN_NAMES.contains(n))
         .collect();
-    extra.sort_unstable();
     if let Some(name) = extra.first() {
         let others = match extra.len() {
             1 => String::new(),
@@ -349,17 +343,16 @@ fn read_inputs(st: &SafeTensors<'_>, path: &Path, batch_first: bool) -> CliResul
     }
 
     let float = |name: &str| -> CliResult<Option<Tensor<f32>>> {
-        let Ok(view) = st.tensor(name) else {
+        let Some(dtype) = file.dtype(name) else {
             return Ok(None);
         };
-        if view.dtype() != Dtype::F32 {
+        if dtype != Dtype::F32 {
             return Err(CliError::Invalid(format!(
-                "tensor `{name}` in `{}` has dtype {:?}; expected F32",
+                "tensor `{name}` in `{}` has dtype {dtype:?}; expected F32",
                 path.display(),
-                view.dtype()
             )));
         }
-        Ok(Some(io::view_to_tensor::<f32>(name, &view)?))
+        Ok(Some(file.float::<f32>(name)?))
     };
     let input = float("input")?.ok_or_else(|| LstmError::MissingTensor {
         name: "input".into(),
@@ -371,24 +364,22 @@ fn read_inputs(st: &SafeTensors<'_>, path: &Path, batch_first: bool) -> CliResul
     let h_0 = float("h_0")?;
     let c_0 = float("c_0")?;
 
-    let lengths = match st.tensor("lengths") {
-        Err(_) => None,
-        Ok(view) => {
-            if !matches!(view.dtype(), Dtype::I64 | Dtype::I32) {
+    let lengths = match (file.dtype("lengths"), file.shape("lengths")) {
+        (None, _) | (_, None) => None,
+        (Some(dtype), Some(shape)) => {
+            if !matches!(dtype, Dtype::I64 | Dtype::I32) {
                 return Err(CliError::Invalid(format!(
-                    "tensor `lengths` in `{}` has dtype {:?}; expected I64 or I32",
+                    "tensor `lengths` in `{}` has dtype {dtype:?}; expected I64 or I32",
                     path.display(),
-                    view.dtype()
                 )));
             }
-            if view.shape().len() != 1 {
+            if shape.len() != 1 {
                 return Err(CliError::Invalid(format!(
-                    "tensor `lengths` in `{}` has shape {:?}; expected [B], one length per sequence",
+                    "tensor `lengths` in `{}` has shape {shape:?}; expected [B], one length per sequence",
                     path.display(),
-                    view.shape()
                 )));
             }
-            let values = io::view_to_i64("lengths", &view)?;
+            let values = file.integers("lengths")?;
             // T, for the message, as the library's own check words it.
             let seq_len = match (input.shape(), batch_first) {
                 ([t, _, _], false) | ([_, t, _], true) => format!("{t} (T)"),

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use safetensors::SafeTensors;
-use wgpu_lstm::io::{read_float, view_to_i64};
+use wgpu_lstm::TensorFile;
 use wgpu_lstm::reference::Gradients;
 use wgpu_lstm::weights::SafetensorsPrefix;
 use wgpu_lstm::{LstmInput, LstmWeights, Real, Tensor};
@@ -49,18 +49,19 @@ pub struct Case<T: Real> {
 
 impl<T: Real> Case<T> {
     pub fn load(bytes: &[u8]) -> Self {
-        let st = SafeTensors::deserialize(bytes).unwrap();
+        let file = TensorFile::from_bytes(bytes.to_vec()).unwrap();
+        let st = file.safetensors();
         let (_, meta) = SafeTensors::read_metadata(bytes).unwrap();
         let mut weights =
             LstmWeights::<T>::from_safetensors(&st, SafetensorsPrefix::Exact("lstm.")).unwrap();
         weights.config.batch_first = meta.metadata().as_ref().unwrap()["batch_first"] == "true";
-        let get = |k: &str| read_float::<T>(&st, k).unwrap();
+        let get = |k: &str| file.float::<T>(k).unwrap();
         Case {
             st_bytes: bytes.to_vec(),
             input: get("input"),
-            state: st.tensor("h_0").is_ok().then(|| (get("h_0"), get("c_0"))),
-            lengths: st.tensor("lengths").ok().map(|v| {
-                view_to_i64("lengths", &v)
+            state: file.contains("h_0").then(|| (get("h_0"), get("c_0"))),
+            lengths: file.contains("lengths").then(|| {
+                file.integers("lengths")
                     .unwrap()
                     .iter()
                     .map(|&l| l as usize)
@@ -108,6 +109,9 @@ impl<T: Real> Case<T> {
 
     /// Any tensor of the file, e.g. `output` or `grad.lstm.weight_hh_l0`.
     pub fn tensor<U: Real>(&self, key: &str) -> Tensor<U> {
-        read_float(&SafeTensors::deserialize(&self.st_bytes).unwrap(), key).unwrap()
+        TensorFile::from_bytes(self.st_bytes.clone())
+            .unwrap()
+            .float(key)
+            .unwrap()
     }
 }

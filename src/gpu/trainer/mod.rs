@@ -28,9 +28,6 @@ use crate::gpu::{GpuContext, GpuLstm, GpuMemory, LossScale, Precision};
 use crate::model::{Batch, HeadKind, Inputs, Model, ModelShape, TrainConfig};
 use crate::weights::LayerWeights;
 
-/// (name, shape, values) of a host tensor.
-pub type NamedTensor = (String, Vec<usize>, Vec<f32>);
-
 /// A parameter tensor with its gradient and optimizer state.
 pub(super) struct Param {
     pub value: wgpu::Buffer,
