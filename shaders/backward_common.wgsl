@@ -13,8 +13,9 @@ fn time_of(s: u32, d: u32) -> u32 {
 }
 
 // (dG_{t_prev} · W_hh)[b0 + r, col] for r < RB: the sum over all 4H gate
-// rows of dG[b, u, q] · W_hh[q·H + u, col], reading W_hh as [D, H_out, H]
-// vec4s ([col][u][q]). Columns at or past H_out get 0. Called by every
+// rows of dG[b, u, q] · W_hh[q·H + u, col], reading W_hh in its rows-by-unit
+// layout [D·4H, H_out] (row 4u + q), where the lanes (one per column col)
+// read consecutive elements of each row. Columns at or past H_out get 0. Called by every
 // invocation of the workgroup in uniform control flow (it holds barriers).
 fn recurrent_dh(lane: u32, d: u32, col: u32, b0: u32, t_prev: u32) -> array<f32, RB> {
     let hid = p.hidden;
@@ -38,7 +39,13 @@ fn recurrent_dh(lane: u32, d: u32, col: u32, b0: u32, t_prev: u32) -> array<f32,
         if (col < width) {
             let un = min(WG, hid - u0);
             for (var uu = 0u; uu < un; uu++) {
-                let w = vec4<f32>(w_hh[(d * width + col) * hid + u0 + uu]);
+                let row = (d * hid + u0 + uu) * 4u * width + col;
+                let w = vec4<f32>(
+                    f32(w_hh[row]),
+                    f32(w_hh[row + width]),
+                    f32(w_hh[row + 2u * width]),
+                    f32(w_hh[row + 3u * width]),
+                );
                 for (var r = 0u; r < RB; r++) {
                     rec[r] += dot(w, dg_tile[r * WG + uu]);
                 }

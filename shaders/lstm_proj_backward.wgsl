@@ -16,7 +16,7 @@
 
 @group(0) @binding(0) var<uniform> p: StepParams;
 @group(0) @binding(1) var<storage, read> d_gates: array<vec4<store_t>>; // [T, B, D, H]
-@group(0) @binding(2) var<storage, read> w_hh: array<vec4<store_t>>;    // [D, P (input k), H (unit u)]
+@group(0) @binding(2) var<storage, read> w_hh: array<store_t>;    // [D·4H, P]: rows by unit (4u + q), inputs k contiguous
 @group(0) @binding(3) var<storage, read> dy: array<f32>;                // [T, B, D·P]
 @group(0) @binding(4) var<storage, read> lengths: array<u32>;           // [B]
 @group(0) @binding(5) var<storage, read_write> dh: array<f32>;          // [T, B, D·P]: dh_t

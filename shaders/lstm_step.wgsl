@@ -5,19 +5,25 @@
 //   c_t   = f ⊙ c_{t-1} + i ⊙ g
 //   h_t   = o ⊙ tanh(c_t)
 //
-// Gate rows are stored by unit (i_j, f_j, g_j, o_j side by side), so the four
-// gates of unit j are one vec4 and the cell update happens in registers.
-//
 // With a hidden projection (proj_size P > 0, so h_out = P < H), h_{t-1} is P wide
 // and this kernel stops at m_t = o ⊙ tanh(c_t): it writes m_t into `y`
 // (then [T, B, D·H], without dropout) and leaves h_state alone;
 // shaders/lstm_proj.wgsl then computes h_t = m_t · W_hrᵀ in a second
 // dispatch.
 //
-// Workgroup (WG, 1, 1): x = WG hidden units, y = a block of RB batch rows,
-// z = direction. h_{t-1} is staged through workgroup memory WG inputs at a
-// time. h is double-buffered by step parity (every workgroup reads all of
-// h_{t-1} while others write h_t); c is updated in place by its owner.
+// The recurrent product is split along its reduction (K = h_out), as on a
+// GPU it must be for a step to fill the machine: a workgroup of
+// WGS = KL · UPW invocations owns UPW hidden units (all four gate rows of
+// each) and RB batch rows. The KL lanes of a unit each sum every KL-th input
+// k; W_hh is stored rows by unit with inputs contiguous ([D·4H, K], see
+// src/gpu/layout.rs), so those lanes read consecutive elements of each row,
+// and one workgroup reads its units' rows once for all RB batch rows. The
+// lanes' partial sums meet in a tree reduction in workgroup memory, RC rows
+// at a time; then lane r < RB of each unit does the cell update of batch row
+// b0 + r. Workgroups: (ceil(H / UPW), ceil(B / RB), D).
+//
+// h is double-buffered by step parity (every workgroup reads all of h_{t-1}
+// while others write h_t); c is updated in place by its owner.
 //
 // Padded steps (t >= lengths[b]) carry h and c unchanged and write 0 output,
 // which gives pack_padded_sequence semantics in both directions.
@@ -26,15 +32,16 @@
 // saves what the backward pass needs and applies inter-layer dropout to the
 // layer's output.
 //
-// `store_t` (f32 or f16, declared before this file by the kernel builder) is
-// how weights, the input projection and the saved gates and h are stored;
-// everything is widened to f32 on load, and c stays f32 throughout. So are
-// WG (units per workgroup) and RB (batch rows per workgroup), from the Rust
-// constants `STEP_UNITS` and `STEP_ROWS` in src/gpu/kernels/mod.rs.
+// Declared before this file by the kernel builder, from `StepTile` in
+// src/gpu/kernels/lstm_step.rs: `store_t` (f32 or f16: how weights, the
+// input projection and the saved gates and h are stored; everything is
+// widened to f32 on load, and c stays f32 throughout), and the tile KL, UPW,
+// RB, RC and WGS = KL · UPW. They are consts, one pipeline per tile, so every
+// loop over rows and lanes has a fixed trip count.
 
 @group(0) @binding(0) var<uniform> p: StepParams;
 @group(0) @binding(1) var<storage, read> gates_x: array<vec4<store_t>>; // [T, B, D, H]: X·W_ihᵀ + b_ih
-@group(0) @binding(2) var<storage, read> w_hh: array<vec4<store_t>>;    // [D, H_out (input k), H (unit j)]
+@group(0) @binding(2) var<storage, read> w_hh: array<store_t>;         // [D·4H, H_out]: rows by unit (4j + q), k contiguous
 @group(0) @binding(3) var<storage, read> b_hh: array<vec4<store_t>>;    // [D, H]
 @group(0) @binding(4) var<storage, read_write> h_state: array<f32>;   // [2, L·D, B, H_out]
 @group(0) @binding(5) var<storage, read_write> c_state: array<f32>;   // [L·D, B, H]
@@ -45,12 +52,15 @@
 @group(0) @binding(9) var<storage, read_write> c_saved: array<f32>;               // [T, B, D, H]: c after step t
 @group(0) @binding(10) var<storage, read_write> h_prev_saved: array<store_t>;     // [T, B, D·H_out]: h entering step t
 
-var<workgroup> h_tile: array<f32, RB * WG>;    // [RB][WG]: h_{t-1}[b0 + r][k0 + kk]
+var<workgroup> red: array<vec4<f32>, RC * WGS>;   // [RC][WGS]: partial sums of RC rows
 
-// Where one invocation works.
+// Where one invocation works: unit j of direction d, and (after the
+// reduction) batch row b0 + lane.
 struct Site {
     d: u32,
     j: u32,
+    unit: u32,      // j's place in the workgroup (0..UPW)
+    lane: u32,      // the lane along K (0..KL)
     b0: u32,
     t: u32,
     slot: u32,
@@ -66,7 +76,9 @@ fn projecting() -> bool {
 fn site(wg: vec3<u32>, lid: vec3<u32>) -> Site {
     var s: Site;
     s.d = wg.z;
-    s.j = wg.x * WG + lid.x;
+    s.unit = lid.x / KL;
+    s.lane = lid.x % KL;
+    s.j = wg.x * UPW + s.unit;
     s.b0 = wg.y * RB;
     s.t = p.step;
     if (s.d == 1u) {
@@ -78,38 +90,54 @@ fn site(wg: vec3<u32>, lid: vec3<u32>) -> Site {
     return s;
 }
 
-// h_{t-1} · W_hhᵀ for the four gates of unit s.j and rows b0..b0+RB.
-// Called by every invocation of the workgroup (it holds barriers).
-fn recurrent(s: Site, lane: u32) -> array<vec4<f32>, RB> {
-    let hid = p.hidden;
+// (h_{t-1} · W_hhᵀ)[b0 + s.lane, four gates of unit s.j]: valid in lanes
+// s.lane < RB. Called by every invocation of the workgroup, in uniform
+// control flow (it holds barriers).
+fn recurrent(s: Site, lid: u32) -> vec4<f32> {
     let n_in = p.h_out;
     var acc: array<vec4<f32>, RB>;
     for (var r = 0u; r < RB; r++) {
         acc[r] = vec4<f32>(0.0);
     }
-    for (var k0 = 0u; k0 < n_in; k0 += WG) {
-        for (var r = 0u; r < RB; r++) {
-            let b = s.b0 + r;
-            let k = k0 + lane;
-            var v = 0.0;
-            if (b < p.batch && k < n_in) {
-                v = h_state[s.h_prev + b * n_in + k];
+    if (s.j < p.hidden) {
+        let row = (s.d * p.hidden + s.j) * 4u * n_in;
+        // Rows past the batch read the last row's h and are never stored.
+        let last = p.batch - 1u;
+        for (var k = s.lane; k < n_in; k += KL) {
+            let w = vec4<f32>(
+                f32(w_hh[row + k]),
+                f32(w_hh[row + n_in + k]),
+                f32(w_hh[row + 2u * n_in + k]),
+                f32(w_hh[row + 3u * n_in + k]),
+            );
+            for (var r = 0u; r < RB; r++) {
+                let h = h_state[s.h_prev + min(s.b0 + r, last) * n_in + k];
+                acc[r] = fma(w, vec4<f32>(h), acc[r]);
             }
-            h_tile[r * WG + lane] = v;
+        }
+    }
+    // Sum the KL partials of each (unit, row), RC rows at a time; lane r of
+    // each unit keeps row r's total.
+    var total = vec4<f32>(0.0);
+    for (var c = 0u; c < RB; c += RC) {
+        for (var rr = 0u; rr < RC; rr++) {
+            red[rr * WGS + lid] = acc[c + rr];
         }
         workgroupBarrier();
-        if (s.j < hid) {
-            let kn = min(WG, n_in - k0);
-            for (var kk = 0u; kk < kn; kk++) {
-                let w = vec4<f32>(w_hh[(s.d * n_in + k0 + kk) * hid + s.j]);
-                for (var r = 0u; r < RB; r++) {
-                    acc[r] = fma(w, vec4<f32>(h_tile[r * WG + kk]), acc[r]);
+        for (var stride = KL / 2u; stride > 0u; stride /= 2u) {
+            if (s.lane < stride) {
+                for (var rr = 0u; rr < RC; rr++) {
+                    red[rr * WGS + lid] += red[rr * WGS + lid + stride];
                 }
             }
+            workgroupBarrier();
+        }
+        if (s.lane >= c && s.lane < c + RC) {
+            total = red[(s.lane - c) * WGS + s.unit * KL];
         }
         workgroupBarrier();
     }
-    return acc;
+    return total;
 }
 
 // The activated gates (i, f, g, o) from the pre-activation of row b.
@@ -138,81 +166,76 @@ fn update_cell(s: Site, b: u32, state: u32, rec: vec4<f32>) -> Cell {
     return cell;
 }
 
-@compute @workgroup_size(WG, 1, 1)
+// The batch row this invocation updates, or false when it updates none.
+fn updates(s: Site) -> bool {
+    return s.j < p.hidden && s.lane < RB && s.b0 + s.lane < p.batch;
+}
+
+@compute @workgroup_size(WGS, 1, 1)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
     let s = site(wg, lid);
-    let acc = recurrent(s, lid.x);
-    if (s.j >= p.hidden) {
+    let rec = recurrent(s, lid.x);
+    if (!updates(s)) {
         return;
     }
-    for (var r = 0u; r < RB; r++) {
-        let b = s.b0 + r;
-        if (b >= p.batch) {
-            break;
-        }
-        let state = (s.slot * p.batch + b) * p.hidden + s.j;
-        let out = (s.t * p.batch + b) * p.dirs * p.hidden + s.d * p.hidden + s.j;
-        if (projecting()) {
-            // m_t into y; h is the hidden-projection kernel's.
-            if (s.t < lengths[b]) {
-                y[out] = update_cell(s, b, state, acc[r]).h;
-            } else {
-                y[out] = 0.0;
-            }
-            continue;
-        }
+    let b = s.b0 + s.lane;
+    let state = (s.slot * p.batch + b) * p.hidden + s.j;
+    let out = (s.t * p.batch + b) * p.dirs * p.hidden + s.d * p.hidden + s.j;
+    if (projecting()) {
+        // m_t into y; h is the hidden-projection kernel's.
         if (s.t < lengths[b]) {
-            let h = update_cell(s, b, state, acc[r]).h;
-            h_state[s.h_next + b * p.hidden + s.j] = h;
-            y[out] = h;
+            y[out] = update_cell(s, b, state, rec).h;
         } else {
-            h_state[s.h_next + b * p.hidden + s.j] = h_state[s.h_prev + b * p.hidden + s.j];
             y[out] = 0.0;
         }
+        return;
+    }
+    if (s.t < lengths[b]) {
+        let h = update_cell(s, b, state, rec).h;
+        h_state[s.h_next + b * p.hidden + s.j] = h;
+        y[out] = h;
+    } else {
+        h_state[s.h_next + b * p.hidden + s.j] = h_state[s.h_prev + b * p.hidden + s.j];
+        y[out] = 0.0;
     }
 }
 
-@compute @workgroup_size(WG, 1, 1)
+@compute @workgroup_size(WGS, 1, 1)
 fn main_train(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
     let s = site(wg, lid);
-    let acc = recurrent(s, lid.x);
-    if (s.j >= p.hidden) {
+    let rec = recurrent(s, lid.x);
+    if (!updates(s)) {
         return;
     }
-    for (var r = 0u; r < RB; r++) {
-        let b = s.b0 + r;
-        if (b >= p.batch) {
-            break;
-        }
-        let state = (s.slot * p.batch + b) * p.hidden + s.j;
-        let unit = s.d * p.hidden + s.j;
-        let out = (s.t * p.batch + b) * p.dirs * p.hidden + unit;
-        let saved = ((s.t * p.batch + b) * p.dirs + s.d) * p.hidden + s.j;
-        // h_{t-1} has h_out units: the first h_out invocations save it.
-        var h_old = 0.0;
-        if (s.j < p.h_out) {
-            h_old = h_state[s.h_prev + b * p.h_out + s.j];
-            h_prev_saved[(s.t * p.batch + b) * p.dirs * p.h_out + s.d * p.h_out + s.j] = store_t(h_old);
-        }
-        if (s.t < lengths[b]) {
-            let cell = update_cell(s, b, state, acc[r]);
-            let h = cell.h;
-            gates_saved[saved] = vec4<store_t>(cell.gates);
-            c_saved[saved] = cell.c;
-            if (projecting()) {
-                // m_t, saved for dW_hr; the hidden-projection kernel applies dropout.
-                y[out] = h;
-            } else {
-                h_state[s.h_next + b * p.hidden + s.j] = h;
-                y[out] = h * dropout_scale(p.dropout, s.t, b, unit);
-            }
+    let b = s.b0 + s.lane;
+    let state = (s.slot * p.batch + b) * p.hidden + s.j;
+    let unit = s.d * p.hidden + s.j;
+    let out = (s.t * p.batch + b) * p.dirs * p.hidden + unit;
+    let saved = ((s.t * p.batch + b) * p.dirs + s.d) * p.hidden + s.j;
+    // h_{t-1} has h_out units: the units j < h_out save it.
+    var h_old = 0.0;
+    if (s.j < p.h_out) {
+        h_old = h_state[s.h_prev + b * p.h_out + s.j];
+        h_prev_saved[(s.t * p.batch + b) * p.dirs * p.h_out + s.d * p.h_out + s.j] = store_t(h_old);
+    }
+    if (s.t < lengths[b]) {
+        let cell = update_cell(s, b, state, rec);
+        let h = cell.h;
+        gates_saved[saved] = vec4<store_t>(cell.gates);
+        c_saved[saved] = cell.c;
+        if (projecting()) {
+            // m_t, saved for dW_hr; the hidden-projection kernel applies dropout.
+            y[out] = h;
         } else {
-            gates_saved[saved] = vec4<store_t>(0.0);
-            c_saved[saved] = c_state[state];
-            if (!projecting()) {
-                h_state[s.h_next + b * p.hidden + s.j] = h_old;
-            }
-            y[out] = 0.0;
+            h_state[s.h_next + b * p.hidden + s.j] = h;
+            y[out] = h * dropout_scale(p.dropout, s.t, b, unit);
         }
+    } else {
+        gates_saved[saved] = vec4<store_t>(0.0);
+        c_saved[saved] = c_state[state];
+        if (!projecting()) {
+            h_state[s.h_next + b * p.hidden + s.j] = h_old;
+        }
+        y[out] = 0.0;
     }
 }

@@ -28,7 +28,7 @@
 @group(0) @binding(1) var<storage, read> gates: array<vec4<store_t>>; // [T, B, D, H]: saved i, f, g, o
 @group(0) @binding(2) var<storage, read> c_saved: array<f32>;         // [T, B, D, H]: c after step t
 @group(0) @binding(3) var<storage, read> c_0: array<f32>;             // [L·D, B, H]
-@group(0) @binding(4) var<storage, read> w_hh: array<vec4<store_t>>;  // [D, H_out (input k), H (unit j)]
+@group(0) @binding(4) var<storage, read> w_hh: array<store_t>;  // [D·4H, H_out]: rows by unit (4j + q), inputs k contiguous
 @group(0) @binding(5) var<storage, read> dy: array<f32>;              // [T, B, D·H] (unread with a hidden projection)
 @group(0) @binding(6) var<storage, read_write> d_gates: array<vec4<store_t>>; // [T, B, D, H]
 @group(0) @binding(7) var<storage, read_write> dh_carry: array<f32>;  // [2, L·D, B, H]

@@ -6,12 +6,17 @@ mod common;
 use common::assert_close;
 use common::case::Case;
 use common::gpu::gpu_or_skip;
-use wgpu_lstm::gpu::GpuLstm;
+use wgpu_lstm::gpu::{GpuLstm, StepConfig};
 use wgpu_lstm::reference;
 use wgpu_lstm::{InitOptions, LstmConfig, LstmWeights};
 
 /// Runs `case` on the CPU and the GPU and compares output, h_n and c_n.
 fn check(name: &str, c: Case, atol: f64) {
+    check_in(name, c, atol, None);
+}
+
+/// [`check`] with the step kernel in `step` (its default when `None`).
+fn check_in(name: &str, c: Case, atol: f64, step: Option<StepConfig>) {
     let Some(ctx) = gpu_or_skip(name) else { return };
     let w = LstmWeights::<f32>::init(&c.config, 17, InitOptions::default()).unwrap();
     // Seeds 3 (input), 4 (h_0), 5 (c_0).
@@ -20,6 +25,9 @@ fn check(name: &str, c: Case, atol: f64) {
     let data64 = data.cast::<f64>();
     let want = reference::forward(&w.cast::<f64>(), &c.input(&data64)).unwrap();
     let mut gpu = GpuLstm::new(&ctx, &w).unwrap();
+    if let Some(step) = step {
+        gpu.set_step_config(step).unwrap();
+    }
     let got = gpu.forward_host(&x).unwrap();
     for (k, g, e) in [
         ("output", &got.output, &want.output),
@@ -69,5 +77,76 @@ fn grid_matches_cpu() {
                 }
             }
         }
+    }
+}
+
+/// Every step-kernel configuration against the reference: widths below,
+/// at and above each lane count, batches that fill one and several row
+/// blocks (up to 16 rows a workgroup), both directions, two layers,
+/// lengths and a hidden projection.
+#[test]
+fn every_step_config_matches_the_reference() {
+    for step in StepConfig::CANDIDATES {
+        let mut n = 0;
+        for (h, i, batch, layers, bidir, proj) in [
+            (1, 2, 1, 1, false, 0),
+            (7, 3, 3, 2, true, 0),
+            (33, 5, 17, 1, false, 0),
+            (64, 4, 2, 1, true, 0),
+            (100, 7, 33, 2, false, 0),
+            (130, 3, 5, 1, false, 0),
+            (20, 4, 6, 2, true, 9),
+        ] {
+            let cfg = LstmConfig::new(i, h)
+                .num_layers(layers)
+                .bidirectional(bidir)
+                .proj_size(proj);
+            let mut c = Case::new(cfg, 1 + n % 4, batch);
+            c.with_state = n % 2 == 0;
+            if batch > 1 {
+                c.lengths = Some((0..batch).map(|k| 1 + (k * 5 + n) % c.seq_len).collect());
+            }
+            check_in(
+                &format!("{step:?} H={h} I={i} B={batch} L={layers} bidir={bidir} P={proj}"),
+                c,
+                1e-5,
+                Some(step),
+            );
+            n += 1;
+        }
+    }
+}
+
+#[test]
+fn an_invalid_step_config_is_an_error_and_changes_nothing() {
+    let Some(ctx) = gpu_or_skip("an_invalid_step_config_is_an_error_and_changes_nothing") else {
+        return;
+    };
+    let w = LstmWeights::<f32>::init(&LstmConfig::new(3, 8), 1, InitOptions::default()).unwrap();
+    let mut gpu = GpuLstm::new(&ctx, &w).unwrap();
+    let before = gpu.step_config();
+    for bad in [
+        StepConfig { lanes: 3, units: 4 },
+        StepConfig {
+            lanes: 128,
+            units: 1,
+        },
+        StepConfig {
+            lanes: 32,
+            units: 0,
+        },
+        StepConfig {
+            lanes: 64,
+            units: 64,
+        },
+    ] {
+        assert!(
+            matches!(
+                gpu.set_step_config(bad),
+                Err(wgpu_lstm::LstmError::InvalidValue { .. })
+            ),
+            "{bad:?}"
+        );
+        assert_eq!(gpu.step_config(), before);
     }
 }

@@ -25,6 +25,7 @@ pub(crate) use context::hardware_adapter;
 pub use context::{AdapterSummary, Counters, GpuContext, gpu_required_by_env, list_adapters};
 /// Times the GEMM kernel alone on a device (C = A·Bᵀ), for the benchmarks.
 pub use kernels::GemmRunner as GemmBench;
+pub use kernels::StepConfig;
 pub use lstm::{GpuLstm, GpuLstmOutput, GpuMemory, InitialState};
 pub use precision::{LossScale, Precision, check_precision};
 pub use profiler::KernelTimes;

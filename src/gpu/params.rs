@@ -4,7 +4,7 @@
 
 use crate::config::LstmConfig;
 use crate::error::Result;
-use crate::gpu::layout::{recurrent_from_gpu, recurrent_to_gpu, rows_by_gate, rows_by_unit};
+use crate::gpu::layout::{rows_by_gate, rows_by_unit};
 use crate::gpu::tensor::{TENSOR_USAGE, read_buffers};
 use crate::gpu::workspace::GpuLayer;
 use crate::gpu::{GpuContext, Precision};
@@ -87,7 +87,7 @@ pub(super) fn write_layers(
         for dir in 0..dirs {
             let lw = layer(l, dir);
             w_ih.extend(rows_by_unit(&lw.weight_ih, h, gl.input_size));
-            w_hh.extend(recurrent_to_gpu(&lw.weight_hh, h, hout));
+            w_hh.extend(rows_by_unit(&lw.weight_hh, h, hout));
             b_ih.extend(rows_by_unit(lw.bias_ih.as_deref().unwrap_or(&zeros), h, 1));
             b_hh.extend(rows_by_unit(lw.bias_hh.as_deref().unwrap_or(&zeros), h, 1));
             // W_hr keeps PyTorch's [P, H] layout (zeros where a caller
@@ -147,7 +147,7 @@ pub(super) fn download_layers(
             let bias = |t: &[f32]| rows_by_gate(&part(t, 4 * h), h, 1);
             *out.layer_mut(l, dir) = LayerWeights {
                 weight_ih: rows_by_gate(&part(&host[0], 4 * h * gl.input_size), h, gl.input_size),
-                weight_hh: recurrent_from_gpu(&part(&host[2], 4 * h * hout), h, hout),
+                weight_hh: rows_by_gate(&part(&host[2], 4 * h * hout), h, hout),
                 bias_ih: cfg.bias.then(|| bias(&host[1])),
                 bias_hh: cfg.bias.then(|| bias(&host[3])),
                 weight_hr: host.get(4).map(|w| part(w, p * h)),

@@ -5,7 +5,7 @@ use crate::config::LstmConfig;
 use crate::error::{LstmError, Result};
 use crate::gpu::kernels::{
     GemmKernel, GemmOp, GemmParams, HiddenProjBuffers, HiddenProjKernel, LstmGemms, PermuteKernel,
-    PermuteParams, StepBuffers, StepKernel, StepParams, hidden_proj_workgroups,
+    PermuteParams, StepBuffers, StepParams, StepPipelines, hidden_proj_workgroups,
 };
 use crate::gpu::lstm::bptt::BpttSpace;
 use crate::gpu::tensor::{TENSOR_USAGE, byte_size, byte_size_in};
@@ -19,7 +19,8 @@ pub(super) struct GpuLayer {
     pub w_ih: wgpu::Buffer,
     /// [D·4H], by unit (zeros without bias).
     pub b_ih: wgpu::Buffer,
-    /// [D, H_out (input k), H (unit j), 4]: H_out = P with a hidden projection, else H.
+    /// [D·4H, H_out], rows by unit within each direction: H_out = P with a
+    /// hidden projection, else H.
     pub w_hh: wgpu::Buffer,
     /// [D·4H], by unit (zeros without bias).
     pub b_hh: wgpu::Buffer,
@@ -113,6 +114,8 @@ pub(super) struct Workspace {
     pub layout: Uniforms,
     pub gemm: Vec<(wgpu::BindGroup, (u32, u32))>,
     pub steps: Vec<wgpu::BindGroup>,
+    /// The step pipelines of this shape's tile, and its workgroup counts.
+    pub step: StepPipelines,
     pub step_groups: (u32, u32, u32),
     /// With a hidden projection: [T, B, D·H], m_t = o ⊙ tanh(c_t) of the current
     /// layer (inference), and per layer the hidden-projection step's bind group.
@@ -154,7 +157,8 @@ pub(super) fn check_groups(ctx: &GpuContext, what: &str, groups: &[u32]) -> Resu
 /// The kernels a workspace binds.
 pub(super) struct Kernels<'a> {
     pub gemms: &'a LstmGemms,
-    pub step: &'a StepKernel,
+    /// The step pipelines of the tile chosen for this shape.
+    pub step: StepPipelines,
     pub permute: &'a PermuteKernel,
     /// With a hidden projection.
     pub hidden_proj: Option<&'a HiddenProjKernel>,
@@ -281,7 +285,7 @@ impl Workspace {
                 ));
             }
         }
-        let step_groups = StepKernel::workgroups(h, b, dirs);
+        let step_groups = k.step.tile().workgroups(h, b, dirs);
         check_groups(
             ctx,
             &format!("a step over H = {h} units and B = {b} sequences"),
@@ -327,6 +331,7 @@ impl Workspace {
             layout,
             gemm,
             steps,
+            step: k.step.clone(),
             step_groups,
             _m: m,
             hidden_projs,

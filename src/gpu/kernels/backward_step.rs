@@ -1,6 +1,6 @@
 //! One step of backpropagation through time (`shaders/lstm_step_backward.wgsl`).
 
-use super::{Kernel, STEP_TILE, StepParams};
+use super::{Kernel, STEP_ROWS, STEP_TILE, STEP_UNITS, StepParams};
 use crate::gpu::{GpuContext, Precision};
 
 bindings! {
@@ -44,6 +44,15 @@ impl BackwardStepKernel {
             STEP_TILE,
         );
         BackwardStepKernel { kernel }
+    }
+
+    /// Workgroups for one backward step: (unit blocks, batch blocks, directions).
+    pub fn workgroups(hidden: usize, batch: usize, dirs: usize) -> (u32, u32, u32) {
+        (
+            (hidden as u32).div_ceil(STEP_UNITS),
+            (batch as u32).div_ceil(STEP_ROWS),
+            dirs as u32,
+        )
     }
 
     pub fn bind(&self, ctx: &GpuContext, b: &BackwardBuffers<'_>) -> wgpu::BindGroup {

@@ -1,7 +1,8 @@
 //! The fused LSTM step kernel (`shaders/lstm_step.wgsl`): `main` for
-//! inference, `main_train` to also save activations and apply dropout.
+//! inference, `main_train` to also save activations and apply dropout, one
+//! pipeline pair per [`StepTile`].
 
-use super::{DropoutParams, Kernel, STEP_ROWS, STEP_TILE, STEP_UNITS};
+use super::{DropoutParams, Kernel};
 use crate::gpu::{GpuContext, Precision};
 
 /// Mirrors `StepParams` in `shaders/common.wgsl`, field for field: the
@@ -49,27 +50,200 @@ bindings! {
     }
 }
 
-/// Owns the two step pipelines, for one storage precision.
+/// How the forward step kernel splits one step's work on a GPU: `lanes`
+/// invocations share each hidden unit's reduction over K = H_out (reading
+/// consecutive inputs of its W_hh rows), and a workgroup holds `units`
+/// units, so a step launches ceil(H / units) · ceil(B / rows) · D
+/// workgroups of `lanes · units` invocations. Batch rows per workgroup
+/// follow from the batch (up to 16). [`StepConfig::CANDIDATES`] are the
+/// configurations built and tested; any other is checked by
+/// [`validate`](Self::validate).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct StepConfig {
+    /// Invocations per unit along K: a power of two from 4 to 64.
+    pub lanes: u32,
+    /// Units per workgroup: from 1 to 64.
+    pub units: u32,
+}
+
+impl StepConfig {
+    /// The configurations the tests run and a tuner chooses among.
+    pub const CANDIDATES: [StepConfig; 4] = [
+        StepConfig {
+            lanes: 8,
+            units: 16,
+        },
+        StepConfig {
+            lanes: 16,
+            units: 8,
+        },
+        StepConfig {
+            lanes: 32,
+            units: 4,
+        },
+        StepConfig {
+            lanes: 64,
+            units: 4,
+        },
+    ];
+
+    /// The default for recurrent inputs of width `h_out`: one 32-lane group
+    /// (a warp on NVIDIA, half a wave on AMD) per unit once K is wide enough
+    /// to keep its lanes busy, fewer lanes for narrow layers; 128
+    /// invocations per workgroup either way.
+    pub fn default_for(h_out: usize) -> Self {
+        let lanes = match h_out {
+            0..32 => 8,
+            32..128 => 16,
+            _ => 32,
+        };
+        StepConfig {
+            lanes,
+            units: 128 / lanes,
+        }
+    }
+
+    /// Checks the configuration against its rules and the device's limit on
+    /// invocations per workgroup.
+    pub fn validate(&self, max_invocations: u32) -> crate::error::Result<()> {
+        let ok = self.lanes.is_power_of_two()
+            && (4..=64).contains(&self.lanes)
+            && (1..=64).contains(&self.units)
+            && self.lanes * self.units <= max_invocations;
+        if ok {
+            Ok(())
+        } else {
+            Err(crate::error::LstmError::value(
+                "step config",
+                format!(
+                    "{self:?}: lanes must be a power of two in 4..=64, units in 1..=64, and \
+                     lanes × units at most {max_invocations} (this device's invocations \
+                     per workgroup)"
+                ),
+            ))
+        }
+    }
+
+    /// The tile for batch size `batch`.
+    pub(crate) fn tile(&self, batch: usize) -> StepTile {
+        StepTile::for_batch(self.lanes, self.units, batch)
+    }
+}
+
+/// The launch shape of the forward step kernel: a [`StepConfig`] with the
+/// batch rows that share each read of W_hh. Each tile is its own pipeline,
+/// built on first use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct StepTile {
+    /// Lanes along K per unit (a power of two, at least `rows`): `KL`.
+    pub lanes: u32,
+    /// Units per workgroup: `UPW`.
+    pub units: u32,
+    /// Batch rows per workgroup (a power of two): `RB`.
+    pub rows: u32,
+}
+
+/// Bytes of workgroup memory the step kernel's reduction may use: half of
+/// WebGPU's guaranteed 16 KiB.
+const REDUCTION_BYTES: u32 = 8 << 10;
+
+/// The most batch rows one workgroup takes.
+pub(crate) const MAX_STEP_ROWS: u32 = 16;
+
+impl StepTile {
+    /// The tile for (`lanes`, `units`) at batch size `batch`: rows are the
+    /// batch rounded up to a power of two, at most [`MAX_STEP_ROWS`] and
+    /// at most `lanes`.
+    pub fn for_batch(lanes: u32, units: u32, batch: usize) -> Self {
+        let rows = (batch.max(1) as u32)
+            .next_power_of_two()
+            .min(MAX_STEP_ROWS)
+            .min(lanes);
+        StepTile { lanes, units, rows }
+    }
+
+    /// Invocations per workgroup.
+    pub fn workgroup_size(&self) -> u32 {
+        self.lanes * self.units
+    }
+
+    /// Rows reduced at a time (`RC`), so that the reduction's workgroup
+    /// array fits [`REDUCTION_BYTES`].
+    fn reduce_rows(&self) -> u32 {
+        // Rows of vec4<f32> partials that fit, rounded down to a power of two.
+        let fit = (REDUCTION_BYTES / (16 * self.workgroup_size())).max(1);
+        self.rows.min(1 << fit.ilog2())
+    }
+
+    /// Workgroups for one step: (unit blocks, batch blocks, directions).
+    pub fn workgroups(&self, hidden: usize, batch: usize, dirs: usize) -> (u32, u32, u32) {
+        (
+            (hidden as u32).div_ceil(self.units),
+            (batch as u32).div_ceil(self.rows),
+            dirs as u32,
+        )
+    }
+
+    fn constants(&self) -> [(&'static str, u32); 5] {
+        [
+            ("KL", self.lanes),
+            ("UPW", self.units),
+            ("RB", self.rows),
+            ("RC", self.reduce_rows()),
+            ("WGS", self.workgroup_size()),
+        ]
+    }
+}
+
+/// Builds the step pipelines of each tile once, for one storage precision.
 pub struct StepKernel {
-    infer: Kernel,
-    train: Kernel,
+    precision: Precision,
+    built: Vec<StepPipelines>,
 }
 
 impl StepKernel {
-    pub fn new(ctx: &GpuContext, precision: Precision) -> Self {
-        let types = &[("store_t", precision)];
+    pub fn new(precision: Precision) -> Self {
+        StepKernel {
+            precision,
+            built: Vec::new(),
+        }
+    }
+
+    /// The inference and training pipelines of `tile`, built on first use.
+    pub fn pipelines(&mut self, ctx: &GpuContext, tile: StepTile) -> StepPipelines {
+        if let Some(p) = self.built.iter().find(|p| p.tile == tile) {
+            return p.clone();
+        }
+        let types = &[("store_t", self.precision)];
         let source = include_str!("../../../shaders/lstm_step.wgsl");
+        let constants = tile.constants();
         let infer =
-            Kernel::new_typed::<StepBuffers>(ctx, "lstm step", source, "main", types, STEP_TILE);
+            Kernel::new_typed::<StepBuffers>(ctx, "lstm step", source, "main", types, &constants);
         let train = Kernel::new_typed::<(StepBuffers, TrainBuffers)>(
             ctx,
             "lstm step (training)",
             source,
             "main_train",
             types,
-            STEP_TILE,
+            &constants,
         );
-        StepKernel { infer, train }
+        let built = StepPipelines { tile, infer, train };
+        self.built.push(built.clone());
+        built
+    }
+}
+
+/// The two step pipelines of one tile (clones share them).
+#[derive(Clone)]
+pub struct StepPipelines {
+    tile: StepTile,
+    infer: Kernel,
+    train: Kernel,
+}
+
+impl StepPipelines {
+    pub fn tile(&self) -> StepTile {
+        self.tile
     }
 
     /// A bind group for inference, or for training when `saved` is given.
@@ -85,15 +259,6 @@ impl StepKernel {
         }
     }
 
-    /// Workgroups for one step: (unit blocks, batch blocks, directions).
-    pub fn workgroups(hidden: usize, batch: usize, dirs: usize) -> (u32, u32, u32) {
-        (
-            (hidden as u32).div_ceil(STEP_UNITS),
-            (batch as u32).div_ceil(STEP_ROWS),
-            dirs as u32,
-        )
-    }
-
     /// Encodes one step: both directions of one layer in a single dispatch.
     pub fn encode(
         &self,
@@ -106,5 +271,25 @@ impl StepKernel {
     ) {
         let kernel = if training { &self.train } else { &self.infer };
         kernel.encode_at(ctx, pass, bind_group, &[params_offset], workgroups);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tiles_fit_the_reduction_memory_and_divide_their_rows() {
+        for lanes in [4, 8, 16, 32, 64] {
+            for units in [1, 2, 4, 8, 16] {
+                for batch in [1, 2, 3, 5, 16, 17, 64, 1000] {
+                    let t = StepTile::for_batch(lanes, units, batch);
+                    let rc = t.reduce_rows();
+                    assert!(t.rows.is_power_of_two() && t.rows <= lanes.min(MAX_STEP_ROWS));
+                    assert!(rc.is_power_of_two() && t.rows % rc == 0, "{t:?}: RC {rc}");
+                    assert!(rc * t.workgroup_size() * 16 <= REDUCTION_BYTES || rc == 1);
+                }
+            }
+        }
     }
 }

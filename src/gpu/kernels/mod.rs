@@ -100,7 +100,7 @@ pub use hidden_projection::{
     HiddenProjBackwardBuffers, HiddenProjBackwardKernel, HiddenProjBuffers, HiddenProjKernel,
     hidden_proj_workgroups,
 };
-pub use lstm_step::{StepBuffers, StepKernel, StepParams, TrainBuffers};
+pub use lstm_step::{StepBuffers, StepConfig, StepKernel, StepParams, StepPipelines, TrainBuffers};
 pub use permute::{PermuteKernel, PermuteParams};
 pub use train_kernels::{
     CastBuffers, GatherBuffers, GatherParams, LossBuffers, LossParams, OptParams, OptimBuffers,
@@ -183,8 +183,9 @@ pub(crate) type TypeAliases<'a> = &'a [(&'static str, Precision)];
 /// the Rust constants that the host's workgroup counts use too.
 pub(crate) type Constants<'a> = &'a [(&'static str, u32)];
 
-/// Units per workgroup of the step and hidden-projection kernels, forward
-/// and backward (hidden units j, or projected units k): `WG` in their WGSL.
+/// Units per workgroup of the backward step and hidden-projection kernels
+/// (hidden units j, or projected units k): `WG` in their WGSL. The forward
+/// step kernel's launch shape is a [`StepTile`].
 pub(crate) const STEP_UNITS: u32 = 64;
 /// Batch rows per workgroup of those kernels: `RB` in their WGSL.
 pub(crate) const STEP_ROWS: u32 = 4;

@@ -32,7 +32,7 @@ impl GpuLstm {
                         hidden_proj_back.encode(ctx, &mut pass, bg, offset, ws.hidden_proj_groups);
                     }
                     self.back
-                        .encode(ctx, &mut pass, &tr.back[l], offset, ws.step_groups);
+                        .encode(ctx, &mut pass, &tr.back[l], offset, tr.back_groups);
                 }
             }
             let mut pass = self.begin_pass(enc, "weight gradients", Some(Phase::BackwardGemms));

@@ -57,9 +57,10 @@ impl GpuLstm {
                         .expect("at most one workspace is kept");
                     self.workspaces.remove(victim);
                 }
+                let step = self.step.pipelines(&self.ctx, self.step_config.tile(batch));
                 let kernels = Kernels {
                     gemms: &self.gemms,
-                    step: &self.step,
+                    step,
                     permute: &self.permute,
                     hidden_proj: self.hidden_proj.as_ref().map(|(k, _)| k),
                 };
@@ -98,7 +99,6 @@ impl GpuLstm {
             }
             let kernels = BpttKernels {
                 gemms: &self.gemms,
-                step: &self.step,
                 back: &self.back,
                 permute: &self.permute,
                 hidden_proj: self.hidden_proj.as_ref(),

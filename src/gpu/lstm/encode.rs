@@ -193,7 +193,7 @@ impl GpuLstm {
                         ws.hidden_projs.get(l),
                     ),
                 };
-                self.step.encode(
+                ws.step.encode(
                     ctx,
                     &mut pass,
                     train.is_some(),

@@ -26,7 +26,7 @@ use crate::config::LstmConfig;
 use crate::error::{LstmError, Result};
 use crate::gpu::kernels::{
     BackwardStepKernel, HiddenProjBackwardKernel, HiddenProjKernel, LstmGemms, PermuteKernel,
-    StepKernel,
+    StepConfig, StepKernel,
 };
 use crate::gpu::params::{download_layers, upload_layers, write_layers};
 use crate::gpu::profiler::{KernelTimes, Profiler};
@@ -94,6 +94,8 @@ pub struct GpuLstm {
     precision: Precision,
     gemms: LstmGemms,
     step: StepKernel,
+    /// How the forward step kernel splits its work.
+    step_config: StepConfig,
     back: BackwardStepKernel,
     permute: PermuteKernel,
     /// h_t = m_t · W_hrᵀ and its backward, with a hidden projection (`proj_size` > 0).
@@ -141,7 +143,8 @@ impl GpuLstm {
         )?;
         let engine = GpuLstm {
             gemms: LstmGemms::new(ctx, precision),
-            step: StepKernel::new(ctx, precision),
+            step: StepKernel::new(precision),
+            step_config: StepConfig::default_for(config.hidden_out()),
             back: BackwardStepKernel::new(ctx, precision),
             permute: PermuteKernel::new(ctx),
             hidden_proj: (config.proj_size > 0).then(|| {
@@ -179,6 +182,28 @@ impl GpuLstm {
     /// How weights and activations are stored.
     pub fn precision(&self) -> Precision {
         self.precision
+    }
+
+    /// How the forward step kernel splits its work
+    /// ([`StepConfig::default_for`] the layer width unless set).
+    pub fn step_config(&self) -> StepConfig {
+        self.step_config
+    }
+
+    /// Runs the forward step kernel in `config` from the next call on.
+    /// Every configuration computes the same result; they differ in how the
+    /// work is spread over the GPU. The per-shape workspaces are rebuilt, so
+    /// a [`backward`](Self::backward) must follow its own training forward
+    /// made after this call. An invalid configuration is an error and
+    /// changes nothing.
+    pub fn set_step_config(&mut self, config: StepConfig) -> Result<()> {
+        config.validate(self.ctx.limits().max_compute_invocations_per_workgroup)?;
+        if config != self.step_config {
+            self.step_config = config;
+            self.workspaces.clear();
+            self.last_train = None;
+        }
+        Ok(())
     }
 
     /// The GPU memory of the weights and of the last training forward's

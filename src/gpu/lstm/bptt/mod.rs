@@ -27,7 +27,7 @@ use crate::error::Result;
 use crate::gpu::kernels::{
     BackwardBuffers, BackwardStepKernel, GemmKernel, GemmOp, HiddenProjBackwardBuffers,
     HiddenProjBackwardKernel, HiddenProjBuffers, HiddenProjKernel, LstmGemms, PermuteKernel,
-    StepBuffers, StepKernel, TrainBuffers,
+    StepBuffers, TrainBuffers,
 };
 use crate::gpu::tensor::{TENSOR_USAGE, byte_size, byte_size_in};
 use crate::gpu::workspace::{GpuLayer, Uniforms, Workspace, check_groups};
@@ -72,6 +72,8 @@ pub(in crate::gpu) struct BpttSpace {
     /// Per layer: the training step's and the backward step's bind groups.
     pub steps: Vec<wgpu::BindGroup>,
     pub back: Vec<wgpu::BindGroup>,
+    /// Workgroups of one backward step.
+    pub back_groups: (u32, u32, u32),
     /// With a hidden projection, per layer: the forward hidden projection's and the
     /// backward dh_t kernel's bind groups (empty otherwise).
     pub hidden_projs: Vec<wgpu::BindGroup>,
@@ -86,7 +88,6 @@ pub(in crate::gpu) struct BpttSpace {
 /// The kernels training binds.
 pub(super) struct BpttKernels<'a> {
     pub gemms: &'a LstmGemms,
-    pub step: &'a StepKernel,
     pub back: &'a BackwardStepKernel,
     pub permute: &'a PermuteKernel,
     /// With a hidden projection.
@@ -172,7 +173,7 @@ impl BpttSpace {
             // With a hidden projection the step kernel writes m_t, which is saved;
             // the hidden-projection kernel writes the layer output.
             let step_y = m_saved.get(l).unwrap_or(&ws.ys[l].buffer);
-            steps.push(k.step.bind(
+            steps.push(ws.step.bind(
                 ctx,
                 &StepBuffers {
                     params: &uniforms,
@@ -246,7 +247,7 @@ impl BpttSpace {
                 .iter()
                 .map(|(kind, _)| match kind {
                     Gemm::WeightIh => (&k.gemms.weight_ih, &d_gates, x, &g.w_ih),
-                    Gemm::WeightHh => (&k.gemms.weight_hh, &h_prev[l], &d_gates, &g.w_hh),
+                    Gemm::WeightHh => (&k.gemms.weight_hh, &d_gates, &h_prev[l], &g.w_hh),
                     Gemm::Bias => (&k.gemms.bias, &ones, &d_gates, &g.b_ih),
                     Gemm::Input => (&k.gemms.input, &d_gates, &w.w_ih, dx),
                     Gemm::WeightHr => (
@@ -292,11 +293,9 @@ impl BpttSpace {
             }
             None => None,
         };
-        check_groups(
-            ctx,
-            "a backward step",
-            &[ws.step_groups.0, ws.step_groups.1],
-        )?;
+        let back_groups =
+            BackwardStepKernel::workgroups(cfg.hidden_size, ws.batch, cfg.num_directions());
+        check_groups(ctx, "a backward step", &[back_groups.0, back_groups.1])?;
         ctx.check()?;
         Ok(BpttSpace {
             gates,
@@ -319,6 +318,7 @@ impl BpttSpace {
             seed: 0,
             steps,
             back,
+            back_groups,
             hidden_projs,
             hidden_proj_back,
             gemms,

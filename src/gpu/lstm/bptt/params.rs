@@ -76,21 +76,21 @@ pub(super) fn backward_gemms(
         },
     )];
     for d in 0..dirs as u32 {
-        // dW_hh[d] [H_out, 4H] = H_prev[d]ᵀ [H_out, T·B] · dG[d] [T·B, 4H],
-        // already in the forward kernel's [k][unit][gate] layout.
+        // dW_hh[d] [4H, H_out] = dG[d]ᵀ [4H, T·B] · H_prev[d] [T·B, H_out],
+        // already in the step kernels' rows-by-unit layout.
         let h = h as u32;
         ops.push((
             Gemm::WeightHh,
             GemmParams {
-                m: hout,
-                n: 4 * h,
+                m: 4 * h,
+                n: hout,
                 k: rows,
-                lda: dirs as u32 * hout,
-                ldb: n4,
-                ldc: 4 * h,
-                a_off: d * hout,
-                b_off: d * 4 * h,
-                c_off: d * hout * 4 * h,
+                lda: n4,
+                ldb: dirs as u32 * hout,
+                ldc: hout,
+                a_off: d * 4 * h,
+                b_off: d * hout,
+                c_off: d * 4 * h * hout,
                 flags: GemmParams::TRANS_A,
                 ..Default::default()
             },
