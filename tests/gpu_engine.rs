@@ -242,7 +242,7 @@ fn one_submit_bounded_dispatches_and_no_allocation_on_repeat() {
         let third = ctx.counters();
         let (once, again) = (second - first, third - second);
         let d = cfg.num_directions() as u64;
-        assert_eq!(once.submits, 1);
+        assert_eq!((once.submits, once.host_waits), (1, 0), "{once:?}");
         assert!(
             once.dispatches <= layers as u64 * d * (t as u64 + 3),
             "{once:?}"
@@ -267,6 +267,8 @@ fn one_submit_bounded_dispatches_and_no_allocation_on_repeat() {
             (1, 0, 0, 0),
             "{host:?}"
         );
+        // Reading back is the one wait.
+        assert_eq!(host.host_waits, 1, "{host:?}");
     }
 }
 

@@ -87,8 +87,7 @@ fn grid_matches_cpu() {
 #[test]
 fn every_step_config_matches_the_reference() {
     for step in StepConfig::CANDIDATES {
-        let mut n = 0;
-        for (h, i, batch, layers, bidir, proj) in [
+        for (n, (h, i, batch, layers, bidir, proj)) in [
             (1, 2, 1, 1, false, 0),
             (7, 3, 3, 2, true, 0),
             (33, 5, 17, 1, false, 0),
@@ -96,7 +95,10 @@ fn every_step_config_matches_the_reference() {
             (100, 7, 33, 2, false, 0),
             (130, 3, 5, 1, false, 0),
             (20, 4, 6, 2, true, 9),
-        ] {
+        ]
+        .into_iter()
+        .enumerate()
+        {
             let cfg = LstmConfig::new(i, h)
                 .num_layers(layers)
                 .bidirectional(bidir)
@@ -112,7 +114,6 @@ fn every_step_config_matches_the_reference() {
                 1e-5,
                 Some(step),
             );
-            n += 1;
         }
     }
 }

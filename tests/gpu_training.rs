@@ -203,12 +203,25 @@ fn one_submit_per_step_and_no_allocation_after_the_first() {
     gpu.step(&bt).unwrap();
     let c = ctx.counters() - before;
     assert_eq!(c.submits, 1);
+    // The step returns without waiting for the GPU.
+    assert_eq!(c.host_waits, 0, "{c:?}");
     assert_eq!((c.pipelines, c.bind_groups, c.buffers), (0, 0, 0), "{c:?}");
     // LSTM forward L·(T+1), backward L·(T + 5 + D) with bias, plus O(1) for
     // embedding, head, loss, norms, clipping and updates.
     let lstm_dispatches = 2 * (t + 1) + 2 * (t + 1 + 1 + 1 + 1 + 1);
     assert!(c.dispatches as usize <= lstm_dispatches + 40, "{c:?}");
     assert!(c.dispatches as usize >= lstm_dispatches, "{c:?}");
+    // Steps queue up without waits; reading the loss waits once, for them.
+    let before = ctx.counters();
+    for _ in 0..3 {
+        gpu.step(&bt).unwrap();
+    }
+    let queued = ctx.counters() - before;
+    assert_eq!((queued.submits, queued.host_waits), (3, 0), "{queued:?}");
+    let before = ctx.counters();
+    assert!(gpu.loss().unwrap().is_finite());
+    let read = ctx.counters() - before;
+    assert_eq!((read.submits, read.host_waits), (1, 1), "{read:?}");
 }
 
 #[test]

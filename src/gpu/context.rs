@@ -21,6 +21,8 @@ pub struct Counters {
     pub bind_groups: u64,
     /// Buffers created.
     pub buffers: u64,
+    /// Times the host waited for the GPU (a blocking `poll`).
+    pub host_waits: u64,
 }
 
 impl std::ops::Sub for Counters {
@@ -32,6 +34,7 @@ impl std::ops::Sub for Counters {
             pipelines: self.pipelines - rhs.pipelines,
             bind_groups: self.bind_groups - rhs.bind_groups,
             buffers: self.buffers - rhs.buffers,
+            host_waits: self.host_waits - rhs.host_waits,
         }
     }
 }
@@ -43,6 +46,7 @@ struct AtomicCounters {
     pipelines: AtomicU64,
     bind_groups: AtomicU64,
     buffers: AtomicU64,
+    host_waits: AtomicU64,
 }
 
 /// One adapter as `wgpu-lstm info` shows it.
@@ -274,6 +278,7 @@ impl GpuContext {
             pipelines: c.pipelines.load(Ordering::Relaxed),
             bind_groups: c.bind_groups.load(Ordering::Relaxed),
             buffers: c.buffers.load(Ordering::Relaxed),
+            host_waits: c.host_waits.load(Ordering::Relaxed),
         }
     }
 
@@ -353,19 +358,38 @@ impl GpuContext {
             .fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Submits one command buffer and waits for the device to finish it,
-    /// surfacing any error wgpu reported while recording or running it.
-    pub(crate) fn submit_and_wait(&self, encoder: wgpu::CommandEncoder) -> Result<()> {
+    /// Submits one command buffer and returns at once, surfacing any error
+    /// wgpu reported while recording it. The host may encode the next
+    /// submit while the GPU runs this one; queue order keeps them in order.
+    pub(crate) fn submit(&self, encoder: wgpu::CommandEncoder) -> Result<wgpu::SubmissionIndex> {
         self.inner.counters.submits.fetch_add(1, Ordering::Relaxed);
         let index = self.inner.queue.submit([encoder.finish()]);
+        self.check()?;
+        Ok(index)
+    }
+
+    /// Blocks until the GPU has finished `index` (every submit when `None`):
+    /// one host wait.
+    pub(crate) fn wait(&self, index: Option<wgpu::SubmissionIndex>) -> Result<()> {
+        self.inner
+            .counters
+            .host_waits
+            .fetch_add(1, Ordering::Relaxed);
         self.inner
             .device
             .poll(wgpu::PollType::Wait {
-                submission_index: Some(index),
+                submission_index: index,
                 timeout: None,
             })
             .map_err(|e| LstmError::Gpu(format!("waiting for the GPU: {e}")))?;
         self.check()
+    }
+
+    /// Submits one command buffer and waits for the device to finish it,
+    /// surfacing any error wgpu reported while recording or running it.
+    pub(crate) fn submit_and_wait(&self, encoder: wgpu::CommandEncoder) -> Result<()> {
+        let index = self.submit(encoder)?;
+        self.wait(Some(index))
     }
 }
 

@@ -109,7 +109,7 @@ pub fn read_back(ctx: &GpuContext, tensors: &[&GpuTensor]) -> Result<Vec<Tensor<
 }
 
 /// Copies the first `bytes` of each buffer, end to end, into a new staging
-/// buffer in one submit, and waits for it.
+/// buffer in one submit; [`map_and_read`] then waits for it.
 fn stage(ctx: &GpuContext, parts: &[(&wgpu::Buffer, u64)]) -> Result<wgpu::Buffer> {
     let total: u64 = parts.iter().map(|&(_, n)| n).sum();
     let staging = ctx.create_buffer(
@@ -129,7 +129,7 @@ fn stage(ctx: &GpuContext, parts: &[(&wgpu::Buffer, u64)]) -> Result<wgpu::Buffe
         }
         offset += n;
     }
-    ctx.submit_and_wait(encoder)?;
+    ctx.submit(encoder)?;
     Ok(staging)
 }
 
@@ -154,8 +154,8 @@ pub(crate) fn read_buffers(ctx: &GpuContext, buffers: &[&wgpu::Buffer]) -> Resul
         .collect())
 }
 
-/// Maps `staging` (already filled by a finished submit) and splits it into
-/// tensors of the given shapes, laid end to end.
+/// Maps `staging` (filled by a submit already made), waiting once for the
+/// GPU, and splits it into tensors of the given shapes, laid end to end.
 pub(crate) fn map_and_read(
     ctx: &GpuContext,
     staging: &wgpu::Buffer,
@@ -176,9 +176,7 @@ pub(crate) fn map_and_read(
     slice.map_async(wgpu::MapMode::Read, move |r| {
         let _ = sender.send(r);
     });
-    ctx.device()
-        .poll(wgpu::PollType::wait_indefinitely())
-        .map_err(|e| LstmError::Gpu(format!("waiting for the read-back: {e}")))?;
+    ctx.wait(None)?;
     match pollster::block_on(receiver.receive()) {
         Some(Ok(())) => {}
         Some(Err(e)) => return Err(LstmError::Gpu(format!("mapping the read-back buffer: {e}"))),

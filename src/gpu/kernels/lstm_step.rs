@@ -286,7 +286,10 @@ mod tests {
                     let t = StepTile::for_batch(lanes, units, batch);
                     let rc = t.reduce_rows();
                     assert!(t.rows.is_power_of_two() && t.rows <= lanes.min(MAX_STEP_ROWS));
-                    assert!(rc.is_power_of_two() && t.rows % rc == 0, "{t:?}: RC {rc}");
+                    assert!(
+                        rc.is_power_of_two() && t.rows.is_multiple_of(rc),
+                        "{t:?}: RC {rc}"
+                    );
                     assert!(rc * t.workgroup_size() * 16 <= REDUCTION_BYTES || rc == 1);
                 }
             }

@@ -39,10 +39,11 @@ impl GpuLstm {
         .forget_lifetime()
     }
 
-    /// Submits `enc` with its timestamps, and reads them back.
+    /// Submits `enc` and returns without waiting for the GPU; when
+    /// profiling, with its timestamps, which are then read back (a wait).
     pub(super) fn submit(&mut self, mut enc: wgpu::CommandEncoder) -> Result<()> {
         self.encode_resolve(&mut enc);
-        self.ctx.submit_and_wait(enc)?;
+        self.ctx.submit(enc)?;
         self.collect_times()
     }
 

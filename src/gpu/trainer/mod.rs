@@ -266,7 +266,8 @@ impl GpuTrainer {
         &self.config
     }
 
-    /// One training step, one submit. Nothing is read back; see
+    /// One training step, one submit, and no wait for the GPU: the call
+    /// returns once the step is encoded and submitted. Nothing is read back; see
     /// [`loss`](Self::loss) and [`step_with_loss`](Self::step_with_loss).
     pub fn step(&mut self, batch: &Batch<'_>) -> Result<()> {
         self.validate(batch)?;
@@ -280,7 +281,9 @@ impl GpuTrainer {
             });
         self.encode_step(&mut enc, idx, batch)?;
         self.lstm.encode_resolve(&mut enc);
-        self.ctx.submit_and_wait(enc)?;
+        // No wait: the host goes on to encode the next step while the GPU
+        // runs this one (profiling alone reads its timestamps back).
+        self.ctx.submit(enc)?;
         self.lstm.collect_times()?;
         self.step += 1;
         Ok(())
@@ -320,7 +323,7 @@ impl GpuTrainer {
             });
         let size = std::mem::size_of::<TrainScalars>() as u64;
         enc.copy_buffer_to_buffer(&self.scalars, 0, &self.scalars_staging, 0, size);
-        self.ctx.submit_and_wait(enc)?;
+        self.ctx.submit(enc)?;
         let t = map_and_read(&self.ctx, &self.scalars_staging, &[&[TrainScalars::WORDS]])?;
         Ok(*bytemuck::from_bytes::<TrainScalars>(bytemuck::cast_slice(
             t[0].data(),
