@@ -1,7 +1,8 @@
 //! GPU benches: the GEMM kernel alone, the forward pass, the step kernels
 //! alone (GPU time from timestamp queries), and the training step (beside the
-//! CPU engine's, on the same model and batch). The device is
-//! waited for inside every timed call (`iter_custom`), so GPU time is real.
+//! CPU engine's, on the same model and batch). Calls submit without
+//! waiting; each timed batch of calls ends with `GpuContext::synchronize`
+//! (`iter_custom`), so GPU time is real.
 //!
 //! Run: `cargo bench --bench gpu`. Shapes: `WGPU_LSTM_BENCH_SHAPES`
 //! ("B,T,I,H;...", default two small standard shapes, since lavapipe is slow)
@@ -93,6 +94,7 @@ fn bench(c: &mut Criterion) {
                 for _ in 0..iters {
                     black_box(gpu.forward(&x, InitialState::Zeros, None).unwrap());
                 }
+                ctx.synchronize().unwrap();
                 start.elapsed()
             })
         });
@@ -156,6 +158,7 @@ fn bench(c: &mut Criterion) {
                 for _ in 0..iters {
                     gpu.step(&batch).unwrap();
                 }
+                ctx.synchronize().unwrap();
                 start.elapsed()
             })
         });

@@ -46,10 +46,10 @@ fn quick_benchmark_reports_counts_and_differences() {
         };
     // The table: one line per shape and mode, CPU and GPU side by side, with
     // every column filled when both ran (a forward call has no backward phases).
-    let (stdout, lines, doc) = run_quick("f32", &["--device", device], 19);
+    let (stdout, lines, doc) = run_quick("f32", &["--device", device], 23);
     assert_eq!(lines.len(), 4, "{stdout}");
     for c in &lines {
-        let filled = if device == "cpu" { 8 } else { 19 };
+        let filled = if device == "cpu" { 8 } else { 23 };
         let expected_dashes = if device == "both" && c[0] == "forward" {
             2
         } else {
@@ -66,6 +66,20 @@ fn quick_benchmark_reports_counts_and_differences() {
     assert_eq!(rows.len(), if device == "both" { 8 } else { 4 });
     for r in rows.iter().filter(|r| r["device"] == "gpu") {
         assert_eq!(r["submits"], 1, "{r}");
+        // Calls submit and return; the benchmark's own synchronize is the wait.
+        assert_eq!(r["host_waits"], 0, "{r}");
+        assert!(
+            r["host_ms"].as_f64().unwrap() <= r["median_ms"].as_f64().unwrap() * 1.5,
+            "{r}"
+        );
+        // At these batches one block of rows reads W_hh [4H, H] f32 once a step.
+        let (h, b) = (
+            r["hidden_size"].as_u64().unwrap(),
+            r["batch"].as_u64().unwrap(),
+        );
+        assert!(b <= 8, "{r}");
+        assert_eq!(r["w_hh_bytes_per_step"], 16 * h * h, "{r}");
+        assert!(r["step_workgroups"].as_u64().unwrap() >= 1, "{r}");
         let t = r["seq_len"].as_u64().unwrap();
         let dispatches = r["dispatches"].as_u64().unwrap();
         match r["mode"].as_str().unwrap() {
@@ -91,10 +105,10 @@ fn quick_benchmark_in_f16_reports_memory_beside_f32() {
         eprintln!("skipped {name}: the adapter lacks SHADER_F16");
         return;
     }
-    let (stdout, lines, doc) = run_quick("f16", &["--device", "both", "--precision", "f16"], 22);
+    let (stdout, lines, doc) = run_quick("f16", &["--device", "both", "--precision", "f16"], 26);
     assert_eq!(lines.len(), 8, "{stdout}");
     assert_eq!(
-        lines.iter().filter(|c| c[19] == "f16").count(),
+        lines.iter().filter(|c| c[23] == "f16").count(),
         4,
         "{stdout}"
     );

@@ -282,6 +282,14 @@ impl GpuContext {
         }
     }
 
+    /// Blocks until the GPU has finished everything submitted so far (one
+    /// host wait), and reports any error it raised: the counterpart of
+    /// `torch.cuda.synchronize()`. Submitting calls return without waiting,
+    /// so a timing of GPU work ends with this.
+    pub fn synchronize(&self) -> Result<()> {
+        self.wait(None)
+    }
+
     /// Returns (and clears) the first error wgpu reported, if any.
     pub fn check(&self) -> Result<()> {
         let mut slot = self.inner.error.lock().unwrap_or_else(|p| p.into_inner());

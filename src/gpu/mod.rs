@@ -26,7 +26,7 @@ pub use context::{AdapterSummary, Counters, GpuContext, gpu_required_by_env, lis
 /// Times the GEMM kernel alone on a device (C = A·Bᵀ), for the benchmarks.
 pub use kernels::GemmRunner as GemmBench;
 pub use kernels::StepConfig;
-pub use lstm::{GpuLstm, GpuLstmOutput, GpuMemory, InitialState};
+pub use lstm::{GpuLstm, GpuLstmOutput, GpuMemory, InitialState, StepLaunch};
 pub use precision::{LossScale, Precision, check_precision};
 pub use profiler::KernelTimes;
 pub use tensor::{GpuTensor, read_back};

@@ -123,22 +123,42 @@ fn forward_flops(cfg: &LstmConfig, b: usize, t: usize) -> f64 {
         .sum()
 }
 
-/// Runs `f` `warmup` times untimed, then `iters` times timed.
+/// Calls made with timestamp queries on, after the timed ones, for the
+/// per-phase GPU times.
+const PROFILED_CALLS: usize = 3;
+
+/// A call's time to its result, and the part of it the host spent before
+/// the call returned (encoding and submitting, on the GPU).
+struct Timing {
+    total: Vec<Duration>,
+    host: Vec<Duration>,
+}
+
+/// Runs `f` `warmup` times untimed, then `iters` times timed, each ending
+/// with `sync` (a wait for the GPU, which `f` does not do; nothing on the
+/// CPU), so every time covers the work itself.
 fn time(
     warmup: usize,
     iters: usize,
     mut f: impl FnMut() -> Result<(), Box<dyn Error>>,
-) -> Result<Vec<Duration>, Box<dyn Error>> {
+    sync: impl Fn() -> Result<(), Box<dyn Error>>,
+) -> Result<Timing, Box<dyn Error>> {
     for _ in 0..warmup {
         f()?;
     }
-    (0..iters)
-        .map(|_| {
-            let start = Instant::now();
-            f()?;
-            Ok(start.elapsed())
-        })
-        .collect()
+    sync()?;
+    let mut timing = Timing {
+        total: Vec::new(),
+        host: Vec::new(),
+    };
+    for _ in 0..iters {
+        let start = Instant::now();
+        f()?;
+        timing.host.push(start.elapsed());
+        sync()?;
+        timing.total.push(start.elapsed());
+    }
+    Ok(timing)
 }
 
 fn cpu_model() -> String {
@@ -237,10 +257,17 @@ fn main() -> Result<(), Box<dyn Error>> {
             let mut cpu_ref: Option<Vec<f32>> = None;
             for device in &devices {
                 let counters = || device.gpu_context().map(GpuContext::counters);
+                let sync = || -> Result<(), Box<dyn Error>> {
+                    match device.gpu_context() {
+                        Some(ctx) => Ok(ctx.synchronize()?),
+                        None => Ok(()),
+                    }
+                };
                 let before;
                 let after;
                 let kernels;
                 let memory;
+                let launch;
                 let (times, result) = if mode == "forward" {
                     let mut lstm = Lstm::new(device, &weights)?;
                     let x = LstmInput::new(&input);
@@ -250,30 +277,45 @@ fn main() -> Result<(), Box<dyn Error>> {
                         // uploaded, nothing read back.
                         Some(gpu) => {
                             let ctx = gpu.context().clone();
-                            let profiling = gpu.enable_profiling()?;
                             let gx = GpuTensor::upload(&ctx, "bench input", &input)?;
                             gpu.forward(&gx, InitialState::Zeros, None)?;
                             before = counters();
                             gpu.forward(&gx, InitialState::Zeros, None)?;
                             after = counters();
-                            let mut samples = Vec::new();
-                            let times = time(warmup, iters, || {
-                                gpu.forward(&gx, InitialState::Zeros, None)?;
-                                samples.extend(gpu.kernel_times());
-                                Ok(())
-                            })?;
-                            kernels = profiling.then(|| {
-                                median_times(&samples[samples.len().saturating_sub(iters)..])
-                            });
+                            let times = time(
+                                warmup,
+                                iters,
+                                || Ok(gpu.forward(&gx, InitialState::Zeros, None).map(|_| ())?),
+                                sync,
+                            )?;
+                            // Kernel times from separate profiled calls: reading
+                            // timestamps back waits for the GPU inside the call.
+                            kernels = if gpu.enable_profiling()? {
+                                let mut samples = Vec::new();
+                                for _ in 0..PROFILED_CALLS {
+                                    gpu.forward(&gx, InitialState::Zeros, None)?;
+                                    samples.extend(gpu.kernel_times());
+                                }
+                                Some(median_times(&samples))
+                            } else {
+                                None
+                            };
                             memory = Some(gpu.memory());
+                            launch = Some(gpu.step_launch(b));
                             (times, out)
                         }
                         None => {
-                            (before, after, kernels, memory) = (None, None, None, None);
-                            let times = time(warmup, iters, || {
-                                lstm.forward(&x)?;
-                                Ok(())
-                            })?;
+                            (before, after, kernels, memory, launch) =
+                                (None, None, None, None, None);
+                            let times = time(
+                                warmup,
+                                iters,
+                                || {
+                                    lstm.forward(&x)?;
+                                    Ok(())
+                                },
+                                sync,
+                            )?;
                             (times, out)
                         }
                     }
@@ -287,23 +329,26 @@ fn main() -> Result<(), Box<dyn Error>> {
                         loss_and_params(loss, &reference.model()?)
                     };
                     let mut trainer = Trainer::new(device, model, config)?;
-                    let profiling = match trainer.gpu_mut() {
-                        Some(gpu) => gpu.enable_profiling()?,
-                        None => false,
-                    };
                     trainer.step(&batch)?;
                     before = counters();
                     trainer.step(&batch)?;
                     after = counters();
-                    let mut samples = Vec::new();
-                    let times = time(warmup, iters, || {
-                        trainer.step(&batch)?;
-                        samples.extend(trainer.gpu_mut().and_then(|g| g.kernel_times()));
-                        Ok(())
-                    })?;
-                    kernels = profiling
-                        .then(|| median_times(&samples[samples.len().saturating_sub(iters)..]));
+                    let times = time(warmup, iters, || Ok(trainer.step(&batch)?), sync)?;
+                    kernels = match trainer.gpu_mut() {
+                        Some(gpu) => {
+                            let mut samples = Vec::new();
+                            if gpu.enable_profiling()? {
+                                for _ in 0..PROFILED_CALLS {
+                                    gpu.step(&batch)?;
+                                    samples.extend(gpu.kernel_times());
+                                }
+                            }
+                            (!samples.is_empty()).then(|| median_times(&samples))
+                        }
+                        None => None,
+                    };
                     memory = trainer.gpu_mut().map(|g| g.memory());
+                    launch = trainer.gpu_mut().map(|g| g.lstm().step_launch(b));
                     (times, first)
                 };
                 let flops = if mode == "forward" { fwd } else { 3.0 * fwd };
@@ -326,11 +371,14 @@ fn main() -> Result<(), Box<dyn Error>> {
                     device: if device.is_gpu() { "gpu" } else { "cpu" },
                     mode: mode.clone(),
                     shape: (b, t, i, h),
-                    times,
+                    times: times.total,
+                    host_times: times.host,
                     flops,
                     max_diff,
                     dispatches: work.map(|w| w.dispatches),
                     submits: work.map(|w| w.submits),
+                    host_waits: work.map(|w| w.host_waits),
+                    launch,
                     kernels,
                     precision: device.precision(),
                     memory,

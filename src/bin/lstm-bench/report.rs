@@ -6,7 +6,7 @@ use std::error::Error;
 use std::time::Duration;
 
 use wgpu_lstm::Precision;
-use wgpu_lstm::gpu::{GpuContext, GpuMemory, KernelTimes};
+use wgpu_lstm::gpu::{GpuContext, GpuMemory, KernelTimes, StepLaunch};
 
 use crate::{Args, Shape};
 
@@ -15,11 +15,19 @@ pub(crate) struct Row {
     pub(crate) device: &'static str,
     pub(crate) mode: String,
     pub(crate) shape: Shape,
+    /// Each timed call, to its finished result.
     pub(crate) times: Vec<Duration>,
+    /// Each timed call, until it returned to the host (encoding and submit
+    /// on the GPU, which does not wait).
+    pub(crate) host_times: Vec<Duration>,
     pub(crate) flops: f64,
     pub(crate) max_diff: Option<f64>,
     pub(crate) dispatches: Option<u64>,
     pub(crate) submits: Option<u64>,
+    /// Blocking waits for the GPU inside one call.
+    pub(crate) host_waits: Option<u64>,
+    /// GPU rows: what one forward step dispatch launches.
+    pub(crate) launch: Option<StepLaunch>,
     /// Median GPU time per phase from timestamp queries, when the adapter has them.
     pub(crate) kernels: Option<KernelTimes>,
     /// The GPU's storage precision (f32 for CPU rows).
@@ -28,11 +36,19 @@ pub(crate) struct Row {
     pub(crate) memory: Option<GpuMemory>,
 }
 
+/// The median of `times`, in milliseconds.
+fn median_ms(times: &[Duration]) -> f64 {
+    let mut t: Vec<f64> = times.iter().map(|d| d.as_secs_f64() * 1e3).collect();
+    t.sort_by(f64::total_cmp);
+    t[t.len() / 2]
+}
+
 impl Row {
     fn median_ms(&self) -> f64 {
-        let mut t: Vec<f64> = self.times.iter().map(|d| d.as_secs_f64() * 1e3).collect();
-        t.sort_by(f64::total_cmp);
-        t[t.len() / 2]
+        median_ms(&self.times)
+    }
+    fn host_ms(&self) -> f64 {
+        median_ms(&self.host_times)
     }
     fn min_ms(&self) -> f64 {
         self.times
@@ -67,8 +83,12 @@ pub(crate) fn print_table(rows: &[Row], markdown: bool) {
         "GPU GFLOP/s",
         "GPU÷CPU",
         "max |GPU−CPU|",
+        "GPU host ms",
         "dispatches",
         "submits",
+        "waits",
+        "step WGs",
+        "W_hh B/step",
         "GPU ms: proj",
         "steps",
         "bwd steps",
@@ -133,14 +153,14 @@ pub(crate) fn print_table(rows: &[Row], markdown: bool) {
                 gpu.and_then(|g| g.max_diff)
                     .map_or_else(dash, |d| format!("{d:.1e}")),
             );
-            c.push(
-                gpu.and_then(|g| g.dispatches)
-                    .map_or_else(dash, |d| d.to_string()),
-            );
-            c.push(
-                gpu.and_then(|g| g.submits)
-                    .map_or_else(dash, |d| d.to_string()),
-            );
+            c.push(gpu.map_or_else(dash, |g| format!("{:.3}", g.host_ms())));
+            let count =
+                |f: fn(&Row) -> Option<u64>| gpu.and_then(f).map_or_else(dash, |d| d.to_string());
+            c.push(count(|g| g.dispatches));
+            c.push(count(|g| g.submits));
+            c.push(count(|g| g.host_waits));
+            c.push(count(|g| g.launch.map(|l| l.workgroups)));
+            c.push(count(|g| g.launch.map(|l| l.w_hh_bytes)));
             c.push(kernel(false, |k| k.projection_ms));
             c.push(kernel(false, |k| k.steps_ms));
             c.push(kernel(true, |k| k.backward_steps_ms));
@@ -194,7 +214,10 @@ pub(crate) fn print_table(rows: &[Row], markdown: bool) {
     }
     println!(
         "max |GPU−CPU|: forward over the output; train over the loss and every parameter \
-         after one SGD step with lr 1 (a gradient difference). Dispatches and submits per call."
+         after one SGD step with lr 1 (a gradient difference). GPU host ms: the median time \
+         until the call returned (encoding and submit; GPU ms waits for the result). \
+         Dispatches, submits and host waits per call; step WGs: workgroups in one step \
+         dispatch; W_hh B/step: bytes of W_hh one step reads, from its launch."
     );
 }
 
@@ -231,8 +254,12 @@ pub(crate) fn json(
                 "median_ms": r.median_ms(), "min_ms": r.min_ms(), "max_ms": r.max_ms(),
                 "gflops": r.gflops(),
                 "max_abs_diff": r.max_diff,
+                "host_ms": (r.device == "gpu").then(|| r.host_ms()),
                 "dispatches": r.dispatches,
                 "submits": r.submits,
+                "host_waits": r.host_waits,
+                "step_workgroups": r.launch.map(|l| l.workgroups),
+                "w_hh_bytes_per_step": r.launch.map(|l| l.w_hh_bytes),
                 "kernel_ms": r.kernels.map(|k| serde_json::json!({
                     "input_projection": k.projection_ms,
                     "steps": k.steps_ms,

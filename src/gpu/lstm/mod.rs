@@ -87,6 +87,19 @@ pub struct GpuMemory {
     pub saved_activations: u64,
 }
 
+/// What one dispatch of the forward step kernel launches, from its launch
+/// configuration: how much of a GPU it can occupy and how many bytes of
+/// W_hh it reads (each batch block of workgroups reads all of it once).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StepLaunch {
+    /// Workgroups in one step dispatch (both directions).
+    pub workgroups: u64,
+    /// Invocations per workgroup.
+    pub invocations: u32,
+    /// Bytes of W_hh one step reads.
+    pub w_hh_bytes: u64,
+}
+
 /// An LSTM whose weights and state live on the GPU.
 pub struct GpuLstm {
     ctx: GpuContext,
@@ -188,6 +201,19 @@ impl GpuLstm {
     /// ([`StepConfig::default_for`] the layer width unless set).
     pub fn step_config(&self) -> StepConfig {
         self.step_config
+    }
+
+    /// What one forward step dispatch launches at batch size `batch`.
+    pub fn step_launch(&self, batch: usize) -> StepLaunch {
+        let cfg = &self.config;
+        let tile = self.step_config.tile(batch);
+        let (x, y, z) = tile.workgroups(cfg.hidden_size, batch, cfg.num_directions());
+        let w_hh = (cfg.num_directions() * 4 * cfg.hidden_size * cfg.hidden_out()) as u64;
+        StepLaunch {
+            workgroups: x as u64 * y as u64 * z as u64,
+            invocations: tile.workgroup_size(),
+            w_hh_bytes: y as u64 * w_hh * self.precision.bytes(),
+        }
     }
 
     /// Runs the forward step kernel in `config` from the next call on.

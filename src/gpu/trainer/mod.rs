@@ -251,6 +251,11 @@ impl GpuTrainer {
         self.lstm.kernel_times()
     }
 
+    /// The LSTM on the GPU.
+    pub fn lstm(&self) -> &GpuLstm {
+        &self.lstm
+    }
+
     /// Completed optimizer steps.
     pub fn step_count(&self) -> u64 {
         self.step
