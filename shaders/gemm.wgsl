@@ -1,4 +1,4 @@
-// Tiled GEMM: C[M, N] = op(A)[M, K] · op(B)[K, N] (+ bias[N]) (+ C).
+// Tiled GEMM: C[M, N] = op(A)[M, K] · op(B)[K, N] (+ bias[N]) (+ bias[N..2N]) (+ C).
 //
 // Each 16×16 workgroup computes a 64×64 tile of C; each invocation a 4×4
 // register block. K advances in steps of 16 through workgroup-memory tiles.
@@ -21,7 +21,7 @@ struct GemmParams {
     b_off: u32,
     c_off: u32,
     bias_off: u32,
-    flags: u32,    // TRANS_A | TRANS_B | BIAS | ACCUMULATE
+    flags: u32,    // TRANS_A | TRANS_B | BIAS | ACCUMULATE | BIAS_PAIR
     _pad: u32,
 }
 
@@ -29,6 +29,7 @@ const TRANS_A: u32 = 1u;
 const TRANS_B: u32 = 2u;
 const BIAS: u32 = 4u;
 const ACCUMULATE: u32 = 8u;
+const BIAS_PAIR: u32 = 16u;
 
 // BM and BN, the output tile (BM = BN), are declared before this file by the
 // kernel builder, from `TILE` in src/gpu/kernels/gemm.rs, which also counts
@@ -123,6 +124,10 @@ fn main(
                 var v = acc[i][j];
                 if ((p.flags & BIAS) != 0u) {
                     v += f32(bias[p.bias_off + n]);
+                }
+                if ((p.flags & BIAS_PAIR) != 0u) {
+                    // A second bias vector right after the first: b_ih + b_hh.
+                    v += f32(bias[p.bias_off + p.n + n]);
                 }
                 let idx = p.c_off + m * p.ldc + n;
                 if ((p.flags & ACCUMULATE) != 0u) {

@@ -1,13 +1,14 @@
 // One time step of one LSTM layer, both directions at once, fused:
 //
-//   pre   = G[t] + b_hh + h_{t-1} · W_hhᵀ       (all four gates of a unit)
+//   pre   = G[t] + h_{t-1} · W_hhᵀ       (all four gates of a unit;
+//                                        G = X·W_ihᵀ + b_ih + b_hh, from the GEMM)
 //   i, f, g, o = σ(pre.x), σ(pre.y), tanh(pre.z), σ(pre.w)
 //   c_t   = f ⊙ c_{t-1} + i ⊙ g
 //   h_t   = o ⊙ tanh(c_t)
 //
 // With a hidden projection (proj_size P > 0, so h_out = P < H), h_{t-1} is P wide
 // and this kernel stops at m_t = o ⊙ tanh(c_t): it writes m_t into `y`
-// (then [T, B, D·H], without dropout) and leaves h_state alone;
+// (then [T, B, D·H], without dropout) and leaves h alone;
 // shaders/lstm_proj.wgsl then computes h_t = m_t · W_hrᵀ in a second
 // dispatch.
 //
@@ -40,17 +41,15 @@
 // loop over rows and lanes has a fixed trip count.
 
 @group(0) @binding(0) var<uniform> p: StepParams;
-@group(0) @binding(1) var<storage, read> gates_x: array<vec4<store_t>>; // [T, B, D, H]: X·W_ihᵀ + b_ih
+@group(0) @binding(1) var<storage, read> gates_x: array<vec4<store_t>>; // [T, B, D, H]: X·W_ihᵀ + b_ih + b_hh
 @group(0) @binding(2) var<storage, read> w_hh: array<store_t>;         // [D·4H, H_out]: rows by unit (4j + q), k contiguous
-@group(0) @binding(3) var<storage, read> b_hh: array<vec4<store_t>>;    // [D, H]
-@group(0) @binding(4) var<storage, read_write> h_state: array<f32>;   // [2, L·D, B, H_out]
-@group(0) @binding(5) var<storage, read_write> c_state: array<f32>;   // [L·D, B, H]
-@group(0) @binding(6) var<storage, read_write> y: array<f32>;         // [T, B, D·H]: h, or m with a hidden projection
-@group(0) @binding(7) var<storage, read> lengths: array<u32>;         // [B]
+@group(0) @binding(3) var<storage, read_write> state: array<f32>;     // h [2, L·D, B, H_out], then c [L·D, B, H]
+@group(0) @binding(4) var<storage, read_write> y: array<f32>;         // [T, B, D·H]: h, or m with a hidden projection
+@group(0) @binding(5) var<storage, read> lengths: array<u32>;         // [B]
 // Training only:
-@group(0) @binding(8) var<storage, read_write> gates_saved: array<vec4<store_t>>; // [T, B, D, H]: i, f, g, o
-@group(0) @binding(9) var<storage, read_write> c_saved: array<f32>;               // [T, B, D, H]: c after step t
-@group(0) @binding(10) var<storage, read_write> h_prev_saved: array<store_t>;     // [T, B, D·H_out]: h entering step t
+@group(0) @binding(6) var<storage, read_write> gates_saved: array<vec4<store_t>>; // [T, B, D, H]: i, f, g, o
+@group(0) @binding(7) var<storage, read_write> c_saved: array<f32>;               // [T, B, D, H]: c after step t
+@group(0) @binding(8) var<storage, read_write> h_prev_saved: array<store_t>;     // [T, B, D·H_out]: h entering step t
 
 var<workgroup> red: array<vec4<f32>, RC * WGS>;   // [RC][WGS]: partial sums of RC rows
 
@@ -64,8 +63,13 @@ struct Site {
     b0: u32,
     t: u32,
     slot: u32,
-    h_prev: u32,   // offset of h_{t-1} for this direction in h_state
+    h_prev: u32,   // offset of h_{t-1} for this direction in `state`
     h_next: u32,   // offset of h_t
+}
+
+// Where c element `i` ([L·D, B, H]) sits in `state`, after h's two halves.
+fn c_at(i: u32) -> u32 {
+    return 2u * p.slots * p.batch * p.h_out + i;
 }
 
 // True when h_t = m_t · W_hrᵀ is left to the hidden-projection kernel.
@@ -111,7 +115,7 @@ fn recurrent(s: Site, lid: u32) -> vec4<f32> {
                 f32(w_hh[row + 3u * n_in + k]),
             );
             for (var r = 0u; r < RB; r++) {
-                let h = h_state[s.h_prev + min(s.b0 + r, last) * n_in + k];
+                let h = state[s.h_prev + min(s.b0 + r, last) * n_in + k];
                 acc[r] = fma(w, vec4<f32>(h), acc[r]);
             }
         }
@@ -143,7 +147,7 @@ fn recurrent(s: Site, lid: u32) -> vec4<f32> {
 // The activated gates (i, f, g, o) from the pre-activation of row b.
 fn activate(s: Site, b: u32, rec: vec4<f32>) -> vec4<f32> {
     let gx = vec4<f32>(gates_x[((s.t * p.batch + b) * p.dirs + s.d) * p.hidden + s.j]);
-    let pre = rec + gx + vec4<f32>(b_hh[s.d * p.hidden + s.j]);
+    let pre = rec + gx;
     return vec4<f32>(sigmoid(pre.x), sigmoid(pre.y), tanh_safe(pre.z), sigmoid(pre.w));
 }
 
@@ -155,14 +159,14 @@ struct Cell {
 }
 
 // The cell update of both entry points: the gates from the recurrent
-// product `rec`, c_t = f ⊙ c_{t-1} + i ⊙ g (written in place at `state`)
+// product `rec`, c_t = f ⊙ c_{t-1} + i ⊙ g (written in place at c element `ci`)
 // and h_t = o ⊙ tanh(c_t).
-fn update_cell(s: Site, b: u32, state: u32, rec: vec4<f32>) -> Cell {
+fn update_cell(s: Site, b: u32, ci: u32, rec: vec4<f32>) -> Cell {
     var cell: Cell;
     cell.gates = activate(s, b, rec);
-    cell.c = cell.gates.y * c_state[state] + cell.gates.x * cell.gates.z;
+    cell.c = cell.gates.y * state[c_at(ci)] + cell.gates.x * cell.gates.z;
     cell.h = cell.gates.w * tanh_safe(cell.c);
-    c_state[state] = cell.c;
+    state[c_at(ci)] = cell.c;
     return cell;
 }
 
@@ -179,23 +183,23 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
         return;
     }
     let b = s.b0 + s.lane;
-    let state = (s.slot * p.batch + b) * p.hidden + s.j;
+    let ci = (s.slot * p.batch + b) * p.hidden + s.j;
     let out = (s.t * p.batch + b) * p.dirs * p.hidden + s.d * p.hidden + s.j;
     if (projecting()) {
         // m_t into y; h is the hidden-projection kernel's.
         if (s.t < lengths[b]) {
-            y[out] = update_cell(s, b, state, rec).h;
+            y[out] = update_cell(s, b, ci, rec).h;
         } else {
             y[out] = 0.0;
         }
         return;
     }
     if (s.t < lengths[b]) {
-        let h = update_cell(s, b, state, rec).h;
-        h_state[s.h_next + b * p.hidden + s.j] = h;
+        let h = update_cell(s, b, ci, rec).h;
+        state[s.h_next + b * p.hidden + s.j] = h;
         y[out] = h;
     } else {
-        h_state[s.h_next + b * p.hidden + s.j] = h_state[s.h_prev + b * p.hidden + s.j];
+        state[s.h_next + b * p.hidden + s.j] = state[s.h_prev + b * p.hidden + s.j];
         y[out] = 0.0;
     }
 }
@@ -208,18 +212,18 @@ fn main_train(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id
         return;
     }
     let b = s.b0 + s.lane;
-    let state = (s.slot * p.batch + b) * p.hidden + s.j;
+    let ci = (s.slot * p.batch + b) * p.hidden + s.j;
     let unit = s.d * p.hidden + s.j;
     let out = (s.t * p.batch + b) * p.dirs * p.hidden + unit;
     let saved = ((s.t * p.batch + b) * p.dirs + s.d) * p.hidden + s.j;
     // h_{t-1} has h_out units: the units j < h_out save it.
     var h_old = 0.0;
     if (s.j < p.h_out) {
-        h_old = h_state[s.h_prev + b * p.h_out + s.j];
+        h_old = state[s.h_prev + b * p.h_out + s.j];
         h_prev_saved[(s.t * p.batch + b) * p.dirs * p.h_out + s.d * p.h_out + s.j] = store_t(h_old);
     }
     if (s.t < lengths[b]) {
-        let cell = update_cell(s, b, state, rec);
+        let cell = update_cell(s, b, ci, rec);
         let h = cell.h;
         gates_saved[saved] = vec4<store_t>(cell.gates);
         c_saved[saved] = cell.c;
@@ -227,14 +231,14 @@ fn main_train(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id
             // m_t, saved for dW_hr; the hidden-projection kernel applies dropout.
             y[out] = h;
         } else {
-            h_state[s.h_next + b * p.hidden + s.j] = h;
+            state[s.h_next + b * p.hidden + s.j] = h;
             y[out] = h * dropout_scale(p.dropout, s.t, b, unit);
         }
     } else {
         gates_saved[saved] = vec4<store_t>(0.0);
-        c_saved[saved] = c_state[state];
+        c_saved[saved] = state[c_at(ci)];
         if (!projecting()) {
-            h_state[s.h_next + b * p.hidden + s.j] = h_old;
+            state[s.h_next + b * p.hidden + s.j] = h_old;
         }
         y[out] = 0.0;
     }

@@ -55,9 +55,8 @@ pub(super) fn upload_layers(
         let input_size = cfg.layer_input_size(l);
         layers.push(GpuLayer {
             w_ih: buffer(format!("{label}weight_ih_l{l}"), dirs * 4 * h * input_size)?,
-            b_ih: buffer(format!("{label}bias_ih_l{l}"), dirs * 4 * h)?,
+            bias: buffer(format!("{label}bias_ih_hh_l{l}"), 2 * dirs * 4 * h)?,
             w_hh: buffer(format!("{label}weight_hh_l{l}"), dirs * 4 * h * hout)?,
-            b_hh: buffer(format!("{label}bias_hh_l{l}"), dirs * 4 * h)?,
             w_hr: if p > 0 {
                 Some(buffer(format!("{label}weight_hr_l{l}"), dirs * p * h)?)
             } else {
@@ -99,12 +98,9 @@ pub(super) fn write_layers(
                 }
             }
         }
-        let mut writes = vec![
-            (&gl.w_ih, w_ih),
-            (&gl.b_ih, b_ih),
-            (&gl.w_hh, w_hh),
-            (&gl.b_hh, b_hh),
-        ];
+        let mut bias = b_ih;
+        bias.extend(b_hh);
+        let mut writes = vec![(&gl.w_ih, w_ih), (&gl.bias, bias), (&gl.w_hh, w_hh)];
         if let Some(buf) = &gl.w_hr {
             writes.push((buf, w_hr));
         }
@@ -127,11 +123,10 @@ pub(super) fn download_layers(
     for (l, gl) in layers.iter().enumerate() {
         let mut lens = vec![
             dirs * 4 * h * gl.input_size,
-            dirs * 4 * h,
+            2 * dirs * 4 * h,
             dirs * 4 * h * hout,
-            dirs * 4 * h,
         ];
-        let mut bufs = vec![&gl.w_ih, &gl.b_ih, &gl.w_hh, &gl.b_hh];
+        let mut bufs = vec![&gl.w_ih, &gl.bias, &gl.w_hh];
         if let Some(w_hr) = &gl.w_hr {
             lens.push(dirs * p * h);
             bufs.push(w_hr);
@@ -144,13 +139,15 @@ pub(super) fn download_layers(
             .collect();
         for dir in 0..dirs {
             let part = |t: &[f32], n: usize| t[dir * n..(dir + 1) * n].to_vec();
+            // b_ih is the first half of the bias buffer, b_hh the second.
+            let (b_ih, b_hh) = host[1].split_at(dirs * 4 * h);
             let bias = |t: &[f32]| rows_by_gate(&part(t, 4 * h), h, 1);
             *out.layer_mut(l, dir) = LayerWeights {
                 weight_ih: rows_by_gate(&part(&host[0], 4 * h * gl.input_size), h, gl.input_size),
                 weight_hh: rows_by_gate(&part(&host[2], 4 * h * hout), h, hout),
-                bias_ih: cfg.bias.then(|| bias(&host[1])),
-                bias_hh: cfg.bias.then(|| bias(&host[3])),
-                weight_hr: host.get(4).map(|w| part(w, p * h)),
+                bias_ih: cfg.bias.then(|| bias(b_ih)),
+                bias_hh: cfg.bias.then(|| bias(b_hh)),
+                weight_hr: host.get(3).map(|w| part(w, p * h)),
             };
         }
     }

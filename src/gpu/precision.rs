@@ -4,7 +4,7 @@
 //! With [`Precision::F16`] the engine stores in f16:
 //! - the working copy of every LSTM weight (`W_ih`, `W_hh`, `b_ih`, `b_hh`,
 //!   and `W_hr` with a hidden projection),
-//! - the input projection `G = X·W_ihᵀ + b_ih` of each layer,
+//! - the input projection `G = X·W_ihᵀ + b_ih + b_hh` of each layer,
 //! - the activations saved for the backward pass: the gates i, f, g, o and
 //!   the h entering each step,
 //! - the gate gradients dG of the backward pass.

@@ -20,7 +20,7 @@ pub enum Phase {
 /// GPU time per phase of the last profiled submit, in milliseconds.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct KernelTimes {
-    /// The input-projection GEMMs, G = X · W_ihᵀ + b_ih (not LSTMP's hidden
+    /// The input-projection GEMMs, G = X · W_ihᵀ + b_ih + b_hh (not LSTMP's hidden
     /// projection `W_hr`, which is timed with the steps).
     pub projection_ms: f64,
     /// The forward step kernels.

@@ -17,13 +17,13 @@ use crate::gpu::{GpuContext, GpuTensor, Precision};
 pub(super) struct GpuLayer {
     /// [D·4H, in], rows by unit within each direction.
     pub w_ih: wgpu::Buffer,
-    /// [D·4H], by unit (zeros without bias).
-    pub b_ih: wgpu::Buffer,
+    /// [2, D·4H]: b_ih then b_hh, by unit (zeros without bias). One buffer,
+    /// so that the input-projection GEMM adds both and one backward GEMM
+    /// writes both gradients (which are equal).
+    pub bias: wgpu::Buffer,
     /// [D·4H, H_out], rows by unit within each direction: H_out = P with a
     /// hidden projection, else H.
     pub w_hh: wgpu::Buffer,
-    /// [D·4H], by unit (zeros without bias).
-    pub b_hh: wgpu::Buffer,
     /// [D, P, H] in PyTorch's layout: the hidden projection, when `proj_size` > 0.
     pub w_hr: Option<wgpu::Buffer>,
     pub input_size: usize,
@@ -31,12 +31,13 @@ pub(super) struct GpuLayer {
 }
 
 impl GpuLayer {
-    /// The buffers in the order parameter lists use: W_ih, W_hh, then b_ih
-    /// and b_hh with `bias`, then W_hr with a hidden projection.
+    /// The buffers in the order parameter lists use: W_ih, W_hh, then the
+    /// biases (b_ih and b_hh in one buffer) with `bias`, then W_hr with a
+    /// hidden projection.
     pub fn params(&self, bias: bool) -> Vec<&wgpu::Buffer> {
         let mut out = vec![&self.w_ih, &self.w_hh];
         if bias {
-            out.extend([&self.b_ih, &self.b_hh]);
+            out.push(&self.bias);
         }
         out.extend(&self.w_hr);
         out
@@ -44,7 +45,7 @@ impl GpuLayer {
 
     /// Bytes allocated for the tensors.
     pub fn allocated_bytes(&self) -> u64 {
-        [&self.w_ih, &self.b_ih, &self.w_hh, &self.b_hh]
+        [&self.w_ih, &self.bias, &self.w_hh]
             .into_iter()
             .chain(&self.w_hr)
             .map(|b| b.size())
@@ -98,16 +99,17 @@ pub(super) struct Workspace {
     pub input: GpuTensor,
     /// [B, T, I] and [B, T, D·H_out]: batch-first input and output, when configured.
     pub batch_first: Option<(GpuTensor, GpuTensor)>,
-    /// [T·B, D·4H]: X · W_ihᵀ + b_ih of the current layer, in the engine's
+    /// [T·B, D·4H]: X · W_ihᵀ + b_ih + b_hh of the current layer, in the engine's
     /// storage precision.
     pub gates: wgpu::Buffer,
     /// Per layer: [T, B, D·H_out] outputs (inner layers after dropout when
     /// training). H_out = P with a hidden projection, else H.
     pub ys: Vec<GpuTensor>,
-    /// [2, L·D, B, H_out]: h double-buffered by step parity.
-    pub h_state: wgpu::Buffer,
-    /// [L·D, B, H]
-    pub c_state: wgpu::Buffer,
+    /// The recurrent state in one buffer (one binding): h [2, L·D, B, H_out],
+    /// double-buffered by step parity, then c [L·D, B, H] from `c_offset`.
+    pub state: wgpu::Buffer,
+    /// Where c starts in `state`, in bytes.
+    pub c_offset: u64,
     /// [B] u32
     pub lengths: wgpu::Buffer,
     pub _uniforms: wgpu::Buffer,
@@ -204,12 +206,16 @@ impl Workspace {
                 )
             })
             .collect::<Result<Vec<_>>>()?;
-        let h_state = buffer("h state [2,L·D,B,H_out]", &[2, layers * dirs, b, hout])?;
+        // h double-buffered by step parity [2, L·D, B, H_out], then c [L·D, B, H].
+        let state = buffer(
+            "state: h [2,L·D,B,H_out], c [L·D,B,H]",
+            &[2 * layers * dirs * b * hout + layers * dirs * b * h],
+        )?;
+        let c_offset = 4 * (2 * layers * dirs * b * hout) as u64;
         let m = match k.hidden_proj {
             Some(_) => Some(buffer("m [T,B,D·H]", &[t, b, dirs * h])?),
             None => None,
         };
-        let c_state = buffer("c state [L·D,B,H]", &[layers * dirs, b, h])?;
         let lengths = ctx.create_buffer("lengths [B]", 4 * b as u64, TENSOR_USAGE)?;
 
         // Uniforms, written once: per-layer GEMM parameters, two permutes,
@@ -251,7 +257,7 @@ impl Workspace {
                 params: forward_gemm(cfg, gl, t * b),
                 a: x,
                 b: &gl.w_ih,
-                bias: &gl.b_ih,
+                bias: &gl.bias,
                 c: &gates,
             };
             let groups = GemmKernel::workgroups(ctx, &op.params)?;
@@ -263,9 +269,7 @@ impl Workspace {
                     params: &uniforms,
                     gates_x: &gates,
                     w_hh: &gl.w_hh,
-                    b_hh: &gl.b_hh,
-                    h_state: &h_state,
-                    c_state: &c_state,
+                    state: &state,
                     y: m.as_ref().unwrap_or(&ys[l].buffer),
                     lengths: &lengths,
                 },
@@ -278,7 +282,7 @@ impl Workspace {
                         params: &uniforms,
                         m,
                         w_hr,
-                        h_state: &h_state,
+                        h_state: &state,
                         y: &ys[l].buffer,
                         lengths: &lengths,
                     },
@@ -324,8 +328,8 @@ impl Workspace {
             batch_first,
             gates,
             ys,
-            h_state,
-            c_state,
+            state,
+            c_offset,
             lengths,
             _uniforms: uniforms,
             layout,
@@ -351,7 +355,8 @@ impl Workspace {
     }
 }
 
-/// G = X · W_ihᵀ + b_ih for one layer: [T·B, D·4H].
+/// G = X · W_ihᵀ + b_ih + b_hh for one layer: [T·B, D·4H]. Both biases
+/// enter here, so the step kernel binds neither.
 fn forward_gemm(cfg: &LstmConfig, gl: &GpuLayer, rows: usize) -> GemmParams {
     let n = (cfg.num_directions() * 4 * cfg.hidden_size) as u32;
     GemmParams {
@@ -361,7 +366,12 @@ fn forward_gemm(cfg: &LstmConfig, gl: &GpuLayer, rows: usize) -> GemmParams {
         lda: gl.input_size as u32,
         ldb: gl.input_size as u32,
         ldc: n,
-        flags: GemmParams::TRANS_B | if cfg.bias { GemmParams::BIAS } else { 0 },
+        flags: GemmParams::TRANS_B
+            | if cfg.bias {
+                GemmParams::BIAS | GemmParams::BIAS_PAIR
+            } else {
+                0
+            },
         ..Default::default()
     }
 }

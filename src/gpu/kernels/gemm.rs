@@ -30,6 +30,9 @@ impl GemmParams {
     /// Adds the old C (the shader's epilogue); no host product uses it today.
     #[allow(dead_code)]
     pub const ACCUMULATE: u32 = 8;
+    /// With `BIAS`, also adds the N values that follow the bias (the LSTM's
+    /// b_hh after its b_ih).
+    pub const BIAS_PAIR: u32 = 16;
 }
 
 /// A product to encode: `c = op(a) · op(b) (+ bias) (+ c)`.
@@ -155,7 +158,7 @@ impl GemmKernel {
 /// every gradient GEMM's output are f32. With f32 all six share one pipeline.
 #[derive(Clone)]
 pub struct LstmGemms {
-    /// G [T·B, D·4H] = X · W_ihᵀ + b_ih.
+    /// G [T·B, D·4H] = X · W_ihᵀ + b_ih + b_hh.
     pub forward: GemmKernel,
     /// dW_ih = dGᵀ · X.
     pub weight_ih: GemmKernel,

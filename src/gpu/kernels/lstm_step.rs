@@ -32,9 +32,8 @@ bindings! {
         params: DynamicUniform<StepParams>,
         gates_x: Read,
         w_hh: Read,
-        b_hh: Read,
-        h_state: ReadWrite,
-        c_state: ReadWrite,
+        /// h [2, L·D, B, H_out] then c [L·D, B, H].
+        state: ReadWrite,
         y: ReadWrite,
         lengths: Read,
     }

@@ -44,13 +44,6 @@ impl GpuLstm {
             let mut pass = self.begin_pass(enc, "batch-first d_input", None);
             self.permute.encode(ctx, &mut pass, bg, *groups);
         }
-        // b_ih and b_hh enter the gates as one sum: their gradients are equal.
-        if cfg.bias {
-            let grads = self.grads.as_ref().expect("training made the gradients");
-            for g in grads {
-                enc.copy_buffer_to_buffer(&g.b_ih, 0, &g.b_hh, 0, g.b_ih.size().min(g.b_hh.size()));
-            }
-        }
     }
 
     /// Encodes the backward pass of workspace `idx` from `d_output` (no

@@ -133,31 +133,31 @@ impl GpuLstm {
         // The initial state: h into parity 0 of the double buffer, c in place.
         match source {
             Source::Host(x) => {
-                for (dst, given, slab) in
-                    [(&ws.h_state, x.h_0, h_slab), (&ws.c_state, x.c_0, c_slab)]
-                {
+                for (at, given, slab) in [(0, x.h_0, h_slab), (ws.c_offset, x.c_0, c_slab)] {
                     match given {
-                        Some(v) => queue.write_buffer(dst, 0, bytemuck::cast_slice(v.data())),
-                        None => enc.clear_buffer(dst, 0, Some(slab)),
+                        Some(v) => {
+                            queue.write_buffer(&ws.state, at, bytemuck::cast_slice(v.data()))
+                        }
+                        None => enc.clear_buffer(&ws.state, at, Some(slab)),
                     }
                 }
             }
             Source::Gpu(_, InitialState::Given { h_0, c_0 }) => {
-                enc.copy_buffer_to_buffer(&h_0.buffer, 0, &ws.h_state, 0, h_slab);
-                enc.copy_buffer_to_buffer(&c_0.buffer, 0, &ws.c_state, 0, c_slab);
+                enc.copy_buffer_to_buffer(&h_0.buffer, 0, &ws.state, 0, h_slab);
+                enc.copy_buffer_to_buffer(&c_0.buffer, 0, &ws.state, ws.c_offset, c_slab);
             }
             Source::Gpu(_, InitialState::Carry) => {
-                enc.copy_buffer_to_buffer(&state.h_n.buffer, 0, &ws.h_state, 0, h_slab);
-                enc.copy_buffer_to_buffer(&state.c_n.buffer, 0, &ws.c_state, 0, c_slab);
+                enc.copy_buffer_to_buffer(&state.h_n.buffer, 0, &ws.state, 0, h_slab);
+                enc.copy_buffer_to_buffer(&state.c_n.buffer, 0, &ws.state, ws.c_offset, c_slab);
             }
             Source::Gpu(_, InitialState::Zeros) => {
-                enc.clear_buffer(&ws.h_state, 0, Some(h_slab));
-                enc.clear_buffer(&ws.c_state, 0, Some(c_slab));
+                enc.clear_buffer(&ws.state, 0, Some(h_slab));
+                enc.clear_buffer(&ws.state, ws.c_offset, Some(c_slab));
             }
         }
         let train = ws.bptt.as_ref().filter(|_| training);
         if let Some(tr) = train {
-            enc.copy_buffer_to_buffer(&ws.c_state, 0, &tr.c0, 0, c_slab);
+            enc.copy_buffer_to_buffer(&ws.state, ws.c_offset, &tr.c0, 0, c_slab);
         }
         let lens: Vec<u32> = match lengths {
             Some(l) => l.iter().map(|&v| v as u32).collect(),
@@ -213,13 +213,13 @@ impl GpuLstm {
         }
         // h_T sits in the parity T % 2 half of the double buffer.
         enc.copy_buffer_to_buffer(
-            &ws.h_state,
+            &ws.state,
             (t % 2) as u64 * h_slab,
             &state.h_n.buffer,
             0,
             h_slab,
         );
-        enc.copy_buffer_to_buffer(&ws.c_state, 0, &state.c_n.buffer, 0, c_slab);
+        enc.copy_buffer_to_buffer(&ws.state, ws.c_offset, &state.c_n.buffer, 0, c_slab);
     }
 
     /// Prepares (T, B) for training and encodes a training forward from

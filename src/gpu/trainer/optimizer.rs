@@ -38,11 +38,11 @@ impl GpuTrainer {
         let (h, dirs) = (cfg.hidden_size, cfg.num_directions());
         for (l, (w, g)) in self.lstm.param_layers().iter().zip(grads).enumerate() {
             let (m, v) = (&self.lstm_state[0][l], &self.lstm_state[1][l]);
-            // Element counts in `GpuLayer::params` order: W_ih, W_hh, b_ih,
-            // b_hh, W_hr.
+            // Element counts in `GpuLayer::params` order: W_ih, W_hh, the
+            // biases (b_ih and b_hh in one buffer), W_hr.
             let mut lens = vec![dirs * 4 * h * w.input_size, dirs * 4 * h * cfg.hidden_out()];
             if cfg.bias {
-                lens.extend([dirs * 4 * h; 2]);
+                lens.push(2 * dirs * 4 * h);
             }
             if cfg.proj_size > 0 {
                 lens.push(dirs * cfg.proj_size * h);

@@ -179,9 +179,7 @@ impl BpttSpace {
                     params: &uniforms,
                     gates_x: &ws.gates,
                     w_hh: &w.w_hh,
-                    b_hh: &w.b_hh,
-                    h_state: &ws.h_state,
-                    c_state: &ws.c_state,
+                    state: &ws.state,
                     y: step_y,
                     lengths: &ws.lengths,
                 },
@@ -217,7 +215,7 @@ impl BpttSpace {
                         params: &uniforms,
                         m: &m_saved[l],
                         w_hr,
-                        h_state: &ws.h_state,
+                        h_state: &ws.state,
                         y: &ws.ys[l].buffer,
                         lengths: &ws.lengths,
                     },
@@ -248,7 +246,7 @@ impl BpttSpace {
                 .map(|(kind, _)| match kind {
                     Gemm::WeightIh => (&k.gemms.weight_ih, &d_gates, x, &g.w_ih),
                     Gemm::WeightHh => (&k.gemms.weight_hh, &d_gates, &h_prev[l], &g.w_hh),
-                    Gemm::Bias => (&k.gemms.bias, &ones, &d_gates, &g.b_ih),
+                    Gemm::Bias => (&k.gemms.bias, &ones, &d_gates, &g.bias),
                     Gemm::Input => (&k.gemms.input, &d_gates, &w.w_ih, dx),
                     Gemm::WeightHr => (
                         &k.gemms.weight_hr,

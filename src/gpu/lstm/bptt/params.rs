@@ -97,14 +97,17 @@ pub(super) fn backward_gemms(
         ));
     }
     if cfg.bias {
-        // db [1, D·4H] = 1ᵀ [1, T·B] · dG [T·B, D·4H]
+        // db [2, D·4H] = 1ᵀ [2, T·B] · dG [T·B, D·4H]: b_ih and b_hh enter
+        // the gates as one sum, so their gradients are equal; the two rows of
+        // ones are one row read twice (lda = 0), and the two rows of db are
+        // the two halves of the bias buffer.
         ops.push((
             Gemm::Bias,
             GemmParams {
-                m: 1,
+                m: 2,
                 n: n4,
                 k: rows,
-                lda: rows,
+                lda: 0,
                 ldb: n4,
                 ldc: n4,
                 ..Default::default()
