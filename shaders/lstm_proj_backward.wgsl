@@ -20,8 +20,7 @@
 @group(0) @binding(3) var<storage, read> dy: array<f32>;                // [T, B, D·P]
 @group(0) @binding(4) var<storage, read> lengths: array<u32>;           // [B]
 @group(0) @binding(5) var<storage, read_write> dh: array<f32>;          // [T, B, D·P]: dh_t
-@group(0) @binding(6) var<storage, read_write> dh_carry: array<f32>;    // [2, L·D, B, P]
-@group(0) @binding(7) var<storage, read_write> d_h0: array<f32>;        // [L·D, B, P]
+@group(0) @binding(6) var<storage, read_write> carries: array<f32>;     // see backward_common.wgsl
 
 var<workgroup> dg_tile: array<vec4<f32>, RB * WG>;   // [RB][WG]: dG_prev[b0 + r][unit u0 + uu]
 
@@ -56,19 +55,18 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
         }
         let len = lengths[b];
         let state = ((p.slot + d) * bsz + b) * np + k;
-        let slab = p.slots * bsz * np;
-        var carry = dh_carry[p.parity * slab + state];
+        var carry = carries[at_dh_carry(p.parity, state)];
         if (has_prev && t_prev < len) {
             carry = rec[r];
         }
         if (p.step == p.seq_len) {
-            d_h0[state] = carry;
+            carries[at_d_h0(state)] = carry;
             continue;
         }
         let t = time_of(p.step, d);
         let unit = d * np + k;
         let at = (t * bsz + b) * p.dirs * np + unit;
-        dh_carry[(1u - p.parity) * slab + state] = carry;
+        carries[at_dh_carry(1u - p.parity, state)] = carry;
         if (t >= len) {
             dh[at] = 0.0;
             continue;

@@ -27,18 +27,14 @@
 @group(0) @binding(0) var<uniform> p: StepParams;
 @group(0) @binding(1) var<storage, read> gates: array<vec4<store_t>>; // [T, B, D, H]: saved i, f, g, o
 @group(0) @binding(2) var<storage, read> c_saved: array<f32>;         // [T, B, D, H]: c after step t
-@group(0) @binding(3) var<storage, read> c_0: array<f32>;             // [L·D, B, H]
-@group(0) @binding(4) var<storage, read> w_hh: array<store_t>;  // [D·4H, H_out]: rows by unit (4j + q), inputs k contiguous
-@group(0) @binding(5) var<storage, read> dy: array<f32>;              // [T, B, D·H] (unread with a hidden projection)
-@group(0) @binding(6) var<storage, read_write> d_gates: array<vec4<store_t>>; // [T, B, D, H]
-@group(0) @binding(7) var<storage, read_write> dh_carry: array<f32>;  // [2, L·D, B, H]
-@group(0) @binding(8) var<storage, read_write> dc_carry: array<f32>;  // [L·D, B, H]
-@group(0) @binding(9) var<storage, read> lengths: array<u32>;         // [B]
-@group(0) @binding(10) var<storage, read_write> d_h0: array<f32>;     // [L·D, B, H]
-@group(0) @binding(11) var<storage, read_write> d_c0: array<f32>;     // [L·D, B, H]
+@group(0) @binding(3) var<storage, read> w_hh: array<store_t>;  // [D·4H, H_out]: rows by unit (4j + q), inputs k contiguous
+// dy [T, B, D·H]; with a hidden projection, dh_t [T, B, D·P] from the first half.
+@group(0) @binding(4) var<storage, read> dh_in: array<f32>;
+@group(0) @binding(5) var<storage, read_write> d_gates: array<vec4<store_t>>; // [T, B, D, H]
+@group(0) @binding(6) var<storage, read_write> carries: array<f32>;   // see backward_common.wgsl
+@group(0) @binding(7) var<storage, read> lengths: array<u32>;         // [B]
 // Hidden projection only (any buffer otherwise):
-@group(0) @binding(12) var<storage, read> w_hr: array<store_t>;       // [D, P, H]
-@group(0) @binding(13) var<storage, read> dh_proj: array<f32>;        // [T, B, D·P]: dh_t
+@group(0) @binding(8) var<storage, read> w_hr: array<store_t>;        // [D, P, H]
 
 var<workgroup> dg_tile: array<vec4<f32>, RB * WG>;   // [RB][WG]: dG_prev[b0 + r][unit u0 + uu]
 var<workgroup> dh_tile: array<f32, RB * WG>;         // [RB][WG]: dh_t[b0 + r][k0 + kk]
@@ -80,7 +76,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
                 let k = k0 + lid.x;
                 var v = 0.0;
                 if (b < bsz && k < np) {
-                    v = dh_proj[(t * bsz + b) * p.dirs * np + d * np + k];
+                    v = dh_in[(t * bsz + b) * p.dirs * np + d * np + k];
                 }
                 dh_tile[r * WG + lid.x] = v;
             }
@@ -112,19 +108,18 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
         // carries dh too.
         var carry = 0.0;
         if (!projecting()) {
-            let slab = p.slots * bsz * hid;
-            carry = dh_carry[p.parity * slab + state];
+            carry = carries[at_dh_carry(p.parity, state)];
             if (has_prev && t_prev < len) {
                 carry = rec[r];
             }
             if (p.step == p.seq_len) {
-                d_h0[state] = carry;
+                carries[at_d_h0(state)] = carry;
             } else {
-                dh_carry[(1u - p.parity) * slab + state] = carry;
+                carries[at_dh_carry(1u - p.parity, state)] = carry;
             }
         }
         if (p.step == p.seq_len) {
-            d_c0[state] = dc_carry[state];
+            carries[at_d_c0(state)] = carries[at_dc_carry(state)];
             continue;
         }
         let t = time_of(p.step, d);
@@ -136,12 +131,12 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
         var dh = dm[r];
         if (!projecting()) {
             let unit = d * hid + j;
-            dh = dy[(t * bsz + b) * p.dirs * hid + unit] * dropout_scale(p.dropout, t, b, unit) + carry;
+            dh = dh_in[(t * bsz + b) * p.dirs * hid + unit] * dropout_scale(p.dropout, t, b, unit) + carry;
         }
         let g = vec4<f32>(gates[at]);
         let c_t = c_saved[at];
         // c_{t-1}: the state entering step t in this direction's visiting order.
-        var c_prev = c_0[state];
+        var c_prev = carries[at_c0(state)];
         if (d == 0u && t > 0u) {
             c_prev = c_saved[at - bsz * p.dirs * hid];
         }
@@ -149,13 +144,13 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
             c_prev = c_saved[at + bsz * p.dirs * hid];
         }
         let tc = tanh_safe(c_t);
-        let dc = dh * g.w * (1.0 - tc * tc) + dc_carry[state];
+        let dc = dh * g.w * (1.0 - tc * tc) + carries[at_dc_carry(state)];
         d_gates[at] = vec4<store_t>(vec4<f32>(
             dc * g.z * g.x * (1.0 - g.x),
             dc * c_prev * g.y * (1.0 - g.y),
             dc * g.x * (1.0 - g.z * g.z),
             dh * tc * g.w * (1.0 - g.w),
         ));
-        dc_carry[state] = dc * g.y;
+        carries[at_dc_carry(state)] = dc * g.y;
     }
 }

@@ -155,3 +155,12 @@ fn one_submit_bounded_dispatches_and_no_allocation_after_the_first_step() {
         }
     }
 }
+
+/// The backward grids again on a device with exactly WebGPU's limits.
+#[test]
+fn backward_grids_run_under_webgpu_limits() {
+    common::gpu::rerun_under_webgpu_limits(
+        "backward_grids_run_under_webgpu_limits",
+        &["grid", "pytorch_fixture_gradients_match"],
+    );
+}

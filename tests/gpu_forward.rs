@@ -151,3 +151,36 @@ fn an_invalid_step_config_is_an_error_and_changes_nothing() {
         assert_eq!(gpu.step_config(), before);
     }
 }
+
+/// The device's limits follow `WGPU_LSTM_LIMITS`: WebGPU's defaults with
+/// `webgpu`, the adapter's own (at least as large) otherwise.
+#[test]
+fn device_limits_follow_wgpu_lstm_limits() {
+    let Some(ctx) = gpu_or_skip("device_limits_follow_wgpu_lstm_limits") else {
+        return;
+    };
+    let l = ctx.limits();
+    if std::env::var("WGPU_LSTM_LIMITS").as_deref() == Ok("webgpu") {
+        assert_eq!(l.max_storage_buffers_per_shader_stage, 8);
+        assert_eq!(l.max_compute_workgroup_storage_size, 16 << 10);
+        assert_eq!(l.max_compute_invocations_per_workgroup, 256);
+        assert_eq!(l.max_storage_buffer_binding_size, 128 << 20);
+        assert_eq!(l.max_buffer_size, 256 << 20);
+    } else {
+        assert!(l.max_storage_buffers_per_shader_stage >= 8);
+        assert!(l.max_compute_workgroup_storage_size >= 16 << 10);
+    }
+}
+
+/// The forward grids again on a device with exactly WebGPU's limits.
+#[test]
+fn forward_grids_run_under_webgpu_limits() {
+    common::gpu::rerun_under_webgpu_limits(
+        "forward_grids_run_under_webgpu_limits",
+        &[
+            "grid_matches_cpu",
+            "every_step_config_matches_the_reference",
+            "device_limits_follow_wgpu_lstm_limits",
+        ],
+    );
+}

@@ -578,3 +578,15 @@ fn states_of_the_wrong_width_get_typed_errors() {
     );
     gpu.backward(&dy, Some(&h), Some(&c)).unwrap();
 }
+
+/// The projection cases again on a device with exactly WebGPU's limits.
+#[test]
+fn projection_runs_under_webgpu_limits() {
+    common::gpu::rerun_under_webgpu_limits(
+        "projection_runs_under_webgpu_limits",
+        &[
+            "pytorch_projection_fixtures_gradients_match",
+            "bidirectional_two_layers_with_lengths_match_cpu",
+        ],
+    );
+}

@@ -482,3 +482,17 @@ fn batches_of_changing_length_keep_matching_the_cpu() {
         );
     }
 }
+
+/// The training cases again on a device with exactly WebGPU's limits.
+#[test]
+fn training_runs_under_webgpu_limits() {
+    common::gpu::rerun_under_webgpu_limits(
+        "training_runs_under_webgpu_limits",
+        &[
+            "per_step_mse_adam_matches_cpu",
+            "embedding_cross_entropy_ignore_index_sgd_momentum_clipped_with_lengths_matches_cpu",
+            "last_step_mse_adamw_cosine_dropout_bidirectional_matches_cpu",
+            "batches_of_changing_length_keep_matching_the_cpu",
+        ],
+    );
+}

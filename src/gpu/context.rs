@@ -181,25 +181,37 @@ impl GpuContext {
     /// (`WGPU_POWER_PREF` overrides). `WGPU_BACKEND` restricts the backends.
     ///
     /// The device gets the adapter's own storage-buffer and buffer-size limits
-    /// rather than WebGPU's small defaults, so large sequences fit.
+    /// rather than WebGPU's small defaults, so large sequences fit, unless
+    /// `WGPU_LSTM_LIMITS=webgpu` (see [`from_adapter`](Self::from_adapter)).
     pub fn new() -> Result<Self> {
         Self::from_adapter(&select_adapter()?)
     }
 
     /// Opens a device on a specific adapter.
+    ///
+    /// With `WGPU_LSTM_LIMITS=webgpu` the device gets exactly WebGPU's
+    /// default limits (`wgpu::Limits::default()`: 8 storage buffers per
+    /// shader stage, 16 KiB of workgroup memory, 256 invocations per
+    /// workgroup, 128 MiB per binding, 256 MiB per buffer), as a browser
+    /// would give, so that what runs here runs there.
     pub fn from_adapter(adapter: &wgpu::Adapter) -> Result<Self> {
         let info = adapter.get_info();
         let available = adapter.limits();
-        let required_limits = wgpu::Limits {
-            max_storage_buffer_binding_size: available.max_storage_buffer_binding_size,
-            max_buffer_size: available.max_buffer_size,
-            max_storage_buffers_per_shader_stage: available
-                .max_storage_buffers_per_shader_stage
-                .min(16),
-            max_compute_workgroup_storage_size: available.max_compute_workgroup_storage_size,
-            ..wgpu::Limits::downlevel_defaults()
-                .using_resolution(available.clone())
-                .using_alignment(available.clone())
+        let webgpu = match std::env::var("WGPU_LSTM_LIMITS") {
+            Err(_) => false,
+            Ok(v) if v.is_empty() || v == "adapter" => false,
+            Ok(v) if v == "webgpu" => true,
+            Ok(v) => {
+                return Err(LstmError::value(
+                    "WGPU_LSTM_LIMITS",
+                    format!("{v:?}: use `webgpu` (WebGPU's default limits) or `adapter`"),
+                ));
+            }
+        };
+        let required_limits = if webgpu {
+            wgpu::Limits::default()
+        } else {
+            adapter_limits(&available)
         };
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("wgpu-lstm device"),
@@ -398,6 +410,23 @@ impl GpuContext {
     pub(crate) fn submit_and_wait(&self, encoder: wgpu::CommandEncoder) -> Result<()> {
         let index = self.submit(encoder)?;
         self.wait(Some(index))
+    }
+}
+
+/// The limits a device asks for by default: the adapter's own storage-buffer,
+/// buffer-size and workgroup-memory limits rather than WebGPU's small
+/// defaults, so that large sequences fit.
+fn adapter_limits(available: &wgpu::Limits) -> wgpu::Limits {
+    wgpu::Limits {
+        max_storage_buffer_binding_size: available.max_storage_buffer_binding_size,
+        max_buffer_size: available.max_buffer_size,
+        max_storage_buffers_per_shader_stage: available
+            .max_storage_buffers_per_shader_stage
+            .min(16),
+        max_compute_workgroup_storage_size: available.max_compute_workgroup_storage_size,
+        ..wgpu::Limits::downlevel_defaults()
+            .using_resolution(available.clone())
+            .using_alignment(available.clone())
     }
 }
 

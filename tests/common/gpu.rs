@@ -17,3 +17,37 @@ pub fn gpu_or_skip(test: &str) -> Option<GpuContext> {
         Err(e) => panic!("{test}: a GPU adapter is required (CI / WGPU_LSTM_REQUIRE_GPU): {e}"),
     }
 }
+
+/// Runs the named tests of this test binary again, in a child process whose
+/// GPU contexts get WebGPU's default limits (`WGPU_LSTM_LIMITS=webgpu`: 8
+/// storage buffers per stage, 16 KiB of workgroup memory, 256 invocations,
+/// 128 MiB per binding), and fails unless each passes there. In that child
+/// it does nothing; without an adapter it skips like any GPU test.
+#[allow(dead_code)]
+pub fn rerun_under_webgpu_limits(test: &str, names: &[&str]) {
+    if std::env::var("WGPU_LSTM_LIMITS").as_deref() == Ok("webgpu") {
+        return;
+    }
+    if gpu_or_skip(test).is_none() {
+        return;
+    }
+    let out = std::process::Command::new(std::env::current_exe().expect("the test binary"))
+        .args(names)
+        .args(["--exact", "--test-threads=2"])
+        .env("WGPU_LSTM_LIMITS", "webgpu")
+        .env("WGPU_LSTM_REQUIRE_GPU", "1")
+        .output()
+        .expect("the test binary runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "{test}: under WebGPU limits:\n{stdout}\n{stderr}"
+    );
+    for name in names {
+        assert!(
+            stdout.contains(&format!("test {name} ... ok")),
+            "{test}: `{name}` did not pass under WebGPU limits:\n{stdout}"
+        );
+    }
+}

@@ -10,19 +10,17 @@ bindings! {
         params: DynamicUniform<StepParams>,
         gates: Read,
         c_saved: Read,
-        c_0: Read,
         w_hh: Read,
-        dy: Read,
+        /// dy [T, B, D·H]; with a hidden projection, dh_t [T, B, D·P] from
+        /// [`super::HiddenProjBackwardKernel`].
+        dh_in: Read,
         d_gates: ReadWrite,
-        dh_carry: ReadWrite,
-        dc_carry: ReadWrite,
+        /// The carried gradients, dh_0, dc_0 and the forward's c_0, in one
+        /// buffer (`Carries`).
+        carries: ReadWrite,
         lengths: Read,
-        d_h0: ReadWrite,
-        d_c0: ReadWrite,
-        /// With a hidden projection: W_hr [D, P, H] and dh_t [T, B, D·P] from
-        /// [`super::HiddenProjBackwardKernel`]; any buffers otherwise.
+        /// With a hidden projection: W_hr [D, P, H]; any buffer otherwise.
         w_hr: Read,
-        dh_proj: Read,
     }
 }
 

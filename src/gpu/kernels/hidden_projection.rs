@@ -75,17 +75,16 @@ bindings! {
         params: DynamicUniform<StepParams>,
         /// [T, B, D, H, 4]
         d_gates: Read,
-        /// [D, P, H, 4]
+        /// [D·4H, P], rows by unit
         w_hh: Read,
         /// [T, B, D·P]
         dy: Read,
         lengths: Read,
         /// [T, B, D·P]: dh_t, written here.
         dh: ReadWrite,
-        /// [2, L·D, B, P]
-        dh_carry: ReadWrite,
-        /// [L·D, B, P]
-        d_h0: ReadWrite,
+        /// The carried dh and dh_0 (the same `Carries` buffer as the cell
+        /// kernel's).
+        carries: ReadWrite,
     }
 }
 

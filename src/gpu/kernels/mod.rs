@@ -144,6 +144,11 @@ use crate::gpu::{GpuContext, Precision};
 
 const COMMON: &str = include_str!("../../../shaders/common.wgsl");
 
+/// Storage buffers per shader stage that WebGPU guarantees: no kernel binds
+/// more, so every kernel runs in a browser (`WGPU_LSTM_LIMITS=webgpu` opens
+/// a device with exactly these limits).
+pub(crate) const WEBGPU_STORAGE_BUFFERS: usize = 8;
+
 /// How a kernel's binding is used.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Binding {
@@ -341,6 +346,14 @@ impl Kernel {
         constants: Constants<'_>,
     ) -> Self {
         let kinds = B::kinds();
+        let storage = kinds
+            .iter()
+            .filter(|k| matches!(k, Binding::Read | Binding::ReadWrite))
+            .count();
+        assert!(
+            storage <= WEBGPU_STORAGE_BUFFERS,
+            "kernel `{label}` binds {storage} storage buffers; WebGPU guarantees {WEBGPU_STORAGE_BUFFERS}"
+        );
         let (pipeline, layout) =
             build_pipeline_entry(ctx, label, source, entry, &kinds, types, constants);
         Kernel {

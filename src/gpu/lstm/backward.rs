@@ -44,6 +44,10 @@ impl GpuLstm {
             let mut pass = self.begin_pass(enc, "batch-first d_input", None);
             self.permute.encode(ctx, &mut pass, bg, *groups);
         }
+        // dh_0 and dc_0, as the last backward steps left them.
+        for (at, dst) in [(tr.at.d_h0, &tr.d_h0), (tr.at.d_c0, &tr.d_c0)] {
+            enc.copy_buffer_to_buffer(&tr.carries, at, &dst.buffer, 0, dst.byte_len());
+        }
     }
 
     /// Encodes the backward pass of workspace `idx` from `d_output` (no
@@ -59,8 +63,8 @@ impl GpuLstm {
             .as_ref()
             .expect("training workspace");
         enc.copy_buffer_to_buffer(&d_output.buffer, 0, &tr.dy.buffer, 0, d_output.byte_len());
-        enc.clear_buffer(&tr.dh_carry, 0, Some(tr.d_h0.byte_len()));
-        enc.clear_buffer(&tr.dc_carry, 0, Some(tr.d_c0.byte_len()));
+        enc.clear_buffer(&tr.carries, tr.at.dh, Some(tr.d_h0.byte_len()));
+        enc.clear_buffer(&tr.carries, tr.at.dc, Some(tr.d_c0.byte_len()));
         self.encode_backward(enc, idx);
     }
 }

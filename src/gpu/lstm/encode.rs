@@ -157,7 +157,7 @@ impl GpuLstm {
         }
         let train = ws.bptt.as_ref().filter(|_| training);
         if let Some(tr) = train {
-            enc.copy_buffer_to_buffer(&ws.state, ws.c_offset, &tr.c0, 0, c_slab);
+            enc.copy_buffer_to_buffer(&ws.state, ws.c_offset, &tr.carries, tr.at.c0, c_slab);
         }
         let lens: Vec<u32> = match lengths {
             Some(l) => l.iter().map(|&v| v as u32).collect(),

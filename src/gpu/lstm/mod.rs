@@ -407,13 +407,13 @@ impl GpuLstm {
         let tr = ws.bptt.as_ref().expect("training workspace");
         let dst = tr.batch_first.as_ref().map_or(&tr.dy, |(d, _)| d);
         enc.copy_buffer_to_buffer(&d_output.buffer, 0, &dst.buffer, 0, d_output.byte_len());
-        for (src, dst, slab) in [
-            (d_h_n, &tr.dh_carry, tr.d_h0.byte_len()),
-            (d_c_n, &tr.dc_carry, tr.d_c0.byte_len()),
+        for (src, at, slab) in [
+            (d_h_n, tr.at.dh, tr.d_h0.byte_len()),
+            (d_c_n, tr.at.dc, tr.d_c0.byte_len()),
         ] {
             match src {
-                Some(s) => enc.copy_buffer_to_buffer(&s.buffer, 0, dst, 0, slab),
-                None => enc.clear_buffer(dst, 0, Some(slab)),
+                Some(s) => enc.copy_buffer_to_buffer(&s.buffer, 0, &tr.carries, at, slab),
+                None => enc.clear_buffer(&tr.carries, at, Some(slab)),
             }
         }
         self.encode_backward(&mut enc, idx);
@@ -436,13 +436,13 @@ impl GpuLstm {
         let tr = ws.bptt.as_ref().expect("training workspace");
         let dst = tr.batch_first.as_ref().map_or(&tr.dy, |(d, _)| d);
         queue.write_buffer(&dst.buffer, 0, bytemuck::cast_slice(grads.d_output.data()));
-        for (src, dst, slab) in [
-            (grads.d_h_n, &tr.dh_carry, tr.d_h0.byte_len()),
-            (grads.d_c_n, &tr.dc_carry, tr.d_c0.byte_len()),
+        for (src, at, slab) in [
+            (grads.d_h_n, tr.at.dh, tr.d_h0.byte_len()),
+            (grads.d_c_n, tr.at.dc, tr.d_c0.byte_len()),
         ] {
             match src {
-                Some(s) => queue.write_buffer(dst, 0, bytemuck::cast_slice(s.data())),
-                None => enc.clear_buffer(dst, 0, Some(slab)),
+                Some(s) => queue.write_buffer(&tr.carries, at, bytemuck::cast_slice(s.data())),
+                None => enc.clear_buffer(&tr.carries, at, Some(slab)),
             }
         }
         self.encode_backward(&mut enc, idx);

@@ -37,6 +37,35 @@ use crate::gpu::{GpuContext, GpuTensor, Precision};
 pub(super) type GemmDispatch = (GemmKernel, wgpu::BindGroup, (u32, u32));
 
 /// Saved activations and backward scratch for one (T, B).
+/// Byte offsets of the regions of [`BpttSpace::carries`], in the order
+/// `shaders/backward_common.wgsl` computes them: dh carry [2, L·D, B, H_out]
+/// (by step parity), dh_0 [L·D, B, H_out], dc carry [L·D, B, H], dc_0
+/// [L·D, B, H], c_0 [L·D, B, H].
+#[derive(Clone, Copy, Debug)]
+pub(in crate::gpu) struct Carries {
+    pub dh: u64,
+    pub d_h0: u64,
+    pub dc: u64,
+    pub d_c0: u64,
+    pub c0: u64,
+    pub len: u64,
+}
+
+impl Carries {
+    /// For `h_len` elements of h ([L·D, B, H_out]) and `c_len` of c.
+    fn new(h_len: usize, c_len: usize) -> Self {
+        let (h, c) = (4 * h_len as u64, 4 * c_len as u64);
+        Carries {
+            dh: 0,
+            d_h0: 2 * h,
+            dc: 3 * h,
+            d_c0: 3 * h + c,
+            c0: 3 * h + 2 * c,
+            len: 3 * h + 3 * c,
+        }
+    }
+}
+
 pub(in crate::gpu) struct BpttSpace {
     /// Per layer [T, B, D, H, 4]: activated gates i, f, g, o (storage precision).
     gates: Vec<wgpu::Buffer>,
@@ -48,8 +77,6 @@ pub(in crate::gpu) struct BpttSpace {
     m_saved: Vec<wgpu::Buffer>,
     /// With a hidden projection, [T, B, D·P]: dh_t of the current layer (f32).
     _dh_proj: Option<wgpu::Buffer>,
-    /// [L·D, B, H]: the initial c of every layer.
-    pub c0: wgpu::Buffer,
     /// [T·B, D·4H]: gate gradients of the current layer (storage precision).
     _d_gates: wgpu::Buffer,
     /// [T, B, D·H_out]: gradient of the current layer's output.
@@ -58,10 +85,13 @@ pub(in crate::gpu) struct BpttSpace {
     pub batch_first: Option<(GpuTensor, GpuTensor)>,
     /// [T, B, I]
     pub d_input: GpuTensor,
-    /// [2, L·D, B, H_out] and [L·D, B, H]: gradients carried between steps.
-    pub dh_carry: wgpu::Buffer,
-    pub dc_carry: wgpu::Buffer,
-    /// [L·D, B, H_out] and [L·D, B, H]
+    /// The gradients carried between backward steps, dh_0 and dc_0 as the
+    /// steps finish them, and the forward's c_0, in one buffer (one binding).
+    pub carries: wgpu::Buffer,
+    /// Where each region of `carries` starts.
+    pub at: Carries,
+    /// [L·D, B, H_out] and [L·D, B, H]: copied out of `carries` after the
+    /// last backward step.
     pub d_h0: GpuTensor,
     pub d_c0: GpuTensor,
     _ones: wgpu::Buffer,
@@ -135,7 +165,6 @@ impl BpttSpace {
         };
         let state = [layers * dirs, b, h];
         let h_state = [layers * dirs, b, hout];
-        let c0 = buffer("saved c_0 [L·D,B,H]", &state)?;
         let d_gates = stored("d_gates [T·B, D·4H]", &[t * b, dirs * 4 * h], precision)?;
         let dy = GpuTensor::empty(ctx, "dy [T,B,D·H_out]", &[t, b, dirs * hout])?;
         let d_input = GpuTensor::empty(ctx, "d_input [T,B,I]", &[t, b, cfg.input_size])?;
@@ -147,8 +176,11 @@ impl BpttSpace {
         } else {
             None
         };
-        let dh_carry = buffer("dh carry [2,L·D,B,H_out]", &[2, layers * dirs, b, hout])?;
-        let dc_carry = buffer("dc carry [L·D,B,H]", &state)?;
+        let at = Carries::new(layers * dirs * b * hout, layers * dirs * b * h);
+        let carries = buffer(
+            "carries: dh [2,L·D,B,H_out], dh_0, dc [L·D,B,H], dc_0, c_0",
+            &[at.len as usize / 4],
+        )?;
         let d_h0 = GpuTensor::empty(ctx, "d_h_0", &h_state)?;
         let d_c0 = GpuTensor::empty(ctx, "d_c_0", &state)?;
         let ones = buffer("ones [T·B]", &[t * b])?;
@@ -195,17 +227,12 @@ impl BpttSpace {
                     params: &uniforms,
                     gates: &gates[l],
                     c_saved: &c_saved[l],
-                    c_0: &c0,
                     w_hh: &w.w_hh,
-                    dy: &dy.buffer,
+                    dh_in: dh_proj.as_ref().unwrap_or(&dy.buffer),
                     d_gates: &d_gates,
-                    dh_carry: &dh_carry,
-                    dc_carry: &dc_carry,
+                    carries: &carries,
                     lengths: &ws.lengths,
-                    d_h0: &d_h0.buffer,
-                    d_c0: &d_c0.buffer,
                     w_hr: w.w_hr.as_ref().unwrap_or(&w.w_hh),
-                    dh_proj: dh_proj.as_ref().unwrap_or(&dy.buffer),
                 },
             ));
             if let (Some((fwd, bwd)), Some(w_hr), Some(dh)) = (k.hidden_proj, &w.w_hr, &dh_proj) {
@@ -229,8 +256,7 @@ impl BpttSpace {
                         dy: &dy.buffer,
                         lengths: &ws.lengths,
                         dh,
-                        dh_carry: &dh_carry,
-                        d_h0: &d_h0.buffer,
+                        carries: &carries,
                     },
                 ));
             }
@@ -301,13 +327,12 @@ impl BpttSpace {
             h_prev,
             m_saved,
             _dh_proj: dh_proj,
-            c0,
             _d_gates: d_gates,
             dy,
             batch_first,
             d_input,
-            dh_carry,
-            dc_carry,
+            carries,
+            at,
             d_h0,
             d_c0,
             _ones: ones,
