@@ -25,6 +25,50 @@
 var<workgroup> dg_tile: array<vec4<f32>, RB * WG>;   // [RB][WG]: dG_prev[b0 + r][unit u0 + uu]
 
 
+// (dG_{t_prev} · W_hh)[b0 + r, col] for r < RB: the sum over all 4H gate
+// rows of dG[b, u, q] · W_hh[q·H + u, col], reading W_hh in its rows-by-unit
+// layout [D·4H, H_out] (row 4u + q), where the lanes (one per column col)
+// read consecutive elements of each row. Columns at or past H_out get 0. Called by every
+// invocation of the workgroup in uniform control flow (it holds barriers).
+fn recurrent_dh(lane: u32, d: u32, col: u32, b0: u32, t_prev: u32) -> array<f32, RB> {
+    let hid = p.hidden;
+    let width = p.h_out;
+    let bsz = p.batch;
+    var rec: array<f32, RB>;
+    for (var r = 0u; r < RB; r++) {
+        rec[r] = 0.0;
+    }
+    for (var u0 = 0u; u0 < hid; u0 += WG) {
+        for (var r = 0u; r < RB; r++) {
+            let b = b0 + r;
+            let u = u0 + lane;
+            var v = vec4<f32>(0.0);
+            if (b < bsz && u < hid) {
+                v = vec4<f32>(d_gates[((t_prev * bsz + b) * p.dirs + d) * hid + u]);
+            }
+            dg_tile[r * WG + lane] = v;
+        }
+        workgroupBarrier();
+        if (col < width) {
+            let un = min(WG, hid - u0);
+            for (var uu = 0u; uu < un; uu++) {
+                let row = (d * hid + u0 + uu) * 4u * width + col;
+                let w = vec4<f32>(
+                    f32(w_hh[row]),
+                    f32(w_hh[row + width]),
+                    f32(w_hh[row + 2u * width]),
+                    f32(w_hh[row + 3u * width]),
+                );
+                for (var r = 0u; r < RB; r++) {
+                    rec[r] += dot(w, dg_tile[r * WG + uu]);
+                }
+            }
+        }
+        workgroupBarrier();
+    }
+    return rec;
+}
+
 @compute @workgroup_size(WG, 1, 1)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
     let d = wg.z;

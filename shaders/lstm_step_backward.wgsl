@@ -16,12 +16,20 @@
 // step's first dispatch; this kernel takes dm_t = dh_t · W_hr in place of
 // dh_t, and leaves dh_carry and dh_0 to that kernel.
 //
-// Workgroup (WG, 1, 1): x = WG hidden units, y = RB batch rows, z = direction.
-// The previous step's dG rows (or, with a hidden projection, dh_t) are staged
-// through workgroup memory.
+// The kernel's product (dG_prev · W_hh, or with a hidden projection
+// dh_t · W_hr) reduces over rows of a matrix whose columns are this kernel's
+// units j, and both matrices keep those columns contiguous (W_hh rows by
+// unit [D·4H, H], W_hr [D, P, H]). So a workgroup of WGS = JW · KS
+// invocations owns JW consecutive columns (consecutive lanes read
+// consecutive elements) and splits the reduction over KS slices (slice s
+// takes every KS-th row), for RB batch rows. The slices' partial sums meet
+// in workgroup memory, RC rows at a time; then slice s updates the cells of
+// rows s, s + KS, ... Workgroups: (ceil(H / JW), ceil(B / RB), D).
 //
-// `store_t` (f32 or f16, declared before this file by the kernel builder) is
-// how the saved gates, W_hh and dG are stored; all arithmetic is f32.
+// `store_t` (f32 or f16) is how the saved gates, W_hh and dG are stored;
+// all arithmetic is f32. It and the tile JW, KS, RB, RC, WGS = JW · KS are
+// declared before this file by the kernel builder (`BackTile` in
+// src/gpu/kernels/backward_step.rs).
 
 
 @group(0) @binding(0) var<uniform> p: StepParams;
@@ -36,18 +44,78 @@
 // Hidden projection only (any buffer otherwise):
 @group(0) @binding(8) var<storage, read> w_hr: array<store_t>;        // [D, P, H]
 
-var<workgroup> dg_tile: array<vec4<f32>, RB * WG>;   // [RB][WG]: dG_prev[b0 + r][unit u0 + uu]
-var<workgroup> dh_tile: array<f32, RB * WG>;         // [RB][WG]: dh_t[b0 + r][k0 + kk]
+var<workgroup> partial: array<f32, RC * WGS>;   // [RC][KS][JW]: partial sums of RC rows
+var<workgroup> sums: array<f32, RB * JW>;       // [RB][JW]: the product, per row and column
 
 fn projecting() -> bool {
     return p.h_out != p.hidden;
 }
 
+// The product for batch rows b0 .. b0 + RB at column `col` (0 where this
+// step has none): (dG_{t_prev} · W_hh)[b, col] without a hidden projection,
+// (dh_t · W_hr)[b, col] with one. Leaves row r's total in sums[r][c].
+// Called by every invocation, in uniform control flow (it holds barriers).
+fn product(d: u32, col: u32, c: u32, s: u32, b0: u32, lid: u32) {
+    let hid = p.hidden;
+    let bsz = p.batch;
+    let last = bsz - 1u;
+    var acc: array<f32, RB>;
+    for (var r = 0u; r < RB; r++) {
+        acc[r] = 0.0;
+    }
+    if (col < hid && !projecting() && p.step > 0u) {
+        // Σ_u Σ_q dG_prev[b, u, q] · W_hh[4u + q, col], rows by unit.
+        let t_prev = time_of(p.step - 1u, d);
+        let width = p.h_out;
+        for (var u = s; u < hid; u += KS) {
+            let row = (d * hid + u) * 4u * width + col;
+            let w = vec4<f32>(
+                f32(w_hh[row]),
+                f32(w_hh[row + width]),
+                f32(w_hh[row + 2u * width]),
+                f32(w_hh[row + 3u * width]),
+            );
+            for (var r = 0u; r < RB; r++) {
+                let b = min(b0 + r, last);
+                let dg = vec4<f32>(d_gates[((t_prev * bsz + b) * p.dirs + d) * hid + u]);
+                acc[r] += dot(w, dg);
+            }
+        }
+    }
+    if (col < hid && projecting() && p.step < p.seq_len) {
+        // Σ_k dh_t[b, k] · W_hr[k, col].
+        let t = time_of(p.step, d);
+        let np = p.h_out;
+        for (var k = s; k < np; k += KS) {
+            let w = f32(w_hr[(d * np + k) * hid + col]);
+            for (var r = 0u; r < RB; r++) {
+                let b = min(b0 + r, last);
+                acc[r] = fma(w, dh_in[(t * bsz + b) * p.dirs * np + d * np + k], acc[r]);
+            }
+        }
+    }
+    for (var c0 = 0u; c0 < RB; c0 += RC) {
+        for (var rr = 0u; rr < RC; rr++) {
+            partial[rr * WGS + lid] = acc[c0 + rr];
+        }
+        workgroupBarrier();
+        if (s < RC) {
+            var total = 0.0;
+            for (var k = 0u; k < KS; k++) {
+                total += partial[(s * KS + k) * JW + c];
+            }
+            sums[(c0 + s) * JW + c] = total;
+        }
+        workgroupBarrier();
+    }
+}
 
-@compute @workgroup_size(WG, 1, 1)
+@compute @workgroup_size(WGS, 1, 1)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
     let d = wg.z;
-    let j = wg.x * WG + lid.x;
+    let c = lid.x % JW;
+    let s = lid.x / JW;
+    let j = wg.x * JW + c;
     let b0 = wg.y * RB;
     let hid = p.hidden;
     let bsz = p.batch;
@@ -56,52 +124,17 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
     if (has_prev) {
         t_prev = time_of(p.step - 1u, d);
     }
-
-    // rec[r] = (dG_prev · W_hh)[b0 + r, j]
-    var rec: array<f32, RB>;
-    if (has_prev && !projecting()) {
-        rec = recurrent_dh(lid.x, d, j, b0, t_prev);
-    }
-    // With a hidden projection, dm[r] = (dh_t · W_hr)[b0 + r, j].
-    var dm: array<f32, RB>;
-    for (var r = 0u; r < RB; r++) {
-        dm[r] = 0.0;
-    }
-    if (projecting() && p.step < p.seq_len) {
-        let np = p.h_out;
-        let t = time_of(p.step, d);
-        for (var k0 = 0u; k0 < np; k0 += WG) {
-            for (var r = 0u; r < RB; r++) {
-                let b = b0 + r;
-                let k = k0 + lid.x;
-                var v = 0.0;
-                if (b < bsz && k < np) {
-                    v = dh_in[(t * bsz + b) * p.dirs * np + d * np + k];
-                }
-                dh_tile[r * WG + lid.x] = v;
-            }
-            workgroupBarrier();
-            if (j < hid) {
-                let kn = min(WG, np - k0);
-                for (var kk = 0u; kk < kn; kk++) {
-                    let w = f32(w_hr[(d * np + k0 + kk) * hid + j]);
-                    for (var r = 0u; r < RB; r++) {
-                        dm[r] = fma(w, dh_tile[r * WG + kk], dm[r]);
-                    }
-                }
-            }
-            workgroupBarrier();
-        }
-    }
+    product(d, j, c, s, b0, lid.x);
     if (j >= hid) {
         return;
     }
 
-    for (var r = 0u; r < RB; r++) {
+    for (var r = s; r < RB; r += KS) {
         let b = b0 + r;
         if (b >= bsz) {
             break;
         }
+        let prod = sums[r * JW + c];
         let len = lengths[b];
         let state = ((p.slot + d) * bsz + b) * hid + j;
         // Without a hidden projection h and c have the same shape, and this kernel
@@ -110,7 +143,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
         if (!projecting()) {
             carry = carries[at_dh_carry(p.parity, state)];
             if (has_prev && t_prev < len) {
-                carry = rec[r];
+                carry = prod;
             }
             if (p.step == p.seq_len) {
                 carries[at_d_h0(state)] = carry;
@@ -128,7 +161,8 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
             d_gates[at] = vec4<store_t>(0.0);
             continue;
         }
-        var dh = dm[r];
+        // With a hidden projection, dm_t = dh_t · W_hr stands for dh_t.
+        var dh = prod;
         if (!projecting()) {
             let unit = d * hid + j;
             dh = dh_in[(t * bsz + b) * p.dirs * hid + unit] * dropout_scale(p.dropout, t, b, unit) + carry;

@@ -7,13 +7,18 @@ use common::case::Case;
 use common::gpu::gpu_or_skip;
 use common::lstm_fixtures::{self, Case as Fixture};
 use common::{assert_close, assert_close_to_max, assert_grads_close, random_tensor};
-use wgpu_lstm::gpu::GpuLstm;
+use wgpu_lstm::gpu::{GpuLstm, StepConfig};
 use wgpu_lstm::reference::{self, OutputGrads};
 use wgpu_lstm::{InitOptions, LstmConfig, LstmWeights, Tensor};
 
 const DROPOUT_SEED: u64 = 99;
 
 fn check(name: &str, c: Case) {
+    check_in(name, c, None);
+}
+
+/// [`check`] with the step kernels in `step` (their default when `None`).
+fn check_in(name: &str, c: Case, step: Option<StepConfig>) {
     let Some(ctx) = gpu_or_skip(name) else { return };
     let w = LstmWeights::<f32>::init(&c.config, 31, InitOptions::default()).unwrap();
     // Seeds 1 (input), 2, 3 (h_0, c_0), 4, 5, 6 (d_output, d_h_n, d_c_n).
@@ -26,6 +31,9 @@ fn check(name: &str, c: Case) {
     let want = reference::backward(&w64, &cache, &data64.grads()).unwrap();
 
     let mut gpu = GpuLstm::new(&ctx, &w).unwrap();
+    if let Some(step) = step {
+        gpu.set_step_config(step).unwrap();
+    }
     let gpu_out = gpu.forward_train_host(&x, DROPOUT_SEED).unwrap();
     assert_close(
         &format!("{name}/output"),
@@ -156,11 +164,51 @@ fn one_submit_bounded_dispatches_and_no_allocation_after_the_first_step() {
     }
 }
 
+/// Every step-kernel configuration (forward and backward tiles) against the
+/// reference: units below and above one workgroup's 32 columns, batches of
+/// one and several row blocks, both directions, dropout, lengths and a
+/// hidden projection.
+#[test]
+fn every_step_config_matches_the_reference() {
+    for step in StepConfig::CANDIDATES {
+        for (n, (h, i, t, b, layers, bidir, proj)) in [
+            (1, 2, 3, 1, 1, false, 0),
+            (7, 3, 4, 3, 2, true, 0),
+            (33, 5, 3, 17, 1, false, 0),
+            (70, 2, 2, 5, 2, true, 0),
+            (20, 4, 3, 6, 2, true, 9),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let cfg = LstmConfig::new(i, h)
+                .num_layers(layers)
+                .bidirectional(bidir)
+                .proj_size(proj)
+                .dropout(if layers > 1 { 0.25 } else { 0.0 });
+            let lengths = (b > 1).then(|| (0..b).map(|k| 1 + (k * 3 + n) % t).collect());
+            check_in(
+                &format!("{step:?} H={h} I={i} T={t} B={b} L={layers} bidir={bidir} P={proj}"),
+                Case {
+                    lengths,
+                    with_state: n % 2 == 0,
+                    ..Case::new(cfg, t, b)
+                },
+                Some(step),
+            );
+        }
+    }
+}
+
 /// The backward grids again on a device with exactly WebGPU's limits.
 #[test]
 fn backward_grids_run_under_webgpu_limits() {
     common::gpu::rerun_under_webgpu_limits(
         "backward_grids_run_under_webgpu_limits",
-        &["grid", "pytorch_fixture_gradients_match"],
+        &[
+            "grid",
+            "pytorch_fixture_gradients_match",
+            "every_step_config_matches_the_reference",
+        ],
     );
 }

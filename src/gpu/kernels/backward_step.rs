@@ -1,6 +1,7 @@
 //! One step of backpropagation through time (`shaders/lstm_step_backward.wgsl`).
 
-use super::{Kernel, STEP_ROWS, STEP_TILE, STEP_UNITS, StepParams};
+use super::lstm_step::MAX_STEP_ROWS;
+use super::{Kernel, StepConfig, StepParams};
 use crate::gpu::{GpuContext, Precision};
 
 bindings! {
@@ -24,12 +25,88 @@ bindings! {
     }
 }
 
+/// The launch shape of the backward step kernel: `cols` consecutive units
+/// per workgroup (its coalesced dimension), the reduction split over
+/// `slices`, and `rows` batch rows per workgroup.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct BackTile {
+    /// `JW`.
+    pub cols: u32,
+    /// `KS`.
+    pub slices: u32,
+    /// `RB`.
+    pub rows: u32,
+}
+
+/// Units per backward workgroup: 32 consecutive f32 columns are one 128-byte
+/// line, so a slice's loads are coalesced.
+const BACK_COLS: u32 = 32;
+
+/// Bytes of workgroup memory for the backward reduction's partial sums.
+const BACK_REDUCTION_BYTES: u32 = 8 << 10;
+
+impl BackTile {
+    /// The backward tile paired with the forward's `config` at batch size
+    /// `batch`: the same invocations per workgroup, as 32 columns by slices.
+    pub fn for_batch(config: StepConfig, batch: usize) -> Self {
+        let size = config.lanes * config.units;
+        BackTile {
+            cols: BACK_COLS,
+            slices: (size / BACK_COLS).max(1),
+            rows: (batch.max(1) as u32).next_power_of_two().min(MAX_STEP_ROWS),
+        }
+    }
+
+    pub fn workgroup_size(&self) -> u32 {
+        self.cols * self.slices
+    }
+
+    /// Rows reduced at a time (`RC`): each of the first RC slices sums one
+    /// row, and RC rows of partials fit [`BACK_REDUCTION_BYTES`].
+    fn reduce_rows(&self) -> u32 {
+        let fit = (BACK_REDUCTION_BYTES / (4 * self.workgroup_size())).max(1);
+        self.rows.min(self.slices).min(1 << fit.ilog2())
+    }
+
+    /// Workgroups for one backward step: (unit blocks, batch blocks, directions).
+    pub fn workgroups(&self, hidden: usize, batch: usize, dirs: usize) -> (u32, u32, u32) {
+        (
+            (hidden as u32).div_ceil(self.cols),
+            (batch as u32).div_ceil(self.rows),
+            dirs as u32,
+        )
+    }
+
+    fn constants(&self) -> [(&'static str, u32); 5] {
+        [
+            ("JW", self.cols),
+            ("KS", self.slices),
+            ("RB", self.rows),
+            ("RC", self.reduce_rows()),
+            ("WGS", self.workgroup_size()),
+        ]
+    }
+}
+
+/// Builds the backward step pipeline of each tile once, for one precision.
 pub struct BackwardStepKernel {
-    kernel: Kernel,
+    precision: Precision,
+    built: Vec<BackPipeline>,
 }
 
 impl BackwardStepKernel {
-    pub fn new(ctx: &GpuContext, precision: Precision) -> Self {
+    pub fn new(precision: Precision) -> Self {
+        BackwardStepKernel {
+            precision,
+            built: Vec::new(),
+        }
+    }
+
+    /// The pipeline of `tile`, built on first use.
+    pub fn pipeline(&mut self, ctx: &GpuContext, tile: BackTile) -> BackPipeline {
+        if let Some(p) = self.built.iter().find(|p| p.tile == tile) {
+            return p.clone();
+        }
         let kernel = Kernel::new_typed::<BackwardBuffers>(
             ctx,
             "lstm step backward",
@@ -38,19 +115,25 @@ impl BackwardStepKernel {
                 include_str!("../../../shaders/lstm_step_backward.wgsl")
             ),
             "main",
-            &[("store_t", precision)],
-            STEP_TILE,
+            &[("store_t", self.precision)],
+            &tile.constants(),
         );
-        BackwardStepKernel { kernel }
+        let built = BackPipeline { tile, kernel };
+        self.built.push(built.clone());
+        built
     }
+}
 
-    /// Workgroups for one backward step: (unit blocks, batch blocks, directions).
-    pub fn workgroups(hidden: usize, batch: usize, dirs: usize) -> (u32, u32, u32) {
-        (
-            (hidden as u32).div_ceil(STEP_UNITS),
-            (batch as u32).div_ceil(STEP_ROWS),
-            dirs as u32,
-        )
+/// The backward step pipeline of one tile (clones share it).
+#[derive(Clone)]
+pub struct BackPipeline {
+    tile: BackTile,
+    kernel: Kernel,
+}
+
+impl BackPipeline {
+    pub fn tile(&self) -> BackTile {
+        self.tile
     }
 
     pub fn bind(&self, ctx: &GpuContext, b: &BackwardBuffers<'_>) -> wgpu::BindGroup {
@@ -67,5 +150,23 @@ impl BackwardStepKernel {
     ) {
         self.kernel
             .encode_at(ctx, pass, bind_group, &[params_offset], workgroups);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn back_tiles_fit_their_reduction_and_divide_their_rows() {
+        for config in StepConfig::CANDIDATES {
+            for batch in [1, 2, 3, 5, 16, 17, 64] {
+                let t = BackTile::for_batch(config, batch);
+                let rc = t.reduce_rows();
+                assert!(rc.is_power_of_two() && t.rows.is_multiple_of(rc) && rc <= t.slices);
+                assert!(rc * t.workgroup_size() * 4 <= BACK_REDUCTION_BYTES);
+                assert!(t.rows * t.cols * 4 + rc * t.workgroup_size() * 4 <= 16 << 10);
+            }
+        }
     }
 }

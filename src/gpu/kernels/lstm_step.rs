@@ -127,6 +127,11 @@ impl StepConfig {
     pub(crate) fn tile(&self, batch: usize) -> StepTile {
         StepTile::for_batch(self.lanes, self.units, batch)
     }
+
+    /// The backward step kernel's tile for batch size `batch`.
+    pub(crate) fn back_tile(&self, batch: usize) -> super::BackTile {
+        super::BackTile::for_batch(*self, batch)
+    }
 }
 
 /// The launch shape of the forward step kernel: a [`StepConfig`] with the

@@ -94,7 +94,8 @@ mod lstm_step;
 mod permute;
 mod train_kernels;
 
-pub use backward_step::{BackwardBuffers, BackwardStepKernel};
+pub(crate) use backward_step::BackTile;
+pub use backward_step::{BackPipeline, BackwardBuffers, BackwardStepKernel};
 pub use gemm::{GemmKernel, GemmOp, GemmParams, GemmRunner, LstmGemms};
 pub use hidden_projection::{
     HiddenProjBackwardBuffers, HiddenProjBackwardKernel, HiddenProjBuffers, HiddenProjKernel,

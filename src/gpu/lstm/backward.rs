@@ -31,7 +31,7 @@ impl GpuLstm {
                     {
                         hidden_proj_back.encode(ctx, &mut pass, bg, offset, ws.hidden_proj_groups);
                     }
-                    self.back
+                    tr.back_kernel
                         .encode(ctx, &mut pass, &tr.back[l], offset, tr.back_groups);
                 }
             }

@@ -97,9 +97,12 @@ impl GpuLstm {
                     Precision::F32,
                 )?);
             }
+            let back = self
+                .back
+                .pipeline(&self.ctx, self.step_config.back_tile(batch));
             let kernels = BpttKernels {
                 gemms: &self.gemms,
-                back: &self.back,
+                back,
                 permute: &self.permute,
                 hidden_proj: self.hidden_proj.as_ref(),
             };

@@ -158,7 +158,7 @@ impl GpuLstm {
             gemms: LstmGemms::new(ctx, precision),
             step: StepKernel::new(precision),
             step_config: StepConfig::default_for(config.hidden_out()),
-            back: BackwardStepKernel::new(ctx, precision),
+            back: BackwardStepKernel::new(precision),
             permute: PermuteKernel::new(ctx),
             hidden_proj: (config.proj_size > 0).then(|| {
                 (

@@ -25,7 +25,7 @@ use params::{BpttEntries, Gemm, backward_gemms, bptt_uniforms};
 use crate::config::LstmConfig;
 use crate::error::Result;
 use crate::gpu::kernels::{
-    BackwardBuffers, BackwardStepKernel, GemmKernel, GemmOp, HiddenProjBackwardBuffers,
+    BackPipeline, BackwardBuffers, GemmKernel, GemmOp, HiddenProjBackwardBuffers,
     HiddenProjBackwardKernel, HiddenProjBuffers, HiddenProjKernel, LstmGemms, PermuteKernel,
     StepBuffers, TrainBuffers,
 };
@@ -102,7 +102,8 @@ pub(in crate::gpu) struct BpttSpace {
     /// Per layer: the training step's and the backward step's bind groups.
     pub steps: Vec<wgpu::BindGroup>,
     pub back: Vec<wgpu::BindGroup>,
-    /// Workgroups of one backward step.
+    /// The backward step pipeline, and its workgroups for one step.
+    pub back_kernel: BackPipeline,
     pub back_groups: (u32, u32, u32),
     /// With a hidden projection, per layer: the forward hidden projection's and the
     /// backward dh_t kernel's bind groups (empty otherwise).
@@ -118,7 +119,8 @@ pub(in crate::gpu) struct BpttSpace {
 /// The kernels training binds.
 pub(super) struct BpttKernels<'a> {
     pub gemms: &'a LstmGemms,
-    pub back: &'a BackwardStepKernel,
+    /// The backward step pipeline of this shape's tile.
+    pub back: BackPipeline,
     pub permute: &'a PermuteKernel,
     /// With a hidden projection.
     pub hidden_proj: Option<&'a (HiddenProjKernel, HiddenProjBackwardKernel)>,
@@ -317,8 +319,10 @@ impl BpttSpace {
             }
             None => None,
         };
-        let back_groups =
-            BackwardStepKernel::workgroups(cfg.hidden_size, ws.batch, cfg.num_directions());
+        let back_groups = k
+            .back
+            .tile()
+            .workgroups(cfg.hidden_size, ws.batch, cfg.num_directions());
         check_groups(ctx, "a backward step", &[back_groups.0, back_groups.1])?;
         ctx.check()?;
         Ok(BpttSpace {
@@ -341,6 +345,7 @@ impl BpttSpace {
             seed: 0,
             steps,
             back,
+            back_kernel: k.back.clone(),
             back_groups,
             hidden_projs,
             hidden_proj_back,
