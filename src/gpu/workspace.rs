@@ -4,8 +4,8 @@
 use crate::config::LstmConfig;
 use crate::error::{LstmError, Result};
 use crate::gpu::kernels::{
-    GemmKernel, GemmOp, GemmParams, HiddenProjBuffers, HiddenProjKernel, LstmGemms, PermuteKernel,
-    PermuteParams, StepBuffers, StepParams, StepPipelines, hidden_proj_workgroups,
+    GemmKernel, GemmOp, GemmParams, HiddenProjBuffers, HiddenProjPipeline, LstmGemms,
+    PermuteKernel, PermuteParams, StepBuffers, StepParams, StepPipelines, hidden_proj_workgroups,
 };
 use crate::gpu::lstm::bptt::BpttSpace;
 use crate::gpu::tensor::{TENSOR_USAGE, byte_size, byte_size_in};
@@ -123,7 +123,11 @@ pub(super) struct Workspace {
     /// layer (inference), and per layer the hidden-projection step's bind group.
     pub _m: Option<wgpu::Buffer>,
     pub hidden_projs: Vec<wgpu::BindGroup>,
+    /// With a hidden projection: its forward pipeline, and the workgroups of
+    /// one forward and one backward projection step.
+    pub hidden_proj: Option<HiddenProjPipeline>,
     pub hidden_proj_groups: (u32, u32, u32),
+    pub hidden_proj_back_groups: (u32, u32, u32),
     pub permutes: Option<[(wgpu::BindGroup, (u32, u32)); 2]>,
     /// Host read-back of output, h_n and c_n, laid end to end.
     pub staging: wgpu::Buffer,
@@ -163,7 +167,7 @@ pub(super) struct Kernels<'a> {
     pub step: StepPipelines,
     pub permute: &'a PermuteKernel,
     /// With a hidden projection.
-    pub hidden_proj: Option<&'a HiddenProjKernel>,
+    pub hidden_proj: Option<HiddenProjPipeline>,
 }
 
 impl Workspace {
@@ -275,7 +279,7 @@ impl Workspace {
                 },
                 None,
             ));
-            if let (Some(kernel), Some(m), Some(w_hr)) = (k.hidden_proj, &m, &gl.w_hr) {
+            if let (Some(kernel), Some(m), Some(w_hr)) = (&k.hidden_proj, &m, &gl.w_hr) {
                 hidden_projs.push(kernel.bind(
                     ctx,
                     &HiddenProjBuffers {
@@ -295,7 +299,11 @@ impl Workspace {
             &format!("a step over H = {h} units and B = {b} sequences"),
             &[step_groups.0, step_groups.1],
         )?;
-        let hidden_proj_groups = hidden_proj_workgroups(cfg.proj_size, b, dirs);
+        let hidden_proj_groups = k
+            .hidden_proj
+            .as_ref()
+            .map_or((0, 0, 0), |k| k.workgroups(cfg.proj_size, b, dirs));
+        let hidden_proj_back_groups = hidden_proj_workgroups(cfg.proj_size, b, dirs);
         let permutes = match &batch_first {
             Some((in_bf, out_bf)) => {
                 let at = |w| (&uniforms, layout.offset(permute_entry(layers, w)) as u64);
@@ -339,7 +347,9 @@ impl Workspace {
             step_groups,
             _m: m,
             hidden_projs,
+            hidden_proj: k.hidden_proj.clone(),
             hidden_proj_groups,
+            hidden_proj_back_groups,
             permutes,
             staging,
             bptt: None,

@@ -2,11 +2,13 @@
 //! after each forward step (`shaders/lstm_proj.wgsl`), and the P-wide
 //! dh_t before each backward step (`shaders/lstm_proj_backward.wgsl`).
 
+use super::lstm_step::StepTile;
 use super::{Kernel, STEP_ROWS, STEP_TILE, STEP_UNITS};
 use crate::gpu::kernels::StepParams;
 use crate::gpu::{GpuContext, Precision};
 
-/// Workgroups for one projection step: (unit blocks, batch blocks, directions).
+/// Workgroups for one backward projection step: (unit blocks, batch blocks,
+/// directions).
 pub fn hidden_proj_workgroups(proj: usize, batch: usize, dirs: usize) -> (u32, u32, u32) {
     (
         (proj as u32).div_ceil(STEP_UNITS),
@@ -33,22 +35,52 @@ bindings! {
     }
 }
 
-/// h_t = m_t · W_hrᵀ for one step, both directions.
+/// Builds the forward hidden-projection pipeline of each tile once, for one
+/// precision: h_t = m_t · W_hrᵀ for one step, both directions, on the step
+/// kernel's plan ([`StepTile`], with projected units as its units).
 pub struct HiddenProjKernel {
-    kernel: Kernel,
+    precision: Precision,
+    built: Vec<HiddenProjPipeline>,
 }
 
 impl HiddenProjKernel {
-    pub fn new(ctx: &GpuContext, precision: Precision) -> Self {
+    pub fn new(precision: Precision) -> Self {
+        HiddenProjKernel {
+            precision,
+            built: Vec::new(),
+        }
+    }
+
+    /// The pipeline of `tile`, built on first use.
+    pub fn pipeline(&mut self, ctx: &GpuContext, tile: StepTile) -> HiddenProjPipeline {
+        if let Some(p) = self.built.iter().find(|p| p.tile == tile) {
+            return p.clone();
+        }
         let kernel = Kernel::new_typed::<HiddenProjBuffers>(
             ctx,
             "lstm hidden projection",
             include_str!("../../../shaders/lstm_proj.wgsl"),
             "main",
-            &[("store_t", precision)],
-            STEP_TILE,
+            &[("store_t", self.precision)],
+            &tile.constants(),
         );
-        HiddenProjKernel { kernel }
+        let built = HiddenProjPipeline { tile, kernel };
+        self.built.push(built.clone());
+        built
+    }
+}
+
+/// The forward hidden-projection pipeline of one tile (clones share it).
+#[derive(Clone)]
+pub struct HiddenProjPipeline {
+    tile: StepTile,
+    kernel: Kernel,
+}
+
+impl HiddenProjPipeline {
+    /// Workgroups for one step: (unit blocks, batch blocks, directions).
+    pub fn workgroups(&self, proj: usize, batch: usize, dirs: usize) -> (u32, u32, u32) {
+        self.tile.workgroups(proj, batch, dirs)
     }
 
     pub fn bind(&self, ctx: &GpuContext, b: &HiddenProjBuffers<'_>) -> wgpu::BindGroup {

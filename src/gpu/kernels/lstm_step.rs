@@ -188,7 +188,7 @@ impl StepTile {
         )
     }
 
-    fn constants(&self) -> [(&'static str, u32); 5] {
+    pub(crate) fn constants(&self) -> [(&'static str, u32); 5] {
         [
             ("KL", self.lanes),
             ("UPW", self.units),

@@ -99,7 +99,7 @@ pub use backward_step::{BackPipeline, BackwardBuffers, BackwardStepKernel};
 pub use gemm::{GemmKernel, GemmOp, GemmParams, GemmRunner, LstmGemms};
 pub use hidden_projection::{
     HiddenProjBackwardBuffers, HiddenProjBackwardKernel, HiddenProjBuffers, HiddenProjKernel,
-    hidden_proj_workgroups,
+    HiddenProjPipeline, hidden_proj_workgroups,
 };
 pub use lstm_step::{StepBuffers, StepConfig, StepKernel, StepParams, StepPipelines, TrainBuffers};
 pub use permute::{PermuteKernel, PermuteParams};

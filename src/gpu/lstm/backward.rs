@@ -29,7 +29,13 @@ impl GpuLstm {
                     if let (Some((_, hidden_proj_back)), Some(bg)) =
                         (&self.hidden_proj, tr.hidden_proj_back.get(l))
                     {
-                        hidden_proj_back.encode(ctx, &mut pass, bg, offset, ws.hidden_proj_groups);
+                        hidden_proj_back.encode(
+                            ctx,
+                            &mut pass,
+                            bg,
+                            offset,
+                            ws.hidden_proj_back_groups,
+                        );
                     }
                     tr.back_kernel
                         .encode(ctx, &mut pass, &tr.back[l], offset, tr.back_groups);

@@ -58,11 +58,15 @@ impl GpuLstm {
                     self.workspaces.remove(victim);
                 }
                 let step = self.step.pipelines(&self.ctx, self.step_config.tile(batch));
+                let hidden_proj = self
+                    .hidden_proj
+                    .as_mut()
+                    .map(|(k, _)| k.pipeline(&self.ctx, self.step_config.tile(batch)));
                 let kernels = Kernels {
                     gemms: &self.gemms,
                     step,
                     permute: &self.permute,
-                    hidden_proj: self.hidden_proj.as_ref().map(|(k, _)| k),
+                    hidden_proj,
                 };
                 let ws = Workspace::build(
                     &self.ctx,
@@ -104,7 +108,7 @@ impl GpuLstm {
                 gemms: &self.gemms,
                 back,
                 permute: &self.permute,
-                hidden_proj: self.hidden_proj.as_ref(),
+                hidden_proj: self.hidden_proj.as_ref().map(|(_, back)| back),
             };
             let grads = self.grads.as_ref().expect("made above");
             let space = BpttSpace::build(

@@ -202,7 +202,7 @@ impl GpuLstm {
                     offset,
                     ws.step_groups,
                 );
-                if let (Some((proj, _)), Some(bg)) = (&self.hidden_proj, proj_bg) {
+                if let (Some(proj), Some(bg)) = (&ws.hidden_proj, proj_bg) {
                     proj.encode(ctx, &mut pass, bg, offset, ws.hidden_proj_groups);
                 }
             }

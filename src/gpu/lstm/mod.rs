@@ -162,7 +162,7 @@ impl GpuLstm {
             permute: PermuteKernel::new(ctx),
             hidden_proj: (config.proj_size > 0).then(|| {
                 (
-                    HiddenProjKernel::new(ctx, precision),
+                    HiddenProjKernel::new(precision),
                     HiddenProjBackwardKernel::new(ctx, precision),
                 )
             }),

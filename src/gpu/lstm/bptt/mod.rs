@@ -26,8 +26,8 @@ use crate::config::LstmConfig;
 use crate::error::Result;
 use crate::gpu::kernels::{
     BackPipeline, BackwardBuffers, GemmKernel, GemmOp, HiddenProjBackwardBuffers,
-    HiddenProjBackwardKernel, HiddenProjBuffers, HiddenProjKernel, LstmGemms, PermuteKernel,
-    StepBuffers, TrainBuffers,
+    HiddenProjBackwardKernel, HiddenProjBuffers, LstmGemms, PermuteKernel, StepBuffers,
+    TrainBuffers,
 };
 use crate::gpu::tensor::{TENSOR_USAGE, byte_size, byte_size_in};
 use crate::gpu::workspace::{GpuLayer, Uniforms, Workspace, check_groups};
@@ -123,7 +123,7 @@ pub(super) struct BpttKernels<'a> {
     pub back: BackPipeline,
     pub permute: &'a PermuteKernel,
     /// With a hidden projection.
-    pub hidden_proj: Option<&'a (HiddenProjKernel, HiddenProjBackwardKernel)>,
+    pub hidden_proj: Option<&'a HiddenProjBackwardKernel>,
 }
 
 impl BpttSpace {
@@ -237,7 +237,9 @@ impl BpttSpace {
                     w_hr: w.w_hr.as_ref().unwrap_or(&w.w_hh),
                 },
             ));
-            if let (Some((fwd, bwd)), Some(w_hr), Some(dh)) = (k.hidden_proj, &w.w_hr, &dh_proj) {
+            if let (Some(fwd), Some(bwd), Some(w_hr), Some(dh)) =
+                (&ws.hidden_proj, k.hidden_proj, &w.w_hr, &dh_proj)
+            {
                 hidden_projs.push(fwd.bind(
                     ctx,
                     &HiddenProjBuffers {
