@@ -30,6 +30,7 @@ if [ -z "${BIN_DIR:-}" ]; then
   BIN_DIR=target/release
   echo "== GPU validation tests" | tee "$OUT/validation.txt"
   cargo test --release --test gpu_forward --test gpu_engine --test gpu_backward --test gpu_training \
+    --test gpu_proj --test gpu_f16 \
     2>&1 | tee -a "$OUT/validation.txt" | grep -E "^test result|FAILED" || true
 else
   echo "== GPU validation tests (prebuilt, from $BIN_DIR)" | tee "$OUT/validation.txt"
@@ -42,6 +43,16 @@ fi
 echo "== lstm-bench, standard and large shapes"
 "$BIN_DIR/lstm-bench" --shapes "$SHAPES" --iters "${ITERS:-10}" --json "$OUT/lstm-bench.json" \
   | tee "$OUT/lstm-bench.txt"
+
+echo "== Step kernel against H and B (forward; GPU time of the T step dispatches)"
+SWEEP="${SWEEP_SHAPES:-1,100,128,128;1,100,512,512;1,100,1024,1024;1,100,2048,2048;16,100,512,512;64,100,512,512;64,100,1024,1024;256,100,1024,1024}"
+"$BIN_DIR/lstm-bench" --device gpu --modes forward --shapes "$SWEEP" --iters "${ITERS:-10}" \
+  --json "$OUT/step-sweep.json" | tee "$OUT/step-sweep.txt"
+
+echo "== The cost of a dispatch with its barrier (H = I = B = 1: T = 1, 100, 1000)"
+# (time(T = 1000) - time(T = 100)) / 900 is one step dispatch and its barrier.
+"$BIN_DIR/lstm-bench" --device gpu --modes forward --shapes "1,1,1,1;1,100,1,1;1,1000,1,1" \
+  --iters "${ITERS:-10}" --json "$OUT/dispatch-cost.json" | tee "$OUT/dispatch-cost.txt"
 
 echo "== GEMM kernel, square sizes (TFLOP/s)"
 if [ -n "$HAVE_CARGO" ]; then
@@ -63,4 +74,6 @@ echo
 echo "== Summary ($OUT)"
 grep -E "^test result" "$OUT/validation.txt" | sort | uniq -c || true
 cat "$OUT/lstm-bench.txt" | sed -n '/device/,$p'
+sed -n '/mode/,$p' "$OUT/step-sweep.txt"
+sed -n '/mode/,$p' "$OUT/dispatch-cost.txt"
 [ -f "$OUT/compare.txt" ] && sed -n '/compared/,$p' "$OUT/compare.txt"
