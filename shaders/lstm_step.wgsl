@@ -37,12 +37,15 @@
 // src/gpu/kernels/lstm_step.rs: `store_t` (f32 or f16: how weights, the
 // input projection and the saved gates and h are stored; everything is
 // widened to f32 on load, and c stays f32 throughout), and the tile KL, UPW,
-// RB, RC and WGS = KL · UPW. They are consts, one pipeline per tile, so every
-// loop over rows and lanes has a fixed trip count.
+// RB, RC, WGS = KL · UPW and VEC. They are consts, one pipeline per tile, so
+// every loop over rows and lanes has a fixed trip count. VEC (4, 2 or 1, the
+// largest that divides H_out) is how many W_hh elements a lane loads at
+// once: `wvec_t`, `wdot` and `load_h` are declared before this file for it,
+// so f16 weights load as vec4<f16> or vec2<f16> and accumulate in f32.
 
 @group(0) @binding(0) var<uniform> p: StepParams;
 @group(0) @binding(1) var<storage, read> gates_x: array<vec4<store_t>>; // [T, B, D, H]: X·W_ihᵀ + b_ih + b_hh
-@group(0) @binding(2) var<storage, read> w_hh: array<store_t>;         // [D·4H, H_out]: rows by unit (4j + q), k contiguous
+@group(0) @binding(2) var<storage, read> w_hh: array<wvec_t>;          // [D·4H, H_out / VEC]: rows by unit (4j + q), k contiguous
 @group(0) @binding(3) var<storage, read_write> state: array<f32>;     // h [2, L·D, B, H_out], then c [L·D, B, H]
 @group(0) @binding(4) var<storage, read_write> y: array<f32>;         // [T, B, D·H]: h, or m with a hidden projection
 @group(0) @binding(5) var<storage, read> lengths: array<u32>;         // [B]
@@ -104,19 +107,19 @@ fn recurrent(s: Site, lid: u32) -> vec4<f32> {
         acc[r] = vec4<f32>(0.0);
     }
     if (s.j < p.hidden) {
-        let row = (s.d * p.hidden + s.j) * 4u * n_in;
+        // W_hh in units of VEC elements (VEC divides H_out).
+        let nv = n_in / VEC;
+        let row = (s.d * p.hidden + s.j) * 4u * nv;
         // Rows past the batch read the last row's h and are never stored.
         let last = p.batch - 1u;
-        for (var k = s.lane; k < n_in; k += KL) {
-            let w = vec4<f32>(
-                f32(w_hh[row + k]),
-                f32(w_hh[row + n_in + k]),
-                f32(w_hh[row + 2u * n_in + k]),
-                f32(w_hh[row + 3u * n_in + k]),
-            );
+        for (var kv = s.lane; kv < nv; kv += KL) {
+            let w0 = w_hh[row + kv];
+            let w1 = w_hh[row + nv + kv];
+            let w2 = w_hh[row + 2u * nv + kv];
+            let w3 = w_hh[row + 3u * nv + kv];
             for (var r = 0u; r < RB; r++) {
-                let h = state[s.h_prev + min(s.b0 + r, last) * n_in + k];
-                acc[r] = fma(w, vec4<f32>(h), acc[r]);
+                let h = load_h(s.h_prev + min(s.b0 + r, last) * n_in + kv * VEC);
+                acc[r] += vec4<f32>(wdot(w0, h), wdot(w1, h), wdot(w2, h), wdot(w3, h));
             }
         }
     }

@@ -89,6 +89,8 @@ fn forward_matches_f32_over_a_grid() {
                 (3, 17, 5, 7),
                 (8, 100, 33, 64),
                 (5, 40, 16, 100),
+                // H = 18: W_hh loaded as vec2<f16> (64 and 100: vec4, 7: scalar).
+                (2, 9, 3, 18),
             ] {
                 let cfg = LstmConfig::new(i, h)
                     .num_layers(layers)

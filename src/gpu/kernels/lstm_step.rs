@@ -124,8 +124,8 @@ impl StepConfig {
     }
 
     /// The tile for batch size `batch`.
-    pub(crate) fn tile(&self, batch: usize) -> StepTile {
-        StepTile::for_batch(self.lanes, self.units, batch)
+    pub(crate) fn tile(&self, batch: usize, h_out: usize) -> StepTile {
+        StepTile::for_batch(self.lanes, self.units, batch).with_width(h_out)
     }
 
     /// The backward step kernel's tile for batch size `batch`.
@@ -145,6 +145,10 @@ pub(crate) struct StepTile {
     pub units: u32,
     /// Batch rows per workgroup (a power of two): `RB`.
     pub rows: u32,
+    /// Elements of W_hh each lane loads at once (`VEC`: 4, 2 or 1, the
+    /// largest that divides H_out): `vec4<store_t>` or `vec2<store_t>`
+    /// loads, f16 included, still accumulating in f32.
+    pub vec: u32,
 }
 
 /// Bytes of workgroup memory the step kernel's reduction may use: half of
@@ -163,7 +167,51 @@ impl StepTile {
             .next_power_of_two()
             .min(MAX_STEP_ROWS)
             .min(lanes);
-        StepTile { lanes, units, rows }
+        StepTile {
+            lanes,
+            units,
+            rows,
+            vec: 1,
+        }
+    }
+
+    /// This tile with W_hh loaded `VEC` elements at a time for inputs of
+    /// width `h_out`.
+    pub fn with_width(self, h_out: usize) -> Self {
+        let vec = match h_out {
+            w if w % 4 == 0 => 4,
+            w if w % 2 == 0 => 2,
+            _ => 1,
+        };
+        StepTile { vec, ..self }
+    }
+
+    /// The WGSL that `VEC` selects, put before the step kernel's source: the
+    /// alias `wvec_t` that W_hh is bound as, `wdot` (a W_hh load against
+    /// up to 4 values of h, in f32) and `load_h` (`VEC` values of h).
+    pub(crate) fn vec_prelude(&self) -> &'static str {
+        match self.vec {
+            4 => {
+                "alias wvec_t = vec4<store_t>;
+fn wdot(w: wvec_t, h: vec4<f32>) -> f32 { return dot(vec4<f32>(w), h); }
+fn load_h(i: u32) -> vec4<f32> {
+    return vec4<f32>(state[i], state[i + 1u], state[i + 2u], state[i + 3u]);
+}
+"
+            }
+            2 => {
+                "alias wvec_t = vec2<store_t>;
+fn wdot(w: wvec_t, h: vec4<f32>) -> f32 { return dot(vec2<f32>(w), h.xy); }
+fn load_h(i: u32) -> vec4<f32> { return vec4<f32>(state[i], state[i + 1u], 0.0, 0.0); }
+"
+            }
+            _ => {
+                "alias wvec_t = store_t;
+fn wdot(w: wvec_t, h: vec4<f32>) -> f32 { return f32(w) * h.x; }
+fn load_h(i: u32) -> vec4<f32> { return vec4<f32>(state[i], 0.0, 0.0, 0.0); }
+"
+            }
+        }
     }
 
     /// Invocations per workgroup.
@@ -188,8 +236,9 @@ impl StepTile {
         )
     }
 
-    pub(crate) fn constants(&self) -> [(&'static str, u32); 5] {
+    pub(crate) fn constants(&self) -> [(&'static str, u32); 6] {
         [
+            ("VEC", self.vec),
             ("KL", self.lanes),
             ("UPW", self.units),
             ("RB", self.rows),
@@ -219,7 +268,12 @@ impl StepKernel {
             return p.clone();
         }
         let types = &[("store_t", self.precision)];
-        let source = include_str!("../../../shaders/lstm_step.wgsl");
+        let source = format!(
+            "{}{}",
+            tile.vec_prelude(),
+            include_str!("../../../shaders/lstm_step.wgsl")
+        );
+        let source = source.as_str();
         let constants = tile.constants();
         let infer =
             Kernel::new_typed::<StepBuffers>(ctx, "lstm step", source, "main", types, &constants);

@@ -57,11 +57,12 @@ impl GpuLstm {
                         .expect("at most one workspace is kept");
                     self.workspaces.remove(victim);
                 }
-                let step = self.step.pipelines(&self.ctx, self.step_config.tile(batch));
+                let tile = self.step_config.tile(batch, self.config.hidden_out());
+                let step = self.step.pipelines(&self.ctx, tile);
                 let hidden_proj = self
                     .hidden_proj
                     .as_mut()
-                    .map(|(k, _)| k.pipeline(&self.ctx, self.step_config.tile(batch)));
+                    .map(|(k, _)| k.pipeline(&self.ctx, tile.with_width(self.config.hidden_size)));
                 let kernels = Kernels {
                     gemms: &self.gemms,
                     step,

@@ -206,7 +206,7 @@ impl GpuLstm {
     /// What one forward step dispatch launches at batch size `batch`.
     pub fn step_launch(&self, batch: usize) -> StepLaunch {
         let cfg = &self.config;
-        let tile = self.step_config.tile(batch);
+        let tile = self.step_config.tile(batch, cfg.hidden_out());
         let (x, y, z) = tile.workgroups(cfg.hidden_size, batch, cfg.num_directions());
         let w_hh = (cfg.num_directions() * 4 * cfg.hidden_size * cfg.hidden_out()) as u64;
         StepLaunch {
