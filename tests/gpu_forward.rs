@@ -12,12 +12,16 @@ use wgpu_lstm::{InitOptions, LstmConfig, LstmWeights};
 
 /// Runs `case` on the CPU and the GPU and compares output, h_n and c_n.
 fn check(name: &str, c: Case, atol: f64) {
-    check_in(name, c, atol, None);
+    // One submit, or none when skipped without an adapter.
+    assert!(check_in(name, c, atol, None) <= 1, "{name}: one submit");
 }
 
-/// [`check`] with the step kernel in `step` (its default when `None`).
-fn check_in(name: &str, c: Case, atol: f64, step: Option<StepConfig>) {
-    let Some(ctx) = gpu_or_skip(name) else { return };
+/// [`check`] with the step kernel in `step` (its default when `None`);
+/// returns the submits of the GPU call (0 when skipped).
+fn check_in(name: &str, c: Case, atol: f64, step: Option<StepConfig>) -> u64 {
+    let Some(ctx) = gpu_or_skip(name) else {
+        return 0;
+    };
     let w = LstmWeights::<f32>::init(&c.config, 17, InitOptions::default()).unwrap();
     // Seeds 3 (input), 4 (h_0), 5 (c_0).
     let data = c.data::<f32>(3);
@@ -28,7 +32,9 @@ fn check_in(name: &str, c: Case, atol: f64, step: Option<StepConfig>) {
     if let Some(step) = step {
         gpu.set_step_config(step).unwrap();
     }
+    let before = ctx.counters();
     let got = gpu.forward_host(&x).unwrap();
+    let submits = (ctx.counters() - before).submits;
     for (k, g, e) in [
         ("output", &got.output, &want.output),
         ("h_n", &got.h_n, &want.h_n),
@@ -41,6 +47,7 @@ fn check_in(name: &str, c: Case, atol: f64, step: Option<StepConfig>) {
         );
         assert_close(&format!("{name}/{k}"), g.data(), e.data(), atol, 0.0);
     }
+    submits
 }
 
 #[test]
@@ -181,6 +188,39 @@ fn forward_grids_run_under_webgpu_limits() {
             "grid_matches_cpu",
             "every_step_config_matches_the_reference",
             "device_limits_follow_wgpu_lstm_limits",
+            "a_sequence_longer_than_one_binding_runs_in_chunks",
         ],
     );
+}
+
+/// A unidirectional sequence whose input projection [T·B, 4H] exceeds the
+/// device's binding size (128 MiB on lavapipe and under WebGPU's limits)
+/// runs in chunks of steps, carrying the state, and matches the reference:
+/// batch-first, lengths that end before, at and after chunk boundaries, and
+/// a given initial state.
+#[test]
+fn a_sequence_longer_than_one_binding_runs_in_chunks() {
+    let name = "a_sequence_longer_than_one_binding_runs_in_chunks";
+    let Some(ctx) = gpu_or_skip(name) else { return };
+    let limits = ctx.limits();
+    let limit = limits
+        .max_storage_buffer_binding_size
+        .min(limits.max_buffer_size);
+    let (b, h, i) = (64, 128, 4);
+    let per_step = (b * 4 * h * 4) as u64;
+    if limit > 256 << 20 {
+        eprintln!("skipped {name}: this device binds {limit} bytes; the test sizes for 128 MiB");
+        return;
+    }
+    let t = (limit / per_step) as usize + 60;
+    let cfg = LstmConfig::new(i, h).batch_first(true);
+    let mut c = Case::new(cfg, t, b);
+    c.with_state = true;
+    c.lengths = Some(
+        (0..b)
+            .map(|k| [t, 1, t - 30, 700, t / 2][k % 5].max(1))
+            .collect(),
+    );
+    let submits = check_in(name, c, 1e-5, None);
+    assert!(submits >= 2, "the pass was not split ({submits} submit)");
 }

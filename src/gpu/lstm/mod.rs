@@ -17,6 +17,7 @@
 mod backward;
 pub(super) mod bptt;
 mod cache;
+mod chunked;
 mod encode;
 
 use cache::State;
@@ -349,8 +350,15 @@ impl GpuLstm {
     }
 
     /// Runs the forward pass on host tensors and reads the results back, in
-    /// one submit: the GPU counterpart of [`crate::reference::forward`].
+    /// one submit: the GPU counterpart of [`crate::reference::forward`]. A
+    /// unidirectional sequence whose [T, B, ...] buffers would exceed the
+    /// device's binding size runs in chunks of steps that fit (one submit
+    /// each), carrying the state, with the same result.
     pub fn forward_host(&mut self, x: &LstmInput<'_, f32>) -> Result<LstmOutput<f32>> {
+        let dims = x.validate(&self.config)?;
+        if let Some(chunk) = self.time_chunk(dims.0, dims.1) {
+            return self.forward_host_chunked(x, dims, chunk);
+        }
         let idx = self.pass(Source::Host(x), x.lengths, None, true)?;
         self.read_outputs(idx)
     }
