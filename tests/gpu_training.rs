@@ -222,6 +222,15 @@ fn one_submit_per_step_and_no_allocation_after_the_first() {
     assert!(gpu.loss().unwrap().is_finite());
     let read = ctx.counters() - before;
     assert_eq!((read.submits, read.host_waits), (1, 1), "{read:?}");
+    // A loop that never reads runs at most 8 submits ahead of the GPU: past
+    // that, a step waits for the oldest.
+    let before = ctx.counters();
+    for _ in 0..20 {
+        gpu.step(&bt).unwrap();
+    }
+    let ahead = ctx.counters() - before;
+    assert!(ahead.host_waits <= 20 - 8, "{ahead:?}");
+    assert!(gpu.loss().unwrap().is_finite());
 }
 
 #[test]

@@ -1,7 +1,7 @@
 //! `GpuContext`: the adapter, device and queue, built once and shared by
 //! every GPU object, with typed errors and counters of the work it records.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::error::{LstmError, Result};
@@ -67,7 +67,15 @@ struct Inner {
     counters: AtomicCounters,
     /// The first error wgpu reported outside an error scope, or a device loss.
     error: Arc<Mutex<Option<LstmError>>>,
+    /// Submits not yet finished, oldest first (see [`MAX_IN_FLIGHT`]).
+    in_flight: Mutex<std::collections::VecDeque<(wgpu::SubmissionIndex, Arc<AtomicBool>)>>,
 }
+
+/// Submits the host may have queued before it waits for the oldest: the
+/// host runs ahead of the GPU by at most this many calls, so that a loop
+/// that never reads a result does not queue work (and the memory its
+/// uploads stage) without bound.
+pub(crate) const MAX_IN_FLIGHT: usize = 8;
 
 /// A wgpu device and queue, cheap to clone (all clones share one device).
 #[derive(Clone)]
@@ -247,6 +255,7 @@ impl GpuContext {
                 queue,
                 counters: AtomicCounters::default(),
                 error,
+                in_flight: Mutex::new(std::collections::VecDeque::new()),
             }),
         })
     }
@@ -381,9 +390,36 @@ impl GpuContext {
     /// Submits one command buffer and returns at once, surfacing any error
     /// wgpu reported while recording it. The host may encode the next
     /// submit while the GPU runs this one; queue order keeps them in order.
+    ///
+    /// At most [`MAX_IN_FLIGHT`] submits are left unfinished: past that, the
+    /// call waits for the oldest (a host wait, counted), which only happens
+    /// when the host runs that far ahead of the GPU. A non-blocking poll
+    /// after each submit lets wgpu reclaim the resources of finished work.
     pub(crate) fn submit(&self, encoder: wgpu::CommandEncoder) -> Result<wgpu::SubmissionIndex> {
         self.inner.counters.submits.fetch_add(1, Ordering::Relaxed);
         let index = self.inner.queue.submit([encoder.finish()]);
+        // Called once the submit just made has finished.
+        let done = Arc::new(AtomicBool::new(false));
+        let flag = done.clone();
+        self.inner
+            .queue
+            .on_submitted_work_done(move || flag.store(true, Ordering::Release));
+        let _ = self.inner.device.poll(wgpu::PollType::Poll);
+        let oldest = {
+            let mut q = self
+                .inner
+                .in_flight
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            q.retain(|(_, done)| !done.load(Ordering::Acquire));
+            q.push_back((index.clone(), done));
+            (q.len() > MAX_IN_FLIGHT)
+                .then(|| q.pop_front().map(|(i, _)| i))
+                .flatten()
+        };
+        if let Some(oldest) = oldest {
+            self.wait(Some(oldest))?;
+        }
         self.check()?;
         Ok(index)
     }
