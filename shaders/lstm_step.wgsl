@@ -54,7 +54,6 @@
 @group(0) @binding(7) var<storage, read_write> c_saved: array<f32>;               // [T, B, D, H]: c after step t
 @group(0) @binding(8) var<storage, read_write> h_prev_saved: array<store_t>;     // [T, B, D·H_out]: h entering step t
 
-var<workgroup> red: array<vec4<f32>, RC * WGS>;   // [RC][WGS]: partial sums of RC rows
 
 // Where one invocation works: unit j of direction d, and (after the
 // reduction) batch row b0 + lane.
@@ -123,28 +122,7 @@ fn recurrent(s: Site, lid: u32) -> vec4<f32> {
             }
         }
     }
-    // Sum the KL partials of each (unit, row), RC rows at a time; lane r of
-    // each unit keeps row r's total.
-    var total = vec4<f32>(0.0);
-    for (var c = 0u; c < RB; c += RC) {
-        for (var rr = 0u; rr < RC; rr++) {
-            red[rr * WGS + lid] = acc[c + rr];
-        }
-        workgroupBarrier();
-        for (var stride = KL / 2u; stride > 0u; stride /= 2u) {
-            if (s.lane < stride) {
-                for (var rr = 0u; rr < RC; rr++) {
-                    red[rr * WGS + lid] += red[rr * WGS + lid + stride];
-                }
-            }
-            workgroupBarrier();
-        }
-        if (s.lane >= c && s.lane < c + RC) {
-            total = red[(s.lane - c) * WGS + s.unit * KL];
-        }
-        workgroupBarrier();
-    }
-    return total;
+    return reduce_lanes(&acc, s.lane, s.unit, lid);
 }
 
 // The activated gates (i, f, g, o) from the pre-activation of row b.

@@ -269,8 +269,9 @@ impl StepKernel {
         }
         let types = &[("store_t", self.precision)];
         let source = format!(
-            "{}{}",
+            "{}{}{}",
             tile.vec_prelude(),
+            include_str!("../../../shaders/step_reduce.wgsl"),
             include_str!("../../../shaders/lstm_step.wgsl")
         );
         let source = source.as_str();
