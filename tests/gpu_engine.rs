@@ -225,6 +225,8 @@ fn one_submit_bounded_dispatches_and_no_allocation_on_repeat() {
         (1, false, true),
         (3, true, true),
         (2, true, false),
+        (3, false, false),
+        (2, false, true),
     ] {
         let cfg = LstmConfig::new(4, 10)
             .num_layers(layers)
@@ -247,9 +249,20 @@ fn one_submit_bounded_dispatches_and_no_allocation_on_repeat() {
             once.dispatches <= layers as u64 * d * (t as u64 + 3),
             "{once:?}"
         );
-        // Exactly one GEMM and T steps per layer (both directions share a dispatch).
         let permutes = if batch_first { 2 } else { 0 };
-        assert_eq!(once.dispatches, layers as u64 * (1 + t as u64) + permutes);
+        if bidir || layers == 1 {
+            // Exactly one GEMM and T steps per layer (both directions share a
+            // dispatch).
+            assert_eq!(once.dispatches, layers as u64 * (1 + t as u64) + permutes);
+        } else {
+            // A unidirectional stack runs as a wavefront: layer 0's GEMM, then
+            // T + L - 1 dispatches, each running layer l's step s - l.
+            assert_eq!(
+                once.dispatches,
+                1 + (t + layers - 1) as u64 + permutes,
+                "{once:?}"
+            );
+        }
         assert_eq!(again.submits, 1);
         assert_eq!(again.dispatches, once.dispatches);
         assert_eq!(

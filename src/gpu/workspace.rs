@@ -4,8 +4,9 @@
 use crate::config::LstmConfig;
 use crate::error::{LstmError, Result};
 use crate::gpu::kernels::{
-    GemmKernel, GemmOp, GemmParams, HiddenProjBuffers, HiddenProjPipeline, LstmGemms,
-    PermuteKernel, PermuteParams, StepBuffers, StepParams, StepPipelines, hidden_proj_workgroups,
+    GemmKernel, GemmOp, GemmParams, HiddenProjBuffers, HiddenProjPipeline, Kernel, LstmGemms,
+    PermuteKernel, PermuteParams, StepBuffers, StepParams, StepPipelines, WavefrontBuffers,
+    hidden_proj_workgroups, wavefront_block,
 };
 use crate::gpu::lstm::bptt::BpttSpace;
 use crate::gpu::tensor::{TENSOR_USAGE, byte_size, byte_size_in};
@@ -116,6 +117,8 @@ pub(super) struct Workspace {
     pub layout: Uniforms,
     pub gemm: Vec<(wgpu::BindGroup, (u32, u32))>,
     pub steps: Vec<wgpu::BindGroup>,
+    /// The wavefront forward of a unidirectional stack (inference).
+    pub wave: Option<WaveSpace>,
     /// The step pipelines of this shape's tile, and its workgroup counts.
     pub step: StepPipelines,
     pub step_groups: (u32, u32, u32),
@@ -145,6 +148,10 @@ pub(super) fn permute_entry(layers: usize, which: usize) -> usize {
 pub(super) fn step_entry(layers: usize, seq_len: usize, layer: usize, step: usize) -> usize {
     layers + 2 + layer * seq_len + step
 }
+/// The uniform of wavefront step `step`, after every layer's steps.
+pub(super) fn wave_entry(layers: usize, seq_len: usize, step: usize) -> usize {
+    layers + 2 + layers * seq_len + step
+}
 
 /// Checks a dispatch's workgroup counts against the device limit.
 pub(super) fn check_groups(ctx: &GpuContext, what: &str, groups: &[u32]) -> Result<()> {
@@ -168,6 +175,18 @@ pub(super) struct Kernels<'a> {
     pub permute: &'a PermuteKernel,
     /// With a hidden projection.
     pub hidden_proj: Option<HiddenProjPipeline>,
+    /// For a unidirectional stack without projection: the wavefront
+    /// pipeline of this shape's tile, and the packed weights it reads.
+    pub wave: Option<(Kernel, &'a wgpu::Buffer)>,
+}
+
+/// A workspace's wavefront forward (inference): T + L - 1 dispatches.
+pub(super) struct WaveSpace {
+    pub kernel: Kernel,
+    pub bind_group: wgpu::BindGroup,
+    pub groups: (u32, u32, u32),
+    /// [L - 1, T, B, H]: the inner layers' outputs.
+    _inner: wgpu::Buffer,
 }
 
 impl Workspace {
@@ -224,7 +243,8 @@ impl Workspace {
 
         // Uniforms, written once: per-layer GEMM parameters, two permutes,
         // then one StepParams per (layer, step) read through a dynamic offset.
-        let mut layout = Uniforms::new(ctx, layers + 2 + layers * t);
+        let wave_steps = if k.wave.is_some() { t + layers - 1 } else { 0 };
+        let mut layout = Uniforms::new(ctx, layers + 2 + layers * t + wave_steps);
         for (l, gl) in layers_w.iter().enumerate() {
             layout.put(gemm_entry(l), &forward_gemm(cfg, gl, t * b));
         }
@@ -240,6 +260,14 @@ impl Workspace {
             for s in 0..t {
                 layout.put(step_entry(layers, t, l, s), &step_params(cfg, l, s, t, b));
             }
+        }
+        for s in 0..wave_steps {
+            let p = StepParams {
+                step: s as u32,
+                slot: wavefront_block(h) as u32,
+                ..step_params(cfg, 0, 0, t, b)
+            };
+            layout.put(wave_entry(layers, t, s), &p);
         }
         let uniforms = ctx.create_buffer(
             "uniforms",
@@ -293,6 +321,31 @@ impl Workspace {
                 ));
             }
         }
+        let wave = match &k.wave {
+            Some((kernel, weights)) => {
+                let inner = buffer("inner outputs [L-1,T,B,H]", &[layers - 1, t, b, h])?;
+                let bind_group = kernel.bind(
+                    ctx,
+                    &WavefrontBuffers {
+                        params: &uniforms,
+                        gates_x: &gates,
+                        weights,
+                        state: &state,
+                        inner: &inner,
+                        y: &ys[layers - 1].buffer,
+                        lengths: &lengths,
+                    },
+                );
+                let (x, y, _) = k.step.tile().workgroups(h, b, 1);
+                Some(WaveSpace {
+                    kernel: kernel.clone(),
+                    bind_group,
+                    groups: (x, y, layers as u32),
+                    _inner: inner,
+                })
+            }
+            None => None,
+        };
         let step_groups = k.step.tile().workgroups(h, b, dirs);
         check_groups(
             ctx,
@@ -343,6 +396,7 @@ impl Workspace {
             layout,
             gemm,
             steps,
+            wave,
             step: k.step.clone(),
             step_groups,
             _m: m,

@@ -190,6 +190,47 @@ impl StepTile {
     /// alias `wvec_t` that W_hh is bound as, `wdot` (a W_hh load against
     /// up to 4 values of h, in f32) and `load_h` (`VEC` values of h).
     pub(crate) fn vec_prelude(&self) -> &'static str {
+        self.prelude(false)
+    }
+
+    /// [`vec_prelude`](Self::vec_prelude), with the wavefront kernel's
+    /// `load_x` (inputs from `inner`) and `w_elem` (one element of
+    /// `weights`) when `wavefront`.
+    fn prelude(&self, wavefront: bool) -> &'static str {
+        match (self.vec, wavefront) {
+            (4, true) => {
+                "alias wvec_t = vec4<store_t>;
+fn wdot(w: wvec_t, h: vec4<f32>) -> f32 { return dot(vec4<f32>(w), h); }
+fn load_h(i: u32) -> vec4<f32> {
+    return vec4<f32>(state[i], state[i + 1u], state[i + 2u], state[i + 3u]);
+}
+fn load_x(i: u32) -> vec4<f32> {
+    return vec4<f32>(inner[i], inner[i + 1u], inner[i + 2u], inner[i + 3u]);
+}
+fn w_elem(i: u32) -> f32 { return f32(weights[i / 4u][i % 4u]); }
+"
+            }
+            (2, true) => {
+                "alias wvec_t = vec2<store_t>;
+fn wdot(w: wvec_t, h: vec4<f32>) -> f32 { return dot(vec2<f32>(w), h.xy); }
+fn load_h(i: u32) -> vec4<f32> { return vec4<f32>(state[i], state[i + 1u], 0.0, 0.0); }
+fn load_x(i: u32) -> vec4<f32> { return vec4<f32>(inner[i], inner[i + 1u], 0.0, 0.0); }
+fn w_elem(i: u32) -> f32 { return f32(weights[i / 2u][i % 2u]); }
+"
+            }
+            (_, true) => {
+                "alias wvec_t = store_t;
+fn wdot(w: wvec_t, h: vec4<f32>) -> f32 { return f32(w) * h.x; }
+fn load_h(i: u32) -> vec4<f32> { return vec4<f32>(state[i], 0.0, 0.0, 0.0); }
+fn load_x(i: u32) -> vec4<f32> { return vec4<f32>(inner[i], 0.0, 0.0, 0.0); }
+fn w_elem(i: u32) -> f32 { return f32(weights[i]); }
+"
+            }
+            _ => self.step_prelude(),
+        }
+    }
+
+    fn step_prelude(&self) -> &'static str {
         match self.vec {
             4 => {
                 "alias wvec_t = vec4<store_t>;
@@ -354,4 +395,70 @@ mod tests {
             }
         }
     }
+}
+
+bindings! {
+    /// What the wavefront kernel (`shaders/lstm_wavefront.wgsl`) binds.
+    pub struct WavefrontBuffers {
+        /// Per-dispatch `StepParams` (`step` = the wavefront index, `slot`
+        /// = the block of one layer in `weights`, `slots` = L), bound with
+        /// a dynamic offset.
+        params: DynamicUniform<StepParams>,
+        /// [T, B, H]: layer 0's input projection.
+        gates_x: Read,
+        /// Every layer's W_ih, W_hh and bias pair, in blocks.
+        weights: Read,
+        state: ReadWrite,
+        /// [L - 1, T, B, H]: the inner layers' outputs.
+        inner: ReadWrite,
+        /// [T, B, H]: the last layer's output.
+        y: ReadWrite,
+        lengths: Read,
+    }
+}
+
+/// Builds the wavefront pipeline of each tile once, for one precision: the
+/// inference forward of a unidirectional stack without projection, one
+/// dispatch per wavefront step (T + L - 1 for L layers).
+pub struct WavefrontKernel {
+    precision: Precision,
+    built: Vec<(StepTile, Kernel)>,
+}
+
+impl WavefrontKernel {
+    pub fn new(precision: Precision) -> Self {
+        WavefrontKernel {
+            precision,
+            built: Vec::new(),
+        }
+    }
+
+    /// The pipeline of `tile`, built on first use.
+    pub fn pipeline(&mut self, ctx: &GpuContext, tile: StepTile) -> Kernel {
+        if let Some((_, k)) = self.built.iter().find(|(t, _)| *t == tile) {
+            return k.clone();
+        }
+        let source = format!(
+            "{}{}{}",
+            tile.prelude(true),
+            include_str!("../../../shaders/step_reduce.wgsl"),
+            include_str!("../../../shaders/lstm_wavefront.wgsl")
+        );
+        let kernel = Kernel::new_typed::<WavefrontBuffers>(
+            ctx,
+            "lstm wavefront step",
+            &source,
+            "main",
+            &[("store_t", self.precision)],
+            &tile.constants(),
+        );
+        self.built.push((tile, kernel.clone()));
+        kernel
+    }
+}
+
+/// Elements of one layer's block in the wavefront kernel's packed weights:
+/// W_ih [4H, H], W_hh [4H, H], then b_ih and b_hh [4H] each.
+pub(crate) fn wavefront_block(hidden: usize) -> usize {
+    8 * hidden * hidden + 8 * hidden
 }

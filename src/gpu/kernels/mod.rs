@@ -101,7 +101,11 @@ pub use hidden_projection::{
     HiddenProjBackwardBuffers, HiddenProjBackwardKernel, HiddenProjBuffers, HiddenProjKernel,
     HiddenProjPipeline, hidden_proj_workgroups,
 };
-pub use lstm_step::{StepBuffers, StepConfig, StepKernel, StepParams, StepPipelines, TrainBuffers};
+pub(crate) use lstm_step::wavefront_block;
+pub use lstm_step::{
+    StepBuffers, StepConfig, StepKernel, StepParams, StepPipelines, TrainBuffers, WavefrontBuffers,
+    WavefrontKernel,
+};
 pub use permute::{PermuteKernel, PermuteParams};
 pub use train_kernels::{
     CastBuffers, GatherBuffers, GatherParams, LossBuffers, LossParams, OptParams, OptimBuffers,

@@ -63,8 +63,13 @@ impl GpuLstm {
                     .hidden_proj
                     .as_mut()
                     .map(|(k, _)| k.pipeline(&self.ctx, tile.with_width(self.config.hidden_size)));
+                let wave = self
+                    .wave
+                    .as_mut()
+                    .map(|(k, weights)| (k.pipeline(&self.ctx, tile), &*weights));
                 let kernels = Kernels {
                     gemms: &self.gemms,
+                    wave,
                     step,
                     permute: &self.permute,
                     hidden_proj,

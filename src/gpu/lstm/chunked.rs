@@ -26,7 +26,8 @@ impl GpuLstm {
             .max_storage_buffer_binding_size
             .min(limits.max_buffer_size);
         // Bytes per time step of the buffers that grow with T: the input,
-        // the input projection, each layer's output and LSTMP's m.
+        // the input projection, each layer's output, LSTMP's m and the
+        // wavefront's inner outputs.
         let d = cfg.num_directions();
         let per_step = [
             4 * cfg.input_size,
@@ -34,6 +35,12 @@ impl GpuLstm {
             4 * d * cfg.hidden_out(),
             if cfg.proj_size > 0 {
                 4 * d * cfg.hidden_size
+            } else {
+                0
+            },
+            // The wavefront's inner-layer outputs, all layers in one buffer.
+            if self.wave.is_some() {
+                4 * (cfg.num_layers - 1) * cfg.hidden_size
             } else {
                 0
             },

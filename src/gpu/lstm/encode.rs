@@ -4,8 +4,9 @@
 
 use super::GpuLstm;
 use crate::error::Result;
+use crate::gpu::kernels::wavefront_block;
 use crate::gpu::profiler::Phase;
-use crate::gpu::workspace::step_entry;
+use crate::gpu::workspace::{step_entry, wave_entry};
 use crate::gpu::{GpuTensor, InitialState};
 use crate::input::{LstmInput, check_shapes};
 
@@ -171,7 +172,39 @@ impl GpuLstm {
             let mut pass = self.begin_pass(enc, "batch-first input", None);
             self.permute.encode(ctx, &mut pass, bg, *groups);
         }
-        for l in 0..layers {
+        if let (Some(wave), None, Some((_, packed))) = (&ws.wave, train, &self.wave) {
+            // Inference of a unidirectional stack: every layer's weights into
+            // the buffer the wavefront reads (copies, in queue order), layer
+            // 0's input projection, then T + L - 1 dispatches, each running
+            // layer l's step s - l.
+            let h = cfg.hidden_size;
+            let bytes = self.precision.bytes();
+            let (hh, block) = (
+                (4 * h * h) as u64 * bytes,
+                wavefront_block(h) as u64 * bytes,
+            );
+            for (l, gl) in self.layers.iter().enumerate() {
+                let at = l as u64 * block;
+                if l > 0 {
+                    enc.copy_buffer_to_buffer(&gl.w_ih, 0, packed, at, hh);
+                }
+                enc.copy_buffer_to_buffer(&gl.w_hh, 0, packed, at + hh, hh);
+                enc.copy_buffer_to_buffer(&gl.bias, 0, packed, at + 2 * hh, (8 * h) as u64 * bytes);
+            }
+            {
+                let (gemm_bg, groups) = &ws.gemm[0];
+                let mut pass =
+                    self.begin_pass(enc, "input projection", Some(Phase::InputProjection));
+                self.gemms.forward.encode(ctx, &mut pass, gemm_bg, *groups);
+            }
+            let mut pass = self.begin_pass(enc, "lstm wavefront steps", Some(Phase::Steps));
+            for s in 0..t + layers - 1 {
+                let offset = ws.layout.offset(wave_entry(layers, t, s));
+                wave.kernel
+                    .encode_at(ctx, &mut pass, &wave.bind_group, &[offset], wave.groups);
+            }
+        }
+        for l in (0..layers).filter(|_| ws.wave.is_none() || train.is_some()) {
             {
                 let (gemm_bg, groups) = &ws.gemm[l];
                 let mut pass =

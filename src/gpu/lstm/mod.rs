@@ -27,7 +27,7 @@ use crate::config::LstmConfig;
 use crate::error::{LstmError, Result};
 use crate::gpu::kernels::{
     BackwardStepKernel, HiddenProjBackwardKernel, HiddenProjKernel, LstmGemms, PermuteKernel,
-    StepConfig, StepKernel,
+    StepConfig, StepKernel, WavefrontKernel, wavefront_block,
 };
 use crate::gpu::params::{download_layers, upload_layers, write_layers};
 use crate::gpu::profiler::{KernelTimes, Profiler};
@@ -112,6 +112,10 @@ pub struct GpuLstm {
     step_config: StepConfig,
     back: BackwardStepKernel,
     permute: PermuteKernel,
+    /// The wavefront forward of a unidirectional stack without projection
+    /// (two layers or more): its kernel and the packed copy of every layer's
+    /// weights it reads, refreshed at each such forward.
+    wave: Option<(WavefrontKernel, wgpu::Buffer)>,
     /// h_t = m_t · W_hrᵀ and its backward, with a hidden projection (`proj_size` > 0).
     hidden_proj: Option<(HiddenProjKernel, HiddenProjBackwardKernel)>,
     /// The weights the kernels read, in `precision`.
@@ -155,7 +159,22 @@ impl GpuLstm {
             "",
             precision,
         )?;
+        let wave = if wavefront_fits(&config) {
+            let bytes = (config.num_layers * wavefront_block(config.hidden_size)) as u64
+                * precision.bytes();
+            Some((
+                WavefrontKernel::new(precision),
+                ctx.create_buffer(
+                    "wavefront weights",
+                    bytes,
+                    wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST,
+                )?,
+            ))
+        } else {
+            None
+        };
         let engine = GpuLstm {
+            wave,
             gemms: LstmGemms::new(ctx, precision),
             step: StepKernel::new(precision),
             step_config: StepConfig::default_for(config.hidden_out()),
@@ -498,4 +517,10 @@ impl GpuLstm {
     pub(super) fn grad_layers(&self) -> Option<&[GpuLayer]> {
         self.grads.as_deref()
     }
+}
+
+/// Whether a forward pass runs as a wavefront: a unidirectional stack of two
+/// or more layers without a hidden projection.
+fn wavefront_fits(config: &LstmConfig) -> bool {
+    !config.bidirectional && config.proj_size == 0 && config.num_layers >= 2
 }
