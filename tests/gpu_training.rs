@@ -7,7 +7,7 @@ use common::assert_close;
 use common::gpu::gpu_or_skip;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use wgpu_lstm::gpu::GpuTrainer;
+use wgpu_lstm::gpu::{GpuTrainer, StepConfig};
 use wgpu_lstm::model::{Batch, HeadKind, Inputs, LossKind, Model, Targets, TrainConfig};
 use wgpu_lstm::reference::ReferenceTrainer;
 use wgpu_lstm::reference::{LrSchedule, OptimizerKind};
@@ -82,11 +82,32 @@ fn compare(
     steps: usize,
     lengths: bool,
 ) {
+    compare_in(
+        name, embedding, lstm, outputs, head, config, steps, lengths, None,
+    );
+}
+
+/// [`compare`] with the step kernels in `step` (their default when `None`).
+#[allow(clippy::too_many_arguments)]
+fn compare_in(
+    name: &str,
+    embedding: Option<(usize, usize)>,
+    lstm: LstmConfig,
+    outputs: usize,
+    head: HeadKind,
+    config: TrainConfig,
+    steps: usize,
+    lengths: bool,
+    step_config: Option<StepConfig>,
+) {
     let Some(ctx) = gpu_or_skip(name) else { return };
     let (t, b) = (6, 3);
     let model = Model::<f32>::new(embedding, &lstm, outputs, head, 5).unwrap();
     let mut cpu = ReferenceTrainer::new(model.clone(), config.clone()).unwrap();
     let mut gpu = GpuTrainer::new(&ctx, &model, config.clone()).unwrap();
+    if let Some(c) = step_config {
+        gpu.set_step_config(c).unwrap();
+    }
     let rows = if head == HeadKind::PerStep { t * b } else { b };
     let vocab = embedding.map_or(0, |e| e.0);
     for step in 0..steps {
@@ -488,6 +509,32 @@ fn batches_of_changing_length_keep_matching_the_cpu() {
         assert!(
             (got - want).abs() <= 1e-4 * want.abs().max(1.0),
             "step {step} (T = {t}): {got} vs {want}"
+        );
+    }
+}
+
+/// Training in every step-kernel configuration: two layers, an embedding,
+/// cross-entropy, clipping and lengths, against the reference trainer.
+#[test]
+fn training_in_every_step_config_matches_cpu() {
+    for step in StepConfig::CANDIDATES {
+        let mut cfg = TrainConfig::new(
+            LossKind::CrossEntropy {
+                ignore_index: Some(3),
+            },
+            OptimizerKind::adam(0.01),
+        );
+        cfg.clip_grad_norm = Some(0.5);
+        compare_in(
+            &format!("{step:?}"),
+            Some((11, 5)),
+            LstmConfig::new(5, 9).num_layers(2).dropout(0.2),
+            11,
+            HeadKind::PerStep,
+            cfg,
+            10,
+            true,
+            Some(step),
         );
     }
 }

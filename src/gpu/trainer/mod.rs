@@ -251,6 +251,18 @@ impl GpuTrainer {
         self.lstm.kernel_times()
     }
 
+    /// Runs the LSTM's step kernels in `config` from the next step on (see
+    /// [`GpuLstm::set_step_config`]); the per-shape buffers are rebuilt, the
+    /// model and optimizer state are kept. An invalid configuration is an
+    /// error and changes nothing.
+    pub fn set_step_config(&mut self, config: crate::gpu::StepConfig) -> Result<()> {
+        if config != self.lstm.step_config() {
+            self.lstm.set_step_config(config)?;
+            self.spaces.clear();
+        }
+        Ok(())
+    }
+
     /// The LSTM on the GPU.
     pub fn lstm(&self) -> &GpuLstm {
         &self.lstm
