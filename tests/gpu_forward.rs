@@ -189,6 +189,7 @@ fn forward_grids_run_under_webgpu_limits() {
             "every_step_config_matches_the_reference",
             "device_limits_follow_wgpu_lstm_limits",
             "a_sequence_longer_than_one_binding_runs_in_chunks",
+            "a_stack_too_large_for_one_packed_binding_runs_layer_by_layer",
         ],
     );
 }
@@ -223,4 +224,25 @@ fn a_sequence_longer_than_one_binding_runs_in_chunks() {
     );
     let submits = check_in(name, c, 1e-5, None);
     assert!(submits >= 2, "the pass was not split ({submits} submit)");
+}
+
+/// A unidirectional stack whose layers' weights together exceed one binding
+/// (4 layers of H = 1024 in f32 is just over 128 MiB) runs layer by layer
+/// instead of as a wavefront, and still matches the reference.
+#[test]
+fn a_stack_too_large_for_one_packed_binding_runs_layer_by_layer() {
+    let name = "a_stack_too_large_for_one_packed_binding_runs_layer_by_layer";
+    let Some(ctx) = gpu_or_skip(name) else { return };
+    let limits = ctx.limits();
+    let limit = limits
+        .max_storage_buffer_binding_size
+        .min(limits.max_buffer_size);
+    let (layers, h) = (4, 1024);
+    let packed = (layers * (8 * h * h + 8 * h) * 4) as u64;
+    if packed <= limit {
+        eprintln!("skipped {name}: this device binds {limit} bytes, more than the {packed} packed");
+        return;
+    }
+    let c = Case::new(LstmConfig::new(3, h).num_layers(layers), 2, 1);
+    check(name, c, 1e-5);
 }

@@ -159,9 +159,15 @@ impl GpuLstm {
             "",
             precision,
         )?;
-        let wave = if wavefront_fits(&config) {
-            let bytes = (config.num_layers * wavefront_block(config.hidden_size)) as u64
-                * precision.bytes();
+        // The packed weights must fit one binding; a stack too large for it
+        // runs layer by layer.
+        let bytes =
+            (config.num_layers * wavefront_block(config.hidden_size)) as u64 * precision.bytes();
+        let limits = ctx.limits();
+        let binding = limits
+            .max_storage_buffer_binding_size
+            .min(limits.max_buffer_size);
+        let wave = if wavefront_fits(&config) && bytes <= binding {
             Some((
                 WavefrontKernel::new(precision),
                 ctx.create_buffer(
