@@ -19,9 +19,12 @@ pub(super) mod bptt;
 mod cache;
 mod chunked;
 mod encode;
+mod launch;
 
 use cache::State;
 use encode::Source;
+pub use launch::StepLaunch;
+use launch::wavefront_fits;
 
 use crate::config::LstmConfig;
 use crate::error::{LstmError, Result};
@@ -86,19 +89,6 @@ pub struct GpuMemory {
     /// in the engine's precision, and c [T, B, D, H] in f32, plus m
     /// [T, B, D·H] in f32 with a hidden projection (0 before a training forward).
     pub saved_activations: u64,
-}
-
-/// What one dispatch of the forward step kernel launches, from its launch
-/// configuration: how much of a GPU it can occupy and how many bytes of
-/// W_hh it reads (each batch block of workgroups reads all of it once).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct StepLaunch {
-    /// Workgroups in one step dispatch (both directions).
-    pub workgroups: u64,
-    /// Invocations per workgroup.
-    pub invocations: u32,
-    /// Bytes of W_hh one step reads.
-    pub w_hh_bytes: u64,
 }
 
 /// An LSTM whose weights and state live on the GPU.
@@ -227,35 +217,6 @@ impl GpuLstm {
     /// ([`StepConfig::default_for`] the layer width unless set).
     pub fn step_config(&self) -> StepConfig {
         self.step_config
-    }
-
-    /// What one forward step dispatch launches at batch size `batch`.
-    pub fn step_launch(&self, batch: usize) -> StepLaunch {
-        let cfg = &self.config;
-        let tile = self.step_config.tile(batch, cfg.hidden_out());
-        let (x, y, z) = tile.workgroups(cfg.hidden_size, batch, cfg.num_directions());
-        let w_hh = (cfg.num_directions() * 4 * cfg.hidden_size * cfg.hidden_out()) as u64;
-        StepLaunch {
-            workgroups: x as u64 * y as u64 * z as u64,
-            invocations: tile.workgroup_size(),
-            w_hh_bytes: y as u64 * w_hh * self.precision.bytes(),
-        }
-    }
-
-    /// Runs the forward step kernel in `config` from the next call on.
-    /// Every configuration computes the same result; they differ in how the
-    /// work is spread over the GPU. The per-shape workspaces are rebuilt, so
-    /// a [`backward`](Self::backward) must follow its own training forward
-    /// made after this call. An invalid configuration is an error and
-    /// changes nothing.
-    pub fn set_step_config(&mut self, config: StepConfig) -> Result<()> {
-        config.validate(self.ctx.limits().max_compute_invocations_per_workgroup)?;
-        if config != self.step_config {
-            self.step_config = config;
-            self.workspaces.clear();
-            self.last_train = None;
-        }
-        Ok(())
     }
 
     /// The GPU memory of the weights and of the last training forward's
@@ -523,10 +484,4 @@ impl GpuLstm {
     pub(super) fn grad_layers(&self) -> Option<&[GpuLayer]> {
         self.grads.as_deref()
     }
-}
-
-/// Whether a forward pass runs as a wavefront: a unidirectional stack of two
-/// or more layers without a hidden projection.
-fn wavefront_fits(config: &LstmConfig) -> bool {
-    !config.bidirectional && config.proj_size == 0 && config.num_layers >= 2
 }
