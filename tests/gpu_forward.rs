@@ -147,6 +147,11 @@ fn an_invalid_step_config_is_an_error_and_changes_nothing() {
             lanes: 64,
             units: 64,
         },
+        // Units must be a power of two (the backward tile's slices follow).
+        StepConfig {
+            lanes: 32,
+            units: 3,
+        },
     ] {
         assert!(
             matches!(

@@ -243,7 +243,17 @@ impl Workspace {
 
         // Uniforms, written once: per-layer GEMM parameters, two permutes,
         // then one StepParams per (layer, step) read through a dynamic offset.
-        let wave_steps = if k.wave.is_some() { t + layers - 1 } else { 0 };
+        // The wavefront's inner outputs; a shape whose [L-1, T, B, H] does not
+        // fit one binding runs layer by layer.
+        let inner = match &k.wave {
+            Some(_) => match buffer("inner outputs [L-1,T,B,H]", &[layers - 1, t, b, h]) {
+                Ok(inner) => Some(inner),
+                Err(LstmError::DeviceLimit { .. }) => None,
+                Err(e) => return Err(e),
+            },
+            None => None,
+        };
+        let wave_steps = if inner.is_some() { t + layers - 1 } else { 0 };
         let mut layout = Uniforms::new(ctx, layers + 2 + layers * t + wave_steps);
         for (l, gl) in layers_w.iter().enumerate() {
             layout.put(gemm_entry(l), &forward_gemm(cfg, gl, t * b));
@@ -321,9 +331,8 @@ impl Workspace {
                 ));
             }
         }
-        let wave = match &k.wave {
-            Some((kernel, weights)) => {
-                let inner = buffer("inner outputs [L-1,T,B,H]", &[layers - 1, t, b, h])?;
+        let wave = match (&k.wave, inner) {
+            (Some((kernel, weights)), Some(inner)) => {
                 let bind_group = kernel.bind(
                     ctx,
                     &WavefrontBuffers {
@@ -344,7 +353,7 @@ impl Workspace {
                     _inner: inner,
                 })
             }
-            None => None,
+            _ => None,
         };
         let step_groups = k.step.tile().workgroups(h, b, dirs);
         check_groups(

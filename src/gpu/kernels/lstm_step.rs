@@ -61,7 +61,8 @@ bindings! {
 pub struct StepConfig {
     /// Invocations per unit along K: a power of two from 4 to 64.
     pub lanes: u32,
-    /// Units per workgroup: from 1 to 64.
+    /// Units per workgroup: a power of two from 1 to 64 (so that the
+    /// backward tile's slices, lanes × units / 32, are one too).
     pub units: u32,
 }
 
@@ -107,7 +108,8 @@ impl StepConfig {
     pub fn validate(&self, max_invocations: u32) -> crate::error::Result<()> {
         let ok = self.lanes.is_power_of_two()
             && (4..=64).contains(&self.lanes)
-            && (1..=64).contains(&self.units)
+            && self.units.is_power_of_two()
+            && self.units <= 64
             && self.lanes * self.units <= max_invocations;
         if ok {
             Ok(())
@@ -115,9 +117,9 @@ impl StepConfig {
             Err(crate::error::LstmError::value(
                 "step config",
                 format!(
-                    "{self:?}: lanes must be a power of two in 4..=64, units in 1..=64, and \
-                     lanes × units at most {max_invocations} (this device's invocations \
-                     per workgroup)"
+                    "{self:?}: lanes must be a power of two in 4..=64, units a power of two \
+                     in 1..=64, and lanes × units at most {max_invocations} (this device's \
+                     invocations per workgroup)"
                 ),
             ))
         }

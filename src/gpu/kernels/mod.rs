@@ -193,9 +193,9 @@ pub(crate) type TypeAliases<'a> = &'a [(&'static str, Precision)];
 /// the Rust constants that the host's workgroup counts use too.
 pub(crate) type Constants<'a> = &'a [(&'static str, u32)];
 
-/// Units per workgroup of the backward step and hidden-projection kernels
-/// (hidden units j, or projected units k): `WG` in their WGSL. The forward
-/// step kernel's launch shape is a [`StepTile`].
+/// Projected units per workgroup of LSTMP's backward first half
+/// (`lstm_proj_backward.wgsl`): `WG` in its WGSL. The forward step kernels'
+/// launch shape is a [`StepTile`], the backward step kernel's a `BackTile`.
 pub(crate) const STEP_UNITS: u32 = 64;
 /// Batch rows per workgroup of those kernels: `RB` in their WGSL.
 pub(crate) const STEP_ROWS: u32 = 4;

@@ -7,8 +7,9 @@ use crate::config::LstmConfig;
 use crate::error::Result;
 use crate::gpu::kernels::StepConfig;
 
-/// What one dispatch of the forward step kernel launches, from its launch
-/// configuration: how much of a GPU it can occupy and how many bytes of
+/// What one dispatch of the (layer-by-layer) forward step kernel launches,
+/// from its launch configuration (a wavefront dispatch launches this per
+/// layer, and its layers ≥ 1 also read W_ih): how much of a GPU it can occupy and how many bytes of
 /// W_hh it reads (each batch block of workgroups reads all of it once).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct StepLaunch {

@@ -4,8 +4,8 @@
 //! Per layer, from the last down, the backward pass encodes T + 1 step
 //! dispatches (`shaders/lstm_step_backward.wgsl`, both directions each), then
 //! the weight gradients as GEMMs over all T·B rows:
-//! dW_ih = dGᵀ·X (both directions at once), dW_hh = H_prevᵀ·dG (one per
-//! direction), db = 1ᵀ·dG, and dX = dG·W_ih, the gradient of the layer
+//! dW_ih = dGᵀ·X (both directions at once), dW_hh = dGᵀ·H_prev (one per
+//! direction, rows by unit), db = 1ᵀ·dG, and dX = dG·W_ih, the gradient of the layer
 //! below's output. That is T + 4 + D dispatches per layer.
 //!
 //! With a hidden projection (`proj_size` P > 0) each backward step is two
@@ -36,7 +36,6 @@ use crate::gpu::{GpuContext, GpuTensor, Precision};
 /// One backward GEMM: its kernel variant, bind group and workgroup counts.
 pub(super) type GemmDispatch = (GemmKernel, wgpu::BindGroup, (u32, u32));
 
-/// Saved activations and backward scratch for one (T, B).
 /// Byte offsets of the regions of [`BpttSpace::carries`], in the order
 /// `shaders/backward_common.wgsl` computes them: dh carry [2, L·D, B, H_out]
 /// (by step parity), dh_0 [L·D, B, H_out], dc carry [L·D, B, H], dc_0
@@ -66,6 +65,7 @@ impl Carries {
     }
 }
 
+/// Saved activations and backward scratch for one (T, B).
 pub(in crate::gpu) struct BpttSpace {
     /// Per layer [T, B, D, H, 4]: activated gates i, f, g, o (storage precision).
     gates: Vec<wgpu::Buffer>,
