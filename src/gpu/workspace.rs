@@ -364,7 +364,7 @@ impl Workspace {
         let hidden_proj_groups = k
             .hidden_proj
             .as_ref()
-            .map_or((0, 0, 0), |k| k.workgroups(cfg.proj_size, b, dirs));
+            .map_or((0, 0, 0), |k| k.tile().workgroups(cfg.proj_size, b, dirs));
         let hidden_proj_back_groups = hidden_proj_workgroups(cfg.proj_size, b, dirs);
         let permutes = match &batch_first {
             Some((in_bf, out_bf)) => {

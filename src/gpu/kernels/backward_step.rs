@@ -1,7 +1,7 @@
 //! One step of backpropagation through time (`shaders/lstm_step_backward.wgsl`).
 
 use super::lstm_step::MAX_STEP_ROWS;
-use super::{Kernel, StepConfig, StepParams};
+use super::{Kernel, StepConfig, StepParams, TileCache, TilePipeline};
 use crate::gpu::{GpuContext, Precision};
 
 bindings! {
@@ -91,65 +91,37 @@ impl BackTile {
 /// Builds the backward step pipeline of each tile once, for one precision.
 pub struct BackwardStepKernel {
     precision: Precision,
-    built: Vec<BackPipeline>,
+    built: TileCache<BackTile, BackPipeline>,
 }
+
+/// The backward step pipeline of one tile.
+pub(crate) type BackPipeline = TilePipeline<BackTile>;
 
 impl BackwardStepKernel {
     pub fn new(precision: Precision) -> Self {
         BackwardStepKernel {
             precision,
-            built: Vec::new(),
+            built: TileCache::new(),
         }
     }
 
     /// The pipeline of `tile`, built on first use.
-    pub fn pipeline(&mut self, ctx: &GpuContext, tile: BackTile) -> BackPipeline {
-        if let Some(p) = self.built.iter().find(|p| p.tile == tile) {
-            return p.clone();
-        }
-        let kernel = Kernel::new_typed::<BackwardBuffers>(
-            ctx,
-            "lstm step backward",
-            concat!(
-                include_str!("../../../shaders/backward_common.wgsl"),
-                include_str!("../../../shaders/lstm_step_backward.wgsl")
-            ),
-            "main",
-            &[("store_t", self.precision)],
-            &tile.constants(),
-        );
-        let built = BackPipeline { tile, kernel };
-        self.built.push(built.clone());
-        built
-    }
-}
-
-/// The backward step pipeline of one tile (clones share it).
-#[derive(Clone)]
-pub struct BackPipeline {
-    tile: BackTile,
-    kernel: Kernel,
-}
-
-impl BackPipeline {
-    pub fn tile(&self) -> BackTile {
-        self.tile
-    }
-
-    pub fn bind(&self, ctx: &GpuContext, b: &BackwardBuffers<'_>) -> wgpu::BindGroup {
-        self.kernel.bind(ctx, b)
-    }
-
-    pub fn encode(
-        &self,
-        ctx: &GpuContext,
-        pass: &mut wgpu::ComputePass<'_>,
-        bind_group: &wgpu::BindGroup,
-        params_offset: u32,
-        workgroups: (u32, u32, u32),
-    ) {
-        self.kernel
-            .encode_at(ctx, pass, bind_group, &[params_offset], workgroups);
+    pub(crate) fn pipeline(&mut self, ctx: &GpuContext, tile: BackTile) -> BackPipeline {
+        let precision = self.precision;
+        self.built.get(tile, || {
+            let kernel = Kernel::new_typed::<BackwardBuffers>(
+                ctx,
+                "lstm step backward",
+                concat!(
+                    include_str!("../../../shaders/backward_common.wgsl"),
+                    include_str!("../../../shaders/lstm_step_backward.wgsl")
+                ),
+                "main",
+                &[("store_t", precision)],
+                &tile.constants(),
+            );
+            TilePipeline::new(tile, kernel)
+        })
     }
 }
 

@@ -3,7 +3,7 @@
 //! dh_t before each backward step (`shaders/lstm_proj_backward.wgsl`).
 
 use super::lstm_step::StepTile;
-use super::{Kernel, STEP_ROWS, STEP_TILE, STEP_UNITS};
+use super::{Kernel, STEP_ROWS, STEP_TILE, STEP_UNITS, TileCache, TilePipeline};
 use crate::gpu::kernels::StepParams;
 use crate::gpu::{GpuContext, Precision};
 
@@ -40,63 +40,34 @@ bindings! {
 /// kernel's plan ([`StepTile`], with projected units as its units).
 pub struct HiddenProjKernel {
     precision: Precision,
-    built: Vec<HiddenProjPipeline>,
+    built: TileCache<StepTile, HiddenProjPipeline>,
 }
+
+/// The forward hidden-projection pipeline of one tile.
+pub(crate) type HiddenProjPipeline = TilePipeline<StepTile>;
 
 impl HiddenProjKernel {
     pub fn new(precision: Precision) -> Self {
         HiddenProjKernel {
             precision,
-            built: Vec::new(),
+            built: TileCache::new(),
         }
     }
 
     /// The pipeline of `tile`, built on first use.
-    pub fn pipeline(&mut self, ctx: &GpuContext, tile: StepTile) -> HiddenProjPipeline {
-        if let Some(p) = self.built.iter().find(|p| p.tile == tile) {
-            return p.clone();
-        }
-        let kernel = Kernel::new_typed::<HiddenProjBuffers>(
-            ctx,
-            "lstm hidden projection",
-            include_str!("../../../shaders/lstm_proj.wgsl"),
-            "main",
-            &[("store_t", self.precision)],
-            &tile.constants(),
-        );
-        let built = HiddenProjPipeline { tile, kernel };
-        self.built.push(built.clone());
-        built
-    }
-}
-
-/// The forward hidden-projection pipeline of one tile (clones share it).
-#[derive(Clone)]
-pub struct HiddenProjPipeline {
-    tile: StepTile,
-    kernel: Kernel,
-}
-
-impl HiddenProjPipeline {
-    /// Workgroups for one step: (unit blocks, batch blocks, directions).
-    pub fn workgroups(&self, proj: usize, batch: usize, dirs: usize) -> (u32, u32, u32) {
-        self.tile.workgroups(proj, batch, dirs)
-    }
-
-    pub fn bind(&self, ctx: &GpuContext, b: &HiddenProjBuffers<'_>) -> wgpu::BindGroup {
-        self.kernel.bind(ctx, b)
-    }
-
-    pub fn encode(
-        &self,
-        ctx: &GpuContext,
-        pass: &mut wgpu::ComputePass<'_>,
-        bind_group: &wgpu::BindGroup,
-        params_offset: u32,
-        workgroups: (u32, u32, u32),
-    ) {
-        self.kernel
-            .encode_at(ctx, pass, bind_group, &[params_offset], workgroups);
+    pub(crate) fn pipeline(&mut self, ctx: &GpuContext, tile: StepTile) -> HiddenProjPipeline {
+        let precision = self.precision;
+        self.built.get(tile, || {
+            let kernel = Kernel::new_typed::<HiddenProjBuffers>(
+                ctx,
+                "lstm hidden projection",
+                include_str!("../../../shaders/lstm_proj.wgsl"),
+                "main",
+                &[("store_t", precision)],
+                &tile.constants(),
+            );
+            TilePipeline::new(tile, kernel)
+        })
     }
 }
 

@@ -2,7 +2,7 @@
 //! inference, `main_train` to also save activations and apply dropout, one
 //! pipeline pair per [`StepTile`].
 
-use super::{DropoutParams, Kernel};
+use super::{DropoutParams, Kernel, TileCache};
 use crate::gpu::{GpuContext, Precision};
 
 /// Mirrors `StepParams` in `shaders/common.wgsl`, field for field: the
@@ -188,73 +188,46 @@ impl StepTile {
         StepTile { vec, ..self }
     }
 
-    /// The WGSL that `VEC` selects, put before the step kernel's source: the
-    /// alias `wvec_t` that W_hh is bound as, `wdot` (a W_hh load against
-    /// up to 4 values of h, in f32) and `load_h` (`VEC` values of h).
-    pub(crate) fn vec_prelude(&self) -> &'static str {
-        self.prelude(false)
-    }
-
-    /// [`vec_prelude`](Self::vec_prelude), with the wavefront kernel's
-    /// `load_x` (inputs from `inner`) and `w_elem` (one element of
-    /// `weights`) when `wavefront`.
-    fn prelude(&self, wavefront: bool) -> &'static str {
-        match (self.vec, wavefront) {
-            (4, true) => {
-                "alias wvec_t = vec4<store_t>;
-fn wdot(w: wvec_t, h: vec4<f32>) -> f32 { return dot(vec4<f32>(w), h); }
-fn load_h(i: u32) -> vec4<f32> {
-    return vec4<f32>(state[i], state[i + 1u], state[i + 2u], state[i + 3u]);
-}
-fn load_x(i: u32) -> vec4<f32> {
-    return vec4<f32>(inner[i], inner[i + 1u], inner[i + 2u], inner[i + 3u]);
-}
-fn w_elem(i: u32) -> f32 { return f32(weights[i / 4u][i % 4u]); }
-"
-            }
-            (2, true) => {
-                "alias wvec_t = vec2<store_t>;
-fn wdot(w: wvec_t, h: vec4<f32>) -> f32 { return dot(vec2<f32>(w), h.xy); }
-fn load_h(i: u32) -> vec4<f32> { return vec4<f32>(state[i], state[i + 1u], 0.0, 0.0); }
-fn load_x(i: u32) -> vec4<f32> { return vec4<f32>(inner[i], inner[i + 1u], 0.0, 0.0); }
-fn w_elem(i: u32) -> f32 { return f32(weights[i / 2u][i % 2u]); }
-"
-            }
-            (_, true) => {
-                "alias wvec_t = store_t;
-fn wdot(w: wvec_t, h: vec4<f32>) -> f32 { return f32(w) * h.x; }
-fn load_h(i: u32) -> vec4<f32> { return vec4<f32>(state[i], 0.0, 0.0, 0.0); }
-fn load_x(i: u32) -> vec4<f32> { return vec4<f32>(inner[i], 0.0, 0.0, 0.0); }
-fn w_elem(i: u32) -> f32 { return f32(weights[i]); }
-"
-            }
-            _ => self.step_prelude(),
+    /// The WGSL that `VEC` selects, put before a forward step kernel's
+    /// source: the alias `wvec_t` that the weights are bound as, `wdot` (one
+    /// weight load against up to 4 values, in f32) and `load_h` (`VEC`
+    /// values of h from `state`); for the wavefront kernel also `load_x`
+    /// (from `inner`) and `w_elem` (one element of `weights`).
+    pub(crate) fn prelude(&self, wavefront: bool) -> String {
+        let (ty, w, h) = match self.vec {
+            4 => ("vec4<store_t>", "vec4<f32>(w)", "h"),
+            2 => ("vec2<store_t>", "vec2<f32>(w)", "h.xy"),
+            _ => ("store_t", "f32(w)", "h.x"),
+        };
+        let product = if self.vec == 1 {
+            format!("{w} * {h}")
+        } else {
+            format!("dot({w}, {h})")
+        };
+        let load = |name: &str, buffer: &str| {
+            let parts: Vec<String> = (0..4)
+                .map(|e| match e < self.vec {
+                    true => format!("{buffer}[i + {e}u]"),
+                    false => "0.0".to_string(),
+                })
+                .collect();
+            format!(
+                "fn {name}(i: u32) -> vec4<f32> {{ return vec4<f32>({}); }}\n",
+                parts.join(", ")
+            )
+        };
+        let mut out = format!(
+            "alias wvec_t = {ty};\nfn wdot(w: wvec_t, h: vec4<f32>) -> f32 {{ return {product}; }}\n"
+        );
+        out += &load("load_h", "state");
+        if wavefront {
+            out += &load("load_x", "inner");
+            out += match self.vec {
+                1 => "fn w_elem(i: u32) -> f32 { return f32(weights[i]); }\n",
+                _ => "fn w_elem(i: u32) -> f32 { return f32(weights[i / VEC][i % VEC]); }\n",
+            };
         }
-    }
-
-    fn step_prelude(&self) -> &'static str {
-        match self.vec {
-            4 => {
-                "alias wvec_t = vec4<store_t>;
-fn wdot(w: wvec_t, h: vec4<f32>) -> f32 { return dot(vec4<f32>(w), h); }
-fn load_h(i: u32) -> vec4<f32> {
-    return vec4<f32>(state[i], state[i + 1u], state[i + 2u], state[i + 3u]);
-}
-"
-            }
-            2 => {
-                "alias wvec_t = vec2<store_t>;
-fn wdot(w: wvec_t, h: vec4<f32>) -> f32 { return dot(vec2<f32>(w), h.xy); }
-fn load_h(i: u32) -> vec4<f32> { return vec4<f32>(state[i], state[i + 1u], 0.0, 0.0); }
-"
-            }
-            _ => {
-                "alias wvec_t = store_t;
-fn wdot(w: wvec_t, h: vec4<f32>) -> f32 { return f32(w) * h.x; }
-fn load_h(i: u32) -> vec4<f32> { return vec4<f32>(state[i], 0.0, 0.0, 0.0); }
-"
-            }
-        }
+        out
     }
 
     /// Invocations per workgroup.
@@ -294,44 +267,46 @@ fn load_h(i: u32) -> vec4<f32> { return vec4<f32>(state[i], 0.0, 0.0, 0.0); }
 /// Builds the step pipelines of each tile once, for one storage precision.
 pub struct StepKernel {
     precision: Precision,
-    built: Vec<StepPipelines>,
+    built: TileCache<StepTile, StepPipelines>,
 }
 
 impl StepKernel {
     pub fn new(precision: Precision) -> Self {
         StepKernel {
             precision,
-            built: Vec::new(),
+            built: TileCache::new(),
         }
     }
 
     /// The inference and training pipelines of `tile`, built on first use.
     pub fn pipelines(&mut self, ctx: &GpuContext, tile: StepTile) -> StepPipelines {
-        if let Some(p) = self.built.iter().find(|p| p.tile == tile) {
-            return p.clone();
-        }
         let types = &[("store_t", self.precision)];
-        let source = format!(
-            "{}{}{}",
-            tile.vec_prelude(),
-            include_str!("../../../shaders/step_reduce.wgsl"),
-            include_str!("../../../shaders/lstm_step.wgsl")
-        );
-        let source = source.as_str();
-        let constants = tile.constants();
-        let infer =
-            Kernel::new_typed::<StepBuffers>(ctx, "lstm step", source, "main", types, &constants);
-        let train = Kernel::new_typed::<(StepBuffers, TrainBuffers)>(
-            ctx,
-            "lstm step (training)",
-            source,
-            "main_train",
-            types,
-            &constants,
-        );
-        let built = StepPipelines { tile, infer, train };
-        self.built.push(built.clone());
-        built
+        self.built.get(tile, || {
+            let source = format!(
+                "{}{}{}",
+                tile.prelude(false),
+                include_str!("../../../shaders/step_reduce.wgsl"),
+                include_str!("../../../shaders/lstm_step.wgsl")
+            );
+            let constants = tile.constants();
+            let infer = Kernel::new_typed::<StepBuffers>(
+                ctx,
+                "lstm step",
+                &source,
+                "main",
+                types,
+                &constants,
+            );
+            let train = Kernel::new_typed::<(StepBuffers, TrainBuffers)>(
+                ctx,
+                "lstm step (training)",
+                &source,
+                "main_train",
+                types,
+                &constants,
+            );
+            StepPipelines { tile, infer, train }
+        })
     }
 }
 
@@ -424,38 +399,36 @@ bindings! {
 /// dispatch per wavefront step (T + L - 1 for L layers).
 pub struct WavefrontKernel {
     precision: Precision,
-    built: Vec<(StepTile, Kernel)>,
+    built: TileCache<StepTile, Kernel>,
 }
 
 impl WavefrontKernel {
     pub fn new(precision: Precision) -> Self {
         WavefrontKernel {
             precision,
-            built: Vec::new(),
+            built: TileCache::new(),
         }
     }
 
     /// The pipeline of `tile`, built on first use.
     pub fn pipeline(&mut self, ctx: &GpuContext, tile: StepTile) -> Kernel {
-        if let Some((_, k)) = self.built.iter().find(|(t, _)| *t == tile) {
-            return k.clone();
-        }
-        let source = format!(
-            "{}{}{}",
-            tile.prelude(true),
-            include_str!("../../../shaders/step_reduce.wgsl"),
-            include_str!("../../../shaders/lstm_wavefront.wgsl")
-        );
-        let kernel = Kernel::new_typed::<WavefrontBuffers>(
-            ctx,
-            "lstm wavefront step",
-            &source,
-            "main",
-            &[("store_t", self.precision)],
-            &tile.constants(),
-        );
-        self.built.push((tile, kernel.clone()));
-        kernel
+        let precision = self.precision;
+        self.built.get(tile, || {
+            let source = format!(
+                "{}{}{}",
+                tile.prelude(true),
+                include_str!("../../../shaders/step_reduce.wgsl"),
+                include_str!("../../../shaders/lstm_wavefront.wgsl")
+            );
+            Kernel::new_typed::<WavefrontBuffers>(
+                ctx,
+                "lstm wavefront step",
+                &source,
+                "main",
+                &[("store_t", precision)],
+                &tile.constants(),
+            )
+        })
     }
 }
 

@@ -94,12 +94,14 @@ mod lstm_step;
 mod permute;
 mod train_kernels;
 
+pub(crate) use backward_step::BackPipeline;
 pub(crate) use backward_step::BackTile;
-pub use backward_step::{BackPipeline, BackwardBuffers, BackwardStepKernel};
+pub use backward_step::{BackwardBuffers, BackwardStepKernel};
 pub use gemm::{GemmKernel, GemmOp, GemmParams, GemmRunner, LstmGemms};
+pub(crate) use hidden_projection::HiddenProjPipeline;
 pub use hidden_projection::{
     HiddenProjBackwardBuffers, HiddenProjBackwardKernel, HiddenProjBuffers, HiddenProjKernel,
-    HiddenProjPipeline, hidden_proj_workgroups,
+    hidden_proj_workgroups,
 };
 pub(crate) use lstm_step::wavefront_block;
 pub use lstm_step::{
@@ -403,5 +405,62 @@ impl Kernel {
         pass.set_bind_group(0, bind_group, offsets);
         pass.dispatch_workgroups(workgroups.0, workgroups.1, workgroups.2);
         ctx.count_dispatch();
+    }
+}
+
+/// The pipelines of a kernel whose tile sizes are WGSL consts: one per tile,
+/// built on first use (a shape's tile is chosen from its batch and width,
+/// so a model meets a handful).
+pub(crate) struct TileCache<T, P> {
+    built: Vec<(T, P)>,
+}
+
+impl<T: Copy + PartialEq, P: Clone> TileCache<T, P> {
+    pub(crate) fn new() -> Self {
+        TileCache { built: Vec::new() }
+    }
+
+    /// The pipeline of `tile`, from `build` the first time.
+    pub(crate) fn get(&mut self, tile: T, build: impl FnOnce() -> P) -> P {
+        if let Some((_, p)) = self.built.iter().find(|(t, _)| *t == tile) {
+            return p.clone();
+        }
+        let p = build();
+        self.built.push((tile, p.clone()));
+        p
+    }
+}
+
+/// One kernel's pipeline for one tile (clones share it): binds and encodes
+/// with the per-step uniform at a dynamic offset.
+#[derive(Clone)]
+pub struct TilePipeline<T> {
+    tile: T,
+    kernel: Kernel,
+}
+
+impl<T: Copy> TilePipeline<T> {
+    pub(crate) fn new(tile: T, kernel: Kernel) -> Self {
+        TilePipeline { tile, kernel }
+    }
+
+    pub(crate) fn tile(&self) -> T {
+        self.tile
+    }
+
+    pub(crate) fn bind<B: BindingTable>(&self, ctx: &GpuContext, buffers: &B) -> wgpu::BindGroup {
+        self.kernel.bind(ctx, buffers)
+    }
+
+    pub(crate) fn encode(
+        &self,
+        ctx: &GpuContext,
+        pass: &mut wgpu::ComputePass<'_>,
+        bind_group: &wgpu::BindGroup,
+        params_offset: u32,
+        workgroups: (u32, u32, u32),
+    ) {
+        self.kernel
+            .encode_at(ctx, pass, bind_group, &[params_offset], workgroups);
     }
 }
