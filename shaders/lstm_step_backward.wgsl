@@ -44,47 +44,130 @@
 // Hidden projection only (any buffer otherwise):
 @group(0) @binding(8) var<storage, read> w_hr: array<store_t>;        // [D, P, H]
 
-var<workgroup> partial: array<f32, RC * WGS>;   // [RC][KS][JW]: partial sums of RC rows
-var<workgroup> sums: array<f32, RB * JW>;       // [RB][JW]: the product, per row and column
+var<workgroup> partial: array<f32, RC * WGS>;          // [RC][KS][JW]: partial sums of RC rows
+var<workgroup> sums: array<f32, (1u + WAVE) * RB * JW>; // [1 + WAVE][RB][JW]: the products, per row and column
 
 fn projecting() -> bool {
     return p.h_out != p.hidden;
 }
 
-// The product for batch rows b0 .. b0 + RB at column `col` (0 where this
-// step has none): (dG_{t_prev} · W_hh)[b, col] without a hidden projection,
-// (dh_t · W_hr)[b, col] with one. Leaves row r's total in sums[r][c].
-// Called by every invocation, in uniform control flow (it holds barriers).
-fn product(d: u32, col: u32, c: u32, s: u32, b0: u32, lid: u32) {
+// Where one workgroup works. Layer by layer (WAVE = 0) the grid's z is the
+// direction and the uniform names the step. In a wavefront (WAVE = 1, a
+// unidirectional stack without projection) z is the layer, dispatch s runs
+// layer l's backward step s - (L - 1 - l), and every per-layer buffer holds
+// all layers, [L, ...]: the saved gates and c and the gate gradients at
+// l·T·B·H, the weights in the forward wavefront's packed blocks of p.slot
+// elements (W_ih at 0, W_hh at 4H·H). A layer below the top takes its dy_t
+// from the layer above's dG_t (written by the previous dispatch) times that
+// layer's W_ih, in place of the dX GEMM.
+struct Site {
+    d: u32,
+    slot: u32,       // state slot of this layer and direction
+    step: u32,       // this layer's backward step, 0..=T
+    parity: u32,
+    runs: bool,      // false: this layer has no step in this dispatch
+    base: u32,       // this layer's first element in gates, c_saved and d_gates
+    w: u32,          // this layer's first element of W_hh in w_hh
+    upper: bool,     // dy_t = dG_above(t) · W_ih_above (wavefront, below the top)
+    up_base: u32,    // the layer above's first element in d_gates
+    up_w: u32,       // the layer above's W_ih in w_hh
+    dropout: Dropout,
+}
+
+fn site(wg: vec3<u32>) -> Site {
+    var st: Site;
+    st.dropout = p.dropout;
+    if (WAVE == 0u) {
+        st.d = wg.z;
+        st.slot = p.slot + st.d;
+        st.step = p.step;
+        st.parity = p.parity;
+        st.runs = true;
+        return st;
+    }
+    let layer = wg.z;
+    let top = p.slots - 1u;
+    let lag = top - layer;
+    st.slot = layer;
+    st.runs = p.step >= lag && p.step - lag <= p.seq_len;
+    st.step = p.step - lag;
+    st.parity = st.step % 2u;
+    let per = p.seq_len * p.batch * p.hidden;
+    st.base = layer * per;
+    st.w = layer * p.slot + 4u * p.hidden * p.hidden;
+    st.upper = layer < top && st.step < p.seq_len;
+    st.up_base = (layer + 1u) * per;
+    st.up_w = (layer + 1u) * p.slot;
+    // The mask on this layer's output; none on the top layer's.
+    st.dropout.layer = layer;
+    if (layer == top) {
+        st.dropout.enabled = 0u;
+    }
+    return st;
+}
+
+// Σ_u Σ_q dG[t, b, u, q] · W[4u + q, col] over this slice's u, for rows
+// b0 .. b0 + RB: W from element `w0`, rows by unit with `width` columns; dG
+// of time t from vec4 element `g0` ([T, B, D, H]).
+fn gate_product(acc: ptr<function, array<f32, RB>>, w0: u32, width: u32, g0: u32, d: u32, t: u32, col: u32, s: u32, b0: u32) {
     let hid = p.hidden;
     let bsz = p.batch;
     let last = bsz - 1u;
+    for (var u = s; u < hid; u += KS) {
+        let row = w0 + (d * hid + u) * 4u * width + col;
+        let w = vec4<f32>(
+            f32(w_hh[row]),
+            f32(w_hh[row + width]),
+            f32(w_hh[row + 2u * width]),
+            f32(w_hh[row + 3u * width]),
+        );
+        for (var r = 0u; r < RB; r++) {
+            let b = min(b0 + r, last);
+            let dg = vec4<f32>(d_gates[g0 + ((t * bsz + b) * p.dirs + d) * hid + u]);
+            (*acc)[r] += dot(w, dg);
+        }
+    }
+}
+
+// Sums the slices' partial products `acc` of rows b0 .. b0 + RB into
+// sums[which][r][c]. Called by every invocation, in uniform control flow.
+fn reduce_slices(acc: ptr<function, array<f32, RB>>, which: u32, c: u32, s: u32, lid: u32) {
+    for (var c0 = 0u; c0 < RB; c0 += RC) {
+        for (var rr = 0u; rr < RC; rr++) {
+            partial[rr * WGS + lid] = (*acc)[c0 + rr];
+        }
+        workgroupBarrier();
+        if (s < RC) {
+            var total = 0.0;
+            for (var k = 0u; k < KS; k++) {
+                total += partial[(s * KS + k) * JW + c];
+            }
+            sums[(which * RB + c0 + s) * JW + c] = total;
+        }
+        workgroupBarrier();
+    }
+}
+
+// The products for batch rows b0 .. b0 + RB at column `col` (0 where this
+// step has none): (dG_{t_prev} · W_hh)[b, col] without a hidden projection,
+// (dh_t · W_hr)[b, col] with one, into sums[0]; in a wavefront below the
+// top, also dy_t = (dG_above(t) · W_ih_above)[b, col] into sums[1].
+// Called by every invocation, in uniform control flow (it holds barriers).
+fn product(st: Site, col: u32, c: u32, s: u32, b0: u32, lid: u32) {
+    let hid = p.hidden;
+    let bsz = p.batch;
+    let last = bsz - 1u;
+    let d = st.d;
     var acc: array<f32, RB>;
     for (var r = 0u; r < RB; r++) {
         acc[r] = 0.0;
     }
-    if (col < hid && !projecting() && p.step > 0u) {
-        // Σ_u Σ_q dG_prev[b, u, q] · W_hh[4u + q, col], rows by unit.
-        let t_prev = time_of(p.step - 1u, d);
-        let width = p.h_out;
-        for (var u = s; u < hid; u += KS) {
-            let row = (d * hid + u) * 4u * width + col;
-            let w = vec4<f32>(
-                f32(w_hh[row]),
-                f32(w_hh[row + width]),
-                f32(w_hh[row + 2u * width]),
-                f32(w_hh[row + 3u * width]),
-            );
-            for (var r = 0u; r < RB; r++) {
-                let b = min(b0 + r, last);
-                let dg = vec4<f32>(d_gates[((t_prev * bsz + b) * p.dirs + d) * hid + u]);
-                acc[r] += dot(w, dg);
-            }
-        }
+    if (col < hid && !projecting() && st.step > 0u) {
+        gate_product(&acc, st.w, p.h_out, st.base, d, time_of(st.step - 1u, d), col, s, b0);
     }
-    if (col < hid && projecting() && p.step < p.seq_len) {
+    if (col < hid && projecting() && st.step < p.seq_len) {
         // Σ_k dh_t[b, k] · W_hr[k, col].
-        let t = time_of(p.step, d);
+        let t = time_of(st.step, d);
         let np = p.h_out;
         for (var k = s; k < np; k += KS) {
             let w = f32(w_hr[(d * np + k) * hid + col]);
@@ -94,37 +177,37 @@ fn product(d: u32, col: u32, c: u32, s: u32, b0: u32, lid: u32) {
             }
         }
     }
-    for (var c0 = 0u; c0 < RB; c0 += RC) {
-        for (var rr = 0u; rr < RC; rr++) {
-            partial[rr * WGS + lid] = acc[c0 + rr];
+    reduce_slices(&acc, 0u, c, s, lid);
+    if (WAVE == 1u) {
+        for (var r = 0u; r < RB; r++) {
+            acc[r] = 0.0;
         }
-        workgroupBarrier();
-        if (s < RC) {
-            var total = 0.0;
-            for (var k = 0u; k < KS; k++) {
-                total += partial[(s * KS + k) * JW + c];
-            }
-            sums[(c0 + s) * JW + c] = total;
+        if (col < hid && st.upper) {
+            gate_product(&acc, st.up_w, hid, st.up_base, 0u, time_of(st.step, 0u), col, s, b0);
         }
-        workgroupBarrier();
+        reduce_slices(&acc, 1u, c, s, lid);
     }
 }
 
 @compute @workgroup_size(WGS, 1, 1)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
-    let d = wg.z;
+    let st = site(wg);
+    if (!st.runs) {
+        return;
+    }
+    let d = st.d;
     let c = lid.x % JW;
     let s = lid.x / JW;
     let j = wg.x * JW + c;
     let b0 = wg.y * RB;
     let hid = p.hidden;
     let bsz = p.batch;
-    let has_prev = p.step > 0u;
+    let has_prev = st.step > 0u;
     var t_prev = 0u;
     if (has_prev) {
-        t_prev = time_of(p.step - 1u, d);
+        t_prev = time_of(st.step - 1u, d);
     }
-    product(d, j, c, s, b0, lid.x);
+    product(st, j, c, s, b0, lid.x);
     if (j >= hid) {
         return;
     }
@@ -136,27 +219,27 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
         }
         let prod = sums[r * JW + c];
         let len = lengths[b];
-        let state = ((p.slot + d) * bsz + b) * hid + j;
+        let state = (st.slot * bsz + b) * hid + j;
         // Without a hidden projection h and c have the same shape, and this kernel
         // carries dh too.
         var carry = 0.0;
         if (!projecting()) {
-            carry = carries[at_dh_carry(p.parity, state)];
+            carry = carries[at_dh_carry(st.parity, state)];
             if (has_prev && t_prev < len) {
                 carry = prod;
             }
-            if (p.step == p.seq_len) {
+            if (st.step == p.seq_len) {
                 carries[at_d_h0(state)] = carry;
             } else {
-                carries[at_dh_carry(1u - p.parity, state)] = carry;
+                carries[at_dh_carry(1u - st.parity, state)] = carry;
             }
         }
-        if (p.step == p.seq_len) {
+        if (st.step == p.seq_len) {
             carries[at_d_c0(state)] = carries[at_dc_carry(state)];
             continue;
         }
-        let t = time_of(p.step, d);
-        let at = ((t * bsz + b) * p.dirs + d) * hid + j;
+        let t = time_of(st.step, d);
+        let at = st.base + ((t * bsz + b) * p.dirs + d) * hid + j;
         if (t >= len) {
             d_gates[at] = vec4<store_t>(0.0);
             continue;
@@ -165,7 +248,13 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
         var dh = prod;
         if (!projecting()) {
             let unit = d * hid + j;
-            dh = dh_in[(t * bsz + b) * p.dirs * hid + unit] * dropout_scale(p.dropout, t, b, unit) + carry;
+            var dy = 0.0;
+            if (st.upper) {
+                dy = sums[(RB + r) * JW + c];
+            } else {
+                dy = dh_in[(t * bsz + b) * p.dirs * hid + unit];
+            }
+            dh = dy * dropout_scale(st.dropout, t, b, unit) + carry;
         }
         let g = vec4<f32>(gates[at]);
         let c_t = c_saved[at];

@@ -17,9 +17,10 @@ fn check(name: &str, c: Case) {
     check_in(name, c, None);
 }
 
-/// [`check`] with the step kernels in `step` (their default when `None`).
-fn check_in(name: &str, c: Case, step: Option<StepConfig>) {
-    let Some(ctx) = gpu_or_skip(name) else { return };
+/// [`check`] with the step kernels in `step` (their default when `None`);
+/// returns the dispatches of the training forward and of the backward.
+fn check_in(name: &str, c: Case, step: Option<StepConfig>) -> Option<(u64, u64)> {
+    let ctx = gpu_or_skip(name)?;
     let w = LstmWeights::<f32>::init(&c.config, 31, InitOptions::default()).unwrap();
     // Seeds 1 (input), 2, 3 (h_0, c_0), 4, 5, 6 (d_output, d_h_n, d_c_n).
     let data = c.data::<f32>(1);
@@ -34,7 +35,9 @@ fn check_in(name: &str, c: Case, step: Option<StepConfig>) {
     if let Some(step) = step {
         gpu.set_step_config(step).unwrap();
     }
+    let c0 = ctx.counters();
     let gpu_out = gpu.forward_train_host(&x, DROPOUT_SEED).unwrap();
+    let c1 = ctx.counters();
     assert_close(
         &format!("{name}/output"),
         gpu_out.output.data(),
@@ -43,7 +46,9 @@ fn check_in(name: &str, c: Case, step: Option<StepConfig>) {
         0.0,
     );
     let got = gpu.backward_host(&grads).unwrap();
+    let c2 = ctx.counters();
     assert_grads_close(name, &got, &want, true, 1e-4);
+    Some(((c1 - c0).dispatches, (c2 - c1).dispatches))
 }
 
 #[test]
@@ -121,7 +126,13 @@ fn one_submit_bounded_dispatches_and_no_allocation_after_the_first_step() {
     else {
         return;
     };
-    for (layers, bidir, batch_first) in [(1, false, false), (2, true, true), (3, true, false)] {
+    for (layers, bidir, batch_first) in [
+        (1, false, false),
+        (2, true, true),
+        (3, true, false),
+        (3, false, false),
+        (2, false, true),
+    ] {
         let cfg = LstmConfig::new(3, 9)
             .num_layers(layers)
             .bidirectional(bidir)
@@ -153,15 +164,77 @@ fn one_submit_bounded_dispatches_and_no_allocation_after_the_first_step() {
         let (fwd, bwd) = step(2);
         let permutes = if batch_first { 2 } else { 0 };
         assert_eq!(fwd.submits, 1);
-        assert_eq!(fwd.dispatches, (layers * (1 + t) + permutes) as u64);
         assert_eq!(bwd.submits, 1);
-        let per_layer = (t + 1) + 1 + d + 1 + 1; // steps + finish, dW_ih, dW_hh per direction, db, dX
-        assert_eq!(bwd.dispatches, (layers * per_layer + permutes) as u64);
-        assert!(bwd.dispatches <= (layers * d * (t + 8) + permutes) as u64);
+        if layers > 1 && !bidir {
+            // A unidirectional stack trains in a wavefront: layer 0's input
+            // projection and T + L - 1 steps forward; T + L steps backward,
+            // then dW_ih, dW_hh and db per layer and layer 0's dX.
+            assert_eq!(fwd.dispatches, (1 + t + layers - 1 + permutes) as u64);
+            assert_eq!(
+                bwd.dispatches,
+                (t + layers + 3 * layers + 1 + permutes) as u64
+            );
+        } else {
+            assert_eq!(fwd.dispatches, (layers * (1 + t) + permutes) as u64);
+            // steps + finish, dW_ih, dW_hh per direction, db, dX
+            let per_layer = (t + 1) + 1 + d + 1 + 1;
+            assert_eq!(bwd.dispatches, (layers * per_layer + permutes) as u64);
+            assert!(bwd.dispatches <= (layers * d * (t + 8) + permutes) as u64);
+        }
         for c in [fwd, bwd] {
             assert_eq!((c.pipelines, c.bind_groups, c.buffers), (0, 0, 0), "{c:?}");
         }
     }
+}
+
+/// A unidirectional stack whose saved activations of every layer together
+/// exceed one binding (the gates of 2 layers, [2, T, B, H, 4] in f32, just
+/// over 128 MiB) while each layer's fit trains layer by layer instead of in
+/// a wavefront, and still matches the reference.
+#[test]
+fn a_stack_whose_saved_activations_exceed_one_binding_trains_layer_by_layer() {
+    let name = "a_stack_whose_saved_activations_exceed_one_binding_trains_layer_by_layer";
+    let Some(ctx) = gpu_or_skip(name) else { return };
+    let limits = ctx.limits();
+    let limit = limits
+        .max_storage_buffer_binding_size
+        .min(limits.max_buffer_size);
+    let (layers, t, b, h) = (2, 1030, 256, 16);
+    let packed = (layers * t * b * h * 16) as u64;
+    if packed <= limit {
+        eprintln!("skipped {name}: this device binds {limit} bytes, more than the {packed} packed");
+        return;
+    }
+    let c = Case::new(LstmConfig::new(3, h).num_layers(layers), t, b);
+    let (fwd, bwd) = check_in(name, c, None).expect("a GPU");
+    // Layer by layer: a GEMM and T steps per layer forward; T + 1 steps,
+    // dW_ih, dW_hh, db and dX per layer backward, the first three (which
+    // reduce over all T·B rows) in dispatches of at most 16384 rows.
+    let chunks = (t * b).div_ceil(16384);
+    assert_eq!(fwd, (layers * (1 + t)) as u64);
+    assert_eq!(bwd, (layers * (t + 1 + 3 * chunks + 1)) as u64);
+}
+
+/// A wavefront stack over more rows (T·B) than one weight-gradient dispatch
+/// reduces: its dW_ih, dW_hh and db run in blocks of 16384 rows, each added
+/// to the last, and match the reference.
+#[test]
+fn long_weight_gradient_reductions_run_in_blocks() {
+    let (layers, t, b) = (2, 300, 64);
+    let cfg = LstmConfig::new(3, 8).num_layers(layers).dropout(0.2);
+    let lengths = Some((0..b).map(|k| t - k % 7).collect());
+    let c = Case {
+        lengths,
+        ..Case::new(cfg, t, b)
+    };
+    let Some((fwd, bwd)) = check_in("long_weight_gradient_reductions_run_in_blocks", c, None)
+    else {
+        return;
+    };
+    let chunks = (t * b).div_ceil(16384);
+    assert_eq!(chunks, 2);
+    assert_eq!(fwd, (1 + t + layers - 1) as u64);
+    assert_eq!(bwd, (t + layers + 3 * layers * chunks + 1) as u64);
 }
 
 /// Every step-kernel configuration (forward and backward tiles) against the
@@ -177,6 +250,8 @@ fn every_step_config_matches_the_reference() {
             (33, 5, 3, 17, 1, false, 0),
             (70, 2, 2, 5, 2, true, 0),
             (20, 4, 3, 6, 2, true, 9),
+            // A unidirectional stack: the forward and backward wavefronts.
+            (40, 3, 5, 6, 3, false, 0),
         ]
         .into_iter()
         .enumerate()
@@ -209,6 +284,7 @@ fn backward_grids_run_under_webgpu_limits() {
             "grid",
             "pytorch_fixture_gradients_match",
             "every_step_config_matches_the_reference",
+            "a_stack_whose_saved_activations_exceed_one_binding_trains_layer_by_layer",
         ],
     );
 }

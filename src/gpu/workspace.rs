@@ -4,9 +4,9 @@
 use crate::config::LstmConfig;
 use crate::error::{LstmError, Result};
 use crate::gpu::kernels::{
-    GemmKernel, GemmOp, GemmParams, HiddenProjBuffers, HiddenProjPipeline, Kernel, LstmGemms,
-    PermuteKernel, PermuteParams, StepBuffers, StepParams, StepPipelines, WavefrontBuffers,
-    hidden_proj_workgroups, wavefront_block,
+    GemmKernel, GemmOp, GemmParams, HiddenProjBuffers, HiddenProjPipeline, LstmGemms,
+    PermuteKernel, PermuteParams, StepBuffers, StepParams, StepPipelines, WavePipelines,
+    WavefrontBuffers, hidden_proj_workgroups, wavefront_block,
 };
 use crate::gpu::lstm::bptt::BpttSpace;
 use crate::gpu::tensor::{TENSOR_USAGE, byte_size, byte_size_in};
@@ -176,17 +176,19 @@ pub(super) struct Kernels<'a> {
     /// With a hidden projection.
     pub hidden_proj: Option<HiddenProjPipeline>,
     /// For a unidirectional stack without projection: the wavefront
-    /// pipeline of this shape's tile, and the packed weights it reads.
-    pub wave: Option<(Kernel, &'a wgpu::Buffer)>,
+    /// pipelines of this shape's tile, and the packed weights they read.
+    pub wave: Option<(WavePipelines, &'a wgpu::Buffer)>,
 }
 
-/// A workspace's wavefront forward (inference): T + L - 1 dispatches.
+/// A workspace's wavefront forward: T + L - 1 dispatches.
 pub(super) struct WaveSpace {
-    pub kernel: Kernel,
+    pub pipelines: WavePipelines,
+    /// The inference forward's bind group.
     pub bind_group: wgpu::BindGroup,
     pub groups: (u32, u32, u32),
-    /// [L - 1, T, B, H]: the inner layers' outputs.
-    _inner: wgpu::Buffer,
+    /// [L, T, B, H]: every layer's output; the last layer's is copied into
+    /// the workspace's output after the steps.
+    pub outputs: wgpu::Buffer,
 }
 
 impl Workspace {
@@ -243,17 +245,17 @@ impl Workspace {
 
         // Uniforms, written once: per-layer GEMM parameters, two permutes,
         // then one StepParams per (layer, step) read through a dynamic offset.
-        // The wavefront's inner outputs; a shape whose [L-1, T, B, H] does not
-        // fit one binding runs layer by layer.
-        let inner = match &k.wave {
-            Some(_) => match buffer("inner outputs [L-1,T,B,H]", &[layers - 1, t, b, h]) {
-                Ok(inner) => Some(inner),
+        // The wavefront's outputs; a shape whose [L, T, B, H] does not fit
+        // one binding runs layer by layer.
+        let outputs = match &k.wave {
+            Some(_) => match buffer("wavefront outputs [L,T,B,H]", &[layers, t, b, h]) {
+                Ok(outputs) => Some(outputs),
                 Err(LstmError::DeviceLimit { .. }) => None,
                 Err(e) => return Err(e),
             },
             None => None,
         };
-        let wave_steps = if inner.is_some() { t + layers - 1 } else { 0 };
+        let wave_steps = if outputs.is_some() { t + layers - 1 } else { 0 };
         let mut layout = Uniforms::new(ctx, layers + 2 + layers * t + wave_steps);
         for (l, gl) in layers_w.iter().enumerate() {
             layout.put(gemm_entry(l), &forward_gemm(cfg, gl, t * b));
@@ -331,26 +333,25 @@ impl Workspace {
                 ));
             }
         }
-        let wave = match (&k.wave, inner) {
-            (Some((kernel, weights)), Some(inner)) => {
-                let bind_group = kernel.bind(
+        let wave = match (&k.wave, outputs) {
+            (Some((pipelines, weights)), Some(outputs)) => {
+                let bind_group = pipelines.infer.bind(
                     ctx,
                     &WavefrontBuffers {
                         params: &uniforms,
                         gates_x: &gates,
                         weights,
                         state: &state,
-                        inner: &inner,
-                        y: &ys[layers - 1].buffer,
+                        outputs: &outputs,
                         lengths: &lengths,
                     },
                 );
                 let (x, y, _) = k.step.tile().workgroups(h, b, 1);
                 Some(WaveSpace {
-                    kernel: kernel.clone(),
+                    pipelines: pipelines.clone(),
                     bind_group,
                     groups: (x, y, layers as u32),
-                    _inner: inner,
+                    outputs,
                 })
             }
             _ => None,

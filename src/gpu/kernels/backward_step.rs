@@ -36,6 +36,9 @@ pub(crate) struct BackTile {
     pub slices: u32,
     /// `RB`.
     pub rows: u32,
+    /// `WAVE`: the layers of a unidirectional stack in a wavefront (grid z
+    /// = layer) instead of one layer's directions.
+    pub wave: bool,
 }
 
 /// Units per backward workgroup: 32 consecutive f32 columns are one 128-byte
@@ -54,7 +57,13 @@ impl BackTile {
             cols: BACK_COLS,
             slices: (size / BACK_COLS).max(1),
             rows: (batch.max(1) as u32).next_power_of_two().min(MAX_STEP_ROWS),
+            wave: false,
         }
+    }
+
+    /// The same tile for the wavefront backward of a stack.
+    pub fn waved(self) -> Self {
+        BackTile { wave: true, ..self }
     }
 
     pub fn workgroup_size(&self) -> u32 {
@@ -68,22 +77,24 @@ impl BackTile {
         self.rows.min(self.slices).min(1 << fit.ilog2())
     }
 
-    /// Workgroups for one backward step: (unit blocks, batch blocks, directions).
-    pub fn workgroups(&self, hidden: usize, batch: usize, dirs: usize) -> (u32, u32, u32) {
+    /// Workgroups for one backward step: (unit blocks, batch blocks,
+    /// directions, or layers in a wavefront).
+    pub fn workgroups(&self, hidden: usize, batch: usize, depth: usize) -> (u32, u32, u32) {
         (
             (hidden as u32).div_ceil(self.cols),
             (batch as u32).div_ceil(self.rows),
-            dirs as u32,
+            depth as u32,
         )
     }
 
-    fn constants(&self) -> [(&'static str, u32); 5] {
+    fn constants(&self) -> [(&'static str, u32); 6] {
         [
             ("JW", self.cols),
             ("KS", self.slices),
             ("RB", self.rows),
             ("RC", self.reduce_rows()),
             ("WGS", self.workgroup_size()),
+            ("WAVE", self.wave as u32),
         ]
     }
 }
@@ -143,7 +154,8 @@ mod tests {
                 let rc = t.reduce_rows();
                 assert!(rc.is_power_of_two() && t.rows.is_multiple_of(rc) && rc <= t.slices);
                 assert!(rc * t.workgroup_size() * 4 <= BACK_REDUCTION_BYTES);
-                assert!(t.rows * t.cols * 4 + rc * t.workgroup_size() * 4 <= 16 << 10);
+                // The wavefront's two products per row.
+                assert!(2 * t.rows * t.cols * 4 + rc * t.workgroup_size() * 4 <= 16 << 10);
             }
         }
     }

@@ -27,8 +27,8 @@ impl GemmParams {
     pub const TRANS_A: u32 = 1;
     pub const TRANS_B: u32 = 2;
     pub const BIAS: u32 = 4;
-    /// Adds the old C (the shader's epilogue); no host product uses it today.
-    #[allow(dead_code)]
+    /// Adds the old C (the shader's epilogue): a long reduction split over
+    /// dispatches.
     pub const ACCUMULATE: u32 = 8;
     /// With `BIAS`, also adds the N values that follow the bias (the LSTM's
     /// b_hh after its b_ih).

@@ -192,7 +192,7 @@ impl StepTile {
     /// source: the alias `wvec_t` that the weights are bound as, `wdot` (one
     /// weight load against up to 4 values, in f32) and `load_h` (`VEC`
     /// values of h from `state`); for the wavefront kernel also `load_x`
-    /// (from `inner`) and `w_elem` (one element of `weights`).
+    /// (from `outputs`) and `w_elem` (one element of `weights`).
     pub(crate) fn prelude(&self, wavefront: bool) -> String {
         let (ty, w, h) = match self.vec {
             4 => ("vec4<store_t>", "vec4<f32>(w)", "h"),
@@ -221,7 +221,7 @@ impl StepTile {
         );
         out += &load("load_h", "state");
         if wavefront {
-            out += &load("load_x", "inner");
+            out += &load("load_x", "outputs");
             out += match self.vec {
                 1 => "fn w_elem(i: u32) -> f32 { return f32(weights[i]); }\n",
                 _ => "fn w_elem(i: u32) -> f32 { return f32(weights[i / VEC][i % VEC]); }\n",
@@ -386,20 +386,19 @@ bindings! {
         /// Every layer's W_ih, W_hh and bias pair, in blocks.
         weights: Read,
         state: ReadWrite,
-        /// [L - 1, T, B, H]: the inner layers' outputs.
-        inner: ReadWrite,
-        /// [T, B, H]: the last layer's output.
-        y: ReadWrite,
+        /// [L, T, B, H]: every layer's output (the inner layers' after
+        /// dropout when training).
+        outputs: ReadWrite,
         lengths: Read,
     }
 }
 
-/// Builds the wavefront pipeline of each tile once, for one precision: the
-/// inference forward of a unidirectional stack without projection, one
-/// dispatch per wavefront step (T + L - 1 for L layers).
+/// Builds the wavefront pipelines of each tile once, for one precision: one
+/// dispatch per wavefront step (T + L - 1 for L layers), for inference and
+/// for a training forward.
 pub struct WavefrontKernel {
     precision: Precision,
-    built: TileCache<StepTile, Kernel>,
+    built: TileCache<StepTile, WavePipelines>,
 }
 
 impl WavefrontKernel {
@@ -410,9 +409,9 @@ impl WavefrontKernel {
         }
     }
 
-    /// The pipeline of `tile`, built on first use.
-    pub fn pipeline(&mut self, ctx: &GpuContext, tile: StepTile) -> Kernel {
-        let precision = self.precision;
+    /// The wavefront pipelines of `tile`, built on first use.
+    pub fn pipelines(&mut self, ctx: &GpuContext, tile: StepTile) -> WavePipelines {
+        let types = &[("store_t", self.precision)];
         self.built.get(tile, || {
             let source = format!(
                 "{}{}{}",
@@ -420,16 +419,35 @@ impl WavefrontKernel {
                 include_str!("../../../shaders/step_reduce.wgsl"),
                 include_str!("../../../shaders/lstm_wavefront.wgsl")
             );
-            Kernel::new_typed::<WavefrontBuffers>(
-                ctx,
-                "lstm wavefront step",
-                &source,
-                "main",
-                &[("store_t", precision)],
-                &tile.constants(),
-            )
+            let constants = tile.constants();
+            WavePipelines {
+                infer: Kernel::new_typed::<WavefrontBuffers>(
+                    ctx,
+                    "lstm wavefront step",
+                    &source,
+                    "main",
+                    types,
+                    &constants,
+                ),
+                train: Kernel::new_typed::<(WavefrontBuffers, TrainBuffers)>(
+                    ctx,
+                    "lstm wavefront step (training)",
+                    &source,
+                    "main_train",
+                    types,
+                    &constants,
+                ),
+            }
         })
     }
+}
+
+/// The wavefront pipelines of one tile: inference, and the training forward
+/// (which also binds the saved activations of every layer, [L, T, B, ...]).
+#[derive(Clone)]
+pub struct WavePipelines {
+    pub infer: Kernel,
+    pub train: Kernel,
 }
 
 /// Elements of one layer's block in the wavefront kernel's packed weights:

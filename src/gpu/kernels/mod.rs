@@ -105,8 +105,8 @@ pub use hidden_projection::{
 };
 pub(crate) use lstm_step::wavefront_block;
 pub use lstm_step::{
-    StepBuffers, StepConfig, StepKernel, StepParams, StepPipelines, TrainBuffers, WavefrontBuffers,
-    WavefrontKernel,
+    StepBuffers, StepConfig, StepKernel, StepParams, StepPipelines, TrainBuffers, WavePipelines,
+    WavefrontBuffers, WavefrontKernel,
 };
 pub use permute::{PermuteKernel, PermuteParams};
 pub use train_kernels::{

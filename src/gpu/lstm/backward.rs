@@ -1,5 +1,7 @@
 //! Command encoding of [`GpuLstm`]'s backward pass: per layer, from the last
-//! down, the backward step dispatches, then the weight-gradient GEMMs.
+//! down, the backward step dispatches, then the weight-gradient GEMMs; or,
+//! for a stack trained in a wavefront, every layer's steps in T + L
+//! dispatches, then every layer's GEMMs.
 
 use super::GpuLstm;
 use crate::gpu::GpuTensor;
@@ -18,7 +20,30 @@ impl GpuLstm {
             let mut pass = self.begin_pass(enc, "batch-first d_output", None);
             self.permute.encode(ctx, &mut pass, bg, *groups);
         }
-        for l in (0..cfg.num_layers).rev() {
+        if let Some(wave) = &tr.wave {
+            // A wavefront: T + L dispatches, each running one backward step
+            // of every layer in the wave (layer l lags the top by L - 1 - l
+            // steps), then every layer's weight gradients.
+            {
+                let mut pass =
+                    self.begin_pass(enc, "lstm backward wavefront", Some(Phase::BackwardSteps));
+                for s in 0..t + cfg.num_layers {
+                    let offset = tr.wave_backward_offset(cfg, t, s);
+                    wave.back_kernel.encode(
+                        ctx,
+                        &mut pass,
+                        &wave.backward,
+                        offset,
+                        wave.back_groups,
+                    );
+                }
+            }
+            let mut pass = self.begin_pass(enc, "weight gradients", Some(Phase::BackwardGemms));
+            for (kernel, bg, groups) in tr.gemms.iter().flatten() {
+                kernel.encode(ctx, &mut pass, bg, *groups);
+            }
+        }
+        for l in (0..cfg.num_layers).rev().filter(|_| tr.wave.is_none()) {
             {
                 let mut pass =
                     self.begin_pass(enc, "lstm backward steps", Some(Phase::BackwardSteps));

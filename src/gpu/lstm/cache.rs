@@ -66,7 +66,7 @@ impl GpuLstm {
                 let wave = self
                     .wave
                     .as_mut()
-                    .map(|(k, weights)| (k.pipeline(&self.ctx, tile), &*weights));
+                    .map(|(k, weights)| (k.pipelines(&self.ctx, tile), &*weights));
                 let kernels = Kernels {
                     gemms: &self.gemms,
                     wave,
@@ -107,12 +107,18 @@ impl GpuLstm {
                     Precision::F32,
                 )?);
             }
-            let back = self
-                .back
-                .pipeline(&self.ctx, self.step_config.back_tile(batch));
+            let back_tile = self.step_config.back_tile(batch);
+            let back = self.back.pipeline(&self.ctx, back_tile);
+            let wave_back = match &self.wave {
+                Some((_, weights)) => {
+                    Some((self.back.pipeline(&self.ctx, back_tile.waved()), weights))
+                }
+                None => None,
+            };
             let kernels = BpttKernels {
                 gemms: &self.gemms,
                 back,
+                wave_back,
                 permute: &self.permute,
                 hidden_proj: self.hidden_proj.as_ref().map(|(_, back)| back),
             };

@@ -27,7 +27,7 @@ impl GpuLstm {
             .min(limits.max_buffer_size);
         // Bytes per time step of the buffers that grow with T: the input,
         // the input projection, each layer's output, LSTMP's m and the
-        // wavefront's inner outputs.
+        // wavefront's outputs.
         let d = cfg.num_directions();
         let per_step = [
             4 * cfg.input_size,
@@ -38,9 +38,9 @@ impl GpuLstm {
             } else {
                 0
             },
-            // The wavefront's inner-layer outputs, all layers in one buffer.
+            // The wavefront's outputs, all layers in one buffer.
             if self.wave.is_some() {
-                4 * (cfg.num_layers - 1) * cfg.hidden_size
+                4 * cfg.num_layers * cfg.hidden_size
             } else {
                 0
             },

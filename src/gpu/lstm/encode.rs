@@ -172,11 +172,22 @@ impl GpuLstm {
             let mut pass = self.begin_pass(enc, "batch-first input", None);
             self.permute.encode(ctx, &mut pass, bg, *groups);
         }
-        if let (Some(wave), None, Some((_, packed))) = (&ws.wave, train, &self.wave) {
-            // Inference of a unidirectional stack: every layer's weights into
-            // the buffer the wavefront reads (copies, in queue order), layer
-            // 0's input projection, then T + L - 1 dispatches, each running
-            // layer l's step s - l.
+        // A unidirectional stack runs as a wavefront where the workspace
+        // has one (and, training, where its saved activations were packed
+        // for it).
+        let wave = match (&ws.wave, train, &self.wave) {
+            (Some(wave), None, Some((_, packed))) => Some((wave, &wave.bind_group, packed, None)),
+            (Some(wave), Some(tr), Some((_, packed))) => tr
+                .wave
+                .as_ref()
+                .map(|tw| (wave, &tw.forward, packed, Some(tr))),
+            _ => None,
+        };
+        if let Some((wave, bind_group, packed, train)) = wave {
+            // Every layer's weights into the buffer the wavefront reads
+            // (copies, in queue order), layer 0's input projection, then T +
+            // L - 1 dispatches, each running layer l's step s - l; then the
+            // last layer's output into the workspace's.
             let h = cfg.hidden_size;
             let bytes = self.precision.bytes();
             let (hh, block) = (
@@ -197,14 +208,30 @@ impl GpuLstm {
                     self.begin_pass(enc, "input projection", Some(Phase::InputProjection));
                 self.gemms.forward.encode(ctx, &mut pass, gemm_bg, *groups);
             }
-            let mut pass = self.begin_pass(enc, "lstm wavefront steps", Some(Phase::Steps));
-            for s in 0..t + layers - 1 {
-                let offset = ws.layout.offset(wave_entry(layers, t, s));
-                wave.kernel
-                    .encode_at(ctx, &mut pass, &wave.bind_group, &[offset], wave.groups);
+            {
+                let mut pass = self.begin_pass(enc, "lstm wavefront steps", Some(Phase::Steps));
+                let kernel = match train {
+                    Some(_) => &wave.pipelines.train,
+                    None => &wave.pipelines.infer,
+                };
+                for s in 0..t + layers - 1 {
+                    let offset = match train {
+                        Some(tr) => tr.wave_forward_offset(cfg, t, s),
+                        None => ws.layout.offset(wave_entry(layers, t, s)),
+                    };
+                    kernel.encode_at(ctx, &mut pass, bind_group, &[offset], wave.groups);
+                }
             }
+            let last = ws.ys[layers - 1].byte_len();
+            enc.copy_buffer_to_buffer(
+                &wave.outputs,
+                (layers - 1) as u64 * last,
+                &ws.ys[layers - 1].buffer,
+                0,
+                last,
+            );
         }
-        for l in (0..layers).filter(|_| ws.wave.is_none() || train.is_some()) {
+        for l in (0..layers).filter(|_| wave.is_none()) {
             {
                 let (gemm_bg, groups) = &ws.gemm[l];
                 let mut pass =

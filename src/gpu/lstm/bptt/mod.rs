@@ -23,11 +23,11 @@ mod params;
 use params::{BpttEntries, Gemm, backward_gemms, bptt_uniforms};
 
 use crate::config::LstmConfig;
-use crate::error::Result;
+use crate::error::{LstmError, Result};
 use crate::gpu::kernels::{
     BackPipeline, BackwardBuffers, GemmKernel, GemmOp, HiddenProjBackwardBuffers,
     HiddenProjBackwardKernel, HiddenProjBuffers, LstmGemms, PermuteKernel, StepBuffers,
-    TrainBuffers,
+    TrainBuffers, WavefrontBuffers,
 };
 use crate::gpu::tensor::{TENSOR_USAGE, byte_size, byte_size_in};
 use crate::gpu::workspace::{GpuLayer, Uniforms, Workspace, check_groups};
@@ -67,7 +67,9 @@ impl Carries {
 
 /// Saved activations and backward scratch for one (T, B).
 pub(in crate::gpu) struct BpttSpace {
-    /// Per layer [T, B, D, H, 4]: activated gates i, f, g, o (storage precision).
+    /// Per layer [T, B, D, H, 4]: activated gates i, f, g, o (storage
+    /// precision). In a wavefront this and the next two are one buffer
+    /// each, [L, T, B, H, ...].
     gates: Vec<wgpu::Buffer>,
     /// Per layer [T, B, D, H]: c after each step (f32).
     c_saved: Vec<wgpu::Buffer>,
@@ -77,7 +79,8 @@ pub(in crate::gpu) struct BpttSpace {
     m_saved: Vec<wgpu::Buffer>,
     /// With a hidden projection, [T, B, D·P]: dh_t of the current layer (f32).
     _dh_proj: Option<wgpu::Buffer>,
-    /// [T·B, D·4H]: gate gradients of the current layer (storage precision).
+    /// [T·B, D·4H]: gate gradients of the current layer (storage
+    /// precision); in a wavefront [L, T·B, 4H], every layer's.
     _d_gates: wgpu::Buffer,
     /// [T, B, D·H_out]: gradient of the current layer's output.
     pub dy: GpuTensor,
@@ -99,6 +102,10 @@ pub(in crate::gpu) struct BpttSpace {
     pub layout: Uniforms,
     /// The dropout seed the uniforms hold.
     seed: u64,
+    /// The wavefront training of a unidirectional stack (its forward and
+    /// backward dispatches); the per-layer saved buffers are then one
+    /// buffer each holding every layer, and `steps` and `back` are empty.
+    pub wave: Option<BpttWave>,
     /// Per layer: the training step's and the backward step's bind groups.
     pub steps: Vec<wgpu::BindGroup>,
     pub back: Vec<wgpu::BindGroup>,
@@ -116,11 +123,26 @@ pub(in crate::gpu) struct BpttSpace {
     pub permutes: Option<[(wgpu::BindGroup, (u32, u32)); 2]>,
 }
 
+/// The wavefront training of a unidirectional stack of L layers: the
+/// forward in T + L - 1 dispatches (`lstm_wavefront.wgsl`, `main_train`) and
+/// the backward in T + L (`lstm_step_backward.wgsl` with `WAVE`), each
+/// dispatch running one step of every layer in the wave.
+pub(in crate::gpu) struct BpttWave {
+    pub forward: wgpu::BindGroup,
+    pub backward: wgpu::BindGroup,
+    pub back_kernel: BackPipeline,
+    /// Workgroups of one backward dispatch (z = layer).
+    pub back_groups: (u32, u32, u32),
+}
+
 /// The kernels training binds.
 pub(super) struct BpttKernels<'a> {
     pub gemms: &'a LstmGemms,
     /// The backward step pipeline of this shape's tile.
     pub back: BackPipeline,
+    /// For a stack with a wavefront forward: the backward wavefront
+    /// pipeline of this shape's tile, and the packed weights.
+    pub wave_back: Option<(BackPipeline, &'a wgpu::Buffer)>,
     pub permute: &'a PermuteKernel,
     /// With a hidden projection.
     pub hidden_proj: Option<&'a HiddenProjBackwardKernel>,
@@ -150,13 +172,43 @@ impl BpttSpace {
                 .map(|l| stored(&format!("{label} l{l}"), shape, p))
                 .collect()
         };
-        let gates = per_layer("saved gates [T,B,D,H,4]", &[t, b, dirs, h, 4], precision)?;
-        let c_saved = per_layer("saved c [T,B,D,H]", &[t, b, dirs, h], Precision::F32)?;
-        let h_prev = per_layer(
-            "saved h_prev [T,B,D·H_out]",
-            &[t, b, dirs * hout],
-            precision,
-        )?;
+        // A stack with a wavefront forward trains in a wavefront too when
+        // every layer's saved activations and gate gradients fit one
+        // binding each; otherwise layer by layer.
+        let packed = match (&ws.wave, &k.wave_back) {
+            (Some(_), Some(_)) => {
+                let all = |label: &str, shape: &[usize], p| match stored(label, shape, p) {
+                    Ok(buffer) => Ok(Some(buffer)),
+                    Err(LstmError::DeviceLimit { .. }) => Ok(None),
+                    Err(e) => Err(e),
+                };
+                let bufs = [
+                    all("saved gates [L,T,B,H,4]", &[layers, t, b, h, 4], precision)?,
+                    all("saved c [L,T,B,H]", &[layers, t, b, h], Precision::F32)?,
+                    all("saved h_prev [L,T,B,H]", &[layers, t, b, h], precision)?,
+                    all("d_gates [L,T·B,4H]", &[layers, t * b, 4 * h], precision)?,
+                ];
+                match bufs {
+                    [Some(g), Some(c), Some(hp), Some(dg)] => Some((g, c, hp, dg)),
+                    _ => None,
+                }
+            }
+            _ => None,
+        };
+        let wave_on = packed.is_some();
+        let (gates, c_saved, h_prev, packed_d_gates) = match packed {
+            Some((g, c, hp, dg)) => (vec![g], vec![c], vec![hp], Some(dg)),
+            None => (
+                per_layer("saved gates [T,B,D,H,4]", &[t, b, dirs, h, 4], precision)?,
+                per_layer("saved c [T,B,D,H]", &[t, b, dirs, h], Precision::F32)?,
+                per_layer(
+                    "saved h_prev [T,B,D·H_out]",
+                    &[t, b, dirs * hout],
+                    precision,
+                )?,
+                None,
+            ),
+        };
         let (m_saved, dh_proj) = if proj > 0 {
             (
                 per_layer("saved m [T,B,D·H]", &[t, b, dirs * h], Precision::F32)?,
@@ -167,7 +219,10 @@ impl BpttSpace {
         };
         let state = [layers * dirs, b, h];
         let h_state = [layers * dirs, b, hout];
-        let d_gates = stored("d_gates [T·B, D·4H]", &[t * b, dirs * 4 * h], precision)?;
+        let d_gates = match packed_d_gates {
+            Some(dg) => dg,
+            None => stored("d_gates [T·B, D·4H]", &[t * b, dirs * 4 * h], precision)?,
+        };
         let dy = GpuTensor::empty(ctx, "dy [T,B,D·H_out]", &[t, b, dirs * hout])?;
         let d_input = GpuTensor::empty(ctx, "d_input [T,B,I]", &[t, b, cfg.input_size])?;
         let batch_first = if cfg.batch_first {
@@ -189,7 +244,7 @@ impl BpttSpace {
         ctx.queue()
             .write_buffer(&ones, 0, bytemuck::cast_slice(&vec![1.0f32; t * b]));
 
-        let entries = BpttEntries::new(cfg, t);
+        let entries = BpttEntries::new(cfg, t, b, wave_on);
         let layout = bptt_uniforms(ctx, cfg, weights, &entries, t, b, 0);
         let uniforms = ctx.create_buffer(
             "training uniforms",
@@ -207,36 +262,38 @@ impl BpttSpace {
             // With a hidden projection the step kernel writes m_t, which is saved;
             // the hidden-projection kernel writes the layer output.
             let step_y = m_saved.get(l).unwrap_or(&ws.ys[l].buffer);
-            steps.push(ws.step.bind(
-                ctx,
-                &StepBuffers {
-                    params: &uniforms,
-                    gates_x: &ws.gates,
-                    w_hh: &w.w_hh,
-                    state: &ws.state,
-                    y: step_y,
-                    lengths: &ws.lengths,
-                },
-                Some(&TrainBuffers {
-                    gates: &gates[l],
-                    c: &c_saved[l],
-                    h_prev: &h_prev[l],
-                }),
-            ));
-            back.push(k.back.bind(
-                ctx,
-                &BackwardBuffers {
-                    params: &uniforms,
-                    gates: &gates[l],
-                    c_saved: &c_saved[l],
-                    w_hh: &w.w_hh,
-                    dh_in: dh_proj.as_ref().unwrap_or(&dy.buffer),
-                    d_gates: &d_gates,
-                    carries: &carries,
-                    lengths: &ws.lengths,
-                    w_hr: w.w_hr.as_ref().unwrap_or(&w.w_hh),
-                },
-            ));
+            if !wave_on {
+                steps.push(ws.step.bind(
+                    ctx,
+                    &StepBuffers {
+                        params: &uniforms,
+                        gates_x: &ws.gates,
+                        w_hh: &w.w_hh,
+                        state: &ws.state,
+                        y: step_y,
+                        lengths: &ws.lengths,
+                    },
+                    Some(&TrainBuffers {
+                        gates: &gates[l],
+                        c: &c_saved[l],
+                        h_prev: &h_prev[l],
+                    }),
+                ));
+                back.push(k.back.bind(
+                    ctx,
+                    &BackwardBuffers {
+                        params: &uniforms,
+                        gates: &gates[l],
+                        c_saved: &c_saved[l],
+                        w_hh: &w.w_hh,
+                        dh_in: dh_proj.as_ref().unwrap_or(&dy.buffer),
+                        d_gates: &d_gates,
+                        carries: &carries,
+                        lengths: &ws.lengths,
+                        w_hr: w.w_hr.as_ref().unwrap_or(&w.w_hh),
+                    },
+                ));
+            }
             if let (Some(fwd), Some(bwd), Some(w_hr), Some(dh)) =
                 (&ws.hidden_proj, k.hidden_proj, &w.w_hr, &dh_proj)
             {
@@ -264,18 +321,26 @@ impl BpttSpace {
                     },
                 ));
             }
-            let x = if l == 0 {
-                &ws.input.buffer
-            } else {
-                &ws.ys[l - 1].buffer
+            // A wavefront's layer reads the layer below's output from the
+            // packed outputs (the GEMM's offset), and needs no dX GEMM above
+            // layer 0: the backward steps fuse it.
+            let x = match (l, &ws.wave) {
+                (0, _) => &ws.input.buffer,
+                (_, Some(wave)) if wave_on => &wave.outputs,
+                _ => &ws.ys[l - 1].buffer,
             };
             let dx = if l == 0 { &d_input.buffer } else { &dy.buffer };
-            let ops = backward_gemms(cfg, w, t * b);
+            let mut ops = backward_gemms(cfg, w, t * b, wave_on.then_some(l));
+            if wave_on && l > 0 {
+                ops.retain(|(kind, _)| !matches!(kind, Gemm::Input));
+            }
+            // A wavefront's saved h of every layer is one buffer.
+            let saved_h = &h_prev[if wave_on { 0 } else { l }];
             let operands: Vec<(&GemmKernel, &wgpu::Buffer, &wgpu::Buffer, &wgpu::Buffer)> = ops
                 .iter()
                 .map(|(kind, _)| match kind {
                     Gemm::WeightIh => (&k.gemms.weight_ih, &d_gates, x, &g.w_ih),
-                    Gemm::WeightHh => (&k.gemms.weight_hh, &d_gates, &h_prev[l], &g.w_hh),
+                    Gemm::WeightHh => (&k.gemms.weight_hh, &d_gates, saved_h, &g.w_hh),
                     Gemm::Bias => (&k.gemms.bias, &ones, &d_gates, &g.bias),
                     Gemm::Input => (&k.gemms.input, &d_gates, &w.w_ih, dx),
                     Gemm::WeightHr => (
@@ -288,6 +353,8 @@ impl BpttSpace {
                 .collect();
             let mut layer_gemms = Vec::new();
             for (which, ((_, params), (kernel, a, bm, c))) in ops.iter().zip(operands).enumerate() {
+                // `retain` above only drops the last products (dX), so the
+                // entries keep their indices.
                 let op = GemmOp {
                     params: *params,
                     a,
@@ -326,6 +393,45 @@ impl BpttSpace {
             .tile()
             .workgroups(cfg.hidden_size, ws.batch, cfg.num_directions());
         check_groups(ctx, "a backward step", &[back_groups.0, back_groups.1])?;
+        let wave = match (&ws.wave, &k.wave_back) {
+            (Some(fwd), Some((back_kernel, weights))) if wave_on => Some(BpttWave {
+                forward: fwd.pipelines.train.bind(
+                    ctx,
+                    &(
+                        WavefrontBuffers {
+                            params: &uniforms,
+                            gates_x: &ws.gates,
+                            weights,
+                            state: &ws.state,
+                            outputs: &fwd.outputs,
+                            lengths: &ws.lengths,
+                        },
+                        TrainBuffers {
+                            gates: &gates[0],
+                            c: &c_saved[0],
+                            h_prev: &h_prev[0],
+                        },
+                    ),
+                ),
+                backward: back_kernel.bind(
+                    ctx,
+                    &BackwardBuffers {
+                        params: &uniforms,
+                        gates: &gates[0],
+                        c_saved: &c_saved[0],
+                        w_hh: weights,
+                        dh_in: &dy.buffer,
+                        d_gates: &d_gates,
+                        carries: &carries,
+                        lengths: &ws.lengths,
+                        w_hr: weights,
+                    },
+                ),
+                back_kernel: back_kernel.clone(),
+                back_groups: back_kernel.tile().workgroups(h, b, layers),
+            }),
+            _ => None,
+        };
         ctx.check()?;
         Ok(BpttSpace {
             gates,
@@ -349,6 +455,7 @@ impl BpttSpace {
             back,
             back_kernel: k.back.clone(),
             back_groups,
+            wave,
             hidden_projs,
             hidden_proj_back,
             gemms,
@@ -384,19 +491,32 @@ impl BpttSpace {
         if !masked || seed == self.seed {
             return;
         }
-        let entries = BpttEntries::new(cfg, t);
+        let entries = self.entries(cfg, t);
         self.layout = bptt_uniforms(ctx, cfg, weights, &entries, t, b, seed);
         self.seed = seed;
         ctx.queue()
             .write_buffer(&self.uniforms, 0, &self.layout.bytes);
     }
 
+    fn entries(&self, cfg: &LstmConfig, t: usize) -> BpttEntries {
+        BpttEntries::new(cfg, t, self.dy.shape()[1], self.wave.is_some())
+    }
+
     /// Dynamic offsets of forward step `s` and backward step `s` of `layer`.
     pub fn step_offset(&self, cfg: &LstmConfig, t: usize, layer: usize, s: usize) -> u32 {
-        self.layout.offset(BpttEntries::new(cfg, t).step(layer, s))
+        self.layout.offset(self.entries(cfg, t).step(layer, s))
     }
 
     pub fn back_offset(&self, cfg: &LstmConfig, t: usize, layer: usize, s: usize) -> u32 {
-        self.layout.offset(BpttEntries::new(cfg, t).back(layer, s))
+        self.layout.offset(self.entries(cfg, t).back(layer, s))
+    }
+
+    /// Dynamic offsets of wavefront forward and backward dispatch `s`.
+    pub fn wave_forward_offset(&self, cfg: &LstmConfig, t: usize, s: usize) -> u32 {
+        self.layout.offset(self.entries(cfg, t).wave_forward(s))
+    }
+
+    pub fn wave_backward_offset(&self, cfg: &LstmConfig, t: usize, s: usize) -> u32 {
+        self.layout.offset(self.entries(cfg, t).wave_backward(s))
     }
 }

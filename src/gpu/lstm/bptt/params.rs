@@ -4,7 +4,7 @@
 
 use crate::config::LstmConfig;
 use crate::gpu::GpuContext;
-use crate::gpu::kernels::{DropoutParams, GemmParams, PermuteParams};
+use crate::gpu::kernels::{DropoutParams, GemmParams, PermuteParams, StepParams, wavefront_block};
 use crate::gpu::workspace::{GpuLayer, Uniforms, step_params};
 
 /// Entries of the training uniform buffer.
@@ -14,15 +14,20 @@ pub(super) struct BpttEntries {
     /// Room for each layer's backward GEMMs: dW_ih, db, dX and dW_hh (and
     /// dW_hr with a hidden projection) per direction.
     gemms: usize,
+    /// The stack trains in a wavefront: T + L - 1 forward and T + L
+    /// backward entries follow the permutes.
+    wave: bool,
 }
 
 impl BpttEntries {
-    pub fn new(cfg: &LstmConfig, seq_len: usize) -> Self {
+    pub fn new(cfg: &LstmConfig, seq_len: usize, batch: usize, wave: bool) -> Self {
         let per_dir = if cfg.proj_size > 0 { 2 } else { 1 };
+        let chunks = ((seq_len * batch) as u32).div_ceil(GEMM_K_CHUNK).max(1) as usize;
         BpttEntries {
             layers: cfg.num_layers,
             seq_len,
-            gemms: 3 + per_dir * cfg.num_directions(),
+            gemms: (3 + per_dir * cfg.num_directions()) * chunks,
+            wave,
         }
     }
     pub fn step(&self, layer: usize, s: usize) -> usize {
@@ -37,8 +42,19 @@ impl BpttEntries {
     pub fn permute(&self, which: usize) -> usize {
         self.layers * (2 * self.seq_len + 1 + self.gemms) + which
     }
+    /// Wavefront forward step `s` (0..T + L - 1).
+    pub fn wave_forward(&self, s: usize) -> usize {
+        self.permute(2) + s
+    }
+    /// Wavefront backward step `s` (0..T + L).
+    pub fn wave_backward(&self, s: usize) -> usize {
+        self.wave_forward(self.seq_len + self.layers - 1) + s
+    }
     pub fn count(&self) -> usize {
-        self.permute(2)
+        match self.wave {
+            true => self.wave_backward(self.seq_len + self.layers),
+            false => self.permute(2),
+        }
     }
 }
 
@@ -52,12 +68,83 @@ pub(super) enum Gemm {
     WeightHr,
 }
 
-/// The backward GEMMs of one layer, in encoding order.
+/// Rows of the reduction one GEMM dispatch takes. A longer product (the
+/// weight gradients reduce over all T·B rows) runs as several dispatches of
+/// at most this many rows, each adding to the last (`ACCUMULATE`): a
+/// workgroup that loops over hundreds of thousands of rows alone returned
+/// wrong sums on lavapipe (from about 58,000 rows, 3,600 steps of 16 rows
+/// with two barriers each, measured), and sums in blocks round less.
+pub(super) const GEMM_K_CHUNK: u32 = 16384;
+
+/// `ops` with every product whose reduction exceeds [`GEMM_K_CHUNK`] split
+/// into dispatches over consecutive blocks of it, in order, each after the
+/// first adding to C.
+fn split_k(ops: Vec<(Gemm, GemmParams)>) -> Vec<(Gemm, GemmParams)> {
+    let mut out = Vec::with_capacity(ops.len());
+    for (kind, p) in ops {
+        let chunks = p.k.div_ceil(GEMM_K_CHUNK).max(1);
+        for c in 0..chunks {
+            let k0 = c * GEMM_K_CHUNK;
+            let mut q = p;
+            q.k = GEMM_K_CHUNK.min(p.k - k0);
+            // Where row k0 of op(A) and of op(B) starts as stored.
+            q.a_off += k0
+                * if p.flags & GemmParams::TRANS_A != 0 {
+                    p.lda
+                } else {
+                    1
+                };
+            q.b_off += k0
+                * if p.flags & GemmParams::TRANS_B != 0 {
+                    1
+                } else {
+                    p.ldb
+                };
+            if c > 0 {
+                q.flags |= GemmParams::ACCUMULATE;
+            }
+            out.push((kind, q));
+        }
+    }
+    out
+}
+
+/// The backward GEMMs of one layer, in encoding order. With `packed` =
+/// Some(l), layer l of a wavefront stack, whose gate gradients, saved h and
+/// input (the layer below's output) sit at layer offsets in buffers that
+/// hold every layer ([L, T·B, ...]).
 pub(super) fn backward_gemms(
     cfg: &LstmConfig,
     w: &GpuLayer,
     rows: usize,
+    packed: Option<usize>,
 ) -> Vec<(Gemm, GemmParams)> {
+    let mut ops = layer_gemms(cfg, w, rows);
+    if let Some(l) = packed {
+        let (h, rows) = (cfg.hidden_size as u32, rows as u32);
+        let l = l as u32;
+        let d_gates = l * rows * 4 * h;
+        for (kind, params) in &mut ops {
+            match kind {
+                Gemm::WeightIh => {
+                    params.a_off += d_gates;
+                    params.b_off += l.saturating_sub(1) * rows * h;
+                }
+                Gemm::WeightHh => {
+                    params.a_off += d_gates;
+                    params.b_off += l * rows * h;
+                }
+                Gemm::Bias => params.b_off += d_gates,
+                Gemm::Input => params.a_off += d_gates,
+                Gemm::WeightHr => unreachable!("a wavefront stack has no projection"),
+            }
+        }
+    }
+    split_k(ops)
+}
+
+/// [`backward_gemms`] of a layer with its own buffers.
+fn layer_gemms(cfg: &LstmConfig, w: &GpuLayer, rows: usize) -> Vec<(Gemm, GemmParams)> {
     let (h, dirs) = (cfg.hidden_size, cfg.num_directions());
     let hout = cfg.hidden_out() as u32;
     let (n4, inp, rows) = ((dirs * 4 * h) as u32, w.input_size as u32, rows as u32);
@@ -165,6 +252,7 @@ pub(super) fn bptt_uniforms(
     let (dirs, layers) = (cfg.num_directions(), cfg.num_layers);
     let hout = cfg.hidden_out();
     let mut u = Uniforms::new(ctx, e.count());
+    let packed = |l: usize| e.wave.then_some(l);
     for (l, layer) in weights.iter().enumerate() {
         // Dropout on every layer's output but the last.
         let p = if l + 1 < layers { cfg.dropout } else { 0.0 };
@@ -179,7 +267,10 @@ pub(super) fn bptt_uniforms(
             bp.dropout = dropout;
             u.put(e.back(l, s), &bp);
         }
-        for (which, (_, params)) in backward_gemms(cfg, layer, t * b).iter().enumerate() {
+        for (which, (_, params)) in backward_gemms(cfg, layer, t * b, packed(l))
+            .iter()
+            .enumerate()
+        {
             u.put(e.gemm(l, which), params);
         }
     }
@@ -191,5 +282,22 @@ pub(super) fn bptt_uniforms(
     };
     u.put(e.permute(0), &permute(b, t, dirs * hout));
     u.put(e.permute(1), &permute(t, b, cfg.input_size));
+    if e.wave {
+        // One uniform per wavefront dispatch: `slot` is the packed weights'
+        // block, and the dropout mask's layer is the kernel's grid z.
+        let p = if layers > 1 { cfg.dropout } else { 0.0 };
+        let wave = |s: usize| StepParams {
+            step: s as u32,
+            slot: wavefront_block(cfg.hidden_size) as u32,
+            dropout: DropoutParams::new(p, seed, 0),
+            ..step_params(cfg, 0, 0, t, b)
+        };
+        for s in 0..t + layers - 1 {
+            u.put(e.wave_forward(s), &wave(s));
+        }
+        for s in 0..t + layers {
+            u.put(e.wave_backward(s), &wave(s));
+        }
+    }
     u
 }
