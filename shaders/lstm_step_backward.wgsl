@@ -26,9 +26,12 @@
 // in workgroup memory, RC rows at a time; then slice s updates the cells of
 // rows s, s + KS, ... Workgroups: (ceil(H / JW), ceil(B / RB), D).
 //
+// With WAVE = 1 the same kernel runs a unidirectional stack's backward as a
+// wavefront (see `Site` below): one dispatch runs a step of every layer.
+//
 // `store_t` (f32 or f16) is how the saved gates, W_hh and dG are stored;
-// all arithmetic is f32. It and the tile JW, KS, RB, RC, WGS = JW · KS are
-// declared before this file by the kernel builder (`BackTile` in
+// all arithmetic is f32. It and the tile JW, KS, RB, RC, WGS = JW · KS and
+// WAVE are declared before this file by the kernel builder (`BackTile` in
 // src/gpu/kernels/backward_step.rs).
 
 

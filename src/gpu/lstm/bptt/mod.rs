@@ -14,6 +14,14 @@
 //! direction gives dW_hr = dhᵀ·M from the saved m_t = o ⊙ tanh(c_t): 2T + 4 +
 //! 2D dispatches per layer. H_prev, and so dW_hh, are P wide.
 //!
+//! A unidirectional stack without projection trains in a wavefront where its
+//! buffers allow: the forward in T + L - 1 dispatches (`lstm_wavefront.wgsl`,
+//! `main_train`), the backward in T + L (`lstm_step_backward.wgsl` with
+//! `WAVE`, each layer below the top forming dy = dG_above · W_ih_above in
+//! the step), then dW_ih, dW_hh and db per layer and layer 0's dX. Every
+//! layer's saved activations and gate gradients are then one buffer each
+//! ([L, T, B, ...]), which the GEMMs read at the layer's offset.
+//!
 //! The saved gates and h, and the gate gradients dG, are stored in the
 //! engine's precision (f16 or f32); the saved c and m, dh, the carried dh
 //! and dc and every parameter gradient are f32.
