@@ -206,7 +206,9 @@ fn a_stack_whose_saved_activations_exceed_one_binding_trains_layer_by_layer() {
         return;
     }
     let c = Case::new(LstmConfig::new(3, h).num_layers(layers), t, b);
-    let (fwd, bwd) = check_in(name, c, None).expect("a GPU");
+    // A configuration set, so that no tuning runs inside the counted calls.
+    let step = Some(StepConfig::default_for(h));
+    let (fwd, bwd) = check_in(name, c, step).expect("a GPU");
     // Layer by layer: a GEMM and T steps per layer forward; T + 1 steps,
     // dW_ih, dW_hh, db and dX per layer backward, the first three (which
     // reduce over all T·B rows) in dispatches of at most 16384 rows.
@@ -227,7 +229,8 @@ fn long_weight_gradient_reductions_run_in_blocks() {
         lengths,
         ..Case::new(cfg, t, b)
     };
-    let Some((fwd, bwd)) = check_in("long_weight_gradient_reductions_run_in_blocks", c, None)
+    let step = Some(StepConfig::default_for(8));
+    let Some((fwd, bwd)) = check_in("long_weight_gradient_reductions_run_in_blocks", c, step)
     else {
         return;
     };

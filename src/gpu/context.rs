@@ -5,6 +5,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::error::{LstmError, Result};
+use crate::gpu::kernels::StepConfig;
+use crate::gpu::tune::{TuneMode, TuneReport, TuneSource, Tuner, cache, step as tune_step};
 
 /// What a context has done since it was made; tests and the benchmark read it
 /// to check the structural promises (one submit per pass, T + O(1)
@@ -69,6 +71,8 @@ struct Inner {
     error: Arc<Mutex<Option<LstmError>>>,
     /// Submits not yet finished, oldest first (see [`MAX_IN_FLIGHT`]).
     in_flight: Mutex<std::collections::VecDeque<(wgpu::SubmissionIndex, Arc<AtomicBool>)>>,
+    /// The autotuner's choices on this device.
+    tuner: Mutex<Tuner>,
 }
 
 /// Submits the host may have queued before it waits for the oldest: the
@@ -161,6 +165,15 @@ pub(crate) fn is_software(info: &wgpu::AdapterInfo) -> bool {
         .any(|s| name.contains(s))
 }
 
+/// What the tuner's choices are keyed by: the adapter, its driver and
+/// backend, so a driver update measures again.
+fn tuning_key(info: &wgpu::AdapterInfo) -> String {
+    format!(
+        "{} [{:04x}:{:04x}] {:?} {} {}",
+        info.name, info.vendor, info.device, info.backend, info.driver, info.driver_info
+    )
+}
+
 /// The adapter [`Device::auto`](crate::Device::auto) takes: with `named`
 /// (`WGPU_ADAPTER_NAME` set) the one named, whatever it is; otherwise the
 /// first hardware adapter, a discrete GPU before an integrated one. `None`
@@ -237,6 +250,8 @@ impl GpuContext {
             reason: e.to_string(),
         })?;
 
+        let tune_mode = TuneMode::from_env()?;
+        let tune_key = tuning_key(&info);
         let error = Arc::new(Mutex::new(None));
         let slot = error.clone();
         device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
@@ -256,6 +271,7 @@ impl GpuContext {
                 counters: AtomicCounters::default(),
                 error,
                 in_flight: Mutex::new(std::collections::VecDeque::new()),
+                tuner: Mutex::new(Tuner::new(tune_mode, tune_key, cache::default_path())),
             }),
         })
     }
@@ -290,7 +306,102 @@ impl GpuContext {
         self.inner.device.limits()
     }
 
-    /// A snapshot of the work recorded so far.
+    /// How the autotuner runs on this device (`WGPU_LSTM_TUNE`).
+    pub fn tune_mode(&self) -> TuneMode {
+        self.tuner().mode()
+    }
+
+    /// What the autotuner has chosen on this device so far, per kernel
+    /// family and shape class, with the candidates' times and any excluded.
+    pub fn tuning(&self) -> Vec<TuneReport> {
+        self.tuner().reports()
+    }
+
+    fn tuner(&self) -> std::sync::MutexGuard<'_, Tuner> {
+        self.inner.tuner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The step configuration for a layer of `hidden` units (`h_out` wide)
+    /// at batch size `batch`: the tuner's choice for its class, measured on
+    /// first use (see [`crate::gpu::tune`]), or the built-in default with
+    /// `WGPU_LSTM_TUNE=off`.
+    pub(crate) fn step_config_for(
+        &self,
+        precision: crate::gpu::Precision,
+        hidden: usize,
+        h_out: usize,
+        batch: usize,
+    ) -> Result<StepConfig> {
+        let class = tune_step::class(precision, hidden, h_out, batch);
+        let max = self.limits().max_compute_invocations_per_workgroup;
+        {
+            let mut tuner = self.tuner();
+            if tuner.mode() == TuneMode::Off {
+                let config = StepConfig::default_for(h_out);
+                if tuner.lookup(tune_step::FAMILY, &class).is_none() {
+                    tuner.record(TuneReport {
+                        family: tune_step::FAMILY.to_string(),
+                        class,
+                        chosen: tune_step::name(config),
+                        source: TuneSource::Default,
+                        times_ms: Vec::new(),
+                        timer: "",
+                        excluded: Vec::new(),
+                        work: Counters::default(),
+                    });
+                }
+                return Ok(config);
+            }
+            let known = tuner
+                .lookup(tune_step::FAMILY, &class)
+                .and_then(|s| tune_step::parse(&s))
+                .filter(|c| c.validate(max).is_ok());
+            if let Some(config) = known {
+                return Ok(config);
+            }
+        }
+        // Measured without the lock: the measurement runs kernels on this
+        // context, with explicit configurations. Its work is counted in its
+        // report, not in the context's counters, which stay those of the
+        // caller's own calls.
+        let before = self.counters();
+        let result = tune_step::tune_step(self, precision, hidden, h_out, batch);
+        let work = self.counters() - before;
+        self.uncount(work);
+        let (config, mut report) = result?;
+        report.work = work;
+        self.tuner().record(report);
+        Ok(config)
+    }
+
+    /// The step configuration already chosen for this class, if any (no
+    /// measurement).
+    pub(crate) fn known_step_config(
+        &self,
+        precision: crate::gpu::Precision,
+        hidden: usize,
+        h_out: usize,
+        batch: usize,
+    ) -> Option<StepConfig> {
+        let class = tune_step::class(precision, hidden, h_out, batch);
+        self.tuner()
+            .lookup(tune_step::FAMILY, &class)
+            .and_then(|s| tune_step::parse(&s))
+    }
+
+    /// Takes `work` back out of the counters (the tuner's measurements).
+    fn uncount(&self, work: Counters) {
+        let c = &self.inner.counters;
+        c.submits.fetch_sub(work.submits, Ordering::Relaxed);
+        c.dispatches.fetch_sub(work.dispatches, Ordering::Relaxed);
+        c.pipelines.fetch_sub(work.pipelines, Ordering::Relaxed);
+        c.bind_groups.fetch_sub(work.bind_groups, Ordering::Relaxed);
+        c.buffers.fetch_sub(work.buffers, Ordering::Relaxed);
+        c.host_waits.fetch_sub(work.host_waits, Ordering::Relaxed);
+    }
+
+    /// A snapshot of the work recorded so far, apart from the autotuner's
+    /// measurements (each [`TuneReport`] counts its own).
     pub fn counters(&self) -> Counters {
         let c = &self.inner.counters;
         Counters {

@@ -19,6 +19,7 @@ mod precision;
 mod profiler;
 mod tensor;
 mod trainer;
+pub mod tune;
 mod workspace;
 
 pub(crate) use context::hardware_adapter;
@@ -31,3 +32,4 @@ pub use precision::{LossScale, Precision, check_precision};
 pub use profiler::KernelTimes;
 pub use tensor::{GpuTensor, read_back};
 pub use trainer::GpuTrainer;
+pub use tune::{TuneMode, TuneReport, TuneSource};

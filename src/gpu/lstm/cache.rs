@@ -57,7 +57,9 @@ impl GpuLstm {
                         .expect("at most one workspace is kept");
                     self.workspaces.remove(victim);
                 }
-                let tile = self.step_config.tile(batch, self.config.hidden_out());
+                let tile = self
+                    .step_config_for(batch)?
+                    .tile(batch, self.config.hidden_out());
                 let step = self.step.pipelines(&self.ctx, tile);
                 let hidden_proj = self
                     .hidden_proj
@@ -107,7 +109,7 @@ impl GpuLstm {
                     Precision::F32,
                 )?);
             }
-            let back_tile = self.step_config.back_tile(batch);
+            let back_tile = self.step_config_for(batch)?.back_tile(batch);
             let back = self.back.pipeline(&self.ctx, back_tile);
             let wave_back = match &self.wave {
                 Some((_, weights)) => {

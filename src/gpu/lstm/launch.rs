@@ -22,10 +22,19 @@ pub struct StepLaunch {
 }
 
 impl GpuLstm {
-    /// What one forward step dispatch launches at batch size `batch`.
+    /// What one forward step dispatch launches at batch size `batch`: in the
+    /// configuration set, or chosen for this batch size (the default before
+    /// the first pass at it).
     pub fn step_launch(&self, batch: usize) -> StepLaunch {
         let cfg = &self.config;
-        let tile = self.step_config.tile(batch, cfg.hidden_out());
+        let config = self
+            .step_config
+            .or_else(|| {
+                self.ctx
+                    .known_step_config(self.precision, cfg.hidden_size, cfg.hidden_out(), batch)
+            })
+            .unwrap_or_else(|| StepConfig::default_for(cfg.hidden_out()));
+        let tile = config.tile(batch, cfg.hidden_out());
         let (x, y, z) = tile.workgroups(cfg.hidden_size, batch, cfg.num_directions());
         let w_hh = (cfg.num_directions() * 4 * cfg.hidden_size * cfg.hidden_out()) as u64;
         StepLaunch {
@@ -43,12 +52,26 @@ impl GpuLstm {
     /// changes nothing.
     pub fn set_step_config(&mut self, config: StepConfig) -> Result<()> {
         config.validate(self.ctx.limits().max_compute_invocations_per_workgroup)?;
-        if config != self.step_config {
-            self.step_config = config;
+        if Some(config) != self.step_config {
+            self.step_config = Some(config);
             self.workspaces.clear();
             self.last_train = None;
         }
         Ok(())
+    }
+
+    /// The step configuration at batch size `batch`: the one set, or the
+    /// tuner's choice for its class (measured on first use).
+    pub(super) fn step_config_for(&self, batch: usize) -> Result<StepConfig> {
+        match self.step_config {
+            Some(c) => Ok(c),
+            None => self.ctx.step_config_for(
+                self.precision,
+                self.config.hidden_size,
+                self.config.hidden_out(),
+                batch,
+            ),
+        }
     }
 }
 

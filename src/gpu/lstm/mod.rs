@@ -98,8 +98,9 @@ pub struct GpuLstm {
     precision: Precision,
     gemms: LstmGemms,
     step: StepKernel,
-    /// How the forward step kernel splits its work.
-    step_config: StepConfig,
+    /// How the forward step kernel splits its work, when set; otherwise the
+    /// tuner chooses per batch-rows class.
+    step_config: Option<StepConfig>,
     back: BackwardStepKernel,
     permute: PermuteKernel,
     /// The wavefront forward of a unidirectional stack without projection
@@ -173,7 +174,7 @@ impl GpuLstm {
             wave,
             gemms: LstmGemms::new(ctx, precision),
             step: StepKernel::new(precision),
-            step_config: StepConfig::default_for(config.hidden_out()),
+            step_config: None,
             back: BackwardStepKernel::new(precision),
             permute: PermuteKernel::new(ctx),
             hidden_proj: (config.proj_size > 0).then(|| {
@@ -213,9 +214,10 @@ impl GpuLstm {
         self.precision
     }
 
-    /// How the forward step kernel splits its work
-    /// ([`StepConfig::default_for`] the layer width unless set).
-    pub fn step_config(&self) -> StepConfig {
+    /// How the step kernels split their work when set with
+    /// [`set_step_config`](Self::set_step_config); `None` when the autotuner
+    /// chooses for each batch size ([`GpuContext::tuning`] lists its choices).
+    pub fn step_config(&self) -> Option<StepConfig> {
         self.step_config
     }
 

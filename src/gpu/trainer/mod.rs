@@ -256,7 +256,7 @@ impl GpuTrainer {
     /// model and optimizer state are kept. An invalid configuration is an
     /// error and changes nothing.
     pub fn set_step_config(&mut self, config: crate::gpu::StepConfig) -> Result<()> {
-        if config != self.lstm.step_config() {
+        if Some(config) != self.lstm.step_config() {
             self.lstm.set_step_config(config)?;
             self.spaces.clear();
         }
