@@ -348,6 +348,7 @@ impl GpuContext {
                         timer: "",
                         excluded: Vec::new(),
                         work: Counters::default(),
+                        elapsed_ms: 0.0,
                     });
                 }
                 return Ok(config);
@@ -364,12 +365,13 @@ impl GpuContext {
         // context, with explicit configurations. Its work is counted in its
         // report, not in the context's counters, which stay those of the
         // caller's own calls.
-        let before = self.counters();
+        let (before, start) = (self.counters(), std::time::Instant::now());
         let result = tune_step::tune_step(self, precision, hidden, h_out, batch);
         let work = self.counters() - before;
         self.uncount(work);
         let (config, mut report) = result?;
         report.work = work;
+        report.elapsed_ms = start.elapsed().as_secs_f64() * 1e3;
         self.tuner().record(report);
         Ok(config)
     }

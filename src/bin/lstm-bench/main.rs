@@ -389,6 +389,9 @@ fn main() -> Result<(), Box<dyn Error>> {
     }
     bar.finish_and_clear();
     print_table(&rows, args.markdown);
+    if let Some(ctx) = &ctx {
+        report::print_tuning(ctx);
+    }
     if let Some(path) = &args.compare {
         compare(&rows, path, args.layers, args.bidirectional)?;
     }

@@ -269,7 +269,27 @@ pub(crate) fn json(
             })
         })
         .collect();
-    let doc = serde_json::json!({ "meta": { "cpu": cpu, "threads": threads }, "rows": rows });
+    let tuning: Vec<serde_json::Value> = ctx.map_or_else(Vec::new, |c| {
+        c.tuning()
+            .iter()
+            .map(|r| {
+                serde_json::json!({
+                    "family": r.family,
+                    "class": r.class,
+                    "chosen": r.chosen,
+                    "source": format!("{:?}", r.source).to_lowercase(),
+                    "timer": r.timer,
+                    "elapsed_ms": r.elapsed_ms,
+                    "times_ms": r.times_ms.iter().map(|(n, ms)| serde_json::json!({"config": n, "ms": ms})).collect::<Vec<_>>(),
+                    "excluded": r.excluded.iter().map(|(n, why)| serde_json::json!({"config": n, "why": why})).collect::<Vec<_>>(),
+                })
+            })
+            .collect()
+    });
+    let doc = serde_json::json!({
+        "meta": { "cpu": cpu, "threads": threads, "tuning": tuning },
+        "rows": rows,
+    });
     serde_json::to_string_pretty(&doc).expect("JSON values serialise")
 }
 
@@ -343,5 +363,36 @@ pub(crate) fn median_times(samples: &[KernelTimes]) -> KernelTimes {
         steps_ms: med(|k| k.steps_ms),
         backward_steps_ms: med(|k| k.backward_steps_ms),
         backward_gemms_ms: med(|k| k.backward_gemms_ms),
+    }
+}
+
+/// The autotuner's choices on `ctx` during the run: per kernel family and
+/// shape class, the configuration chosen, and the candidates' times.
+pub(crate) fn print_tuning(ctx: &GpuContext) {
+    let reports = ctx.tuning();
+    if reports.is_empty() {
+        return;
+    }
+    println!("tuner (WGPU_LSTM_TUNE {:?}):", ctx.tune_mode());
+    for r in reports {
+        let source = format!("{:?}", r.source).to_lowercase();
+        let mut line = format!("  {} {}: {} ({source}", r.family, r.class, r.chosen);
+        if !r.times_ms.is_empty() {
+            let times: Vec<String> = r
+                .times_ms
+                .iter()
+                .map(|(n, ms)| format!("{n} {ms:.3} ms"))
+                .collect();
+            line += &format!(
+                ", in {:.1} s; {}: {}",
+                r.elapsed_ms / 1e3,
+                r.timer,
+                times.join(", ")
+            );
+        }
+        for (n, why) in &r.excluded {
+            line += &format!("; excluded {n}: {why}");
+        }
+        println!("{line})");
     }
 }

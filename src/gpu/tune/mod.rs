@@ -82,6 +82,8 @@ pub struct TuneReport {
     /// The work the measurement did on the context (submits, dispatches,
     /// ...), which the context's own counters leave out.
     pub work: crate::gpu::Counters,
+    /// How long the measurement took, checks included (0 unless measured).
+    pub elapsed_ms: f64,
 }
 
 /// One candidate configuration and its name in reports and the cache.
@@ -204,6 +206,7 @@ impl Tuner {
             timer: "",
             excluded: Vec::new(),
             work: Default::default(),
+            elapsed_ms: 0.0,
         });
         Some(chosen)
     }

@@ -218,6 +218,7 @@ pub(crate) fn tune_step(
             timer,
             excluded: s.excluded,
             work: Default::default(),
+            elapsed_ms: 0.0,
         },
     ))
 }
