@@ -120,8 +120,14 @@ fn child_measures_then_reads_the_cache() {
     let r2 = second.tuning();
     assert_eq!(r2.len(), 1);
     assert_eq!(r2[0].source, TuneSource::Cache);
-    assert_eq!(r2[0].chosen, r.chosen);
     assert!(r2[0].times_ms.is_empty());
+    // Its own choice, unless another process sharing the cache measured
+    // (and wrote) after it did.
+    if std::env::var(CHILD).as_deref() == Ok("shared") {
+        assert!(names().contains(&r2[0].chosen), "{:?}", r2[0]);
+    } else {
+        assert_eq!(r2[0].chosen, r.chosen);
+    }
 }
 
 #[test]
@@ -244,7 +250,8 @@ fn two_processes_tuning_at_once_leave_a_whole_cache() {
     }
     let cache = cache_path("concurrent");
     let test = "child_measures_then_reads_the_cache";
-    let children = [spawn(test, &cache, &[]), spawn(test, &cache, &[])];
+    let shared = [(CHILD, "shared")];
+    let children = [spawn(test, &cache, &shared), spawn(test, &cache, &shared)];
     for child in children {
         passed(test, child);
     }
