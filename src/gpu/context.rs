@@ -115,6 +115,12 @@ pub fn list_adapters() -> Vec<AdapterSummary> {
         .collect()
 }
 
+/// Every adapter wgpu can see, to open with [`GpuContext::from_adapter`]
+/// (`wgpu-lstm doctor` checks each).
+pub fn adapters() -> Vec<wgpu::Adapter> {
+    pollster::block_on(instance().enumerate_adapters(wgpu::Backends::all()))
+}
+
 /// The adapter [`GpuContext::new`] opens: the one `WGPU_ADAPTER_NAME` names,
 /// or wgpu's choice preferring a high-performance GPU.
 pub(crate) fn select_adapter() -> Result<wgpu::Adapter> {

@@ -23,7 +23,9 @@ pub mod tune;
 mod workspace;
 
 pub(crate) use context::hardware_adapter;
-pub use context::{AdapterSummary, Counters, GpuContext, gpu_required_by_env, list_adapters};
+pub use context::{
+    AdapterSummary, Counters, GpuContext, adapters, gpu_required_by_env, list_adapters,
+};
 /// Times the GEMM kernel alone on a device (C = A·Bᵀ), for the benchmarks.
 pub use kernels::GemmRunner as GemmBench;
 pub use kernels::StepConfig;

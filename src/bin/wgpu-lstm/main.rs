@@ -9,6 +9,8 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+mod doctor;
+
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use wgpu_lstm::gpu::list_adapters;
 use wgpu_lstm::tensor_file::Dtype;
@@ -60,6 +62,28 @@ enum Command {
     Run(RunArgs),
     /// List the GPU adapters wgpu can see, with their key features and limits.
     Info,
+    /// Check this machine's GPUs against PyTorch: the first thing to run
+    ///
+    /// On each adapter (or the one --adapter names), runs PyTorch float64
+    /// fixtures compiled into this binary through the GPU engine with the
+    /// kernels the autotuner picks there: forward and gradients, one and two
+    /// layers, bidirectional, lengths, a given state and a projection, in f32
+    /// and (where the adapter has SHADER_F16) f16. Prints PASS or FAIL with
+    /// the largest error against PyTorch, the tuner's choices and times, and
+    /// the adapter's features and limits. Exits with status 1 if any fails.
+    #[command(verbatim_doc_comment)]
+    Doctor(DoctorArgs),
+}
+
+#[derive(Args, Debug)]
+struct DoctorArgs {
+    /// Only the adapter whose name contains this (case-insensitive).
+    #[arg(long, value_name = "NAME")]
+    adapter: Option<String>,
+    /// Run the .safetensors fixtures in DIR (the format of
+    /// tools/make_fixtures.py) instead of the built-in ones.
+    #[arg(long, value_name = "DIR")]
+    fixtures: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -170,6 +194,14 @@ fn run(cli: Cli) -> CliResult<()> {
     match cli.command {
         Command::Run(args) => run_forward(&args),
         Command::Info => info(),
+        Command::Doctor(args) => {
+            match doctor::doctor(args.adapter.as_deref(), args.fixtures.as_deref())? {
+                true => Ok(()),
+                false => Err(CliError::Invalid(
+                    "doctor: a check failed on this machine (see the FAIL lines above)".into(),
+                )),
+            }
+        }
     }
 }
 
