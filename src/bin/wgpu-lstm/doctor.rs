@@ -113,7 +113,7 @@ fn run_fixture(ctx: &GpuContext, bytes: &[u8], precision: Precision) -> CliResul
     }
     let mut gpu = GpuLstm::with_precision(ctx, &weights, precision)?;
     let out = gpu.forward_train_host(&x, 0)?;
-    let mut forward = (0.0, String::new());
+    let mut forward: (f64, String) = (0.0, String::new());
     for (k, got) in [
         ("output", &out.output),
         ("h_n", &out.h_n),
@@ -147,7 +147,7 @@ fn run_fixture(ctx: &GpuContext, bytes: &[u8], precision: Precision) -> CliResul
     for (p, _, g) in grads.weights.named_params() {
         checks.push((format!("grad.lstm.{p}"), g.to_vec()));
     }
-    let mut gradients = (0.0, String::new());
+    let mut gradients: (f64, String) = (0.0, String::new());
     for (k, got) in checks {
         let want = f64s(&k)?;
         let scale = want
