@@ -83,11 +83,21 @@ fn compare(
     lengths: bool,
 ) {
     compare_in(
-        name, embedding, lstm, outputs, head, config, steps, lengths, None,
+        name,
+        embedding,
+        lstm,
+        outputs,
+        head,
+        config,
+        steps,
+        lengths,
+        None,
+        (6, 3),
     );
 }
 
-/// [`compare`] with the step kernels in `step` (their default when `None`).
+/// [`compare`] with the step kernels in `step` (their default when `None`),
+/// on batches of `shape` = (T, B).
 #[allow(clippy::too_many_arguments)]
 fn compare_in(
     name: &str,
@@ -99,9 +109,10 @@ fn compare_in(
     steps: usize,
     lengths: bool,
     step_config: Option<StepConfig>,
+    shape: (usize, usize),
 ) {
     let Some(ctx) = gpu_or_skip(name) else { return };
-    let (t, b) = (6, 3);
+    let (t, b) = shape;
     let model = Model::<f32>::new(embedding, &lstm, outputs, head, 5).unwrap();
     let mut cpu = ReferenceTrainer::new(model.clone(), config.clone()).unwrap();
     let mut gpu = GpuTrainer::new(&ctx, &model, config.clone()).unwrap();
@@ -535,8 +546,28 @@ fn training_in_every_step_config_matches_cpu() {
             10,
             true,
             Some(step),
+            (6, 3),
         );
     }
+}
+
+/// A per-step head over more rows (T·B = 60,000) than one GEMM dispatch
+/// reduces: the head's dW and db (and the LSTM's weight gradients) run in
+/// blocks of 16384 rows, and two SGD steps still match the reference.
+#[test]
+fn a_per_step_head_over_many_rows_matches_cpu() {
+    compare_in(
+        "a_per_step_head_over_many_rows",
+        None,
+        LstmConfig::new(2, 4),
+        1,
+        HeadKind::PerStep,
+        TrainConfig::new(LossKind::Mse, OptimizerKind::sgd(0.5)),
+        2,
+        false,
+        None,
+        (600, 100),
+    );
 }
 
 /// The training cases again on a device with exactly WebGPU's limits.

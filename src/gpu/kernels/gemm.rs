@@ -33,7 +33,46 @@ impl GemmParams {
     /// With `BIAS`, also adds the N values that follow the bias (the LSTM's
     /// b_hh after its b_ih).
     pub const BIAS_PAIR: u32 = 16;
+
+    /// This product as dispatches over consecutive blocks of at most
+    /// [`GEMM_K_CHUNK`] rows of its reduction, in order, each after the first
+    /// adding to C; itself alone when K fits one block.
+    pub fn split_k(self) -> Vec<GemmParams> {
+        let chunks = self.k.div_ceil(GEMM_K_CHUNK).max(1);
+        (0..chunks)
+            .map(|c| {
+                let k0 = c * GEMM_K_CHUNK;
+                let mut q = self;
+                q.k = GEMM_K_CHUNK.min(self.k - k0);
+                // Where row k0 of op(A) and of op(B) starts as stored.
+                q.a_off += k0
+                    * if self.flags & Self::TRANS_A != 0 {
+                        self.lda
+                    } else {
+                        1
+                    };
+                q.b_off += k0
+                    * if self.flags & Self::TRANS_B != 0 {
+                        1
+                    } else {
+                        self.ldb
+                    };
+                if c > 0 {
+                    q.flags |= Self::ACCUMULATE;
+                }
+                q
+            })
+            .collect()
+    }
 }
+
+/// Rows of the reduction one GEMM dispatch takes. A longer product (the
+/// weight gradients reduce over all T·B rows) runs as several dispatches of
+/// at most this many rows, each adding to the last (`ACCUMULATE`): a
+/// workgroup that loops over hundreds of thousands of rows alone returned
+/// wrong sums on lavapipe (from about 58,000 rows, 3,600 steps of 16 rows
+/// with two barriers each, measured), and sums in blocks round less.
+pub(crate) const GEMM_K_CHUNK: u32 = 16384;
 
 /// A product to encode: `c = op(a) · op(b) (+ bias) (+ c)`.
 pub struct GemmOp<'a> {

@@ -97,6 +97,7 @@ mod train_kernels;
 pub(crate) use backward_step::BackPipeline;
 pub(crate) use backward_step::BackTile;
 pub use backward_step::{BackwardBuffers, BackwardStepKernel};
+pub(crate) use gemm::GEMM_K_CHUNK;
 pub use gemm::{GemmKernel, GemmOp, GemmParams, GemmRunner, LstmGemms};
 pub(crate) use hidden_projection::HiddenProjPipeline;
 pub use hidden_projection::{

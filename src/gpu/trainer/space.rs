@@ -4,8 +4,8 @@
 use super::GpuTrainer;
 use crate::error::Result;
 use crate::gpu::kernels::{
-    FLAT_GROUP, GatherBuffers, GatherParams, GemmKernel, GemmOp, GemmParams, Kernel, LossBuffers,
-    LossParams, grid,
+    FLAT_GROUP, GEMM_K_CHUNK, GatherBuffers, GatherParams, GemmKernel, GemmOp, GemmParams, Kernel,
+    LossBuffers, LossParams, grid,
 };
 use crate::gpu::tensor::{TENSOR_USAGE, byte_size};
 use crate::gpu::workspace::Uniforms;
@@ -122,7 +122,11 @@ impl GpuTrainer {
             .write_buffer(&ones, 0, bytemuck::cast_slice(&vec![1.0f32; rows]));
         let d_embedded = GpuTensor::empty(ctx, "d embedded [T·B,E]", &[t, b, cfg.input_size])?;
 
-        let mut u = Uniforms::new(ctx, 8);
+        // The head's dW and db reduce over all rows: past GEMM_K_CHUNK rows
+        // (a per-step head over long batches) they run in blocks, whose
+        // parameters after the first take the entries from 8 on.
+        let blocks = (rows as u32).div_ceil(GEMM_K_CHUNK).max(1) as usize;
+        let mut u = Uniforms::new(ctx, 8 + 2 * (blocks - 1));
         let own = &self.own;
         let (head_w, head_b) = (&own[own.len() - 2], &own[own.len() - 1]);
         let (rows32, f32_, o32) = (rows as u32, f as u32, o as u32);
@@ -221,6 +225,15 @@ impl GpuTrainer {
                 _pad: [0; 3],
             },
         );
+        let block_entry = |entry: usize, i: usize| match i {
+            0 => entry,
+            _ => 8 + (entry - 1) * (blocks - 1) + i - 1,
+        };
+        for entry in [1, 2] {
+            for (i, params) in u.get::<GemmParams>(entry).split_k().iter().enumerate() {
+                u.put(block_entry(entry, i), params);
+            }
+        }
         let uniforms = ctx.create_buffer(
             "training step uniforms",
             u.bytes.len() as u64,
@@ -312,22 +325,15 @@ impl GpuTrainer {
         ));
         let finish = &self.kernels.loss_finish;
         head.push(Dispatch::new(finish, loss_bind(finish), (1, 1, 1)));
-        head.push(gemm(
-            1,
-            &d_logits,
-            &head_in,
-            &d_logits,
-            &head_w.grad,
-            u.get::<GemmParams>(1),
-        )?);
-        head.push(gemm(
-            2,
-            &ones,
-            &d_logits,
-            &ones,
-            &head_b.grad,
-            u.get::<GemmParams>(2),
-        )?);
+        for (entry, (a, bm, c)) in [
+            (1, (&d_logits, &head_in, &head_w.grad)),
+            (2, (&ones, &d_logits, &head_b.grad)),
+        ] {
+            for i in 0..blocks {
+                let at = block_entry(entry, i);
+                head.push(gemm(at, a, bm, a, c, u.get::<GemmParams>(at))?);
+            }
+        }
         head.push(gemm(
             3,
             &d_logits,

@@ -4,7 +4,9 @@
 
 use crate::config::LstmConfig;
 use crate::gpu::GpuContext;
-use crate::gpu::kernels::{DropoutParams, GemmParams, PermuteParams, StepParams, wavefront_block};
+use crate::gpu::kernels::{
+    DropoutParams, GEMM_K_CHUNK, GemmParams, PermuteParams, StepParams, wavefront_block,
+};
 use crate::gpu::workspace::{GpuLayer, Uniforms, step_params};
 
 /// Entries of the training uniform buffer.
@@ -68,47 +70,6 @@ pub(super) enum Gemm {
     WeightHr,
 }
 
-/// Rows of the reduction one GEMM dispatch takes. A longer product (the
-/// weight gradients reduce over all T·B rows) runs as several dispatches of
-/// at most this many rows, each adding to the last (`ACCUMULATE`): a
-/// workgroup that loops over hundreds of thousands of rows alone returned
-/// wrong sums on lavapipe (from about 58,000 rows, 3,600 steps of 16 rows
-/// with two barriers each, measured), and sums in blocks round less.
-pub(super) const GEMM_K_CHUNK: u32 = 16384;
-
-/// `ops` with every product whose reduction exceeds [`GEMM_K_CHUNK`] split
-/// into dispatches over consecutive blocks of it, in order, each after the
-/// first adding to C.
-fn split_k(ops: Vec<(Gemm, GemmParams)>) -> Vec<(Gemm, GemmParams)> {
-    let mut out = Vec::with_capacity(ops.len());
-    for (kind, p) in ops {
-        let chunks = p.k.div_ceil(GEMM_K_CHUNK).max(1);
-        for c in 0..chunks {
-            let k0 = c * GEMM_K_CHUNK;
-            let mut q = p;
-            q.k = GEMM_K_CHUNK.min(p.k - k0);
-            // Where row k0 of op(A) and of op(B) starts as stored.
-            q.a_off += k0
-                * if p.flags & GemmParams::TRANS_A != 0 {
-                    p.lda
-                } else {
-                    1
-                };
-            q.b_off += k0
-                * if p.flags & GemmParams::TRANS_B != 0 {
-                    1
-                } else {
-                    p.ldb
-                };
-            if c > 0 {
-                q.flags |= GemmParams::ACCUMULATE;
-            }
-            out.push((kind, q));
-        }
-    }
-    out
-}
-
 /// The backward GEMMs of one layer, in encoding order. With `packed` =
 /// Some(l), layer l of a wavefront stack, whose gate gradients, saved h and
 /// input (the layer below's output) sit at layer offsets in buffers that
@@ -140,7 +101,9 @@ pub(super) fn backward_gemms(
             }
         }
     }
-    split_k(ops)
+    ops.into_iter()
+        .flat_map(|(kind, p)| p.split_k().into_iter().map(move |q| (kind, q)))
+        .collect()
 }
 
 /// [`backward_gemms`] of a layer with its own buffers.
