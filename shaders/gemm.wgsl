@@ -1,14 +1,27 @@
 // Tiled GEMM: C[M, N] = op(A)[M, K] · op(B)[K, N] (+ bias[N]) (+ bias[N..2N]) (+ C).
 //
-// Each 16×16 workgroup computes a 64×64 tile of C; each invocation a 4×4
-// register block. K advances in steps of 16 through workgroup-memory tiles.
-// Any M, N, K: loads past an edge read 0 and stores past it are skipped.
-// op(A) = A, or Aᵀ when TRANS_A (A stored [K, M]); likewise B (stored [N, K]).
-// Offsets (in elements) let one binding address a slice of a larger buffer.
+// Each workgroup of WX × WY invocations computes a BM × BN tile of C; each
+// invocation a TM × TN block of it, interleaved (rows ty + i·WY, columns
+// tx + j·WX), so that neighbouring invocations read neighbouring words of the
+// workgroup tiles (no bank conflicts) and store neighbouring elements of C.
+// K advances BK at a time through workgroup-memory tiles of A and B.
+// op(A) = A, or Aᵀ when TA = 1 (A stored [K, M]); op(B) = B, or Bᵀ when
+// TB = 1 (B stored [N, K]). The layout is a pipeline constant, one pipeline
+// per layout and tile, so loads carry no transpose branch. Offsets (in
+// elements) let one binding address a slice of a larger buffer.
+//
+// Loads are coalesced: neighbouring invocations load neighbouring elements
+// along whichever dimension the operand stores contiguously. A tile stored
+// with K across invocations (A untransposed, B transposed) is padded (AP,
+// BP words per K row) so that those stores hit distinct banks. A tile that
+// lies wholly inside M, N and K loads without bounds checks; edge tiles read
+// 0 past an edge, and stores past an edge are skipped.
 //
 // Each operand is stored as the alias a_t, b_t, bias_t or c_t (f32 or f16,
 // declared before this file by the kernel builder); loads widen to f32, the
-// products accumulate in f32, and only the final store narrows to c_t.
+// products accumulate in f32, and only the final store narrows to c_t. BM,
+// BN, BK, TM, TN, WX = BN / TN, WY = BM / TM, TA, TB, AP and BP are declared
+// before this file from `GemmTile` and `GemmLayout` in src/gpu/kernels/gemm.rs.
 
 struct GemmParams {
     m: u32,
@@ -21,22 +34,19 @@ struct GemmParams {
     b_off: u32,
     c_off: u32,
     bias_off: u32,
-    flags: u32,    // TRANS_A | TRANS_B | BIAS | ACCUMULATE | BIAS_PAIR
+    flags: u32,    // BIAS | ACCUMULATE | BIAS_PAIR (the transposes are TA, TB)
     _pad: u32,
 }
 
-const TRANS_A: u32 = 1u;
-const TRANS_B: u32 = 2u;
 const BIAS: u32 = 4u;
 const ACCUMULATE: u32 = 8u;
 const BIAS_PAIR: u32 = 16u;
 
-// BM and BN, the output tile (BM = BN), are declared before this file by the
-// kernel builder, from `TILE` in src/gpu/kernels/gemm.rs, which also counts
-// the workgroups.
-const BK: u32 = 16u;
-const TM: u32 = 4u;
-const TN: u32 = 4u;
+const WG: u32 = WX * WY;
+const AS: u32 = BM + AP;          // words per K row of tile_a
+const BS: u32 = BN + BP;          // words per K row of tile_b
+const A_LOADS: u32 = BM * BK / WG;
+const B_LOADS: u32 = BN * BK / WG;
 
 @group(0) @binding(0) var<uniform> p: GemmParams;
 @group(0) @binding(1) var<storage, read> a: array<a_t>;          // A as stored
@@ -44,30 +54,64 @@ const TN: u32 = 4u;
 @group(0) @binding(3) var<storage, read> bias: array<bias_t>;    // [N] at bias_off
 @group(0) @binding(4) var<storage, read_write> c: array<c_t>;    // [M, ldc] at c_off
 
-var<workgroup> tile_a: array<f32, BK * BM>;   // [BK][BM]
-var<workgroup> tile_b: array<f32, BK * BN>;   // [BK][BN]
+var<workgroup> tile_a: array<f32, BK * AS>;   // [BK][BM (+ pad)]
+var<workgroup> tile_b: array<f32, BK * BS>;   // [BK][BN (+ pad)]
 
-fn load_a(m: u32, k: u32) -> f32 {
-    if (m >= p.m || k >= p.k) {
-        return 0.0;
+fn a_index(m: u32, k: u32) -> u32 {
+    if (TA == 1u) {
+        return p.a_off + k * p.lda + m;
     }
-    if ((p.flags & TRANS_A) != 0u) {
-        return f32(a[p.a_off + k * p.lda + m]);
-    }
-    return f32(a[p.a_off + m * p.lda + k]);
+    return p.a_off + m * p.lda + k;
 }
 
-fn load_b(k: u32, n: u32) -> f32 {
-    if (k >= p.k || n >= p.n) {
-        return 0.0;
+fn b_index(k: u32, n: u32) -> u32 {
+    if (TB == 1u) {
+        return p.b_off + n * p.ldb + k;
     }
-    if ((p.flags & TRANS_B) != 0u) {
-        return f32(b[p.b_off + n * p.ldb + k]);
-    }
-    return f32(b[p.b_off + k * p.ldb + n]);
+    return p.b_off + k * p.ldb + n;
 }
 
-@compute @workgroup_size(16, 16, 1)
+// Element e of this invocation's share of the A tile: its (m, k) in the
+// tile, K across invocations when A is stored K-contiguous.
+fn a_slot(e: u32) -> vec2<u32> {
+    if (TA == 1u) {
+        return vec2<u32>(e % BM, e / BM);
+    }
+    return vec2<u32>(e / BK, e % BK);
+}
+
+fn b_slot(e: u32) -> vec2<u32> {
+    if (TB == 1u) {
+        return vec2<u32>(e / BK, e % BK);
+    }
+    return vec2<u32>(e % BN, e / BN);
+}
+
+// Loads one K step of both tiles; `full`: the tile lies inside M, N and K.
+fn load_tiles(li: u32, row0: u32, col0: u32, k0: u32, full: bool) {
+    for (var r = 0u; r < A_LOADS; r++) {
+        let s = a_slot(li + r * WG);
+        let m = row0 + s.x;
+        let k = k0 + s.y;
+        var v = 0.0;
+        if (full || (m < p.m && k < p.k)) {
+            v = f32(a[a_index(m, k)]);
+        }
+        tile_a[s.y * AS + s.x] = v;
+    }
+    for (var r = 0u; r < B_LOADS; r++) {
+        let s = b_slot(li + r * WG);
+        let n = col0 + s.x;
+        let k = k0 + s.y;
+        var v = 0.0;
+        if (full || (n < p.n && k < p.k)) {
+            v = f32(b[b_index(k, n)]);
+        }
+        tile_b[s.y * BS + s.x] = v;
+    }
+}
+
+@compute @workgroup_size(WX, WY, 1)
 fn main(
     @builtin(workgroup_id) wg: vec3<u32>,
     @builtin(local_invocation_id) lid: vec3<u32>,
@@ -75,53 +119,38 @@ fn main(
 ) {
     let row0 = wg.y * BM;
     let col0 = wg.x * BN;
-    // Row i of this invocation's 4×4 block is one vec4 (columns j = 0..3).
-    var acc: array<vec4<f32>, 4>;
-    for (var i = 0u; i < TM; i++) {
-        acc[i] = vec4<f32>(0.0);
+    var acc: array<f32, TM * TN>;
+    for (var i = 0u; i < TM * TN; i++) {
+        acc[i] = 0.0;
     }
-    // Neighbouring invocations load neighbouring addresses: along K when the
-    // stored rows run along K, along M (or N) when they run along it.
-    let a_k_fast = (p.flags & TRANS_A) == 0u;
-    let b_k_fast = (p.flags & TRANS_B) != 0u;
-
+    let inside = row0 + BM <= p.m && col0 + BN <= p.n;
     for (var k0 = 0u; k0 < p.k; k0 += BK) {
-        for (var r = 0u; r < 4u; r++) {
-            let e = li + r * 256u;
-            var mm = e % BM;
-            var ka = e / BM;
-            if (a_k_fast) {
-                ka = e % BK;
-                mm = e / BK;
-            }
-            tile_a[ka * BM + mm] = load_a(row0 + mm, k0 + ka);
-            var nn = e % BN;
-            var kb = e / BN;
-            if (b_k_fast) {
-                kb = e % BK;
-                nn = e / BK;
-            }
-            tile_b[kb * BN + nn] = load_b(k0 + kb, col0 + nn);
-        }
+        load_tiles(li, row0, col0, k0, inside && k0 + BK <= p.k);
         workgroupBarrier();
         for (var kk = 0u; kk < BK; kk++) {
-            let b0 = kk * BN + lid.x * TN;
-            let bv = vec4<f32>(tile_b[b0], tile_b[b0 + 1u], tile_b[b0 + 2u], tile_b[b0 + 3u]);
-            let a0 = kk * BM + lid.y * TM;
-            acc[0] = fma(vec4<f32>(tile_a[a0]), bv, acc[0]);
-            acc[1] = fma(vec4<f32>(tile_a[a0 + 1u]), bv, acc[1]);
-            acc[2] = fma(vec4<f32>(tile_a[a0 + 2u]), bv, acc[2]);
-            acc[3] = fma(vec4<f32>(tile_a[a0 + 3u]), bv, acc[3]);
+            var av: array<f32, TM>;
+            var bv: array<f32, TN>;
+            for (var i = 0u; i < TM; i++) {
+                av[i] = tile_a[kk * AS + lid.y + i * WY];
+            }
+            for (var j = 0u; j < TN; j++) {
+                bv[j] = tile_b[kk * BS + lid.x + j * WX];
+            }
+            for (var i = 0u; i < TM; i++) {
+                for (var j = 0u; j < TN; j++) {
+                    acc[i * TN + j] = fma(av[i], bv[j], acc[i * TN + j]);
+                }
+            }
         }
         workgroupBarrier();
     }
 
     for (var i = 0u; i < TM; i++) {
-        let m = row0 + lid.y * TM + i;
+        let m = row0 + lid.y + i * WY;
         for (var j = 0u; j < TN; j++) {
-            let n = col0 + lid.x * TN + j;
+            let n = col0 + lid.x + j * WX;
             if (m < p.m && n < p.n) {
-                var v = acc[i][j];
+                var v = acc[i * TN + j];
                 if ((p.flags & BIAS) != 0u) {
                     v += f32(bias[p.bias_off + n]);
                 }

@@ -4,9 +4,9 @@
 use crate::config::LstmConfig;
 use crate::error::{LstmError, Result};
 use crate::gpu::kernels::{
-    GemmKernel, GemmOp, GemmParams, HiddenProjBuffers, HiddenProjPipeline, LstmGemms,
-    PermuteKernel, PermuteParams, StepBuffers, StepParams, StepPipelines, WavePipelines,
-    WavefrontBuffers, hidden_proj_workgroups, wavefront_block,
+    GemmOp, GemmParams, HiddenProjBuffers, HiddenProjPipeline, LstmGemms, PermuteKernel,
+    PermuteParams, StepBuffers, StepParams, StepPipelines, WavePipelines, WavefrontBuffers,
+    hidden_proj_workgroups, wavefront_block,
 };
 use crate::gpu::lstm::bptt::BpttSpace;
 use crate::gpu::tensor::{TENSOR_USAGE, byte_size, byte_size_in};
@@ -304,7 +304,7 @@ impl Workspace {
                 bias: &gl.bias,
                 c: &gates,
             };
-            let groups = GemmKernel::workgroups(ctx, &op.params)?;
+            let groups = k.gemms.forward.workgroups(ctx, &op.params)?;
             let offset = layout.offset(gemm_entry(l)) as u64;
             gemm.push((k.gemms.forward.bind(ctx, &op, &uniforms, offset), groups));
             steps.push(k.step.bind(

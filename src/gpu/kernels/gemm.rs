@@ -104,24 +104,139 @@ bindings! {
     }
 }
 
-/// Owns one GEMM pipeline, for one set of operand types. Clones share it.
+/// Which operands a product reads transposed: a pipeline constant, so
+/// loads carry no transpose branch.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct GemmLayout {
+    /// A is stored [K, M].
+    pub trans_a: bool,
+    /// B is stored [N, K].
+    pub trans_b: bool,
+}
+
+impl GemmLayout {
+    /// A [M, K], B [K, N].
+    pub const NN: GemmLayout = GemmLayout {
+        trans_a: false,
+        trans_b: false,
+    };
+    /// B stored [N, K]: the input projection X · W_ihᵀ.
+    pub const NT: GemmLayout = GemmLayout {
+        trans_a: false,
+        trans_b: true,
+    };
+    /// A stored [K, M]: the weight gradients dGᵀ · X.
+    pub const TN: GemmLayout = GemmLayout {
+        trans_a: true,
+        trans_b: false,
+    };
+
+    /// The layout `flags` (`TRANS_A`, `TRANS_B`) describe.
+    pub fn of(flags: u32) -> Self {
+        GemmLayout {
+            trans_a: flags & GemmParams::TRANS_A != 0,
+            trans_b: flags & GemmParams::TRANS_B != 0,
+        }
+    }
+}
+
+/// A workgroup's share of C: a `bm` × `bn` tile, `tm` × `tn` per
+/// invocation (so (bm / tm) · (bn / tn) = 256 invocations), K in steps of
+/// `bk` through workgroup memory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct GemmTile {
+    /// Rows of C per workgroup.
+    pub bm: u32,
+    /// Columns of C per workgroup.
+    pub bn: u32,
+    /// K per workgroup-memory step.
+    pub bk: u32,
+    /// Rows per invocation.
+    pub tm: u32,
+    /// Columns per invocation.
+    pub tn: u32,
+}
+
+impl GemmTile {
+    /// 64 × 64, 4 × 4 per invocation.
+    pub const T64: GemmTile = GemmTile {
+        bm: 64,
+        bn: 64,
+        bk: 16,
+        tm: 4,
+        tn: 4,
+    };
+    /// The tiles each product can run with; every one is tested.
+    pub const CANDIDATES: [GemmTile; 4] = [
+        GemmTile::T64,
+        GemmTile {
+            bm: 128,
+            bn: 128,
+            bk: 8,
+            tm: 8,
+            tn: 8,
+        },
+        GemmTile {
+            bm: 128,
+            bn: 64,
+            bk: 16,
+            tm: 8,
+            tn: 4,
+        },
+        GemmTile {
+            bm: 32,
+            bn: 32,
+            bk: 16,
+            tm: 2,
+            tn: 2,
+        },
+    ];
+
+    /// The constants the shader declares for this tile in `layout`. A tile
+    /// stored with K across invocations is padded to 32 / BK words past a
+    /// multiple of 32 per K row, so those stores fall in distinct banks.
+    fn constants(&self, layout: GemmLayout) -> [(&'static str, u32); 10] {
+        let pad = |k_fast: bool| if k_fast { 32 / self.bk } else { 0 };
+        [
+            ("BM", self.bm),
+            ("BN", self.bn),
+            ("BK", self.bk),
+            ("TM", self.tm),
+            ("TN", self.tn),
+            ("WX", self.bn / self.tn),
+            ("WY", self.bm / self.tm),
+            ("TA", layout.trans_a as u32),
+            ("TB", layout.trans_b as u32),
+            ("AP", pad(!layout.trans_a)),
+        ]
+    }
+
+    fn b_pad(&self, layout: GemmLayout) -> u32 {
+        if layout.trans_b { 32 / self.bk } else { 0 }
+    }
+}
+
+/// Owns one GEMM pipeline, for one set of operand types, one layout and one
+/// tile. Clones share it.
 #[derive(Clone)]
 pub struct GemmKernel {
     kernel: Kernel,
+    layout: GemmLayout,
+    tile: GemmTile,
 }
 
-/// Output tile edge of one workgroup: BM = BN in the shader, declared from
-/// here.
-const TILE: u32 = 64;
-
 impl GemmKernel {
-    /// The all-f32 product.
-    pub fn new(ctx: &GpuContext) -> Self {
-        Self::typed(ctx, GemmTypes::default())
+    /// The all-f32 product in `layout`, with the default tile.
+    pub fn new(ctx: &GpuContext, layout: GemmLayout) -> Self {
+        Self::typed(ctx, GemmTypes::default(), layout, GemmTile::T64)
     }
 
-    /// A product whose operands are stored as `types` (f32 accumulation).
-    pub fn typed(ctx: &GpuContext, types: GemmTypes) -> Self {
+    /// A product whose operands are stored as `types` (f32 accumulation), in
+    /// `layout`, with `tile`.
+    pub fn typed(ctx: &GpuContext, types: GemmTypes, layout: GemmLayout, tile: GemmTile) -> Self {
+        let c = tile.constants(layout);
+        let mut constants = c.to_vec();
+        constants.push(("BP", tile.b_pad(layout)));
         let kernel = Kernel::new_typed::<GemmBuffers>(
             ctx,
             "gemm",
@@ -133,13 +248,22 @@ impl GemmKernel {
                 ("bias_t", types.bias),
                 ("c_t", types.c),
             ],
-            &[("BM", TILE), ("BN", TILE)],
+            &constants,
         );
-        GemmKernel { kernel }
+        GemmKernel {
+            kernel,
+            layout,
+            tile,
+        }
+    }
+
+    pub fn layout(&self) -> GemmLayout {
+        self.layout
     }
 
     /// A bind group for `op`, reading its parameters from `params_buffer` at
-    /// `params_offset` (written by the caller).
+    /// `params_offset` (written by the caller). `op`'s transposes must be
+    /// this kernel's layout.
     pub fn bind(
         &self,
         ctx: &GpuContext,
@@ -147,6 +271,11 @@ impl GemmKernel {
         params_buffer: &wgpu::Buffer,
         params_offset: u64,
     ) -> wgpu::BindGroup {
+        assert_eq!(
+            GemmLayout::of(op.params.flags),
+            self.layout,
+            "a product bound to a GEMM pipeline of another layout"
+        );
         self.kernel.bind(
             ctx,
             &GemmBuffers {
@@ -165,8 +294,11 @@ impl GemmKernel {
     }
 
     /// Workgroups for an M×N product, checked against the device limit.
-    pub fn workgroups(ctx: &GpuContext, params: &GemmParams) -> Result<(u32, u32)> {
-        let (x, y) = (params.n.div_ceil(TILE), params.m.div_ceil(TILE));
+    pub fn workgroups(&self, ctx: &GpuContext, params: &GemmParams) -> Result<(u32, u32)> {
+        let (x, y) = (
+            params.n.div_ceil(self.tile.bn),
+            params.m.div_ceil(self.tile.bm),
+        );
         let limit = ctx.limits().max_compute_workgroups_per_dimension;
         if x.max(y) > limit {
             return Err(LstmError::DeviceLimit {
@@ -215,25 +347,30 @@ impl LstmGemms {
     pub fn new(ctx: &GpuContext, precision: Precision) -> Self {
         use Precision::F32;
         let s = precision;
+        let tile = GemmTile::T64;
+        let typed = |a, b, bias, c, layout| {
+            GemmKernel::typed(ctx, GemmTypes { a, b, bias, c }, layout, tile)
+        };
         if s == F32 {
-            let k = GemmKernel::new(ctx);
+            // One pipeline per layout, shared by the products that use it.
+            let tn = typed(F32, F32, F32, F32, GemmLayout::TN);
+            let nn = typed(F32, F32, F32, F32, GemmLayout::NN);
             return LstmGemms {
-                forward: k.clone(),
-                weight_ih: k.clone(),
-                weight_hh: k.clone(),
-                bias: k.clone(),
-                input: k.clone(),
-                weight_hr: k,
+                forward: typed(F32, F32, F32, F32, GemmLayout::NT),
+                weight_ih: tn.clone(),
+                weight_hh: tn.clone(),
+                bias: nn.clone(),
+                input: nn,
+                weight_hr: tn,
             };
         }
-        let typed = |a, b, bias, c| GemmKernel::typed(ctx, GemmTypes { a, b, bias, c });
         LstmGemms {
-            forward: typed(F32, s, s, s),
-            weight_ih: typed(s, F32, F32, F32),
-            weight_hh: typed(s, s, F32, F32),
-            bias: typed(F32, s, F32, F32),
-            input: typed(s, s, F32, F32),
-            weight_hr: GemmKernel::new(ctx),
+            forward: typed(F32, s, s, s, GemmLayout::NT),
+            weight_ih: typed(s, F32, F32, F32, GemmLayout::TN),
+            weight_hh: typed(s, s, F32, F32, GemmLayout::TN),
+            bias: typed(F32, s, F32, F32, GemmLayout::NN),
+            input: typed(s, s, F32, F32, GemmLayout::NN),
+            weight_hr: typed(F32, F32, F32, F32, GemmLayout::TN),
         }
     }
 }
@@ -255,8 +392,20 @@ pub struct GemmRunner {
 }
 
 impl GemmRunner {
-    /// Buffers for an [m, k] · [n, k]ᵀ product, filled with fixed values.
+    /// Buffers for an [m, k] · [n, k]ᵀ product, filled with fixed values,
+    /// with the default tile.
     pub fn new(ctx: &GpuContext, m: usize, n: usize, k: usize) -> Result<Self> {
+        Self::with_tile(ctx, m, n, k, GemmTile::T64)
+    }
+
+    /// [`new`](Self::new) with `tile`.
+    pub fn with_tile(
+        ctx: &GpuContext,
+        m: usize,
+        n: usize,
+        k: usize,
+        tile: GemmTile,
+    ) -> Result<Self> {
         use crate::gpu::tensor::TENSOR_USAGE;
         let buffer = |label: &str, len: usize, fill: f32| -> Result<wgpu::Buffer> {
             let b = ctx.create_buffer(label, 4 * len as u64, TENSOR_USAGE)?;
@@ -288,7 +437,7 @@ impl GemmRunner {
         )?;
         ctx.queue()
             .write_buffer(&uniform, 0, bytemuck::bytes_of(&params));
-        let kernel = GemmKernel::new(ctx);
+        let kernel = GemmKernel::typed(ctx, GemmTypes::default(), GemmLayout::NT, tile);
         let op = GemmOp {
             params,
             a: &a,
@@ -296,7 +445,7 @@ impl GemmRunner {
             bias: &a,
             c: &c,
         };
-        let groups = GemmKernel::workgroups(ctx, &params)?;
+        let groups = kernel.workgroups(ctx, &params)?;
         let bind_group = kernel.bind(ctx, &op, &uniform, 0);
         ctx.check()?;
         Ok(GemmRunner {
@@ -333,5 +482,172 @@ impl GemmRunner {
     /// FLOPs of one product: 2·M·N·K.
     pub fn flops(&self) -> f64 {
         2.0 * self.m as f64 * self.n as f64 * self.k as f64
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Tensor;
+    use crate::gpu::GpuTensor;
+
+    fn ctx() -> Option<GpuContext> {
+        match GpuContext::new() {
+            Ok(ctx) => Some(ctx),
+            Err(e) if crate::gpu::gpu_required_by_env() => panic!("a GPU adapter is required: {e}"),
+            Err(_) => None,
+        }
+    }
+
+    /// C = op(A) · op(B) (+ bias) (+ old C) on the GPU with `tile` and
+    /// `layout`, against the same product in f64, each element within twice
+    /// the first-order rounding bound of f32 summation in K order.
+    fn check(
+        ctx: &GpuContext,
+        tile: GemmTile,
+        layout: GemmLayout,
+        (m, n, k): (usize, usize, usize),
+        flags: u32,
+    ) {
+        let value = |i: usize, s: usize| ((i * s + 3) % 29) as f32 / 14.0 - 1.0;
+        let a: Vec<f32> = (0..m * k).map(|i| value(i, 7)).collect();
+        let b: Vec<f32> = (0..k * n).map(|i| value(i, 5)).collect();
+        let bias: Vec<f32> = (0..2 * n).map(|i| value(i, 3)).collect();
+        let old: Vec<f32> = (0..m * n).map(|i| value(i, 11)).collect();
+        let a_at = |i: usize, p: usize| {
+            if layout.trans_a {
+                a[p * m + i]
+            } else {
+                a[i * k + p]
+            }
+        };
+        let b_at = |p: usize, j: usize| {
+            if layout.trans_b {
+                b[j * k + p]
+            } else {
+                b[p * n + j]
+            }
+        };
+        let flags = flags
+            | if layout.trans_a {
+                GemmParams::TRANS_A
+            } else {
+                0
+            }
+            | if layout.trans_b {
+                GemmParams::TRANS_B
+            } else {
+                0
+            };
+        let params = GemmParams {
+            m: m as u32,
+            n: n as u32,
+            k: k as u32,
+            lda: if layout.trans_a { m } else { k } as u32,
+            ldb: if layout.trans_b { k } else { n } as u32,
+            ldc: n as u32,
+            flags,
+            ..Default::default()
+        };
+        let up = |v: &[f32]| {
+            GpuTensor::upload(ctx, "x", &Tensor::new(vec![v.len()], v.to_vec()).unwrap()).unwrap()
+        };
+        let (ga, gb, gbias, gc) = (up(&a), up(&b), up(&bias), up(&old));
+        let uniform = ctx
+            .create_buffer(
+                "params",
+                std::mem::size_of::<GemmParams>() as u64,
+                wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+            )
+            .unwrap();
+        ctx.queue()
+            .write_buffer(&uniform, 0, bytemuck::bytes_of(&params));
+        let kernel = GemmKernel::typed(ctx, GemmTypes::default(), layout, tile);
+        let op = GemmOp {
+            params,
+            a: &ga.buffer,
+            b: &gb.buffer,
+            bias: &gbias.buffer,
+            c: &gc.buffer,
+        };
+        let bg = kernel.bind(ctx, &op, &uniform, 0);
+        let mut enc = ctx.device().create_command_encoder(&Default::default());
+        {
+            let mut pass = enc.begin_compute_pass(&Default::default());
+            let groups = kernel.workgroups(ctx, &params).unwrap();
+            kernel.encode(ctx, &mut pass, &bg, groups);
+        }
+        ctx.submit(enc).unwrap();
+        let got = gc.to_host(ctx).unwrap();
+        for i in 0..m {
+            for j in 0..n {
+                let terms: Vec<f64> = (0..k)
+                    .map(|p| a_at(i, p) as f64 * b_at(p, j) as f64)
+                    .collect();
+                let mut want: f64 = terms.iter().sum();
+                if flags & GemmParams::BIAS != 0 {
+                    want += bias[j] as f64;
+                }
+                if flags & GemmParams::BIAS_PAIR != 0 {
+                    want += bias[n + j] as f64;
+                }
+                if flags & GemmParams::ACCUMULATE != 0 {
+                    want += old[i * n + j] as f64;
+                }
+                // The first-order bound of f32 summation in K order: each
+                // product and each partial sum rounded once (u = 2^-24),
+                // doubled, plus the epilogue's few roundings.
+                let mut partial = 0.0f64;
+                let mut bound = 0.0f64;
+                for t in &terms {
+                    partial += t;
+                    bound += partial.abs() + t.abs();
+                }
+                let tol = 2.0 * (bound + 4.0 * (want.abs() + 4.0)) / (1u64 << 24) as f64;
+                let g = got.data()[i * n + j] as f64;
+                assert!(
+                    (g - want).abs() <= tol,
+                    "{tile:?} {layout:?} ({m}, {n}, {k}) flags {flags}: C[{i},{j}] = {g}, want {want}"
+                );
+            }
+        }
+    }
+
+    /// Every tile in every layout: edge tiles in M, N and K, whole tiles,
+    /// one element, a long K, and the bias and accumulate epilogues.
+    #[test]
+    fn every_tile_and_layout_matches_a_plain_product() {
+        let Some(ctx) = ctx() else { return };
+        for tile in GemmTile::CANDIDATES {
+            for layout in [GemmLayout::NN, GemmLayout::NT, GemmLayout::TN] {
+                for shape in [(70, 37, 45), (128, 128, 32), (1, 1, 1), (33, 5, 3000)] {
+                    check(&ctx, tile, layout, shape, 0);
+                }
+                let epilogue = GemmParams::BIAS | GemmParams::BIAS_PAIR | GemmParams::ACCUMULATE;
+                check(&ctx, tile, layout, (20, 70, 17), epilogue);
+            }
+        }
+    }
+
+    #[test]
+    fn a_long_reduction_splits_into_blocks_that_add_up() {
+        let p = GemmParams {
+            m: 4,
+            n: 3,
+            k: 2 * GEMM_K_CHUNK + 5,
+            lda: 4,
+            ldb: 3,
+            flags: GemmParams::TRANS_A,
+            ..Default::default()
+        };
+        let blocks = p.split_k();
+        assert_eq!(blocks.len(), 3);
+        assert_eq!(blocks.iter().map(|b| b.k).sum::<u32>(), p.k);
+        for (i, b) in blocks.iter().enumerate() {
+            let k0 = i as u32 * GEMM_K_CHUNK;
+            assert_eq!((b.a_off, b.b_off), (k0 * 4, k0 * 3));
+            assert_eq!(b.flags & GemmParams::ACCUMULATE != 0, i > 0);
+        }
+        assert_eq!(GemmParams { k: 7, ..p }.split_k().len(), 1);
     }
 }

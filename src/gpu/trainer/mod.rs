@@ -20,7 +20,7 @@ mod space;
 use space::StepSpace;
 
 use crate::error::{LstmError, Result};
-use crate::gpu::kernels::{GemmKernel, TrainKernelSet, TrainScalars};
+use crate::gpu::kernels::{GemmKernel, GemmLayout, TrainKernelSet, TrainScalars};
 use crate::gpu::params::upload_layers;
 use crate::gpu::tensor::{TENSOR_USAGE, map_and_read};
 use crate::gpu::workspace::GpuLayer;
@@ -49,7 +49,8 @@ pub struct GpuTrainer {
     /// LSTM optimizer state, in the LSTM's GPU layout (m, v).
     lstm_state: [Vec<GpuLayer>; 2],
     kernels: TrainKernelSet,
-    gemm: GemmKernel,
+    /// The head's products: [NT, TN, NN] (see [`GemmLayout`]).
+    gemm: [GemmKernel; 3],
     scalars: wgpu::Buffer,
     scalars_staging: wgpu::Buffer,
     spaces: Vec<StepSpace>,
@@ -145,7 +146,7 @@ impl GpuTrainer {
         )?;
         let mut trainer = GpuTrainer {
             kernels: TrainKernelSet::new(ctx, precision),
-            gemm: GemmKernel::new(ctx),
+            gemm: [GemmLayout::NT, GemmLayout::TN, GemmLayout::NN].map(|l| GemmKernel::new(ctx, l)),
             ctx: ctx.clone(),
             lstm,
             config,

@@ -4,7 +4,7 @@
 use super::GpuTrainer;
 use crate::error::Result;
 use crate::gpu::kernels::{
-    FLAT_GROUP, GEMM_K_CHUNK, GatherBuffers, GatherParams, GemmKernel, GemmOp, GemmParams, Kernel,
+    FLAT_GROUP, GEMM_K_CHUNK, GatherBuffers, GatherParams, GemmLayout, GemmOp, GemmParams, Kernel,
     LossBuffers, LossParams, grid,
 };
 use crate::gpu::tensor::{TENSOR_USAGE, byte_size};
@@ -256,10 +256,15 @@ impl GpuTrainer {
                 bias,
                 c,
             };
-            let (x, y) = GemmKernel::workgroups(ctx, &params)?;
+            let kernel = self
+                .gemm
+                .iter()
+                .find(|k| k.layout() == GemmLayout::of(params.flags))
+                .expect("a head GEMM kernel for each layout");
+            let (x, y) = kernel.workgroups(ctx, &params)?;
             Ok(Dispatch::new(
-                self.gemm.kernel(),
-                self.gemm.bind(ctx, &op, &uniforms, u.offset(entry) as u64),
+                kernel.kernel(),
+                kernel.bind(ctx, &op, &uniforms, u.offset(entry) as u64),
                 (x, y, 1),
             ))
         };

@@ -370,7 +370,7 @@ impl BpttSpace {
                     bias: a,
                     c,
                 };
-                let groups = GemmKernel::workgroups(ctx, params)?;
+                let groups = kernel.workgroups(ctx, params)?;
                 let offset = layout.offset(entries.gemm(l, which)) as u64;
                 layer_gemms.push((
                     kernel.clone(),
