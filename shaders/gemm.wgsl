@@ -4,6 +4,7 @@
 // invocation a TM × TN block of it, interleaved (rows ty + i·WY, columns
 // tx + j·WX), so that neighbouring invocations read neighbouring words of the
 // workgroup tiles (no bank conflicts) and store neighbouring elements of C.
+// The block is one named variable per element (see `main`).
 // K advances BK at a time through workgroup-memory tiles of A and B.
 // op(A) = A, or Aᵀ when TA = 1 (A stored [K, M]); op(B) = B, or Bᵀ when
 // TB = 1 (B stored [N, K]). The layout is a pipeline constant, one pipeline
@@ -111,6 +112,32 @@ fn load_tiles(li: u32, row0: u32, col0: u32, k0: u32, full: bool) {
     }
 }
 
+// Stores one element of C at (m, n), with the epilogue.
+fn store(m: u32, n: u32, acc: f32) {
+    if (m >= p.m || n >= p.n) {
+        return;
+    }
+    var v = acc;
+    if ((p.flags & BIAS) != 0u) {
+        v += f32(bias[p.bias_off + n]);
+    }
+    if ((p.flags & BIAS_PAIR) != 0u) {
+        // A second bias vector right after the first: b_ih + b_hh.
+        v += f32(bias[p.bias_off + p.n + n]);
+    }
+    let idx = p.c_off + m * p.ldc + n;
+    if ((p.flags & ACCUMULATE) != 0u) {
+        v += f32(c[idx]);
+    }
+    c[idx] = c_t(v);
+}
+
+// The register block is spelled out by the kernel builder (`GemmTile::body`
+// in src/gpu/kernels/gemm.rs), one named variable per element, so that it
+// stays in registers on every compiler: DECLARE declares c_i_j = 0 for
+// i < TM, j < TN; ACCUMULATE loads a_i = tile_a[kk·AS + ty + i·WY] and
+// b_j = tile_b[kk·BS + tx + j·WX] and adds a_i · b_j to each c_i_j; STORE
+// stores each c_i_j at (row0 + ty + i·WY, col0 + tx + j·WX).
 @compute @workgroup_size(WX, WY, 1)
 fn main(
     @builtin(workgroup_id) wg: vec3<u32>,
@@ -119,51 +146,17 @@ fn main(
 ) {
     let row0 = wg.y * BM;
     let col0 = wg.x * BN;
-    var acc: array<f32, TM * TN>;
-    for (var i = 0u; i < TM * TN; i++) {
-        acc[i] = 0.0;
-    }
+    let ty = lid.y;
+    let tx = lid.x;
+//{DECLARE}
     let inside = row0 + BM <= p.m && col0 + BN <= p.n;
     for (var k0 = 0u; k0 < p.k; k0 += BK) {
         load_tiles(li, row0, col0, k0, inside && k0 + BK <= p.k);
         workgroupBarrier();
         for (var kk = 0u; kk < BK; kk++) {
-            var av: array<f32, TM>;
-            var bv: array<f32, TN>;
-            for (var i = 0u; i < TM; i++) {
-                av[i] = tile_a[kk * AS + lid.y + i * WY];
-            }
-            for (var j = 0u; j < TN; j++) {
-                bv[j] = tile_b[kk * BS + lid.x + j * WX];
-            }
-            for (var i = 0u; i < TM; i++) {
-                for (var j = 0u; j < TN; j++) {
-                    acc[i * TN + j] = fma(av[i], bv[j], acc[i * TN + j]);
-                }
-            }
+//{ACCUMULATE}
         }
         workgroupBarrier();
     }
-
-    for (var i = 0u; i < TM; i++) {
-        let m = row0 + lid.y + i * WY;
-        for (var j = 0u; j < TN; j++) {
-            let n = col0 + lid.x + j * WX;
-            if (m < p.m && n < p.n) {
-                var v = acc[i * TN + j];
-                if ((p.flags & BIAS) != 0u) {
-                    v += f32(bias[p.bias_off + n]);
-                }
-                if ((p.flags & BIAS_PAIR) != 0u) {
-                    // A second bias vector right after the first: b_ih + b_hh.
-                    v += f32(bias[p.bias_off + p.n + n]);
-                }
-                let idx = p.c_off + m * p.ldc + n;
-                if ((p.flags & ACCUMULATE) != 0u) {
-                    v += f32(c[idx]);
-                }
-                c[idx] = c_t(v);
-            }
-        }
-    }
+//{STORE}
 }

@@ -29,6 +29,7 @@
 //! weights and of the activations saved for the backward pass, from the
 //! allocated buffer sizes.
 
+mod gemm_bench;
 mod report;
 
 use std::error::Error;
@@ -76,6 +77,11 @@ struct Args {
     /// Tiny shapes and few iterations, for CI.
     #[arg(long)]
     quick: bool,
+    /// Time the GEMM kernel alone instead, in every tile, beside the CPU's
+    /// `gemm` crate: products as "1024;512x256x1600" (N for N³, or MxNxK),
+    /// in GFLOP/s.
+    #[arg(long, value_name = "SIZES")]
+    gemm: Option<String>,
     /// Also write the rows as JSON (the schema of tools/bench_pytorch.py).
     #[arg(long)]
     json: Option<String>,
@@ -196,6 +202,9 @@ fn main() -> Result<(), Box<dyn Error>> {
     // The CPU engine, then the GPU in each precision asked for.
     let gpu = if use_gpu { Some(Device::gpu()?) } else { None };
     let ctx = gpu.as_ref().and_then(Device::gpu_context).cloned();
+    if let Some(sizes) = &args.gemm {
+        return gemm_bench::run(ctx.as_ref(), &gemm_bench::parse_sizes(sizes)?, iters);
+    }
 
     let precisions = match args.precision {
         Precision::F32 => vec![Precision::F32],

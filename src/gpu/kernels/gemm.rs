@@ -211,6 +211,34 @@ impl GemmTile {
         ]
     }
 
+    /// The shader with this tile's register block spelled out: one variable
+    /// per element of C an invocation owns (see `shaders/gemm.wgsl`).
+    fn source(&self) -> String {
+        let (tm, tn) = (self.tm, self.tn);
+        let cells = || (0..tm).flat_map(move |i| (0..tn).map(move |j| (i, j)));
+        let mut declare = String::new();
+        let mut accumulate = String::new();
+        let mut store = String::new();
+        for (i, j) in cells() {
+            declare += &format!("    var c_{i}_{j} = 0.0;\n");
+            store +=
+                &format!("    store(row0 + ty + {i}u * WY, col0 + tx + {j}u * WX, c_{i}_{j});\n");
+        }
+        for i in 0..tm {
+            accumulate += &format!("            let a_{i} = tile_a[kk * AS + ty + {i}u * WY];\n");
+        }
+        for j in 0..tn {
+            accumulate += &format!("            let b_{j} = tile_b[kk * BS + tx + {j}u * WX];\n");
+        }
+        for (i, j) in cells() {
+            accumulate += &format!("            c_{i}_{j} = fma(a_{i}, b_{j}, c_{i}_{j});\n");
+        }
+        include_str!("../../../shaders/gemm.wgsl")
+            .replace("//{DECLARE}\n", &declare)
+            .replace("//{ACCUMULATE}\n", &accumulate)
+            .replace("//{STORE}\n", &store)
+    }
+
     fn b_pad(&self, layout: GemmLayout) -> u32 {
         if layout.trans_b { 32 / self.bk } else { 0 }
     }
@@ -240,7 +268,7 @@ impl GemmKernel {
         let kernel = Kernel::new_typed::<GemmBuffers>(
             ctx,
             "gemm",
-            include_str!("../../../shaders/gemm.wgsl"),
+            &tile.source(),
             "main",
             &[
                 ("a_t", types.a),
