@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use common::assert_close;
 use common::case::Case;
 use common::gpu::gpu_or_skip;
-use wgpu_lstm::gpu::{GpuContext, GpuLstm, StepConfig, TuneMode, TuneSource};
+use wgpu_lstm::gpu::{GemmTile, GpuContext, GpuLstm, StepConfig, TuneMode, TuneReport, TuneSource};
 use wgpu_lstm::reference;
 use wgpu_lstm::{InitOptions, LstmConfig, LstmWeights};
 
@@ -84,6 +84,14 @@ fn forward_on_new_context() -> GpuContext {
     ctx
 }
 
+/// The step kernels' reports among `all`.
+fn steps(all: &[TuneReport]) -> Vec<TuneReport> {
+    all.iter()
+        .filter(|r| r.family == "lstm step")
+        .cloned()
+        .collect()
+}
+
 fn names() -> Vec<String> {
     StepConfig::CANDIDATES
         .iter()
@@ -98,9 +106,26 @@ fn child_measures_then_reads_the_cache() {
     }
     let first = forward_on_new_context();
     assert_eq!(first.tune_mode(), TuneMode::On);
-    let r = first.tuning();
-    assert_eq!(r.len(), 1, "{r:?}");
+    let all = first.tuning();
+    // The input projection's GEMM was tuned too, every tile checked and timed.
+    let gemm: Vec<_> = all.iter().filter(|r| r.family == "gemm").collect();
+    assert!(!gemm.is_empty(), "{all:?}");
+    let shared = std::env::var(CHILD).as_deref() == Ok("shared");
+    for g in &gemm {
+        // Alone, measured here; sharing the cache, perhaps read from the
+        // other process's measurement.
+        if !(shared && g.source == TuneSource::Cache) {
+            assert_eq!(g.source, TuneSource::Measured);
+            assert!(g.excluded.is_empty(), "{g:?}");
+            assert_eq!(g.times_ms.len(), GemmTile::CANDIDATES.len(), "{g:?}");
+        }
+    }
+    let r = steps(&all);
+    assert_eq!(r.len(), 1, "{all:?}");
     let r = &r[0];
+    if shared && r.source == TuneSource::Cache {
+        return;
+    }
     assert_eq!((r.family.as_str(), r.class.as_str()), ("lstm step", CLASS));
     assert_eq!(r.source, TuneSource::Measured);
     // Every candidate checked out and was timed; the fastest was chosen.
@@ -117,7 +142,12 @@ fn child_measures_then_reads_the_cache() {
 
     // A second context on the same adapter reads the choice from disk.
     let second = forward_on_new_context();
-    let r2 = second.tuning();
+    let all2 = second.tuning();
+    assert!(
+        all2.iter().all(|r| r.source == TuneSource::Cache),
+        "{all2:?}"
+    );
+    let r2 = steps(&all2);
     assert_eq!(r2.len(), 1);
     assert_eq!(r2[0].source, TuneSource::Cache);
     assert!(r2[0].times_ms.is_empty());
@@ -137,7 +167,12 @@ fn child_uses_the_defaults() {
     }
     let ctx = forward_on_new_context();
     assert_eq!(ctx.tune_mode(), TuneMode::Off);
-    let r = ctx.tuning();
+    let all = ctx.tuning();
+    assert!(
+        all.iter().all(|r| r.source == TuneSource::Default),
+        "{all:?}"
+    );
+    let r = steps(&all);
     assert_eq!(r.len(), 1);
     assert_eq!(r[0].source, TuneSource::Default);
     let d = StepConfig::default_for(24);
@@ -151,16 +186,20 @@ fn child_measures_again() {
     }
     let ctx = forward_on_new_context();
     assert_eq!(ctx.tune_mode(), TuneMode::Force);
-    let r = ctx.tuning();
+    let r = steps(&ctx.tuning());
     assert_eq!(r[0].source, TuneSource::Measured);
     assert_eq!(r[0].times_ms.len(), names().len());
 }
 
+/// The step kernels' lines of the cache file (after checking its header).
 fn cache_lines(path: &Path) -> Vec<String> {
     let text = std::fs::read_to_string(path).unwrap();
     let mut lines = text.lines();
     assert_eq!(lines.next(), Some("# wgpu-lstm tuning cache 1"), "{text}");
-    lines.map(str::to_string).collect()
+    lines
+        .filter(|l| l.contains("\tlstm step\t"))
+        .map(str::to_string)
+        .collect()
 }
 
 /// Only the cache file is in its directory: no temporary file is left.

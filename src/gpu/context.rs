@@ -5,8 +5,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::error::{LstmError, Result};
-use crate::gpu::kernels::StepConfig;
-use crate::gpu::tune::{TuneMode, TuneReport, TuneSource, Tuner, cache, step as tune_step};
+use crate::gpu::kernels::{GemmLayout, GemmParams, GemmTile, GemmTypes, StepConfig};
+use crate::gpu::tune::{
+    TuneMode, TuneReport, TuneSource, Tuner, cache, gemm as tune_gemm, step as tune_step,
+};
 
 /// What a context has done since it was made; tests and the benchmark read it
 /// to check the structural promises (one submit per pass, T + O(1)
@@ -338,17 +340,57 @@ impl GpuContext {
         h_out: usize,
         batch: usize,
     ) -> Result<StepConfig> {
-        let class = tune_step::class(precision, hidden, h_out, batch);
         let max = self.limits().max_compute_invocations_per_workgroup;
+        self.tuned(
+            tune_step::FAMILY,
+            tune_step::class(precision, hidden, h_out, batch),
+            StepConfig::default_for(h_out),
+            tune_step::name,
+            |s| tune_step::parse(s).filter(|c| c.validate(max).is_ok()),
+            || tune_step::tune_step(self, precision, hidden, h_out, batch),
+        )
+    }
+
+    /// The GEMM tile for a product of `params`' size class, in `types` and
+    /// `layout`: the tuner's choice, measured on first use, or the default
+    /// 64 × 64 tile with `WGPU_LSTM_TUNE=off`.
+    pub(crate) fn gemm_tile_for(
+        &self,
+        types: GemmTypes,
+        layout: GemmLayout,
+        params: &GemmParams,
+    ) -> Result<GemmTile> {
+        self.tuned(
+            tune_gemm::FAMILY,
+            tune_gemm::class(types, layout, params),
+            GemmTile::T64,
+            tune_gemm::name,
+            tune_gemm::parse,
+            || tune_gemm::tune_gemm(self, types, layout, params),
+        )
+    }
+
+    /// The tuner's choice for (`family`, `class`): the default when tuning
+    /// is off, else the choice made or cached, else `measure`'s (made
+    /// without the tuner's lock: it runs kernels on this context, and its
+    /// work is counted in its report, not in the context's counters).
+    fn tuned<C: Copy>(
+        &self,
+        family: &str,
+        class: String,
+        default: C,
+        name: impl Fn(C) -> String,
+        parse: impl Fn(&str) -> Option<C>,
+        measure: impl FnOnce() -> Result<(C, TuneReport)>,
+    ) -> Result<C> {
         {
             let mut tuner = self.tuner();
             if tuner.mode() == TuneMode::Off {
-                let config = StepConfig::default_for(h_out);
-                if tuner.lookup(tune_step::FAMILY, &class).is_none() {
+                if tuner.lookup(family, &class).is_none() {
                     tuner.record(TuneReport {
-                        family: tune_step::FAMILY.to_string(),
+                        family: family.to_string(),
                         class,
-                        chosen: tune_step::name(config),
+                        chosen: name(default),
                         source: TuneSource::Default,
                         times_ms: Vec::new(),
                         timer: "",
@@ -357,22 +399,14 @@ impl GpuContext {
                         elapsed_ms: 0.0,
                     });
                 }
-                return Ok(config);
+                return Ok(default);
             }
-            let known = tuner
-                .lookup(tune_step::FAMILY, &class)
-                .and_then(|s| tune_step::parse(&s))
-                .filter(|c| c.validate(max).is_ok());
-            if let Some(config) = known {
-                return Ok(config);
+            if let Some(c) = tuner.lookup(family, &class).and_then(|s| parse(&s)) {
+                return Ok(c);
             }
         }
-        // Measured without the lock: the measurement runs kernels on this
-        // context, with explicit configurations. Its work is counted in its
-        // report, not in the context's counters, which stay those of the
-        // caller's own calls.
         let (before, start) = (self.counters(), std::time::Instant::now());
-        let result = tune_step::tune_step(self, precision, hidden, h_out, batch);
+        let result = measure();
         let work = self.counters() - before;
         self.uncount(work);
         let (config, mut report) = result?;

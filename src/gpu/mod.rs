@@ -14,7 +14,7 @@ mod context;
 pub(crate) mod kernels;
 pub(crate) mod layout;
 mod lstm;
-mod params;
+pub(crate) mod params;
 mod precision;
 mod profiler;
 mod tensor;

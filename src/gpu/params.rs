@@ -12,7 +12,7 @@ use crate::weights::{LayerWeights, LstmWeights};
 
 /// `data` as the bytes of `precision`, padded to a multiple of 4 bytes (the
 /// copy alignment of `write_buffer`).
-pub(super) fn to_bytes(data: &[f32], precision: Precision) -> Vec<u8> {
+pub(crate) fn to_bytes(data: &[f32], precision: Precision) -> Vec<u8> {
     match precision {
         Precision::F32 => bytemuck::cast_slice(data).to_vec(),
         Precision::F16 => {
@@ -26,7 +26,7 @@ pub(super) fn to_bytes(data: &[f32], precision: Precision) -> Vec<u8> {
 }
 
 /// The first `len` values of `bytes`, stored in `precision`, as f32.
-pub(super) fn from_bytes(bytes: &[u8], len: usize, precision: Precision) -> Vec<f32> {
+pub(crate) fn from_bytes(bytes: &[u8], len: usize, precision: Precision) -> Vec<f32> {
     match precision {
         Precision::F32 => bytemuck::cast_slice::<u8, f32>(&bytes[..4 * len]).to_vec(),
         Precision::F16 => bytemuck::cast_slice::<u8, half::f16>(&bytes[..2 * len])

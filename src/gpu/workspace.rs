@@ -4,9 +4,9 @@
 use crate::config::LstmConfig;
 use crate::error::{LstmError, Result};
 use crate::gpu::kernels::{
-    GemmOp, GemmParams, HiddenProjBuffers, HiddenProjPipeline, LstmGemms, PermuteKernel,
-    PermuteParams, StepBuffers, StepParams, StepPipelines, WavePipelines, WavefrontBuffers,
-    hidden_proj_workgroups, wavefront_block,
+    GemmKernel, GemmOp, GemmParams, HiddenProjBuffers, HiddenProjPipeline, LstmGemms,
+    PermuteKernel, PermuteParams, StepBuffers, StepParams, StepPipelines, WavePipelines,
+    WavefrontBuffers, hidden_proj_workgroups, wavefront_block,
 };
 use crate::gpu::lstm::bptt::BpttSpace;
 use crate::gpu::tensor::{TENSOR_USAGE, byte_size, byte_size_in};
@@ -115,7 +115,8 @@ pub(super) struct Workspace {
     pub lengths: wgpu::Buffer,
     pub _uniforms: wgpu::Buffer,
     pub layout: Uniforms,
-    pub gemm: Vec<(wgpu::BindGroup, (u32, u32))>,
+    /// Per layer: the input projection's pipeline, bind group and workgroups.
+    pub gemm: Vec<(GemmKernel, wgpu::BindGroup, (u32, u32))>,
     pub steps: Vec<wgpu::BindGroup>,
     /// The wavefront forward of a unidirectional stack (inference).
     pub wave: Option<WaveSpace>,
@@ -304,9 +305,11 @@ impl Workspace {
                 bias: &gl.bias,
                 c: &gates,
             };
-            let groups = k.gemms.forward.workgroups(ctx, &op.params)?;
+            let kernel = k.gemms.forward.kernel(ctx, &op.params)?;
+            let groups = kernel.workgroups(ctx, &op.params)?;
             let offset = layout.offset(gemm_entry(l)) as u64;
-            gemm.push((k.gemms.forward.bind(ctx, &op, &uniforms, offset), groups));
+            let bind_group = kernel.bind(ctx, &op, &uniforms, offset);
+            gemm.push((kernel, bind_group, groups));
             steps.push(k.step.bind(
                 ctx,
                 &StepBuffers {

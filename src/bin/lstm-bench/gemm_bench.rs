@@ -6,9 +6,12 @@ use std::time::Instant;
 
 use wgpu_lstm::gpu::{GemmBench, GemmTile, GpuContext};
 
+/// One product's (M, N, K).
+type Size = (usize, usize, usize);
+
 /// Parses "1024;512x256x1600" into (M, N, K) products; a single number is
 /// square.
-pub(crate) fn parse_sizes(s: &str) -> Result<Vec<(usize, usize, usize)>, Box<dyn Error>> {
+pub(crate) fn parse_sizes(s: &str) -> Result<Vec<Size>, Box<dyn Error>> {
     s.split(';')
         .map(|p| {
             let dims: Vec<usize> = p
@@ -76,7 +79,7 @@ fn cpu_gemm(m: usize, n: usize, k: usize, a: &[f32], b: &[f32], c: &mut [f32]) {
 /// and prints one row per size and engine.
 pub(crate) fn run(
     ctx: Option<&GpuContext>,
-    sizes: &[(usize, usize, usize)],
+    sizes: &[Size],
     iters: usize,
 ) -> Result<(), Box<dyn Error>> {
     println!(

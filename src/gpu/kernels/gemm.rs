@@ -351,54 +351,71 @@ impl GemmKernel {
     }
 }
 
+/// One product of the LSTM passes: its operand types and layout, and its
+/// pipelines per tile, built on first use and shared by clones. Each
+/// product runs in the tile the autotuner picks for its size class.
+#[derive(Clone)]
+pub struct GemmRole {
+    types: GemmTypes,
+    layout: GemmLayout,
+    built: std::sync::Arc<std::sync::Mutex<Vec<GemmKernel>>>,
+}
+
+impl GemmRole {
+    fn new(types: GemmTypes, layout: GemmLayout) -> Self {
+        GemmRole {
+            types,
+            layout,
+            built: Default::default(),
+        }
+    }
+
+    /// The pipeline for `params` on `ctx`, in the tile the tuner picks for
+    /// its size class (measured on first use of the class).
+    pub fn kernel(&self, ctx: &GpuContext, params: &GemmParams) -> Result<GemmKernel> {
+        let tile = ctx.gemm_tile_for(self.types, self.layout, params)?;
+        let mut built = self.built.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(k) = built.iter().find(|k| k.tile == tile) {
+            return Ok(k.clone());
+        }
+        let k = GemmKernel::typed(ctx, self.types, self.layout, tile);
+        built.push(k.clone());
+        Ok(k)
+    }
+}
+
 /// The GEMMs of the LSTM passes, each for its operands' storage types: with
 /// [`Precision::F16`], weights, the input projection G, the saved h and the
 /// gate gradients dG are f16, while the layer inputs X, the `ones` vector and
-/// every gradient GEMM's output are f32. With f32 all six share one pipeline.
+/// every gradient GEMM's output are f32.
 #[derive(Clone)]
 pub struct LstmGemms {
     /// G [T·B, D·4H] = X · W_ihᵀ + b_ih + b_hh.
-    pub forward: GemmKernel,
+    pub forward: GemmRole,
     /// dW_ih = dGᵀ · X.
-    pub weight_ih: GemmKernel,
+    pub weight_ih: GemmRole,
     /// dW_hh = H_prevᵀ · dG.
-    pub weight_hh: GemmKernel,
+    pub weight_hh: GemmRole,
     /// db = 1ᵀ · dG.
-    pub bias: GemmKernel,
+    pub bias: GemmRole,
     /// dX = dG · W_ih.
-    pub input: GemmKernel,
+    pub input: GemmRole,
     /// dW_hr = dhᵀ · M (LSTMP hidden projection; every operand f32).
-    pub weight_hr: GemmKernel,
+    pub weight_hr: GemmRole,
 }
 
 impl LstmGemms {
-    pub fn new(ctx: &GpuContext, precision: Precision) -> Self {
+    pub fn new(precision: Precision) -> Self {
         use Precision::F32;
         let s = precision;
-        let tile = GemmTile::T64;
-        let typed = |a, b, bias, c, layout| {
-            GemmKernel::typed(ctx, GemmTypes { a, b, bias, c }, layout, tile)
-        };
-        if s == F32 {
-            // One pipeline per layout, shared by the products that use it.
-            let tn = typed(F32, F32, F32, F32, GemmLayout::TN);
-            let nn = typed(F32, F32, F32, F32, GemmLayout::NN);
-            return LstmGemms {
-                forward: typed(F32, F32, F32, F32, GemmLayout::NT),
-                weight_ih: tn.clone(),
-                weight_hh: tn.clone(),
-                bias: nn.clone(),
-                input: nn,
-                weight_hr: tn,
-            };
-        }
+        let role = |a, b, bias, c, layout| GemmRole::new(GemmTypes { a, b, bias, c }, layout);
         LstmGemms {
-            forward: typed(F32, s, s, s, GemmLayout::NT),
-            weight_ih: typed(s, F32, F32, F32, GemmLayout::TN),
-            weight_hh: typed(s, s, F32, F32, GemmLayout::TN),
-            bias: typed(F32, s, F32, F32, GemmLayout::NN),
-            input: typed(s, s, F32, F32, GemmLayout::NN),
-            weight_hr: typed(F32, F32, F32, F32, GemmLayout::TN),
+            forward: role(F32, s, s, s, GemmLayout::NT),
+            weight_ih: role(s, F32, F32, F32, GemmLayout::TN),
+            weight_hh: role(s, s, F32, F32, GemmLayout::TN),
+            bias: role(F32, s, F32, F32, GemmLayout::NN),
+            input: role(s, s, F32, F32, GemmLayout::NN),
+            weight_hr: role(F32, F32, F32, F32, GemmLayout::TN),
         }
     }
 }

@@ -98,7 +98,10 @@ pub(crate) use backward_step::BackPipeline;
 pub(crate) use backward_step::BackTile;
 pub use backward_step::{BackwardBuffers, BackwardStepKernel};
 pub(crate) use gemm::GEMM_K_CHUNK;
-pub use gemm::{GemmKernel, GemmLayout, GemmOp, GemmParams, GemmRunner, GemmTile, LstmGemms};
+pub use gemm::{
+    GemmKernel, GemmLayout, GemmOp, GemmParams, GemmRole, GemmRunner, GemmTile, GemmTypes,
+    LstmGemms,
+};
 pub(crate) use hidden_projection::HiddenProjPipeline;
 pub use hidden_projection::{
     HiddenProjBackwardBuffers, HiddenProjBackwardKernel, HiddenProjBuffers, HiddenProjKernel,

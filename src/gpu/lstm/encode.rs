@@ -203,10 +203,10 @@ impl GpuLstm {
                 enc.copy_buffer_to_buffer(&gl.bias, 0, packed, at + 2 * hh, (8 * h) as u64 * bytes);
             }
             {
-                let (gemm_bg, groups) = &ws.gemm[0];
+                let (gemm, gemm_bg, groups) = &ws.gemm[0];
                 let mut pass =
                     self.begin_pass(enc, "input projection", Some(Phase::InputProjection));
-                self.gemms.forward.encode(ctx, &mut pass, gemm_bg, *groups);
+                gemm.encode(ctx, &mut pass, gemm_bg, *groups);
             }
             {
                 let mut pass = self.begin_pass(enc, "lstm wavefront steps", Some(Phase::Steps));
@@ -233,10 +233,10 @@ impl GpuLstm {
         }
         for l in (0..layers).filter(|_| wave.is_none()) {
             {
-                let (gemm_bg, groups) = &ws.gemm[l];
+                let (gemm, gemm_bg, groups) = &ws.gemm[l];
                 let mut pass =
                     self.begin_pass(enc, "input projection", Some(Phase::InputProjection));
-                self.gemms.forward.encode(ctx, &mut pass, gemm_bg, *groups);
+                gemm.encode(ctx, &mut pass, gemm_bg, *groups);
             }
             // With a hidden projection each step is two dispatches: the cell, then
             // h_t = m_t · W_hrᵀ.

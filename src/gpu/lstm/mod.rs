@@ -172,7 +172,7 @@ impl GpuLstm {
         };
         let engine = GpuLstm {
             wave,
-            gemms: LstmGemms::new(ctx, precision),
+            gemms: LstmGemms::new(precision),
             step: StepKernel::new(precision),
             step_config: None,
             back: BackwardStepKernel::new(precision),

@@ -13,6 +13,7 @@
 //! results are bitwise deterministic for a given choice.
 
 pub(crate) mod cache;
+pub(crate) mod gemm;
 pub(crate) mod step;
 
 use crate::error::{LstmError, Result};

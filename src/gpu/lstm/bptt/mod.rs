@@ -33,7 +33,7 @@ use params::{BpttEntries, Gemm, backward_gemms, bptt_uniforms};
 use crate::config::LstmConfig;
 use crate::error::{LstmError, Result};
 use crate::gpu::kernels::{
-    BackPipeline, BackwardBuffers, GemmKernel, GemmOp, HiddenProjBackwardBuffers,
+    BackPipeline, BackwardBuffers, GemmKernel, GemmOp, GemmRole, HiddenProjBackwardBuffers,
     HiddenProjBackwardKernel, HiddenProjBuffers, LstmGemms, PermuteKernel, StepBuffers,
     TrainBuffers, WavefrontBuffers,
 };
@@ -344,7 +344,7 @@ impl BpttSpace {
             }
             // A wavefront's saved h of every layer is one buffer.
             let saved_h = &h_prev[if wave_on { 0 } else { l }];
-            let operands: Vec<(&GemmKernel, &wgpu::Buffer, &wgpu::Buffer, &wgpu::Buffer)> = ops
+            let operands: Vec<(&GemmRole, &wgpu::Buffer, &wgpu::Buffer, &wgpu::Buffer)> = ops
                 .iter()
                 .map(|(kind, _)| match kind {
                     Gemm::WeightIh => (&k.gemms.weight_ih, &d_gates, x, &g.w_ih),
@@ -360,7 +360,8 @@ impl BpttSpace {
                 })
                 .collect();
             let mut layer_gemms = Vec::new();
-            for (which, ((_, params), (kernel, a, bm, c))) in ops.iter().zip(operands).enumerate() {
+            for (which, ((_, params), (role, a, bm, c))) in ops.iter().zip(operands).enumerate() {
+                let kernel = role.kernel(ctx, params)?;
                 // `retain` above only drops the last products (dX), so the
                 // entries keep their indices.
                 let op = GemmOp {
@@ -372,11 +373,8 @@ impl BpttSpace {
                 };
                 let groups = kernel.workgroups(ctx, params)?;
                 let offset = layout.offset(entries.gemm(l, which)) as u64;
-                layer_gemms.push((
-                    kernel.clone(),
-                    kernel.bind(ctx, &op, &uniforms, offset),
-                    groups,
-                ));
+                let bind_group = kernel.bind(ctx, &op, &uniforms, offset);
+                layer_gemms.push((kernel, bind_group, groups));
             }
             gemms.push(layer_gemms);
         }

@@ -1,0 +1,267 @@
+//! Tuning the GEMM kernel: which [`GemmTile`] computes a product fastest on
+//! this adapter, per operand types, layout and size class (each dimension
+//! rounded up to a power of two).
+
+use super::{Candidate, TuneReport, TuneSource, select};
+use crate::error::Result;
+use crate::gpu::kernels::{GemmKernel, GemmLayout, GemmOp, GemmParams, GemmTile, GemmTypes};
+use crate::gpu::tensor::TENSOR_USAGE;
+use crate::gpu::{GpuContext, Precision};
+
+/// The family's name in reports and the cache.
+pub(crate) const FAMILY: &str = "gemm";
+
+/// Timed repetitions (after one warm-up); the median counts.
+const REPEATS: usize = 3;
+/// The longest reduction timed: K only lengthens every tile's loop alike.
+const TIMED_K: u32 = 256;
+
+fn bucket(v: u32, max: u32) -> u32 {
+    v.max(16).next_power_of_two().min(max)
+}
+
+/// The size class of an M × N product: each dimension rounded up to a
+/// power of two, at most 4096. (K only lengthens every tile's loop alike.)
+pub(crate) fn class(types: GemmTypes, layout: GemmLayout, p: &GemmParams) -> String {
+    let t = |p: Precision| p.to_string();
+    format!(
+        "{}/{}/{}/{} {}{} {}x{}",
+        t(types.a),
+        t(types.b),
+        t(types.bias),
+        t(types.c),
+        if layout.trans_a { "T" } else { "N" },
+        if layout.trans_b { "T" } else { "N" },
+        bucket(p.m, 4096),
+        bucket(p.n, 4096),
+    )
+}
+
+pub(crate) fn name(t: GemmTile) -> String {
+    format!("{}x{}x{}/{}x{}", t.bm, t.bn, t.bk, t.tm, t.tn)
+}
+
+pub(crate) fn parse(s: &str) -> Option<GemmTile> {
+    GemmTile::CANDIDATES.into_iter().find(|t| name(*t) == s)
+}
+
+/// A buffer of `values` stored as `precision`.
+fn buffer(ctx: &GpuContext, values: &[f32], precision: Precision) -> Result<wgpu::Buffer> {
+    let bytes = crate::gpu::params::to_bytes(values, precision);
+    let b = ctx.create_buffer("gemm tuning", bytes.len().max(4) as u64, TENSOR_USAGE)?;
+    ctx.queue().write_buffer(&b, 0, &bytes);
+    Ok(b)
+}
+
+/// Runs C = op(A) · op(B) + bias (+ old C) once with `kernel`.
+fn run(ctx: &GpuContext, kernel: &GemmKernel, params: GemmParams, op: &GemmOp<'_>) -> Result<()> {
+    let uniform = ctx.create_buffer(
+        "gemm tuning params",
+        std::mem::size_of::<GemmParams>() as u64,
+        wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+    )?;
+    ctx.queue()
+        .write_buffer(&uniform, 0, bytemuck::bytes_of(&params));
+    let bg = kernel.bind(ctx, op, &uniform, 0);
+    let groups = kernel.workgroups(ctx, &params)?;
+    let mut enc = ctx.device().create_command_encoder(&Default::default());
+    {
+        let mut pass = enc.begin_compute_pass(&Default::default());
+        kernel.encode(ctx, &mut pass, &bg, groups);
+    }
+    ctx.submit(enc)?;
+    ctx.synchronize()
+}
+
+/// Checks `tile` on a product with edge tiles in M, N and K and the
+/// epilogue, in the class's types and layout, against f64. `None` when it
+/// agrees within a gross-error screen (1e-3 of the largest term sum in f32
+/// storage, 2e-2 with f16 operands; a wrong kernel is off by O(1)).
+fn check(
+    ctx: &GpuContext,
+    types: GemmTypes,
+    layout: GemmLayout,
+    tile: GemmTile,
+) -> Result<Option<String>> {
+    let (m, n, k) = (70usize, 37usize, 45usize);
+    let value = |i: usize, s: usize| ((i * s + 3) % 29) as f32 / 14.0 - 1.0;
+    // Values rounded through each operand's storage type, so that the
+    // reference sees what the kernel reads.
+    let stored = |v: f32, p: Precision| match p {
+        Precision::F32 => v,
+        Precision::F16 => half::f16::from_f32(v).to_f32(),
+    };
+    let a: Vec<f32> = (0..m * k).map(|i| stored(value(i, 7), types.a)).collect();
+    let b: Vec<f32> = (0..k * n).map(|i| stored(value(i, 5), types.b)).collect();
+    let bias: Vec<f32> = (0..2 * n)
+        .map(|i| stored(value(i, 3), types.bias))
+        .collect();
+    let old: Vec<f32> = (0..m * n).map(|i| stored(value(i, 11), types.c)).collect();
+    let flags = GemmParams::BIAS
+        | GemmParams::BIAS_PAIR
+        | GemmParams::ACCUMULATE
+        | if layout.trans_a {
+            GemmParams::TRANS_A
+        } else {
+            0
+        }
+        | if layout.trans_b {
+            GemmParams::TRANS_B
+        } else {
+            0
+        };
+    let params = GemmParams {
+        m: m as u32,
+        n: n as u32,
+        k: k as u32,
+        lda: if layout.trans_a { m } else { k } as u32,
+        ldb: if layout.trans_b { k } else { n } as u32,
+        ldc: n as u32,
+        flags,
+        ..Default::default()
+    };
+    let (ga, gb, gbias, gc) = (
+        buffer(ctx, &a, types.a)?,
+        buffer(ctx, &b, types.b)?,
+        buffer(ctx, &bias, types.bias)?,
+        buffer(ctx, &old, types.c)?,
+    );
+    let kernel = GemmKernel::typed(ctx, types, layout, tile);
+    let op = GemmOp {
+        params,
+        a: &ga,
+        b: &gb,
+        bias: &gbias,
+        c: &gc,
+    };
+    run(ctx, &kernel, params, &op)?;
+    let bytes = crate::gpu::tensor::read_buffers(ctx, &[&gc])?;
+    let got = crate::gpu::params::from_bytes(&bytes[0], m * n, types.c);
+    let tol = match types {
+        t if t == GemmTypes::default() => 1e-3,
+        _ => 2e-2,
+    };
+    let mut worst = 0.0f64;
+    for i in 0..m {
+        for j in 0..n {
+            let at = |p: usize| match layout.trans_a {
+                true => a[p * m + i],
+                false => a[i * k + p],
+            } as f64
+                * match layout.trans_b {
+                    true => b[j * k + p],
+                    false => b[p * n + j],
+                } as f64;
+            let scale: f64 = (0..k).map(|p| at(p).abs()).sum::<f64>() + 4.0;
+            let want: f64 = (0..k).map(at).sum::<f64>()
+                + bias[j] as f64
+                + bias[n + j] as f64
+                + old[i * n + j] as f64;
+            let e = (got[i * n + j] as f64 - want).abs() / scale;
+            if e.is_nan() || e > worst {
+                worst = e;
+            }
+        }
+    }
+    Ok((worst.is_nan() || worst > tol)
+        .then(|| format!("off by {worst:.2e} of its terms' magnitude (tolerance {tol:.0e})")))
+}
+
+/// Times `tile` on the class's product (K at most [`TIMED_K`], and less
+/// for the largest classes): wall time
+/// to the finished result, the median of a few runs.
+fn time(
+    ctx: &GpuContext,
+    types: GemmTypes,
+    layout: GemmLayout,
+    tile: GemmTile,
+    (m, n, k): (u32, u32, u32),
+) -> Result<f64> {
+    // At most about 0.25 GFLOP per run (K at least 32), so that tuning a
+    // large class stays quick on slow adapters.
+    let k = k
+        .min(TIMED_K)
+        .min((125_000_000 / (m as u64 * n as u64)).max(32) as u32);
+    let params = GemmParams {
+        m,
+        n,
+        k,
+        lda: if layout.trans_a { m } else { k },
+        ldb: if layout.trans_b { k } else { n },
+        ldc: n,
+        flags: if layout.trans_a {
+            GemmParams::TRANS_A
+        } else {
+            0
+        } | if layout.trans_b {
+            GemmParams::TRANS_B
+        } else {
+            0
+        },
+        ..Default::default()
+    };
+    let zeros = |len: u32, p: Precision| buffer(ctx, &vec![0.0; len as usize], p);
+    let (ga, gb, gc) = (
+        zeros(m * k, types.a)?,
+        zeros(k * n, types.b)?,
+        zeros(m * n, types.c)?,
+    );
+    let kernel = GemmKernel::typed(ctx, types, layout, tile);
+    let op = GemmOp {
+        params,
+        a: &ga,
+        b: &gb,
+        bias: &ga,
+        c: &gc,
+    };
+    let mut runs = Vec::new();
+    for i in 0..=REPEATS {
+        let start = std::time::Instant::now();
+        run(ctx, &kernel, params, &op)?;
+        if i > 0 {
+            runs.push(start.elapsed().as_secs_f64() * 1e3);
+        }
+    }
+    runs.sort_by(f64::total_cmp);
+    Ok(runs[runs.len() / 2])
+}
+
+/// Chooses the tile for the class of `p` by checking and timing every
+/// candidate on `ctx`.
+pub(crate) fn tune_gemm(
+    ctx: &GpuContext,
+    types: GemmTypes,
+    layout: GemmLayout,
+    p: &GemmParams,
+) -> Result<(GemmTile, TuneReport)> {
+    let class = class(types, layout, p);
+    let dims = (bucket(p.m, 4096), bucket(p.n, 4096), bucket(p.k, TIMED_K));
+    let candidates: Vec<Candidate<GemmTile>> = GemmTile::CANDIDATES
+        .into_iter()
+        .map(|config| Candidate {
+            config,
+            name: name(config),
+        })
+        .collect();
+    let s = select(
+        FAMILY,
+        &class,
+        &candidates,
+        |t| check(ctx, types, layout, t),
+        |t| time(ctx, types, layout, t, dims),
+    )?;
+    Ok((
+        s.chosen,
+        TuneReport {
+            family: FAMILY.to_string(),
+            class,
+            chosen: s.name,
+            source: TuneSource::Measured,
+            times_ms: s.times_ms,
+            timer: "wall",
+            excluded: s.excluded,
+            work: Default::default(),
+            elapsed_ms: 0.0,
+        },
+    ))
+}
