@@ -7,7 +7,9 @@
 //!    adapter has them (wall time otherwise), and keeps the fastest.
 //!
 //! Choices are kept in memory by the [`GpuContext`](crate::gpu::GpuContext)
-//! and on disk ([`cache`]), keyed by adapter, driver and crate version.
+//! and on disk (`wgpu-lstm/tuning.tsv` under the user's cache directory, or
+//! the file `WGPU_LSTM_TUNE_CACHE` names), keyed by adapter, driver and crate
+//! version.
 //! `WGPU_LSTM_TUNE` sets the [`TuneMode`]. Every candidate computes the same
 //! function, and a given choice computes it the same way every time, so
 //! results are bitwise deterministic for a given choice.
