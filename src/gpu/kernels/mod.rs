@@ -88,6 +88,7 @@ macro_rules! binding_resource {
 }
 
 mod backward_step;
+mod column_sum;
 mod gemm;
 mod hidden_projection;
 mod lstm_step;
@@ -97,6 +98,7 @@ mod train_kernels;
 pub(crate) use backward_step::BackPipeline;
 pub(crate) use backward_step::BackTile;
 pub use backward_step::{BackwardBuffers, BackwardStepKernel};
+pub use column_sum::{ColumnSumKernel, ColumnSumParams};
 pub(crate) use gemm::GEMM_K_CHUNK;
 pub use gemm::{
     GemmKernel, GemmLayout, GemmOp, GemmParams, GemmRole, GemmRunner, GemmTile, GemmTypes,

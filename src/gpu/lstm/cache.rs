@@ -119,6 +119,7 @@ impl GpuLstm {
             };
             let kernels = BpttKernels {
                 gemms: &self.gemms,
+                column_sum: &self.column_sum,
                 back,
                 wave_back,
                 permute: &self.permute,

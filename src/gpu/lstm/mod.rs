@@ -29,8 +29,8 @@ use launch::wavefront_fits;
 use crate::config::LstmConfig;
 use crate::error::{LstmError, Result};
 use crate::gpu::kernels::{
-    BackwardStepKernel, HiddenProjBackwardKernel, HiddenProjKernel, LstmGemms, PermuteKernel,
-    StepConfig, StepKernel, WavefrontKernel, wavefront_block,
+    BackwardStepKernel, ColumnSumKernel, HiddenProjBackwardKernel, HiddenProjKernel, LstmGemms,
+    PermuteKernel, StepConfig, StepKernel, WavefrontKernel, wavefront_block,
 };
 use crate::gpu::params::{download_layers, upload_layers, write_layers};
 use crate::gpu::profiler::{KernelTimes, Profiler};
@@ -103,6 +103,8 @@ pub struct GpuLstm {
     step_config: Option<StepConfig>,
     back: BackwardStepKernel,
     permute: PermuteKernel,
+    /// The bias gradient's column sum.
+    column_sum: ColumnSumKernel,
     /// The wavefront forward of a unidirectional stack without projection
     /// (two layers or more): its kernel and the packed copy of every layer's
     /// weights it reads, refreshed at each such forward.
@@ -177,6 +179,7 @@ impl GpuLstm {
             step_config: None,
             back: BackwardStepKernel::new(precision),
             permute: PermuteKernel::new(ctx),
+            column_sum: ColumnSumKernel::new(ctx, precision),
             hidden_proj: (config.proj_size > 0).then(|| {
                 (
                     HiddenProjKernel::new(precision),

@@ -33,16 +33,17 @@ use params::{BpttEntries, Gemm, backward_gemms, bptt_uniforms};
 use crate::config::LstmConfig;
 use crate::error::{LstmError, Result};
 use crate::gpu::kernels::{
-    BackPipeline, BackwardBuffers, GemmKernel, GemmOp, GemmRole, HiddenProjBackwardBuffers,
-    HiddenProjBackwardKernel, HiddenProjBuffers, LstmGemms, PermuteKernel, StepBuffers,
+    BackPipeline, BackwardBuffers, ColumnSumKernel, GemmOp, GemmRole, HiddenProjBackwardBuffers,
+    HiddenProjBackwardKernel, HiddenProjBuffers, Kernel, LstmGemms, PermuteKernel, StepBuffers,
     TrainBuffers, WavefrontBuffers,
 };
 use crate::gpu::tensor::{TENSOR_USAGE, byte_size, byte_size_in};
 use crate::gpu::workspace::{GpuLayer, Uniforms, Workspace, check_groups};
 use crate::gpu::{GpuContext, GpuTensor, Precision};
 
-/// One backward GEMM: its kernel variant, bind group and workgroup counts.
-pub(super) type GemmDispatch = (GemmKernel, wgpu::BindGroup, (u32, u32));
+/// One backward product (a GEMM, or the bias gradient's column sum): its
+/// pipeline, bind group and workgroup counts.
+pub(super) type GemmDispatch = (Kernel, wgpu::BindGroup, (u32, u32, u32));
 
 /// Byte offsets of the regions of [`BpttSpace::carries`], in the order
 /// `shaders/backward_common.wgsl` computes them: dh carry [2, L·D, B, H_out]
@@ -148,6 +149,8 @@ pub(super) struct BpttKernels<'a> {
     pub gemms: &'a LstmGemms,
     /// The backward step pipeline of this shape's tile.
     pub back: BackPipeline,
+    /// The bias gradient's column sum, for the gate gradients' precision.
+    pub column_sum: &'a ColumnSumKernel,
     /// For a stack with a wavefront forward: the backward wavefront
     /// pipeline of this shape's tile, and the packed weights.
     pub wave_back: Option<(BackPipeline, &'a wgpu::Buffer)>,
@@ -360,10 +363,20 @@ impl BpttSpace {
                 })
                 .collect();
             let mut layer_gemms = Vec::new();
-            for (which, ((_, params), (role, a, bm, c))) in ops.iter().zip(operands).enumerate() {
-                let kernel = role.kernel(ctx, params)?;
+            for (which, ((kind, params), (role, a, bm, c))) in ops.iter().zip(operands).enumerate()
+            {
                 // `retain` above only drops the last products (dX), so the
                 // entries keep their indices.
+                let offset = layout.offset(entries.gemm(l, which)) as u64;
+                if matches!(kind, Gemm::Bias) {
+                    // A column sum of dG, not a GEMM (the uniform holds its
+                    // parameters).
+                    let bg = k.column_sum.bind(ctx, (&uniforms, offset), &d_gates, c);
+                    let groups = ColumnSumKernel::workgroups(params.n);
+                    layer_gemms.push((k.column_sum.kernel().clone(), bg, groups));
+                    continue;
+                }
+                let kernel = role.kernel(ctx, params)?;
                 let op = GemmOp {
                     params: *params,
                     a,
@@ -371,10 +384,9 @@ impl BpttSpace {
                     bias: a,
                     c,
                 };
-                let groups = kernel.workgroups(ctx, params)?;
-                let offset = layout.offset(entries.gemm(l, which)) as u64;
+                let (x, y) = kernel.workgroups(ctx, params)?;
                 let bind_group = kernel.bind(ctx, &op, &uniforms, offset);
-                layer_gemms.push((kernel, bind_group, groups));
+                layer_gemms.push((kernel.kernel().clone(), bind_group, (x, y, 1)));
             }
             gemms.push(layer_gemms);
         }

@@ -5,7 +5,8 @@
 use crate::config::LstmConfig;
 use crate::gpu::GpuContext;
 use crate::gpu::kernels::{
-    DropoutParams, GEMM_K_CHUNK, GemmParams, PermuteParams, StepParams, wavefront_block,
+    ColumnSumParams, DropoutParams, GEMM_K_CHUNK, GemmParams, PermuteParams, StepParams,
+    wavefront_block,
 };
 use crate::gpu::workspace::{GpuLayer, Uniforms, step_params};
 
@@ -104,6 +105,21 @@ pub(super) fn backward_gemms(
     ops.into_iter()
         .flat_map(|(kind, p)| p.split_k().into_iter().map(move |q| (kind, q)))
         .collect()
+}
+
+/// The column sum that computes a [`Gemm::Bias`] product: db = 1ᵀ · dG over
+/// its K rows (a block of at most `GEMM_K_CHUNK`, added to the last block's
+/// with `ACCUMULATE`), into both halves of the bias pair.
+pub(super) fn bias_sum(p: &GemmParams) -> ColumnSumParams {
+    ColumnSumParams {
+        rows: p.k,
+        cols: p.n,
+        ld: p.ldb,
+        src_off: p.b_off,
+        pair: 1,
+        accumulate: u32::from(p.flags & GemmParams::ACCUMULATE != 0),
+        _pad: [0; 2],
+    }
 }
 
 /// [`backward_gemms`] of a layer with its own buffers.
@@ -230,11 +246,14 @@ pub(super) fn bptt_uniforms(
             bp.dropout = dropout;
             u.put(e.back(l, s), &bp);
         }
-        for (which, (_, params)) in backward_gemms(cfg, layer, t * b, packed(l))
+        for (which, (kind, params)) in backward_gemms(cfg, layer, t * b, packed(l))
             .iter()
             .enumerate()
         {
-            u.put(e.gemm(l, which), params);
+            match kind {
+                Gemm::Bias => u.put(e.gemm(l, which), &bias_sum(params)),
+                _ => u.put(e.gemm(l, which), params),
+            }
         }
     }
     let permute = |rows: usize, cols: usize, inner: usize| PermuteParams {
