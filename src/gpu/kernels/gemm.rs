@@ -66,12 +66,13 @@ impl GemmParams {
     }
 }
 
-/// Rows of the reduction one GEMM dispatch takes. A longer product (the
-/// weight gradients reduce over all T·B rows) runs as several dispatches of
-/// at most this many rows, each adding to the last (`ACCUMULATE`): a
-/// workgroup that loops over hundreds of thousands of rows alone returned
-/// wrong sums on lavapipe (from about 58,000 rows, 3,600 steps of 16 rows
-/// with two barriers each, measured), and sums in blocks round less.
+/// Rows of the reduction one GEMM (or column-sum) dispatch takes. A longer
+/// product (the weight gradients reduce over all T·B rows) runs as several
+/// dispatches of at most this many rows, each adding to the last
+/// (`ACCUMULATE`): on lavapipe, long loops returned wrong sums (measured: the
+/// GEMM from about 58,000 rows, 3,600 steps of 16 rows; a barrier-free
+/// column sum at 65,920 iterations per invocation), and sums in blocks round
+/// less.
 pub(crate) const GEMM_K_CHUNK: u32 = 16384;
 
 /// A product to encode: `c = op(a) · op(b) (+ bias) (+ c)`.
