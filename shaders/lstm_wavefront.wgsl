@@ -139,6 +139,28 @@ fn layer_at(w: Wave) -> u32 {
     return ((w.layer * p.seq_len + w.t) * p.batch + w.b) * p.hidden + w.j;
 }
 
+// The result of one cell update.
+struct Cell {
+    gates: vec4<f32>,   // activated i, f, g, o
+    c: f32,
+    h: f32,
+}
+
+// The cell update of both entry points at a valid step: the gates from the
+// pre-activations, c_t = f ⊙ c_{t-1} + i ⊙ g (in place) and h_t = o ⊙ tanh(c_t),
+// written to this layer's h_t.
+fn update_cell(w: Wave) -> Cell {
+    let ci = c_at((w.layer * p.batch + w.b) * p.hidden + w.j);
+    let pre = w.pre;
+    var cell: Cell;
+    cell.gates = vec4<f32>(sigmoid(pre.x), sigmoid(pre.y), tanh_safe(pre.z), sigmoid(pre.w));
+    cell.c = cell.gates.y * state[ci] + cell.gates.x * cell.gates.z;
+    cell.h = cell.gates.w * tanh_safe(cell.c);
+    state[ci] = cell.c;
+    state[w.h_next + w.b * p.hidden + w.j] = cell.h;
+    return cell;
+}
+
 @compute @workgroup_size(WGS, 1, 1)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
     if (!in_wave(wg.z)) {
@@ -149,15 +171,9 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
         return;
     }
     let hid = p.hidden;
-    let ci = (w.layer * p.batch + w.b) * hid + w.j;
     var out = 0.0;
     if (w.t < lengths[w.b]) {
-        let pre = w.pre;
-        let g = vec4<f32>(sigmoid(pre.x), sigmoid(pre.y), tanh_safe(pre.z), sigmoid(pre.w));
-        let c = g.y * state[c_at(ci)] + g.x * g.z;
-        out = g.w * tanh_safe(c);
-        state[c_at(ci)] = c;
-        state[w.h_next + w.b * hid + w.j] = out;
+        out = update_cell(w).h;
     } else {
         state[w.h_next + w.b * hid + w.j] = state[w.h_prev + w.b * hid + w.j];
     }
@@ -179,14 +195,9 @@ fn main_train(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id
     let h_old = state[w.h_prev + w.b * hid + w.j];
     h_prev_saved[at] = store_t(h_old);
     if (w.t < lengths[w.b]) {
-        let pre = w.pre;
-        let g = vec4<f32>(sigmoid(pre.x), sigmoid(pre.y), tanh_safe(pre.z), sigmoid(pre.w));
-        let c = g.y * state[c_at(ci)] + g.x * g.z;
-        let h = g.w * tanh_safe(c);
-        state[c_at(ci)] = c;
-        state[w.h_next + w.b * hid + w.j] = h;
-        gates_saved[at] = vec4<store_t>(g);
-        c_saved[at] = c;
+        let cell = update_cell(w);
+        gates_saved[at] = vec4<store_t>(cell.gates);
+        c_saved[at] = cell.c;
         // Dropout on every layer's output but the last: the mask of layer
         // `layer`, as the layer-by-layer step kernel draws it.
         var dr = p.dropout;
@@ -194,7 +205,7 @@ fn main_train(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id
         if (w.layer + 1u == p.slots) {
             dr.enabled = 0u;
         }
-        outputs[at] = h * dropout_scale(dr, w.t, w.b, w.j);
+        outputs[at] = cell.h * dropout_scale(dr, w.t, w.b, w.j);
     } else {
         gates_saved[at] = vec4<store_t>(0.0);
         c_saved[at] = state[c_at(ci)];

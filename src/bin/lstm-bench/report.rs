@@ -375,24 +375,6 @@ pub(crate) fn print_tuning(ctx: &GpuContext) {
     }
     println!("tuner (WGPU_LSTM_TUNE {:?}):", ctx.tune_mode());
     for r in reports {
-        let source = format!("{:?}", r.source).to_lowercase();
-        let mut line = format!("  {} {}: {} ({source}", r.family, r.class, r.chosen);
-        if !r.times_ms.is_empty() {
-            let times: Vec<String> = r
-                .times_ms
-                .iter()
-                .map(|(n, ms)| format!("{n} {ms:.3} ms"))
-                .collect();
-            line += &format!(
-                ", in {:.1} s; {}: {}",
-                r.elapsed_ms / 1e3,
-                r.timer,
-                times.join(", ")
-            );
-        }
-        for (n, why) in &r.excluded {
-            line += &format!("; excluded {n}: {why}");
-        }
-        println!("{line})");
+        println!("  {r}");
     }
 }

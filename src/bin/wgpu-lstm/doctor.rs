@@ -282,19 +282,7 @@ pub fn doctor(adapter: Option<&str>, dir: Option<&Path>) -> CliResult<bool> {
         }
         println!("  tuner ({:?}):", ctx.tune_mode());
         for r in ctx.tuning() {
-            let times: Vec<String> = r
-                .times_ms
-                .iter()
-                .map(|(n, ms)| format!("{n} {ms:.3} ms"))
-                .collect();
-            let mut line = format!("    {} {}: {} ({:?}", r.family, r.class, r.chosen, r.source);
-            if !times.is_empty() {
-                line += &format!(", {}: {}", r.timer, times.join(", "));
-            }
-            for (n, why) in &r.excluded {
-                line += &format!("; excluded {n}: {why}");
-            }
-            println!("{line})");
+            println!("    {r}");
         }
     }
     println!(

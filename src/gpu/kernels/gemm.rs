@@ -34,6 +34,22 @@ impl GemmParams {
     /// b_hh after its b_ih).
     pub const BIAS_PAIR: u32 = 16;
 
+    /// C[M, N] = op(A) · op(B) over whole, contiguous operands stored as
+    /// `layout` says (leading dimensions from the shape), with the extra
+    /// epilogue `flags`.
+    pub fn dense(m: u32, n: u32, k: u32, layout: GemmLayout, flags: u32) -> Self {
+        GemmParams {
+            m,
+            n,
+            k,
+            lda: if layout.trans_a { m } else { k },
+            ldb: if layout.trans_b { k } else { n },
+            ldc: n,
+            flags: flags | layout.flags(),
+            ..Default::default()
+        }
+    }
+
     /// This product as dispatches over consecutive blocks of at most
     /// [`GEMM_K_CHUNK`] rows of its reduction, in order, each after the first
     /// adding to C; itself alone when K fits one block.
@@ -131,6 +147,12 @@ impl GemmLayout {
         trans_a: true,
         trans_b: false,
     };
+
+    /// The `TRANS_A` / `TRANS_B` flags of this layout.
+    pub fn flags(self) -> u32 {
+        (if self.trans_a { GemmParams::TRANS_A } else { 0 })
+            | (if self.trans_b { GemmParams::TRANS_B } else { 0 })
+    }
 
     /// The layout `flags` (`TRANS_A`, `TRANS_B`) describe.
     pub fn of(flags: u32) -> Self {
@@ -421,14 +443,61 @@ impl LstmGemms {
     }
 }
 
+/// One product bound once, with its own parameter uniform, to run as often
+/// as asked: the benchmark, the tuner's checks and timings, and the tests.
+pub(crate) struct BoundGemm {
+    kernel: GemmKernel,
+    bind_group: wgpu::BindGroup,
+    groups: (u32, u32),
+    _uniform: wgpu::Buffer,
+}
+
+impl BoundGemm {
+    pub fn new(ctx: &GpuContext, kernel: GemmKernel, op: &GemmOp<'_>) -> Result<Self> {
+        let uniform = ctx.create_buffer(
+            "gemm params",
+            std::mem::size_of::<GemmParams>() as u64,
+            wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+        )?;
+        ctx.queue()
+            .write_buffer(&uniform, 0, bytemuck::bytes_of(&op.params));
+        let groups = kernel.workgroups(ctx, &op.params)?;
+        let bind_group = kernel.bind(ctx, op, &uniform, 0);
+        Ok(BoundGemm {
+            kernel,
+            bind_group,
+            groups,
+            _uniform: uniform,
+        })
+    }
+
+    /// Runs the product `repeats` times in one submit and waits for it.
+    pub fn run(&self, ctx: &GpuContext, repeats: usize) -> Result<()> {
+        let mut enc = ctx
+            .device()
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("gemm"),
+            });
+        {
+            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some("gemm"),
+                timestamp_writes: None,
+            });
+            for _ in 0..repeats {
+                self.kernel
+                    .encode(ctx, &mut pass, &self.bind_group, self.groups);
+            }
+        }
+        ctx.submit_and_wait(enc)
+    }
+}
+
 /// A standalone C[M, N] = A[M, K] · B[N, K]ᵀ on random data, for measuring the
 /// GEMM kernel by itself (benches, `tools/gpu_bench.sh`). The product is the
 /// shape of the LSTM's input projection.
 pub struct GemmRunner {
-    kernel: GemmKernel,
-    bind_group: wgpu::BindGroup,
-    groups: (u32, u32),
-    _buffers: [wgpu::Buffer; 4],
+    bound: BoundGemm,
+    _buffers: [wgpu::Buffer; 3],
     /// Rows of C.
     pub m: usize,
     /// Columns of C.
@@ -466,23 +535,7 @@ impl GemmRunner {
             buffer("gemm B", n * k, 0.5)?,
             buffer("gemm C", m * n, 0.0)?,
         );
-        let params = GemmParams {
-            m: m as u32,
-            n: n as u32,
-            k: k as u32,
-            lda: k as u32,
-            ldb: k as u32,
-            ldc: n as u32,
-            flags: GemmParams::TRANS_B,
-            ..Default::default()
-        };
-        let uniform = ctx.create_buffer(
-            "gemm params",
-            std::mem::size_of::<GemmParams>() as u64,
-            wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
-        )?;
-        ctx.queue()
-            .write_buffer(&uniform, 0, bytemuck::bytes_of(&params));
+        let params = GemmParams::dense(m as u32, n as u32, k as u32, GemmLayout::NT, 0);
         let kernel = GemmKernel::typed(ctx, GemmTypes::default(), GemmLayout::NT, tile);
         let op = GemmOp {
             params,
@@ -491,14 +544,11 @@ impl GemmRunner {
             bias: &a,
             c: &c,
         };
-        let groups = kernel.workgroups(ctx, &params)?;
-        let bind_group = kernel.bind(ctx, &op, &uniform, 0);
+        let bound = BoundGemm::new(ctx, kernel, &op)?;
         ctx.check()?;
         Ok(GemmRunner {
-            kernel,
-            bind_group,
-            groups,
-            _buffers: [a, b, c, uniform],
+            bound,
+            _buffers: [a, b, c],
             m,
             n,
             k,
@@ -507,22 +557,7 @@ impl GemmRunner {
 
     /// Runs the product `repeats` times in one submit and waits for it.
     pub fn run(&self, ctx: &GpuContext, repeats: usize) -> Result<()> {
-        let mut enc = ctx
-            .device()
-            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
-                label: Some("gemm bench"),
-            });
-        {
-            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                label: Some("gemm bench"),
-                timestamp_writes: None,
-            });
-            for _ in 0..repeats {
-                self.kernel
-                    .encode(ctx, &mut pass, &self.bind_group, self.groups);
-            }
-        }
-        ctx.submit_and_wait(enc)
+        self.bound.run(ctx, repeats)
     }
 
     /// FLOPs of one product: 2·M·N·K.
@@ -574,40 +609,12 @@ mod tests {
                 b[p * n + j]
             }
         };
-        let flags = flags
-            | if layout.trans_a {
-                GemmParams::TRANS_A
-            } else {
-                0
-            }
-            | if layout.trans_b {
-                GemmParams::TRANS_B
-            } else {
-                0
-            };
-        let params = GemmParams {
-            m: m as u32,
-            n: n as u32,
-            k: k as u32,
-            lda: if layout.trans_a { m } else { k } as u32,
-            ldb: if layout.trans_b { k } else { n } as u32,
-            ldc: n as u32,
-            flags,
-            ..Default::default()
-        };
+        let params = GemmParams::dense(m as u32, n as u32, k as u32, layout, flags);
+        let flags = params.flags;
         let up = |v: &[f32]| {
             GpuTensor::upload(ctx, "x", &Tensor::new(vec![v.len()], v.to_vec()).unwrap()).unwrap()
         };
         let (ga, gb, gbias, gc) = (up(&a), up(&b), up(&bias), up(&old));
-        let uniform = ctx
-            .create_buffer(
-                "params",
-                std::mem::size_of::<GemmParams>() as u64,
-                wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
-            )
-            .unwrap();
-        ctx.queue()
-            .write_buffer(&uniform, 0, bytemuck::bytes_of(&params));
         let kernel = GemmKernel::typed(ctx, GemmTypes::default(), layout, tile);
         let op = GemmOp {
             params,
@@ -616,14 +623,10 @@ mod tests {
             bias: &gbias.buffer,
             c: &gc.buffer,
         };
-        let bg = kernel.bind(ctx, &op, &uniform, 0);
-        let mut enc = ctx.device().create_command_encoder(&Default::default());
-        {
-            let mut pass = enc.begin_compute_pass(&Default::default());
-            let groups = kernel.workgroups(ctx, &params).unwrap();
-            kernel.encode(ctx, &mut pass, &bg, groups);
-        }
-        ctx.submit(enc).unwrap();
+        BoundGemm::new(ctx, kernel, &op)
+            .unwrap()
+            .run(ctx, 1)
+            .unwrap();
         let got = gc.to_host(ctx).unwrap();
         for i in 0..m {
             for j in 0..n {

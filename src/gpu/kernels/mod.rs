@@ -99,7 +99,7 @@ pub(crate) use backward_step::BackPipeline;
 pub(crate) use backward_step::BackTile;
 pub use backward_step::{BackwardBuffers, BackwardStepKernel};
 pub use column_sum::{ColumnSumKernel, ColumnSumParams};
-pub(crate) use gemm::GEMM_K_CHUNK;
+pub(crate) use gemm::{BoundGemm, GEMM_K_CHUNK};
 pub use gemm::{
     GemmKernel, GemmLayout, GemmOp, GemmParams, GemmRole, GemmRunner, GemmTile, GemmTypes,
     LstmGemms,

@@ -28,7 +28,7 @@ impl GpuLstm {
                 let mut pass =
                     self.begin_pass(enc, "lstm backward wavefront", Some(Phase::BackwardSteps));
                 for s in 0..t + cfg.num_layers {
-                    let offset = tr.wave_backward_offset(cfg, t, s);
+                    let offset = tr.wave_backward_offset(s);
                     wave.back_kernel.encode(
                         ctx,
                         &mut pass,
@@ -50,7 +50,7 @@ impl GpuLstm {
                 // With a hidden projection each step is two dispatches: the P-wide
                 // dh_t, then the cell through dm_t = dh_t · W_hr.
                 for s in 0..=t {
-                    let offset = tr.back_offset(cfg, t, l, s);
+                    let offset = tr.back_offset(l, s);
                     if let (Some((_, hidden_proj_back)), Some(bg)) =
                         (&self.hidden_proj, tr.hidden_proj_back.get(l))
                     {

@@ -216,7 +216,7 @@ impl GpuLstm {
                 };
                 for s in 0..t + layers - 1 {
                     let offset = match train {
-                        Some(tr) => tr.wave_forward_offset(cfg, t, s),
+                        Some(tr) => tr.wave_forward_offset(s),
                         None => ws.layout.offset(wave_entry(layers, t, s)),
                     };
                     kernel.encode_at(ctx, &mut pass, bind_group, &[offset], wave.groups);
@@ -243,11 +243,7 @@ impl GpuLstm {
             let mut pass = self.begin_pass(enc, "lstm steps", Some(Phase::Steps));
             for s in 0..t {
                 let (offset, step_bg, proj_bg) = match train {
-                    Some(tr) => (
-                        tr.step_offset(cfg, t, l, s),
-                        &tr.steps[l],
-                        tr.hidden_projs.get(l),
-                    ),
+                    Some(tr) => (tr.step_offset(l, s), &tr.steps[l], tr.hidden_projs.get(l)),
                     None => (
                         ws.layout.offset(step_entry(layers, t, l, s)),
                         &ws.steps[l],

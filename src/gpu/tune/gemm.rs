@@ -2,9 +2,11 @@
 //! this adapter, per operand types, layout and size class (each dimension
 //! rounded up to a power of two).
 
-use super::{Candidate, TuneReport, TuneSource, select};
+use super::{Candidate, TuneReport, select};
 use crate::error::Result;
-use crate::gpu::kernels::{GemmKernel, GemmLayout, GemmOp, GemmParams, GemmTile, GemmTypes};
+use crate::gpu::kernels::{
+    BoundGemm, GemmKernel, GemmLayout, GemmOp, GemmParams, GemmTile, GemmTypes,
+};
 use crate::gpu::tensor::TENSOR_USAGE;
 use crate::gpu::{GpuContext, Precision};
 
@@ -53,26 +55,6 @@ fn buffer(ctx: &GpuContext, values: &[f32], precision: Precision) -> Result<wgpu
     Ok(b)
 }
 
-/// Runs C = op(A) · op(B) + bias (+ old C) once with `kernel`.
-fn run(ctx: &GpuContext, kernel: &GemmKernel, params: GemmParams, op: &GemmOp<'_>) -> Result<()> {
-    let uniform = ctx.create_buffer(
-        "gemm tuning params",
-        std::mem::size_of::<GemmParams>() as u64,
-        wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
-    )?;
-    ctx.queue()
-        .write_buffer(&uniform, 0, bytemuck::bytes_of(&params));
-    let bg = kernel.bind(ctx, op, &uniform, 0);
-    let groups = kernel.workgroups(ctx, &params)?;
-    let mut enc = ctx.device().create_command_encoder(&Default::default());
-    {
-        let mut pass = enc.begin_compute_pass(&Default::default());
-        kernel.encode(ctx, &mut pass, &bg, groups);
-    }
-    ctx.submit(enc)?;
-    ctx.synchronize()
-}
-
 /// Checks `tile` on a product with edge tiles in M, N and K and the
 /// epilogue, in the class's types and layout, against f64. `None` when it
 /// agrees within a gross-error screen (1e-3 of the largest term sum in f32
@@ -97,29 +79,8 @@ fn check(
         .map(|i| stored(value(i, 3), types.bias))
         .collect();
     let old: Vec<f32> = (0..m * n).map(|i| stored(value(i, 11), types.c)).collect();
-    let flags = GemmParams::BIAS
-        | GemmParams::BIAS_PAIR
-        | GemmParams::ACCUMULATE
-        | if layout.trans_a {
-            GemmParams::TRANS_A
-        } else {
-            0
-        }
-        | if layout.trans_b {
-            GemmParams::TRANS_B
-        } else {
-            0
-        };
-    let params = GemmParams {
-        m: m as u32,
-        n: n as u32,
-        k: k as u32,
-        lda: if layout.trans_a { m } else { k } as u32,
-        ldb: if layout.trans_b { k } else { n } as u32,
-        ldc: n as u32,
-        flags,
-        ..Default::default()
-    };
+    let epilogue = GemmParams::BIAS | GemmParams::BIAS_PAIR | GemmParams::ACCUMULATE;
+    let params = GemmParams::dense(m as u32, n as u32, k as u32, layout, epilogue);
     let (ga, gb, gbias, gc) = (
         buffer(ctx, &a, types.a)?,
         buffer(ctx, &b, types.b)?,
@@ -134,7 +95,7 @@ fn check(
         bias: &gbias,
         c: &gc,
     };
-    run(ctx, &kernel, params, &op)?;
+    BoundGemm::new(ctx, kernel, &op)?.run(ctx, 1)?;
     let bytes = crate::gpu::tensor::read_buffers(ctx, &[&gc])?;
     let got = crate::gpu::params::from_bytes(&bytes[0], m * n, types.c);
     let tol = match types {
@@ -182,24 +143,7 @@ fn time(
     let k = k
         .min(TIMED_K)
         .min((125_000_000 / (m as u64 * n as u64)).max(32) as u32);
-    let params = GemmParams {
-        m,
-        n,
-        k,
-        lda: if layout.trans_a { m } else { k },
-        ldb: if layout.trans_b { k } else { n },
-        ldc: n,
-        flags: if layout.trans_a {
-            GemmParams::TRANS_A
-        } else {
-            0
-        } | if layout.trans_b {
-            GemmParams::TRANS_B
-        } else {
-            0
-        },
-        ..Default::default()
-    };
+    let params = GemmParams::dense(m, n, k, layout, 0);
     let zeros = |len: u32, p: Precision| buffer(ctx, &vec![0.0; len as usize], p);
     let (ga, gb, gc) = (
         zeros(m * k, types.a)?,
@@ -214,10 +158,12 @@ fn time(
         bias: &ga,
         c: &gc,
     };
+    // Bound once; each run is one submit and one wait.
+    let bound = BoundGemm::new(ctx, kernel, &op)?;
     let mut runs = Vec::new();
     for i in 0..=REPEATS {
         let start = std::time::Instant::now();
-        run(ctx, &kernel, params, &op)?;
+        bound.run(ctx, 1)?;
         if i > 0 {
             runs.push(start.elapsed().as_secs_f64() * 1e3);
         }
@@ -250,18 +196,6 @@ pub(crate) fn tune_gemm(
         |t| check(ctx, types, layout, t),
         |t| time(ctx, types, layout, t, dims),
     )?;
-    Ok((
-        s.chosen,
-        TuneReport {
-            family: FAMILY.to_string(),
-            class,
-            chosen: s.name,
-            source: TuneSource::Measured,
-            times_ms: s.times_ms,
-            timer: "wall",
-            excluded: s.excluded,
-            work: Default::default(),
-            elapsed_ms: 0.0,
-        },
-    ))
+    let chosen = s.chosen;
+    Ok((chosen, TuneReport::measured(FAMILY, class, s, "wall")))
 }

@@ -89,6 +89,59 @@ pub struct TuneReport {
     pub elapsed_ms: f64,
 }
 
+impl TuneReport {
+    /// The report of a measurement that chose `s` for (family, class).
+    pub(crate) fn measured<C>(
+        family: &str,
+        class: String,
+        s: Selection<C>,
+        timer: &'static str,
+    ) -> Self {
+        TuneReport {
+            family: family.to_string(),
+            class,
+            chosen: s.name,
+            source: TuneSource::Measured,
+            times_ms: s.times_ms,
+            timer,
+            excluded: s.excluded,
+            work: Default::default(),
+            elapsed_ms: 0.0,
+        }
+    }
+}
+
+/// One line: the family, class and choice, where it came from, and when
+/// measured, how long that took, each candidate's time and each exclusion.
+impl std::fmt::Display for TuneReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let source = format!("{:?}", self.source).to_lowercase();
+        write!(
+            f,
+            "{} {}: {} ({source}",
+            self.family, self.class, self.chosen
+        )?;
+        if !self.times_ms.is_empty() {
+            let times: Vec<String> = self
+                .times_ms
+                .iter()
+                .map(|(n, ms)| format!("{n} {ms:.3} ms"))
+                .collect();
+            write!(
+                f,
+                ", in {:.1} s; {}: {}",
+                self.elapsed_ms / 1e3,
+                self.timer,
+                times.join(", ")
+            )?;
+        }
+        for (n, why) in &self.excluded {
+            write!(f, "; excluded {n}: {why}")?;
+        }
+        f.write_str(")")
+    }
+}
+
 /// One candidate configuration and its name in reports and the cache.
 pub(crate) struct Candidate<C> {
     pub config: C,

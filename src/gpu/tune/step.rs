@@ -3,7 +3,7 @@
 //! The backward step kernel follows the choice (its tile has the same
 //! invocations), and both are checked.
 
-use super::{Candidate, TuneReport, TuneSource, select};
+use super::{Candidate, TuneReport, select};
 use crate::config::LstmConfig;
 use crate::error::Result;
 use crate::gpu::kernels::StepConfig;
@@ -207,20 +207,8 @@ pub(crate) fn tune_step(
             Ok(ms)
         },
     )?;
-    Ok((
-        s.chosen,
-        TuneReport {
-            family: FAMILY.to_string(),
-            class,
-            chosen: s.name,
-            source: TuneSource::Measured,
-            times_ms: s.times_ms,
-            timer,
-            excluded: s.excluded,
-            work: Default::default(),
-            elapsed_ms: 0.0,
-        },
-    ))
+    let chosen = s.chosen;
+    Ok((chosen, TuneReport::measured(FAMILY, class, s, timer)))
 }
 
 #[cfg(test)]

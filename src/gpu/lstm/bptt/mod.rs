@@ -109,6 +109,8 @@ pub(in crate::gpu) struct BpttSpace {
     _ones: wgpu::Buffer,
     pub uniforms: wgpu::Buffer,
     pub layout: Uniforms,
+    /// Where each entry of `uniforms` sits.
+    entries: BpttEntries,
     /// The dropout seed the uniforms hold.
     seed: u64,
     /// The wavefront training of a unidirectional stack (its forward and
@@ -468,6 +470,7 @@ impl BpttSpace {
             _ones: ones,
             uniforms,
             layout,
+            entries,
             seed: 0,
             steps,
             back,
@@ -509,32 +512,27 @@ impl BpttSpace {
         if !masked || seed == self.seed {
             return;
         }
-        let entries = self.entries(cfg, t);
-        self.layout = bptt_uniforms(ctx, cfg, weights, &entries, t, b, seed);
+        self.layout = bptt_uniforms(ctx, cfg, weights, &self.entries, t, b, seed);
         self.seed = seed;
         ctx.queue()
             .write_buffer(&self.uniforms, 0, &self.layout.bytes);
     }
 
-    fn entries(&self, cfg: &LstmConfig, t: usize) -> BpttEntries {
-        BpttEntries::new(cfg, t, self.dy.shape()[1], self.wave.is_some())
-    }
-
     /// Dynamic offsets of forward step `s` and backward step `s` of `layer`.
-    pub fn step_offset(&self, cfg: &LstmConfig, t: usize, layer: usize, s: usize) -> u32 {
-        self.layout.offset(self.entries(cfg, t).step(layer, s))
+    pub fn step_offset(&self, layer: usize, s: usize) -> u32 {
+        self.layout.offset(self.entries.step(layer, s))
     }
 
-    pub fn back_offset(&self, cfg: &LstmConfig, t: usize, layer: usize, s: usize) -> u32 {
-        self.layout.offset(self.entries(cfg, t).back(layer, s))
+    pub fn back_offset(&self, layer: usize, s: usize) -> u32 {
+        self.layout.offset(self.entries.back(layer, s))
     }
 
     /// Dynamic offsets of wavefront forward and backward dispatch `s`.
-    pub fn wave_forward_offset(&self, cfg: &LstmConfig, t: usize, s: usize) -> u32 {
-        self.layout.offset(self.entries(cfg, t).wave_forward(s))
+    pub fn wave_forward_offset(&self, s: usize) -> u32 {
+        self.layout.offset(self.entries.wave_forward(s))
     }
 
-    pub fn wave_backward_offset(&self, cfg: &LstmConfig, t: usize, s: usize) -> u32 {
-        self.layout.offset(self.entries(cfg, t).wave_backward(s))
+    pub fn wave_backward_offset(&self, s: usize) -> u32 {
+        self.layout.offset(self.entries.wave_backward(s))
     }
 }
