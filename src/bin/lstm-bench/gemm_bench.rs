@@ -99,13 +99,7 @@ pub(crate) fn run(
             for tile in GemmTile::CANDIDATES {
                 let bench = GemmBench::with_tile(ctx, m, n, k, tile)?;
                 let ms = median_ms(iters, || Ok(bench.run(ctx, 1)?))?;
-                row(
-                    &format!(
-                        "gpu {}x{} ({}x{}/thread)",
-                        tile.bm, tile.bn, tile.tm, tile.tn
-                    ),
-                    ms,
-                );
+                row(&format!("gpu {tile}"), ms);
             }
         }
         let a = vec![0.5f32; m * k];

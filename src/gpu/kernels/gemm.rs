@@ -163,16 +163,30 @@ impl GemmLayout {
     }
 }
 
+/// How a GEMM kernel feeds its invocations (see `shaders/gemm.wgsl`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum GemmKind {
+    /// K through workgroup-memory tiles of A and B (`gemm_tiled.wgsl`).
+    Tiled,
+    /// No workgroup memory: each invocation owns all `tm` rows of the
+    /// workgroup's tile, so A is read at workgroup-uniform addresses (a
+    /// broadcast) and B straight from memory (`gemm_direct.wgsl`).
+    Direct,
+}
+
 /// A workgroup's share of C: a `bm` × `bn` tile, `tm` × `tn` per
-/// invocation (so (bm / tm) · (bn / tn) = 256 invocations), K in steps of
-/// `bk` through workgroup memory.
+/// invocation, so (bm / tm) · (bn / tn) invocations; a tiled kernel steps
+/// K `bk` at a time through workgroup memory (256 invocations), a direct
+/// one has `bm` = `tm` (one row of invocations) and no K tile (`bk` = 0).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct GemmTile {
+    /// How the kernel reaches its operands.
+    pub kind: GemmKind,
     /// Rows of C per workgroup.
     pub bm: u32,
     /// Columns of C per workgroup.
     pub bn: u32,
-    /// K per workgroup-memory step.
+    /// K per workgroup-memory step (0 for a direct kernel).
     pub bk: u32,
     /// Rows per invocation.
     pub tm: u32,
@@ -182,44 +196,56 @@ pub struct GemmTile {
 
 impl GemmTile {
     /// 64 × 64, 4 × 4 per invocation.
-    pub const T64: GemmTile = GemmTile {
-        bm: 64,
-        bn: 64,
-        bk: 16,
-        tm: 4,
-        tn: 4,
-    };
+    pub const T64: GemmTile = GemmTile::tiled(64, 64, 16, 4, 4);
     /// The tiles each product can run with; every one is tested.
-    pub const CANDIDATES: [GemmTile; 4] = [
+    pub const CANDIDATES: [GemmTile; 7] = [
         GemmTile::T64,
-        GemmTile {
-            bm: 128,
-            bn: 128,
-            bk: 8,
-            tm: 8,
-            tn: 8,
-        },
-        GemmTile {
-            bm: 128,
-            bn: 64,
-            bk: 16,
-            tm: 8,
-            tn: 4,
-        },
-        GemmTile {
-            bm: 32,
-            bn: 32,
-            bk: 16,
-            tm: 2,
-            tn: 2,
-        },
+        GemmTile::tiled(128, 128, 8, 8, 8),
+        GemmTile::tiled(128, 64, 16, 8, 4),
+        GemmTile::tiled(32, 32, 16, 2, 2),
+        // Direct kernels: 64 and 128 accumulators per invocation fit a
+        // GPU's registers; 512 suit a CPU implementation that runs
+        // invocations as SIMD lanes (lavapipe), where each memory access
+        // costs a loop over the lanes and FMAs are cheap.
+        GemmTile::direct(8, 32, 8),
+        GemmTile::direct(16, 32, 8),
+        GemmTile::direct(32, 16, 16),
     ];
+
+    const fn tiled(bm: u32, bn: u32, bk: u32, tm: u32, tn: u32) -> Self {
+        GemmTile {
+            kind: GemmKind::Tiled,
+            bm,
+            bn,
+            bk,
+            tm,
+            tn,
+        }
+    }
+
+    /// `tm` rows × `wx` invocations of `tn` columns each.
+    const fn direct(tm: u32, wx: u32, tn: u32) -> Self {
+        GemmTile {
+            kind: GemmKind::Direct,
+            bm: tm,
+            bn: wx * tn,
+            bk: 0,
+            tm,
+            tn,
+        }
+    }
 
     /// The constants the shader declares for this tile in `layout`. A tile
     /// stored with K across invocations is padded to 32 / BK words past a
     /// multiple of 32 per K row, so those stores fall in distinct banks.
     fn constants(&self, layout: GemmLayout) -> [(&'static str, u32); 10] {
-        let pad = |k_fast: bool| if k_fast { 32 / self.bk } else { 0 };
+        let pad = |k_fast: bool| {
+            if k_fast && self.bk > 0 {
+                32 / self.bk
+            } else {
+                0
+            }
+        };
         [
             ("BM", self.bm),
             ("BN", self.bn),
@@ -242,28 +268,72 @@ impl GemmTile {
         let mut declare = String::new();
         let mut accumulate = String::new();
         let mut store = String::new();
-        for (i, j) in cells() {
-            declare += &format!("    var c_{i}_{j} = 0.0;\n");
-            store +=
-                &format!("    store(row0 + ty + {i}u * WY, col0 + tx + {j}u * WX, c_{i}_{j});\n");
-        }
-        for i in 0..tm {
-            accumulate += &format!("            let a_{i} = tile_a[kk * AS + ty + {i}u * WY];\n");
-        }
-        for j in 0..tn {
-            accumulate += &format!("            let b_{j} = tile_b[kk * BS + tx + {j}u * WX];\n");
-        }
-        for (i, j) in cells() {
-            accumulate += &format!("            c_{i}_{j} = fma(a_{i}, b_{j}, c_{i}_{j});\n");
-        }
-        include_str!("../../../shaders/gemm.wgsl")
+        let body = match self.kind {
+            GemmKind::Tiled => {
+                for (i, j) in cells() {
+                    declare += &format!("    var c_{i}_{j} = 0.0;\n");
+                    store += &format!(
+                        "    store(row0 + ty + {i}u * WY, col0 + tx + {j}u * WX, c_{i}_{j});\n"
+                    );
+                }
+                for i in 0..tm {
+                    accumulate +=
+                        &format!("            let a_{i} = tile_a[kk * AS + ty + {i}u * WY];\n");
+                }
+                for j in 0..tn {
+                    accumulate +=
+                        &format!("            let b_{j} = tile_b[kk * BS + tx + {j}u * WX];\n");
+                }
+                for (i, j) in cells() {
+                    accumulate +=
+                        &format!("            c_{i}_{j} = fma(a_{i}, b_{j}, c_{i}_{j});\n");
+                }
+                include_str!("../../../shaders/gemm_tiled.wgsl")
+            }
+            GemmKind::Direct => {
+                for i in 0..tm {
+                    declare += &format!("    let ab_{i} = a_base(min(row0 + {i}u, last_m));\n");
+                    accumulate += &format!("        let a_{i} = f32(a[ab_{i} + ka]);\n");
+                }
+                for j in 0..tn {
+                    declare +=
+                        &format!("    let bb_{j} = b_base(min(col0 + tx + {j}u * WX, last_n));\n");
+                    accumulate += &format!("        let b_{j} = f32(b[bb_{j} + kb]);\n");
+                }
+                for (i, j) in cells() {
+                    declare += &format!("    var c_{i}_{j} = 0.0;\n");
+                    accumulate += &format!("        c_{i}_{j} = fma(a_{i}, b_{j}, c_{i}_{j});\n");
+                    store +=
+                        &format!("    store(row0 + {i}u, col0 + tx + {j}u * WX, c_{i}_{j});\n");
+                }
+                include_str!("../../../shaders/gemm_direct.wgsl")
+            }
+        };
+        let body = body
             .replace("//{DECLARE}\n", &declare)
             .replace("//{ACCUMULATE}\n", &accumulate)
-            .replace("//{STORE}\n", &store)
+            .replace("//{STORE}\n", &store);
+        format!("{}\n{body}", include_str!("../../../shaders/gemm.wgsl"))
     }
 
     fn b_pad(&self, layout: GemmLayout) -> u32 {
-        if layout.trans_b { 32 / self.bk } else { 0 }
+        if layout.trans_b && self.bk > 0 {
+            32 / self.bk
+        } else {
+            0
+        }
+    }
+}
+
+/// `64x64x16/4x4` (BM × BN × BK / TM × TN) for a tiled kernel,
+/// `direct 16x256/16x4` (BM × BN / TM × TN) for a direct one.
+impl std::fmt::Display for GemmTile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (bm, bn, bk, tm, tn) = (self.bm, self.bn, self.bk, self.tm, self.tn);
+        match self.kind {
+            GemmKind::Tiled => write!(f, "{bm}x{bn}x{bk}/{tm}x{tn}"),
+            GemmKind::Direct => write!(f, "direct {bm}x{bn}/{tm}x{tn}"),
+        }
     }
 }
 

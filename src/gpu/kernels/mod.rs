@@ -101,8 +101,8 @@ pub use backward_step::{BackwardBuffers, BackwardStepKernel};
 pub use column_sum::{ColumnSumKernel, ColumnSumParams};
 pub(crate) use gemm::{BoundGemm, GEMM_K_CHUNK};
 pub use gemm::{
-    GemmKernel, GemmLayout, GemmOp, GemmParams, GemmRole, GemmRunner, GemmTile, GemmTypes,
-    LstmGemms,
+    GemmKernel, GemmKind, GemmLayout, GemmOp, GemmParams, GemmRole, GemmRunner, GemmTile,
+    GemmTypes, LstmGemms,
 };
 pub(crate) use hidden_projection::HiddenProjPipeline;
 pub use hidden_projection::{

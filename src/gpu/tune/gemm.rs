@@ -40,7 +40,7 @@ pub(crate) fn class(types: GemmTypes, layout: GemmLayout, p: &GemmParams) -> Str
 }
 
 pub(crate) fn name(t: GemmTile) -> String {
-    format!("{}x{}x{}/{}x{}", t.bm, t.bn, t.bk, t.tm, t.tn)
+    t.to_string()
 }
 
 pub(crate) fn parse(s: &str) -> Option<GemmTile> {
