@@ -1,5 +1,7 @@
 //! The tuner's disk cache: one small text file of choices, keyed by crate
-//! version, adapter (with its driver) and shape class.
+//! version (with a fingerprint of the tunable kernels and their
+//! candidates, so that a build whose kernels changed measures again),
+//! adapter (with its driver) and shape class.
 //!
 //! Where: `WGPU_LSTM_TUNE_CACHE` (a file path) when set, else
 //! `wgpu-lstm/tuning.tsv` under the user's cache directory
@@ -20,7 +22,19 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 const HEADER: &str = "# wgpu-lstm tuning cache 1";
-const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// The version field of this build's entries: the crate version and a
+/// fingerprint of what a choice depends on (see [`super::fingerprint`]).
+fn version() -> &'static str {
+    static V: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    V.get_or_init(|| {
+        format!(
+            "{}+{:016x}",
+            env!("CARGO_PKG_VERSION"),
+            super::fingerprint()
+        )
+    })
+}
 
 /// The cache file `WGPU_LSTM_TUNE_CACHE` names, or the default under the
 /// user's cache directory; `None` when there is no cache directory.
@@ -168,17 +182,20 @@ impl DiskCache {
     /// The cached choice for (family, class) on this adapter and version.
     pub fn get(&self, family: &str, class: &str) -> Option<String> {
         let entries = load(&self.path);
-        let stale = entries.iter().filter(|e| e.version != VERSION).count();
+        let stale = entries.iter().filter(|e| e.version != version()).count();
         if stale > 0 {
             warn(
                 &self.path,
-                &format!("{stale} choices from another wgpu-lstm version (this is {VERSION})"),
+                &format!(
+                    "{stale} choices from another wgpu-lstm version or kernel set (this is {})",
+                    version()
+                ),
             );
         }
         entries
             .into_iter()
             .find(|e| {
-                e.version == VERSION
+                e.version == version()
                     && e.adapter == self.adapter
                     && e.family == family
                     && e.class == class
@@ -193,12 +210,12 @@ impl DiskCache {
         let mut entries: Vec<Entry> = load(&self.path)
             .into_iter()
             .filter(|e| {
-                e.version == VERSION
+                e.version == version()
                     && !(e.adapter == self.adapter && e.family == family && e.class == class)
             })
             .collect();
         entries.push(Entry {
-            version: VERSION.into(),
+            version: version().into(),
             adapter: self.adapter.clone(),
             family,
             class,
@@ -285,6 +302,22 @@ mod tests {
         let text = std::fs::read_to_string(&path).unwrap();
         assert!(!text.contains("0.0.0-other"), "{text}");
         assert_eq!(files(&dir), vec!["tuning.tsv"]);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn entries_are_keyed_by_version_and_kernel_fingerprint() {
+        let v = version();
+        let (crate_version, print) = v.split_once('+').unwrap();
+        assert_eq!(crate_version, env!("CARGO_PKG_VERSION"));
+        assert_eq!(print, format!("{:016x}", super::super::fingerprint()));
+        // An entry of the same crate version under another kernel set is
+        // stale.
+        let dir = temp_dir("fingerprint");
+        let path = dir.join("tuning.tsv");
+        let other = format!("{crate_version}+0000000000000000");
+        std::fs::write(&path, format!("{HEADER}\n{other}\tGPU\tgemm\tc\tx\n")).unwrap();
+        assert_eq!(DiskCache::new(path, "GPU".into()).get("gemm", "c"), None);
         let _ = std::fs::remove_dir_all(&dir);
     }
 

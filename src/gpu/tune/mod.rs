@@ -142,6 +142,34 @@ impl std::fmt::Display for TuneReport {
     }
 }
 
+/// FNV-1a over the sources of the tunable kernels and the names of their
+/// candidates: part of the disk cache's key, so that a choice measured
+/// among other kernels or candidates is measured again.
+pub(crate) fn fingerprint() -> u64 {
+    let mut text: Vec<String> = [
+        include_str!("../../../shaders/gemm.wgsl"),
+        include_str!("../../../shaders/gemm_tiled.wgsl"),
+        include_str!("../../../shaders/gemm_direct.wgsl"),
+        include_str!("../../../shaders/step_reduce.wgsl"),
+        include_str!("../../../shaders/lstm_step.wgsl"),
+        include_str!("../../../shaders/lstm_wavefront.wgsl"),
+        include_str!("../../../shaders/backward_common.wgsl"),
+        include_str!("../../../shaders/lstm_step_backward.wgsl"),
+    ]
+    .map(String::from)
+    .to_vec();
+    text.extend(crate::gpu::kernels::GemmTile::CANDIDATES.map(gemm::name));
+    text.extend(crate::gpu::kernels::StepConfig::CANDIDATES.map(step::name));
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for t in &text {
+        for b in t.bytes().chain([0]) {
+            h = (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+    h
+}
+
+
 /// One candidate configuration and its name in reports and the cache.
 pub(crate) struct Candidate<C> {
     pub config: C,
