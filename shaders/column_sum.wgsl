@@ -1,7 +1,9 @@
-// The bias gradient as a column reduction: dst[j] = Σ_r src[src_off + r·ld + j]
-// over `rows` rows, for every column j < cols; with `pair`, also into
-// dst[cols + j] (b_ih and b_hh enter the gates as one sum, so their
-// gradients are equal).
+// A column reduction: dst[dst_off + j] = Σ_r src[src_off + r·ld + j] over
+// `rows` rows, for every column j < cols; with `pair`, also into
+// dst[dst_off + cols + j]. It computes the bias gradient (b_ih and b_hh enter
+// the gates as one sum, so their gradients are equal: `pair`), and adds the
+// slices of a GEMM with a split K (each slice's M × N partial product one
+// "row" of M·N columns).
 //
 // A workgroup owns 64 consecutive columns (neighbouring invocations read
 // neighbouring elements of a row) and splits the rows over 4 slices; the
@@ -18,8 +20,8 @@ struct ColumnSumParams {
     src_off: u32,
     pair: u32,
     accumulate: u32,   // 1: add to dst (a later block of at most 16384 rows)
-    _pad0: u32,
-    _pad1: u32,
+    dst_off: u32,      // first element of dst
+    _pad: u32,
 }
 
 const WX: u32 = 64u;
@@ -45,11 +47,11 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
     if (lid.y == 0u && j < p.cols) {
         var t = ((part[lid.x] + part[WX + lid.x]) + part[2u * WX + lid.x]) + part[3u * WX + lid.x];
         if (p.accumulate == 1u) {
-            t += dst[j];
+            t += dst[p.dst_off + j];
         }
-        dst[j] = t;
+        dst[p.dst_off + j] = t;
         if (p.pair == 1u) {
-            dst[p.cols + j] = t;
+            dst[p.dst_off + p.cols + j] = t;
         }
     }
 }

@@ -32,7 +32,7 @@ struct GemmParams {
     c_off: u32,
     bias_off: u32,
     flags: u32,    // BIAS | ACCUMULATE | BIAS_PAIR (the transposes are TA, TB)
-    _pad: u32,
+    k_split: u32,  // 0, or rows of K per slice: slice z = workgroup_id.z
 }
 
 const BIAS: u32 = 4u;
@@ -59,9 +59,25 @@ fn b_index(k: u32, n: u32) -> u32 {
     return p.b_off + k * p.ldb + n;
 }
 
-// Stores one element of C at (m, n), with the epilogue.
-fn store(m: u32, n: u32, acc: f32) {
+// The rows of K that slice z reduces: all of them, or with a split K
+// (k_split > 0) rows [z·k_split, (z + 1)·k_split) of them.
+fn k_bounds(z: u32) -> vec2<u32> {
+    if (p.k_split == 0u) {
+        return vec2<u32>(0u, p.k);
+    }
+    let k0 = z * p.k_split;
+    return vec2<u32>(k0, min(k0 + p.k_split, p.k));
+}
+
+// Stores one element of C at (m, n), with the epilogue; with a split K,
+// slice z's partial sum alone, into C's z-th M × ldc slab (a workspace that
+// a column sum then reduces over the slices, in order).
+fn store(m: u32, n: u32, acc: f32, z: u32) {
     if (m >= p.m || n >= p.n) {
+        return;
+    }
+    if (p.k_split != 0u) {
+        c[p.c_off + (z * p.m + m) * p.ldc + n] = c_t(acc);
         return;
     }
     var v = acc;

@@ -52,7 +52,8 @@ fn main(
         b_step = 1u;
     }
 //{DECLARE}
-    for (var k = 0u; k < p.k; k++) {
+    let ks = k_bounds(wg.z);
+    for (var k = ks.x; k < ks.y; k++) {
         let ka = k * a_step;
         let kb = k * b_step;
 //{ACCUMULATE}

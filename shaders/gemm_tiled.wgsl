@@ -39,14 +39,15 @@ fn b_slot(e: u32) -> vec2<u32> {
     return vec2<u32>(e % BN, e / BN);
 }
 
-// Loads one K step of both tiles; `full`: the tile lies inside M, N and K.
-fn load_tiles(li: u32, row0: u32, col0: u32, k0: u32, full: bool) {
+// Loads one K step of both tiles; `full`: the tile lies inside M, N and
+// the slice's K, which ends at `k_end`.
+fn load_tiles(li: u32, row0: u32, col0: u32, k0: u32, k_end: u32, full: bool) {
     for (var r = 0u; r < A_LOADS; r++) {
         let s = a_slot(li + r * WG);
         let m = row0 + s.x;
         let k = k0 + s.y;
         var v = 0.0;
-        if (full || (m < p.m && k < p.k)) {
+        if (full || (m < p.m && k < k_end)) {
             v = f32(a[a_index(m, k)]);
         }
         tile_a[s.y * AS + s.x] = v;
@@ -56,7 +57,7 @@ fn load_tiles(li: u32, row0: u32, col0: u32, k0: u32, full: bool) {
         let n = col0 + s.x;
         let k = k0 + s.y;
         var v = 0.0;
-        if (full || (n < p.n && k < p.k)) {
+        if (full || (n < p.n && k < k_end)) {
             v = f32(b[b_index(k, n)]);
         }
         tile_b[s.y * BS + s.x] = v;
@@ -68,7 +69,8 @@ fn load_tiles(li: u32, row0: u32, col0: u32, k0: u32, full: bool) {
 // stays in registers on every compiler: DECLARE declares c_i_j = 0 for
 // i < TM, j < TN; ACCUMULATE loads a_i = tile_a[kk·AS + ty + i·WY] and
 // b_j = tile_b[kk·BS + tx + j·WX] and adds a_i · b_j to each c_i_j; STORE
-// stores each c_i_j at (row0 + ty + i·WY, col0 + tx + j·WX).
+// stores each c_i_j at (row0 + ty + i·WY, col0 + tx + j·WX). With a split K,
+// workgroup z reduces its slice of K (`k_bounds`).
 @compute @workgroup_size(WX, WY, 1)
 fn main(
     @builtin(workgroup_id) wg: vec3<u32>,
@@ -80,9 +82,10 @@ fn main(
     let ty = lid.y;
     let tx = lid.x;
 //{DECLARE}
+    let ks = k_bounds(wg.z);
     let inside = row0 + BM <= p.m && col0 + BN <= p.n;
-    for (var k0 = 0u; k0 < p.k; k0 += BK) {
-        load_tiles(li, row0, col0, k0, inside && k0 + BK <= p.k);
+    for (var k0 = ks.x; k0 < ks.y; k0 += BK) {
+        load_tiles(li, row0, col0, k0, ks.y, inside && k0 + BK <= ks.y);
         workgroupBarrier();
         for (var kk = 0u; kk < BK; kk++) {
 //{ACCUMULATE}

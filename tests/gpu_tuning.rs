@@ -322,3 +322,79 @@ fn an_invalid_tune_mode_is_a_typed_error() {
     );
     assert!(!cache.exists());
 }
+
+/// The split-K counts in effect, when the child must find them: every
+/// weight gradient's choice read from the cache as this count.
+const SPLITS: &str = "WGPU_LSTM_TUNING_SPLITS";
+
+/// A training pass whose weight gradients reduce over T·B = 200 rows (long
+/// enough to split), checked against the reference.
+#[test]
+fn child_trains_with_the_tuned_splits() {
+    if !in_child() {
+        return;
+    }
+    let ctx = gpu_or_skip("tuning child").expect("a GPU in the child");
+    let c = Case::new(LstmConfig::new(4, 24).num_layers(2), 40, 5);
+    let w = LstmWeights::<f32>::init(&c.config, 3, InitOptions::default()).unwrap();
+    let data = c.data::<f32>(1);
+    let (w64, data64) = (w.cast::<f64>(), data.cast::<f64>());
+    let (want_out, cache) = reference::forward_train(&w64, &c.input(&data64), 7).unwrap();
+    let want = reference::backward(&w64, &cache, &data64.grads()).unwrap();
+    let mut gpu = GpuLstm::new(&ctx, &w).unwrap();
+    let out = gpu.forward_train_host(&c.input(&data), 7).unwrap();
+    assert_close(
+        "output",
+        out.output.data(),
+        want_out.output.data(),
+        1e-5,
+        0.0,
+    );
+    let got = gpu.backward_host(&data.grads()).unwrap();
+    common::assert_grads_close("split", &got, &want, true, 1e-4);
+    let splits: Vec<TuneReport> = ctx
+        .tuning()
+        .into_iter()
+        .filter(|r| r.family == "gemm split-k")
+        .collect();
+    // dW_ih of each layer and dW_hh (the bias is a column sum).
+    assert!(!splits.is_empty(), "{:?}", ctx.tuning());
+    if let Ok(n) = std::env::var(SPLITS) {
+        for r in &splits {
+            assert_eq!(
+                (r.source, r.chosen.as_str()),
+                (TuneSource::Cache, n.as_str())
+            );
+        }
+    }
+}
+
+/// Whatever split count the tuner or the cache gives the weight gradients,
+/// training matches the reference: measured first, then with every split
+/// choice in the cache rewritten to 4 parallel slices.
+#[test]
+fn weight_gradients_split_as_the_cache_says_match_the_reference() {
+    if in_child() || gpu_or_skip("weight_gradients_split").is_none() {
+        return;
+    }
+    let cache = cache_path("splits");
+    let test = "child_trains_with_the_tuned_splits";
+    run(test, &cache, &[]);
+    let text = std::fs::read_to_string(&cache).unwrap();
+    let mut rewritten = 0;
+    let lines: Vec<String> = text
+        .lines()
+        .map(|l| match l.contains("\tgemm split-k\t") {
+            true => {
+                rewritten += 1;
+                let (key, _) = l.rsplit_once('\t').unwrap();
+                format!("{key}\t4")
+            }
+            false => l.to_string(),
+        })
+        .collect();
+    assert!(rewritten > 0, "{text}");
+    std::fs::write(&cache, lines.join("\n") + "\n").unwrap();
+    run(test, &cache, &[(SPLITS, "4")]);
+    only_the_cache(&cache);
+}

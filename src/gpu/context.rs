@@ -370,6 +370,26 @@ impl GpuContext {
         )
     }
 
+    /// How many parallel slices of K a product of `params`' split class runs
+    /// in with `tile`: the tuner's choice, measured on first use, or 1 (no
+    /// split) with `WGPU_LSTM_TUNE=off`.
+    pub(crate) fn gemm_splits_for(
+        &self,
+        types: GemmTypes,
+        layout: GemmLayout,
+        tile: GemmTile,
+        params: &GemmParams,
+    ) -> Result<u32> {
+        self.tuned(
+            tune_gemm::SPLIT_FAMILY,
+            tune_gemm::split_class(types, layout, params),
+            1,
+            |s| s.to_string(),
+            tune_gemm::parse_splits,
+            || tune_gemm::tune_splits(self, types, layout, tile, params),
+        )
+    }
+
     /// The tuner's choice for (`family`, `class`): the default when tuning
     /// is off, else the choice made or cached, else `measure`'s (made
     /// without the tuner's lock: it runs kernels on this context, and its

@@ -116,7 +116,7 @@ pub(super) struct Workspace {
     pub _uniforms: wgpu::Buffer,
     pub layout: Uniforms,
     /// Per layer: the input projection's pipeline, bind group and workgroups.
-    pub gemm: Vec<(GemmKernel, wgpu::BindGroup, (u32, u32))>,
+    pub gemm: Vec<(GemmKernel, wgpu::BindGroup, (u32, u32, u32))>,
     pub steps: Vec<wgpu::BindGroup>,
     /// The wavefront forward of a unidirectional stack (inference).
     pub wave: Option<WaveSpace>,

@@ -1,7 +1,9 @@
-//! The bias gradient as a column reduction (`shaders/column_sum.wgsl`):
-//! db = 1ᵀ · dG without a GEMM's tile of mostly idle rows.
+//! A column reduction (`shaders/column_sum.wgsl`): the bias gradient
+//! db = 1ᵀ · dG without a GEMM's tile of mostly idle rows, and the sum of a
+//! split-K GEMM's slices.
 
 use super::Kernel;
+use crate::error::{LstmError, Result};
 use crate::gpu::{GpuContext, Precision};
 
 /// Mirrors `ColumnSumParams` in `shaders/column_sum.wgsl`.
@@ -18,7 +20,9 @@ pub struct ColumnSumParams {
     pub pair: u32,
     /// 1: add to what `dst` holds (a later block of rows).
     pub accumulate: u32,
-    pub _pad: [u32; 2],
+    /// First element of `dst`.
+    pub dst_off: u32,
+    pub _pad: u32,
 }
 const _: () = assert!(std::mem::size_of::<ColumnSumParams>() == 32);
 
@@ -72,5 +76,20 @@ impl ColumnSumKernel {
     /// Workgroups for `cols` columns.
     pub fn workgroups(cols: u32) -> (u32, u32, u32) {
         (cols.div_ceil(COLUMNS), 1, 1)
+    }
+
+    /// [`workgroups`](Self::workgroups), checked against the device limit.
+    pub fn checked_workgroups(ctx: &GpuContext, cols: u32) -> Result<(u32, u32, u32)> {
+        let groups = Self::workgroups(cols);
+        let limit = ctx.limits().max_compute_workgroups_per_dimension;
+        if groups.0 > limit {
+            return Err(LstmError::DeviceLimit {
+                what: format!("a column sum of {cols} columns"),
+                limit: "max_compute_workgroups_per_dimension",
+                requested: groups.0 as u64,
+                available: limit as u64,
+            });
+        }
+        Ok(groups)
     }
 }

@@ -1,6 +1,6 @@
 //! The tiled GEMM kernel (`shaders/gemm.wgsl`).
 
-use super::Kernel;
+use super::{ColumnSumKernel, ColumnSumParams, Kernel};
 use crate::error::{LstmError, Result};
 use crate::gpu::{GpuContext, Precision};
 
@@ -19,7 +19,10 @@ pub struct GemmParams {
     pub c_off: u32,
     pub bias_off: u32,
     pub flags: u32,
-    pub _pad: u32,
+    /// 0, or rows of K per slice of a split K: workgroup z reduces rows
+    /// [z·k_split, (z + 1)·k_split) and stores its partial sum alone in
+    /// C's z-th M × ldc slab (see [`GemmParams::split_parallel`]).
+    pub k_split: u32,
 }
 const _: () = assert!(std::mem::size_of::<GemmParams>() == 48);
 
@@ -79,6 +82,54 @@ impl GemmParams {
                 q
             })
             .collect()
+    }
+
+    /// Slices of K (workgroups along z): 1 unless K is split.
+    pub fn slices(&self) -> u32 {
+        match self.k_split {
+            0 => 1,
+            s => self.k.div_ceil(s).max(1),
+        }
+    }
+
+    /// This product with its K split into `splits` slices computed in
+    /// parallel, each into its own M × N slab of a workspace, and the column
+    /// sum that adds the slabs, in slice order, into C (with this product's
+    /// `ACCUMULATE`): `None` when it is not split (`splits` ≤ 1, K too short
+    /// for two slices of 64 rows, or an epilogue with a bias). Slices are
+    /// whole multiples of 64 rows. The workspace needs
+    /// `slices() · M · N` f32 elements.
+    pub fn split_parallel(self, splits: u32) -> Option<(GemmParams, ColumnSumParams)> {
+        const ROWS: u32 = 64;
+        if splits <= 1 || self.k < 2 * ROWS || self.flags & (Self::BIAS | Self::BIAS_PAIR) != 0 {
+            return None;
+        }
+        let k_split = self.k.div_ceil(splits).div_ceil(ROWS) * ROWS;
+        let slices = self.k.div_ceil(k_split);
+        if slices <= 1 {
+            return None;
+        }
+        let cells = self.m * self.n;
+        let gemm = GemmParams {
+            ldc: self.n,
+            c_off: 0,
+            flags: self.flags & (Self::TRANS_A | Self::TRANS_B),
+            k_split,
+            ..self
+        };
+        // Assumes C dense from c_off: a row stride of N.
+        debug_assert_eq!(self.ldc, self.n, "a split product writes a dense C");
+        let sum = ColumnSumParams {
+            rows: slices,
+            cols: cells,
+            ld: cells,
+            src_off: 0,
+            pair: 0,
+            accumulate: u32::from(self.flags & Self::ACCUMULATE != 0),
+            dst_off: self.c_off,
+            _pad: 0,
+        };
+        Some((gemm, sum))
     }
 }
 
@@ -273,7 +324,7 @@ impl GemmTile {
                 for (i, j) in cells() {
                     declare += &format!("    var c_{i}_{j} = 0.0;\n");
                     store += &format!(
-                        "    store(row0 + ty + {i}u * WY, col0 + tx + {j}u * WX, c_{i}_{j});\n"
+                        "    store(row0 + ty + {i}u * WY, col0 + tx + {j}u * WX, c_{i}_{j}, wg.z);\n"
                     );
                 }
                 for i in 0..tm {
@@ -303,8 +354,9 @@ impl GemmTile {
                 for (i, j) in cells() {
                     declare += &format!("    var c_{i}_{j} = 0.0;\n");
                     accumulate += &format!("        c_{i}_{j} = fma(a_{i}, b_{j}, c_{i}_{j});\n");
-                    store +=
-                        &format!("    store(row0 + {i}u, col0 + tx + {j}u * WX, c_{i}_{j});\n");
+                    store += &format!(
+                        "    store(row0 + {i}u, col0 + tx + {j}u * WX, c_{i}_{j}, wg.z);\n"
+                    );
                 }
                 include_str!("../../../shaders/gemm_direct.wgsl")
             }
@@ -414,22 +466,24 @@ impl GemmKernel {
         &self.kernel
     }
 
-    /// Workgroups for an M×N product, checked against the device limit.
-    pub fn workgroups(&self, ctx: &GpuContext, params: &GemmParams) -> Result<(u32, u32)> {
-        let (x, y) = (
+    /// Workgroups for an M×N product (× its slices of K), checked against
+    /// the device limit.
+    pub fn workgroups(&self, ctx: &GpuContext, params: &GemmParams) -> Result<(u32, u32, u32)> {
+        let (x, y, z) = (
             params.n.div_ceil(self.tile.bn),
             params.m.div_ceil(self.tile.bm),
+            params.slices(),
         );
         let limit = ctx.limits().max_compute_workgroups_per_dimension;
-        if x.max(y) > limit {
+        if x.max(y).max(z) > limit {
             return Err(LstmError::DeviceLimit {
                 what: format!("a {}×{} matrix product", params.m, params.n),
                 limit: "max_compute_workgroups_per_dimension",
-                requested: x.max(y) as u64,
+                requested: x.max(y).max(z) as u64,
                 available: limit as u64,
             });
         }
-        Ok((x, y))
+        Ok((x, y, z))
     }
 
     pub fn encode(
@@ -437,10 +491,9 @@ impl GemmKernel {
         ctx: &GpuContext,
         pass: &mut wgpu::ComputePass<'_>,
         bind_group: &wgpu::BindGroup,
-        workgroups: (u32, u32),
+        workgroups: (u32, u32, u32),
     ) {
-        self.kernel
-            .encode(ctx, pass, bind_group, (workgroups.0, workgroups.1, 1));
+        self.kernel.encode(ctx, pass, bind_group, workgroups);
     }
 }
 
@@ -475,6 +528,55 @@ impl GemmRole {
         built.push(k.clone());
         Ok(k)
     }
+
+    /// How `params` runs: in the tuned tile and, for a weight gradient
+    /// (layout TN, a dense C and no bias), with K in as many parallel
+    /// slices as the tuner chose for its class.
+    pub fn plan(&self, ctx: &GpuContext, params: &GemmParams) -> Result<GemmPlan> {
+        let kernel = self.kernel(ctx, params)?;
+        let splittable = self.layout == GemmLayout::TN
+            && params.ldc == params.n
+            && params.split_parallel(2).is_some();
+        let split = match splittable {
+            true => {
+                let splits = ctx.gemm_splits_for(self.types, self.layout, kernel.tile, params)?;
+                params.split_parallel(splits)
+            }
+            false => None,
+        };
+        Ok(match split {
+            Some((params, sum)) => GemmPlan {
+                kernel,
+                params,
+                sum: Some(sum),
+            },
+            None => GemmPlan {
+                kernel,
+                params: *params,
+                sum: None,
+            },
+        })
+    }
+}
+
+/// A product as it will run: its pipeline, its parameters, and with a
+/// split K, the column sum that adds the slices into C.
+pub struct GemmPlan {
+    pub kernel: GemmKernel,
+    pub params: GemmParams,
+    /// With a split K: the sum of the slices, from a workspace of
+    /// [`workspace_len`](Self::workspace_len) f32 elements into C.
+    pub sum: Option<ColumnSumParams>,
+}
+
+impl GemmPlan {
+    /// f32 elements of workspace the split product writes (0 unsplit).
+    pub fn workspace_len(&self) -> usize {
+        match self.sum {
+            Some(_) => (self.params.slices() * self.params.m * self.params.n) as usize,
+            None => 0,
+        }
+    }
 }
 
 /// The GEMMs of the LSTM passes, each for its operands' storage types: with
@@ -489,8 +591,6 @@ pub struct LstmGemms {
     pub weight_ih: GemmRole,
     /// dW_hh = H_prevᵀ · dG.
     pub weight_hh: GemmRole,
-    /// db = 1ᵀ · dG.
-    pub bias: GemmRole,
     /// dX = dG · W_ih.
     pub input: GemmRole,
     /// dW_hr = dhᵀ · M (LSTMP hidden projection; every operand f32).
@@ -506,7 +606,6 @@ impl LstmGemms {
             forward: role(F32, s, s, s, GemmLayout::NT),
             weight_ih: role(s, F32, F32, F32, GemmLayout::TN),
             weight_hh: role(s, s, F32, F32, GemmLayout::TN),
-            bias: role(F32, s, F32, F32, GemmLayout::NN),
             input: role(s, s, F32, F32, GemmLayout::NN),
             weight_hr: role(F32, F32, F32, F32, GemmLayout::TN),
         }
@@ -518,26 +617,76 @@ impl LstmGemms {
 pub(crate) struct BoundGemm {
     kernel: GemmKernel,
     bind_group: wgpu::BindGroup,
-    groups: (u32, u32),
-    _uniform: wgpu::Buffer,
+    groups: (u32, u32, u32),
+    /// With a split K: the column sum of the slices into C.
+    sum: Option<(ColumnSumKernel, wgpu::BindGroup, (u32, u32, u32))>,
+    _buffers: Vec<wgpu::Buffer>,
 }
 
 impl BoundGemm {
     pub fn new(ctx: &GpuContext, kernel: GemmKernel, op: &GemmOp<'_>) -> Result<Self> {
-        let uniform = ctx.create_buffer(
-            "gemm params",
-            std::mem::size_of::<GemmParams>() as u64,
-            wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+        Self::split(ctx, kernel, op, 1)
+    }
+
+    /// `op` with its K split into `splits` slices in parallel (see
+    /// [`GemmParams::split_parallel`]), with its own workspace; unsplit
+    /// when the product does not split.
+    pub fn split(
+        ctx: &GpuContext,
+        kernel: GemmKernel,
+        op: &GemmOp<'_>,
+        splits: u32,
+    ) -> Result<Self> {
+        let uniform = |label: &str, bytes: &[u8]| -> Result<wgpu::Buffer> {
+            let u = ctx.create_buffer(
+                label,
+                bytes.len() as u64,
+                wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+            )?;
+            ctx.queue().write_buffer(&u, 0, bytes);
+            Ok(u)
+        };
+        let Some((params, sum)) = op.params.split_parallel(splits) else {
+            let u = uniform("gemm params", bytemuck::bytes_of(&op.params))?;
+            let groups = kernel.workgroups(ctx, &op.params)?;
+            let bind_group = kernel.bind(ctx, op, &u, 0);
+            return Ok(BoundGemm {
+                kernel,
+                bind_group,
+                groups,
+                sum: None,
+                _buffers: vec![u],
+            });
+        };
+        let workspace = ctx.create_buffer(
+            "split gemm workspace",
+            4 * (params.slices() * params.m * params.n).max(1) as u64,
+            crate::gpu::tensor::TENSOR_USAGE,
         )?;
-        ctx.queue()
-            .write_buffer(&uniform, 0, bytemuck::bytes_of(&op.params));
-        let groups = kernel.workgroups(ctx, &op.params)?;
-        let bind_group = kernel.bind(ctx, op, &uniform, 0);
+        let (u, u_sum) = (
+            uniform("gemm params", bytemuck::bytes_of(&params))?,
+            uniform("split sum params", bytemuck::bytes_of(&sum))?,
+        );
+        let groups = kernel.workgroups(ctx, &params)?;
+        let bind_group = kernel.bind(
+            ctx,
+            &GemmOp {
+                params,
+                c: &workspace,
+                ..*op
+            },
+            &u,
+            0,
+        );
+        let sum_kernel = ColumnSumKernel::new(ctx, Precision::F32);
+        let sum_bind = sum_kernel.bind(ctx, (&u_sum, 0), &workspace, op.c);
+        let sum_groups = ColumnSumKernel::checked_workgroups(ctx, sum.cols)?;
         Ok(BoundGemm {
             kernel,
             bind_group,
             groups,
-            _uniform: uniform,
+            sum: Some((sum_kernel, sum_bind, sum_groups)),
+            _buffers: vec![u, u_sum, workspace],
         })
     }
 
@@ -556,6 +705,9 @@ impl BoundGemm {
             for _ in 0..repeats {
                 self.kernel
                     .encode(ctx, &mut pass, &self.bind_group, self.groups);
+                if let Some((k, bg, groups)) = &self.sum {
+                    k.kernel().encode(ctx, &mut pass, bg, *groups);
+                }
             }
         }
         ctx.submit_and_wait(enc)
@@ -660,6 +812,19 @@ mod tests {
         (m, n, k): (usize, usize, usize),
         flags: u32,
     ) {
+        check_split(ctx, tile, layout, (m, n, k), flags, 1)
+    }
+
+    /// [`check`] with K split into `splits` parallel slices: the slices'
+    /// sums are added in order, so the bound is the same.
+    fn check_split(
+        ctx: &GpuContext,
+        tile: GemmTile,
+        layout: GemmLayout,
+        (m, n, k): (usize, usize, usize),
+        flags: u32,
+        splits: u32,
+    ) {
         let value = |i: usize, s: usize| ((i * s + 3) % 29) as f32 / 14.0 - 1.0;
         let a: Vec<f32> = (0..m * k).map(|i| value(i, 7)).collect();
         let b: Vec<f32> = (0..k * n).map(|i| value(i, 5)).collect();
@@ -693,7 +858,13 @@ mod tests {
             bias: &gbias.buffer,
             c: &gc.buffer,
         };
-        BoundGemm::new(ctx, kernel, &op)
+        if splits > 1 {
+            assert!(
+                params.split_parallel(splits).is_some(),
+                "({m}, {n}, {k}) splits"
+            );
+        }
+        BoundGemm::split(ctx, kernel, &op, splits)
             .unwrap()
             .run(ctx, 1)
             .unwrap();
@@ -746,6 +917,42 @@ mod tests {
                 check(&ctx, tile, layout, (20, 70, 17), epilogue);
             }
         }
+    }
+
+    /// Every tile with K split into parallel slices (whole and partial
+    /// last slices, slices that start mid-tile of K), plain and adding to C.
+    #[test]
+    fn every_tile_with_a_split_k_matches_a_plain_product() {
+        let Some(ctx) = ctx() else { return };
+        for tile in GemmTile::CANDIDATES {
+            for layout in [GemmLayout::NN, GemmLayout::TN] {
+                check_split(&ctx, tile, layout, (70, 37, 300), 0, 3);
+                check_split(
+                    &ctx,
+                    tile,
+                    layout,
+                    (33, 65, 1000),
+                    GemmParams::ACCUMULATE,
+                    16,
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_split_k_slices_whole_multiples_of_64_rows() {
+        let p = GemmParams::dense(8, 4, 1000, GemmLayout::TN, GemmParams::ACCUMULATE);
+        let (g, s) = p.split_parallel(4).unwrap();
+        assert_eq!((g.k_split, g.slices()), (256, 4));
+        assert_eq!(g.flags & GemmParams::ACCUMULATE, 0);
+        assert_eq!((s.rows, s.cols, s.accumulate), (4, 32, 1));
+        let (g, _) = p.split_parallel(16).unwrap();
+        assert_eq!((g.k_split, g.slices()), (64, 16));
+        // Too short to split, or a bias epilogue.
+        assert!(GemmParams { k: 100, ..p }.split_parallel(4).is_none());
+        assert!(p.split_parallel(1).is_none());
+        let biased = GemmParams::dense(8, 4, 1000, GemmLayout::NT, GemmParams::BIAS);
+        assert!(biased.split_parallel(4).is_none());
     }
 
     #[test]

@@ -101,7 +101,7 @@ pub use backward_step::{BackwardBuffers, BackwardStepKernel};
 pub use column_sum::{ColumnSumKernel, ColumnSumParams};
 pub(crate) use gemm::{BoundGemm, GEMM_K_CHUNK};
 pub use gemm::{
-    GemmKernel, GemmKind, GemmLayout, GemmOp, GemmParams, GemmRole, GemmRunner, GemmTile,
+    GemmKernel, GemmKind, GemmLayout, GemmOp, GemmParams, GemmPlan, GemmRunner, GemmTile,
     GemmTypes, LstmGemms,
 };
 pub(crate) use hidden_projection::HiddenProjPipeline;

@@ -120,6 +120,7 @@ impl GpuLstm {
             let kernels = BpttKernels {
                 gemms: &self.gemms,
                 column_sum: &self.column_sum,
+                split_sum: &self.split_sum,
                 back,
                 wave_back,
                 permute: &self.permute,

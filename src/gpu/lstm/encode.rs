@@ -86,7 +86,7 @@ impl GpuLstm {
         if let Some(seed) = dropout_seed {
             let ws = &mut self.workspaces[idx];
             let tr = ws.bptt.as_mut().expect("prepared for training");
-            tr.set_seed(&self.ctx, &self.config, &self.layers, t, b, seed);
+            tr.set_seed(&self.ctx, &self.config, t, b, seed);
             self.last_train = Some((t, b));
         }
         let mut enc = self.encoder("lstm forward");
@@ -293,7 +293,7 @@ impl GpuLstm {
             .bptt
             .as_mut()
             .expect("prepared for training");
-        tr.set_seed(&self.ctx, &self.config, &self.layers, t, b, seed);
+        tr.set_seed(&self.ctx, &self.config, t, b, seed);
         self.last_train = Some((t, b));
         self.encode_forward(
             enc,

@@ -105,6 +105,9 @@ pub struct GpuLstm {
     permute: PermuteKernel,
     /// The bias gradient's column sum.
     column_sum: ColumnSumKernel,
+    /// The f32 column sum that adds the slices of a split-K product (the
+    /// bias's own with f32 storage).
+    split_sum: ColumnSumKernel,
     /// The wavefront forward of a unidirectional stack without projection
     /// (two layers or more): its kernel and the packed copy of every layer's
     /// weights it reads, refreshed at each such forward.
@@ -172,6 +175,11 @@ impl GpuLstm {
         } else {
             None
         };
+        let column_sum = ColumnSumKernel::new(ctx, precision);
+        let split_sum = match precision {
+            Precision::F32 => column_sum.clone(),
+            Precision::F16 => ColumnSumKernel::new(ctx, Precision::F32),
+        };
         let engine = GpuLstm {
             wave,
             gemms: LstmGemms::new(precision),
@@ -179,7 +187,8 @@ impl GpuLstm {
             step_config: None,
             back: BackwardStepKernel::new(precision),
             permute: PermuteKernel::new(ctx),
-            column_sum: ColumnSumKernel::new(ctx, precision),
+            column_sum,
+            split_sum,
             hidden_proj: (config.proj_size > 0).then(|| {
                 (
                     HiddenProjKernel::new(precision),

@@ -261,11 +261,11 @@ impl GpuTrainer {
                 .iter()
                 .find(|k| k.layout() == GemmLayout::of(params.flags))
                 .expect("a head GEMM kernel for each layout");
-            let (x, y) = kernel.workgroups(ctx, &params)?;
+            let groups = kernel.workgroups(ctx, &params)?;
             Ok(Dispatch::new(
                 kernel.kernel(),
                 kernel.bind(ctx, &op, &uniforms, u.offset(entry) as u64),
-                (x, y, 1),
+                groups,
             ))
         };
 

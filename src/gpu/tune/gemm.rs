@@ -56,16 +56,22 @@ fn buffer(ctx: &GpuContext, values: &[f32], precision: Precision) -> Result<wgpu
 }
 
 /// Checks `tile` on a product with edge tiles in M, N and K and the
-/// epilogue, in the class's types and layout, against f64. `None` when it
-/// agrees within a gross-error screen (1e-3 of the largest term sum in f32
-/// storage, 2e-2 with f16 operands; a wrong kernel is off by O(1)).
+/// epilogue, in the class's types and layout, against f64; with `splits` >
+/// 1, K split into that many parallel slices (and the epilogue adding to
+/// C, without a bias). `None` when it agrees within a gross-error screen
+/// (1e-3 of the largest term sum in f32 storage, 2e-2 with f16 operands; a
+/// wrong kernel is off by O(1)).
 fn check(
     ctx: &GpuContext,
     types: GemmTypes,
     layout: GemmLayout,
     tile: GemmTile,
+    splits: u32,
 ) -> Result<Option<String>> {
-    let (m, n, k) = (70usize, 37usize, 45usize);
+    let split = splits > 1;
+    let (m, n) = (70usize, 37usize);
+    // Long enough for `splits` slices of 64 rows, with a short last one.
+    let k = if split { 64 * splits as usize + 45 } else { 45 };
     let value = |i: usize, s: usize| ((i * s + 3) % 29) as f32 / 14.0 - 1.0;
     // Values rounded through each operand's storage type, so that the
     // reference sees what the kernel reads.
@@ -79,7 +85,10 @@ fn check(
         .map(|i| stored(value(i, 3), types.bias))
         .collect();
     let old: Vec<f32> = (0..m * n).map(|i| stored(value(i, 11), types.c)).collect();
-    let epilogue = GemmParams::BIAS | GemmParams::BIAS_PAIR | GemmParams::ACCUMULATE;
+    let epilogue = match split {
+        true => GemmParams::ACCUMULATE,
+        false => GemmParams::BIAS | GemmParams::BIAS_PAIR | GemmParams::ACCUMULATE,
+    };
     let params = GemmParams::dense(m as u32, n as u32, k as u32, layout, epilogue);
     let (ga, gb, gbias, gc) = (
         buffer(ctx, &a, types.a)?,
@@ -95,7 +104,7 @@ fn check(
         bias: &gbias,
         c: &gc,
     };
-    BoundGemm::new(ctx, kernel, &op)?.run(ctx, 1)?;
+    BoundGemm::split(ctx, kernel, &op, splits)?.run(ctx, 1)?;
     let bytes = crate::gpu::tensor::read_buffers(ctx, &[&gc])?;
     let got = crate::gpu::params::from_bytes(&bytes[0], m * n, types.c);
     let tol = match types {
@@ -114,10 +123,11 @@ fn check(
                     false => b[p * n + j],
                 } as f64;
             let scale: f64 = (0..k).map(|p| at(p).abs()).sum::<f64>() + 4.0;
-            let want: f64 = (0..k).map(at).sum::<f64>()
-                + bias[j] as f64
-                + bias[n + j] as f64
-                + old[i * n + j] as f64;
+            let biases = match split {
+                true => 0.0,
+                false => bias[j] as f64 + bias[n + j] as f64,
+            };
+            let want: f64 = (0..k).map(at).sum::<f64>() + biases + old[i * n + j] as f64;
             let e = (got[i * n + j] as f64 - want).abs() / scale;
             if e.is_nan() || e > worst {
                 worst = e;
@@ -128,21 +138,16 @@ fn check(
         .then(|| format!("off by {worst:.2e} of its terms' magnitude (tolerance {tol:.0e})")))
 }
 
-/// Times `tile` on the class's product (K at most [`TIMED_K`], and less
-/// for the largest classes): wall time
-/// to the finished result, the median of a few runs.
+/// Times `tile` on an M × N × K product (K split into `splits` parallel
+/// slices): wall time to the finished result, the median of a few runs.
 fn time(
     ctx: &GpuContext,
     types: GemmTypes,
     layout: GemmLayout,
     tile: GemmTile,
     (m, n, k): (u32, u32, u32),
+    splits: u32,
 ) -> Result<f64> {
-    // At most about 0.25 GFLOP per run (K at least 32), so that tuning a
-    // large class stays quick on slow adapters.
-    let k = k
-        .min(TIMED_K)
-        .min((125_000_000 / (m as u64 * n as u64)).max(32) as u32);
     let params = GemmParams::dense(m, n, k, layout, 0);
     let zeros = |len: u32, p: Precision| buffer(ctx, &vec![0.0; len as usize], p);
     let (ga, gb, gc) = (
@@ -159,7 +164,7 @@ fn time(
         c: &gc,
     };
     // Bound once; each run is one submit and one wait.
-    let bound = BoundGemm::new(ctx, kernel, &op)?;
+    let bound = BoundGemm::split(ctx, kernel, &op, splits)?;
     let mut runs = Vec::new();
     for i in 0..=REPEATS {
         let start = std::time::Instant::now();
@@ -189,13 +194,72 @@ pub(crate) fn tune_gemm(
             name: name(config),
         })
         .collect();
+    // At most about 0.25 GFLOP per run (K at least 32), so that tuning a
+    // large class stays quick on slow adapters.
+    let (m, n, k) = dims;
+    let k = k.min((125_000_000 / (m as u64 * n as u64)).max(32) as u32);
     let s = select(
         FAMILY,
         &class,
         &candidates,
-        |t| check(ctx, types, layout, t),
-        |t| time(ctx, types, layout, t, dims),
+        |t| check(ctx, types, layout, t, 1),
+        |t| time(ctx, types, layout, t, (m, n, k), 1),
     )?;
     let chosen = s.chosen;
     Ok((chosen, TuneReport::measured(FAMILY, class, s, "wall")))
+}
+
+/// The family of parallel split-K counts.
+pub(crate) const SPLIT_FAMILY: &str = "gemm split-k";
+
+/// The split counts tried: K in this many parallel slices, then a column
+/// sum of the slices (1: unsplit).
+pub(crate) const SPLITS: [u32; 5] = [1, 2, 4, 8, 16];
+
+/// The split class of a product: its GEMM class and K rounded up to a
+/// power of two (at most one block of [`GEMM_K_CHUNK`] rows).
+pub(crate) fn split_class(types: GemmTypes, layout: GemmLayout, p: &GemmParams) -> String {
+    format!(
+        "{} k{}",
+        class(types, layout, p),
+        bucket(p.k, crate::gpu::kernels::GEMM_K_CHUNK)
+    )
+}
+
+pub(crate) fn parse_splits(s: &str) -> Option<u32> {
+    s.parse().ok().filter(|s| SPLITS.contains(s))
+}
+
+/// Chooses how many parallel slices of K the products of `p`'s split class
+/// run in, with `tile`, by checking and timing each count on `ctx` (the
+/// product timed at the class's M, N and K, at most about 0.5 GFLOP).
+pub(crate) fn tune_splits(
+    ctx: &GpuContext,
+    types: GemmTypes,
+    layout: GemmLayout,
+    tile: GemmTile,
+    p: &GemmParams,
+) -> Result<(u32, TuneReport)> {
+    let class = split_class(types, layout, p);
+    let (m, n) = (bucket(p.m, 4096), bucket(p.n, 4096));
+    let k = bucket(p.k, crate::gpu::kernels::GEMM_K_CHUNK)
+        .min((250_000_000 / (m as u64 * n as u64)).max(128) as u32);
+    let dense = GemmParams::dense(m, n, k, layout, 0);
+    let candidates: Vec<Candidate<u32>> = SPLITS
+        .into_iter()
+        .filter(|&s| s == 1 || dense.split_parallel(s).is_some())
+        .map(|config| Candidate {
+            config,
+            name: config.to_string(),
+        })
+        .collect();
+    let s = select(
+        SPLIT_FAMILY,
+        &class,
+        &candidates,
+        |splits| check(ctx, types, layout, tile, splits),
+        |splits| time(ctx, types, layout, tile, (m, n, k), splits),
+    )?;
+    let chosen = s.chosen;
+    Ok((chosen, TuneReport::measured(SPLIT_FAMILY, class, s, "wall")))
 }

@@ -169,7 +169,6 @@ pub(crate) fn fingerprint() -> u64 {
     h
 }
 
-
 /// One candidate configuration and its name in reports and the cache.
 pub(crate) struct Candidate<C> {
     pub config: C,

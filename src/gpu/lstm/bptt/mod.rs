@@ -28,12 +28,12 @@
 
 mod params;
 
-use params::{BpttEntries, Gemm, backward_gemms, bptt_uniforms};
+use params::{BpttEntries, Gemm, Planned, bptt_uniforms, plan_gemms};
 
 use crate::config::LstmConfig;
 use crate::error::{LstmError, Result};
 use crate::gpu::kernels::{
-    BackPipeline, BackwardBuffers, ColumnSumKernel, GemmOp, GemmRole, HiddenProjBackwardBuffers,
+    BackPipeline, BackwardBuffers, ColumnSumKernel, GemmOp, HiddenProjBackwardBuffers,
     HiddenProjBackwardKernel, HiddenProjBuffers, Kernel, LstmGemms, PermuteKernel, StepBuffers,
     TrainBuffers, WavefrontBuffers,
 };
@@ -111,6 +111,10 @@ pub(in crate::gpu) struct BpttSpace {
     pub layout: Uniforms,
     /// Where each entry of `uniforms` sits.
     entries: BpttEntries,
+    /// Per layer: the backward products as they run.
+    plans: Vec<Vec<(Gemm, Planned)>>,
+    /// The slices of the products whose K is split (f32).
+    _split_workspace: Option<wgpu::Buffer>,
     /// The dropout seed the uniforms hold.
     seed: u64,
     /// The wavefront training of a unidirectional stack (its forward and
@@ -153,6 +157,8 @@ pub(super) struct BpttKernels<'a> {
     pub back: BackPipeline,
     /// The bias gradient's column sum, for the gate gradients' precision.
     pub column_sum: &'a ColumnSumKernel,
+    /// The f32 column sum that adds a split product's slices.
+    pub split_sum: &'a ColumnSumKernel,
     /// For a stack with a wavefront forward: the backward wavefront
     /// pipeline of this shape's tile, and the packed weights.
     pub wave_back: Option<(BackPipeline, &'a wgpu::Buffer)>,
@@ -258,7 +264,21 @@ impl BpttSpace {
             .write_buffer(&ones, 0, bytemuck::cast_slice(&vec![1.0f32; t * b]));
 
         let entries = BpttEntries::new(cfg, t, b, wave_on);
-        let layout = bptt_uniforms(ctx, cfg, weights, &entries, t, b, 0);
+        let plans = plan_gemms(ctx, k.gemms, cfg, weights, t * b, wave_on)?;
+        let layout = bptt_uniforms(ctx, cfg, &plans, &entries, t, b, 0);
+        let workspace_len = plans
+            .iter()
+            .flatten()
+            .map(|(_, p)| match p {
+                Planned::Gemm(g) => g.workspace_len(),
+                Planned::Sum(_) => 0,
+            })
+            .max()
+            .unwrap_or(0);
+        let split_workspace = match workspace_len {
+            0 => None,
+            n => Some(buffer("split-K slices", &[n])?),
+        };
         let uniforms = ctx.create_buffer(
             "training uniforms",
             layout.bytes.len() as u64,
@@ -343,52 +363,62 @@ impl BpttSpace {
                 _ => &ws.ys[l - 1].buffer,
             };
             let dx = if l == 0 { &d_input.buffer } else { &dy.buffer };
-            let mut ops = backward_gemms(cfg, w, t * b, wave_on.then_some(l));
-            if wave_on && l > 0 {
-                ops.retain(|(kind, _)| !matches!(kind, Gemm::Input));
-            }
             // A wavefront's saved h of every layer is one buffer.
             let saved_h = &h_prev[if wave_on { 0 } else { l }];
-            let operands: Vec<(&GemmRole, &wgpu::Buffer, &wgpu::Buffer, &wgpu::Buffer)> = ops
-                .iter()
-                .map(|(kind, _)| match kind {
-                    Gemm::WeightIh => (&k.gemms.weight_ih, &d_gates, x, &g.w_ih),
-                    Gemm::WeightHh => (&k.gemms.weight_hh, &d_gates, saved_h, &g.w_hh),
-                    Gemm::Bias => (&k.gemms.bias, &ones, &d_gates, &g.bias),
-                    Gemm::Input => (&k.gemms.input, &d_gates, &w.w_ih, dx),
+            let mut layer_gemms = Vec::new();
+            for (which, (kind, planned)) in plans[l].iter().enumerate() {
+                // A wavefront's layers above 0 need no dX GEMM: the backward
+                // steps fuse it.
+                if wave_on && l > 0 && matches!(kind, Gemm::Input) {
+                    continue;
+                }
+                let offset = layout.offset(entries.gemm(l, which)) as u64;
+                let plan = match planned {
+                    Planned::Sum(sum) => {
+                        // The bias gradient: a column sum of dG (the uniform
+                        // holds its parameters).
+                        let bg = k
+                            .column_sum
+                            .bind(ctx, (&uniforms, offset), &d_gates, &g.bias);
+                        let groups = ColumnSumKernel::workgroups(sum.cols);
+                        layer_gemms.push((k.column_sum.kernel().clone(), bg, groups));
+                        continue;
+                    }
+                    Planned::Gemm(plan) => plan,
+                };
+                let (a, bm, c) = match kind {
+                    Gemm::WeightIh => (&d_gates, x, &g.w_ih),
+                    Gemm::WeightHh => (&d_gates, saved_h, &g.w_hh),
+                    Gemm::Input => (&d_gates, &w.w_ih, dx),
                     Gemm::WeightHr => (
-                        &k.gemms.weight_hr,
                         dh_proj.as_ref().expect("a hidden projection"),
                         &m_saved[l],
                         g.w_hr.as_ref().expect("a hidden projection"),
                     ),
-                })
-                .collect();
-            let mut layer_gemms = Vec::new();
-            for (which, ((kind, params), (role, a, bm, c))) in ops.iter().zip(operands).enumerate()
-            {
-                // `retain` above only drops the last products (dX), so the
-                // entries keep their indices.
-                let offset = layout.offset(entries.gemm(l, which)) as u64;
-                if matches!(kind, Gemm::Bias) {
-                    // A column sum of dG, not a GEMM (the uniform holds its
-                    // parameters).
-                    let bg = k.column_sum.bind(ctx, (&uniforms, offset), &d_gates, c);
-                    let groups = ColumnSumKernel::workgroups(params.n);
-                    layer_gemms.push((k.column_sum.kernel().clone(), bg, groups));
-                    continue;
-                }
-                let kernel = role.kernel(ctx, params)?;
+                    Gemm::Bias => unreachable!("planned as a column sum"),
+                };
+                // A split product writes its slices to the workspace, and a
+                // column sum adds them into C.
+                let slices = match &plan.sum {
+                    Some(_) => split_workspace.as_ref().expect("a split-K workspace"),
+                    None => c,
+                };
                 let op = GemmOp {
-                    params: *params,
+                    params: plan.params,
                     a,
                     b: bm,
                     bias: a,
-                    c,
+                    c: slices,
                 };
-                let (x, y) = kernel.workgroups(ctx, params)?;
-                let bind_group = kernel.bind(ctx, &op, &uniforms, offset);
-                layer_gemms.push((kernel.kernel().clone(), bind_group, (x, y, 1)));
+                let groups = plan.kernel.workgroups(ctx, &plan.params)?;
+                let bind_group = plan.kernel.bind(ctx, &op, &uniforms, offset);
+                layer_gemms.push((plan.kernel.kernel().clone(), bind_group, groups));
+                if let Some(sum) = &plan.sum {
+                    let at = layout.offset(entries.gemm_sum(l, which)) as u64;
+                    let bg = k.split_sum.bind(ctx, (&uniforms, at), slices, c);
+                    let groups = ColumnSumKernel::checked_workgroups(ctx, sum.cols)?;
+                    layer_gemms.push((k.split_sum.kernel().clone(), bg, groups));
+                }
             }
             gemms.push(layer_gemms);
         }
@@ -471,6 +501,8 @@ impl BpttSpace {
             uniforms,
             layout,
             entries,
+            plans,
+            _split_workspace: split_workspace,
             seed: 0,
             steps,
             back,
@@ -499,20 +531,12 @@ impl BpttSpace {
     /// Rewrites the per-pass parameters for a new dropout seed. Without
     /// inter-layer dropout, or for the seed already written, nothing depends
     /// on it and nothing is written.
-    pub fn set_seed(
-        &mut self,
-        ctx: &GpuContext,
-        cfg: &LstmConfig,
-        weights: &[GpuLayer],
-        t: usize,
-        b: usize,
-        seed: u64,
-    ) {
+    pub fn set_seed(&mut self, ctx: &GpuContext, cfg: &LstmConfig, t: usize, b: usize, seed: u64) {
         let masked = cfg.dropout > 0.0 && cfg.num_layers > 1;
         if !masked || seed == self.seed {
             return;
         }
-        self.layout = bptt_uniforms(ctx, cfg, weights, &self.entries, t, b, seed);
+        self.layout = bptt_uniforms(ctx, cfg, &self.plans, &self.entries, t, b, seed);
         self.seed = seed;
         ctx.queue()
             .write_buffer(&self.uniforms, 0, &self.layout.bytes);

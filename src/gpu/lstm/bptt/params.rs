@@ -3,10 +3,11 @@
 //! layer with their parameters.
 
 use crate::config::LstmConfig;
+use crate::error::Result;
 use crate::gpu::GpuContext;
 use crate::gpu::kernels::{
-    ColumnSumParams, DropoutParams, GEMM_K_CHUNK, GemmParams, PermuteParams, StepParams,
-    wavefront_block,
+    ColumnSumParams, DropoutParams, GEMM_K_CHUNK, GemmParams, GemmPlan, LstmGemms, PermuteParams,
+    StepParams, wavefront_block,
 };
 use crate::gpu::workspace::{GpuLayer, Uniforms, step_params};
 
@@ -15,7 +16,8 @@ pub(super) struct BpttEntries {
     layers: usize,
     seq_len: usize,
     /// Room for each layer's backward GEMMs: dW_ih, db, dX and dW_hh (and
-    /// dW_hr with a hidden projection) per direction.
+    /// dW_hr with a hidden projection) per direction, two entries each (a
+    /// product and the column sum of its slices when its K is split).
     gemms: usize,
     /// The stack trains in a wavefront: T + L - 1 forward and T + L
     /// backward entries follow the permutes.
@@ -29,7 +31,7 @@ impl BpttEntries {
         BpttEntries {
             layers: cfg.num_layers,
             seq_len,
-            gemms: (3 + per_dir * cfg.num_directions()) * chunks,
+            gemms: 2 * (3 + per_dir * cfg.num_directions()) * chunks,
             wave,
         }
     }
@@ -40,7 +42,11 @@ impl BpttEntries {
         self.layers * self.seq_len + layer * (self.seq_len + 1) + s
     }
     pub fn gemm(&self, layer: usize, which: usize) -> usize {
-        self.layers * (2 * self.seq_len + 1) + layer * self.gemms + which
+        self.layers * (2 * self.seq_len + 1) + layer * self.gemms + 2 * which
+    }
+    /// The column sum of product `which`'s slices, when its K is split.
+    pub fn gemm_sum(&self, layer: usize, which: usize) -> usize {
+        self.gemm(layer, which) + 1
     }
     pub fn permute(&self, which: usize) -> usize {
         self.layers * (2 * self.seq_len + 1 + self.gemms) + which
@@ -118,7 +124,8 @@ pub(super) fn bias_sum(p: &GemmParams) -> ColumnSumParams {
         src_off: p.b_off,
         pair: 1,
         accumulate: u32::from(p.flags & GemmParams::ACCUMULATE != 0),
-        _pad: [0; 2],
+        dst_off: 0,
+        _pad: 0,
     }
 }
 
@@ -218,11 +225,50 @@ fn layer_gemms(cfg: &LstmConfig, w: &GpuLayer, rows: usize) -> Vec<(Gemm, GemmPa
     ops
 }
 
-/// All training parameters for one pass with dropout seed `seed`.
+/// A layer's backward product as it runs: the bias gradient's column sum,
+/// or a GEMM as planned (its tile, and its K split or not).
+pub(super) enum Planned {
+    Sum(ColumnSumParams),
+    Gemm(GemmPlan),
+}
+
+/// Every layer's [`backward_gemms`], planned: the tuner picks each GEMM's
+/// tile and split (measuring on first use of a class).
+pub(super) fn plan_gemms(
+    ctx: &GpuContext,
+    gemms: &LstmGemms,
+    cfg: &LstmConfig,
+    weights: &[GpuLayer],
+    rows: usize,
+    wave: bool,
+) -> Result<Vec<Vec<(Gemm, Planned)>>> {
+    weights
+        .iter()
+        .enumerate()
+        .map(|(l, w)| {
+            backward_gemms(cfg, w, rows, wave.then_some(l))
+                .into_iter()
+                .map(|(kind, params)| {
+                    let role = match kind {
+                        Gemm::Bias => return Ok((kind, Planned::Sum(bias_sum(&params)))),
+                        Gemm::WeightIh => &gemms.weight_ih,
+                        Gemm::WeightHh => &gemms.weight_hh,
+                        Gemm::Input => &gemms.input,
+                        Gemm::WeightHr => &gemms.weight_hr,
+                    };
+                    Ok((kind, Planned::Gemm(role.plan(ctx, &params)?)))
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// All training parameters for one pass with dropout seed `seed`, with the
+/// backward products as `plans` says.
 pub(super) fn bptt_uniforms(
     ctx: &GpuContext,
     cfg: &LstmConfig,
-    weights: &[GpuLayer],
+    plans: &[Vec<(Gemm, Planned)>],
     e: &BpttEntries,
     t: usize,
     b: usize,
@@ -231,8 +277,7 @@ pub(super) fn bptt_uniforms(
     let (dirs, layers) = (cfg.num_directions(), cfg.num_layers);
     let hout = cfg.hidden_out();
     let mut u = Uniforms::new(ctx, e.count());
-    let packed = |l: usize| e.wave.then_some(l);
-    for (l, layer) in weights.iter().enumerate() {
+    for (l, plan) in plans.iter().enumerate() {
         // Dropout on every layer's output but the last.
         let p = if l + 1 < layers { cfg.dropout } else { 0.0 };
         let dropout = DropoutParams::new(p, seed, l);
@@ -246,13 +291,15 @@ pub(super) fn bptt_uniforms(
             bp.dropout = dropout;
             u.put(e.back(l, s), &bp);
         }
-        for (which, (kind, params)) in backward_gemms(cfg, layer, t * b, packed(l))
-            .iter()
-            .enumerate()
-        {
-            match kind {
-                Gemm::Bias => u.put(e.gemm(l, which), &bias_sum(params)),
-                _ => u.put(e.gemm(l, which), params),
+        for (which, (_, planned)) in plan.iter().enumerate() {
+            match planned {
+                Planned::Sum(sum) => u.put(e.gemm(l, which), sum),
+                Planned::Gemm(g) => {
+                    u.put(e.gemm(l, which), &g.params);
+                    if let Some(sum) = &g.sum {
+                        u.put(e.gemm_sum(l, which), sum);
+                    }
+                }
             }
         }
     }
