@@ -40,8 +40,11 @@ const ACCUMULATE: u32 = 8u;
 const BIAS_PAIR: u32 = 16u;
 
 @group(0) @binding(0) var<uniform> p: GemmParams;
-@group(0) @binding(1) var<storage, read> a: array<a_t>;          // A as stored
-@group(0) @binding(2) var<storage, read> b: array<b_t>;          // B as stored
+// A and B are bound as arrays of their storage type, or (VW = 4, a tiled
+// kernel on aligned operands) of vec4s of it; `ld_a(i)` and `ld_b(i)` read
+// element i either way, and `ld_a4(i)` and `ld_b4(i)` elements i..i+4 (i a
+// multiple of VW; one vector load when VW = 4). The builder fills OPERANDS.
+//{OPERANDS}
 @group(0) @binding(3) var<storage, read> bias: array<bias_t>;    // [N] at bias_off
 @group(0) @binding(4) var<storage, read_write> c: array<c_t>;    // [M, ldc] at c_off
 

@@ -502,6 +502,10 @@ impl GpuContext {
         usage: wgpu::BufferUsages,
     ) -> Result<wgpu::Buffer> {
         let limits = self.limits();
+        // Buffers are whole multiples of 16 bytes (and at least 16: wgpu
+        // rejects zero-sized bindings), so that any of them can be read as
+        // vec4s (the tiled GEMM's aligned loads).
+        let size = size.max(16).next_multiple_of(16);
         if size > limits.max_buffer_size {
             return Err(LstmError::DeviceLimit {
                 what: format!("buffer `{label}`"),
@@ -521,8 +525,6 @@ impl GpuContext {
             });
         }
         self.inner.counters.buffers.fetch_add(1, Ordering::Relaxed);
-        // wgpu rejects zero-sized bindings; round tiny buffers up to one vec4.
-        let size = size.max(16).next_multiple_of(4);
         Ok(self.inner.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some(label),
             size,

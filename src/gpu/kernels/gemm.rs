@@ -84,6 +84,15 @@ impl GemmParams {
             .collect()
     }
 
+    /// Whether a tiled kernel may load this product's operands as `vec4`s:
+    /// their offsets and row strides are multiples of 4 (buffers are
+    /// allocated in multiples of 16 bytes).
+    pub fn aligned(&self) -> bool {
+        [self.a_off, self.lda, self.b_off, self.ldb]
+            .iter()
+            .all(|v| v % 4 == 0)
+    }
+
     /// Slices of K (workgroups along z): 1 unless K is split.
     pub fn slices(&self) -> u32 {
         match self.k_split {
@@ -311,9 +320,48 @@ impl GemmTile {
         ]
     }
 
+    /// Whether this tile can load its operands as `vec4`s: a tiled kernel
+    /// whose invocations each fetch whole groups of 4 of both tiles.
+    pub fn vectorizable(&self) -> bool {
+        let wg = (self.bm / self.tm) * (self.bn / self.tn);
+        self.kind == GemmKind::Tiled
+            && (self.bm * self.bk / wg) % 4 == 0
+            && (self.bn * self.bk / wg) % 4 == 0
+            && self.bk % 4 == 0
+            && self.bm % 4 == 0
+            && self.bn % 4 == 0
+    }
+
+    /// The bindings of A and B and their loaders (see `shaders/gemm.wgsl`),
+    /// scalar or as `vec4`s.
+    fn operands(vector: bool) -> String {
+        let mut out = String::new();
+        for (x, binding) in [("a", 1), ("b", 2)] {
+            let (elem, ld, ld4) = match vector {
+                false => (
+                    format!("{x}_t"),
+                    format!("f32({x}[i])"),
+                    format!("vec4<f32>(f32({x}[i]), 0.0, 0.0, 0.0)"),
+                ),
+                true => (
+                    format!("vec4<{x}_t>"),
+                    format!("f32({x}[i >> 2u][i & 3u])"),
+                    format!("vec4<f32>({x}[i >> 2u])"),
+                ),
+            };
+            out += &format!(
+                "@group(0) @binding({binding}) var<storage, read> {x}: array<{elem}>;\n\
+                 fn ld_{x}(i: u32) -> f32 {{\n    return {ld};\n}}\n\
+                 fn ld_{x}4(i: u32) -> vec4<f32> {{\n    return {ld4};\n}}\n"
+            );
+        }
+        out
+    }
+
     /// The shader with this tile's register block spelled out: one variable
-    /// per element of C an invocation owns (see `shaders/gemm.wgsl`).
-    fn source(&self) -> String {
+    /// per element of C an invocation owns (see `shaders/gemm.wgsl`), with
+    /// the operands loaded as `vec4`s when `vector`.
+    fn source(&self, vector: bool) -> String {
         let (tm, tn) = (self.tm, self.tn);
         let cells = || (0..tm).flat_map(move |i| (0..tn).map(move |j| (i, j)));
         let mut declare = String::new();
@@ -344,12 +392,12 @@ impl GemmTile {
             GemmKind::Direct => {
                 for i in 0..tm {
                     declare += &format!("    let ab_{i} = a_base(min(row0 + {i}u, last_m));\n");
-                    accumulate += &format!("        let a_{i} = f32(a[ab_{i} + ka]);\n");
+                    accumulate += &format!("        let a_{i} = ld_a(ab_{i} + ka);\n");
                 }
                 for j in 0..tn {
                     declare +=
                         &format!("    let bb_{j} = b_base(min(col0 + tx + {j}u * WX, last_n));\n");
-                    accumulate += &format!("        let b_{j} = f32(b[bb_{j} + kb]);\n");
+                    accumulate += &format!("        let b_{j} = ld_b(bb_{j} + kb);\n");
                 }
                 for (i, j) in cells() {
                     declare += &format!("    var c_{i}_{j} = 0.0;\n");
@@ -365,7 +413,9 @@ impl GemmTile {
             .replace("//{DECLARE}\n", &declare)
             .replace("//{ACCUMULATE}\n", &accumulate)
             .replace("//{STORE}\n", &store);
-        format!("{}\n{body}", include_str!("../../../shaders/gemm.wgsl"))
+        let common = include_str!("../../../shaders/gemm.wgsl")
+            .replace("//{OPERANDS}\n", &Self::operands(vector));
+        format!("{common}\n{body}")
     }
 
     fn b_pad(&self, layout: GemmLayout) -> u32 {
@@ -396,6 +446,8 @@ pub struct GemmKernel {
     kernel: Kernel,
     layout: GemmLayout,
     tile: GemmTile,
+    /// Loads its operands as `vec4`s: only for aligned products.
+    vector: bool,
 }
 
 impl GemmKernel {
@@ -405,15 +457,42 @@ impl GemmKernel {
     }
 
     /// A product whose operands are stored as `types` (f32 accumulation), in
-    /// `layout`, with `tile`.
+    /// `layout`, with `tile`, loading scalars.
     pub fn typed(ctx: &GpuContext, types: GemmTypes, layout: GemmLayout, tile: GemmTile) -> Self {
+        Self::build(ctx, types, layout, tile, false)
+    }
+
+    /// [`typed`](Self::typed), loading `vec4`s where the tile can and
+    /// `params` are aligned for it ([`GemmParams::aligned`]).
+    pub fn for_params(
+        ctx: &GpuContext,
+        types: GemmTypes,
+        layout: GemmLayout,
+        tile: GemmTile,
+        params: &GemmParams,
+    ) -> Self {
+        Self::build(ctx, types, layout, tile, Self::vector_for(tile, params))
+    }
+
+    fn vector_for(tile: GemmTile, params: &GemmParams) -> bool {
+        tile.vectorizable() && params.aligned()
+    }
+
+    fn build(
+        ctx: &GpuContext,
+        types: GemmTypes,
+        layout: GemmLayout,
+        tile: GemmTile,
+        vector: bool,
+    ) -> Self {
         let c = tile.constants(layout);
         let mut constants = c.to_vec();
         constants.push(("BP", tile.b_pad(layout)));
+        constants.push(("VW", if vector { 4 } else { 1 }));
         let kernel = Kernel::new_typed::<GemmBuffers>(
             ctx,
             "gemm",
-            &tile.source(),
+            &tile.source(vector),
             "main",
             &[
                 ("a_t", types.a),
@@ -427,6 +506,7 @@ impl GemmKernel {
             kernel,
             layout,
             tile,
+            vector,
         }
     }
 
@@ -448,6 +528,10 @@ impl GemmKernel {
             GemmLayout::of(op.params.flags),
             self.layout,
             "a product bound to a GEMM pipeline of another layout"
+        );
+        assert!(
+            !self.vector || (op.params.aligned() && op.a.size() % 16 == 0 && op.b.size() % 16 == 0),
+            "an unaligned product bound to a vec4 GEMM pipeline"
         );
         self.kernel.bind(
             ctx,
@@ -520,11 +604,12 @@ impl GemmRole {
     /// its size class (measured on first use of the class).
     pub fn kernel(&self, ctx: &GpuContext, params: &GemmParams) -> Result<GemmKernel> {
         let tile = ctx.gemm_tile_for(self.types, self.layout, params)?;
+        let vector = GemmKernel::vector_for(tile, params);
         let mut built = self.built.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(k) = built.iter().find(|k| k.tile == tile) {
+        if let Some(k) = built.iter().find(|k| k.tile == tile && k.vector == vector) {
             return Ok(k.clone());
         }
-        let k = GemmKernel::typed(ctx, self.types, self.layout, tile);
+        let k = GemmKernel::build(ctx, self.types, self.layout, tile, vector);
         built.push(k.clone());
         Ok(k)
     }
@@ -758,7 +843,8 @@ impl GemmRunner {
             buffer("gemm C", m * n, 0.0)?,
         );
         let params = GemmParams::dense(m as u32, n as u32, k as u32, GemmLayout::NT, 0);
-        let kernel = GemmKernel::typed(ctx, GemmTypes::default(), GemmLayout::NT, tile);
+        let kernel =
+            GemmKernel::for_params(ctx, GemmTypes::default(), GemmLayout::NT, tile, &params);
         let op = GemmOp {
             params,
             a: &a,
@@ -850,7 +936,14 @@ mod tests {
             GpuTensor::upload(ctx, "x", &Tensor::new(vec![v.len()], v.to_vec()).unwrap()).unwrap()
         };
         let (ga, gb, gbias, gc) = (up(&a), up(&b), up(&bias), up(&old));
-        let kernel = GemmKernel::typed(ctx, GemmTypes::default(), layout, tile);
+        // vec4 loads where the tile can and the product is aligned.
+        let kernel = GemmKernel::for_params(ctx, GemmTypes::default(), layout, tile, &params);
+        let lda = if layout.trans_a { m } else { k };
+        let ldb = if layout.trans_b { k } else { n };
+        assert_eq!(
+            kernel.vector,
+            tile.vectorizable() && lda % 4 == 0 && ldb % 4 == 0
+        );
         let op = GemmOp {
             params,
             a: &ga.buffer,
@@ -904,13 +997,23 @@ mod tests {
     }
 
     /// Every tile in every layout: edge tiles in M, N and K, whole tiles,
-    /// one element, a long K, and the bias and accumulate epilogues.
+    /// one element, a long K, and the bias and accumulate epilogues; with
+    /// `vec4` loads where the tile has them and the layout's row strides
+    /// are multiples of 4 (both 128s and the 136 × 132 × 52 in every
+    /// layout).
     #[test]
     fn every_tile_and_layout_matches_a_plain_product() {
         let Some(ctx) = ctx() else { return };
         for tile in GemmTile::CANDIDATES {
             for layout in [GemmLayout::NN, GemmLayout::NT, GemmLayout::TN] {
-                for shape in [(70, 37, 45), (128, 128, 32), (1, 1, 1), (33, 5, 3000)] {
+                let shapes = [
+                    (70, 37, 45),
+                    (128, 128, 32),
+                    (136, 132, 52),
+                    (1, 1, 1),
+                    (33, 5, 3000),
+                ];
+                for shape in shapes {
                     check(&ctx, tile, layout, shape, 0);
                 }
                 let epilogue = GemmParams::BIAS | GemmParams::BIAS_PAIR | GemmParams::ACCUMULATE;

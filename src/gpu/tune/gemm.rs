@@ -61,6 +61,8 @@ fn buffer(ctx: &GpuContext, values: &[f32], precision: Precision) -> Result<wgpu
 /// C, without a bias). `None` when it agrees within a gross-error screen
 /// (1e-3 of the largest term sum in f32 storage, 2e-2 with f16 operands; a
 /// wrong kernel is off by O(1)).
+/// A tile that loads `vec4`s is also checked on an aligned product with
+/// whole tiles, where it does.
 fn check(
     ctx: &GpuContext,
     types: GemmTypes,
@@ -68,10 +70,27 @@ fn check(
     tile: GemmTile,
     splits: u32,
 ) -> Result<Option<String>> {
-    let split = splits > 1;
-    let (m, n) = (70usize, 37usize);
     // Long enough for `splits` slices of 64 rows, with a short last one.
-    let k = if split { 64 * splits as usize + 45 } else { 45 };
+    let k = if splits > 1 { 64 * splits + 45 } else { 45 };
+    let wrong = check_product(ctx, types, layout, tile, splits, (70, 37, k))?;
+    if wrong.is_some() || !tile.vectorizable() {
+        return Ok(wrong);
+    }
+    let whole = (tile.bm + 8, tile.bn + 4, k + 7);
+    Ok(check_product(ctx, types, layout, tile, splits, whole)?
+        .map(|why| format!("with vec4 loads: {why}")))
+}
+
+fn check_product(
+    ctx: &GpuContext,
+    types: GemmTypes,
+    layout: GemmLayout,
+    tile: GemmTile,
+    splits: u32,
+    (m, n, k): (u32, u32, u32),
+) -> Result<Option<String>> {
+    let split = splits > 1;
+    let (m, n, k) = (m as usize, n as usize, k as usize);
     let value = |i: usize, s: usize| ((i * s + 3) % 29) as f32 / 14.0 - 1.0;
     // Values rounded through each operand's storage type, so that the
     // reference sees what the kernel reads.
@@ -96,7 +115,7 @@ fn check(
         buffer(ctx, &bias, types.bias)?,
         buffer(ctx, &old, types.c)?,
     );
-    let kernel = GemmKernel::typed(ctx, types, layout, tile);
+    let kernel = GemmKernel::for_params(ctx, types, layout, tile, &params);
     let op = GemmOp {
         params,
         a: &ga,
@@ -155,7 +174,7 @@ fn time(
         zeros(k * n, types.b)?,
         zeros(m * n, types.c)?,
     );
-    let kernel = GemmKernel::typed(ctx, types, layout, tile);
+    let kernel = GemmKernel::for_params(ctx, types, layout, tile, &params);
     let op = GemmOp {
         params,
         a: &ga,
