@@ -90,7 +90,7 @@ impl GemmParams {
     pub fn aligned(&self) -> bool {
         [self.a_off, self.lda, self.b_off, self.ldb]
             .iter()
-            .all(|v| v % 4 == 0)
+            .all(|v| v.is_multiple_of(4))
     }
 
     /// Slices of K (workgroups along z): 1 unless K is split.
@@ -325,11 +325,15 @@ impl GemmTile {
     pub fn vectorizable(&self) -> bool {
         let wg = (self.bm / self.tm) * (self.bn / self.tn);
         self.kind == GemmKind::Tiled
-            && (self.bm * self.bk / wg) % 4 == 0
-            && (self.bn * self.bk / wg) % 4 == 0
-            && self.bk % 4 == 0
-            && self.bm % 4 == 0
-            && self.bn % 4 == 0
+            && [
+                self.bm * self.bk / wg,
+                self.bn * self.bk / wg,
+                self.bk,
+                self.bm,
+                self.bn,
+            ]
+            .iter()
+            .all(|v| v.is_multiple_of(4))
     }
 
     /// The bindings of A and B and their loaders (see `shaders/gemm.wgsl`),
@@ -530,7 +534,10 @@ impl GemmKernel {
             "a product bound to a GEMM pipeline of another layout"
         );
         assert!(
-            !self.vector || (op.params.aligned() && op.a.size() % 16 == 0 && op.b.size() % 16 == 0),
+            !self.vector
+                || (op.params.aligned()
+                    && op.a.size().is_multiple_of(16)
+                    && op.b.size().is_multiple_of(16)),
             "an unaligned product bound to a vec4 GEMM pipeline"
         );
         self.kernel.bind(
@@ -942,7 +949,7 @@ mod tests {
         let ldb = if layout.trans_b { k } else { n };
         assert_eq!(
             kernel.vector,
-            tile.vectorizable() && lda % 4 == 0 && ldb % 4 == 0
+            tile.vectorizable() && lda.is_multiple_of(4) && ldb.is_multiple_of(4)
         );
         let op = GemmOp {
             params,
