@@ -143,3 +143,33 @@ fn quick_benchmark_in_f16_reports_memory_beside_f32() {
         }
     }
 }
+
+/// `lstm-bench --gemm` times products in each layout the LSTM uses (here on
+/// the CPU alone), and a bad layout is a clear error.
+#[test]
+fn gemm_benchmark_takes_a_layout_per_product() {
+    let run = |sizes: &str| {
+        Command::new(env!("CARGO_BIN_EXE_lstm-bench"))
+            .args(["--device", "cpu", "--iters", "1", "--gemm", sizes])
+            .output()
+            .unwrap()
+    };
+    let out = run("8x4x16:TN;12:NN;8x4x16");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    for row in [
+        "8x4x16 TN  cpu gemm crate",
+        "12x12x12 NN  cpu gemm crate",
+        "8x4x16 NT  cpu gemm crate",
+    ] {
+        assert!(stdout.contains(row), "{row:?} in\n{stdout}");
+    }
+    let out = run("8x4x16:XT");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("bad GEMM layout"), "{stderr}");
+}

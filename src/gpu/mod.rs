@@ -29,7 +29,7 @@ pub use context::{
 /// Times the GEMM kernel alone on a device (C = A·Bᵀ), for the benchmarks.
 pub use kernels::GemmRunner as GemmBench;
 pub use kernels::StepConfig;
-pub use kernels::{GemmKind, GemmTile};
+pub use kernels::{GemmKind, GemmLayout, GemmTile};
 pub use lstm::{GpuLstm, GpuLstmOutput, GpuMemory, InitialState, StepLaunch};
 pub use precision::{LossScale, Precision, check_precision};
 pub use profiler::KernelTimes;

@@ -4,26 +4,38 @@
 use std::error::Error;
 use std::time::Instant;
 
-use wgpu_lstm::gpu::{GemmBench, GemmTile, GpuContext};
+use wgpu_lstm::gpu::{GemmBench, GemmLayout, GemmTile, GpuContext};
 
-/// One product's (M, N, K).
-type Size = (usize, usize, usize);
+/// One product's (M, N, K) and operand layout.
+type Size = (usize, usize, usize, GemmLayout);
 
-/// Parses "1024;512x256x1600" into (M, N, K) products; a single number is
-/// square.
+/// Parses "1024;512x256x1600:TN" into (M, N, K) products; a single number
+/// is square; the layout (`NT`, the input projection's, unless `:NN` or
+/// `:TN` follows) says which operands are stored transposed.
 pub(crate) fn parse_sizes(s: &str) -> Result<Vec<Size>, Box<dyn Error>> {
     s.split(';')
         .map(|p| {
-            let dims: Vec<usize> = p
-                .trim()
+            let (dims, layout) = match p.trim().split_once(':') {
+                None => (p.trim(), GemmLayout::NT),
+                Some((d, l)) => (
+                    d,
+                    match l.trim() {
+                        "NN" => GemmLayout::NN,
+                        "NT" => GemmLayout::NT,
+                        "TN" => GemmLayout::TN,
+                        _ => return Err(format!("bad GEMM layout in {p:?}: use NN, NT or TN").into()),
+                    },
+                ),
+            };
+            let dims: Vec<usize> = dims
                 .split('x')
                 .map(|d| d.trim().parse::<usize>())
                 .collect::<Result<_, _>>()
                 .map_err(|e| format!("bad GEMM size {p:?}: {e}"))?;
             match dims[..] {
-                [n] if n > 0 => Ok((n, n, n)),
-                [m, n, k] if m > 0 && n > 0 && k > 0 => Ok((m, n, k)),
-                _ => Err(format!("bad GEMM size {p:?}: use N or MxNxK").into()),
+                [n] if n > 0 => Ok((n, n, n, layout)),
+                [m, n, k] if m > 0 && n > 0 && k > 0 => Ok((m, n, k, layout)),
+                _ => Err(format!("bad GEMM size {p:?}: use N or MxNxK, then :NN, :NT or :TN").into()),
             }
         })
         .collect()
@@ -45,9 +57,13 @@ fn median_ms(
     Ok(t[t.len() / 2])
 }
 
-/// C[M, N] = A[M, K] · B[K, N] with the `gemm` crate on every core.
-fn cpu_gemm(m: usize, n: usize, k: usize, a: &[f32], b: &[f32], c: &mut [f32]) {
+/// C[M, N] = op(A) · op(B) with the `gemm` crate on every core, the operands
+/// stored as `layout` says.
+fn cpu_gemm((m, n, k, layout): Size, a: &[f32], b: &[f32], c: &mut [f32]) {
     assert!(a.len() >= m * k && b.len() >= k * n && c.len() >= m * n);
+    // Column and row strides of op(A) [M, K] and op(B) [K, N] as stored.
+    let (a_cs, a_rs) = if layout.trans_a { (m, 1) } else { (1, k) };
+    let (b_cs, b_rs) = if layout.trans_b { (k, 1) } else { (1, n) };
     // SAFETY: the assert keeps every index of the row-major operands inside
     // its slice.
     unsafe {
@@ -60,11 +76,11 @@ fn cpu_gemm(m: usize, n: usize, k: usize, a: &[f32], b: &[f32], c: &mut [f32]) {
             n as isize,
             false,
             a.as_ptr(),
-            1,
-            k as isize,
+            a_cs as isize,
+            a_rs as isize,
             b.as_ptr(),
-            1,
-            n as isize,
+            b_cs as isize,
+            b_rs as isize,
             0.0,
             1.0,
             false,
@@ -83,21 +99,23 @@ pub(crate) fn run(
     iters: usize,
 ) -> Result<(), Box<dyn Error>> {
     println!(
-        "{:>16}  {:<24} {:>10} {:>9}",
-        "M x N x K", "engine", "ms", "GFLOP/s"
+        "{:>19}  {:<24} {:>10} {:>9}",
+        "M x N x K layout", "engine", "ms", "GFLOP/s"
     );
-    for &(m, n, k) in sizes {
+    for &size in sizes {
+        let (m, n, k, layout) = size;
         let flops = 2.0 * (m * n * k) as f64;
-        let label = format!("{m}x{n}x{k}");
+        let t = |trans: bool| if trans { "T" } else { "N" };
+        let label = format!("{m}x{n}x{k} {}{}", t(layout.trans_a), t(layout.trans_b));
         let row = |engine: &str, ms: f64| {
             println!(
-                "{label:>16}  {engine:<24} {ms:>10.3} {:>9.2}",
+                "{label:>19}  {engine:<24} {ms:>10.3} {:>9.2}",
                 flops / ms / 1e6
             );
         };
         if let Some(ctx) = ctx {
             for tile in GemmTile::CANDIDATES {
-                let bench = GemmBench::with_tile(ctx, m, n, k, tile)?;
+                let bench = GemmBench::with_layout(ctx, (m, n, k), layout, tile)?;
                 let ms = median_ms(iters, || Ok(bench.run(ctx, 1)?))?;
                 row(&format!("gpu {tile}"), ms);
             }
@@ -106,7 +124,7 @@ pub(crate) fn run(
         let b = vec![0.25f32; k * n];
         let mut c = vec![0.0f32; m * n];
         let ms = median_ms(iters, || {
-            cpu_gemm(m, n, k, &a, &b, &mut c);
+            cpu_gemm(size, &a, &b, &mut c);
             Ok(())
         })?;
         row("cpu gemm crate", ms);

@@ -78,8 +78,9 @@ struct Args {
     #[arg(long)]
     quick: bool,
     /// Time the GEMM kernel alone instead, in every tile, beside the CPU's
-    /// `gemm` crate: products as "1024;512x256x1600" (N for N³, or MxNxK),
-    /// in GFLOP/s.
+    /// `gemm` crate: products as "1024;512x256x1600:TN" (N for N³, or
+    /// MxNxK; layout NT, the input projection's, unless ":NN" (dX) or ":TN"
+    /// (weight gradients) follows), in GFLOP/s.
     #[arg(long, value_name = "SIZES")]
     gemm: Option<String>,
     /// Also write the rows as JSON (the schema of tools/bench_pytorch.py).

@@ -806,9 +806,10 @@ impl BoundGemm {
     }
 }
 
-/// A standalone C[M, N] = A[M, K] · B[N, K]ᵀ on random data, for measuring the
-/// GEMM kernel by itself (benches, `tools/gpu_bench.sh`). The product is the
-/// shape of the LSTM's input projection.
+/// A standalone C[M, N] = op(A) · op(B) on fixed data, for measuring the
+/// GEMM kernel by itself (benches, `lstm-bench --gemm`, `tools/gpu_bench.sh`):
+/// by default in the layout of the LSTM's input projection, A [M, K] · B
+/// [N, K]ᵀ.
 pub struct GemmRunner {
     bound: BoundGemm,
     _buffers: [wgpu::Buffer; 3],
@@ -835,6 +836,18 @@ impl GemmRunner {
         k: usize,
         tile: GemmTile,
     ) -> Result<Self> {
+        Self::with_layout(ctx, (m, n, k), GemmLayout::NT, tile)
+    }
+
+    /// An M × N × K product with its operands stored as `layout` says (NN:
+    /// the dX of the backward pass, NT: the input projection, TN: the
+    /// weight gradients), with `tile`.
+    pub fn with_layout(
+        ctx: &GpuContext,
+        (m, n, k): (usize, usize, usize),
+        layout: GemmLayout,
+        tile: GemmTile,
+    ) -> Result<Self> {
         use crate::gpu::tensor::TENSOR_USAGE;
         let buffer = |label: &str, len: usize, fill: f32| -> Result<wgpu::Buffer> {
             let b = ctx.create_buffer(label, 4 * len as u64, TENSOR_USAGE)?;
@@ -849,9 +862,8 @@ impl GemmRunner {
             buffer("gemm B", n * k, 0.5)?,
             buffer("gemm C", m * n, 0.0)?,
         );
-        let params = GemmParams::dense(m as u32, n as u32, k as u32, GemmLayout::NT, 0);
-        let kernel =
-            GemmKernel::for_params(ctx, GemmTypes::default(), GemmLayout::NT, tile, &params);
+        let params = GemmParams::dense(m as u32, n as u32, k as u32, layout, 0);
+        let kernel = GemmKernel::for_params(ctx, GemmTypes::default(), layout, tile, &params);
         let op = GemmOp {
             params,
             a: &a,
