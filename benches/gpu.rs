@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use common::{forward_flops, label, training_flops};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use wgpu_lstm::gpu::GemmBench as GemmRunner;
-use wgpu_lstm::gpu::{GpuContext, GpuLstm, GpuTensor, InitialState};
+use wgpu_lstm::gpu::{GemmLayout, GpuContext, GpuLstm, GpuTensor, InitialState};
 use wgpu_lstm::{
     Batch, Device, HeadKind, InitOptions, Inputs, LossKind, LstmConfig, LstmWeights, Model,
     OptimizerKind, Targets, Tensor, TrainConfig, Trainer,
@@ -60,12 +60,25 @@ fn bench(c: &mut Criterion) {
         ctx.adapter_info().backend
     );
 
+    // Square products, and the LSTM's own at (16, 100, 128, 256): the input
+    // projection (NT), dW_hh (TN) and dX (NN), each in the tile the tuner
+    // picks on this adapter.
     let mut g = c.benchmark_group("gpu_gemm");
     g.sample_size(10).warm_up_time(Duration::from_millis(500));
-    for n in gemm_sizes() {
-        let runner = GemmRunner::new(&ctx, n, n, n).expect("gemm buffers");
+    let products = gemm_sizes()
+        .into_iter()
+        .map(|n| ((n, n, n), GemmLayout::NT))
+        .chain([
+            ((1600, 1024, 128), GemmLayout::NT),
+            ((1024, 256, 1600), GemmLayout::TN),
+            ((1600, 128, 1024), GemmLayout::NN),
+        ]);
+    for ((m, n, k), layout) in products {
+        let runner = GemmRunner::tuned(&ctx, (m, n, k), layout).expect("gemm buffers");
+        let t = |trans: bool| if trans { "T" } else { "N" };
+        let name = format!("{m}x{n}x{k}_{}{}", t(layout.trans_a), t(layout.trans_b));
         g.throughput(Throughput::Elements(runner.flops() as u64));
-        g.bench_function(format!("{n}x{n}x{n}"), |b| {
+        g.bench_function(name, |b| {
             b.iter_custom(|iters| {
                 let start = Instant::now();
                 runner.run(&ctx, iters as usize).expect("gemm");

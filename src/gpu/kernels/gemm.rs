@@ -839,6 +839,18 @@ impl GemmRunner {
         Self::with_layout(ctx, (m, n, k), GemmLayout::NT, tile)
     }
 
+    /// An M × N × K product in `layout`, with the tile the autotuner picks
+    /// for its class on `ctx` (measured on first use), as the LSTM runs it.
+    pub fn tuned(
+        ctx: &GpuContext,
+        (m, n, k): (usize, usize, usize),
+        layout: GemmLayout,
+    ) -> Result<Self> {
+        let params = GemmParams::dense(m as u32, n as u32, k as u32, layout, 0);
+        let tile = ctx.gemm_tile_for(GemmTypes::default(), layout, &params)?;
+        Self::with_layout(ctx, (m, n, k), layout, tile)
+    }
+
     /// An M × N × K product with its operands stored as `layout` says (NN:
     /// the dX of the backward pass, NT: the input projection, TN: the
     /// weight gradients), with `tile`.
