@@ -631,8 +631,17 @@ impl GemmRole {
             && params.split_parallel(2).is_some();
         let split = match splittable {
             true => {
-                let splits = ctx.gemm_splits_for(self.types, self.layout, kernel.tile, params)?;
-                params.split_parallel(splits)
+                let mut splits =
+                    ctx.gemm_splits_for(self.types, self.layout, kernel.tile, params)?;
+                // Fewer slices where the workspace or the column sum's grid
+                // would pass the device's limits (none where even 2 would).
+                loop {
+                    match params.split_parallel(splits) {
+                        Some(split) if split_fits(&ctx.limits(), &split.0) => break Some(split),
+                        Some(_) if splits > 2 => splits /= 2,
+                        _ => break None,
+                    }
+                }
             }
             false => None,
         };
@@ -649,6 +658,19 @@ impl GemmRole {
             },
         })
     }
+}
+
+/// Whether a split product's workspace (`slices` slabs of M × N f32) fits
+/// one binding and its column sum's grid (M·N / 64 workgroups) one
+/// dimension.
+fn split_fits(limits: &wgpu::Limits, split: &GemmParams) -> bool {
+    let cells = split.m as u64 * split.n as u64;
+    let bytes = 4 * split.slices() as u64 * cells;
+    cells.div_ceil(64) <= limits.max_compute_workgroups_per_dimension as u64
+        && bytes.next_multiple_of(16)
+            <= limits
+                .max_storage_buffer_binding_size
+                .min(limits.max_buffer_size)
 }
 
 /// A product as it will run: its pipeline, its parameters, and with a
@@ -1087,6 +1109,24 @@ mod tests {
         assert!(p.split_parallel(1).is_none());
         let biased = GemmParams::dense(8, 4, 1000, GemmLayout::NT, GemmParams::BIAS);
         assert!(biased.split_parallel(4).is_none());
+    }
+
+    #[test]
+    fn a_split_must_fit_the_device_limits() {
+        let limits = wgpu::Limits::default();
+        let split = |m, n, splits| {
+            GemmParams::dense(m, n, 16384, GemmLayout::TN, 0)
+                .split_parallel(splits)
+                .unwrap()
+                .0
+        };
+        assert!(split_fits(&limits, &split(1024, 256, 16)));
+        // 16 slabs of 4096 × 1024 f32 are 256 MiB, over WebGPU's 128 MiB
+        // binding; 4 slabs are 64 MiB, but the column sum's grid of
+        // 65,536 workgroups is one too many.
+        assert!(!split_fits(&limits, &split(4096, 1024, 16)));
+        assert!(!split_fits(&limits, &split(4096, 1024, 4)));
+        assert!(split_fits(&limits, &split(4096, 1000, 4)));
     }
 
     #[test]
