@@ -6,7 +6,7 @@ use crate::error::{LstmError, Result};
 use crate::gpu::kernels::{
     GemmKernel, GemmOp, GemmParams, HiddenProjBuffers, HiddenProjPipeline, LstmGemms,
     PermuteKernel, PermuteParams, StepBuffers, StepParams, StepPipelines, WavePipelines,
-    WavefrontBuffers, hidden_proj_workgroups, wavefront_block,
+    WavefrontBuffers, check_groups, hidden_proj_workgroups, wavefront_block,
 };
 use crate::gpu::lstm::bptt::BpttSpace;
 use crate::gpu::tensor::{TENSOR_USAGE, byte_size, byte_size_in};
@@ -152,20 +152,6 @@ pub(super) fn step_entry(layers: usize, seq_len: usize, layer: usize, step: usiz
 /// The uniform of wavefront step `step`, after every layer's steps.
 pub(super) fn wave_entry(layers: usize, seq_len: usize, step: usize) -> usize {
     layers + 2 + layers * seq_len + step
-}
-
-/// Checks a dispatch's workgroup counts against the device limit.
-pub(super) fn check_groups(ctx: &GpuContext, what: &str, groups: &[u32]) -> Result<()> {
-    let limit = ctx.limits().max_compute_workgroups_per_dimension;
-    match groups.iter().max() {
-        Some(&g) if g > limit => Err(LstmError::DeviceLimit {
-            what: what.to_string(),
-            limit: "max_compute_workgroups_per_dimension",
-            requested: g as u64,
-            available: limit as u64,
-        }),
-        _ => Ok(()),
-    }
 }
 
 /// The kernels a workspace binds.

@@ -2,8 +2,8 @@
 //! db = 1ᵀ · dG without a GEMM's tile of mostly idle rows, and the sum of a
 //! split-K GEMM's slices.
 
-use super::Kernel;
-use crate::error::{LstmError, Result};
+use super::{Kernel, check_groups};
+use crate::error::Result;
 use crate::gpu::{GpuContext, Precision};
 
 /// Mirrors `ColumnSumParams` in `shaders/column_sum.wgsl`.
@@ -81,15 +81,7 @@ impl ColumnSumKernel {
     /// [`workgroups`](Self::workgroups), checked against the device limit.
     pub fn checked_workgroups(ctx: &GpuContext, cols: u32) -> Result<(u32, u32, u32)> {
         let groups = Self::workgroups(cols);
-        let limit = ctx.limits().max_compute_workgroups_per_dimension;
-        if groups.0 > limit {
-            return Err(LstmError::DeviceLimit {
-                what: format!("a column sum of {cols} columns"),
-                limit: "max_compute_workgroups_per_dimension",
-                requested: groups.0 as u64,
-                available: limit as u64,
-            });
-        }
+        check_groups(ctx, &format!("a column sum of {cols} columns"), &[groups.0])?;
         Ok(groups)
     }
 }

@@ -1,7 +1,7 @@
 //! The tiled GEMM kernel (`shaders/gemm.wgsl`).
 
-use super::{ColumnSumKernel, ColumnSumParams, Kernel};
-use crate::error::{LstmError, Result};
+use super::{ColumnSumKernel, ColumnSumParams, Kernel, check_groups};
+use crate::error::Result;
 use crate::gpu::{GpuContext, Precision};
 
 /// Mirrors `GemmParams` in `shaders/gemm.wgsl`, field for field.
@@ -565,15 +565,8 @@ impl GemmKernel {
             params.m.div_ceil(self.tile.bm),
             params.slices(),
         );
-        let limit = ctx.limits().max_compute_workgroups_per_dimension;
-        if x.max(y).max(z) > limit {
-            return Err(LstmError::DeviceLimit {
-                what: format!("a {}×{} matrix product", params.m, params.n),
-                limit: "max_compute_workgroups_per_dimension",
-                requested: x.max(y).max(z) as u64,
-                available: limit as u64,
-            });
-        }
+        let what = format!("a {}×{} matrix product", params.m, params.n);
+        check_groups(ctx, &what, &[x, y, z])?;
         Ok((x, y, z))
     }
 
@@ -666,7 +659,8 @@ impl GemmRole {
 fn split_fits(limits: &wgpu::Limits, split: &GemmParams) -> bool {
     let cells = split.m as u64 * split.n as u64;
     let bytes = 4 * split.slices() as u64 * cells;
-    cells.div_ceil(64) <= limits.max_compute_workgroups_per_dimension as u64
+    ColumnSumKernel::workgroups(cells.min(u32::MAX as u64) as u32).0
+        <= limits.max_compute_workgroups_per_dimension
         && bytes.next_multiple_of(16)
             <= limits
                 .max_storage_buffer_binding_size

@@ -153,6 +153,7 @@ impl DropoutParams {
     }
 }
 
+use crate::error::{LstmError, Result};
 use crate::gpu::{GpuContext, Precision};
 
 const COMMON: &str = include_str!("../../../shaders/common.wgsl");
@@ -468,5 +469,19 @@ impl<T: Copy> TilePipeline<T> {
     ) {
         self.kernel
             .encode_at(ctx, pass, bind_group, &[params_offset], workgroups);
+    }
+}
+
+/// Checks a dispatch's workgroup counts against the device limit.
+pub(crate) fn check_groups(ctx: &GpuContext, what: &str, groups: &[u32]) -> Result<()> {
+    let limit = ctx.limits().max_compute_workgroups_per_dimension;
+    match groups.iter().max() {
+        Some(&g) if g > limit => Err(LstmError::DeviceLimit {
+            what: what.to_string(),
+            limit: "max_compute_workgroups_per_dimension",
+            requested: g as u64,
+            available: limit as u64,
+        }),
+        _ => Ok(()),
     }
 }

@@ -55,6 +55,28 @@ fn buffer(ctx: &GpuContext, values: &[f32], precision: Precision) -> Result<wgpu
     Ok(b)
 }
 
+/// `params` over the buffers A, B, bias and C, in `tile`'s pipeline for
+/// them (`vec4` loads where aligned), with K in `splits` parallel slices.
+fn bind(
+    ctx: &GpuContext,
+    types: GemmTypes,
+    layout: GemmLayout,
+    tile: GemmTile,
+    params: GemmParams,
+    [a, b, bias, c]: [&wgpu::Buffer; 4],
+    splits: u32,
+) -> Result<BoundGemm> {
+    let kernel = GemmKernel::for_params(ctx, types, layout, tile, &params);
+    let op = GemmOp {
+        params,
+        a,
+        b,
+        bias,
+        c,
+    };
+    BoundGemm::split(ctx, kernel, &op, splits)
+}
+
 /// Checks `tile` on a product with edge tiles in M, N and K and the
 /// epilogue, in the class's types and layout, against f64; with `splits` >
 /// 1, K split into that many parallel slices (and the epilogue adding to
@@ -115,15 +137,16 @@ fn check_product(
         buffer(ctx, &bias, types.bias)?,
         buffer(ctx, &old, types.c)?,
     );
-    let kernel = GemmKernel::for_params(ctx, types, layout, tile, &params);
-    let op = GemmOp {
+    bind(
+        ctx,
+        types,
+        layout,
+        tile,
         params,
-        a: &ga,
-        b: &gb,
-        bias: &gbias,
-        c: &gc,
-    };
-    BoundGemm::split(ctx, kernel, &op, splits)?.run(ctx, 1)?;
+        [&ga, &gb, &gbias, &gc],
+        splits,
+    )?
+    .run(ctx, 1)?;
     let bytes = crate::gpu::tensor::read_buffers(ctx, &[&gc])?;
     let got = crate::gpu::params::from_bytes(&bytes[0], m * n, types.c);
     let tol = match types {
@@ -174,16 +197,16 @@ fn time(
         zeros(k * n, types.b)?,
         zeros(m * n, types.c)?,
     );
-    let kernel = GemmKernel::for_params(ctx, types, layout, tile, &params);
-    let op = GemmOp {
-        params,
-        a: &ga,
-        b: &gb,
-        bias: &ga,
-        c: &gc,
-    };
     // Bound once; each run is one submit and one wait.
-    let bound = BoundGemm::split(ctx, kernel, &op, splits)?;
+    let bound = bind(
+        ctx,
+        types,
+        layout,
+        tile,
+        params,
+        [&ga, &gb, &ga, &gc],
+        splits,
+    )?;
     let mut runs = Vec::new();
     for i in 0..=REPEATS {
         let start = std::time::Instant::now();

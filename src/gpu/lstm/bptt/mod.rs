@@ -32,13 +32,14 @@ use params::{BpttEntries, Gemm, Planned, bptt_uniforms, plan_gemms};
 
 use crate::config::LstmConfig;
 use crate::error::{LstmError, Result};
+use crate::gpu::kernels::check_groups;
 use crate::gpu::kernels::{
     BackPipeline, BackwardBuffers, ColumnSumKernel, GemmOp, HiddenProjBackwardBuffers,
     HiddenProjBackwardKernel, HiddenProjBuffers, Kernel, LstmGemms, PermuteKernel, StepBuffers,
     TrainBuffers, WavefrontBuffers,
 };
 use crate::gpu::tensor::{TENSOR_USAGE, byte_size, byte_size_in};
-use crate::gpu::workspace::{GpuLayer, Uniforms, Workspace, check_groups};
+use crate::gpu::workspace::{GpuLayer, Uniforms, Workspace};
 use crate::gpu::{GpuContext, GpuTensor, Precision};
 
 /// One backward product (a GEMM, or the bias gradient's column sum): its
