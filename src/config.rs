@@ -1,6 +1,7 @@
 //! `LstmConfig`: the constructor arguments of PyTorch's `nn.LSTM`, with its defaults.
 
 use crate::error::{LstmError, Result};
+use crate::real::Real;
 
 /// The architecture of a (possibly stacked, possibly bidirectional) LSTM.
 ///
@@ -16,6 +17,19 @@ use crate::error::{LstmError, Result};
 /// | `dropout` | 0.0 |
 /// | `bidirectional` | false |
 /// | `proj_size` | 0 |
+///
+/// Beyond `nn.LSTM`, the variants of DESIGN.md §9, with Keras' meanings
+/// (all off by default, so a default config is exactly `nn.LSTM`):
+///
+/// | field | default | Keras |
+/// |---|---|---|
+/// | `input_dropout` | 0.0 | `LSTM(dropout=)` |
+/// | `recurrent_dropout` | 0.0 | `LSTM(recurrent_dropout=)` |
+/// | `activation` | [`Activation::Tanh`] | `LSTM(activation=)` |
+///
+/// Both variational dropouts draw one mask per sequence (batch row),
+/// layer and direction, the same at every step
+/// ([`crate::dropout::VariationalMask`]), and apply in training only.
 ///
 /// As in PyTorch, `dropout` applies to the output of every layer except the
 /// last, and only in training mode. With `num_layers = 1` it therefore has no
@@ -40,6 +54,89 @@ pub struct LstmConfig {
     /// P: with P > 0, a projection LSTM (LSTMP): h_t = W_hr · (o ⊙ tanh(c_t)),
     /// so h has P units and c has H. 0 (the default) means no projection.
     pub proj_size: usize,
+    /// Input dropout (Keras' `dropout`), in [0, 1): in training, every
+    /// layer·direction multiplies x_t by one mask per sequence and input
+    /// feature, the same at every step, before the input product.
+    pub input_dropout: f64,
+    /// Recurrent dropout (Keras' `recurrent_dropout`; Gal & Ghahramani
+    /// 2016), in [0, 1): in training, h_{t-1} is multiplied by one mask per
+    /// sequence and hidden unit, the same at every step and shared by the
+    /// four gates, where it enters the recurrent product W_hh·h_{t-1}.
+    pub recurrent_dropout: f64,
+    /// The cell activation: of the candidate g and of c in h = o ⊙ act(c).
+    pub activation: Activation,
+}
+
+/// The LSTM's cell activation (Keras' `activation`): applied to the
+/// candidate gate g and to the cell state in h = o ⊙ act(c). The gates i, f
+/// and o are always sigmoids.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Activation {
+    /// tanh, as `nn.LSTM` (the default).
+    #[default]
+    Tanh,
+    /// max(0, x), as Keras' `activation='relu'`. Its derivative at 0 is
+    /// taken as 0.
+    Relu,
+}
+
+impl Activation {
+    /// The name in checkpoints and on the command line: `tanh` or `relu`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Activation::Tanh => "tanh",
+            Activation::Relu => "relu",
+        }
+    }
+
+    /// act(v).
+    #[inline]
+    pub fn apply<T: Real>(self, v: T) -> T {
+        match self {
+            Activation::Tanh => v.tanh_act(),
+            Activation::Relu => {
+                if v > T::zero() {
+                    v
+                } else {
+                    T::zero()
+                }
+            }
+        }
+    }
+
+    /// act'(v), from y = act(v): 1 - y² for tanh, and for relu 1 where
+    /// y > 0 (so v > 0), else 0.
+    #[inline]
+    pub fn derivative_from_output<T: Real>(self, y: T) -> T {
+        match self {
+            Activation::Tanh => T::one() - y * y,
+            Activation::Relu => {
+                if y > T::zero() {
+                    T::one()
+                } else {
+                    T::zero()
+                }
+            }
+        }
+    }
+
+    /// Parses [`name`](Self::name).
+    pub fn from_name(name: &str) -> Result<Activation> {
+        match name {
+            "tanh" => Ok(Activation::Tanh),
+            "relu" => Ok(Activation::Relu),
+            other => Err(LstmError::InvalidConfig {
+                field: "activation",
+                reason: format!("must be `tanh` or `relu`, got `{other}`"),
+            }),
+        }
+    }
+}
+
+impl std::fmt::Display for Activation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
 }
 
 impl LstmConfig {
@@ -54,7 +151,35 @@ impl LstmConfig {
             dropout: 0.0,
             bidirectional: false,
             proj_size: 0,
+            input_dropout: 0.0,
+            recurrent_dropout: 0.0,
+            activation: Activation::Tanh,
         }
+    }
+
+    /// Sets the input dropout probability (Keras' `dropout`), in [0, 1).
+    pub fn input_dropout(mut self, p: f64) -> Self {
+        self.input_dropout = p;
+        self
+    }
+
+    /// Sets the recurrent dropout probability (Keras' `recurrent_dropout`),
+    /// in [0, 1).
+    pub fn recurrent_dropout(mut self, p: f64) -> Self {
+        self.recurrent_dropout = p;
+        self
+    }
+
+    /// Sets the cell activation.
+    pub fn activation(mut self, activation: Activation) -> Self {
+        self.activation = activation;
+        self
+    }
+
+    /// Whether training draws variational (per-sequence) masks: input or
+    /// recurrent dropout is on.
+    pub fn variational(&self) -> bool {
+        self.input_dropout > 0.0 || self.recurrent_dropout > 0.0
     }
 
     /// Sets `num_layers` (L).
@@ -137,11 +262,17 @@ impl LstmConfig {
         positive("input_size", self.input_size)?;
         positive("hidden_size", self.hidden_size)?;
         positive("num_layers", self.num_layers)?;
-        if !(self.dropout >= 0.0 && self.dropout < 1.0) {
-            return Err(LstmError::InvalidConfig {
-                field: "dropout",
-                reason: format!("must be in [0, 1), got {}", self.dropout),
-            });
+        for (field, p) in [
+            ("dropout", self.dropout),
+            ("input_dropout", self.input_dropout),
+            ("recurrent_dropout", self.recurrent_dropout),
+        ] {
+            if !(p >= 0.0 && p < 1.0) {
+                return Err(LstmError::InvalidConfig {
+                    field,
+                    reason: format!("must be in [0, 1), got {p}"),
+                });
+            }
         }
         if self.proj_size >= self.hidden_size {
             return Err(LstmError::InvalidConfig {

@@ -68,3 +68,90 @@ impl Dropout {
         mask
     }
 }
+
+/// Which variational mask: on the input x_t, or on h_{t-1} where it enters
+/// the recurrent product.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MaskKind {
+    /// Input dropout (Keras' `dropout`): one element per input feature.
+    Input = 1,
+    /// Recurrent dropout (Keras' `recurrent_dropout`): one element per
+    /// hidden unit.
+    Recurrent = 2,
+}
+
+/// A variational dropout mask (Gal & Ghahramani 2016): one element per
+/// sequence (batch row) and unit, the same at every time step, for one
+/// layer·direction.
+///
+/// Element (b, unit) is kept when
+/// `mask_hash(seed, stream, 0, b, unit) >= keep_threshold(p)`, with
+/// `stream = kind << 28 | layer << 1 | direction` (kind 1 for the input,
+/// 2 for the recurrent state). The inter-layer mask's `layer` word is below
+/// 2^28, so the streams never meet.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct VariationalMask {
+    /// Drop probability, in [0, 1).
+    pub p: f64,
+    /// The seed of the training step (the same one the inter-layer mask uses).
+    pub seed: u64,
+    /// Input or recurrent.
+    pub kind: MaskKind,
+    /// The layer, from 0.
+    pub layer: usize,
+    /// 0 forward, 1 reverse.
+    pub direction: usize,
+}
+
+impl VariationalMask {
+    /// The hash's `layer` word for this mask.
+    pub fn stream(&self) -> u32 {
+        ((self.kind as u32) << 28) | ((self.layer as u32) << 1) | self.direction as u32
+    }
+
+    /// The mask, [B, units]: each element is 0 or 1/(1-p).
+    pub fn mask<T: Real>(&self, batch: usize, units: usize) -> Vec<T> {
+        let threshold = keep_threshold(self.p);
+        let kept = T::from_f64(1.0 / (1.0 - self.p));
+        let stream = self.stream();
+        let mut mask = Vec::with_capacity(batch * units);
+        for b in 0..batch {
+            for u in 0..units {
+                let h = mask_hash(self.seed, stream, 0, b as u32, u as u32);
+                mask.push(if h >= threshold { kept } else { T::zero() });
+            }
+        }
+        mask
+    }
+}
+
+/// The variational masks of one layer·direction in a training pass with
+/// `seed`, [B, in] and [B, H_out]; `None` where that dropout is off.
+pub(crate) fn variational_masks<T: Real>(
+    cfg: &crate::config::LstmConfig,
+    seed: u64,
+    layer: usize,
+    direction: usize,
+    batch: usize,
+) -> (Option<Vec<T>>, Option<Vec<T>>) {
+    let draw = |p: f64, kind: MaskKind, units: usize| {
+        (p > 0.0).then(|| {
+            VariationalMask {
+                p,
+                seed,
+                kind,
+                layer,
+                direction,
+            }
+            .mask::<T>(batch, units)
+        })
+    };
+    (
+        draw(
+            cfg.input_dropout,
+            MaskKind::Input,
+            cfg.layer_input_size(layer),
+        ),
+        draw(cfg.recurrent_dropout, MaskKind::Recurrent, cfg.hidden_out()),
+    )
+}

@@ -272,3 +272,48 @@ fn dropout_between_layers() {
         with_state: false,
     });
 }
+
+#[test]
+fn relu_activation_bidirectional_with_lengths() {
+    check(Case {
+        config: LstmConfig::new(3, 5)
+            .num_layers(2)
+            .bidirectional(true)
+            .activation(wgpu_lstm::Activation::Relu),
+        seq_len: 4,
+        batch: 3,
+        lengths: Some(vec![4, 2, 3]),
+        with_state: true,
+    });
+}
+
+#[test]
+fn input_and_recurrent_dropout_two_layers_bidirectional() {
+    check(Case {
+        config: LstmConfig::new(3, 5)
+            .num_layers(2)
+            .bidirectional(true)
+            .dropout(0.3)
+            .input_dropout(0.25)
+            .recurrent_dropout(0.4),
+        seq_len: 4,
+        batch: 3,
+        lengths: Some(vec![3, 4, 1]),
+        with_state: true,
+    });
+}
+
+#[test]
+fn recurrent_dropout_with_projection_and_relu() {
+    check(Case {
+        config: LstmConfig::new(3, 5)
+            .proj_size(3)
+            .recurrent_dropout(0.3)
+            .input_dropout(0.2)
+            .activation(wgpu_lstm::Activation::Relu),
+        seq_len: 4,
+        batch: 2,
+        lengths: None,
+        with_state: true,
+    });
+}

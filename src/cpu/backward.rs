@@ -12,7 +12,7 @@
 //! then, over all T·B rows at once: dW_ih = dGᵀ·X, dW_hh = dGᵀ·H_prev,
 //! db_ih = db_hh = Σ_rows dG, dX = dG·W_ih.
 
-use super::forward::Direction;
+use super::forward::{Direction, mask_steps};
 use super::scratch;
 use crate::error::{LstmError, Result};
 use crate::gemm::{MatRef, Threads, matmul};
@@ -132,6 +132,7 @@ fn backward_impl(
                 out_offset: dir * hout,
                 out_stride: dirs * hout,
                 save: false,
+                activation: cfg.activation,
             };
             let (dh0, dc0) = run.backward(
                 &lc.input,
@@ -199,13 +200,26 @@ impl Direction<'_> {
             &saved.gates,
             &saved.c,
             &saved.c_0,
+            saved.recurrent_mask.as_deref(),
             dy,
             &mut d_gates,
             &mut dh_carry,
             &mut dc_carry,
         );
 
-        // Weight gradients: one GEMM each over all T·B rows.
+        // Weight gradients: one GEMM each over all T·B rows, on the input
+        // and states as the products saw them (masked by the variational
+        // dropouts).
+        let masked_x = saved.input_mask.as_ref().map(|m| mask_steps(x, m));
+        let x = masked_x.as_deref().unwrap_or(x);
+        let masked_h = saved
+            .recurrent_mask
+            .as_ref()
+            .map(|m| (mask_steps(&saved.h_0, m), mask_steps(&saved.h, m)));
+        let (h_0, h_saved) = match &masked_h {
+            Some((h_0, h)) => (&h_0[..], &h[..]),
+            None => (&saved.h_0[..], &saved.h[..]),
+        };
         let dg = MatRef::new(&d_gates, tb, 4 * hid);
         matmul(
             Threads::Pool,
@@ -222,9 +236,9 @@ impl Direction<'_> {
         let hout = hid;
         let rest = (self.seq_len - 1) * bsz;
         let (dg_rest, h_rest) = if self.reverse {
-            (&d_gates[..rest * 4 * hid], &saved.h[bsz * hout..])
+            (&d_gates[..rest * 4 * hid], &h_saved[bsz * hout..])
         } else {
-            (&d_gates[bsz * 4 * hid..], &saved.h[..rest * hout])
+            (&d_gates[bsz * 4 * hid..], &h_saved[..rest * hout])
         };
         matmul(
             Threads::Pool,
@@ -235,7 +249,7 @@ impl Direction<'_> {
                 4 * hid,
             )
             .t(),
-            MatRef::new(&saved.h_0, bsz, hout),
+            MatRef::new(h_0, bsz, hout),
             false,
         );
         if rest > 0 {
@@ -256,13 +270,42 @@ impl Direction<'_> {
         // dX += dG · W_ih                                  [T·B, in]
         // (an empty d_input asks for no input gradient)
         if !d_input.is_empty() {
-            matmul(
-                Threads::Pool,
-                d_input,
-                dg,
-                MatRef::new(&self.weights.weight_ih, 4 * hid, self.input_size),
-                true,
-            );
+            match &saved.input_mask {
+                // dX += (dG · W_ih) ⊙ m_x
+                Some(m) => {
+                    let mut dx = scratch::reused(d_input.len());
+                    matmul(
+                        Threads::Pool,
+                        &mut dx,
+                        dg,
+                        MatRef::new(&self.weights.weight_ih, 4 * hid, self.input_size),
+                        false,
+                    );
+                    for (d, r) in d_input
+                        .chunks_exact_mut(m.len())
+                        .zip(dx.chunks_exact(m.len()))
+                    {
+                        for ((d, &v), &m) in d.iter_mut().zip(r).zip(m) {
+                            *d += v * m;
+                        }
+                    }
+                    scratch::recycle(dx);
+                }
+                None => matmul(
+                    Threads::Pool,
+                    d_input,
+                    dg,
+                    MatRef::new(&self.weights.weight_ih, 4 * hid, self.input_size),
+                    true,
+                ),
+            }
+        }
+        for v in masked_x.into_iter() {
+            scratch::recycle(v);
+        }
+        if let Some((a, b)) = masked_h {
+            scratch::recycle(a);
+            scratch::recycle(b);
         }
         scratch::recycle(d_gates);
         (dh_carry, dc_carry)

@@ -10,7 +10,8 @@ use super::fused::{Recurrence, StepInput};
 use super::input_projection::project;
 use super::scratch;
 use super::simd::Isa;
-use crate::dropout::Dropout;
+use crate::config::Activation;
+use crate::dropout::{Dropout, variational_masks};
 use crate::error::Result;
 use crate::input::LstmInput;
 use crate::reference::{DirectionCache, ForwardCache, LayerCache, LstmOutput};
@@ -109,12 +110,18 @@ fn run(
                 out_offset: dir * hout,
                 out_stride: dirs * hout,
                 save,
+                activation: cfg.activation,
             };
             let idx = layer * dirs + dir;
+            let masks = match dropout_seed {
+                Some(seed) => variational_masks::<f32>(cfg, seed, layer, dir, batch),
+                None => (None, None),
+            };
             let dc = run.forward(
                 &layer_input,
                 state(x.h_0, idx, hout),
                 state(x.c_0, idx, h),
+                masks,
                 &mut layer_output,
             );
             h_n.extend_from_slice(&dc.h_last);
@@ -193,6 +200,8 @@ pub(super) struct Direction<'a> {
     pub out_stride: usize,
     /// Whether the forward pass keeps the per-step states for backward.
     pub save: bool,
+    /// The cell activation.
+    pub activation: Activation,
 }
 
 pub(super) struct DirectionResult {
@@ -213,21 +222,28 @@ impl Direction<'_> {
             lengths: self.lengths,
             out_offset: self.out_offset,
             out_stride: self.out_stride,
+            relu: self.activation == Activation::Relu,
             isa: Isa::detect(),
         }
     }
 
     /// Runs the recurrence over `x` ([T, B, in]) from (h_0, c_0), writing
-    /// this direction's columns of `out`.
+    /// this direction's columns of `out`. `masks`: the input [B, in] and
+    /// recurrent [B, H] dropout masks of a training pass.
     pub(super) fn forward(
         &self,
         x: &[f32],
         h_0: Vec<f32>,
         c_0: Vec<f32>,
+        masks: (Option<Vec<f32>>, Option<Vec<f32>>),
         out: &mut [f32],
     ) -> DirectionResult {
         let (hid, bsz, tb) = (self.hidden, self.batch, self.seq_len * self.batch);
         let w = self.weights;
+        let (input_mask, recurrent_mask) = masks;
+        // Input dropout: X ⊙ m_x, the same [B, in] mask rows at every step.
+        let masked_x = input_mask.as_ref().map(|m| mask_steps(x, m));
+        let x = masked_x.as_deref().unwrap_or(x);
 
         // 1. Input projection for the whole sequence:
         //    G = X · W_ihᵀ + (b_ih + b_hh)        [T·B, 4H]
@@ -278,10 +294,14 @@ impl Direction<'_> {
             &mut gates,
             &mut h,
             &mut c,
+            recurrent_mask.as_deref(),
             out,
             &mut h_all,
             &mut c_all,
         );
+        if let Some(v) = masked_x {
+            scratch::recycle(v);
+        }
         DirectionResult {
             h_last: h,
             c_last: c,
@@ -291,7 +311,24 @@ impl Direction<'_> {
                 h: h_all,
                 h_0,
                 c_0,
+                input_mask,
+                recurrent_mask,
             },
         }
     }
+}
+
+/// `rows` ⊙ `mask` where `rows` is [T, B, n] and `mask` is [B, n]: the same
+/// mask rows at every step, in a scratch buffer.
+pub(super) fn mask_steps(rows: &[f32], mask: &[f32]) -> Vec<f32> {
+    let mut out = scratch::reused(rows.len());
+    for (o, r) in out
+        .chunks_exact_mut(mask.len())
+        .zip(rows.chunks_exact(mask.len()))
+    {
+        for ((o, &v), &m) in o.iter_mut().zip(r).zip(mask) {
+            *o = v * m;
+        }
+    }
+    out
 }

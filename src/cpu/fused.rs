@@ -131,6 +131,16 @@ pub(crate) struct StepIo {
     /// [B, H]
     pub h_prev: *const f32,
     pub h_next: *mut f32,
+    /// [B, H]: what the recurrent product reads, h_prev ⊙ m_h with recurrent
+    /// dropout (else `h_prev` itself).
+    pub hm_prev: *const f32,
+    /// [B, H]: where h_next ⊙ m_h goes for the next step, or null without
+    /// recurrent dropout.
+    pub hm_next: *mut f32,
+    /// [B, H]: the recurrent dropout mask m_h, or null.
+    pub h_mask: *const f32,
+    /// The cell activation is relu (else tanh).
+    pub relu: bool,
     /// [B, H], updated in place.
     pub c: *mut f32,
     /// This step's output rows: h of row b goes to `out[b·out_stride + j]`.
@@ -253,13 +263,22 @@ unsafe fn tile_lanes<const U: usize, const R: usize, const ISA: u8, const FULL: 
         }
         let h_rows: [&[f32]; R] =
             std::array::from_fn(|r| std::slice::from_raw_parts(io.h_prev.add((b0 + r) * h), h));
-        product_any::<U, R, ISA>(acc, wp, h_rows);
+        let hm_rows: [&[f32]; R] =
+            std::array::from_fn(|r| std::slice::from_raw_parts(io.hm_prev.add((b0 + r) * h), h));
+        product_any::<U, R, ISA>(acc, wp, hm_rows);
         // The activations and the cell update for all R rows at once (R
         // independent chains).
         let [i, f, g, o] = acc;
         vmath::sigmoid::<U, R, ISA>(i);
         vmath::sigmoid::<U, R, ISA>(f);
-        vmath::tanh::<U, R, ISA>(g);
+        let act = |v: &mut [[f32; U]; R]| {
+            if io.relu {
+                v.iter_mut().flatten().for_each(|x| *x = x.max(0.0));
+            } else {
+                vmath::tanh::<U, R, ISA>(v);
+            }
+        };
+        act(g);
         vmath::sigmoid::<U, R, ISA>(o);
         let c_at = |r: usize| io.c.add((b0 + r) * h + base);
         let mut c = [[0f32; U]; R];
@@ -272,7 +291,7 @@ unsafe fn tile_lanes<const U: usize, const R: usize, const ISA: u8, const FULL: 
             }
         }
         let mut hn = c;
-        vmath::tanh::<U, R, ISA>(&mut hn);
+        act(&mut hn);
         for r in 0..R {
             for l in 0..U {
                 hn[r][l] *= o[r][l];
@@ -285,6 +304,10 @@ unsafe fn tile_lanes<const U: usize, const R: usize, const ISA: u8, const FULL: 
                 // Padding: the state carries over; the output stays 0.
                 let h_old = load::<U>(h_rows[r][base..].as_ptr(), lanes);
                 store(h_next, &h_old, lanes);
+                if !io.hm_next.is_null() {
+                    let hm_old = load::<U>(hm_rows[r][base..].as_ptr(), lanes);
+                    store(io.hm_next.add(at), &hm_old, lanes);
+                }
                 if !io.h_save.is_null() {
                     store(io.h_save.add(at), &h_old, lanes);
                     store(io.c_save.add(at), &load::<U>(c_at(r), lanes), lanes);
@@ -293,6 +316,15 @@ unsafe fn tile_lanes<const U: usize, const R: usize, const ISA: u8, const FULL: 
             }
             store(c_at(r), &c[r], lanes);
             store(h_next, &hn[r], lanes);
+            if !io.hm_next.is_null() {
+                // Recurrent dropout: the next step's product reads h ⊙ m_h.
+                let m = load::<U>(io.h_mask.add(at), lanes);
+                let mut hm = hn[r];
+                for l in 0..U {
+                    hm[l] *= m[l];
+                }
+                store(io.hm_next.add(at), &hm, lanes);
+            }
             store(io.out.add(b * io.out_stride + base), &hn[r], lanes);
             if !io.h_save.is_null() {
                 store(io.h_save.add(at), &hn[r], lanes);
@@ -324,6 +356,8 @@ pub(crate) struct Recurrence<'a> {
     /// This direction's columns in the output rows.
     pub out_offset: usize,
     pub out_stride: usize,
+    /// The cell activation is relu (else tanh).
+    pub relu: bool,
     pub isa: Isa,
 }
 
@@ -348,6 +382,10 @@ impl Recurrence<'_> {
     /// never go to memory, and `gates` only receives the activated gates
     /// (empty when not saving).
     ///
+    /// With `h_mask` ([B, H], recurrent dropout), the recurrent product
+    /// reads h ⊙ m_h, kept in a second pair of buffers that each step writes
+    /// beside h.
+    ///
     /// Threads split each step's panels or take groups of rows (see
     /// [`in_steps`]).
     #[allow(clippy::too_many_arguments)]
@@ -357,6 +395,7 @@ impl Recurrence<'_> {
         gates: &mut [f32],
         h: &mut [f32],
         c: &mut [f32],
+        h_mask: Option<&[f32]>,
         out: &mut [f32],
         h_all: &mut [f32],
         c_all: &mut [f32],
@@ -401,8 +440,19 @@ impl Recurrence<'_> {
         let panels = packed.panels();
         let step_fmas = bsz * 4 * hid * (hid + in_size);
 
-        // h alternates between two buffers: step s reads h_bufs[s % 2].
+        // h alternates between two buffers: step s reads h_bufs[s % 2]; so
+        // does h ⊙ m_h with recurrent dropout.
         let mut h_bufs = [h.to_vec(), vec![0f32; bsz * hid]];
+        if let Some(m) = h_mask {
+            assert_eq!(m.len(), bsz * hid, "the recurrent mask is [B, H]");
+        }
+        let mut hm_bufs = match h_mask {
+            Some(m) => [
+                h.iter().zip(m).map(|(&v, &m)| v * m).collect(),
+                vec![0f32; bsz * hid],
+            ],
+            None => [Vec::new(), Vec::new()],
+        };
         let ptr = Ptrs {
             gates_in,
             gates_out: if save {
@@ -412,6 +462,12 @@ impl Recurrence<'_> {
             },
             x: input.as_ref().map_or(std::ptr::null(), |i| i.x.as_ptr()),
             h_bufs: [h_bufs[0].as_mut_ptr(), h_bufs[1].as_mut_ptr()],
+            hm_bufs: if h_mask.is_some() {
+                [hm_bufs[0].as_mut_ptr(), hm_bufs[1].as_mut_ptr()]
+            } else {
+                [std::ptr::null_mut(); 2]
+            },
+            h_mask: h_mask.map_or(std::ptr::null(), <[f32]>::as_ptr),
             c: c.as_mut_ptr(),
             out: out.as_mut_ptr(),
             h_all: if save {
@@ -459,6 +515,22 @@ impl Recurrence<'_> {
                     input: in_size,
                     h_prev: ptr.h_bufs[s % 2].add(r0 * hid),
                     h_next: ptr.h_bufs[(s + 1) % 2].add(r0 * hid),
+                    hm_prev: if ptr.h_mask.is_null() {
+                        ptr.h_bufs[s % 2].add(r0 * hid)
+                    } else {
+                        ptr.hm_bufs[s % 2].add(r0 * hid)
+                    },
+                    hm_next: if ptr.h_mask.is_null() {
+                        std::ptr::null_mut()
+                    } else {
+                        ptr.hm_bufs[(s + 1) % 2].add(r0 * hid)
+                    },
+                    h_mask: if ptr.h_mask.is_null() {
+                        ptr.h_mask
+                    } else {
+                        ptr.h_mask.add(r0 * hid)
+                    },
+                    relu: self.relu,
                     c: ptr.c.add(r0 * hid),
                     out: ptr.out.add(at * self.out_stride + self.out_offset),
                     out_stride: self.out_stride,
@@ -497,6 +569,10 @@ struct Ptrs {
     /// [T, B, I] when the kernel projects the input itself, else null.
     x: *const f32,
     h_bufs: [*mut f32; 2],
+    /// h ⊙ m_h with recurrent dropout, else null.
+    hm_bufs: [*mut f32; 2],
+    /// [B, H] recurrent mask, or null.
+    h_mask: *const f32,
     c: *mut f32,
     out: *mut f32,
     h_all: *mut f32,

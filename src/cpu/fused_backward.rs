@@ -73,6 +73,11 @@ struct Io {
     /// [B, H] carries, in place.
     dh: *mut f32,
     dc: *mut f32,
+    /// [B, H] recurrent dropout mask m_h, or null: h_{t-1} entered the
+    /// product as h_{t-1} ⊙ m_h, so its carry is (dG·W_hh) ⊙ m_h.
+    h_mask: *const f32,
+    /// The cell activation is relu (else tanh).
+    relu: bool,
 }
 
 // SAFETY: threads write disjoint units of one phase (see `in_phases`), or
@@ -95,12 +100,14 @@ impl Recurrence<'_> {
     /// saved; `c_0`: its initial cell state; `dy`: d(loss)/d(output).
     /// `dh`, `dc` ([B, H]) hold d/d(h_n), d/d(c_n) on entry and d/d(h_0),
     /// d/d(c_0) on return. Writes `d_gates` [T, B, 4H] at valid rows.
+    /// `h_mask`: the recurrent dropout mask [B, H] of the forward pass.
     #[allow(clippy::too_many_arguments)]
     pub fn run_backward(
         &self,
         gates: &[f32],
         c_all: &[f32],
         c_0: &[f32],
+        h_mask: Option<&[f32]>,
         dy: &[f32],
         d_gates: &mut [f32],
         dh: &mut [f32],
@@ -114,6 +121,10 @@ impl Recurrence<'_> {
         assert!(c_all.len() == tb * hid && c_0.len() == bsz * hid);
         assert!(dh.len() == bsz * hid && dc.len() == bsz * hid);
         assert!(self.out_offset + hid <= self.out_stride && dy.len() >= tb * self.out_stride);
+        assert!(
+            h_mask.is_none_or(|m| m.len() == bsz * hid),
+            "the mask is [B, H]"
+        );
         if steps == 0 || bsz == 0 || hid == 0 {
             return;
         }
@@ -133,6 +144,8 @@ impl Recurrence<'_> {
             d_gates: d_gates.as_mut_ptr(),
             dh: dh.as_mut_ptr(),
             dc: dc.as_mut_ptr(),
+            h_mask: h_mask.map_or(std::ptr::null(), <[f32]>::as_ptr),
+            relu: self.relu,
         };
         // Visiting order of the forward pass; backward walks it in reverse.
         let visit = |s: usize| if self.reverse { steps - 1 - s } else { s };
@@ -225,7 +238,15 @@ unsafe fn tile<const U: usize, const R: usize, const ISA: u8>(
                 for (q, acc) in acc.iter().enumerate() {
                     let base = p * 4 * U + q * U;
                     if base < h {
-                        store(io.dh.add(b * h + base), &acc[r], U.min(h - base));
+                        let lanes = U.min(h - base);
+                        let mut d = acc[r];
+                        if !io.h_mask.is_null() {
+                            let m = load::<U>(io.h_mask.add(b * h + base), lanes);
+                            for l in 0..U {
+                                d[l] *= m[l];
+                            }
+                        }
+                        store(io.dh.add(b * h + base), &d, lanes);
                     }
                 }
             }
@@ -244,7 +265,11 @@ unsafe fn tile<const U: usize, const R: usize, const ISA: u8>(
             for (r, v) in tanh_c.iter_mut().enumerate() {
                 *v = at(io.c_all.add((t * bsz + b0 + r) * h));
             }
-            vmath::tanh::<U, R, ISA>(&mut tanh_c);
+            if io.relu {
+                tanh_c.iter_mut().flatten().for_each(|x| *x = x.max(0.0));
+            } else {
+                vmath::tanh::<U, R, ISA>(&mut tanh_c);
+            }
             for (r, tanh_c) in tanh_c.iter().enumerate() {
                 let b = b0 + r;
                 if !valid(t, b) {
@@ -264,12 +289,22 @@ unsafe fn tile<const U: usize, const R: usize, const ISA: u8>(
                 let (mut di, mut df, mut dg, mut d_o) =
                     ([0f32; U], [0f32; U], [0f32; U], [0f32; U]);
                 let mut dc_new = [0f32; U];
+                // act'(c) and act'(g) from act's outputs: 1 - y² for tanh,
+                // [y > 0] for relu.
+                let (mut dact_c, mut dact_g) = ([0f32; U], [0f32; U]);
+                for l in 0..U {
+                    (dact_c[l], dact_g[l]) = if io.relu {
+                        ((tanh_c[l] > 0.0) as u32 as f32, (g[l] > 0.0) as u32 as f32)
+                    } else {
+                        (1.0 - tanh_c[l] * tanh_c[l], 1.0 - g[l] * g[l])
+                    };
+                }
                 for l in 0..U {
                     let dh = dy[l] + dh_c[l];
-                    let dc = madd::<ISA>(dh * o[l], 1.0 - tanh_c[l] * tanh_c[l], dc_c[l]);
+                    let dc = madd::<ISA>(dh * o[l], dact_c[l], dc_c[l]);
                     di[l] = dc * g[l] * i[l] * (1.0 - i[l]);
                     df[l] = dc * c_p[l] * f[l] * (1.0 - f[l]);
-                    dg[l] = dc * i[l] * (1.0 - g[l] * g[l]);
+                    dg[l] = dc * i[l] * dact_g[l];
                     d_o[l] = dh * tanh_c[l] * o[l] * (1.0 - o[l]);
                     dc_new[l] = dc * f[l];
                 }

@@ -9,8 +9,13 @@
 //! ```
 //! then, over all T·B rows at once: dW_ih = dGᵀ·X, dW_hh = dGᵀ·H_prev,
 //! db_ih = db_hh = Σ_rows dG, dX = dG·W_ih.
+//!
+//! With the variants: tanh above is the cell activation act (its derivative
+//! taken from act's output); with input dropout X is X ⊙ m_x in dW_ih and
+//! dX = (dG·W_ih) ⊙ m_x; with recurrent dropout H_prev is H_prev ⊙ m_h in
+//! dW_hh and dh_carry = (dG·W_hh) ⊙ m_h.
 
-use super::forward::{Direction, DirectionCache, ForwardCache};
+use super::forward::{Direction, DirectionCache, ForwardCache, mask_rows};
 use crate::error::{LstmError, Result};
 use crate::gemm::{MatRef, Threads, matmul};
 use crate::real::Real;
@@ -162,6 +167,7 @@ fn backward_impl<T: Real>(
                 lengths: &cache.lengths,
                 out_offset: dir * hout,
                 out_stride: dirs * hout,
+                activation: cfg.activation,
             };
             let (dh0, dc0) = run.backward(
                 &lc.input,
@@ -214,6 +220,7 @@ impl<T: Real> Direction<'_, T> {
         d_input: &mut [T],
     ) -> (Vec<T>, Vec<T>) {
         let (hid, bsz, tb) = (self.hidden, self.batch, self.seq_len * self.batch);
+        let act_grad = |y: T| self.activation.derivative_from_output(y);
         // Written at valid rows; padded rows must read as zero in the
         // weight gradients below.
         let mut d_gates = vec![T::zero(); tb * 4 * hid];
@@ -244,8 +251,8 @@ impl<T: Real> Direction<'_, T> {
                         dh_all[(t * bsz + b) * hout + k] = dy[y + k] + dh_carry[b * hout + k];
                     }
                     for j in 0..hid {
-                        m_all[(t * bsz + b) * hid + j] =
-                            g[3 * hid + j] * saved.c[(t * bsz + b) * hid + j].tanh_act();
+                        m_all[(t * bsz + b) * hid + j] = g[3 * hid + j]
+                            * self.activation.apply(saved.c[(t * bsz + b) * hid + j]);
                     }
                 }
                 // dm_t = dh_t · W_hr                            [B, H]
@@ -268,7 +275,7 @@ impl<T: Real> Direction<'_, T> {
                     let (i_g, f_g, g_g, o_g) = (g[j], g[hid + j], g[2 * hid + j], g[3 * hid + j]);
                     let c_t = saved.c[(t * bsz + b) * hid + j];
                     let c_prev = c_prev(t, b, j);
-                    let tanh_c = c_t.tanh_act();
+                    let tanh_c = self.activation.apply(c_t);
                     // d(loss)/d(o ⊙ tanh c): dh itself without a projection.
                     let dh = if w_hr.is_some() {
                         dm[b * hid + j]
@@ -276,10 +283,10 @@ impl<T: Real> Direction<'_, T> {
                         dy[(t * bsz + b) * self.out_stride + self.out_offset + j]
                             + dh_carry[b * hid + j]
                     };
-                    let dc = dh * o_g * (one - tanh_c * tanh_c) + dc_carry[b * hid + j];
+                    let dc = dh * o_g * act_grad(tanh_c) + dc_carry[b * hid + j];
                     dg[j] = dc * g_g * i_g * (one - i_g);
                     dg[hid + j] = dc * c_prev * f_g * (one - f_g);
-                    dg[2 * hid + j] = dc * i_g * (one - g_g * g_g);
+                    dg[2 * hid + j] = dc * i_g * act_grad(g_g);
                     dg[3 * hid + j] = dh * tanh_c * o_g * (one - o_g);
                     dc_carry[b * hid + j] = dc * f_g;
                 }
@@ -292,6 +299,10 @@ impl<T: Real> Direction<'_, T> {
                 MatRef::new(&self.weights.weight_hh, 4 * hid, hout),
                 false,
             );
+            if let Some(m) = &saved.recurrent_mask {
+                // h_{t-1} entered the product as h_{t-1} ⊙ m_h.
+                dh_rec.iter_mut().zip(m).for_each(|(d, &m)| *d = *d * m);
+            }
             for b in (0..bsz).filter(|&b| t < self.lengths[b]) {
                 dh_carry[b * hout..(b + 1) * hout]
                     .copy_from_slice(&dh_rec[b * hout..(b + 1) * hout]);
@@ -308,7 +319,23 @@ impl<T: Real> Direction<'_, T> {
             );
         }
 
-        // Weight gradients: one GEMM each over all T·B rows.
+        // Weight gradients: one GEMM each over all T·B rows, on the masked
+        // input and states where the forward pass masked them.
+        let masked_x = saved
+            .input_mask
+            .as_ref()
+            .map(|m| mask_rows(x, m, self.seq_len));
+        let x = masked_x.as_deref().unwrap_or(x);
+        let masked_h = saved.recurrent_mask.as_ref().map(|m| {
+            (
+                mask_rows(&saved.h_0, m, 1),
+                mask_rows(&saved.h, m, self.seq_len),
+            )
+        });
+        let (h_0, h_saved) = match &masked_h {
+            Some((h_0, h)) => (&h_0[..], &h[..]),
+            None => (&saved.h_0[..], &saved.h[..]),
+        };
         let dg = MatRef::new(&d_gates, tb, 4 * hid);
         matmul(
             Threads::One,
@@ -324,9 +351,9 @@ impl<T: Real> Direction<'_, T> {
         let first = if self.reverse { self.seq_len - 1 } else { 0 };
         let rest = (self.seq_len - 1) * bsz;
         let (dg_rest, h_rest) = if self.reverse {
-            (&d_gates[..rest * 4 * hid], &saved.h[bsz * hout..])
+            (&d_gates[..rest * 4 * hid], &h_saved[bsz * hout..])
         } else {
-            (&d_gates[bsz * 4 * hid..], &saved.h[..rest * hout])
+            (&d_gates[bsz * 4 * hid..], &h_saved[..rest * hout])
         };
         matmul(
             Threads::One,
@@ -337,7 +364,7 @@ impl<T: Real> Direction<'_, T> {
                 4 * hid,
             )
             .t(),
-            MatRef::new(&saved.h_0, bsz, hout),
+            MatRef::new(h_0, bsz, hout),
             false,
         );
         if rest > 0 {
@@ -358,13 +385,29 @@ impl<T: Real> Direction<'_, T> {
         // dX += dG · W_ih                                  [T·B, in]
         // (an empty d_input asks for no input gradient)
         if !d_input.is_empty() {
-            matmul(
-                Threads::One,
-                d_input,
-                dg,
-                MatRef::new(&self.weights.weight_ih, 4 * hid, self.input_size),
-                true,
-            );
+            match &saved.input_mask {
+                // dX += (dG · W_ih) ⊙ m_x
+                Some(m) => {
+                    let mut dx = vec![T::zero(); tb * self.input_size];
+                    matmul(
+                        Threads::One,
+                        &mut dx,
+                        dg,
+                        MatRef::new(&self.weights.weight_ih, 4 * hid, self.input_size),
+                        false,
+                    );
+                    for (d, v) in d_input.iter_mut().zip(mask_rows(&dx, m, self.seq_len)) {
+                        *d = *d + v;
+                    }
+                }
+                None => matmul(
+                    Threads::One,
+                    d_input,
+                    dg,
+                    MatRef::new(&self.weights.weight_ih, 4 * hid, self.input_size),
+                    true,
+                ),
+            }
         }
         (dh_carry, dc_carry)
     }

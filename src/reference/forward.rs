@@ -3,7 +3,8 @@
 //!
 //! Internally everything is time-major: x [T, B, in], gates [T, B, 4H].
 
-use crate::dropout::Dropout;
+use crate::config::Activation;
+use crate::dropout::{Dropout, variational_masks};
 use crate::error::Result;
 use crate::gemm::{MatRef, Threads, matmul};
 use crate::input::LstmInput;
@@ -39,6 +40,12 @@ pub struct DirectionCache<T> {
     pub h_0: Vec<T>,
     /// \[B, H\]: the cell state this direction started from.
     pub c_0: Vec<T>,
+    /// [B, in]: the input dropout mask (0 or 1/(1-p)) this direction
+    /// multiplied x_t by at every step; `None` without input dropout.
+    pub input_mask: Option<Vec<T>>,
+    /// [B, H_out]: the recurrent dropout mask h_{t-1} was multiplied by in
+    /// the recurrent product; `None` without recurrent dropout.
+    pub recurrent_mask: Option<Vec<T>>,
 }
 
 /// What one layer saves.
@@ -71,9 +78,9 @@ pub fn forward<T: Real>(weights: &LstmWeights<T>, x: &LstmInput<'_, T>) -> Resul
     run(weights, x, None).map(|(out, _)| out)
 }
 
-/// Training-mode forward: applies inter-layer dropout with the mask drawn from
-/// `dropout_seed` (see [`crate::dropout`]) and saves what
-/// [`backward`](super::backward) needs.
+/// Training-mode forward: applies inter-layer dropout and the variational
+/// input and recurrent dropouts with masks drawn from `dropout_seed` (see
+/// [`crate::dropout`]) and saves what [`backward`](super::backward) needs.
 pub fn forward_train<T: Real>(
     weights: &LstmWeights<T>,
     x: &LstmInput<'_, T>,
@@ -110,6 +117,10 @@ fn run<T: Real>(
         let mut directions = Vec::new();
         for dir in 0..dirs {
             let idx = layer * dirs + dir;
+            let (input_mask, recurrent_mask) = match dropout_seed {
+                Some(seed) => variational_masks::<T>(cfg, seed, layer, dir, batch),
+                None => (None, None),
+            };
             let run = Direction {
                 weights: weights.layer(layer, dir),
                 input_size: cfg.layer_input_size(layer),
@@ -121,11 +132,13 @@ fn run<T: Real>(
                 lengths: &lengths,
                 out_offset: dir * hout,
                 out_stride: dirs * hout,
+                activation: cfg.activation,
             };
             let cache = run.forward(
                 &layer_input,
                 state(x.h_0, idx, hout),
                 state(x.c_0, idx, h),
+                (input_mask, recurrent_mask),
                 &mut layer_output,
             );
             // The state after the last step visited: padding carried it there.
@@ -190,6 +203,8 @@ pub(super) struct Direction<'a, T> {
     /// This direction's columns in the layer output [T, B, D·H_out].
     pub out_offset: usize,
     pub out_stride: usize,
+    /// The cell activation, of g and of c in h = o ⊙ act(c).
+    pub activation: Activation,
 }
 
 impl<T: Real> Direction<'_, T> {
@@ -210,7 +225,17 @@ impl<T: Real> Direction<'_, T> {
 
     /// Runs the recurrence over `x` ([T, B, in]) from (h_0, c_0), writing
     /// this direction's columns of `out` and returning every step's state.
-    fn forward(&self, x: &[T], h_0: Vec<T>, c_0: Vec<T>, out: &mut [T]) -> DirectionCache<T> {
+    /// `masks`: the input [B, in] and recurrent [B, H_out] dropout masks.
+    fn forward(
+        &self,
+        x: &[T],
+        h_0: Vec<T>,
+        c_0: Vec<T>,
+        masks: (Option<Vec<T>>, Option<Vec<T>>),
+        out: &mut [T],
+    ) -> DirectionCache<T> {
+        let (input_mask, recurrent_mask) = masks;
+        let act = |v: T| self.activation.apply(v);
         let (hid, hout, bsz, tb) = (
             self.hidden,
             self.hidden_out,
@@ -220,7 +245,10 @@ impl<T: Real> Direction<'_, T> {
         let w = self.weights;
 
         // 1. Input projection for the whole sequence, one GEMM:
-        //    G = X · W_ihᵀ + (b_ih + b_hh)        [T·B, 4H]
+        //    G = X̃ · W_ihᵀ + (b_ih + b_hh)        [T·B, 4H]
+        //    with X̃ = X ⊙ input mask (the same [B, in] rows at every step).
+        let masked_x = input_mask.as_ref().map(|m| mask_rows(x, m, tb));
+        let x = masked_x.as_deref().unwrap_or(x);
         let bias: Vec<T> = match (&w.bias_ih, &w.bias_hh) {
             (Some(b_ih), Some(b_hh)) => b_ih.iter().zip(b_hh).map(|(&a, &b)| a + b).collect(),
             _ => vec![T::zero(); 4 * hid],
@@ -241,12 +269,17 @@ impl<T: Real> Direction<'_, T> {
         let mut m = vec![T::zero(); bsz * hid];
         let mut h_proj = vec![T::zero(); bsz * hout];
         for t in self.steps() {
-            // gates[t] += h_{t-1} · W_hhᵀ                      [B, 4H]
+            // gates[t] += h̃_{t-1} · W_hhᵀ                      [B, 4H]
+            // with h̃ = h ⊙ recurrent mask.
             let g_t = &mut gates[t * bsz * 4 * hid..(t + 1) * bsz * 4 * hid];
+            let h_in = match &recurrent_mask {
+                Some(m) => mask_rows(&h, m, 1),
+                None => h.clone(),
+            };
             matmul(
                 Threads::One,
                 g_t,
-                MatRef::new(&h, bsz, hout),
+                MatRef::new(&h_in, bsz, hout),
                 MatRef::new(&w.weight_hh, 4 * hid, hout).t(),
                 true,
             );
@@ -258,10 +291,10 @@ impl<T: Real> Direction<'_, T> {
                 for j in 0..hid {
                     let i_g = g[j].sigmoid();
                     let f_g = g[hid + j].sigmoid();
-                    let g_g = g[2 * hid + j].tanh_act();
+                    let g_g = act(g[2 * hid + j]);
                     let o_g = g[3 * hid + j].sigmoid();
                     let c_new = f_g * c[b * hid + j] + i_g * g_g;
-                    let h_new = o_g * c_new.tanh_act();
+                    let h_new = o_g * act(c_new);
                     (g[j], g[hid + j], g[2 * hid + j], g[3 * hid + j]) = (i_g, f_g, g_g, o_g);
                     c[b * hid + j] = c_new;
                     if w.weight_hr.is_some() {
@@ -297,6 +330,17 @@ impl<T: Real> Direction<'_, T> {
             h: h_all,
             h_0,
             c_0,
+            input_mask,
+            recurrent_mask,
         }
     }
+}
+
+/// `rows` ⊙ `mask` where `rows` is [reps, B, n] and `mask` is [B, n]: the
+/// same mask row for row b at every step.
+pub(super) fn mask_rows<T: Real>(rows: &[T], mask: &[T], reps: usize) -> Vec<T> {
+    debug_assert_eq!(rows.len(), reps * mask.len());
+    rows.chunks_exact(mask.len())
+        .flat_map(|step| step.iter().zip(mask).map(|(&v, &m)| v * m))
+        .collect()
 }

@@ -19,7 +19,7 @@ pub fn proj_cases() -> Vec<(String, Vec<u8>)> {
     cases_in("tests/fixtures/proj")
 }
 
-fn cases_in(folder: &str) -> Vec<(String, Vec<u8>)> {
+pub fn cases_in(folder: &str) -> Vec<(String, Vec<u8>)> {
     let dir = super::root().join(folder);
     let mut paths: Vec<PathBuf> = std::fs::read_dir(&dir)
         .unwrap()

@@ -148,6 +148,7 @@ impl GpuLstm {
         ctx.check_precision(precision)?;
         let config = weights.config.clone();
         config.validate()?;
+        check_variants(&config)?;
         let layers = upload_layers(
             ctx,
             &config,
@@ -497,5 +498,24 @@ impl GpuLstm {
 
     pub(super) fn grad_layers(&self) -> Option<&[GpuLayer]> {
         self.grads.as_deref()
+    }
+}
+
+/// The variants of DESIGN.md §9 that the GPU kernels do not run yet are an
+/// [`LstmError::Unsupported`] here rather than a silently different model.
+fn check_variants(config: &LstmConfig) -> Result<()> {
+    let missing = [
+        (
+            config.activation != crate::config::Activation::Tanh,
+            "activation `relu`",
+        ),
+        (config.input_dropout > 0.0, "input_dropout"),
+        (config.recurrent_dropout > 0.0, "recurrent_dropout"),
+    ];
+    match missing.iter().find(|(on, _)| *on) {
+        Some((_, what)) => Err(LstmError::Unsupported(format!(
+            "{what} on the GPU engine; it runs on the CPU engine and the reference"
+        ))),
+        None => Ok(()),
     }
 }
