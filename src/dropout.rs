@@ -81,14 +81,16 @@ pub enum MaskKind {
 }
 
 /// A variational dropout mask (Gal & Ghahramani 2016): one element per
-/// sequence (batch row) and unit, the same at every time step, for one
-/// layer·direction.
+/// sequence (batch row) and unit, the same at every time step.
 ///
 /// Element (b, unit) is kept when
 /// `mask_hash(seed, stream, 0, b, unit) >= keep_threshold(p)`, with
 /// `stream = kind << 28 | layer << 1 | direction` (kind 1 for the input,
-/// 2 for the recurrent state). The inter-layer mask's `layer` word is below
-/// 2^28, so the streams never meet.
+/// 2 for the recurrent state). The input mask belongs to the layer: both
+/// directions of a bidirectional layer read the same input, so they share
+/// it (its direction bit is 0). The recurrent mask belongs to one
+/// layer·direction. The inter-layer mask's `layer` word is below 2^28, so
+/// the streams never meet.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct VariationalMask {
     /// Drop probability, in [0, 1).
@@ -99,14 +101,18 @@ pub struct VariationalMask {
     pub kind: MaskKind,
     /// The layer, from 0.
     pub layer: usize,
-    /// 0 forward, 1 reverse.
+    /// 0 forward, 1 reverse (ignored for [`MaskKind::Input`]).
     pub direction: usize,
 }
 
 impl VariationalMask {
     /// The hash's `layer` word for this mask.
     pub fn stream(&self) -> u32 {
-        ((self.kind as u32) << 28) | ((self.layer as u32) << 1) | self.direction as u32
+        let direction = match self.kind {
+            MaskKind::Input => 0,
+            MaskKind::Recurrent => self.direction as u32,
+        };
+        ((self.kind as u32) << 28) | ((self.layer as u32) << 1) | direction
     }
 
     /// The mask, [B, units]: each element is 0 or 1/(1-p).

@@ -54,8 +54,9 @@ An element is kept iff its hash >= keep_threshold(p); kept elements are
 
     inter-layer (p = dropout), layer k's output, element (t, b, unit), unit < D*H:
         mask_hash(seed, k, t, b, unit)          (t is the time index, not batch_first)
-    input (p = input_dropout), layer k, direction d, element (b, feature):
-        mask_hash(seed, (1 << 28) | (k << 1) | d, 0, b, feature)
+    input (p = input_dropout), layer k, element (b, feature), shared by both
+    directions of a bidirectional layer (they read the same input):
+        mask_hash(seed, (1 << 28) | (k << 1), 0, b, feature)
     recurrent (p = recurrent_dropout), layer k, direction d, element (b, unit), unit < H:
         mask_hash(seed, (2 << 28) | (k << 1) | d, 0, b, unit)
 
@@ -81,7 +82,7 @@ Tensors (all float tensors float64 and contiguous; D = 2 if bidirectional else
   grad.input          d loss / d input
   grad.h_0, grad.c_0  d loss / d h_0, c_0 (only when h_0/c_0 are given)
   grad.lstm.<name>    d loss / d parameter, for every lstm.<name> above
-  mask.input.l{k}[_reverse]      [B, in_k]      only when input_dropout > 0
+  mask.input.l{k}                [B, in_k]      only when input_dropout > 0
   mask.recurrent.l{k}[_reverse]  [B, H]         only when recurrent_dropout > 0
   mask.inter.l{k}                [T, B, D*H]    for k < L-1, only when dropout > 0
                       (always time-major, whatever batch_first)
@@ -219,10 +220,9 @@ def make_masks(L, I, H, T, B, D, dropout, input_dropout, recurrent_dropout, seed
     m = {}
     for k in range(L):
         in_k = I if k == 0 else D * H
+        if input_dropout > 0:
+            m[f"mask.input.l{k}"] = variational_mask(input_dropout, seed, 1, k, 0, B, in_k)
         for d in range(D):
-            if input_dropout > 0:
-                m[f"mask.input.l{k}{sfx(d)}"] = variational_mask(
-                    input_dropout, seed, 1, k, d, B, in_k)
             if recurrent_dropout > 0:
                 m[f"mask.recurrent.l{k}{sfx(d)}"] = variational_mask(
                     recurrent_dropout, seed, 2, k, d, B, H)
@@ -256,7 +256,7 @@ def variant_lstm(params, x, h0, c0, lengths, L, H, bidir, batch_first, act, mask
             s = f"l{k}{sfx(d)}"
             w_ih, w_hh = params["weight_ih_" + s], params["weight_hh_" + s]
             b_ih, b_hh = params.get("bias_ih_" + s), params.get("bias_hh_" + s)
-            mi = masks.get("mask.input." + s)
+            mi = masks.get(f"mask.input.l{k}")
             mr = masks.get("mask.recurrent." + s)
             h = h0[k * D + d] if h0 is not None else zeros
             c = c0[k * D + d] if c0 is not None else zeros
@@ -371,7 +371,7 @@ def stacked_reference(lstm, x, h0, c0, lengths, L, H, bidir, masks):
             dirs = []
             for d in range(D):
                 s = f"l{k}{sfx(d)}"
-                mi, mr = masks.get("mask.input." + s), masks.get("mask.recurrent." + s)
+                mi, mr = masks.get(f"mask.input.l{k}"), masks.get("mask.recurrent." + s)
                 xi = inp * mi[b] if mi is not None else inp
                 w_hh = P["weight_hh_" + s] * mr[b] if mr is not None else P["weight_hh_" + s]
                 has_bias = "bias_ih_" + s in P
