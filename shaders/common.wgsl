@@ -67,9 +67,26 @@ struct StepParams {
     slots: u32,       // L · D
     dropout: Dropout, // the mask on this layer's output (training, inner layers)
     h_out: u32,       // width of h: P with a hidden projection, else H
+    act: u32,         // the cell activation: 0 tanh, 1 relu (see cell_act)
+    rmask: u32,       // training with recurrent dropout: where this layer's mask
+                      // [D, B, H_out] (f32 bits) starts in the lengths buffer; 0 = none
     _pad0: u32,
-    _pad1: u32,
-    _pad2: u32,
+}
+
+// The cell activation of g and of c in h = o ⊙ act(c): tanh, or relu (act = 1).
+fn cell_act(x: f32, act: u32) -> f32 {
+    if (act == 1u) {
+        return max(x, 0.0);
+    }
+    return tanh_safe(x);
+}
+
+// act'(x) from y = act(x): 1 - y² for tanh; for relu 1 where y > 0, else 0.
+fn cell_act_grad(y: f32, act: u32) -> f32 {
+    if (act == 1u) {
+        return select(0.0, 1.0, y > 0.0);
+    }
+    return 1.0 - y * y;
 }
 
 fn dropout_scale(dr: Dropout, t: u32, b: u32, unit: u32) -> f32 {

@@ -26,6 +26,12 @@
 // h is double-buffered by step parity (every workgroup reads all of h_{t-1}
 // while others write h_t); c is updated in place by its owner.
 //
+// The cell activation (StepParams.act) is tanh or relu, for g and for c in
+// h_t = o ⊙ act(c_t). With recurrent dropout (training), the product reads
+// h_{t-1} ⊙ m_h, the mask [D, B, H_out] read from the lengths buffer at
+// StepParams.rmask, and h_prev_saved keeps h_{t-1} ⊙ m_h for dW_hh; the
+// state itself, the output and the padding carry stay unmasked.
+//
 // Padded steps (t >= lengths[b]) carry h and c unchanged and write 0 output,
 // which gives pack_padded_sequence semantics in both directions.
 //
@@ -96,10 +102,21 @@ fn site(wg: vec3<u32>, lid: vec3<u32>) -> Site {
     return s;
 }
 
-// (h_{t-1} · W_hhᵀ)[b0 + s.lane, four gates of unit s.j]: valid in lanes
-// s.lane < RB. Called by every invocation of the workgroup, in uniform
-// control flow (it holds barriers).
-fn recurrent(s: Site, lid: u32) -> vec4<f32> {
+// VEC elements of the recurrent dropout mask from u32 index i of `lengths`
+// (f32 bits; see StepParams.rmask).
+fn rmask_at(i: u32) -> vec4<f32> {
+    var m = vec4<f32>(0.0);
+    for (var e = 0u; e < VEC; e++) {
+        m[e] = bitcast<f32>(lengths[i + e]);
+    }
+    return m;
+}
+
+// (h̃_{t-1} · W_hhᵀ)[b0 + s.lane, four gates of unit s.j]: valid in lanes
+// s.lane < RB, where h̃ = h ⊙ m_h with recurrent dropout (`masked`, training
+// only) and h otherwise. Called by every invocation of the workgroup, in
+// uniform control flow (it holds barriers).
+fn recurrent(s: Site, lid: u32, masked: bool) -> vec4<f32> {
     let n_in = p.h_out;
     var acc: array<vec4<f32>, RB>;
     for (var r = 0u; r < RB; r++) {
@@ -117,7 +134,11 @@ fn recurrent(s: Site, lid: u32) -> vec4<f32> {
             let w2 = w_hh[row + 2u * nv + kv];
             let w3 = w_hh[row + 3u * nv + kv];
             for (var r = 0u; r < RB; r++) {
-                let h = load_h(s.h_prev + min(s.b0 + r, last) * n_in + kv * VEC);
+                let row = min(s.b0 + r, last);
+                var h = load_h(s.h_prev + row * n_in + kv * VEC);
+                if (masked) {
+                    h *= rmask_at(p.rmask + (s.d * p.batch + row) * n_in + kv * VEC);
+                }
                 acc[r] += vec4<f32>(wdot(w0, h), wdot(w1, h), wdot(w2, h), wdot(w3, h));
             }
         }
@@ -129,7 +150,7 @@ fn recurrent(s: Site, lid: u32) -> vec4<f32> {
 fn activate(s: Site, b: u32, rec: vec4<f32>) -> vec4<f32> {
     let gx = vec4<f32>(gates_x[((s.t * p.batch + b) * p.dirs + s.d) * p.hidden + s.j]);
     let pre = rec + gx;
-    return vec4<f32>(sigmoid(pre.x), sigmoid(pre.y), tanh_safe(pre.z), sigmoid(pre.w));
+    return vec4<f32>(sigmoid(pre.x), sigmoid(pre.y), cell_act(pre.z, p.act), sigmoid(pre.w));
 }
 
 // One unit's cell update at a valid step of row b.
@@ -146,7 +167,7 @@ fn update_cell(s: Site, b: u32, ci: u32, rec: vec4<f32>) -> Cell {
     var cell: Cell;
     cell.gates = activate(s, b, rec);
     cell.c = cell.gates.y * state[c_at(ci)] + cell.gates.x * cell.gates.z;
-    cell.h = cell.gates.w * tanh_safe(cell.c);
+    cell.h = cell.gates.w * cell_act(cell.c, p.act);
     state[c_at(ci)] = cell.c;
     return cell;
 }
@@ -159,7 +180,7 @@ fn updates(s: Site) -> bool {
 @compute @workgroup_size(WGS, 1, 1)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
     let s = site(wg, lid);
-    let rec = recurrent(s, lid.x);
+    let rec = recurrent(s, lid.x, false);
     if (!updates(s)) {
         return;
     }
@@ -188,7 +209,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
 @compute @workgroup_size(WGS, 1, 1)
 fn main_train(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
     let s = site(wg, lid);
-    let rec = recurrent(s, lid.x);
+    let rec = recurrent(s, lid.x, p.rmask != 0u);
     if (!updates(s)) {
         return;
     }
@@ -197,11 +218,16 @@ fn main_train(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id
     let unit = s.d * p.hidden + s.j;
     let out = (s.t * p.batch + b) * p.dirs * p.hidden + unit;
     let saved = ((s.t * p.batch + b) * p.dirs + s.d) * p.hidden + s.j;
-    // h_{t-1} has h_out units: the units j < h_out save it.
+    // h_{t-1} has h_out units: the units j < h_out save it, as the product
+    // saw it (h ⊙ m_h with recurrent dropout), for dW_hh.
     var h_old = 0.0;
     if (s.j < p.h_out) {
         h_old = state[s.h_prev + b * p.h_out + s.j];
-        h_prev_saved[(s.t * p.batch + b) * p.dirs * p.h_out + s.d * p.h_out + s.j] = store_t(h_old);
+        var h_seen = h_old;
+        if (p.rmask != 0u) {
+            h_seen *= bitcast<f32>(lengths[p.rmask + (s.d * p.batch + b) * p.h_out + s.j]);
+        }
+        h_prev_saved[(s.t * p.batch + b) * p.dirs * p.h_out + s.d * p.h_out + s.j] = store_t(h_seen);
     }
     if (s.t < lengths[b]) {
         let cell = update_cell(s, b, ci, rec);

@@ -7,6 +7,12 @@
 //   dG_t = (dc_t ⊙ g ⊙ i(1-i),  dc_t ⊙ c_{t-1} ⊙ f(1-f),  dc_t ⊙ i ⊙ (1-g²),  dh_t ⊙ tanh(c_t) ⊙ o(1-o))
 //   dc_carry = dc_t ⊙ f
 //
+// With the cell activation relu (StepParams.act), tanh above is relu and
+// 1 - tanh², 1 - g² its derivative (from its output). With recurrent
+// dropout, h_{t-1} entered the forward product as h ⊙ m_h, so
+// dh_carry = (dG_prev · W_hh) ⊙ m_h, the mask read from the lengths buffer
+// at StepParams.rmask.
+//
 // A padded step (t >= lengths[b]) writes dG = 0 and passes dh and dc
 // through unchanged. The dispatch with step == T does no cell work: it
 // finishes dh_0 (the recurrent product of the last dG) and dc_0.
@@ -230,6 +236,10 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
             carry = carries[at_dh_carry(st.parity, state)];
             if (has_prev && t_prev < len) {
                 carry = prod;
+                // Recurrent dropout: h_{t-1} entered the product as h ⊙ m_h.
+                if (p.rmask != 0u) {
+                    carry *= bitcast<f32>(lengths[p.rmask + (d * bsz + b) * hid + j]);
+                }
             }
             if (st.step == p.seq_len) {
                 carries[at_d_h0(state)] = carry;
@@ -269,12 +279,12 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
         if (d == 1u && t + 1u < p.seq_len) {
             c_prev = c_saved[at + bsz * p.dirs * hid];
         }
-        let tc = tanh_safe(c_t);
-        let dc = dh * g.w * (1.0 - tc * tc) + carries[at_dc_carry(state)];
+        let tc = cell_act(c_t, p.act);
+        let dc = dh * g.w * cell_act_grad(tc, p.act) + carries[at_dc_carry(state)];
         d_gates[at] = vec4<store_t>(vec4<f32>(
             dc * g.z * g.x * (1.0 - g.x),
             dc * c_prev * g.y * (1.0 - g.y),
-            dc * g.x * (1.0 - g.z * g.z),
+            dc * g.x * cell_act_grad(g.z, p.act),
             dh * tc * g.w * (1.0 - g.w),
         ));
         carries[at_dc_carry(state)] = dc * g.y;

@@ -153,9 +153,9 @@ fn update_cell(w: Wave) -> Cell {
     let ci = c_at((w.layer * p.batch + w.b) * p.hidden + w.j);
     let pre = w.pre;
     var cell: Cell;
-    cell.gates = vec4<f32>(sigmoid(pre.x), sigmoid(pre.y), tanh_safe(pre.z), sigmoid(pre.w));
+    cell.gates = vec4<f32>(sigmoid(pre.x), sigmoid(pre.y), cell_act(pre.z, p.act), sigmoid(pre.w));
     cell.c = cell.gates.y * state[ci] + cell.gates.x * cell.gates.z;
-    cell.h = cell.gates.w * tanh_safe(cell.c);
+    cell.h = cell.gates.w * cell_act(cell.c, p.act);
     state[ci] = cell.c;
     state[w.h_next + w.b * p.hidden + w.j] = cell.h;
     return cell;

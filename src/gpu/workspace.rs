@@ -140,7 +140,7 @@ pub(super) struct Workspace {
 }
 
 /// Entry indices in a workspace's uniform buffer.
-pub(super) fn gemm_entry(layer: usize) -> usize {
+pub(in crate::gpu) fn gemm_entry(layer: usize) -> usize {
     layer
 }
 pub(super) fn permute_entry(layers: usize, which: usize) -> usize {
@@ -228,7 +228,9 @@ impl Workspace {
             Some(_) => Some(buffer("m [T,B,D·H]", &[t, b, dirs * h])?),
             None => None,
         };
-        let lengths = ctx.create_buffer("lengths [B]", 4 * b as u64, TENSOR_USAGE)?;
+        // The lengths [B], then a training pass's variational dropout masks.
+        let words = crate::gpu::lstm::masks::MaskLayout::new(cfg, b).words;
+        let lengths = ctx.create_buffer("lengths [B] and masks", 4 * words as u64, TENSOR_USAGE)?;
 
         // Uniforms, written once: per-layer GEMM parameters, two permutes,
         // then one StepParams per (layer, step) read through a dynamic offset.
@@ -420,7 +422,7 @@ impl Workspace {
 
 /// G = X · W_ihᵀ + b_ih + b_hh for one layer: [T·B, D·4H]. Both biases
 /// enter here, so the step kernel binds neither.
-fn forward_gemm(cfg: &LstmConfig, gl: &GpuLayer, rows: usize) -> GemmParams {
+pub(in crate::gpu) fn forward_gemm(cfg: &LstmConfig, gl: &GpuLayer, rows: usize) -> GemmParams {
     let n = (cfg.num_directions() * 4 * cfg.hidden_size) as u32;
     GemmParams {
         m: rows as u32,
@@ -460,6 +462,11 @@ pub(super) fn step_params(
         slots: (layers * dirs) as u32,
         dropout: Default::default(),
         h_out: cfg.hidden_out() as u32,
-        _pad: [0; 3],
+        act: match cfg.activation {
+            crate::config::Activation::Tanh => 0,
+            crate::config::Activation::Relu => 1,
+        },
+        rmask: 0,
+        _pad: 0,
     }
 }

@@ -21,7 +21,13 @@ pub struct StepParams {
     pub dropout: DropoutParams,
     /// H_out: the width of h (P with a hidden projection, else H).
     pub h_out: u32,
-    pub _pad: [u32; 3],
+    /// The cell activation: 0 tanh, 1 relu.
+    pub act: u32,
+    /// Training with recurrent dropout: the u32 index in the lengths
+    /// buffer where this layer's mask [D, B, H_out] (f32 bits) starts; 0 for
+    /// none (see `crate::gpu::lstm::masks`).
+    pub rmask: u32,
+    pub _pad: u32,
 }
 const _: () = assert!(std::mem::size_of::<StepParams>() == 80);
 

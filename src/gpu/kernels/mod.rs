@@ -92,6 +92,7 @@ mod column_sum;
 mod gemm;
 mod hidden_projection;
 mod lstm_step;
+mod mask;
 mod permute;
 mod train_kernels;
 
@@ -114,6 +115,7 @@ pub use lstm_step::{
     StepBuffers, StepConfig, StepKernel, StepParams, StepPipelines, TrainBuffers, WavePipelines,
     WavefrontBuffers, WavefrontKernel,
 };
+pub use mask::{MaskKernel, MaskParams};
 pub use permute::{PermuteKernel, PermuteParams};
 pub use train_kernels::{
     CastBuffers, GatherBuffers, GatherParams, LossBuffers, LossParams, OptParams, OptimBuffers,

@@ -125,6 +125,7 @@ impl GpuLstm {
                 wave_back,
                 permute: &self.permute,
                 hidden_proj: self.hidden_proj.as_ref().map(|(_, back)| back),
+                mask: self.mask.as_ref(),
             };
             let grads = self.grads.as_ref().expect("made above");
             let space = BpttSpace::build(

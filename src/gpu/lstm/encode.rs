@@ -86,7 +86,7 @@ impl GpuLstm {
         if let Some(seed) = dropout_seed {
             let ws = &mut self.workspaces[idx];
             let tr = ws.bptt.as_mut().expect("prepared for training");
-            tr.set_seed(&self.ctx, &self.config, t, b, seed);
+            tr.set_seed(&self.ctx, &self.config, t, b, seed, &ws.lengths);
             self.last_train = Some((t, b));
         }
         let mut enc = self.encoder("lstm forward");
@@ -232,8 +232,20 @@ impl GpuLstm {
             );
         }
         for l in (0..layers).filter(|_| wave.is_none()) {
+            // Training with input dropout projects X̃ = X ⊙ m_x, a masked copy.
+            let masked = train.and_then(|tr| tr.input_masks.get(l));
+            if let Some(m) = masked {
+                let x = if l == 0 { &ws.input } else { &ws.ys[l - 1] };
+                enc.copy_buffer_to_buffer(&x.buffer, 0, &m.x, 0, x.byte_len());
+                let (kernel, bg, groups) = &m.forward;
+                let mut pass = self.begin_pass(enc, "input dropout", None);
+                kernel.encode(ctx, &mut pass, bg, *groups);
+            }
             {
-                let (gemm, gemm_bg, groups) = &ws.gemm[l];
+                let (gemm, gemm_bg, groups) = match masked {
+                    Some(m) => &m.projection,
+                    None => &ws.gemm[l],
+                };
                 let mut pass =
                     self.begin_pass(enc, "input projection", Some(Phase::InputProjection));
                 gemm.encode(ctx, &mut pass, gemm_bg, *groups);
@@ -289,11 +301,9 @@ impl GpuLstm {
     ) -> Result<usize> {
         let (t, b) = check_shapes(&self.config, input.shape(), None, None, lengths)?;
         let idx = self.prepare(t, b, true)?;
-        let tr = self.workspaces[idx]
-            .bptt
-            .as_mut()
-            .expect("prepared for training");
-        tr.set_seed(&self.ctx, &self.config, t, b, seed);
+        let ws = &mut self.workspaces[idx];
+        let tr = ws.bptt.as_mut().expect("prepared for training");
+        tr.set_seed(&self.ctx, &self.config, t, b, seed, &ws.lengths);
         self.last_train = Some((t, b));
         self.encode_forward(
             enc,

@@ -20,6 +20,7 @@ mod cache;
 mod chunked;
 mod encode;
 mod launch;
+pub(super) mod masks;
 
 use cache::State;
 use encode::Source;
@@ -30,7 +31,7 @@ use crate::config::LstmConfig;
 use crate::error::{LstmError, Result};
 use crate::gpu::kernels::{
     BackwardStepKernel, ColumnSumKernel, HiddenProjBackwardKernel, HiddenProjKernel, LstmGemms,
-    PermuteKernel, StepConfig, StepKernel, WavefrontKernel, wavefront_block,
+    MaskKernel, PermuteKernel, StepConfig, StepKernel, WavefrontKernel, wavefront_block,
 };
 use crate::gpu::params::{download_layers, upload_layers, write_layers};
 use crate::gpu::profiler::{KernelTimes, Profiler};
@@ -114,6 +115,8 @@ pub struct GpuLstm {
     wave: Option<(WavefrontKernel, wgpu::Buffer)>,
     /// h_t = m_t · W_hrᵀ and its backward, with a hidden projection (`proj_size` > 0).
     hidden_proj: Option<(HiddenProjKernel, HiddenProjBackwardKernel)>,
+    /// With input dropout: the input mask's kernel.
+    mask: Option<MaskKernel>,
     /// The weights the kernels read, in `precision`.
     layers: Vec<GpuLayer>,
     /// f32 master weights, which the optimizer updates when training in f16
@@ -190,6 +193,7 @@ impl GpuLstm {
             permute: PermuteKernel::new(ctx),
             column_sum,
             split_sum,
+            mask: (config.input_dropout > 0.0).then(|| MaskKernel::new(ctx)),
             hidden_proj: (config.proj_size > 0).then(|| {
                 (
                     HiddenProjKernel::new(precision),
@@ -501,17 +505,13 @@ impl GpuLstm {
     }
 }
 
-/// The variants of DESIGN.md §9 that the GPU kernels do not run yet are an
+/// The variants of DESIGN.md §9 that the GPU kernels do not run are an
 /// [`LstmError::Unsupported`] here rather than a silently different model.
 fn check_variants(config: &LstmConfig) -> Result<()> {
-    let missing = [
-        (
-            config.activation != crate::config::Activation::Tanh,
-            "activation `relu`",
-        ),
-        (config.input_dropout > 0.0, "input_dropout"),
-        (config.recurrent_dropout > 0.0, "recurrent_dropout"),
-    ];
+    let missing = [(
+        config.recurrent_dropout > 0.0 && config.proj_size > 0,
+        "recurrent_dropout with a projection (proj_size > 0)",
+    )];
     match missing.iter().find(|(on, _)| *on) {
         Some((_, what)) => Err(LstmError::Unsupported(format!(
             "{what} on the GPU engine; it runs on the CPU engine and the reference"

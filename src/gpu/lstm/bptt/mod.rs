@@ -38,8 +38,10 @@ use crate::gpu::kernels::{
     HiddenProjBackwardKernel, HiddenProjBuffers, Kernel, LstmGemms, PermuteKernel, StepBuffers,
     TrainBuffers, WavefrontBuffers,
 };
+use crate::gpu::kernels::{GemmKernel, MaskKernel, MaskParams};
+use crate::gpu::lstm::masks::MaskLayout;
 use crate::gpu::tensor::{TENSOR_USAGE, byte_size, byte_size_in};
-use crate::gpu::workspace::{GpuLayer, Uniforms, Workspace};
+use crate::gpu::workspace::{GpuLayer, Uniforms, Workspace, forward_gemm, gemm_entry};
 use crate::gpu::{GpuContext, GpuTensor, Precision};
 
 /// One backward product (a GEMM, or the bias gradient's column sum): its
@@ -137,6 +139,24 @@ pub(in crate::gpu) struct BpttSpace {
     /// operand types.
     pub gemms: Vec<Vec<GemmDispatch>>,
     pub permutes: Option<[(wgpu::BindGroup, (u32, u32)); 2]>,
+    /// With input dropout, per layer: the masked input and how it is made.
+    pub input_masks: Vec<InputMask>,
+    /// The dropout seed whose variational masks the lengths buffer holds.
+    masks_seed: Option<u64>,
+}
+
+/// Input dropout on one layer (training): its input X is copied to `x` and
+/// masked in place (`mask_rows.wgsl`), the input projection reads X̃ = X ⊙
+/// m_x, and so does dW_ih; the backward pass masks dX = dG · W_ih in place
+/// after its GEMM (one of the layer's `gemms`).
+pub(in crate::gpu) struct InputMask {
+    /// [T, B, in]: X̃.
+    pub x: wgpu::Buffer,
+    _params: wgpu::Buffer,
+    /// The masking dispatch on `x`.
+    pub forward: GemmDispatch,
+    /// The input projection G = X̃ · W_ihᵀ + b.
+    pub projection: (GemmKernel, wgpu::BindGroup, (u32, u32, u32)),
 }
 
 /// The wavefront training of a unidirectional stack of L layers: the
@@ -166,6 +186,8 @@ pub(super) struct BpttKernels<'a> {
     pub permute: &'a PermuteKernel,
     /// With a hidden projection.
     pub hidden_proj: Option<&'a HiddenProjBackwardKernel>,
+    /// With input dropout.
+    pub mask: Option<&'a MaskKernel>,
 }
 
 impl BpttSpace {
@@ -195,8 +217,10 @@ impl BpttSpace {
         // A stack with a wavefront forward trains in a wavefront too when
         // every layer's saved activations and gate gradients fit one
         // binding each; otherwise layer by layer.
+        // (Variational dropout trains layer by layer: the wavefront kernels
+        // do not read its masks.)
         let packed = match (&ws.wave, &k.wave_back) {
-            (Some(_), Some(_)) => {
+            (Some(_), Some(_)) if !cfg.variational() => {
                 let all = |label: &str, shape: &[usize], p| match stored(label, shape, p) {
                     Ok(buffer) => Ok(Some(buffer)),
                     Err(LstmError::DeviceLimit { .. }) => Ok(None),
@@ -292,7 +316,52 @@ impl BpttSpace {
         let mut hidden_projs = Vec::new();
         let mut hidden_proj_back = Vec::new();
         let mut gemms = Vec::new();
+        let mask_layout = MaskLayout::new(cfg, b);
+        let mut input_masks = Vec::new();
         for (l, (w, g)) in weights.iter().zip(grads).enumerate() {
+            // Input dropout: X̃ = X ⊙ m_x, made by the forward pass.
+            let input_mask = match k.mask {
+                Some(mask) if mask_layout.input[l] != 0 => {
+                    let cols = cfg.layer_input_size(l);
+                    let x = buffer(&format!("masked input l{l} [T,B,in]"), &[t, b, cols])?;
+                    let params = ctx.create_buffer(
+                        "input mask params",
+                        std::mem::size_of::<MaskParams>() as u64,
+                        wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+                    )?;
+                    let mp = MaskParams {
+                        batch: b as u32,
+                        cols: cols as u32,
+                        total: (t * b * cols) as u32,
+                        offset: mask_layout.input[l],
+                    };
+                    ctx.queue()
+                        .write_buffer(&params, 0, bytemuck::bytes_of(&mp));
+                    let groups = MaskKernel::workgroups(ctx, t * b * cols);
+                    check_groups(ctx, "the input mask", &[groups.0, groups.1])?;
+                    let (proj_kernel, _, proj_groups) = &ws.gemm[l];
+                    let op = GemmOp {
+                        params: forward_gemm(cfg, w, t * b),
+                        a: &x,
+                        b: &w.w_ih,
+                        bias: &w.bias,
+                        c: &ws.gates,
+                    };
+                    let at = ws.layout.offset(gemm_entry(l)) as u64;
+                    let projection = (
+                        proj_kernel.clone(),
+                        proj_kernel.bind(ctx, &op, &ws._uniforms, at),
+                        *proj_groups,
+                    );
+                    let forward = (
+                        mask.kernel().clone(),
+                        mask.bind(ctx, &params, &x, &ws.lengths),
+                        groups,
+                    );
+                    Some((x, params, forward, projection, mask, groups))
+                }
+                _ => None,
+            };
             // With a hidden projection the step kernel writes m_t, which is saved;
             // the hidden-projection kernel writes the layer output.
             let step_y = m_saved.get(l).unwrap_or(&ws.ys[l].buffer);
@@ -358,9 +427,10 @@ impl BpttSpace {
             // A wavefront's layer reads the layer below's output from the
             // packed outputs (the GEMM's offset), and needs no dX GEMM above
             // layer 0: the backward steps fuse it.
-            let x = match (l, &ws.wave) {
-                (0, _) => &ws.input.buffer,
-                (_, Some(wave)) if wave_on => &wave.outputs,
+            let x = match (l, &ws.wave, &input_mask) {
+                (_, _, Some((masked, ..))) => masked,
+                (0, _, _) => &ws.input.buffer,
+                (_, Some(wave), _) if wave_on => &wave.outputs,
                 _ => &ws.ys[l - 1].buffer,
             };
             let dx = if l == 0 { &d_input.buffer } else { &dy.buffer };
@@ -420,8 +490,21 @@ impl BpttSpace {
                     let groups = ColumnSumKernel::checked_workgroups(ctx, sum.cols)?;
                     layer_gemms.push((k.split_sum.kernel().clone(), bg, groups));
                 }
+                // Input dropout: the layer below receives dX ⊙ m_x.
+                if let (Gemm::Input, Some((_, params, _, _, mask, groups))) = (kind, &input_mask) {
+                    let bg = mask.bind(ctx, params, dx, &ws.lengths);
+                    layer_gemms.push((mask.kernel().clone(), bg, *groups));
+                }
             }
             gemms.push(layer_gemms);
+            if let Some((x, params, forward, projection, ..)) = input_mask {
+                input_masks.push(InputMask {
+                    x,
+                    _params: params,
+                    forward,
+                    projection,
+                });
+            }
         }
         let permutes = match &batch_first {
             Some((d_out_bf, d_in_bf)) => {
@@ -514,6 +597,8 @@ impl BpttSpace {
             hidden_proj_back,
             gemms,
             permutes,
+            input_masks,
+            masks_seed: None,
         })
     }
 
@@ -532,7 +617,23 @@ impl BpttSpace {
     /// Rewrites the per-pass parameters for a new dropout seed. Without
     /// inter-layer dropout, or for the seed already written, nothing depends
     /// on it and nothing is written.
-    pub fn set_seed(&mut self, ctx: &GpuContext, cfg: &LstmConfig, t: usize, b: usize, seed: u64) {
+    /// With variational dropout, also draws that seed's masks into the
+    /// lengths buffer `lengths` (after its B lengths).
+    pub fn set_seed(
+        &mut self,
+        ctx: &GpuContext,
+        cfg: &LstmConfig,
+        t: usize,
+        b: usize,
+        seed: u64,
+        lengths: &wgpu::Buffer,
+    ) {
+        if cfg.variational() && self.masks_seed != Some(seed) {
+            let words = MaskLayout::new(cfg, b).draw(cfg, b, seed);
+            ctx.queue()
+                .write_buffer(lengths, 4 * b as u64, bytemuck::cast_slice(&words));
+            self.masks_seed = Some(seed);
+        }
         let masked = cfg.dropout > 0.0 && cfg.num_layers > 1;
         if !masked || seed == self.seed {
             return;

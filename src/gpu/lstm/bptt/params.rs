@@ -277,6 +277,7 @@ pub(super) fn bptt_uniforms(
     let (dirs, layers) = (cfg.num_directions(), cfg.num_layers);
     let hout = cfg.hidden_out();
     let mut u = Uniforms::new(ctx, e.count());
+    let masks = crate::gpu::lstm::masks::MaskLayout::new(cfg, b);
     for (l, plan) in plans.iter().enumerate() {
         // Dropout on every layer's output but the last.
         let p = if l + 1 < layers { cfg.dropout } else { 0.0 };
@@ -284,11 +285,13 @@ pub(super) fn bptt_uniforms(
         for s in 0..t {
             let mut sp = step_params(cfg, l, s, t, b);
             sp.dropout = dropout;
+            sp.rmask = masks.recurrent[l];
             u.put(e.step(l, s), &sp);
         }
         for s in 0..=t {
             let mut bp = step_params(cfg, l, s, t, b);
             bp.dropout = dropout;
+            bp.rmask = masks.recurrent[l];
             u.put(e.back(l, s), &bp);
         }
         for (which, (_, planned)) in plan.iter().enumerate() {
