@@ -70,7 +70,8 @@ struct StepParams {
     act: u32,         // the cell activation: 0 tanh, 1 relu (see cell_act)
     rmask: u32,       // training with recurrent dropout: where this layer's mask
                       // [D, B, H_out] (f32 bits) starts in the lengths buffer; 0 = none
-    _pad0: u32,
+    cells: u32,       // inference asking for the per-step cell states: where the
+                      // last layer's [T, B, D, H] starts in `state`; 0 = none
 }
 
 // The cell activation of g and of c in h = o ⊙ act(c): tanh, or relu (act = 1).

@@ -187,22 +187,24 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
     let b = s.b0 + s.lane;
     let ci = (s.slot * p.batch + b) * p.hidden + s.j;
     let out = (s.t * p.batch + b) * p.dirs * p.hidden + s.d * p.hidden + s.j;
-    if (projecting()) {
-        // m_t into y; h is the hidden-projection kernel's.
-        if (s.t < lengths[b]) {
-            y[out] = update_cell(s, b, ci, rec).h;
-        } else {
-            y[out] = 0.0;
-        }
-        return;
-    }
+    // c_t for the per-step cell states (0 at padded steps).
+    var c_out = 0.0;
     if (s.t < lengths[b]) {
-        let h = update_cell(s, b, ci, rec).h;
-        state[s.h_next + b * p.hidden + s.j] = h;
-        y[out] = h;
+        let cell = update_cell(s, b, ci, rec);
+        c_out = cell.c;
+        // With a hidden projection, m_t into y; h is the hidden-projection kernel's.
+        if (!projecting()) {
+            state[s.h_next + b * p.hidden + s.j] = cell.h;
+        }
+        y[out] = cell.h;
     } else {
-        state[s.h_next + b * p.hidden + s.j] = state[s.h_prev + b * p.hidden + s.j];
+        if (!projecting()) {
+            state[s.h_next + b * p.hidden + s.j] = state[s.h_prev + b * p.hidden + s.j];
+        }
         y[out] = 0.0;
+    }
+    if (p.cells != 0u) {
+        state[p.cells + ((s.t * p.batch + b) * p.dirs + s.d) * p.hidden + s.j] = c_out;
     }
 }
 

@@ -172,12 +172,19 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
     }
     let hid = p.hidden;
     var out = 0.0;
+    var c_out = 0.0;
     if (w.t < lengths[w.b]) {
-        out = update_cell(w).h;
+        let cell = update_cell(w);
+        out = cell.h;
+        c_out = cell.c;
     } else {
         state[w.h_next + w.b * hid + w.j] = state[w.h_prev + w.b * hid + w.j];
     }
     outputs[layer_at(w)] = out;
+    // The last layer's per-step cell states, when asked for (D = 1).
+    if (p.cells != 0u && w.layer + 1u == p.slots) {
+        state[p.cells + (w.t * p.batch + w.b) * hid + w.j] = c_out;
+    }
 }
 
 @compute @workgroup_size(WGS, 1, 1)

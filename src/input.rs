@@ -19,6 +19,9 @@ pub struct LstmInput<'a, T = f32> {
     /// (`pack_padded_sequence(..., enforce_sorted=False)` semantics).
     /// `None` means every sequence has all T steps.
     pub lengths: Option<&'a [usize]>,
+    /// Also return the last layer's cell state at every step
+    /// ([`LstmOutput::cell_states`](crate::LstmOutput::cell_states)).
+    pub cell_states: bool,
 }
 
 impl<'a, T: Real> LstmInput<'a, T> {
@@ -29,7 +32,15 @@ impl<'a, T: Real> LstmInput<'a, T> {
             h_0: None,
             c_0: None,
             lengths: None,
+            cell_states: false,
         }
+    }
+
+    /// Asks for the last layer's cell state at every step, as
+    /// [`LstmOutput::cell_states`](crate::LstmOutput::cell_states).
+    pub fn with_cell_states(mut self) -> Self {
+        self.cell_states = true;
+        self
     }
 
     /// Sets the initial state: `h_0` [D·L, B, H_out] and `c_0` [D·L, B, H].

@@ -41,12 +41,17 @@ fn gpu_matches_the_variant_fixtures() {
     for (name, bytes) in cases {
         let (case, seed) = load(&bytes);
         let mut gpu = GpuLstm::new(&ctx, &case.weights).unwrap();
-        let x = case.x();
+        let x = case.x().with_cell_states();
         let out = gpu.forward_train_host(&x, seed).unwrap();
+        let cells = out
+            .cell_states
+            .as_ref()
+            .expect("cell states were asked for");
         for (key, got) in [
             ("output", &out.output),
             ("h_n", &out.h_n),
             ("c_n", &out.c_n),
+            ("c_all", cells),
         ] {
             let want: Tensor<f64> = case.tensor(key);
             assert_eq!(got.shape(), want.shape(), "{name}/{key}");
@@ -71,13 +76,21 @@ fn gpu_matches_the_variant_fixtures() {
             .dropout(0.0)
             .input_dropout(0.0)
             .recurrent_dropout(0.0);
+        let f64_case = Fixture::<f64>::load(&bytes);
         let want =
-            reference::forward(&plain.cast::<f64>(), &Fixture::<f64>::load(&bytes).x()).unwrap();
+            reference::forward(&plain.cast::<f64>(), &f64_case.x().with_cell_states()).unwrap();
         let got = gpu.forward_host(&x).unwrap();
         assert_close(
             &format!("{name}/eval"),
             got.output.data(),
             want.output.data(),
+            1e-5,
+            0.0,
+        );
+        assert_close(
+            &format!("{name}/eval cell states"),
+            got.cell_states.as_ref().unwrap().data(),
+            want.cell_states.as_ref().unwrap().data(),
             1e-5,
             0.0,
         );
@@ -154,7 +167,8 @@ fn gpu_training_with_every_variant_matches_the_reference() {
     }
 }
 
-/// Relu inference, including a unidirectional stack's wavefront.
+/// Relu inference, including a unidirectional stack's wavefront, with and
+/// without the per-step cell states.
 #[test]
 fn relu_inference_matches_the_reference() {
     let Some(ctx) = gpu_or_skip("relu_inference_matches_the_reference") else {
@@ -171,12 +185,28 @@ fn relu_inference_matches_the_reference() {
         };
         let w = LstmWeights::<f32>::init(&c.config, 3, InitOptions::default()).unwrap();
         let data = c.data::<f32>(7);
-        let want = reference::forward(&w.cast::<f64>(), &c.input(&data.cast::<f64>())).unwrap();
-        let got = GpuLstm::new(&ctx, &w)
-            .unwrap()
-            .forward_host(&c.input(&data))
+        let data64 = data.cast::<f64>();
+        let want =
+            reference::forward(&w.cast::<f64>(), &c.input(&data64).with_cell_states()).unwrap();
+        let mut gpu = GpuLstm::new(&ctx, &w).unwrap();
+        // Without the cell states, then with them (a workspace of its own).
+        let plain = gpu.forward_host(&c.input(&data)).unwrap();
+        assert!(plain.cell_states.is_none());
+        let got = gpu
+            .forward_host(&c.input(&data).with_cell_states())
             .unwrap();
+        assert_eq!(
+            plain.output, got.output,
+            "the cell states change nothing else"
+        );
         let name = format!("L={layers} bidirectional={bidirectional}");
+        assert_close(
+            &format!("{name}/cell states"),
+            got.cell_states.as_ref().unwrap().data(),
+            want.cell_states.as_ref().unwrap().data(),
+            1e-5,
+            0.0,
+        );
         assert_close(&name, got.output.data(), want.output.data(), 1e-5, 0.0);
         assert_close(&name, got.h_n.data(), want.h_n.data(), 1e-5, 0.0);
         assert_close(&name, got.c_n.data(), want.c_n.data(), 1e-5, 0.0);

@@ -67,12 +67,18 @@ fn check<T: Real>(
 ) {
     let (case, seed) = load::<T>(bytes);
     let w = &case.weights;
-    let x = case.x();
+    let x = case.x().with_cell_states();
     let (out, cache) = train(w, &x, seed);
+    // Per-step cell states: the last layer's c_t, 0 at padded steps.
+    let cells = out
+        .cell_states
+        .as_ref()
+        .expect("cell states were asked for");
     for (key, got) in [
         ("output", &out.output),
         ("h_n", &out.h_n),
         ("c_n", &out.c_n),
+        ("c_all", cells),
     ] {
         let want: Tensor<f64> = case.tensor(key);
         assert_eq!(got.shape(), want.shape(), "{name}/{key}");
@@ -216,8 +222,12 @@ fn evaluation_ignores_variational_dropout() {
         plain.config.input_dropout = 0.0;
         plain.config.recurrent_dropout = 0.0;
         plain.config.dropout = 0.0;
-        let x = case.x();
+        let x = case.x().with_cell_states();
         let want = reference::forward(&plain, &x).unwrap();
+        assert!(
+            want.cell_states.is_some(),
+            "{name}: cell states in evaluation"
+        );
         assert_eq!(
             reference::forward(&case.weights, &x).unwrap(),
             want,

@@ -14,6 +14,7 @@ use crate::config::Activation;
 use crate::dropout::{Dropout, variational_masks};
 use crate::error::Result;
 use crate::input::LstmInput;
+use crate::reference::cell_states_of;
 use crate::reference::{DirectionCache, ForwardCache, LayerCache, LstmOutput};
 use crate::tensor::Tensor;
 use crate::weights::{LayerWeights, LstmWeights};
@@ -109,7 +110,9 @@ fn run(
                 lengths: &lengths,
                 out_offset: dir * hout,
                 out_stride: dirs * hout,
-                save,
+                // The last layer keeps its per-step states when the caller
+                // asks for the cell states.
+                save: save || (x.cell_states && layer + 1 == layers),
                 activation: cfg.activation,
             };
             let idx = layer * dirs + dir;
@@ -161,7 +164,21 @@ fn run(
 
     let state_shape = [layers * dirs, batch, h];
     let output = Tensor::new([seq_len, batch, dirs * hout], layer_input.into_owned())?;
+    let cell_states = if x.cell_states {
+        let last = caches.last().expect("at least one layer");
+        let cs: Vec<&[f32]> = last.directions.iter().map(|d| &d.c[..]).collect();
+        let cs = cell_states_of(&cs, seq_len, batch, h, &lengths);
+        let cs = Tensor::new([seq_len, batch, dirs * h], cs)?;
+        Some(if cfg.batch_first {
+            cs.swap_first_two_axes()
+        } else {
+            cs
+        })
+    } else {
+        None
+    };
     let out = LstmOutput {
+        cell_states,
         output: if cfg.batch_first {
             output.swap_first_two_axes()
         } else {

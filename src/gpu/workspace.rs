@@ -111,6 +111,10 @@ pub(super) struct Workspace {
     pub state: wgpu::Buffer,
     /// Where c starts in `state`, in bytes.
     pub c_offset: u64,
+    /// Made for a forward that returns the per-step cell states: the byte
+    /// offset in `state` of the last layer's [T, B, D, H], which the step
+    /// kernels write and `staging` reads back after the output and states.
+    pub cells: Option<u64>,
     /// [B] u32
     pub lengths: wgpu::Buffer,
     pub _uniforms: wgpu::Buffer,
@@ -186,6 +190,7 @@ impl Workspace {
         k: Kernels<'_>,
         seq_len: usize,
         batch: usize,
+        cells: bool,
     ) -> Result<Self> {
         let (h, dirs, layers) = (cfg.hidden_size, cfg.num_directions(), cfg.num_layers);
         let hout = cfg.hidden_out();
@@ -218,12 +223,17 @@ impl Workspace {
                 )
             })
             .collect::<Result<Vec<_>>>()?;
-        // h double-buffered by step parity [2, L·D, B, H_out], then c [L·D, B, H].
+        // h double-buffered by step parity [2, L·D, B, H_out], then c [L·D, B, H],
+        // then (asked for) the last layer's cell states [T, B, D, H].
+        let cells_at = 2 * layers * dirs * b * hout + layers * dirs * b * h;
+        let cells_len = if cells { t * b * dirs * h } else { 0 };
         let state = buffer(
-            "state: h [2,L·D,B,H_out], c [L·D,B,H]",
-            &[2 * layers * dirs * b * hout + layers * dirs * b * h],
+            "state: h [2,L·D,B,H_out], c [L·D,B,H], cell states [T,B,D,H]",
+            &[cells_at + cells_len],
         )?;
         let c_offset = 4 * (2 * layers * dirs * b * hout) as u64;
+        // (The buffer fits one binding, so its f32 indices fit a u32.)
+        let cells_word = if cells { cells_at as u32 } else { 0 };
         let m = match k.hidden_proj {
             Some(_) => Some(buffer("m [T,B,D·H]", &[t, b, dirs * h])?),
             None => None,
@@ -259,13 +269,18 @@ impl Workspace {
         layout.put(permute_entry(layers, 1), &permute(t, b, dirs * hout));
         for l in 0..layers {
             for s in 0..t {
-                layout.put(step_entry(layers, t, l, s), &step_params(cfg, l, s, t, b));
+                let mut p = step_params(cfg, l, s, t, b);
+                if l + 1 == layers {
+                    p.cells = cells_word;
+                }
+                layout.put(step_entry(layers, t, l, s), &p);
             }
         }
         for s in 0..wave_steps {
             let p = StepParams {
                 step: s as u32,
                 slot: wavefront_block(h) as u32,
+                cells: cells_word,
                 ..step_params(cfg, 0, 0, t, b)
             };
             layout.put(wave_entry(layers, t, s), &p);
@@ -379,7 +394,8 @@ impl Workspace {
             "forward read-back",
             byte_size("output", &[t, b, dirs * hout])?
                 + byte_size("h_n", &[layers * dirs, b, hout])?
-                + byte_size("c_n", &[layers * dirs, b, h])?,
+                + byte_size("c_n", &[layers * dirs, b, h])?
+                + 4 * cells_len as u64,
             wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
         )?;
         ctx.check()?;
@@ -392,6 +408,7 @@ impl Workspace {
             ys,
             state,
             c_offset,
+            cells: cells.then_some(4 * cells_at as u64),
             lengths,
             _uniforms: uniforms,
             layout,
@@ -467,6 +484,6 @@ pub(super) fn step_params(
             crate::config::Activation::Relu => 1,
         },
         rmask: 0,
-        _pad: 0,
+        cells: 0,
     }
 }

@@ -23,6 +23,34 @@ pub struct LstmOutput<T = f32> {
     pub h_n: Tensor<T>,
     /// [D·L, B, H]: cell state at each sequence's last valid step.
     pub c_n: Tensor<T>,
+    /// With [`LstmInput::with_cell_states`]: the last layer's cell state c_t
+    /// after every step, laid out as `output`: [T, B, D·H] (or [B, T, D·H]
+    /// with `batch_first`), forward direction in `[.., 0..H]`, reverse in
+    /// `[.., H..2H]`, zero past each sequence's length. `None` otherwise.
+    pub cell_states: Option<Tensor<T>>,
+}
+
+/// The last layer's per-step cell states in `output`'s layout (time-major
+/// here): `dirs` direction caches of [T, B, H] each, zero at padded steps.
+pub(crate) fn cell_states_of<T: Real>(
+    directions: &[&[T]],
+    seq_len: usize,
+    batch: usize,
+    hidden: usize,
+    lengths: &[usize],
+) -> Vec<T> {
+    let dirs = directions.len();
+    let mut out = vec![T::zero(); seq_len * batch * dirs * hidden];
+    for (d, c) in directions.iter().enumerate() {
+        for t in 0..seq_len {
+            for b in (0..batch).filter(|&b| t < lengths[b]) {
+                let src = &c[(t * batch + b) * hidden..(t * batch + b + 1) * hidden];
+                let at = ((t * batch + b) * dirs + d) * hidden;
+                out[at..at + hidden].copy_from_slice(src);
+            }
+        }
+    }
+    out
 }
 
 /// What one layer·direction saves for the backward pass: 6·T·B·H values
@@ -170,7 +198,21 @@ fn run<T: Real>(
     }
 
     let output = Tensor::new([seq_len, batch, dirs * hout], layer_input)?;
+    let cell_states = if x.cell_states {
+        let last: &LayerCache<T> = caches.last().expect("at least one layer");
+        let cs: Vec<&[T]> = last.directions.iter().map(|d| &d.c[..]).collect();
+        let cs = cell_states_of(&cs, seq_len, batch, h, &lengths);
+        let cs = Tensor::new([seq_len, batch, dirs * h], cs)?;
+        Some(if cfg.batch_first {
+            cs.swap_first_two_axes()
+        } else {
+            cs
+        })
+    } else {
+        None
+    };
     let out = LstmOutput {
+        cell_states,
         output: if cfg.batch_first {
             output.swap_first_two_axes()
         } else {

@@ -37,6 +37,7 @@ pub mod schedule;
 mod trainer;
 
 pub use backward::{Gradients, OutputGrads, ParamGradients, backward, backward_params};
+pub(crate) use forward::cell_states_of;
 pub use forward::{DirectionCache, ForwardCache, LayerCache, LstmOutput, forward, forward_train};
 pub use layers::{Embedding, Linear, LinearGrads, last_valid_step, last_valid_step_backward};
 pub use loss::{cross_entropy, mse, mse_masked};

@@ -27,7 +27,10 @@ pub struct StepParams {
     /// buffer where this layer's mask [D, B, H_out] (f32 bits) starts; 0 for
     /// none (see `crate::gpu::lstm::masks`).
     pub rmask: u32,
-    pub _pad: u32,
+    /// Inference asking for the per-step cell states: the f32 index in the
+    /// state buffer where the last layer's [T, B, D, H] starts; 0 for none
+    /// (and in every other layer).
+    pub cells: u32,
 }
 const _: () = assert!(std::mem::size_of::<StepParams>() == 80);
 

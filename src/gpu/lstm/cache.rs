@@ -24,12 +24,14 @@ const MAX_WORKSPACES: usize = 4;
 
 impl GpuLstm {
     /// The workspace for (T, B), made on first use, with its training
-    /// buffers when `training`.
+    /// buffers when `training`; `cells` asks for one that returns the
+    /// per-step cell states (inference only: a workspace of its own).
     pub(super) fn prepare(
         &mut self,
         seq_len: usize,
         batch: usize,
         training: bool,
+        cells: bool,
     ) -> Result<usize> {
         if !self.states.iter().any(|s| s.batch == batch) {
             let cfg = &self.config;
@@ -43,7 +45,7 @@ impl GpuLstm {
         let idx = match self
             .workspaces
             .iter()
-            .position(|w| (w.seq_len, w.batch) == (seq_len, batch))
+            .position(|w| (w.seq_len, w.batch, w.cells.is_some()) == (seq_len, batch, cells))
         {
             Some(i) => i,
             None => {
@@ -83,6 +85,7 @@ impl GpuLstm {
                     kernels,
                     seq_len,
                     batch,
+                    cells,
                 )?;
                 self.workspaces.push(ws);
                 self.workspaces.len() - 1
@@ -161,11 +164,34 @@ impl GpuLstm {
     pub(super) fn read_outputs(&self, idx: usize) -> Result<LstmOutput<f32>> {
         let out = self.outputs(idx);
         let shapes = [out.output.shape(), out.h_n.shape(), out.c_n.shape()];
-        let mut host = map_and_read(&self.ctx, &self.workspaces[idx].staging, &shapes)?;
+        let ws = &self.workspaces[idx];
+        let cfg = &self.config;
+        let cells = [ws.seq_len, ws.batch, cfg.num_directions() * cfg.hidden_size];
+        let mut shapes = shapes.to_vec();
+        if ws.cells.is_some() {
+            shapes.push(&cells);
+        }
+        let mut host = map_and_read(&self.ctx, &ws.staging, &shapes)?;
+        let cell_states = match ws.cells {
+            Some(_) => {
+                let c = host.pop().expect("four tensors");
+                Some(if cfg.batch_first {
+                    c.swap_first_two_axes()
+                } else {
+                    c
+                })
+            }
+            None => None,
+        };
         let c_n = host.pop().expect("three tensors");
         let h_n = host.pop().expect("three tensors");
         let output = host.pop().expect("three tensors");
-        Ok(LstmOutput { output, h_n, c_n })
+        Ok(LstmOutput {
+            output,
+            h_n,
+            c_n,
+            cell_states,
+        })
     }
 
     pub(super) fn train_workspace(&self) -> Result<usize> {
@@ -175,7 +201,7 @@ impl GpuLstm {
         Ok(self
             .workspaces
             .iter()
-            .position(|w| (w.seq_len, w.batch) == (t, b) && w.bptt.is_some())
+            .position(|w| (w.seq_len, w.batch) == (t, b) && w.bptt.is_some() && w.cells.is_none())
             .expect("the last training workspace is kept"))
     }
 

@@ -68,6 +68,16 @@ impl GpuLstm {
         let (inp, hout) = (cfg.input_size, cfg.hidden_out());
         let data = x.input.data();
         let mut output = vec![0.0f32; seq_len * batch * hout];
+        // The per-step cell states when asked for (H wide: D = 1 here).
+        let h = cfg.hidden_size;
+        let mut cells = vec![
+            0.0f32;
+            if x.cell_states {
+                seq_len * batch * h
+            } else {
+                0
+            }
+        ];
         let mut state: Option<(Tensor<f32>, Tensor<f32>)> = None;
         for t0 in (0..seq_len).step_by(chunk) {
             let n = chunk.min(seq_len - t0);
@@ -86,6 +96,7 @@ impl GpuLstm {
                 )?
             };
             let mut sub = LstmInput::new(&part);
+            sub.cell_states = x.cell_states;
             match &state {
                 Some((h, c)) => sub = sub.with_state(h, c),
                 None => {
@@ -100,15 +111,20 @@ impl GpuLstm {
                 .map(|l| l.iter().map(|&len| len.saturating_sub(t0).min(n)).collect());
             let idx = self.pass(super::Source::Host(&sub), lengths.as_deref(), None, true)?;
             let out = self.read_outputs(idx)?;
-            let got = out.output.data();
-            if cfg.batch_first {
-                for b in 0..batch {
-                    let dst = (b * seq_len + t0) * hout;
-                    output[dst..dst + n * hout]
-                        .copy_from_slice(&got[b * n * hout..(b + 1) * n * hout]);
+            // This chunk's steps into their place, in the caller's layout.
+            let place = |all: &mut [f32], got: &[f32], w: usize| {
+                if cfg.batch_first {
+                    for b in 0..batch {
+                        let dst = (b * seq_len + t0) * w;
+                        all[dst..dst + n * w].copy_from_slice(&got[b * n * w..(b + 1) * n * w]);
+                    }
+                } else {
+                    all[t0 * batch * w..(t0 + n) * batch * w].copy_from_slice(got);
                 }
-            } else {
-                output[t0 * batch * hout..(t0 + n) * batch * hout].copy_from_slice(got);
+            };
+            place(&mut output, out.output.data(), hout);
+            if let Some(c) = &out.cell_states {
+                place(&mut cells, c.data(), h);
             }
             state = Some((out.h_n, out.c_n));
         }
@@ -118,10 +134,17 @@ impl GpuLstm {
         } else {
             [seq_len, batch, hout]
         };
+        let cell_states = if x.cell_states {
+            let [a, b, _] = shape;
+            Some(Tensor::new([a, b, h], cells)?)
+        } else {
+            None
+        };
         Ok(LstmOutput {
             output: Tensor::new(shape, output)?,
             h_n,
             c_n,
+            cell_states,
         })
     }
 }

@@ -82,7 +82,10 @@ impl GpuLstm {
                 check_shapes(&self.config, input.shape(), h0, c0, lengths)?
             }
         };
-        let idx = self.prepare(t, b, dropout_seed.is_some())?;
+        // The per-step cell states (inference, host API) need a workspace
+        // that writes them.
+        let cells = matches!(source, Source::Host(x) if x.cell_states && dropout_seed.is_none());
+        let idx = self.prepare(t, b, dropout_seed.is_some(), cells)?;
         if let Some(seed) = dropout_seed {
             let ws = &mut self.workspaces[idx];
             let tr = ws.bptt.as_mut().expect("prepared for training");
@@ -98,6 +101,10 @@ impl GpuLstm {
             for src in [ws.output(), &state.h_n, &state.c_n] {
                 enc.copy_buffer_to_buffer(&src.buffer, 0, &ws.staging, at, src.byte_len());
                 at += src.byte_len();
+            }
+            if let Some(cells) = ws.cells {
+                let len = ws.staging.size() - at;
+                enc.copy_buffer_to_buffer(&ws.state, cells, &ws.staging, at, len);
             }
         }
         self.submit(enc)?;
@@ -300,7 +307,7 @@ impl GpuLstm {
         seed: u64,
     ) -> Result<usize> {
         let (t, b) = check_shapes(&self.config, input.shape(), None, None, lengths)?;
-        let idx = self.prepare(t, b, true)?;
+        let idx = self.prepare(t, b, true, false)?;
         let ws = &mut self.workspaces[idx];
         let tr = ws.bptt.as_mut().expect("prepared for training");
         tr.set_seed(&self.ctx, &self.config, t, b, seed, &ws.lengths);

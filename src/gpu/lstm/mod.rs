@@ -395,7 +395,48 @@ impl GpuLstm {
         dropout_seed: u64,
     ) -> Result<LstmOutput<f32>> {
         let idx = self.pass(Source::Host(x), x.lengths, Some(dropout_seed), true)?;
-        self.read_outputs(idx)
+        let mut out = self.read_outputs(idx)?;
+        if x.cell_states {
+            out.cell_states = Some(self.read_train_cells(idx, x.lengths)?);
+        }
+        Ok(out)
+    }
+
+    /// The last layer's per-step cell states of the training forward in
+    /// workspace `idx`, from what it saved for the backward pass, in the
+    /// output's layout with padded steps zeroed.
+    fn read_train_cells(&mut self, idx: usize, lengths: Option<&[usize]>) -> Result<Tensor<f32>> {
+        let layers = self.config.num_layers;
+        let ws = &self.workspaces[idx];
+        let dh = self.config.num_directions() * self.config.hidden_size;
+        let (t, b) = (ws.seq_len, ws.batch);
+        let bytes = 4 * (t * b * dh) as u64;
+        let staging = self.ctx.create_buffer(
+            "cell states read-back",
+            bytes,
+            wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+        )?;
+        let mut enc = self.encoder("cell states read-back");
+        let tr = ws.bptt.as_ref().expect("a training workspace");
+        let (buffer, offset) = tr.last_cells(layers, bytes);
+        enc.copy_buffer_to_buffer(buffer, offset, &staging, 0, bytes);
+        self.submit(enc)?;
+        let mut cells = crate::gpu::tensor::map_and_read(&self.ctx, &staging, &[&[t, b, dh]])?
+            .pop()
+            .expect("one tensor");
+        if let Some(lengths) = lengths {
+            let data = cells.data_mut();
+            for s in 0..t {
+                for (r, _) in lengths.iter().enumerate().filter(|&(_, &n)| s >= n) {
+                    data[(s * b + r) * dh..(s * b + r + 1) * dh].fill(0.0);
+                }
+            }
+        }
+        Ok(if self.config.batch_first {
+            cells.swap_first_two_axes()
+        } else {
+            cells
+        })
     }
 
     /// Backpropagates through the last training forward. `d_output` has the

@@ -602,6 +602,17 @@ impl BpttSpace {
         })
     }
 
+    /// Where the last layer's saved cell states [T, B, D, H] (c after each
+    /// step, carried through padding) sit: the buffer and byte offset, of
+    /// `bytes` bytes each layer.
+    pub fn last_cells(&self, layers: usize, bytes: u64) -> (&wgpu::Buffer, u64) {
+        match self.c_saved.len() {
+            // A wavefront's layers are one buffer [L, T, B, H].
+            1 if layers > 1 => (&self.c_saved[0], (layers as u64 - 1) * bytes),
+            _ => (self.c_saved.last().expect("a layer"), 0),
+        }
+    }
+
     /// Bytes allocated for the activations saved for the backward pass:
     /// every layer's gates, c and h_prev (and m with a hidden projection).
     pub fn saved_bytes(&self) -> u64 {
