@@ -194,6 +194,7 @@ fn forward_grids_run_under_webgpu_limits() {
             "every_step_config_matches_the_reference",
             "device_limits_follow_wgpu_lstm_limits",
             "a_sequence_longer_than_one_binding_runs_in_chunks",
+            "cell_states_of_a_sequence_split_over_time_match_the_reference",
             "a_stack_too_large_for_one_packed_binding_runs_layer_by_layer",
         ],
     );
@@ -229,6 +230,44 @@ fn a_sequence_longer_than_one_binding_runs_in_chunks() {
     );
     let submits = check_in(name, c, 1e-5, None);
     assert!(submits >= 2, "the pass was not split ({submits} submit)");
+}
+
+/// The per-step cell states of a forward split over time are every chunk's,
+/// in place: against the reference, batch-first with lengths.
+#[test]
+fn cell_states_of_a_sequence_split_over_time_match_the_reference() {
+    let name = "cell_states_of_a_sequence_split_over_time_match_the_reference";
+    let Some(ctx) = gpu_or_skip(name) else { return };
+    let limits = ctx.limits();
+    let limit = limits
+        .max_storage_buffer_binding_size
+        .min(limits.max_buffer_size);
+    let (b, h, i) = (64, 128, 4);
+    let per_step = (b * 4 * h * 4) as u64;
+    if limit > 256 << 20 {
+        eprintln!("skipped {name}: this device binds {limit} bytes; the test sizes for 128 MiB");
+        return;
+    }
+    let t = (limit / per_step) as usize + 20;
+    let c = Case {
+        lengths: Some((0..b).map(|k| [t, 3, t - 10, t / 2][k % 4]).collect()),
+        ..Case::new(LstmConfig::new(i, h).batch_first(true), t, b)
+    };
+    let w = LstmWeights::<f32>::init(&c.config, 17, InitOptions::default()).unwrap();
+    let data = c.data::<f32>(3);
+    let want = reference::forward(&w, &c.input(&data).with_cell_states()).unwrap();
+    let mut gpu = GpuLstm::new(&ctx, &w).unwrap();
+    let before = ctx.counters();
+    let got = gpu
+        .forward_host(&c.input(&data).with_cell_states())
+        .unwrap();
+    assert!(
+        (ctx.counters() - before).submits >= 2,
+        "the pass was not split"
+    );
+    let (g, e) = (got.cell_states.unwrap(), want.cell_states.unwrap());
+    assert_eq!(g.shape(), e.shape());
+    assert_close(name, g.data(), e.data(), 1e-5, 0.0);
 }
 
 /// A unidirectional stack whose layers' weights together exceed one binding
