@@ -41,7 +41,7 @@ use rand_chacha::ChaCha8Rng;
 use report::{Row, compare, json, median_times, print_table};
 use wgpu_lstm::gpu::{GpuContext, GpuTensor, InitialState};
 use wgpu_lstm::{
-    Batch, Device, HeadKind, InitOptions, Inputs, LossKind, Lstm, LstmConfig, LstmInput,
+    Activation, Batch, Device, HeadKind, InitOptions, Inputs, LossKind, Lstm, LstmConfig, LstmInput,
     LstmWeights, Model, OptimizerKind, Precision, Targets, Tensor, TrainConfig, Trainer,
 };
 
@@ -63,6 +63,19 @@ struct Args {
     layers: usize,
     #[arg(long)]
     bidirectional: bool,
+    /// The cell activation (Keras' `activation`): tanh or relu.
+    #[arg(long, default_value = "tanh", value_parser = parse_activation)]
+    activation: Activation,
+    /// Inter-layer dropout (`nn.LSTM`'s `dropout`), in training.
+    #[arg(long, default_value_t = 0.0)]
+    dropout: f64,
+    /// Input dropout (Keras' `dropout`): one mask per sequence, in training.
+    #[arg(long, default_value_t = 0.0)]
+    input_dropout: f64,
+    /// Recurrent dropout (Keras' `recurrent_dropout`): one mask per
+    /// sequence, in training.
+    #[arg(long, default_value_t = 0.0)]
+    recurrent_dropout: f64,
     /// cpu, gpu or both.
     #[arg(long, default_value = "both")]
     device: String,
@@ -100,6 +113,10 @@ struct Args {
 
 /// (B, T, I, H)
 pub(crate) type Shape = (usize, usize, usize, usize);
+
+fn parse_activation(s: &str) -> Result<Activation, String> {
+    Activation::from_name(s).map_err(|e| e.to_string())
+}
 
 fn parse_shapes(s: &str) -> Result<Vec<Shape>, Box<dyn Error>> {
     s.split(';')
@@ -232,6 +249,10 @@ fn main() -> Result<(), Box<dyn Error>> {
         "lstm-bench: layers {}, bidirectional {}, GPU {precisions:?}, {iters} timed iterations after {warmup} warm-up",
         args.layers, args.bidirectional
     );
+    println!(
+        "variant: activation {}, dropout {}, input_dropout {}, recurrent_dropout {}",
+        args.activation, args.dropout, args.input_dropout, args.recurrent_dropout
+    );
     println!("CPU: {} ({threads} threads)", cpu_model());
     if let Some(ctx) = &ctx {
         let i = ctx.adapter_info();
@@ -253,7 +274,12 @@ fn main() -> Result<(), Box<dyn Error>> {
     for &(b, t, i, h) in &shapes {
         let cfg = LstmConfig::new(i, h)
             .num_layers(args.layers)
-            .bidirectional(args.bidirectional);
+            .bidirectional(args.bidirectional)
+            .activation(args.activation)
+            .dropout(args.dropout)
+            .input_dropout(args.input_dropout)
+            .recurrent_dropout(args.recurrent_dropout);
+        cfg.validate()?;
         let mut rng = ChaCha8Rng::seed_from_u64(7);
         let x: Vec<f32> = (0..t * b * i)
             .map(|_| rng.random_range(-1.0..1.0))
