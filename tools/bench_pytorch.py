@@ -13,6 +13,13 @@ Shapes are B,T,I,H (batch, sequence length, input size, hidden size), seq-first 
            with head = Linear(D*H, 1) at every step; backward; SGD(lr=1e-4).step();
            zero_grad(set_to_none=True) before each iteration,
            x does not require grad.
+Variants (--activation relu, --input-dropout P, --recurrent-dropout P) have no
+fused PyTorch module: cuDNN and nn.LSTM cannot run them, so with any of them the
+script times what a PyTorch user writes instead, an unrolled loop over time in
+Python of torch.nn.LSTMCell (tanh) or of the same cell written out with torch ops
+(relu), with one dropout mask per sequence drawn once per call and applied to x_t
+and to h_{t-1} at every step (Keras' and Gal & Ghahramani's variational dropout).
+Its rows say `"implementation": "cell loop"`; nn.LSTM's say `"nn.LSTM"`.
 Each timed iteration is measured with time.perf_counter(); on CUDA a
 torch.cuda.synchronize() happens inside the timed region. Warm-up iterations are untimed.
 FLOPs: forward = sum over layers and directions of 8*H*(I_l+H)*B*T, where I_l is the
@@ -73,10 +80,62 @@ def sync(device):
         torch.cuda.synchronize()
 
 
-def bench_one(device, mode, shape, layers, bidirectional, iters, warmup):
+class CellLoop(torch.nn.Module):
+    """A stacked (optionally bidirectional) LSTM unrolled in Python, as a PyTorch
+    user writes one for the variants nn.LSTM lacks: input and recurrent dropout with
+    one mask per sequence held over time, and a relu cell activation."""
+
+    def __init__(self, I, H, layers, bidirectional, activation, input_dropout,
+                 recurrent_dropout):
+        super().__init__()
+        self.H, self.D = H, 2 if bidirectional else 1
+        self.act = torch.relu if activation == "relu" else torch.tanh
+        self.p_in, self.p_rec = input_dropout, recurrent_dropout
+        self.cells = torch.nn.ModuleList(
+            torch.nn.LSTMCell(I if l == 0 else self.D * H, H)
+            for l in range(layers) for _ in range(self.D))
+        self.tanh = activation != "relu"
+
+    def mask(self, p, shape, like):
+        if not self.training or p == 0:
+            return None
+        return torch.bernoulli(torch.full(shape, 1 - p, device=like.device)) / (1 - p)
+
+    def cell(self, cell, x, h, c):
+        if self.tanh:
+            return cell(x, (h, c))
+        gates = x @ cell.weight_ih.T + cell.bias_ih + h @ cell.weight_hh.T + cell.bias_hh
+        i, f, g, o = gates.chunk(4, dim=1)
+        c = torch.sigmoid(f) * c + torch.sigmoid(i) * self.act(g)
+        return torch.sigmoid(o) * self.act(c), c
+
+    def forward(self, x):
+        T, B, _ = x.shape
+        for l in range(len(self.cells) // self.D):
+            m_x = self.mask(self.p_in, (B, x.shape[2]), x)
+            x_in = x * m_x if m_x is not None else x
+            outs = []
+            for d in range(self.D):
+                cell = self.cells[l * self.D + d]
+                h = x.new_zeros(B, self.H)
+                c = x.new_zeros(B, self.H)
+                m_h = self.mask(self.p_rec, (B, self.H), x)
+                steps = [None] * T
+                for t in (range(T - 1, -1, -1) if d else range(T)):
+                    h, c = self.cell(cell, x_in[t], h * m_h if m_h is not None else h, c)
+                    steps[t] = h
+                outs.append(torch.stack(steps))
+            x = torch.cat(outs, dim=2)
+        return x, None
+
+
+def bench_one(device, mode, shape, layers, bidirectional, iters, warmup, variant=None):
     B, T, I, H = shape
     torch.manual_seed(0)
-    lstm = torch.nn.LSTM(I, H, num_layers=layers, bidirectional=bidirectional).to(device)
+    if variant:
+        lstm = CellLoop(I, H, layers, bidirectional, **variant).to(device)
+    else:
+        lstm = torch.nn.LSTM(I, H, num_layers=layers, bidirectional=bidirectional).to(device)
     x = torch.randn(T, B, I, device=device)
     if mode == "forward":
         lstm.eval()
@@ -130,7 +189,17 @@ def main():
     ap.add_argument("--tf32", choices=["on", "off", "both"], default="both",
                     help="CUDA only: TF32 for matmul and cuDNN")
     ap.add_argument("--json", metavar="PATH")
+    ap.add_argument("--activation", choices=["tanh", "relu"], default="tanh",
+                    help="relu: a cell loop (nn.LSTM has no activation argument)")
+    ap.add_argument("--input-dropout", type=float, default=0.0,
+                    help="> 0: a cell loop with one input mask per sequence")
+    ap.add_argument("--recurrent-dropout", type=float, default=0.0,
+                    help="> 0: a cell loop with one recurrent mask per sequence")
     args = ap.parse_args()
+    variant = None
+    if args.activation != "tanh" or args.input_dropout > 0 or args.recurrent_dropout > 0:
+        variant = dict(activation=args.activation, input_dropout=args.input_dropout,
+                       recurrent_dropout=args.recurrent_dropout)
 
     shapes = parse_shapes(args.shapes)
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
@@ -168,7 +237,8 @@ def main():
         print(f"CUDA: {meta['cuda_device']} (CUDA {meta['cuda_version']}, "
               f"cuDNN {meta['cudnn_version']})")
     print(f"date {meta['date']} | layers {args.layers} | bidirectional {args.bidirectional} | "
-          f"iters {args.iters} warmup {args.warmup} | f32")
+          f"iters {args.iters} warmup {args.warmup} | f32 | "
+          f"{'cell loop ' + str(variant) if variant else 'nn.LSTM'}")
     print()
     header = (f"{'device':6} {'tf32':5} {'mode':7} {'B':>4} {'T':>4} {'I':>5} {'H':>5} "
               f"{'median ms':>10} {'min ms':>10} {'max ms':>10} {'GFLOP/s':>9}")
@@ -184,7 +254,7 @@ def main():
             for mode in modes:
                 for shape in shapes:
                     times = bench_one(device, mode, shape, args.layers, args.bidirectional,
-                                      args.iters, args.warmup)
+                                      args.iters, args.warmup, variant)
                     B, T, I, H = shape
                     flops = forward_flops(B, T, I, H, args.layers,
                                           2 if args.bidirectional else 1)
@@ -195,6 +265,9 @@ def main():
                         "mode": mode, "precision": "f32", "tf32": tf32,
                         "batch": B, "seq_len": T, "input_size": I, "hidden_size": H,
                         "layers": args.layers, "bidirectional": args.bidirectional,
+                        "implementation": "cell loop" if variant else "nn.LSTM",
+                        "activation": args.activation, "input_dropout": args.input_dropout,
+                        "recurrent_dropout": args.recurrent_dropout,
                         "threads": threads, "iters": args.iters,
                         "median_ms": med, "min_ms": min(times), "max_ms": max(times),
                         "gflops": flops / (med * 1e-3) / 1e9,
