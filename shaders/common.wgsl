@@ -72,6 +72,23 @@ struct StepParams {
                       // [D, B, H_out] (f32 bits) starts in the lengths buffer; 0 = none
     cells: u32,       // inference asking for the per-step cell states: where the
                       // last layer's [T, B, D, H] starts in `state`; 0 = none
+    cell: u32,        // 0 LSTM, 1 GRU (see gru_cell)
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
+}
+
+// A GRU step (nn.GRU) from the four pre-activation slots a GRU's padded
+// weights give (src/gpu/lstm/gru.rs): W_ih's rows are (r, z, n, 0) and
+// W_hh's (r, z, 0, n), and the input projection's bias holds
+// (b_ir + b_hr, b_iz + b_hz, b_in, b_hn), so
+//   pre = (W_ir x + W_hr h + b_r,  W_iz x + W_hz h + b_z,  W_in x + b_in,  W_hn h + b_hn)
+//   r = σ(pre.x)  z = σ(pre.y)  n = tanh(pre.z + r ⊙ pre.w)  h' = (1 - z) ⊙ n + z ⊙ h.
+fn gru_cell(pre: vec4<f32>, h_old: f32) -> f32 {
+    let r = sigmoid(pre.x);
+    let z = sigmoid(pre.y);
+    let n = tanh_safe(pre.z + r * pre.w);
+    return (1.0 - z) * n + z * h_old;
 }
 
 // The cell activation of g and of c in h = o ⊙ act(c): tanh, or relu (act = 1).

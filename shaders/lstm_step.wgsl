@@ -187,6 +187,19 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
     let b = s.b0 + s.lane;
     let ci = (s.slot * p.batch + b) * p.hidden + s.j;
     let out = (s.t * p.batch + b) * p.dirs * p.hidden + s.d * p.hidden + s.j;
+    if (p.cell == 1u) {
+        // A GRU: h only, from the four pre-activation slots.
+        var h = state[s.h_prev + b * p.hidden + s.j];
+        var y_t = 0.0;
+        if (s.t < lengths[b]) {
+            let gx = vec4<f32>(gates_x[((s.t * p.batch + b) * p.dirs + s.d) * p.hidden + s.j]);
+            h = gru_cell(rec + gx, h);
+            y_t = h;
+        }
+        state[s.h_next + b * p.hidden + s.j] = h;
+        y[out] = y_t;
+        return;
+    }
     // c_t for the per-step cell states (0 at padded steps).
     var c_out = 0.0;
     if (s.t < lengths[b]) {

@@ -173,6 +173,17 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
     let hid = p.hidden;
     var out = 0.0;
     var c_out = 0.0;
+    if (p.cell == 1u) {
+        // A GRU: h only, from the four pre-activation slots.
+        var h = state[w.h_prev + w.b * hid + w.j];
+        if (w.t < lengths[w.b]) {
+            h = gru_cell(w.pre, h);
+            out = h;
+        }
+        state[w.h_next + w.b * hid + w.j] = h;
+        outputs[layer_at(w)] = out;
+        return;
+    }
     if (w.t < lengths[w.b]) {
         let cell = update_cell(w);
         out = cell.h;

@@ -485,5 +485,7 @@ pub(super) fn step_params(
         },
         rmask: 0,
         cells: 0,
+        cell: 0,
+        _pad: [0; 3],
     }
 }

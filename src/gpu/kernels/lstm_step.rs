@@ -31,8 +31,12 @@ pub struct StepParams {
     /// state buffer where the last layer's [T, B, D, H] starts; 0 for none
     /// (and in every other layer).
     pub cells: u32,
+    /// The cell: 0 LSTM, 1 GRU (inference; its weights padded to four
+    /// gate slots, see `gru_cell` in `shaders/common.wgsl`).
+    pub cell: u32,
+    pub _pad: [u32; 3],
 }
-const _: () = assert!(std::mem::size_of::<StepParams>() == 80);
+const _: () = assert!(std::mem::size_of::<StepParams>() == 96);
 
 bindings! {
     /// The buffers one layer's steps read and write (`main`'s bindings).
