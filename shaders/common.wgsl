@@ -85,10 +85,26 @@ struct StepParams {
 //   pre = (W_ir x + W_hr h + b_r,  W_iz x + W_hz h + b_z,  W_in x + b_in,  W_hn h + b_hn)
 //   r = σ(pre.x)  z = σ(pre.y)  n = tanh(pre.z + r ⊙ pre.w)  h' = (1 - z) ⊙ n + z ⊙ h.
 fn gru_cell(pre: vec4<f32>, h_old: f32) -> f32 {
+    let g = gru_gates(pre);
+    return (1.0 - g.y) * g.z + g.y * h_old;
+}
+
+// The activated GRU gates a training step saves: (r, z, n, W_hn h + b_hn).
+fn gru_gates(pre: vec4<f32>) -> vec4<f32> {
     let r = sigmoid(pre.x);
-    let z = sigmoid(pre.y);
-    let n = tanh_safe(pre.z + r * pre.w);
-    return (1.0 - z) * n + z * h_old;
+    return vec4<f32>(r, sigmoid(pre.y), tanh_safe(pre.z + r * pre.w), pre.w);
+}
+
+// A GRU's backward at one valid step, from dh (the gradient reaching h_t),
+// the saved gates g = (r, z, n, W_hn h + b_hn) and h_{t-1}: the gate
+// gradients (dr, dz, dn, dn ⊙ r) in the four slots, so that dG·W_ih and
+// dG·W_hh over the padded weights are dX and the recurrent part of
+// dh_{t-1}; the rest of dh_{t-1} is dh ⊙ z.
+fn gru_backward(dh: f32, g: vec4<f32>, h_prev: f32) -> vec4<f32> {
+    let dn = dh * (1.0 - g.y) * (1.0 - g.z * g.z);
+    let dz = dh * (h_prev - g.z) * g.y * (1.0 - g.y);
+    let dr = dn * g.w * g.x * (1.0 - g.x);
+    return vec4<f32>(dr, dz, dn, dn * g.x);
 }
 
 // The cell activation of g and of c in h = o ⊙ act(c): tanh, or relu (act = 1).

@@ -233,6 +233,26 @@ fn main_train(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id
     let unit = s.d * p.hidden + s.j;
     let out = (s.t * p.batch + b) * p.dirs * p.hidden + unit;
     let saved = ((s.t * p.batch + b) * p.dirs + s.d) * p.hidden + s.j;
+    if (p.cell == 1u) {
+        // A GRU: saves (r, z, n, W_hn h + b_hn), and h_{t-1} twice: for
+        // dW_hh, and in c_saved (a GRU has no c) for its backward step.
+        let h_old = state[s.h_prev + b * p.hidden + s.j];
+        h_prev_saved[out] = store_t(h_old);
+        c_saved[saved] = h_old;
+        if (s.t < lengths[b]) {
+            let gx = vec4<f32>(gates_x[saved]);
+            let g = gru_gates(rec + gx);
+            let h = (1.0 - g.y) * g.z + g.y * h_old;
+            gates_saved[saved] = vec4<store_t>(g);
+            state[s.h_next + b * p.hidden + s.j] = h;
+            y[out] = h * dropout_scale(p.dropout, s.t, b, unit);
+        } else {
+            gates_saved[saved] = vec4<store_t>(0.0);
+            state[s.h_next + b * p.hidden + s.j] = h_old;
+            y[out] = 0.0;
+        }
+        return;
+    }
     // h_{t-1} has h_out units: the units j < h_out save it, as the product
     // saw it (h ⊙ m_h with recurrent dropout), for dW_hh.
     var h_old = 0.0;

@@ -229,6 +229,38 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
         let prod = sums[r * JW + c];
         let len = lengths[b];
         let state = (st.slot * bsz + b) * hid + j;
+        if (p.cell == 1u) {
+            // A GRU: dh_{t-1} = dG_prev · W_hh + dh_prev ⊙ z_prev, the second
+            // term kept in the dc carry's place (a GRU has no c).
+            var carry = carries[at_dh_carry(st.parity, state)];
+            if (has_prev && t_prev < len) {
+                carry = prod + carries[at_dc_carry(state)];
+            }
+            if (st.step == p.seq_len) {
+                carries[at_d_h0(state)] = carry;
+                carries[at_d_c0(state)] = 0.0;
+                continue;
+            }
+            carries[at_dh_carry(1u - st.parity, state)] = carry;
+            let t = time_of(st.step, d);
+            let at = st.base + ((t * bsz + b) * p.dirs + d) * hid + j;
+            if (t >= len) {
+                d_gates[at] = vec4<store_t>(0.0);
+                continue;
+            }
+            let unit = d * hid + j;
+            var dy = 0.0;
+            if (st.upper) {
+                dy = sums[(RB + r) * JW + c];
+            } else {
+                dy = dh_in[(t * bsz + b) * p.dirs * hid + unit];
+            }
+            let dh = dy * dropout_scale(st.dropout, t, b, unit) + carry;
+            let g = vec4<f32>(gates[at]);
+            d_gates[at] = vec4<store_t>(gru_backward(dh, g, c_saved[at]));
+            carries[at_dc_carry(state)] = dh * g.y;
+            continue;
+        }
         // Without a hidden projection h and c have the same shape, and this kernel
         // carries dh too.
         var carry = 0.0;

@@ -212,6 +212,27 @@ fn main_train(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id
     let at = layer_at(w);
     let h_old = state[w.h_prev + w.b * hid + w.j];
     h_prev_saved[at] = store_t(h_old);
+    if (p.cell == 1u) {
+        // A GRU, as the layer-by-layer step kernel's `main_train`.
+        c_saved[at] = h_old;
+        if (w.t < lengths[w.b]) {
+            let g = gru_gates(w.pre);
+            let h = (1.0 - g.y) * g.z + g.y * h_old;
+            gates_saved[at] = vec4<store_t>(g);
+            state[w.h_next + w.b * hid + w.j] = h;
+            var dr = p.dropout;
+            dr.layer = w.layer;
+            if (w.layer + 1u == p.slots) {
+                dr.enabled = 0u;
+            }
+            outputs[at] = h * dropout_scale(dr, w.t, w.b, w.j);
+        } else {
+            gates_saved[at] = vec4<store_t>(0.0);
+            state[w.h_next + w.b * hid + w.j] = h_old;
+            outputs[at] = 0.0;
+        }
+        return;
+    }
     if (w.t < lengths[w.b]) {
         let cell = update_cell(w);
         gates_saved[at] = vec4<store_t>(cell.gates);

@@ -115,7 +115,7 @@ pub use lstm_step::{
     StepBuffers, StepConfig, StepKernel, StepParams, StepPipelines, TrainBuffers, WavePipelines,
     WavefrontBuffers, WavefrontKernel,
 };
-pub use mask::{MaskKernel, MaskParams};
+pub use mask::{MaskKernel, MaskParams, SlotParams, ZeroSlotKernel};
 pub use permute::{PermuteKernel, PermuteParams};
 pub use train_kernels::{
     CastBuffers, GatherBuffers, GatherParams, LossBuffers, LossParams, OptParams, OptimBuffers,

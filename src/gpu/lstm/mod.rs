@@ -20,6 +20,7 @@ mod cache;
 mod chunked;
 mod encode;
 mod launch;
+mod gru;
 pub(super) mod masks;
 
 use cache::State;
