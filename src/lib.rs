@@ -44,7 +44,7 @@ pub mod tensor_file;
 mod trainer;
 pub mod weights;
 
-pub use config::{Activation, LstmConfig};
+pub use config::{Activation, Cell, LstmConfig};
 pub use device::Device;
 pub use error::{LstmError, Result};
 pub use gpu::Precision;

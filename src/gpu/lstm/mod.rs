@@ -505,6 +505,7 @@ impl GpuLstm {
 /// [`LstmError::Unsupported`] here rather than a silently different model.
 fn check_variants(config: &LstmConfig) -> Result<()> {
     let missing = [
+        (config.cell == crate::config::Cell::Gru, "the GRU cell"),
         (
             config.activation != crate::config::Activation::Tanh,
             "activation `relu`",
