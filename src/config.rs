@@ -355,7 +355,7 @@ impl LstmConfig {
             ("input_dropout", self.input_dropout),
             ("recurrent_dropout", self.recurrent_dropout),
         ] {
-            if !(p >= 0.0 && p < 1.0) {
+            if !(0.0..1.0).contains(&p) {
                 return Err(LstmError::InvalidConfig {
                     field,
                     reason: format!("must be in [0, 1), got {p}"),
