@@ -9,7 +9,9 @@
 //! - the optimizer's state under `optim.m.{name}` and `optim.v.{name}` for
 //!   every parameter: Adam's first and second moments, or SGD's momentum
 //!   buffer in `m` (zeros where the optimizer keeps nothing);
-//! - the metadata `format` = [`FORMAT`] and `step`, the optimizer steps done.
+//! - the metadata `format` = [`FORMAT`] and `step`, the optimizer steps done,
+//!   and the recurrent layer's `cell` and `activation` where a weights file
+//!   has them (`weights/io.rs`).
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -42,10 +44,13 @@ pub(crate) fn save(path: &Path, ckpt: &Checkpoint) -> Result<()> {
             named.push((format!("optim.{slot}.{name}"), shape.clone(), &values[..]));
         }
     }
-    let meta = HashMap::from([
+    let mut meta = HashMap::from([
         ("format".to_string(), FORMAT.to_string()),
         ("step".to_string(), ckpt.step.to_string()),
     ]);
+    // The recurrent layer's cell and activation, as in a weights file, so
+    // that the `lstm.` tensors load as what they are.
+    meta.extend(crate::weights::config_metadata(&ckpt.model.lstm.config).unwrap_or_default());
     crate::io::write_atomic(path, &crate::io::serialize(&named, Some(meta))?)
 }
 

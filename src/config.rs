@@ -1,14 +1,18 @@
-//! `LstmConfig`: the constructor arguments of PyTorch's `nn.LSTM`, with its defaults.
+//! `LstmConfig`: the constructor arguments of PyTorch's `nn.LSTM` (or, with
+//! [`Cell::Gru`], `nn.GRU`), with their defaults.
 
 use crate::error::{LstmError, Result};
 use crate::real::Real;
 
-/// The architecture of a (possibly stacked, possibly bidirectional) LSTM.
+/// The architecture of a (possibly stacked, possibly bidirectional) LSTM or
+/// GRU.
 ///
-/// Field names and defaults are those of `torch.nn.LSTM`:
+/// Field names and defaults are those of `torch.nn.LSTM`, and of
+/// `torch.nn.GRU` with `cell = Cell::Gru` ([`LstmConfig::gru`]):
 ///
 /// | field | default |
 /// |---|---|
+/// | `cell` | [`Cell::Lstm`] |
 /// | `input_size` | required |
 /// | `hidden_size` | required |
 /// | `num_layers` | 1 |
@@ -16,7 +20,7 @@ use crate::real::Real;
 /// | `batch_first` | false |
 /// | `dropout` | 0.0 |
 /// | `bidirectional` | false |
-/// | `proj_size` | 0 |
+/// | `proj_size` | 0 (an LSTM's only; a GRU's must be 0) |
 ///
 /// Beyond `nn.LSTM`, the variants of DESIGN.md §9, with Keras' meanings
 /// (all off by default, so a default config is exactly `nn.LSTM`):
@@ -26,6 +30,10 @@ use crate::real::Real;
 /// | `input_dropout` | 0.0 | `LSTM(dropout=)` |
 /// | `recurrent_dropout` | 0.0 | `LSTM(recurrent_dropout=)` |
 /// | `activation` | [`Activation::Tanh`] | `LSTM(activation=)` |
+///
+/// A GRU takes none of them yet: its `activation` must be tanh (as
+/// `nn.GRU`'s), and the reference and the CPU engine refuse its input and
+/// recurrent dropout with [`LstmError::Unsupported`].
 ///
 /// Both variational dropouts draw one mask per sequence (batch row),
 /// layer and direction, the same at every step
@@ -37,9 +45,11 @@ use crate::real::Real;
 /// mistake in the caller's configuration.
 #[derive(Clone, Debug, PartialEq)]
 pub struct LstmConfig {
+    /// The recurrent cell: an LSTM (the default) or a GRU.
+    pub cell: Cell,
     /// I: features per time step of the input.
     pub input_size: usize,
-    /// H: units in each layer's hidden and cell state.
+    /// H: units in each layer's hidden state (and an LSTM's cell state).
     pub hidden_size: usize,
     /// L: stacked layers; layer k > 0 reads layer k-1's output.
     pub num_layers: usize,
@@ -65,6 +75,57 @@ pub struct LstmConfig {
     pub recurrent_dropout: f64,
     /// The cell activation: of the candidate g and of c in h = o ⊙ act(c).
     pub activation: Activation,
+}
+
+/// The recurrent cell of every layer.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Cell {
+    /// `nn.LSTM`: gates i, f, g, o (4H rows of `W_ih`, `W_hh` and the
+    /// biases), a cell state c beside h (DESIGN.md §1).
+    #[default]
+    Lstm,
+    /// `nn.GRU`: gates r, z, n (3H rows), no cell state:
+    /// n = tanh(W_in x + b_in + r ⊙ (W_hn h + b_hn)),
+    /// h' = (1 − z) ⊙ n + z ⊙ h (DESIGN.md §9).
+    Gru,
+}
+
+impl Cell {
+    /// The name in checkpoints' metadata and on the command line: `lstm`
+    /// or `gru`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Cell::Lstm => "lstm",
+            Cell::Gru => "gru",
+        }
+    }
+
+    /// Parses [`name`](Self::name).
+    pub fn from_name(name: &str) -> Result<Cell> {
+        match name {
+            "lstm" => Ok(Cell::Lstm),
+            "gru" => Ok(Cell::Gru),
+            other => Err(LstmError::InvalidConfig {
+                field: "cell",
+                reason: format!("must be `lstm` or `gru`, got `{other}`"),
+            }),
+        }
+    }
+
+    /// G: gate blocks of H rows in `W_ih`, `W_hh` and the biases (4 for an
+    /// LSTM, 3 for a GRU).
+    pub fn gates(self) -> usize {
+        match self {
+            Cell::Lstm => 4,
+            Cell::Gru => 3,
+        }
+    }
+}
+
+impl std::fmt::Display for Cell {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
 }
 
 /// The LSTM's cell activation (Keras' `activation`): applied to the
@@ -143,6 +204,7 @@ impl LstmConfig {
     /// A single-layer, unidirectional LSTM with PyTorch's defaults.
     pub fn new(input_size: usize, hidden_size: usize) -> Self {
         LstmConfig {
+            cell: Cell::Lstm,
             input_size,
             hidden_size,
             num_layers: 1,
@@ -154,6 +216,32 @@ impl LstmConfig {
             input_dropout: 0.0,
             recurrent_dropout: 0.0,
             activation: Activation::Tanh,
+        }
+    }
+
+    /// A single-layer, unidirectional GRU with `nn.GRU`'s defaults.
+    pub fn gru(input_size: usize, hidden_size: usize) -> Self {
+        LstmConfig::new(input_size, hidden_size).cell(Cell::Gru)
+    }
+
+    /// Sets the recurrent cell.
+    pub fn cell(mut self, cell: Cell) -> Self {
+        self.cell = cell;
+        self
+    }
+
+    /// G: gate blocks of H rows in the weights, 4 for an LSTM and 3 for a
+    /// GRU; `W_ih` is [G·H, in].
+    pub fn gates(&self) -> usize {
+        self.cell.gates()
+    }
+
+    /// Units of the cell state c (`c_0`, `c_n`): H for an LSTM, 0 for a GRU,
+    /// which has none (its `c_n` is an empty [D·L, B, 0] tensor).
+    pub fn cell_state_size(&self) -> usize {
+        match self.cell {
+            Cell::Lstm => self.hidden_size,
+            Cell::Gru => 0,
         }
     }
 
@@ -274,6 +362,26 @@ impl LstmConfig {
                 });
             }
         }
+        if self.cell == Cell::Gru {
+            if self.proj_size > 0 {
+                return Err(LstmError::InvalidConfig {
+                    field: "proj_size",
+                    reason: format!(
+                        "must be 0 for a GRU (nn.GRU has no projection), got {}",
+                        self.proj_size
+                    ),
+                });
+            }
+            if self.activation != Activation::Tanh {
+                return Err(LstmError::InvalidConfig {
+                    field: "activation",
+                    reason: format!(
+                        "must be tanh for a GRU (nn.GRU has no activation choice), got {}",
+                        self.activation
+                    ),
+                });
+            }
+        }
         if self.proj_size >= self.hidden_size {
             return Err(LstmError::InvalidConfig {
                 field: "proj_size",
@@ -283,13 +391,14 @@ impl LstmConfig {
                 ),
             });
         }
-        // Gate rows are 4H; keep every index inside u32 for the GPU path.
-        let largest = 4 * self.hidden_size.max(1) * self.input_size.max(self.output_size());
+        // Gate rows are G·H; keep every index inside u32 for the GPU path.
+        let gates = self.gates();
+        let largest = gates * self.hidden_size.max(1) * self.input_size.max(self.output_size());
         if largest > u32::MAX as usize {
             return Err(LstmError::InvalidConfig {
                 field: "hidden_size",
                 reason: format!(
-                    "a weight matrix of 4·H × max(I, D·H) = {largest} elements exceeds 2^32"
+                    "a weight matrix of {gates}·H × max(I, D·H) = {largest} elements exceeds 2^32"
                 ),
             });
         }

@@ -51,10 +51,11 @@ pub enum LstmError {
         hint: String,
     },
 
-    /// A weights file holds a tensor that no `nn.LSTM` parameter explains.
+    /// A weights file holds a tensor that no `nn.LSTM` or `nn.GRU` parameter
+    /// explains.
     #[error(
-        "unexpected tensor `{name}`: not an nn.LSTM parameter (expected names such as \
-         `weight_ih_l0`, `bias_hh_l1_reverse`, optionally behind a prefix like `lstm.`)"
+        "unexpected tensor `{name}`: not an nn.LSTM or nn.GRU parameter (expected names \
+         such as `weight_ih_l0`, `bias_hh_l1_reverse`, optionally behind a prefix like `lstm.`)"
     )]
     UnexpectedTensor {
         /// The tensor's name in the file, prefix included.
@@ -62,7 +63,7 @@ pub enum LstmError {
     },
 
     /// The tensors of a weights file disagree about the architecture.
-    #[error("inconsistent LSTM layers: {reason}")]
+    #[error("inconsistent layers: {reason}")]
     InconsistentLayers {
         /// Which tensors disagree, and how.
         reason: String,

@@ -1,19 +1,22 @@
 //! The inputs of a forward pass and their checks, shared by every engine.
 
-use crate::config::LstmConfig;
+use crate::config::{Cell, LstmConfig};
 use crate::error::{LstmError, Result};
 use crate::real::Real;
 use crate::tensor::Tensor;
 
-/// What a forward pass reads, as in `lstm(input, (h_0, c_0))` in PyTorch.
+/// What a forward pass reads, as in `lstm(input, (h_0, c_0))` or
+/// `gru(input, h_0)` in PyTorch.
 #[derive(Clone, Copy, Debug)]
 pub struct LstmInput<'a, T = f32> {
     /// [T, B, I], or [B, T, I] when `config.batch_first`.
     pub input: &'a Tensor<T>,
     /// [D·L, B, H_out] (H_out = `proj_size` if > 0, else H); zeros when
-    /// `None`. Give both `h_0` and `c_0` or neither.
+    /// `None`. An LSTM takes both `h_0` and `c_0` or neither; a GRU `h_0`
+    /// alone.
     pub h_0: Option<&'a Tensor<T>>,
-    /// [D·L, B, H]; zeros when `None`.
+    /// [D·L, B, H]; zeros when `None`. Always `None` for a GRU, which has
+    /// no cell state.
     pub c_0: Option<&'a Tensor<T>>,
     /// \[B\]: valid steps per sequence, each in 1..=T, in any order
     /// (`pack_padded_sequence(..., enforce_sorted=False)` semantics).
@@ -50,6 +53,13 @@ impl<'a, T: Real> LstmInput<'a, T> {
         self
     }
 
+    /// Sets a GRU's initial state `h_0` [D·L, B, H] (a GRU has no cell
+    /// state; an LSTM needs [`with_state`](Self::with_state)).
+    pub fn with_h_0(mut self, h_0: &'a Tensor<T>) -> Self {
+        self.h_0 = Some(h_0);
+        self
+    }
+
     /// Sets `lengths` \[B\]: valid steps per sequence, each in 1..=T.
     pub fn with_lengths(mut self, lengths: &'a [usize]) -> Self {
         self.lengths = Some(lengths);
@@ -65,6 +75,12 @@ impl<'a, T: Real> LstmInput<'a, T> {
             self.c_0.map(Tensor::shape),
             self.lengths,
         )?;
+        if self.cell_states && config.cell == Cell::Gru {
+            return Err(LstmError::value(
+                "cell_states",
+                "a GRU has no cell state to return (ask an LSTM for them)",
+            ));
+        }
         check_finite("input", self.input.data())?;
         for (name, state) in [("h_0", self.h_0), ("c_0", self.c_0)] {
             if let Some(s) = state {
@@ -114,7 +130,14 @@ pub fn check_shapes(
     let states = config.num_layers * config.num_directions();
     let h_shape = [states, batch, config.hidden_out()];
     let c_shape = [states, batch, config.hidden_size];
-    if h_0.is_some() != c_0.is_some() {
+    if config.cell == Cell::Gru {
+        if c_0.is_some() {
+            return Err(LstmError::value(
+                "c_0",
+                "must be None: a GRU has no cell state (give h_0 alone, as to nn.GRU)",
+            ));
+        }
+    } else if h_0.is_some() != c_0.is_some() {
         let (given, missing) = if h_0.is_some() {
             ("h_0", "c_0")
         } else {

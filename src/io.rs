@@ -2,6 +2,7 @@
 //! parse a buffer without ever panicking, convert float dtypes, and write
 //! files atomically.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use safetensors::tensor::TensorView;
@@ -28,6 +29,16 @@ pub fn parse<'a>(bytes: &'a [u8], path: Option<&Path>) -> Result<SafeTensors<'a>
         path: path.map(Path::to_path_buf),
         reason: e.to_string(),
     })
+}
+
+/// The string metadata (`__metadata__`) of a safetensors buffer; empty when
+/// it has none.
+pub fn metadata(bytes: &[u8], path: Option<&Path>) -> Result<HashMap<String, String>> {
+    let (_, meta) = SafeTensors::read_metadata(bytes).map_err(|e| LstmError::InvalidFile {
+        path: path.map(Path::to_path_buf),
+        reason: e.to_string(),
+    })?;
+    Ok(meta.metadata().clone().unwrap_or_default())
 }
 
 /// Converts a float tensor (F32, F16, BF16 or F64) to `T`.
@@ -92,7 +103,7 @@ pub fn read_float<T: Real>(st: &SafeTensors<'_>, name: &str) -> Result<Tensor<T>
 /// Serialises named tensors as little-endian F32 (for `f32`) or F64 (for `f64`).
 pub fn serialize<T: Real>(
     tensors: &[(String, Vec<usize>, &[T])],
-    metadata: Option<std::collections::HashMap<String, String>>,
+    metadata: Option<HashMap<String, String>>,
 ) -> Result<Vec<u8>> {
     let dtype = if std::mem::size_of::<T>() == 8 {
         Dtype::F64

@@ -1,7 +1,8 @@
 //! # wgpu-lstm
 //!
 //! LSTM training and inference with PyTorch `nn.LSTM` semantics, on the CPU
-//! or on any GPU through wgpu (Vulkan, Metal, DX12), with one API:
+//! or on any GPU through wgpu (Vulkan, Metal, DX12), with one API (and
+//! `nn.GRU`, with [`Cell::Gru`], on the CPU):
 //!
 //! - [`Device`]: where work runs ([`Device::auto`], [`Device::cpu`],
 //!   [`Device::gpu`]).
@@ -16,7 +17,8 @@
 //!   thread pool.
 //! - [`gpu`]: the GPU engine: WGSL kernels through wgpu, and its
 //!   GPU-resident API.
-//! - [`config`]: [`LstmConfig`], PyTorch's constructor arguments and defaults.
+//! - [`config`]: [`LstmConfig`], PyTorch's constructor arguments and defaults,
+//!   and [`Cell`] (LSTM or GRU).
 //! - [`weights`]: [`LstmWeights`], parameters in PyTorch layout; safetensors I/O.
 //! - [`model`]: [`Model`], [`TrainConfig`], [`Batch`].
 //! - [`dropout`]: the counter-based dropout mask shared by every engine.
@@ -44,7 +46,7 @@ pub mod tensor_file;
 mod trainer;
 pub mod weights;
 
-pub use config::{Activation, LstmConfig};
+pub use config::{Activation, Cell, LstmConfig};
 pub use device::Device;
 pub use error::{LstmError, Result};
 pub use gpu::Precision;

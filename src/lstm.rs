@@ -1,7 +1,7 @@
 //! [`Lstm`]: inference with PyTorch's `nn.LSTM` semantics on any
 //! [`Device`], host tensors in and out.
 
-use crate::config::LstmConfig;
+use crate::config::{Cell, LstmConfig};
 use crate::cpu::CpuEngine;
 use crate::device::Device;
 use crate::error::{LstmError, Result};
@@ -62,7 +62,8 @@ impl Lstm {
     }
 
     /// `lstm(input, (h_0, c_0))`: output [T, B, D·H_out] (or batch-first),
-    /// h_n [D·L, B, H_out] and c_n [D·L, B, H], read back to the host.
+    /// h_n [D·L, B, H_out] and c_n [D·L, B, H], read back to the host (for
+    /// a GRU, `gru(input, h_0)`, with an empty c_n [D·L, B, 0]).
     pub fn forward(&mut self, x: &LstmInput<'_, f32>) -> Result<LstmOutput<f32>> {
         match &mut self.engine {
             Engine::Cpu { engine, weights } => engine.forward(weights, x),
@@ -96,9 +97,11 @@ impl Lstm {
                         ),
                     ));
                 }
+                // A GRU's carried c is empty: it takes h_0 alone.
+                let gru = self.config().cell == Cell::Gru;
                 self.forward(&LstmInput {
                     h_0: Some(h),
-                    c_0: Some(c),
+                    c_0: (!gru).then_some(c),
                     ..*x
                 })?
             }

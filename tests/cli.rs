@@ -433,6 +433,58 @@ fn pytorch_projection_checkpoint_matches_pytorch() {
     check("gpu", &["--device", "gpu"]);
 }
 
+/// A GRU saved by PyTorch (`gru_state_dict.safetensors`, nn.GRU(5, 8), two
+/// layers, bidirectional): the CLI infers the cell from the shapes and
+/// reproduces PyTorch's float64 run of it on the CPU, writing `output` and
+/// `h_n` only; a `c_0` is an error, and the GPU engine refuses the GRU.
+#[test]
+fn pytorch_gru_checkpoint_matches_pytorch() {
+    let dir = TempDir::new("gru");
+    let model = fixture("gru/gru_state_dict.safetensors");
+    let run = TensorFile::open(fixture("gru/gru_state_dict_run.safetensors")).unwrap();
+    let input_t = run.float::<f32>("input").unwrap();
+    let input = dir.path("in.safetensors");
+    write_raw(&input, &[f32s("input", input_t.shape(), input_t.data())]);
+    let out = dir.path("out.safetensors");
+    assert_ok(&run_cli(&model, &input, &out, &["--device", "cpu"]), "cpu");
+    let file = TensorFile::open(&out).unwrap();
+    assert_eq!(file.names(), ["h_n", "output"], "tensors in OUT");
+    for key in ["output", "h_n"] {
+        let (got, want) = (
+            file.float::<f32>(key).unwrap(),
+            run.float::<f64>(key).unwrap(),
+        );
+        assert_eq!(got.shape(), want.shape(), "{key}");
+        assert_close(key, got.data(), want.data(), 1e-5, 0.0);
+    }
+
+    let with_c = dir.path("in-c.safetensors");
+    let state = values(4 * 2 * 8, 3);
+    write_raw(
+        &with_c,
+        &[
+            f32s("input", input_t.shape(), input_t.data()),
+            f32s("h_0", &[4, 2, 8], &state),
+            f32s("c_0", &[4, 2, 8], &state),
+        ],
+    );
+    let bad = dir.path("out-c.safetensors");
+    assert_error(
+        &run_cli(&model, &with_c, &bad, &["--device", "cpu"]),
+        &["c_0", "GRU has no cell state"],
+    );
+    assert!(!bad.exists());
+
+    if common::gpu::gpu_or_skip("pytorch_gru_checkpoint_matches_pytorch (gpu part)").is_none() {
+        return;
+    }
+    let gpu = dir.path("out-gpu.safetensors");
+    assert_error(
+        &run_cli(&model, &input, &gpu, &["--device", "gpu"]),
+        &["unsupported", "GRU"],
+    );
+}
+
 #[test]
 fn explicit_prefix_selects_the_lstm() {
     let dir = TempDir::new("prefix");

@@ -1,15 +1,16 @@
-//! The analytic backward pass against central finite differences, in f64.
+//! The analytic backward pass against central finite differences, in f64,
+//! for the LSTM and the GRU.
 //!
 //! The loss is a fixed random linear function of everything the forward pass
-//! returns: L = Σ output⊙A + Σ h_n⊙B + Σ c_n⊙C. Every parameter element and
-//! every input, h_0 and c_0 element is perturbed by ±ε and the change in L
-//! compared with the backward pass's gradient.
+//! returns: L = Σ output⊙A + Σ h_n⊙B + Σ c_n⊙C (a GRU's c_n is empty). Every
+//! parameter element and every input, h_0 and c_0 element is perturbed by ±ε
+//! and the change in L compared with the backward pass's gradient.
 
 mod common;
 
 use common::{assert_close_to_max, random_tensor};
 use wgpu_lstm::reference::{self, OutputGrads};
-use wgpu_lstm::{InitOptions, LstmConfig, LstmInput, LstmWeights, Tensor};
+use wgpu_lstm::{Cell, InitOptions, LstmConfig, LstmInput, LstmWeights, Tensor};
 
 const EPS: f64 = 1e-6;
 const TOL: f64 = 1e-6;
@@ -54,7 +55,10 @@ fn check(case: Case) {
     };
     let input = random_tensor::<f64>(&in_shape, 11, 1.0);
     let states = cfg.num_layers * cfg.num_directions();
-    let (h_shape, c_shape) = ([states, b, cfg.hidden_out()], [states, b, cfg.hidden_size]);
+    let (h_shape, c_shape) = (
+        [states, b, cfg.hidden_out()],
+        [states, b, cfg.cell_state_size()],
+    );
     let h0 = random_tensor::<f64>(&h_shape, 12, 0.5);
     let c0 = random_tensor::<f64>(&c_shape, 13, 0.5);
     let out_shape = if cfg.batch_first {
@@ -168,7 +172,10 @@ fn make_input<'a>(
 ) -> LstmInput<'a, f64> {
     let mut x = LstmInput::new(input);
     if case.with_state {
-        x = x.with_state(h0, c0);
+        x = match case.config.cell {
+            Cell::Lstm => x.with_state(h0, c0),
+            Cell::Gru => x.with_h_0(h0),
+        };
     }
     if let Some(l) = &case.lengths {
         x = x.with_lengths(l);
@@ -315,5 +322,52 @@ fn recurrent_dropout_with_projection_and_relu() {
         batch: 2,
         lengths: None,
         with_state: true,
+    });
+}
+
+#[test]
+fn gru_single_layer() {
+    check(Case {
+        config: LstmConfig::gru(3, 4),
+        seq_len: 4,
+        batch: 2,
+        lengths: None,
+        with_state: true,
+    });
+}
+
+#[test]
+fn gru_two_layers_bidirectional_with_lengths_and_state() {
+    check(Case {
+        config: LstmConfig::gru(2, 3).num_layers(2).bidirectional(true),
+        seq_len: 5,
+        batch: 3,
+        lengths: Some(vec![2, 5, 3]),
+        with_state: true,
+    });
+}
+
+#[test]
+fn gru_batch_first_without_bias() {
+    check(Case {
+        config: LstmConfig::gru(3, 5).bias(false).batch_first(true),
+        seq_len: 3,
+        batch: 2,
+        lengths: Some(vec![3, 1]),
+        with_state: true,
+    });
+}
+
+#[test]
+fn gru_dropout_between_layers() {
+    check(Case {
+        config: LstmConfig::gru(3, 4)
+            .num_layers(3)
+            .bidirectional(true)
+            .dropout(0.4),
+        seq_len: 3,
+        batch: 2,
+        lengths: Some(vec![3, 2]),
+        with_state: false,
     });
 }

@@ -195,10 +195,10 @@ fn inconsistent_layers() {
     }));
     let err = load(&file(&as_refs(&e))).unwrap_err();
     assert!(matches!(err, LstmError::InconsistentLayers { .. }), "{err}");
-    // weight_hh_l0 that is not [4H, H].
+    // weight_hh_l0 that is neither an LSTM's [4H, H] nor a GRU's [3H, H].
     let e = vec![
-        ("weight_ih_l0", Dtype::F32, vec![12, 3], vec![0u8; 144]),
-        ("weight_hh_l0", Dtype::F32, vec![12, 4], vec![0u8; 192]),
+        ("weight_ih_l0", Dtype::F32, vec![10, 3], vec![0u8; 120]),
+        ("weight_hh_l0", Dtype::F32, vec![10, 4], vec![0u8; 160]),
     ];
     assert!(matches!(
         load(&file(&e)),

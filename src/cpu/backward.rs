@@ -1,6 +1,7 @@
 //! The CPU engine's backward pass through time: the layers and directions
-//! of `reference::backward`, with each recurrence run by the fused kernel of
-//! `fused_backward.rs` and the weight gradients as threaded GEMMs.
+//! of `reference::backward`, with each LSTM recurrence run by the fused
+//! kernel of `fused_backward.rs` (a GRU's by `gru.rs`) and the weight
+//! gradients as threaded GEMMs.
 //!
 //! Per layer·direction, walking the steps in reverse visiting order:
 //! ```text
@@ -14,9 +15,13 @@
 
 use super::forward::{Direction, mask_steps};
 use super::scratch;
+use crate::config::Cell;
 use crate::error::{LstmError, Result};
 use crate::gemm::{MatRef, Threads, matmul};
-use crate::reference::{DirectionCache, ForwardCache, Gradients, OutputGrads, ParamGradients};
+use crate::reference::{
+    DirectionCache, ForwardCache, Gradients, OutputGrads, ParamGradients, check_cell_supported,
+    recurrent_weight_grad,
+};
 use crate::tensor::Tensor;
 use crate::weights::{LayerWeights, LstmWeights};
 
@@ -54,8 +59,10 @@ fn backward_impl(
     input_grad: bool,
 ) -> Result<(ParamGradients<f32>, Option<Tensor<f32>>)> {
     let cfg = &weights.config;
+    check_cell_supported(cfg)?;
     let (h, dirs, layers) = (cfg.hidden_size, cfg.num_directions(), cfg.num_layers);
-    let hout = cfg.hidden_out();
+    // c has H units in an LSTM, none in a GRU.
+    let (hout, hc) = (cfg.hidden_out(), cfg.cell_state_size());
     let (seq_len, batch) = (cache.seq_len, cache.batch);
     let out_shape = if cfg.batch_first {
         [batch, seq_len, dirs * hout]
@@ -78,8 +85,8 @@ fn backward_impl(
             ),
         ));
     }
-    // h states are [D·L, B, H_out], c states [D·L, B, H].
-    let (h_shape, c_shape) = ([layers * dirs, batch, hout], [layers * dirs, batch, h]);
+    // h states are [D·L, B, H_out], c states [D·L, B, H] ([D·L, B, 0] in a GRU).
+    let (h_shape, c_shape) = ([layers * dirs, batch, hout], [layers * dirs, batch, hc]);
     for (name, g, shape) in [
         ("d_h_n", grads.d_h_n, h_shape),
         ("d_c_n", grads.d_c_n, c_shape),
@@ -95,7 +102,7 @@ fn backward_impl(
 
     let mut d_weights = LstmWeights::zeros(cfg)?;
     let mut d_h_0 = vec![0.0; layers * dirs * batch * hout];
-    let mut d_c_0 = vec![0.0; layers * dirs * batch * h];
+    let mut d_c_0 = vec![0.0; layers * dirs * batch * hc];
     // dy: gradient w.r.t. the current layer's output [T, B, D·H], time-major.
     let mut dy = if cfg.batch_first {
         grads.d_output.swap_first_two_axes().into_data()
@@ -133,18 +140,19 @@ fn backward_impl(
                 out_stride: dirs * hout,
                 save: false,
                 activation: cfg.activation,
+                cell: cfg.cell,
             };
             let (dh0, dc0) = run.backward(
                 &lc.input,
                 &lc.directions[dir],
                 &dy,
                 state(grads.d_h_n, idx, hout),
-                state(grads.d_c_n, idx, h),
+                state(grads.d_c_n, idx, hc),
                 d_weights.layer_mut(layer, dir),
                 &mut d_input,
             );
             d_h_0[idx * batch * hout..(idx + 1) * batch * hout].copy_from_slice(&dh0);
-            d_c_0[idx * batch * h..(idx + 1) * batch * h].copy_from_slice(&dc0);
+            d_c_0[idx * batch * hc..(idx + 1) * batch * hc].copy_from_slice(&dc0);
         }
         scratch::recycle(std::mem::replace(&mut dy, d_input));
     }
@@ -172,7 +180,7 @@ fn backward_impl(
 impl Direction<'_> {
     /// Backward through one layer·direction. Accumulates into `d_input`
     /// ([T, B, in]) and writes this direction's parameter gradients; returns
-    /// (dh_0, dc_0), each [B, H].
+    /// (dh_0, dc_0), each [B, H] (dc_0 empty for a GRU).
     #[allow(clippy::too_many_arguments)]
     pub(super) fn backward(
         &self,
@@ -184,6 +192,10 @@ impl Direction<'_> {
         grads: &mut LayerWeights<f32>,
         d_input: &mut [f32],
     ) -> (Vec<f32>, Vec<f32>) {
+        if self.cell == Cell::Gru {
+            let dh_0 = self.gru_backward(x, saved, dy, d_h_n, grads, d_input);
+            return (dh_0, Vec::new());
+        }
         let (hid, bsz, tb) = (self.hidden, self.batch, self.seq_len * self.batch);
         // Written at valid rows; padded rows must read as zero in the
         // weight gradients below.
@@ -228,39 +240,15 @@ impl Direction<'_> {
             MatRef::new(x, tb, self.input_size),
             false,
         );
-        // dW_hh = Σ_t dG_tᵀ · h_prev(t). The state entering step t is the
-        // saved h of the step visited before it, so over all steps but the
-        // first one visited this is one GEMM on shifted views of dG and h,
-        // plus h_0's term.
-        let first = if self.reverse { self.seq_len - 1 } else { 0 };
-        let hout = hid;
-        let rest = (self.seq_len - 1) * bsz;
-        let (dg_rest, h_rest) = if self.reverse {
-            (&d_gates[..rest * 4 * hid], &h_saved[bsz * hout..])
-        } else {
-            (&d_gates[bsz * 4 * hid..], &h_saved[..rest * hout])
-        };
-        matmul(
+        // dW_hh = Σ_t dG_tᵀ · h_prev(t)
+        recurrent_weight_grad(
             Threads::Pool,
             &mut grads.weight_hh,
-            MatRef::new(
-                &d_gates[first * bsz * 4 * hid..(first + 1) * bsz * 4 * hid],
-                bsz,
-                4 * hid,
-            )
-            .t(),
-            MatRef::new(h_0, bsz, hout),
-            false,
+            &d_gates,
+            (h_0, h_saved),
+            (self.seq_len, bsz, hid),
+            self.reverse,
         );
-        if rest > 0 {
-            matmul(
-                Threads::Pool,
-                &mut grads.weight_hh,
-                MatRef::new(dg_rest, rest, 4 * hid).t(),
-                MatRef::new(h_rest, rest, hout),
-                true,
-            );
-        }
         if let (Some(db_ih), Some(db_hh)) = (&mut grads.bias_ih, &mut grads.bias_hh) {
             for row in d_gates.chunks_exact(4 * hid) {
                 db_ih.iter_mut().zip(row).for_each(|(d, &g)| *d += g);

@@ -1,6 +1,7 @@
 //! The CPU engine's forward pass: the layers and directions of
-//! `reference::forward`, with each recurrence run by the fused step kernels
-//! of `fused.rs` and the large buffers taken from the scratch pool.
+//! `reference::forward`, with each LSTM recurrence run by the fused step
+//! kernels of `fused.rs` (a GRU's by `gru.rs`) and the large buffers taken
+//! from the scratch pool.
 //!
 //! Internally everything is time-major: x [T, B, in], gates [T, B, 4H].
 
@@ -10,12 +11,13 @@ use super::fused::{Recurrence, StepInput};
 use super::input_projection::project;
 use super::scratch;
 use super::simd::Isa;
-use crate::config::Activation;
+use crate::config::{Activation, Cell};
 use crate::dropout::{Dropout, variational_masks};
 use crate::error::Result;
 use crate::input::LstmInput;
-use crate::reference::cell_states_of;
-use crate::reference::{DirectionCache, ForwardCache, LayerCache, LstmOutput};
+use crate::reference::{
+    DirectionCache, ForwardCache, LayerCache, LstmOutput, cell_states_of, check_cell_supported,
+};
 use crate::tensor::Tensor;
 use crate::weights::{LayerWeights, LstmWeights};
 
@@ -64,9 +66,11 @@ fn run(
 ) -> Result<(LstmOutput<f32>, Option<ForwardCache<f32>>)> {
     let cfg = &weights.config;
     cfg.validate()?;
+    check_cell_supported(cfg)?;
     let (seq_len, batch) = x.validate(cfg)?;
     let (h, dirs, layers) = (cfg.hidden_size, cfg.num_directions(), cfg.num_layers);
-    let hout = cfg.hidden_out();
+    // c has H units in an LSTM, none in a GRU.
+    let (hout, hc) = (cfg.hidden_out(), cfg.cell_state_size());
     let lengths: Vec<usize> = x.lengths.map_or(vec![seq_len; batch], <[usize]>::to_vec);
     let padded = lengths.iter().any(|&n| n < seq_len);
     // Direction idx's [B, n] slice of a [D·L, B, n] state.
@@ -87,7 +91,7 @@ fn run(
         Cow::Borrowed(x.input.data())
     };
     let mut h_n = Vec::with_capacity(layers * dirs * batch * hout);
-    let mut c_n = Vec::with_capacity(layers * dirs * batch * h);
+    let mut c_n = Vec::with_capacity(layers * dirs * batch * hc);
     let mut caches = Vec::new();
 
     for layer in 0..layers {
@@ -114,6 +118,7 @@ fn run(
                 // asks for the cell states.
                 save: save || (x.cell_states && layer + 1 == layers),
                 activation: cfg.activation,
+                cell: cfg.cell,
             };
             let idx = layer * dirs + dir;
             let masks = match dropout_seed {
@@ -123,7 +128,7 @@ fn run(
             let dc = run.forward(
                 &layer_input,
                 state(x.h_0, idx, hout),
-                state(x.c_0, idx, h),
+                state(x.c_0, idx, hc),
                 masks,
                 &mut layer_output,
             );
@@ -162,7 +167,7 @@ fn run(
         caches.push(layer);
     }
 
-    let state_shape = [layers * dirs, batch, h];
+    let state_shape = [layers * dirs, batch, hc];
     let output = Tensor::new([seq_len, batch, dirs * hout], layer_input.into_owned())?;
     let cell_states = if x.cell_states {
         let last = caches.last().expect("at least one layer");
@@ -219,6 +224,8 @@ pub(super) struct Direction<'a> {
     pub save: bool,
     /// The cell activation.
     pub activation: Activation,
+    /// An LSTM's cell (`fused.rs`), or a GRU's (`gru.rs`).
+    pub cell: Cell,
 }
 
 pub(super) struct DirectionResult {
@@ -228,6 +235,21 @@ pub(super) struct DirectionResult {
 }
 
 impl Direction<'_> {
+    /// Time indices in the order this direction visits them.
+    pub(super) fn steps(&self) -> impl DoubleEndedIterator<Item = usize> + use<> {
+        let (n, rev) = (self.seq_len, self.reverse);
+        (0..n).map(move |s| if rev { n - 1 - s } else { s })
+    }
+
+    /// The time index visited just before `t`, if any.
+    pub(super) fn previous_step(&self, t: usize) -> Option<usize> {
+        if self.reverse {
+            (t + 1 < self.seq_len).then_some(t + 1)
+        } else {
+            t.checked_sub(1)
+        }
+    }
+
     /// This direction's recurrence for the fused step kernels.
     pub(super) fn recurrence(&self) -> Recurrence<'_> {
         Recurrence {
@@ -246,7 +268,7 @@ impl Direction<'_> {
 
     /// Runs the recurrence over `x` ([T, B, in]) from (h_0, c_0), writing
     /// this direction's columns of `out`. `masks`: the input [B, in] and
-    /// recurrent [B, H] dropout masks of a training pass.
+    /// recurrent [B, H] dropout masks of a training pass (an LSTM's only).
     pub(super) fn forward(
         &self,
         x: &[f32],
@@ -255,6 +277,10 @@ impl Direction<'_> {
         masks: (Option<Vec<f32>>, Option<Vec<f32>>),
         out: &mut [f32],
     ) -> DirectionResult {
+        if self.cell == Cell::Gru {
+            debug_assert!(masks.0.is_none() && masks.1.is_none() && c_0.is_empty());
+            return self.gru_forward(x, h_0, out);
+        }
         let (hid, bsz, tb) = (self.hidden, self.batch, self.seq_len * self.batch);
         let w = self.weights;
         let (input_mask, recurrent_mask) = masks;

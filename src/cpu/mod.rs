@@ -1,4 +1,4 @@
-//! The CPU engine: the LSTM contract run fast in f32, held to
+//! The CPU engine: the LSTM and GRU contract run fast in f32, held to
 //! [`crate::reference`] and to PyTorch.
 //!
 //! - Weights are packed into panels for the SIMD step kernels (`fused.rs`
@@ -10,6 +10,10 @@
 //! - Large buffers are reused between calls from a per-thread pool
 //!   (`scratch.rs`).
 //!
+//! - A GRU (`gru.rs`) runs its products as threaded GEMMs (the input
+//!   projection for the whole sequence, then one per step) with a vector
+//!   elementwise step (`gru_cell.rs`) between them.
+//!
 //! A projection LSTM (`proj_size` > 0) has no fused kernel: the engine runs
 //! it with the reference's plain loops, in f32.
 
@@ -19,6 +23,8 @@ mod fused;
 mod fused_backward;
 #[cfg(test)]
 mod fused_tests;
+mod gru;
+mod gru_cell;
 mod input_projection;
 pub(crate) mod scratch;
 mod simd;

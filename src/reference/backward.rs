@@ -14,8 +14,13 @@
 //! taken from act's output); with input dropout X is X ⊙ m_x in dW_ih and
 //! dX = (dG·W_ih) ⊙ m_x; with recurrent dropout H_prev is H_prev ⊙ m_h in
 //! dW_hh and dh_carry = (dG·W_hh) ⊙ m_h.
+//!
+//! The layers, directions and dropout between layers here serve the GRU
+//! too; `gru.rs` has its cell's backward.
 
 use super::forward::{Direction, DirectionCache, ForwardCache, mask_rows};
+use super::gru;
+use crate::config::Cell;
 use crate::error::{LstmError, Result};
 use crate::gemm::{MatRef, Threads, matmul};
 use crate::real::Real;
@@ -27,9 +32,10 @@ use crate::weights::{LayerWeights, LstmWeights};
 pub struct OutputGrads<'a, T = f32> {
     /// Same shape and layout as `output`.
     pub d_output: &'a Tensor<T>,
-    /// [D·L, B, H]; zeros when `None`.
+    /// [D·L, B, H_out]; zeros when `None`.
     pub d_h_n: Option<&'a Tensor<T>>,
-    /// [D·L, B, H]; zeros when `None`.
+    /// [D·L, B, H]; zeros when `None`. For a GRU, `None` or the empty
+    /// [D·L, B, 0].
     pub d_c_n: Option<&'a Tensor<T>>,
 }
 
@@ -40,9 +46,10 @@ pub struct Gradients<T = f32> {
     pub weights: LstmWeights<T>,
     /// Same shape and layout as `input`; zero at padded steps.
     pub d_input: Tensor<T>,
-    /// [D·L, B, H] (the gradient for a zero initial state when none was given).
+    /// [D·L, B, H_out] (the gradient for a zero initial state when none was
+    /// given).
     pub d_h_0: Tensor<T>,
-    /// [D·L, B, H]
+    /// [D·L, B, H]; [D·L, B, 0], empty, for a GRU.
     pub d_c_0: Tensor<T>,
 }
 
@@ -51,9 +58,10 @@ pub struct Gradients<T = f32> {
 pub struct ParamGradients<T = f32> {
     /// Same names, shapes and layout as the parameters.
     pub weights: LstmWeights<T>,
-    /// [D·L, B, H] (the gradient for a zero initial state when none was given).
+    /// [D·L, B, H_out] (the gradient for a zero initial state when none was
+    /// given).
     pub d_h_0: Tensor<T>,
-    /// [D·L, B, H]
+    /// [D·L, B, H]; [D·L, B, 0], empty, for a GRU.
     pub d_c_0: Tensor<T>,
 }
 
@@ -91,8 +99,10 @@ fn backward_impl<T: Real>(
     input_grad: bool,
 ) -> Result<(ParamGradients<T>, Option<Tensor<T>>)> {
     let cfg = &weights.config;
+    gru::check_supported(cfg)?;
     let (h, dirs, layers) = (cfg.hidden_size, cfg.num_directions(), cfg.num_layers);
-    let hout = cfg.hidden_out();
+    // c has H units in an LSTM, none in a GRU.
+    let (hout, hc) = (cfg.hidden_out(), cfg.cell_state_size());
     let (seq_len, batch) = (cache.seq_len, cache.batch);
     let out_shape = if cfg.batch_first {
         [batch, seq_len, dirs * hout]
@@ -115,8 +125,8 @@ fn backward_impl<T: Real>(
             ),
         ));
     }
-    // h states are [D·L, B, H_out], c states [D·L, B, H].
-    let (h_shape, c_shape) = ([layers * dirs, batch, hout], [layers * dirs, batch, h]);
+    // h states are [D·L, B, H_out], c states [D·L, B, H] ([D·L, B, 0] in a GRU).
+    let (h_shape, c_shape) = ([layers * dirs, batch, hout], [layers * dirs, batch, hc]);
     for (name, g, shape) in [
         ("d_h_n", grads.d_h_n, h_shape),
         ("d_c_n", grads.d_c_n, c_shape),
@@ -132,7 +142,7 @@ fn backward_impl<T: Real>(
 
     let mut d_weights = LstmWeights::zeros(cfg)?;
     let mut d_h_0 = vec![T::zero(); layers * dirs * batch * hout];
-    let mut d_c_0 = vec![T::zero(); layers * dirs * batch * h];
+    let mut d_c_0 = vec![T::zero(); layers * dirs * batch * hc];
     // dy: gradient w.r.t. the current layer's output [T, B, D·H], time-major.
     let mut dy = if cfg.batch_first {
         grads.d_output.swap_first_two_axes().into_data()
@@ -168,18 +178,19 @@ fn backward_impl<T: Real>(
                 out_offset: dir * hout,
                 out_stride: dirs * hout,
                 activation: cfg.activation,
+                cell: cfg.cell,
             };
             let (dh0, dc0) = run.backward(
                 &lc.input,
                 &lc.directions[dir],
                 &dy,
                 state(grads.d_h_n, idx, hout),
-                state(grads.d_c_n, idx, h),
+                state(grads.d_c_n, idx, hc),
                 d_weights.layer_mut(layer, dir),
                 &mut d_input,
             );
             d_h_0[idx * batch * hout..(idx + 1) * batch * hout].copy_from_slice(&dh0);
-            d_c_0[idx * batch * h..(idx + 1) * batch * h].copy_from_slice(&dc0);
+            d_c_0[idx * batch * hc..(idx + 1) * batch * hc].copy_from_slice(&dc0);
         }
         dy = d_input;
     }
@@ -207,9 +218,30 @@ fn backward_impl<T: Real>(
 impl<T: Real> Direction<'_, T> {
     /// Backward through one layer·direction. Accumulates into `d_input`
     /// ([T, B, in]) and writes this direction's parameter gradients; returns
-    /// (dh_0, dc_0), each [B, H].
+    /// (dh_0, dc_0), each [B, H] (dc_0 empty for a GRU).
     #[allow(clippy::too_many_arguments)]
     fn backward(
+        &self,
+        x: &[T],
+        saved: &DirectionCache<T>,
+        dy: &[T],
+        d_h_n: Vec<T>,
+        d_c_n: Vec<T>,
+        grads: &mut LayerWeights<T>,
+        d_input: &mut [T],
+    ) -> (Vec<T>, Vec<T>) {
+        match self.cell {
+            Cell::Lstm => self.lstm_backward(x, saved, dy, d_h_n, d_c_n, grads, d_input),
+            Cell::Gru => (
+                self.gru_backward(x, saved, dy, d_h_n, grads, d_input),
+                Vec::new(),
+            ),
+        }
+    }
+
+    /// [`backward`](Self::backward) through the LSTM cell.
+    #[allow(clippy::too_many_arguments)]
+    fn lstm_backward(
         &self,
         x: &[T],
         saved: &DirectionCache<T>,
@@ -344,38 +376,15 @@ impl<T: Real> Direction<'_, T> {
             MatRef::new(x, tb, self.input_size),
             false,
         );
-        // dW_hh = Σ_t dG_tᵀ · h_prev(t). The state entering step t is the
-        // saved h of the step visited before it, so over all steps but the
-        // first one visited this is one GEMM on shifted views of dG and h,
-        // plus h_0's term.
-        let first = if self.reverse { self.seq_len - 1 } else { 0 };
-        let rest = (self.seq_len - 1) * bsz;
-        let (dg_rest, h_rest) = if self.reverse {
-            (&d_gates[..rest * 4 * hid], &h_saved[bsz * hout..])
-        } else {
-            (&d_gates[bsz * 4 * hid..], &h_saved[..rest * hout])
-        };
-        matmul(
+        // dW_hh = Σ_t dG_tᵀ · h_prev(t)
+        recurrent_weight_grad(
             Threads::One,
             &mut grads.weight_hh,
-            MatRef::new(
-                &d_gates[first * bsz * 4 * hid..(first + 1) * bsz * 4 * hid],
-                bsz,
-                4 * hid,
-            )
-            .t(),
-            MatRef::new(h_0, bsz, hout),
-            false,
+            &d_gates,
+            (h_0, h_saved),
+            (self.seq_len, bsz, hout),
+            self.reverse,
         );
-        if rest > 0 {
-            matmul(
-                Threads::One,
-                &mut grads.weight_hh,
-                MatRef::new(dg_rest, rest, 4 * hid).t(),
-                MatRef::new(h_rest, rest, hout),
-                true,
-            );
-        }
         if let (Some(db_ih), Some(db_hh)) = (&mut grads.bias_ih, &mut grads.bias_hh) {
             for row in d_gates.chunks_exact(4 * hid) {
                 db_ih.iter_mut().zip(row).for_each(|(d, &g)| *d = *d + g);
@@ -410,5 +419,54 @@ impl<T: Real> Direction<'_, T> {
             }
         }
         (dh_carry, dc_carry)
+    }
+}
+
+/// dW_hh = Σ_t dG_tᵀ · h_prev(t)  ([G·H, H_out]), overwriting `d_w_hh`.
+///
+/// `d_gates` [T, B, G·H] holds dG at every step (zero at padded rows),
+/// `h_saved` [T, B, H_out] the state after every step and `h_0` [B, H_out]
+/// the state the direction started from. The state entering step t is the
+/// saved h of the step visited before it, so over all steps but the first
+/// one visited this is one GEMM on shifted views of dG and h, plus h_0's
+/// term.
+pub(crate) fn recurrent_weight_grad<T: Real>(
+    threads: Threads,
+    d_w_hh: &mut [T],
+    d_gates: &[T],
+    (h_0, h_saved): (&[T], &[T]),
+    (seq_len, batch, hout): (usize, usize, usize),
+    reverse: bool,
+) {
+    let rows = d_w_hh.len() / hout;
+    debug_assert_eq!(d_gates.len(), seq_len * batch * rows);
+    debug_assert_eq!(h_saved.len(), seq_len * batch * hout);
+    let first = if reverse { seq_len - 1 } else { 0 };
+    let rest = (seq_len - 1) * batch;
+    let (dg_rest, h_rest) = if reverse {
+        (&d_gates[..rest * rows], &h_saved[batch * hout..])
+    } else {
+        (&d_gates[batch * rows..], &h_saved[..rest * hout])
+    };
+    matmul(
+        threads,
+        d_w_hh,
+        MatRef::new(
+            &d_gates[first * batch * rows..(first + 1) * batch * rows],
+            batch,
+            rows,
+        )
+        .t(),
+        MatRef::new(h_0, batch, hout),
+        false,
+    );
+    if rest > 0 {
+        matmul(
+            threads,
+            d_w_hh,
+            MatRef::new(dg_rest, rest, rows).t(),
+            MatRef::new(h_rest, rest, hout),
+            true,
+        );
     }
 }

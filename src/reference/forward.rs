@@ -1,9 +1,12 @@
 //! The reference forward pass: PyTorch's `nn.LSTM`, in plain loops that a
-//! reader checks by eye against DESIGN.md §1.
+//! reader checks by eye against DESIGN.md §1. The layers, directions,
+//! lengths and dropout between layers here serve the GRU too (`gru.rs` has
+//! its cell).
 //!
 //! Internally everything is time-major: x [T, B, in], gates [T, B, 4H].
 
-use crate::config::Activation;
+use super::gru;
+use crate::config::{Activation, Cell};
 use crate::dropout::{Dropout, variational_masks};
 use crate::error::Result;
 use crate::gemm::{MatRef, Threads, matmul};
@@ -21,7 +24,8 @@ pub struct LstmOutput<T = f32> {
     pub output: Tensor<T>,
     /// [D·L, B, H_out]: hidden state at each sequence's last valid step.
     pub h_n: Tensor<T>,
-    /// [D·L, B, H]: cell state at each sequence's last valid step.
+    /// [D·L, B, H]: cell state at each sequence's last valid step. A GRU
+    /// has none: [D·L, B, 0], empty.
     pub c_n: Tensor<T>,
     /// With [`LstmInput::with_cell_states`]: the last layer's cell state c_t
     /// after every step, laid out as `output`: [T, B, D·H] (or [B, T, D·H]
@@ -54,19 +58,22 @@ pub(crate) fn cell_states_of<T: Real>(
 }
 
 /// What one layer·direction saves for the backward pass: 6·T·B·H values
-/// (5·T·B·H + T·B·P with a projection).
+/// (5·T·B·H + T·B·P with a projection; 5·T·B·H for a GRU).
 #[derive(Clone, Debug)]
 pub struct DirectionCache<T> {
-    /// [T, B, 4H]: activated gates i, f, g, o at valid steps. Rows of padded
-    /// steps are never read.
+    /// [T, B, 4H]: activated gates i, f, g, o at valid steps; for a GRU, the
+    /// gates r, z, n and W_hn·h_{t-1} + b_hn. Rows of padded steps are never
+    /// read.
     pub gates: Vec<T>,
     /// [T, B, H]: cell state after step t; padded steps carry it unchanged.
+    /// Empty for a GRU.
     pub c: Vec<T>,
     /// [T, B, H_out]: hidden state after step t; padded steps carry it unchanged.
     pub h: Vec<T>,
     /// \[B, H_out\]: the hidden state this direction started from.
     pub h_0: Vec<T>,
-    /// \[B, H\]: the cell state this direction started from.
+    /// \[B, H\]: the cell state this direction started from (empty for a
+    /// GRU).
     pub c_0: Vec<T>,
     /// [B, in]: the input dropout mask (0 or 1/(1-p)) this direction
     /// multiplied x_t by at every step; `None` without input dropout.
@@ -101,7 +108,8 @@ pub struct ForwardCache<T> {
     pub layers: Vec<LayerCache<T>>,
 }
 
-/// Inference: PyTorch's `lstm.eval()(input, (h_0, c_0))`. Dropout is off.
+/// Inference: PyTorch's `lstm.eval()(input, (h_0, c_0))` (or
+/// `gru.eval()(input, h_0)`). Dropout is off.
 pub fn forward<T: Real>(weights: &LstmWeights<T>, x: &LstmInput<'_, T>) -> Result<LstmOutput<T>> {
     run(weights, x, None).map(|(out, _)| out)
 }
@@ -124,8 +132,10 @@ fn run<T: Real>(
 ) -> Result<(LstmOutput<T>, ForwardCache<T>)> {
     let cfg = &weights.config;
     cfg.validate()?;
+    gru::check_supported(cfg)?;
     let (seq_len, batch) = x.validate(cfg)?;
-    let (h, hout) = (cfg.hidden_size, cfg.hidden_out());
+    // c has H units in an LSTM, none in a GRU.
+    let (h, hout, hc) = (cfg.hidden_size, cfg.hidden_out(), cfg.cell_state_size());
     let (dirs, layers) = (cfg.num_directions(), cfg.num_layers);
     let lengths: Vec<usize> = x.lengths.map_or(vec![seq_len; batch], <[usize]>::to_vec);
     // Direction idx's [B, n] slice of a [D·L, B, n] state.
@@ -161,18 +171,19 @@ fn run<T: Real>(
                 out_offset: dir * hout,
                 out_stride: dirs * hout,
                 activation: cfg.activation,
+                cell: cfg.cell,
             };
             let cache = run.forward(
                 &layer_input,
                 state(x.h_0, idx, hout),
-                state(x.c_0, idx, h),
+                state(x.c_0, idx, hc),
                 (input_mask, recurrent_mask),
                 &mut layer_output,
             );
             // The state after the last step visited: padding carried it there.
             let last = if run.reverse { 0 } else { seq_len - 1 };
             h_n.extend_from_slice(&cache.h[last * batch * hout..(last + 1) * batch * hout]);
-            c_n.extend_from_slice(&cache.c[last * batch * h..(last + 1) * batch * h]);
+            c_n.extend_from_slice(&cache.c[last * batch * hc..(last + 1) * batch * hc]);
             directions.push(cache);
         }
         // Dropout on every layer's output but the last, in training only.
@@ -219,7 +230,7 @@ fn run<T: Real>(
             output
         },
         h_n: Tensor::new([layers * dirs, batch, hout], h_n)?,
-        c_n: Tensor::new([layers * dirs, batch, h], c_n)?,
+        c_n: Tensor::new([layers * dirs, batch, hc], c_n)?,
     };
     let cache = ForwardCache {
         seq_len,
@@ -247,6 +258,8 @@ pub(super) struct Direction<'a, T> {
     pub out_stride: usize,
     /// The cell activation, of g and of c in h = o ⊙ act(c).
     pub activation: Activation,
+    /// An LSTM's cell, or a GRU's (`gru.rs`).
+    pub cell: Cell,
 }
 
 impl<T: Real> Direction<'_, T> {
@@ -267,8 +280,27 @@ impl<T: Real> Direction<'_, T> {
 
     /// Runs the recurrence over `x` ([T, B, in]) from (h_0, c_0), writing
     /// this direction's columns of `out` and returning every step's state.
-    /// `masks`: the input [B, in] and recurrent [B, H_out] dropout masks.
+    /// `masks`: the input [B, in] and recurrent [B, H_out] dropout masks
+    /// (an LSTM's only).
     fn forward(
+        &self,
+        x: &[T],
+        h_0: Vec<T>,
+        c_0: Vec<T>,
+        masks: (Option<Vec<T>>, Option<Vec<T>>),
+        out: &mut [T],
+    ) -> DirectionCache<T> {
+        match self.cell {
+            Cell::Lstm => self.lstm_forward(x, h_0, c_0, masks, out),
+            Cell::Gru => {
+                debug_assert!(masks.0.is_none() && masks.1.is_none() && c_0.is_empty());
+                self.gru_forward(x, h_0, out)
+            }
+        }
+    }
+
+    /// [`forward`](Self::forward) through the LSTM cell of DESIGN.md §1.
+    fn lstm_forward(
         &self,
         x: &[T],
         h_0: Vec<T>,

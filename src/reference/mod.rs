@@ -1,8 +1,8 @@
 //! The reference: the specification every engine is held to.
 //!
-//! PyTorch's `nn.LSTM` forward and backward through time, and the training
-//! pieces around it, in plain loops that a reader checks by eye against
-//! DESIGN.md §1: generic over [`Real`] (f32, and f64 for finite differences),
+//! PyTorch's `nn.LSTM` and `nn.GRU` forward and backward through time, and
+//! the training pieces around them, in plain loops that a reader checks by
+//! eye against DESIGN.md §1 and §9: generic over [`Real`] (f32, and f64 for finite differences),
 //! single-threaded, with no buffer pool and no dispatch by type. Its matrix
 //! products go through the `gemm` crate. It is tested against PyTorch's
 //! float64 fixtures and finite differences; the CPU engine
@@ -10,8 +10,9 @@
 //! it. It never calls an engine.
 //!
 //! - [`forward`], [`forward_train`], [`backward`], [`backward_params`]: the
-//!   LSTM, with [`LstmOutput`], [`ForwardCache`], [`OutputGrads`] and
-//!   [`Gradients`] in PyTorch's layouts.
+//!   LSTM or GRU (by `config.cell`; the GRU's cell is in `gru.rs`), with
+//!   [`LstmOutput`], [`ForwardCache`], [`OutputGrads`] and [`Gradients`] in
+//!   PyTorch's layouts.
 //! - [`layers`]: [`Linear`] (`nn.Linear`), [`Embedding`] (`nn.Embedding`),
 //!   [`last_valid_step`] for many-to-one heads.
 //! - [`loss`]: [`mse`] (`nn.MSELoss`), [`mse_masked`] (MSE over the valid
@@ -30,15 +31,18 @@
 
 mod backward;
 mod forward;
+mod gru;
 pub mod layers;
 pub mod loss;
 pub mod optim;
 pub mod schedule;
 mod trainer;
 
+pub(crate) use backward::recurrent_weight_grad;
 pub use backward::{Gradients, OutputGrads, ParamGradients, backward, backward_params};
 pub(crate) use forward::cell_states_of;
 pub use forward::{DirectionCache, ForwardCache, LayerCache, LstmOutput, forward, forward_train};
+pub(crate) use gru::check_supported as check_cell_supported;
 pub use layers::{Embedding, Linear, LinearGrads, last_valid_step, last_valid_step_backward};
 pub use loss::{cross_entropy, mse, mse_masked};
 pub use optim::{LrSchedule, Optimizer, OptimizerKind, clip_grad_norm};

@@ -1,43 +1,46 @@
-//! `LstmWeights`: the parameters of an `nn.LSTM`, host side, in PyTorch's
-//! layout and under PyTorch's `state_dict` names.
+//! `LstmWeights`: the parameters of an `nn.LSTM` or `nn.GRU`, host side, in
+//! PyTorch's layout and under PyTorch's `state_dict` names.
 //!
-//! For layer `k` and direction `d` (suffix `_reverse` for d = 1):
+//! For layer `k` and direction `d` (suffix `_reverse` for d = 1), with G = 4
+//! gates for an LSTM and 3 for a GRU ([`LstmConfig::gates`]):
 //!
 //! | name | shape |
 //! |---|---|
-//! | `weight_ih_l{k}` | [4H, I] for k = 0, [4H, D·H_out] after |
-//! | `weight_hh_l{k}` | [4H, H_out] |
-//! | `bias_ih_l{k}`, `bias_hh_l{k}` | \[4H\] (absent when `bias = false`) |
-//! | `weight_hr_l{k}` | [P, H] (only when `proj_size` = P > 0) |
+//! | `weight_ih_l{k}` | [G·H, I] for k = 0, [G·H, D·H_out] after |
+//! | `weight_hh_l{k}` | [G·H, H_out] |
+//! | `bias_ih_l{k}`, `bias_hh_l{k}` | \[G·H\] (absent when `bias = false`) |
+//! | `weight_hr_l{k}` | [P, H] (an LSTM's, only when `proj_size` = P > 0) |
 //!
 //! H_out is P with a projection and H without.
 //!
-//! The 4H rows are four blocks of H in gate order **i, f, g, o** (input,
-//! forget, cell candidate, output), exactly as PyTorch stores them. Every
-//! matrix is row-major.
+//! The G·H rows are blocks of H in PyTorch's gate order: **i, f, g, o**
+//! (input, forget, cell candidate, output) for an LSTM, **r, z, n** (reset,
+//! update, new) for a GRU. Every matrix is row-major.
 
 mod io;
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use crate::config::LstmConfig;
+use crate::config::{Cell, LstmConfig};
 use crate::error::{LstmError, Result};
 use crate::real::Real;
 
+pub(crate) use io::config_metadata;
 pub use io::{SafetensorsPrefix, detect_prefix};
 
 /// One of the parameters of a layer·direction: four, or two without bias,
-/// plus the projection with `proj_size` > 0.
+/// plus the projection with `proj_size` > 0. G·H below is 4H for an LSTM and
+/// 3H for a GRU.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ParamKind {
-    /// `weight_ih` [4H, in]: input-to-gates weights.
+    /// `weight_ih` [G·H, in]: input-to-gates weights.
     WeightIh,
-    /// `weight_hh` [4H, H_out]: hidden-to-gates weights.
+    /// `weight_hh` [G·H, H_out]: hidden-to-gates weights.
     WeightHh,
-    /// `bias_ih` \[4H\]: input-side gate bias.
+    /// `bias_ih` \[G·H\]: input-side gate bias.
     BiasIh,
-    /// `bias_hh` \[4H\]: hidden-side gate bias.
+    /// `bias_hh` \[G·H\]: hidden-side gate bias.
     BiasHh,
     /// `weight_hr` [P, H]: the LSTMP projection of h.
     WeightHr,
@@ -76,16 +79,17 @@ pub fn param_name(kind: ParamKind, layer: usize, direction: usize) -> String {
     format!("{}_l{layer}{suffix}", kind.stem())
 }
 
-/// The parameters of one layer in one direction.
+/// The parameters of one layer in one direction (G·H = 4H for an LSTM, 3H
+/// for a GRU).
 #[derive(Clone, Debug, PartialEq)]
 pub struct LayerWeights<T = f32> {
-    /// [4H, in], in = I for layer 0 and D·H_out after.
+    /// [G·H, in], in = I for layer 0 and D·H_out after.
     pub weight_ih: Vec<T>,
-    /// [4H, H_out]
+    /// [G·H, H_out]
     pub weight_hh: Vec<T>,
-    /// \[4H\], or `None` when the LSTM has no bias.
+    /// \[G·H\], or `None` when the model has no bias.
     pub bias_ih: Option<Vec<T>>,
-    /// \[4H\], or `None` when the LSTM has no bias.
+    /// \[G·H\], or `None` when the model has no bias.
     pub bias_hh: Option<Vec<T>>,
     /// [P, H], or `None` without a projection (`proj_size` = 0).
     pub weight_hr: Option<Vec<T>>,
@@ -120,11 +124,12 @@ impl<T: Real> LayerWeights<T> {
 pub struct InitOptions {
     /// Keras' `unit_forget_bias`: after the uniform draw, set the forget-gate
     /// block of `bias_ih` to 1 and of `bias_hh` to 0, so that the forget
-    /// gate's total bias is 1. Needs `bias = true`.
+    /// gate's total bias is 1. Needs `bias = true` and an LSTM (a GRU has no
+    /// forget gate).
     pub unit_forget_bias: bool,
 }
 
-/// All parameters of an LSTM, with the configuration they belong to.
+/// All parameters of an LSTM or a GRU, with the configuration they belong to.
 #[derive(Clone, Debug, PartialEq)]
 pub struct LstmWeights<T = f32> {
     /// The architecture that fixes every parameter's shape.
@@ -140,12 +145,12 @@ impl<T: Real> LstmWeights<T> {
         let layers = (0..config.num_layers)
             .flat_map(|layer| (0..config.num_directions()).map(move |d| (layer, d)))
             .map(|(layer, _)| {
-                let four_h = 4 * config.hidden_size;
-                let bias = config.bias.then(|| vec![T::zero(); four_h]);
+                let rows = config.gates() * config.hidden_size;
+                let bias = config.bias.then(|| vec![T::zero(); rows]);
                 let proj = config.proj_size;
                 LayerWeights {
-                    weight_ih: vec![T::zero(); four_h * config.layer_input_size(layer)],
-                    weight_hh: vec![T::zero(); four_h * config.hidden_out()],
+                    weight_ih: vec![T::zero(); rows * config.layer_input_size(layer)],
+                    weight_hh: vec![T::zero(); rows * config.hidden_out()],
                     bias_ih: bias.clone(),
                     bias_hh: bias,
                     weight_hr: (proj > 0).then(|| vec![T::zero(); proj * config.hidden_size]),
@@ -158,13 +163,22 @@ impl<T: Real> LstmWeights<T> {
         })
     }
 
-    /// PyTorch's initialisation: every parameter drawn from U(-1/√H, 1/√H),
-    /// in `state_dict` order, from a ChaCha8 stream seeded with `seed`.
+    /// PyTorch's initialisation (of `nn.LSTM` and `nn.GRU` alike): every
+    /// parameter drawn from U(-1/√H, 1/√H), in `state_dict` order, from a
+    /// ChaCha8 stream seeded with `seed`.
     pub fn init(config: &LstmConfig, seed: u64, options: InitOptions) -> Result<Self> {
         if options.unit_forget_bias && !config.bias {
             return Err(LstmError::InvalidConfig {
                 field: "bias",
                 reason: "unit_forget_bias needs bias = true".into(),
+            });
+        }
+        if options.unit_forget_bias && config.cell == Cell::Gru {
+            return Err(LstmError::InvalidConfig {
+                field: "cell",
+                reason: "unit_forget_bias sets an LSTM's forget-gate bias; a GRU has no \
+                         forget gate"
+                    .into(),
             });
         }
         let mut weights = Self::zeros(config)?;
@@ -205,7 +219,7 @@ impl<T: Real> LstmWeights<T> {
     /// Every parameter as (PyTorch name, shape, values), in `state_dict` order.
     pub fn named_params(&self) -> Vec<(String, Vec<usize>, &[T])> {
         let cfg = &self.config;
-        let four_h = 4 * cfg.hidden_size;
+        let rows = cfg.gates() * cfg.hidden_size;
         let mut out = Vec::new();
         for layer in 0..cfg.num_layers {
             for dir in 0..cfg.num_directions() {
@@ -213,9 +227,9 @@ impl<T: Real> LstmWeights<T> {
                 for kind in ParamKind::ALL {
                     if let Some(values) = lw.get(kind) {
                         let shape = match kind {
-                            ParamKind::WeightIh => vec![four_h, cfg.layer_input_size(layer)],
-                            ParamKind::WeightHh => vec![four_h, cfg.hidden_out()],
-                            ParamKind::BiasIh | ParamKind::BiasHh => vec![four_h],
+                            ParamKind::WeightIh => vec![rows, cfg.layer_input_size(layer)],
+                            ParamKind::WeightHh => vec![rows, cfg.hidden_out()],
+                            ParamKind::BiasIh | ParamKind::BiasHh => vec![rows],
                             ParamKind::WeightHr => vec![cfg.proj_size, cfg.hidden_size],
                         };
                         out.push((param_name(kind, layer, dir), shape, values));

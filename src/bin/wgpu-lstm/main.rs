@@ -15,7 +15,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use wgpu_lstm::gpu::list_adapters;
 use wgpu_lstm::tensor_file::Dtype;
 use wgpu_lstm::weights::{SafetensorsPrefix, detect_prefix};
-use wgpu_lstm::{Device, Lstm, Precision};
+use wgpu_lstm::{Cell, Device, Lstm, Precision};
 use wgpu_lstm::{LstmError, LstmInput, LstmWeights, Tensor, TensorFile, save_tensors};
 
 /// LSTM inference with exact PyTorch nn.LSTM semantics, on any GPU through
@@ -29,22 +29,24 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Run an nn.LSTM forward pass: read MODEL and IN, write OUT
+    /// Run an nn.LSTM or nn.GRU forward pass: read MODEL and IN, write OUT
     ///
-    /// MODEL is a PyTorch nn.LSTM state_dict saved with safetensors:
+    /// MODEL is a PyTorch nn.LSTM or nn.GRU state_dict saved with safetensors:
     ///
     ///     safetensors.torch.save_file(lstm.state_dict(), "model.safetensors")
     ///
-    /// The architecture (input and hidden size, layers, bidirectional, bias)
-    /// is inferred from the tensor names and shapes; F32, F16, BF16 and F64
-    /// weights are accepted and converted to the working precision (f32
-    /// unless --precision f16).
+    /// The architecture (LSTM or GRU, input and hidden size, layers,
+    /// bidirectional, bias) is inferred from the tensor names and shapes;
+    /// F32, F16, BF16 and F64 weights are accepted and converted to the
+    /// working precision (f32 unless --precision f16). A GRU runs on the CPU
+    /// engine only, for now.
     ///
     /// IN holds (D = 2 if bidirectional else 1, L = num_layers, H = hidden size):
     ///
     ///     input    F32        [T, B, I], or [B, T, I] with --batch-first   (required)
     ///     h_0      F32        [D·L, B, H]    initial hidden state (zeros if absent)
     ///     c_0      F32        [D·L, B, H]    initial cell state; both or neither
+    ///                                        (an LSTM's only: a GRU has none)
     ///     lengths  I64 or I32 [B]            valid steps per sequence, each in 1..=T,
     ///                                        any order (pack_padded_sequence with
     ///                                        enforce_sorted=False); all T if absent
@@ -56,6 +58,7 @@ enum Command {
     ///     output   [T, B, D·H], or [B, T, D·H] with --batch-first; zero past each length
     ///     h_n      [D·L, B, H]    hidden state at each sequence's last valid step
     ///     c_n      [D·L, B, H]    cell state at each sequence's last valid step
+    ///                             (not for a GRU: `output, h_n = gru(input, h_0)`)
     ///
     /// OUT is written whole or not at all, and may not be MODEL or IN.
     #[command(verbatim_doc_comment)]
@@ -88,7 +91,7 @@ struct DoctorArgs {
 
 #[derive(Args, Debug)]
 struct RunArgs {
-    /// The model: an nn.LSTM state_dict saved with safetensors
+    /// The model: an nn.LSTM or nn.GRU state_dict saved with safetensors
     #[arg(long, value_name = "MODEL.safetensors")]
     weights: PathBuf,
 
@@ -247,11 +250,10 @@ fn run_forward(args: &RunArgs) -> CliResult<()> {
     let device = device.with_precision(args.precision.into())?;
     let out = Lstm::new(&device, &weights)?.forward(&x)?;
 
-    let named = [
-        ("output", &out.output),
-        ("h_n", &out.h_n),
-        ("c_n", &out.c_n),
-    ];
+    let mut named = vec![("output", &out.output), ("h_n", &out.h_n)];
+    if weights.config.cell == Cell::Lstm {
+        named.push(("c_n", &out.c_n));
+    }
     save_tensors(&args.output, &named, None)?;
     Ok(())
 }
@@ -322,27 +324,26 @@ fn load_weights(path: &Path, prefix: Option<&str>) -> CliResult<LstmWeights<f32>
                     path.display()
                 )));
             }
-            Ok(LstmWeights::from_safetensors(
-                &file.safetensors(),
+            Ok(LstmWeights::from_tensor_file(
+                &file,
                 SafetensorsPrefix::Exact(p),
             )?)
         }
-        None => LstmWeights::from_safetensors(&file.safetensors(), SafetensorsPrefix::Auto)
-            .map_err(|e| {
-                match (&e, anchor()) {
-                    // Keys outside the LSTM, e.g. a head beside `encoder.rnn.`.
-                    (LstmError::UnexpectedTensor { .. }, Some(a))
-                        if detect_prefix(names.iter().copied()).is_none() =>
-                    {
-                        CliError::Invalid(format!(
-                            "{e}; in `{}` the LSTM's keys start with `{a}`: pass --prefix '{a}' \
+        None => LstmWeights::from_tensor_file(&file, SafetensorsPrefix::Auto).map_err(|e| {
+            match (&e, anchor()) {
+                // Keys outside the LSTM, e.g. a head beside `encoder.rnn.`.
+                (LstmError::UnexpectedTensor { .. }, Some(a))
+                    if detect_prefix(names.iter().copied()).is_none() =>
+                {
+                    CliError::Invalid(format!(
+                        "{e}; in `{}` the LSTM's keys start with `{a}`: pass --prefix '{a}' \
                          to load it and ignore the other keys",
-                            path.display()
-                        ))
-                    }
-                    _ => e.into(),
+                        path.display()
+                    ))
                 }
-            }),
+                _ => e.into(),
+            }
+        }),
     }
 }
 

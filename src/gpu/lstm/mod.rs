@@ -550,10 +550,13 @@ impl GpuLstm {
 /// The variants of DESIGN.md §9 that the GPU kernels do not run are an
 /// [`LstmError::Unsupported`] here rather than a silently different model.
 fn check_variants(config: &LstmConfig) -> Result<()> {
-    let missing = [(
-        config.recurrent_dropout > 0.0 && config.proj_size > 0,
-        "recurrent_dropout with a projection (proj_size > 0)",
-    )];
+    let missing = [
+        (config.cell == crate::config::Cell::Gru, "the GRU cell"),
+        (
+            config.recurrent_dropout > 0.0 && config.proj_size > 0,
+            "recurrent_dropout with a projection (proj_size > 0)",
+        ),
+    ];
     match missing.iter().find(|(on, _)| *on) {
         Some((_, what)) => Err(LstmError::Unsupported(format!(
             "{what} on the GPU engine; it runs on the CPU engine and the reference"
