@@ -436,7 +436,7 @@ fn pytorch_projection_checkpoint_matches_pytorch() {
 /// A GRU saved by PyTorch (`gru_state_dict.safetensors`, nn.GRU(5, 8), two
 /// layers, bidirectional): the CLI infers the cell from the shapes and
 /// reproduces PyTorch's float64 run of it on the CPU, writing `output` and
-/// `h_n` only; a `c_0` is an error, and the GPU engine refuses the GRU.
+/// `h_n` only, on the CPU and on the GPU; a `c_0` is an error.
 #[test]
 fn pytorch_gru_checkpoint_matches_pytorch() {
     let dir = TempDir::new("gru");
@@ -478,11 +478,18 @@ fn pytorch_gru_checkpoint_matches_pytorch() {
     if common::gpu::gpu_or_skip("pytorch_gru_checkpoint_matches_pytorch (gpu part)").is_none() {
         return;
     }
+    // The GPU runs it too, within the same 1e-5.
     let gpu = dir.path("out-gpu.safetensors");
-    assert_error(
-        &run_cli(&model, &input, &gpu, &["--device", "gpu"]),
-        &["unsupported", "GRU"],
-    );
+    assert_ok(&run_cli(&model, &input, &gpu, &["--device", "gpu"]), "gpu");
+    let file = TensorFile::open(&gpu).unwrap();
+    assert_eq!(file.names(), ["h_n", "output"], "tensors in OUT (gpu)");
+    for key in ["output", "h_n"] {
+        let (got, want) = (
+            file.float::<f32>(key).unwrap(),
+            run.float::<f64>(key).unwrap(),
+        );
+        assert_close(&format!("gpu {key}"), got.data(), want.data(), 1e-5, 0.0);
+    }
 }
 
 #[test]

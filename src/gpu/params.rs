@@ -2,9 +2,10 @@
 //! layout ([`crate::gpu::layout`]) in [`GpuLayer`] buffers, converting to and
 //! from each buffer's storage precision (f16 through the `half` crate).
 
-use crate::config::LstmConfig;
+use crate::config::{Cell, LstmConfig};
 use crate::error::Result;
 use crate::gpu::layout::{rows_by_gate, rows_by_unit};
+use crate::gpu::lstm::gru;
 use crate::gpu::tensor::{TENSOR_USAGE, read_buffers};
 use crate::gpu::workspace::GpuLayer;
 use crate::gpu::{GpuContext, Precision};
@@ -84,7 +85,11 @@ pub(super) fn write_layers(
         let (mut w_ih, mut b_ih, mut w_hh, mut b_hh) = (vec![], vec![], vec![], vec![]);
         let mut w_hr = vec![];
         for dir in 0..dirs {
-            let lw = layer(l, dir);
+            // A GRU's three gates go into four slots (`gru.rs`).
+            let lw = match cfg.cell {
+                Cell::Lstm => layer(l, dir),
+                Cell::Gru => gru::pad(&layer(l, dir), h),
+            };
             w_ih.extend(rows_by_unit(&lw.weight_ih, h, gl.input_size));
             w_hh.extend(rows_by_unit(&lw.weight_hh, h, hout));
             b_ih.extend(rows_by_unit(lw.bias_ih.as_deref().unwrap_or(&zeros), h, 1));
@@ -142,12 +147,16 @@ pub(super) fn download_layers(
             // b_ih is the first half of the bias buffer, b_hh the second.
             let (b_ih, b_hh) = host[1].split_at(dirs * 4 * h);
             let bias = |t: &[f32]| rows_by_gate(&part(t, 4 * h), h, 1);
-            *out.layer_mut(l, dir) = LayerWeights {
+            let lw = LayerWeights {
                 weight_ih: rows_by_gate(&part(&host[0], 4 * h * gl.input_size), h, gl.input_size),
                 weight_hh: rows_by_gate(&part(&host[2], 4 * h * hout), h, hout),
                 bias_ih: cfg.bias.then(|| bias(b_ih)),
                 bias_hh: cfg.bias.then(|| bias(b_hh)),
                 weight_hr: host.get(3).map(|w| part(w, p * h)),
+            };
+            *out.layer_mut(l, dir) = match cfg.cell {
+                Cell::Lstm => lw,
+                Cell::Gru => gru::unpad(&lw, h),
             };
         }
     }

@@ -485,7 +485,7 @@ pub(super) fn step_params(
         },
         rmask: 0,
         cells: 0,
-        cell: 0,
+        cell: u32::from(cfg.cell == crate::config::Cell::Gru),
         _pad: [0; 3],
     }
 }

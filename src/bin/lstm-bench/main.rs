@@ -41,8 +41,8 @@ use rand_chacha::ChaCha8Rng;
 use report::{Row, compare, json, median_times, print_table};
 use wgpu_lstm::gpu::{GpuContext, GpuTensor, InitialState};
 use wgpu_lstm::{
-    Activation, Batch, Device, HeadKind, InitOptions, Inputs, LossKind, Lstm, LstmConfig, LstmInput,
-    LstmWeights, Model, OptimizerKind, Precision, Targets, Tensor, TrainConfig, Trainer,
+    Activation, Batch, Device, HeadKind, InitOptions, Inputs, LossKind, Lstm, LstmConfig,
+    LstmInput, LstmWeights, Model, OptimizerKind, Precision, Targets, Tensor, TrainConfig, Trainer,
 };
 
 const STANDARD: &str = "1,100,64,128;16,100,128,256;64,100,256,512;64,50,512,1024";

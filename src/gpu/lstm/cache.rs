@@ -3,6 +3,7 @@
 //! final states per batch size, and lookups into them.
 
 use super::GpuLstm;
+use crate::config::Cell;
 use crate::error::{LstmError, Result};
 use crate::gpu::lstm::bptt::{BpttKernels, BpttSpace};
 use crate::gpu::params::upload_layers;
@@ -10,6 +11,7 @@ use crate::gpu::tensor::map_and_read;
 use crate::gpu::workspace::{Kernels, Workspace};
 use crate::gpu::{GpuLstmOutput, GpuTensor, Precision};
 use crate::reference::LstmOutput;
+use crate::tensor::Tensor;
 use crate::weights::LayerWeights;
 
 /// The final states per batch size, where [`InitialState::Carry`] reads.
@@ -95,7 +97,7 @@ impl GpuLstm {
             if self.grads.is_none() {
                 let zeros = |l: usize, _d: usize| {
                     let input = self.config.layer_input_size(l);
-                    let four_h = 4 * self.config.hidden_size;
+                    let four_h = self.config.gates() * self.config.hidden_size;
                     LayerWeights {
                         weight_ih: vec![0.0; four_h * input],
                         weight_hh: vec![0.0; four_h * self.config.hidden_out()],
@@ -129,6 +131,7 @@ impl GpuLstm {
                 permute: &self.permute,
                 hidden_proj: self.hidden_proj.as_ref().map(|(_, back)| back),
                 mask: self.mask.as_ref(),
+                zero_slot: self.zero_slot.as_ref(),
             };
             let grads = self.grads.as_ref().expect("made above");
             let space = BpttSpace::build(
@@ -183,7 +186,7 @@ impl GpuLstm {
             }
             None => None,
         };
-        let c_n = host.pop().expect("three tensors");
+        let c_n = self.cell_state(host.pop().expect("three tensors"))?;
         let h_n = host.pop().expect("three tensors");
         let output = host.pop().expect("three tensors");
         Ok(LstmOutput {
@@ -192,6 +195,15 @@ impl GpuLstm {
             c_n,
             cell_states,
         })
+    }
+
+    /// A cell state read back ([D·L, B, H]), or for a GRU, which has none,
+    /// the empty [D·L, B, 0] of the host API.
+    pub(super) fn cell_state(&self, c: Tensor<f32>) -> Result<Tensor<f32>> {
+        match self.config.cell {
+            Cell::Lstm => Ok(c),
+            Cell::Gru => Tensor::new([c.shape()[0], c.shape()[1], 0], Vec::new()),
+        }
     }
 
     pub(super) fn train_workspace(&self) -> Result<usize> {
@@ -218,9 +230,14 @@ impl GpuLstm {
             return Err(LstmError::shape("d_output", want, d_output));
         }
         let state = self.state(ws.batch);
+        // A GRU's d_c_n, when given, is the empty [D·L, B, 0].
+        let c_shape = match self.config.cell {
+            Cell::Lstm => state.c_n.shape().to_vec(),
+            Cell::Gru => vec![state.c_n.shape()[0], state.c_n.shape()[1], 0],
+        };
         for (name, s, want) in [
             ("d_h_n", d_h_n, state.h_n.shape()),
-            ("d_c_n", d_c_n, state.c_n.shape()),
+            ("d_c_n", d_c_n, &c_shape[..]),
         ] {
             if let Some(s) = s.filter(|s| *s != want) {
                 return Err(LstmError::shape(name, want, s));

@@ -58,7 +58,11 @@ pub(in crate::gpu) fn unpad(w: &LayerWeights<f32>, hidden: usize) -> LayerWeight
     let gather = |m: &[f32], from: [usize; 3]| -> Vec<f32> {
         let cols = m.len() / (4 * hidden);
         from.iter()
-            .flat_map(|&q| m[q * hidden * cols..(q + 1) * hidden * cols].iter().copied())
+            .flat_map(|&q| {
+                m[q * hidden * cols..(q + 1) * hidden * cols]
+                    .iter()
+                    .copied()
+            })
             .collect()
     };
     let ih = [0, 1, 2];
@@ -90,7 +94,11 @@ mod tests {
         let p = pad(&w, h);
         assert_eq!(p.weight_ih.len(), 4 * h * i);
         assert!(p.weight_ih[IH_PAD * h * i..].iter().all(|&v| v == 0.0));
-        assert!(p.weight_hh[HH_PAD * h * h..3 * h * h].iter().all(|&v| v == 0.0));
+        assert!(
+            p.weight_hh[HH_PAD * h * h..3 * h * h]
+                .iter()
+                .all(|&v| v == 0.0)
+        );
         // n's recurrent rows sit in slot 3.
         assert_eq!(p.weight_hh[3 * h * h..], w.weight_hh[2 * h * h..]);
         assert_eq!(unpad(&p, h), w);

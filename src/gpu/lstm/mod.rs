@@ -19,8 +19,8 @@ pub(super) mod bptt;
 mod cache;
 mod chunked;
 mod encode;
+pub(in crate::gpu) mod gru;
 mod launch;
-mod gru;
 pub(super) mod masks;
 
 use cache::State;
@@ -32,7 +32,8 @@ use crate::config::LstmConfig;
 use crate::error::{LstmError, Result};
 use crate::gpu::kernels::{
     BackwardStepKernel, ColumnSumKernel, HiddenProjBackwardKernel, HiddenProjKernel, LstmGemms,
-    MaskKernel, PermuteKernel, StepConfig, StepKernel, WavefrontKernel, wavefront_block,
+    MaskKernel, PermuteKernel, StepConfig, StepKernel, WavefrontKernel, ZeroSlotKernel,
+    wavefront_block,
 };
 use crate::gpu::params::{download_layers, upload_layers, write_layers};
 use crate::gpu::profiler::{KernelTimes, Profiler};
@@ -118,6 +119,8 @@ pub struct GpuLstm {
     hidden_proj: Option<(HiddenProjKernel, HiddenProjBackwardKernel)>,
     /// With input dropout: the input mask's kernel.
     mask: Option<MaskKernel>,
+    /// For a GRU: clears the padded slots' gradients.
+    zero_slot: Option<ZeroSlotKernel>,
     /// The weights the kernels read, in `precision`.
     layers: Vec<GpuLayer>,
     /// f32 master weights, which the optimizer updates when training in f16
@@ -195,6 +198,7 @@ impl GpuLstm {
             column_sum,
             split_sum,
             mask: (config.input_dropout > 0.0).then(|| MaskKernel::new(ctx)),
+            zero_slot: (config.cell == crate::config::Cell::Gru).then(|| ZeroSlotKernel::new(ctx)),
             hidden_proj: (config.proj_size > 0).then(|| {
                 (
                     HiddenProjKernel::new(precision),
@@ -495,7 +499,7 @@ impl GpuLstm {
             (grads.d_h_n, tr.at.dh, tr.d_h0.byte_len()),
             (grads.d_c_n, tr.at.dc, tr.d_c0.byte_len()),
         ] {
-            match src {
+            match src.filter(|s| !s.data().is_empty()) {
                 Some(s) => queue.write_buffer(&tr.carries, at, bytemuck::cast_slice(s.data())),
                 None => enc.clear_buffer(&tr.carries, at, Some(slab)),
             }
@@ -520,7 +524,7 @@ impl GpuLstm {
             .expect("training workspace");
         let d_input = tr.batch_first.as_ref().map_or(&tr.d_input, |(_, d)| d);
         let mut host = read_back(&self.ctx, &[d_input, &tr.d_h0, &tr.d_c0])?;
-        let d_c_0 = host.pop().expect("three tensors");
+        let d_c_0 = self.cell_state(host.pop().expect("three tensors"))?;
         let d_h_0 = host.pop().expect("three tensors");
         Ok(Gradients {
             weights,
@@ -551,7 +555,11 @@ impl GpuLstm {
 /// [`LstmError::Unsupported`] here rather than a silently different model.
 fn check_variants(config: &LstmConfig) -> Result<()> {
     let missing = [
-        (config.cell == crate::config::Cell::Gru, "the GRU cell"),
+        (
+            config.cell == crate::config::Cell::Gru
+                && (config.input_dropout > 0.0 || config.recurrent_dropout > 0.0),
+            "input or recurrent dropout on a GRU",
+        ),
         (
             config.recurrent_dropout > 0.0 && config.proj_size > 0,
             "recurrent_dropout with a projection (proj_size > 0)",

@@ -124,8 +124,8 @@ impl GpuTrainer {
         own.push(param("head.bias", &model.head.bias)?);
         let cfg = lstm.config().clone();
         let zeros = |l: usize, _d: usize| LayerWeights {
-            weight_ih: vec![0.0; 4 * cfg.hidden_size * cfg.layer_input_size(l)],
-            weight_hh: vec![0.0; 4 * cfg.hidden_size * cfg.hidden_out()],
+            weight_ih: vec![0.0; cfg.gates() * cfg.hidden_size * cfg.layer_input_size(l)],
+            weight_hh: vec![0.0; cfg.gates() * cfg.hidden_size * cfg.hidden_out()],
             bias_ih: None,
             bias_hh: None,
             weight_hr: None,

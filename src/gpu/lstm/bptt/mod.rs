@@ -38,7 +38,8 @@ use crate::gpu::kernels::{
     HiddenProjBackwardKernel, HiddenProjBuffers, Kernel, LstmGemms, PermuteKernel, StepBuffers,
     TrainBuffers, WavefrontBuffers,
 };
-use crate::gpu::kernels::{GemmKernel, MaskKernel, MaskParams};
+use crate::gpu::kernels::{GemmKernel, MaskKernel, MaskParams, SlotParams, ZeroSlotKernel};
+use crate::gpu::lstm::gru;
 use crate::gpu::lstm::masks::MaskLayout;
 use crate::gpu::tensor::{TENSOR_USAGE, byte_size, byte_size_in};
 use crate::gpu::workspace::{GpuLayer, Uniforms, Workspace, forward_gemm, gemm_entry};
@@ -143,6 +144,8 @@ pub(in crate::gpu) struct BpttSpace {
     pub input_masks: Vec<InputMask>,
     /// The dropout seed whose variational masks the lengths buffer holds.
     masks_seed: Option<u64>,
+    /// A GRU's slot-clearing parameters, one buffer per dispatch.
+    _slot_params: Vec<wgpu::Buffer>,
 }
 
 /// Input dropout on one layer (training): its input X is copied to `x` and
@@ -188,6 +191,8 @@ pub(super) struct BpttKernels<'a> {
     pub hidden_proj: Option<&'a HiddenProjBackwardKernel>,
     /// With input dropout.
     pub mask: Option<&'a MaskKernel>,
+    /// For a GRU: clears its padded slots' gradients.
+    pub zero_slot: Option<&'a ZeroSlotKernel>,
 }
 
 impl BpttSpace {
@@ -318,6 +323,7 @@ impl BpttSpace {
         let mut gemms = Vec::new();
         let mask_layout = MaskLayout::new(cfg, b);
         let mut input_masks = Vec::new();
+        let mut slot_params = Vec::new();
         for (l, (w, g)) in weights.iter().zip(grads).enumerate() {
             // Input dropout: X̃ = X ⊙ m_x, made by the forward pass.
             let input_mask = match k.mask {
@@ -496,6 +502,35 @@ impl BpttSpace {
                     layer_gemms.push((mask.kernel().clone(), bg, *groups));
                 }
             }
+            // A GRU's padded slots (`gru.rs`) get gradients the model does
+            // not have: clear them, so that the optimizer leaves them at 0.
+            if let Some(zero) = k.zero_slot {
+                let n = (dirs * 4 * h) as u32;
+                for (buffer, cols, slot, offset) in [
+                    (&g.w_ih, w.input_size as u32, gru::IH_PAD, 0),
+                    (&g.w_hh, hout as u32, gru::HH_PAD, 0),
+                    (&g.bias, 1, gru::IH_PAD, 0),
+                    (&g.bias, 1, gru::HH_PAD, n),
+                ] {
+                    let p = SlotParams {
+                        rows: n,
+                        cols,
+                        slot: slot as u32,
+                        offset,
+                    };
+                    let params = ctx.create_buffer(
+                        "padded slot params",
+                        std::mem::size_of::<SlotParams>() as u64,
+                        wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+                    )?;
+                    ctx.queue().write_buffer(&params, 0, bytemuck::bytes_of(&p));
+                    let groups = ZeroSlotKernel::workgroups(ctx, &p);
+                    check_groups(ctx, "a padded slot", &[groups.0, groups.1])?;
+                    let bg = zero.bind(ctx, (&params, 0), buffer);
+                    layer_gemms.push((zero.kernel().clone(), bg, groups));
+                    slot_params.push(params);
+                }
+            }
             gemms.push(layer_gemms);
             if let Some((x, params, forward, projection, ..)) = input_mask {
                 input_masks.push(InputMask {
@@ -599,6 +634,7 @@ impl BpttSpace {
             permutes,
             input_masks,
             masks_seed: None,
+            _slot_params: slot_params,
         })
     }
 

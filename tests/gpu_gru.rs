@@ -1,0 +1,239 @@
+//! The GRU on the GPU engine: its three gates in the LSTM kernels' four
+//! slots (`src/gpu/lstm/gru.rs`), for inference and training, against
+//! PyTorch's float64 `nn.GRU` fixtures (`tools/make_variant_fixtures.py`)
+//! and the f64 reference. Tolerances as elsewhere: outputs within 1e-5,
+//! gradients within 1e-4 of each tensor's largest magnitude.
+
+mod common;
+
+use common::case::Case;
+use common::gpu::{gpu_or_skip, rerun_under_webgpu_limits};
+use common::lstm_fixtures::cases_in;
+use common::{assert_close, assert_close_to_max};
+use wgpu_lstm::gpu::GpuLstm;
+use wgpu_lstm::reference::{self, OutputGrads};
+use wgpu_lstm::weights::SafetensorsPrefix;
+use wgpu_lstm::{
+    Batch, Device, HeadKind, InitOptions, Inputs, LossKind, LstmConfig, LstmInput, LstmWeights,
+    Model, OptimizerKind, Targets, TensorFile, TrainConfig, Trainer,
+};
+
+#[test]
+fn gpu_matches_pytorch_gru_fixtures() {
+    let Some(ctx) = gpu_or_skip("gpu_matches_pytorch_gru_fixtures") else {
+        return;
+    };
+    let cases: Vec<_> = cases_in("tests/fixtures/gru")
+        .into_iter()
+        .filter(|(n, _)| !n.starts_with("gru_state_dict"))
+        .collect();
+    assert!(cases.len() >= 5, "found {} GRU fixtures", cases.len());
+    for (name, bytes) in cases {
+        let file = TensorFile::from_bytes(bytes).unwrap();
+        let mut w =
+            LstmWeights::<f32>::from_tensor_file(&file, SafetensorsPrefix::Exact("gru.")).unwrap();
+        w.config.batch_first = file.metadata()["batch_first"] == "true";
+        let get = |k: &str| file.float::<f32>(k).unwrap();
+        let input = get("input");
+        let h_0 = file.contains("h_0").then(|| get("h_0"));
+        let lengths: Option<Vec<usize>> = file.contains("lengths").then(|| {
+            file.integers("lengths")
+                .unwrap()
+                .iter()
+                .map(|&l| l as usize)
+                .collect()
+        });
+        let mut x = LstmInput::new(&input);
+        if let Some(h) = &h_0 {
+            x = x.with_h_0(h);
+        }
+        if let Some(l) = &lengths {
+            x = x.with_lengths(l);
+        }
+        let want = |k: &str| file.float::<f64>(k).unwrap();
+        let mut gpu = GpuLstm::new(&ctx, &w).unwrap();
+        // Inference, then training (no dropout: the same numbers).
+        let eval = gpu.forward_host(&x).unwrap();
+        let out = gpu.forward_train_host(&x, 0).unwrap();
+        for (mode, o) in [("eval", &eval), ("train", &out)] {
+            assert_close(
+                &format!("{name}/{mode}/output"),
+                o.output.data(),
+                want("output").data(),
+                1e-5,
+                0.0,
+            );
+            assert_close(
+                &format!("{name}/{mode}/h_n"),
+                o.h_n.data(),
+                want("h_n").data(),
+                1e-5,
+                0.0,
+            );
+            assert_eq!(
+                o.c_n.shape(),
+                [o.h_n.shape()[0], o.h_n.shape()[1], 0],
+                "no cell state"
+            );
+        }
+        let (d_output, d_h_n) = (get("d_output"), get("d_h_n"));
+        let grads = gpu
+            .backward_host(&OutputGrads {
+                d_output: &d_output,
+                d_h_n: Some(&d_h_n),
+                d_c_n: None,
+            })
+            .unwrap();
+        assert_close_to_max(
+            &format!("{name}/grad.input"),
+            grads.d_input.data(),
+            want("grad.input").data(),
+            1e-4,
+        );
+        if h_0.is_some() {
+            assert_close_to_max(
+                &format!("{name}/grad.h_0"),
+                grads.d_h_0.data(),
+                want("grad.h_0").data(),
+                1e-4,
+            );
+        }
+        for (p, _, g) in grads.weights.named_params() {
+            let key = format!("grad.gru.{p}");
+            assert_close_to_max(&format!("{name}/{key}"), g, want(&key).data(), 1e-4);
+        }
+    }
+}
+
+/// Training on the GPU against the f64 reference: one to three layers
+/// (a unidirectional stack trains as a wavefront), both directions, odd
+/// sizes, lengths, batch-first, no bias, inter-layer dropout.
+#[test]
+fn gpu_gru_training_matches_the_reference() {
+    let Some(ctx) = gpu_or_skip("gpu_gru_training_matches_the_reference") else {
+        return;
+    };
+    let mut n = 0;
+    for layers in 1..=3 {
+        for bidirectional in [false, true] {
+            for (h, i) in [(1, 2), (7, 3), (12, 5), (33, 4)] {
+                let cfg = LstmConfig::gru(i, h)
+                    .num_layers(layers)
+                    .bidirectional(bidirectional)
+                    .bias(n % 4 != 3)
+                    .batch_first(n % 3 == 1)
+                    .dropout(if n % 2 == 0 { 0.25 } else { 0.0 });
+                let (t, b) = (2 + n % 5, 1 + n % 4);
+                let c = Case {
+                    lengths: (b > 1).then(|| (0..b).map(|k| 1 + (k * 5 + n) % t).collect()),
+                    ..Case::new(cfg, t, b)
+                };
+                let name = format!("case {n}: {:?} T={t} B={b}", c.config);
+                let w = LstmWeights::<f32>::init(&c.config, 31, InitOptions::default()).unwrap();
+                let data = c.data::<f32>(1);
+                let mut x = LstmInput::new(&data.input);
+                let data64 = data.cast::<f64>();
+                let mut x64 = LstmInput::new(&data64.input);
+                if n % 2 == 0 {
+                    x = x.with_h_0(&data.h_0);
+                    x64 = x64.with_h_0(&data64.h_0);
+                }
+                if let Some(l) = &c.lengths {
+                    x = x.with_lengths(l);
+                    x64 = x64.with_lengths(l);
+                }
+                let w64 = w.cast::<f64>();
+                let (want, cache) = reference::forward_train(&w64, &x64, 900 + n as u64).unwrap();
+                let grads64 = OutputGrads {
+                    d_output: &data64.d_output,
+                    d_h_n: Some(&data64.d_h_n),
+                    d_c_n: None,
+                };
+                let want_g = reference::backward(&w64, &cache, &grads64).unwrap();
+                let mut gpu = GpuLstm::new(&ctx, &w).unwrap();
+                let got = gpu.forward_train_host(&x, 900 + n as u64).unwrap();
+                assert_close(&name, got.output.data(), want.output.data(), 1e-5, 0.0);
+                assert_close(&name, got.h_n.data(), want.h_n.data(), 1e-5, 0.0);
+                let got_g = gpu
+                    .backward_host(&OutputGrads {
+                        d_output: &data.d_output,
+                        d_h_n: Some(&data.d_h_n),
+                        d_c_n: None,
+                    })
+                    .unwrap();
+                assert_close_to_max(
+                    &format!("{name}/d_input"),
+                    got_g.d_input.data(),
+                    want_g.d_input.data(),
+                    1e-4,
+                );
+                if n % 2 == 0 {
+                    assert_close_to_max(
+                        &format!("{name}/d_h_0"),
+                        got_g.d_h_0.data(),
+                        want_g.d_h_0.data(),
+                        1e-4,
+                    );
+                }
+                for ((p, _, g), (_, _, r)) in got_g
+                    .weights
+                    .named_params()
+                    .into_iter()
+                    .zip(want_g.weights.named_params())
+                {
+                    assert_close_to_max(&format!("{name}/{p}"), g, r, 1e-4);
+                }
+                n += 1;
+            }
+        }
+    }
+}
+
+/// A GRU model trains on the GPU as on the CPU: the same losses and
+/// parameters after a few Adam steps (the padded slots stay out of it).
+#[test]
+fn a_gru_model_trains_on_the_gpu_as_on_the_cpu() {
+    if gpu_or_skip("a_gru_model_trains_on_the_gpu_as_on_the_cpu").is_none() {
+        return;
+    }
+    let cfg = LstmConfig::gru(3, 10).num_layers(2);
+    let model = Model::<f32>::new(None, &cfg, 2, HeadKind::LastStep, 4).unwrap();
+    let (t, b) = (6, 5);
+    let x: Vec<f32> = (0..t * b * 3)
+        .map(|k| ((k * 37 % 19) as f32 / 9.5) - 1.0)
+        .collect();
+    let y: Vec<f32> = (0..b * 2).map(|k| (k % 3) as f32 - 1.0).collect();
+    let batch = Batch {
+        seq_len: t,
+        batch: b,
+        inputs: Inputs::Features(&x),
+        targets: Targets::Values(&y),
+        lengths: None,
+    };
+    let config = TrainConfig::new(LossKind::Mse, OptimizerKind::adam(1e-2));
+    let mut cpu = Trainer::new(&Device::cpu(), model.clone(), config.clone()).unwrap();
+    let mut gpu = Trainer::new(&Device::gpu().unwrap(), model, config).unwrap();
+    for step in 0..4 {
+        let (a, g) = (
+            cpu.step_with_loss(&batch).unwrap(),
+            gpu.step_with_loss(&batch).unwrap(),
+        );
+        assert!(
+            (a - g).abs() <= 1e-5 * a.abs().max(1.0),
+            "step {step}: {a} vs {g}"
+        );
+    }
+    let (a, g) = (cpu.model().unwrap(), gpu.model().unwrap());
+    for ((n, _, p), (_, _, q)) in a.named_params().into_iter().zip(g.named_params()) {
+        assert_close_to_max(n.as_str(), q, p, 1e-4);
+    }
+    assert_eq!(g.lstm.config, a.lstm.config);
+}
+
+#[test]
+fn gru_runs_under_webgpu_limits() {
+    rerun_under_webgpu_limits(
+        "gru_runs_under_webgpu_limits",
+        &["gpu_matches_pytorch_gru_fixtures"],
+    );
+}
