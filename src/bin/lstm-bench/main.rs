@@ -9,9 +9,9 @@
 //!   `Linear(D·H → 1)` head, MSE against zeros, backward through time and an
 //!   SGD update of every parameter.
 //!
-//! FLOPs are counted as 8·H·(I_l + H)·B·T per layer·direction for the forward
-//! pass (the four gates' input and recurrent products, 2 FLOPs per
-//! multiply-add), with I_l = I for the first layer and D·H after; a training
+//! FLOPs are counted as 2·G·H·(I_l + H)·B·T per layer·direction for the
+//! forward pass (the G gates' input and recurrent products, 2 FLOPs per
+//! multiply-add; G = 4 for an LSTM, 3 for a GRU), with I_l = I for the first layer and D·H after; a training
 //! step is counted as 3× the forward (the backward pass does two products of
 //! the forward's size).
 //!
@@ -41,7 +41,7 @@ use rand_chacha::ChaCha8Rng;
 use report::{Row, compare, json, median_times, print_table};
 use wgpu_lstm::gpu::{GpuContext, GpuTensor, InitialState};
 use wgpu_lstm::{
-    Activation, Batch, Device, HeadKind, InitOptions, Inputs, LossKind, Lstm, LstmConfig,
+    Activation, Batch, Cell, Device, HeadKind, InitOptions, Inputs, LossKind, Lstm, LstmConfig,
     LstmInput, LstmWeights, Model, OptimizerKind, Precision, Targets, Tensor, TrainConfig, Trainer,
 };
 
@@ -63,6 +63,9 @@ struct Args {
     layers: usize,
     #[arg(long)]
     bidirectional: bool,
+    /// The recurrent cell: lstm (`nn.LSTM`) or gru (`nn.GRU`).
+    #[arg(long, default_value = "lstm", value_parser = parse_cell)]
+    cell: Cell,
     /// The cell activation (Keras' `activation`): tanh or relu.
     #[arg(long, default_value = "tanh", value_parser = parse_activation)]
     activation: Activation,
@@ -114,6 +117,10 @@ struct Args {
 /// (B, T, I, H)
 pub(crate) type Shape = (usize, usize, usize, usize);
 
+fn parse_cell(s: &str) -> Result<Cell, String> {
+    Cell::from_name(s).map_err(|e| e.to_string())
+}
+
 fn parse_activation(s: &str) -> Result<Activation, String> {
     Activation::from_name(s).map_err(|e| e.to_string())
 }
@@ -139,7 +146,8 @@ fn forward_flops(cfg: &LstmConfig, b: usize, t: usize) -> f64 {
     (0..cfg.num_layers)
         .map(|l| {
             cfg.num_directions() as f64
-                * 8.0
+                * 2.0
+                * cfg.gates() as f64
                 * h
                 * (cfg.layer_input_size(l) as f64 + h)
                 * (b * t) as f64
@@ -250,8 +258,8 @@ fn main() -> Result<(), Box<dyn Error>> {
         args.layers, args.bidirectional
     );
     println!(
-        "variant: activation {}, dropout {}, input_dropout {}, recurrent_dropout {}",
-        args.activation, args.dropout, args.input_dropout, args.recurrent_dropout
+        "cell {}, activation {}, dropout {}, input_dropout {}, recurrent_dropout {}",
+        args.cell, args.activation, args.dropout, args.input_dropout, args.recurrent_dropout
     );
     println!("CPU: {} ({threads} threads)", cpu_model());
     if let Some(ctx) = &ctx {
@@ -275,6 +283,7 @@ fn main() -> Result<(), Box<dyn Error>> {
         let cfg = LstmConfig::new(i, h)
             .num_layers(args.layers)
             .bidirectional(args.bidirectional)
+            .cell(args.cell)
             .activation(args.activation)
             .dropout(args.dropout)
             .input_dropout(args.input_dropout)

@@ -249,6 +249,7 @@ pub(crate) fn json(
                 "batch": b, "seq_len": t, "input_size": i, "hidden_size": h,
                 "layers": args.layers,
                 "bidirectional": args.bidirectional,
+                "cell": args.cell.name(),
                 "activation": args.activation.name(),
                 "dropout": args.dropout,
                 "input_dropout": args.input_dropout,
