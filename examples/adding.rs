@@ -17,7 +17,7 @@ use std::time::Instant;
 
 use clap::Parser;
 use wgpu_lstm::model::{Batch, HeadKind, Inputs, LossKind, Model, Targets, TrainConfig};
-use wgpu_lstm::{LstmConfig, OptimizerKind, Precision, Trainer};
+use wgpu_lstm::{Cell, LstmConfig, OptimizerKind, Precision, Trainer};
 
 #[derive(Parser)]
 struct Args {
@@ -31,6 +31,9 @@ struct Args {
     batch: usize,
     #[arg(long, default_value_t = 64)]
     hidden: usize,
+    /// The recurrent cell: lstm or gru.
+    #[arg(long, default_value = "lstm", value_parser = |s: &str| Cell::from_name(s).map_err(|e| e.to_string()))]
+    cell: Cell,
     #[arg(long, default_value_t = 0.01)]
     lr: f64,
     /// auto (a hardware GPU, else the CPU engine), cpu or gpu.
@@ -51,10 +54,10 @@ struct Args {
 fn main() -> std::result::Result<(), Box<dyn std::error::Error>> {
     let args = Args::parse();
     let device = support::device(&args.device, args.precision)?;
-    let lstm = LstmConfig::new(2, args.hidden);
+    let lstm = LstmConfig::new(2, args.hidden).cell(args.cell);
     let mut model = Model::<f32>::new(None, &lstm, 1, HeadKind::LastStep, args.seed)?;
-    // Keras' unit_forget_bias: start by remembering.
-    for lw in &mut model.lstm.layers {
+    // Keras' unit_forget_bias: start by remembering (an LSTM's forget gate).
+    for lw in model.lstm.layers.iter_mut().filter(|_| args.cell == Cell::Lstm) {
         if let (Some(bi), Some(bh)) = (&mut lw.bias_ih, &mut lw.bias_hh) {
             bi[args.hidden..2 * args.hidden].fill(1.0);
             bh[args.hidden..2 * args.hidden].fill(0.0);

@@ -18,7 +18,7 @@ use std::time::Instant;
 use clap::Parser;
 use wgpu_lstm::model::{HeadKind, LossKind, Model, TrainConfig};
 use wgpu_lstm::{
-    Device, LrSchedule, Lstm, LstmConfig, LstmInput, OptimizerKind, Precision, Tensor, Trainer,
+    Cell, Device, LrSchedule, Lstm, LstmConfig, LstmInput, OptimizerKind, Precision, Tensor, Trainer,
 };
 
 #[derive(Parser)]
@@ -31,6 +31,9 @@ struct Args {
     batch: usize,
     #[arg(long, default_value_t = 128)]
     hidden: usize,
+    /// The recurrent cell: lstm or gru.
+    #[arg(long, default_value = "lstm", value_parser = |s: &str| Cell::from_name(s).map_err(|e| e.to_string()))]
+    cell: Cell,
     #[arg(long, default_value_t = 32)]
     embedding: usize,
     #[arg(long, default_value_t = 0.005)]
@@ -63,7 +66,8 @@ fn main() -> Result<(), Box<dyn Error>> {
         corpus.train.len(),
         corpus.valid.len()
     );
-    let lstm = LstmConfig::new(args.embedding, args.hidden);
+    let lstm = LstmConfig::new(args.embedding, args.hidden).cell(args.cell);
+    println!("model: embedding {}, {} of {} units", args.embedding, args.cell, args.hidden);
     let model = Model::<f32>::new(
         Some((vocab, args.embedding)),
         &lstm,
