@@ -57,7 +57,12 @@ fn main() -> std::result::Result<(), Box<dyn std::error::Error>> {
     let lstm = LstmConfig::new(2, args.hidden).cell(args.cell);
     let mut model = Model::<f32>::new(None, &lstm, 1, HeadKind::LastStep, args.seed)?;
     // Keras' unit_forget_bias: start by remembering (an LSTM's forget gate).
-    for lw in model.lstm.layers.iter_mut().filter(|_| args.cell == Cell::Lstm) {
+    for lw in model
+        .lstm
+        .layers
+        .iter_mut()
+        .filter(|_| args.cell == Cell::Lstm)
+    {
         if let (Some(bi), Some(bh)) = (&mut lw.bias_ih, &mut lw.bias_hh) {
             bi[args.hidden..2 * args.hidden].fill(1.0);
             bh[args.hidden..2 * args.hidden].fill(0.0);

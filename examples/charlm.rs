@@ -18,7 +18,8 @@ use std::time::Instant;
 use clap::Parser;
 use wgpu_lstm::model::{HeadKind, LossKind, Model, TrainConfig};
 use wgpu_lstm::{
-    Cell, Device, LrSchedule, Lstm, LstmConfig, LstmInput, OptimizerKind, Precision, Tensor, Trainer,
+    Cell, Device, LrSchedule, Lstm, LstmConfig, LstmInput, OptimizerKind, Precision, Tensor,
+    Trainer,
 };
 
 #[derive(Parser)]
@@ -67,7 +68,10 @@ fn main() -> Result<(), Box<dyn Error>> {
         corpus.valid.len()
     );
     let lstm = LstmConfig::new(args.embedding, args.hidden).cell(args.cell);
-    println!("model: embedding {}, {} of {} units", args.embedding, args.cell, args.hidden);
+    println!(
+        "model: embedding {}, {} of {} units",
+        args.embedding, args.cell, args.hidden
+    );
     let model = Model::<f32>::new(
         Some((vocab, args.embedding)),
         &lstm,

@@ -78,6 +78,10 @@ fn an_lstm_and_a_gru_learn_the_adding_problem_on_the_cpu_engine() {
     for cfg in [LstmConfig::new(2, 32), LstmConfig::gru(2, 32)] {
         let (mse, steps) = train(cfg.clone(), 3000);
         eprintln!("{:?}: held-out MSE {mse:.5} after {steps} steps", cfg.cell);
-        assert!(mse < 0.01, "{:?}: held-out MSE {mse} after {steps} steps", cfg.cell);
+        assert!(
+            mse < 0.01,
+            "{:?}: held-out MSE {mse} after {steps} steps",
+            cfg.cell
+        );
     }
 }

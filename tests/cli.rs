@@ -881,6 +881,36 @@ fn size_over_a_device_limit_names_the_limit() {
 
 // ---- info, help and usage ----
 
+/// `info --weights` describes a checkpoint as PyTorch would construct it:
+/// a GRU and an LSTM told apart by their shapes.
+#[test]
+fn info_describes_a_checkpoint() {
+    for (file, needles) in [
+        (
+            fixture("gru/gru_state_dict.safetensors"),
+            [
+                "nn.GRU(input_size=5, hidden_size=8, num_layers=2, bias=True, bidirectional=True)",
+                "gru (3 gates)",
+                "parameters:   1968",
+            ],
+        ),
+        (
+            state_dict_f32(),
+            ["nn.LSTM(input_size=", "lstm (4 gates)", "parameters:"],
+        ),
+    ] {
+        let run = cli([
+            OsStr::new("info"),
+            OsStr::new("--weights"),
+            file.as_os_str(),
+        ]);
+        assert_eq!(run.code, Some(0), "{}\n{}", run.stdout, run.stderr);
+        for needle in needles {
+            assert!(run.stdout.contains(needle), "{needle:?} in\n{}", run.stdout);
+        }
+    }
+}
+
 #[test]
 fn info_lists_the_adapter() {
     let name = "info_lists_the_adapter";

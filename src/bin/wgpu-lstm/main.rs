@@ -38,8 +38,8 @@ enum Command {
     /// The architecture (LSTM or GRU, input and hidden size, layers,
     /// bidirectional, bias) is inferred from the tensor names and shapes;
     /// F32, F16, BF16 and F64 weights are accepted and converted to the
-    /// working precision (f32 unless --precision f16). A GRU runs on the CPU
-    /// engine only, for now.
+    /// working precision (f32 unless --precision f16). An LSTM or a GRU runs
+    /// on either device.
     ///
     /// IN holds (D = 2 if bidirectional else 1, L = num_layers, H = hidden size):
     ///
@@ -63,8 +63,13 @@ enum Command {
     /// OUT is written whole or not at all, and may not be MODEL or IN.
     #[command(verbatim_doc_comment)]
     Run(RunArgs),
-    /// List the GPU adapters wgpu can see, with their key features and limits.
-    Info,
+    /// List the GPU adapters wgpu can see, with their key features and
+    /// limits; with --weights, first describe that checkpoint
+    ///
+    /// With --weights MODEL, prints the architecture inferred from MODEL's
+    /// names, shapes and metadata (LSTM or GRU, sizes, layers, directions,
+    /// bias, projection, activation) and its parameter count.
+    Info(InfoArgs),
     /// Check this machine's GPUs against PyTorch: the first thing to run
     ///
     /// On each adapter (or the one --adapter names), runs PyTorch float64
@@ -196,7 +201,7 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> CliResult<()> {
     match cli.command {
         Command::Run(args) => run_forward(&args),
-        Command::Info => info(),
+        Command::Info(args) => info(&args),
         Command::Doctor(args) => {
             match doctor::doctor(args.adapter.as_deref(), args.fixtures.as_deref())? {
                 true => Ok(()),
@@ -443,8 +448,57 @@ fn read_inputs(file: &TensorFile, path: &Path, batch_first: bool) -> CliResult<I
 
 // ---- info ----
 
-fn info() -> CliResult<()> {
+/// `wgpu-lstm info`'s arguments.
+#[derive(clap::Args, Debug)]
+struct InfoArgs {
+    /// An nn.LSTM or nn.GRU state_dict saved with safetensors, to describe.
+    #[arg(long, value_name = "MODEL")]
+    weights: Option<PathBuf>,
+    /// The parameters' prefix in MODEL (detected when absent), as for `run`.
+    #[arg(long)]
+    prefix: Option<String>,
+}
+
+fn info(args: &InfoArgs) -> CliResult<()> {
+    if let Some(path) = &args.weights {
+        let w = load_weights(path, args.prefix.as_deref())?;
+        let c = &w.config;
+        let module = match c.cell {
+            Cell::Lstm => "nn.LSTM",
+            Cell::Gru => "nn.GRU",
+        };
+        let params: usize = w.named_params().iter().map(|(_, _, p)| p.len()).sum();
+        println!("model: {}", path.display());
+        println!(
+            "  {module}(input_size={}, hidden_size={}, num_layers={}, bias={}, bidirectional={}{})",
+            c.input_size,
+            c.hidden_size,
+            c.num_layers,
+            if c.bias { "True" } else { "False" },
+            if c.bidirectional { "True" } else { "False" },
+            if c.proj_size > 0 {
+                format!(", proj_size={}", c.proj_size)
+            } else {
+                String::new()
+            }
+        );
+        println!("  cell:         {} ({} gates)", c.cell, c.gates());
+        println!("  activation:   {}", c.activation);
+        println!("  parameters:   {params}");
+        println!(
+            "  states:       h [D·L, B, {}]{}",
+            c.hidden_out(),
+            match c.cell {
+                Cell::Lstm => format!(", c [D·L, B, {}]", c.hidden_size),
+                Cell::Gru => " (no cell state)".to_string(),
+            }
+        );
+    }
     let adapters = list_adapters();
+    if adapters.is_empty() && args.weights.is_some() {
+        println!("no GPU adapter: the model runs on the CPU engine (--device cpu)");
+        return Ok(());
+    }
     if adapters.is_empty() {
         let detail = match std::env::var("WGPU_BACKEND") {
             Ok(b) => format!(" (wgpu enumerated none with WGPU_BACKEND={b:?})"),
