@@ -237,3 +237,48 @@ fn gru_runs_under_webgpu_limits() {
         &["gpu_matches_pytorch_gru_fixtures"],
     );
 }
+
+/// A GRU costs the LSTM's dispatches: one per step, forward and backward
+/// (a unidirectional stack's wavefront included), plus four small ones per
+/// layer after the weight gradients, which clear its padded slots.
+#[test]
+fn a_gru_costs_the_lstms_dispatches() {
+    let Some(ctx) = gpu_or_skip("a_gru_costs_the_lstms_dispatches") else {
+        return;
+    };
+    let (t, b) = (5, 3);
+    for (layers, bidirectional) in [(2, false), (2, true)] {
+        let counts = |cfg: LstmConfig| {
+            let w = LstmWeights::<f32>::init(&cfg, 2, InitOptions::default()).unwrap();
+            let input = common::random_tensor::<f32>(&[t, b, 4], 3, 1.0);
+            let mut gpu = GpuLstm::new(&ctx, &w).unwrap();
+            let c0 = ctx.counters();
+            let out = gpu.forward_train_host(&LstmInput::new(&input), 1).unwrap();
+            let c1 = ctx.counters();
+            gpu.backward_host(&OutputGrads {
+                d_output: &out.output,
+                d_h_n: None,
+                d_c_n: None,
+            })
+            .unwrap();
+            let c2 = ctx.counters();
+            ((c1 - c0).dispatches, (c2 - c1).dispatches)
+        };
+        let lstm = counts(
+            LstmConfig::new(4, 8)
+                .num_layers(layers)
+                .bidirectional(bidirectional),
+        );
+        let gru = counts(
+            LstmConfig::gru(4, 8)
+                .num_layers(layers)
+                .bidirectional(bidirectional),
+        );
+        assert_eq!(gru.0, lstm.0, "forward, bidirectional={bidirectional}");
+        assert_eq!(
+            gru.1,
+            lstm.1 + 4 * layers as u64,
+            "backward, bidirectional={bidirectional}"
+        );
+    }
+}
