@@ -75,6 +75,12 @@ pub struct LstmConfig {
     pub recurrent_dropout: f64,
     /// The cell activation: of the candidate g and of c in h = o ⊙ act(c).
     pub activation: Activation,
+    /// A layer-normalised LSTM (Ba, Kiros & Hinton 2016, as `haste`'s
+    /// `LayerNormLSTM`): layer norms, with gain and bias, on W_ih·x_t and on
+    /// W_hh·h_{t-1} over each row's 4H gate pre-activations, and on c_t before
+    /// the output activation; the state carried to the next step is c_t itself.
+    /// Their parameters are [`crate::weights::LayerNormWeights`].
+    pub layer_norm: bool,
 }
 
 /// The recurrent cell of every layer.
@@ -216,6 +222,7 @@ impl LstmConfig {
             input_dropout: 0.0,
             recurrent_dropout: 0.0,
             activation: Activation::Tanh,
+            layer_norm: false,
         }
     }
 
@@ -261,6 +268,12 @@ impl LstmConfig {
     /// Sets the cell activation.
     pub fn activation(mut self, activation: Activation) -> Self {
         self.activation = activation;
+        self
+    }
+
+    /// Sets `layer_norm`: a layer-normalised LSTM.
+    pub fn layer_norm(mut self, layer_norm: bool) -> Self {
+        self.layer_norm = layer_norm;
         self
     }
 
@@ -381,6 +394,12 @@ impl LstmConfig {
                     ),
                 });
             }
+        }
+        if self.layer_norm && (self.cell == Cell::Gru || self.proj_size > 0) {
+            return Err(LstmError::InvalidConfig {
+                field: "layer_norm",
+                reason: "is an LSTM's without a projection (proj_size = 0), not a GRU's".into(),
+            });
         }
         if self.proj_size >= self.hidden_size {
             return Err(LstmError::InvalidConfig {

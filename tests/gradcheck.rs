@@ -371,3 +371,32 @@ fn gru_dropout_between_layers() {
         with_state: false,
     });
 }
+
+#[test]
+fn layer_norm_single_layer() {
+    check(Case {
+        config: LstmConfig::new(3, 5).layer_norm(true),
+        seq_len: 4,
+        batch: 2,
+        lengths: None,
+        with_state: true,
+    });
+}
+
+#[test]
+fn layer_norm_bidirectional_two_layers_with_dropouts_and_lengths() {
+    check(Case {
+        config: LstmConfig::new(3, 4)
+            .num_layers(2)
+            .bidirectional(true)
+            .layer_norm(true)
+            .dropout(0.3)
+            .input_dropout(0.2)
+            .recurrent_dropout(0.3)
+            .activation(wgpu_lstm::Activation::Relu),
+        seq_len: 4,
+        batch: 3,
+        lengths: Some(vec![4, 1, 3]),
+        with_state: true,
+    });
+}

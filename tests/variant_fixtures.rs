@@ -310,3 +310,86 @@ fn cpu_engine_matches_the_reference_at_larger_sizes() {
         }
     }
 }
+
+/// A layer-normalised LSTM's file: the norms' gains and biases under their
+/// names and shapes, read back as a layer-normalised LSTM; a missing norm
+/// is a typed error, and the configuration refuses a GRU or a projection.
+#[test]
+fn layer_norm_parameters_save_and_load() {
+    use wgpu_lstm::weights::SafetensorsPrefix;
+    use wgpu_lstm::{InitOptions, LstmConfig, LstmError};
+    let cfg = LstmConfig::new(3, 5)
+        .num_layers(2)
+        .bidirectional(true)
+        .layer_norm(true);
+    let w = LstmWeights::<f32>::init(&cfg, 4, InitOptions::default()).unwrap();
+    let names: Vec<(String, Vec<usize>)> = w
+        .named_params()
+        .into_iter()
+        .map(|(n, s, _)| (n, s))
+        .collect();
+    for (name, shape) in [
+        ("ln_ih_weight_l0", vec![20]),
+        ("ln_hh_bias_l1_reverse", vec![20]),
+        ("ln_cell_weight_l1", vec![5]),
+        ("ln_cell_bias_l0_reverse", vec![5]),
+    ] {
+        assert!(
+            names.contains(&(name.to_string(), shape)),
+            "{name} in {names:?}"
+        );
+    }
+    // Gains start at 1, biases at 0.
+    let ln = w.layer(1, 1).layer_norm.as_ref().unwrap();
+    assert!(ln.hh_weight.iter().all(|&v| v == 1.0) && ln.cell_bias.iter().all(|&v| v == 0.0));
+    let bytes = w.to_safetensors_bytes("lstm.").unwrap();
+    let back =
+        LstmWeights::<f32>::from_safetensors_bytes(&bytes, SafetensorsPrefix::Exact("lstm."))
+            .unwrap();
+    assert_eq!(back, w);
+    assert!(back.config.layer_norm);
+
+    // A file missing one norm's tensor.
+    let kept: Vec<(String, Vec<usize>, &[f32])> = w
+        .named_params()
+        .into_iter()
+        .filter(|(n, _, _)| n != "ln_cell_bias_l1")
+        .collect();
+    let file = wgpu_lstm::TensorFile::from_bytes(
+        safetensors::serialize(
+            kept.iter().map(|(n, s, v)| {
+                (
+                    n.clone(),
+                    safetensors::tensor::TensorView::new(
+                        safetensors::Dtype::F32,
+                        s.clone(),
+                        bytemuck::cast_slice(v),
+                    )
+                    .unwrap(),
+                )
+            }),
+            None,
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    match LstmWeights::<f32>::from_tensor_file(&file, SafetensorsPrefix::Auto) {
+        Err(LstmError::MissingTensor { name, hint }) => {
+            assert!(name.contains("ln_cell_bias_l1"), "{name}");
+            assert!(hint.contains("layer-normalised"), "{hint}");
+        }
+        other => panic!("expected a missing tensor, got {other:?}"),
+    }
+    for bad in [
+        LstmConfig::gru(3, 5).layer_norm(true),
+        LstmConfig::new(3, 5).proj_size(2).layer_norm(true),
+    ] {
+        assert!(matches!(
+            bad.validate(),
+            Err(LstmError::InvalidConfig {
+                field: "layer_norm",
+                ..
+            })
+        ));
+    }
+}

@@ -82,6 +82,13 @@ Tensors (all float tensors float64 and contiguous; D = 2 if bidirectional else
   grad.input          d loss / d input
   grad.h_0, grad.c_0  d loss / d h_0, c_0 (only when h_0/c_0 are given)
   grad.lstm.<name>    d loss / d parameter, for every lstm.<name> above
+  lstm.ln_{ih,hh}_{weight,bias}_l{k}[_reverse] [4H], lstm.ln_cell_{weight,bias}_l{k}[_reverse] [H]
+                      only in the layer-normalised cases (metadata layer_norm = "true"):
+                      the gains and biases of LN(x·W_ihᵀ), LN(h·W_hhᵀ) and LN(c_t), drawn
+                      near 1 and 0; the forward is then
+                        pre = LN_ih(x̃·W_ihᵀ) + LN_hh(h̃·W_hhᵀ) + b_ih + b_hh,
+                        c_t = f*c + i*g, h_t = o * act(LN_cell(c_t))
+                      with torch.nn.functional.layer_norm (eps 1e-5) over each row
   mask.input.l{k}                [B, in_k]      only when input_dropout > 0
   mask.recurrent.l{k}[_reverse]  [B, H]         only when recurrent_dropout > 0
   mask.inter.l{k}                [T, B, D*H]    for k < L-1, only when dropout > 0
@@ -151,6 +158,16 @@ VARIANT_CASES = [
         input_dropout=0.15, recurrent_dropout=0.35, seed=99,
         desc="2 layers, bidirectional, batch_first, packed lengths [6,3,1], given "
              "h_0/c_0, ReLU, input dropout 0.15, recurrent dropout 0.35, seed 99")),
+    ("layer_norm_single_layer", dict(L=1, I=5, H=8, T=6, B=3, layer_norm=True,
+        desc="1 layer, layer-normalised (haste's LayerNormLSTM), tanh")),
+    ("layer_norm_bidirectional_lengths_dropout", dict(L=2, I=4, H=6, T=5, B=3, bidir=True,
+        lengths=[5, 2, 4], state=True, act="relu", input_dropout=0.2,
+        recurrent_dropout=0.3, dropout=0.25, seed=5, layer_norm=True,
+        desc="2 layers, bidirectional, layer-normalised, packed lengths [5,2,4], given "
+             "h_0/c_0, ReLU, input 0.2, recurrent 0.3 and inter-layer 0.25 dropout, seed 5")),
+    ("layer_norm_batch_first_no_bias", dict(L=1, I=3, H=5, T=4, B=2, batch_first=True,
+        bias=False, layer_norm=True,
+        desc="1 layer, layer-normalised, batch_first, bias=False")),
 ]
 
 GRU_CASES = [
@@ -258,6 +275,10 @@ def variant_lstm(params, x, h0, c0, lengths, L, H, bidir, batch_first, act, mask
             b_ih, b_hh = params.get("bias_ih_" + s), params.get("bias_hh_" + s)
             mi = masks.get(f"mask.input.l{k}")
             mr = masks.get("mask.recurrent." + s)
+            ln = params.get("ln_ih_weight_" + s) is not None
+            norm = lambda v, which: torch.nn.functional.layer_norm(  # noqa: E731
+                v, (v.shape[1],), params[f"{which}_weight_{s}"], params[f"{which}_bias_{s}"],
+                1e-5)
             h = h0[k * D + d] if h0 is not None else zeros
             c = c0[k * D + d] if c0 is not None else zeros
             out_t, cell_t = [None] * T, [None] * T
@@ -265,12 +286,16 @@ def variant_lstm(params, x, h0, c0, lengths, L, H, bidir, batch_first, act, mask
                 active = (lens > t).view(B, 1)
                 xt = layer_in[t] if mi is None else layer_in[t] * mi
                 hr = h if mr is None else h * mr
-                pre = xt @ w_ih.t() + hr @ w_hh.t()
+                if ln:
+                    pre = norm(xt @ w_ih.t(), "ln_ih") + norm(hr @ w_hh.t(), "ln_hh")
+                else:
+                    pre = xt @ w_ih.t() + hr @ w_hh.t()
                 if b_ih is not None:
                     pre = pre + b_ih + b_hh
                 pi, pf, pg, po = pre.chunk(4, dim=1)
                 c_new = torch.sigmoid(pf) * c + torch.sigmoid(pi) * actf(pg)
-                h_new = torch.sigmoid(po) * actf(c_new)
+                c_out = norm(c_new, "ln_cell") if ln else c_new
+                h_new = torch.sigmoid(po) * actf(c_out)
                 h = torch.where(active, h_new, h)
                 c = torch.where(active, c_new, c)
                 out_t[t] = torch.where(active, h_new, zeros)
@@ -494,12 +519,24 @@ def meta_common(I, H, L, bias, batch_first, bidir, desc):
 
 def make_variant_case(index, name, L, I, H, T, B, bidir=False, batch_first=False,
                       bias=True, state=False, lengths=None, act="tanh", dropout=0.0,
-                      input_dropout=0.0, recurrent_dropout=0.0, seed=0, desc=""):
+                      input_dropout=0.0, recurrent_dropout=0.0, seed=0, layer_norm=False,
+                      desc=""):
     torch.manual_seed(3000 + index)
     D = 2 if bidir else 1
     lstm = torch.nn.LSTM(I, H, num_layers=L, bias=bias, batch_first=batch_first,
                          bidirectional=bidir).double()
     t = {"lstm." + k: v.detach().clone() for k, v in lstm.state_dict().items()}
+    # A layer-normalised LSTM's gains and biases, drawn near nn.LayerNorm's
+    # initial 1 and 0 so that the fixture tests them.
+    ln_params = {}
+    if layer_norm:
+        for k in range(L):
+            for d in range(D):
+                for which, n in [("ln_ih", 4 * H), ("ln_hh", 4 * H), ("ln_cell", H)]:
+                    s = f"l{k}{sfx(d)}"
+                    ln_params[f"{which}_weight_{s}"] = (1 + 0.2 * torch.randn(n)).requires_grad_()
+                    ln_params[f"{which}_bias_{s}"] = (0.2 * torch.randn(n)).requires_grad_()
+        t.update({"lstm." + k: v.detach().clone() for k, v in ln_params.items()})
 
     x = (torch.randn(B, T, I) if batch_first else torch.randn(T, B, I)).requires_grad_()
     t["input"] = x.detach().clone()
@@ -518,6 +555,7 @@ def make_variant_case(index, name, L, I, H, T, B, bidir=False, batch_first=False
     t.update(masks)
 
     params = dict(lstm.named_parameters())
+    params.update(ln_params)
     out, hn, cn, c_all = variant_lstm(params, x, h0, c0, lengths, L, H, bidir,
                                       batch_first, act, masks)
     d_out, d_hn, d_cn = torch.randn_like(out), torch.randn_like(hn), torch.randn_like(cn)
@@ -529,7 +567,7 @@ def make_variant_case(index, name, L, I, H, T, B, bidir=False, batch_first=False
     t["grad.input"] = x.grad
     if state:
         t["grad.h_0"], t["grad.c_0"] = h0.grad, c0.grad
-    for k, p in lstm.named_parameters():
+    for k, p in list(lstm.named_parameters()) + list(ln_params.items()):
         t["grad.lstm." + k] = p.grad
     t = {k: v.detach().contiguous() for k, v in t.items()}
     check_c_all(t["c_all"], t["c_n"], lengths, L, H, D, T, B, batch_first)
@@ -538,6 +576,8 @@ def make_variant_case(index, name, L, I, H, T, B, bidir=False, batch_first=False
     meta.update(activation=act, dropout=repr(float(dropout)),
                 input_dropout=repr(float(input_dropout)),
                 recurrent_dropout=repr(float(recurrent_dropout)), dropout_seed=str(seed))
+    if layer_norm:
+        meta["layer_norm"] = "true"
     return t, meta
 
 

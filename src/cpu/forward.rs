@@ -356,6 +356,7 @@ impl Direction<'_> {
                 c_0,
                 input_mask,
                 recurrent_mask,
+                layer_norm: None,
             },
         }
     }

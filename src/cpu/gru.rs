@@ -122,6 +122,7 @@ impl Direction<'_> {
                 c_0: Vec::new(),
                 input_mask: None,
                 recurrent_mask: None,
+                layer_norm: None,
             },
         }
     }

@@ -100,7 +100,7 @@ impl CpuEngine {
         weights: &LstmWeights<f32>,
         x: &LstmInput<'_, f32>,
     ) -> Result<LstmOutput<f32>> {
-        if weights.config.proj_size > 0 {
+        if weights.config.proj_size > 0 || weights.config.layer_norm {
             return reference::forward(weights, x);
         }
         self.install(|| forward::forward(weights, x))
@@ -117,7 +117,7 @@ impl CpuEngine {
         x: &LstmInput<'_, f32>,
         dropout_seed: u64,
     ) -> Result<(LstmOutput<f32>, ForwardCache<f32>)> {
-        if weights.config.proj_size > 0 {
+        if weights.config.proj_size > 0 || weights.config.layer_norm {
             return reference::forward_train(weights, x, dropout_seed);
         }
         self.install(|| forward::forward_train(weights, x, dropout_seed))
@@ -130,7 +130,7 @@ impl CpuEngine {
         cache: &ForwardCache<f32>,
         grads: &OutputGrads<'_, f32>,
     ) -> Result<Gradients<f32>> {
-        if weights.config.proj_size > 0 {
+        if weights.config.proj_size > 0 || weights.config.layer_norm {
             return reference::backward(weights, cache, grads);
         }
         self.install(|| backward::backward(weights, cache, grads))
@@ -144,7 +144,7 @@ impl CpuEngine {
         cache: &ForwardCache<f32>,
         grads: &OutputGrads<'_, f32>,
     ) -> Result<ParamGradients<f32>> {
-        if weights.config.proj_size > 0 {
+        if weights.config.proj_size > 0 || weights.config.layer_norm {
             return reference::backward_params(weights, cache, grads);
         }
         self.install(|| backward::backward_params(weights, cache, grads))

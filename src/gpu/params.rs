@@ -153,6 +153,7 @@ pub(super) fn download_layers(
                 bias_ih: cfg.bias.then(|| bias(b_ih)),
                 bias_hh: cfg.bias.then(|| bias(b_hh)),
                 weight_hr: host.get(3).map(|w| part(w, p * h)),
+                layer_norm: None,
             };
             *out.layer_mut(l, dir) = match cfg.cell {
                 Cell::Lstm => lw,

@@ -231,6 +231,9 @@ impl<T: Real> Direction<'_, T> {
         d_input: &mut [T],
     ) -> (Vec<T>, Vec<T>) {
         match self.cell {
+            Cell::Lstm if self.weights.layer_norm.is_some() => {
+                self.ln_backward(x, saved, dy, d_h_n, d_c_n, grads, d_input)
+            }
             Cell::Lstm => self.lstm_backward(x, saved, dy, d_h_n, d_c_n, grads, d_input),
             Cell::Gru => (
                 self.gru_backward(x, saved, dy, d_h_n, grads, d_input),

@@ -81,6 +81,26 @@ pub struct DirectionCache<T> {
     /// [B, H_out]: the recurrent dropout mask h_{t-1} was multiplied by in
     /// the recurrent product; `None` without recurrent dropout.
     pub recurrent_mask: Option<Vec<T>>,
+    /// A layer-normalised LSTM's saved norms; `None` otherwise.
+    pub layer_norm: Option<LayerNormCache<T>>,
+}
+
+/// What a layer-normalised LSTM's direction saves of its three layer norms:
+/// the normalised rows v̂ = (v − mean) / σ, before gain and bias, and 1/σ.
+#[derive(Clone, Debug)]
+pub struct LayerNormCache<T> {
+    /// [T, B, 4H]: the normalised x̃ · W_ihᵀ.
+    pub ih_hat: Vec<T>,
+    /// [T, B]
+    pub ih_rstd: Vec<T>,
+    /// [T, B, 4H]: the normalised h̃_{t-1} · W_hhᵀ (valid rows).
+    pub hh_hat: Vec<T>,
+    /// [T, B]
+    pub hh_rstd: Vec<T>,
+    /// [T, B, H]: the normalised c_t (valid rows).
+    pub c_hat: Vec<T>,
+    /// [T, B]
+    pub c_rstd: Vec<T>,
 }
 
 /// What one layer saves.
@@ -291,6 +311,9 @@ impl<T: Real> Direction<'_, T> {
         out: &mut [T],
     ) -> DirectionCache<T> {
         match self.cell {
+            Cell::Lstm if self.weights.layer_norm.is_some() => {
+                self.ln_forward(x, h_0, c_0, masks, out)
+            }
             Cell::Lstm => self.lstm_forward(x, h_0, c_0, masks, out),
             Cell::Gru => {
                 debug_assert!(masks.0.is_none() && masks.1.is_none() && c_0.is_empty());
@@ -406,6 +429,7 @@ impl<T: Real> Direction<'_, T> {
             c_0,
             input_mask,
             recurrent_mask,
+            layer_norm: None,
         }
     }
 }

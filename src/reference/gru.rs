@@ -129,6 +129,7 @@ impl<T: Real> Direction<'_, T> {
             c_0: Vec::new(),
             input_mask: None,
             recurrent_mask: None,
+            layer_norm: None,
         }
     }
 

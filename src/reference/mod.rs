@@ -32,6 +32,7 @@
 mod backward;
 mod forward;
 mod gru;
+mod layer_norm;
 pub mod layers;
 pub mod loss;
 pub mod optim;
@@ -41,8 +42,11 @@ mod trainer;
 pub(crate) use backward::recurrent_weight_grad;
 pub use backward::{Gradients, OutputGrads, ParamGradients, backward, backward_params};
 pub(crate) use forward::cell_states_of;
-pub use forward::{DirectionCache, ForwardCache, LayerCache, LstmOutput, forward, forward_train};
+pub use forward::{
+    DirectionCache, ForwardCache, LayerCache, LayerNormCache, LstmOutput, forward, forward_train,
+};
 pub(crate) use gru::check_supported as check_cell_supported;
+pub use layer_norm::LN_EPS;
 pub use layers::{Embedding, Linear, LinearGrads, last_valid_step, last_valid_step_backward};
 pub use loss::{cross_entropy, mse, mse_masked};
 pub use optim::{LrSchedule, Optimizer, OptimizerKind, clip_grad_norm};
@@ -50,7 +54,7 @@ pub use trainer::ReferenceTrainer;
 pub(crate) use trainer::{LstmPasses, TrainState};
 
 use crate::real::Real;
-use crate::weights::{LayerWeights, LstmWeights};
+use crate::weights::{LayerNormWeights, LayerWeights, LstmWeights};
 
 /// Every LSTM parameter as a mutable slice, in `state_dict` order (the order
 /// of [`LstmWeights::named_params`] and of PyTorch's `lstm.parameters()`),
@@ -65,6 +69,7 @@ pub fn lstm_params_mut<T: Real>(weights: &mut LstmWeights<T>) -> Vec<&mut [T]> {
             bias_ih,
             bias_hh,
             weight_hr,
+            layer_norm,
         } = layer;
         out.push(weight_ih);
         out.push(weight_hh);
@@ -76,6 +81,27 @@ pub fn lstm_params_mut<T: Real>(weights: &mut LstmWeights<T>) -> Vec<&mut [T]> {
         }
         if let Some(w) = weight_hr {
             out.push(w);
+        }
+        if let Some(ln) = layer_norm {
+            let LayerNormWeights {
+                ih_weight,
+                ih_bias,
+                hh_weight,
+                hh_bias,
+                cell_weight,
+                cell_bias,
+            } = ln;
+            out.extend(
+                [
+                    ih_weight,
+                    ih_bias,
+                    hh_weight,
+                    hh_bias,
+                    cell_weight,
+                    cell_bias,
+                ]
+                .map(|v| &mut v[..]),
+            );
         }
     }
     out

@@ -15,7 +15,7 @@ use std::path::Path;
 
 use safetensors::SafeTensors;
 
-use super::{LayerWeights, LstmWeights, ParamKind, param_name};
+use super::{LstmWeights, ParamKind, param_name};
 use crate::config::{Activation, Cell, LstmConfig};
 use crate::error::{LstmError, Result};
 use crate::io;
@@ -198,6 +198,7 @@ impl<T: Real> LstmWeights<T> {
         let bidirectional = found.keys().any(|k| k.1 == 1);
         let bias = found.values().any(|(k, _)| k.is_bias());
         let projected = found.values().any(|(k, _)| *k == ParamKind::WeightHr);
+        let layer_norm = found.values().any(|(k, _)| k.is_layer_norm());
 
         let read = |kind: ParamKind, layer: usize, dir: usize| -> Result<(Vec<usize>, Vec<T>)> {
             let name = format!("{prefix}{}", param_name(kind, layer, dir));
@@ -274,6 +275,7 @@ impl<T: Real> LstmWeights<T> {
             bidirectional,
             proj_size,
             activation,
+            layer_norm,
             ..LstmConfig::new(input_size, hidden_size).cell(cell)
         };
         config.validate()?;
@@ -281,24 +283,17 @@ impl<T: Real> LstmWeights<T> {
         let mut weights = LstmWeights::<T>::zeros(&config)?;
         for layer in 0..num_layers {
             for dir in 0..config.num_directions() {
-                let mut lw = LayerWeights {
-                    weight_ih: Vec::new(),
-                    weight_hh: Vec::new(),
-                    bias_ih: None,
-                    bias_hh: None,
-                    weight_hr: None,
-                };
+                // Every parameter is read into the zeros of its shape.
+                let mut lw = weights.layer(layer, dir).clone();
                 for kind in ParamKind::ALL {
-                    if (kind.is_bias() && !bias) || (kind == ParamKind::WeightHr && !projected) {
+                    if (kind.is_bias() && !bias)
+                        || (kind == ParamKind::WeightHr && !projected)
+                        || (kind.is_layer_norm() && !layer_norm)
+                    {
                         continue;
                     }
                     let name = format!("{prefix}{}", param_name(kind, layer, dir));
-                    let expected = match kind {
-                        ParamKind::WeightIh => vec![rows, config.layer_input_size(layer)],
-                        ParamKind::WeightHh => vec![rows, config.hidden_out()],
-                        ParamKind::WeightHr => vec![proj_size, hidden_size],
-                        _ => vec![rows],
-                    };
+                    let expected = kind.shape(&config, layer);
                     let (shape, data) = read(kind, layer, dir).map_err(|e| match e {
                         LstmError::MissingTensor { name, .. } => LstmError::MissingTensor {
                             name,
@@ -309,13 +304,7 @@ impl<T: Real> LstmWeights<T> {
                     if shape != expected {
                         return Err(shape_error(&name, kind, &expected, &shape, &config));
                     }
-                    match kind {
-                        ParamKind::WeightIh => lw.weight_ih = data,
-                        ParamKind::WeightHh => lw.weight_hh = data,
-                        ParamKind::BiasIh => lw.bias_ih = Some(data),
-                        ParamKind::BiasHh => lw.bias_hh = Some(data),
-                        ParamKind::WeightHr => lw.weight_hr = Some(data),
-                    }
+                    *lw.get_mut(kind).expect("the configuration has it") = data;
                 }
                 *weights.layer_mut(layer, dir) = lw;
             }
@@ -360,6 +349,9 @@ fn missing_hint(
     }
     if kind == ParamKind::WeightHr {
         why.push("other layers have projections (`weight_hr`)");
+    }
+    if kind.is_layer_norm() {
+        why.push("other tensors are layer norms (`ln_*`), so the LSTM is layer-normalised");
     }
     if dir == 1 && bidirectional {
         why.push("other tensors are `_reverse`, so the LSTM is bidirectional");

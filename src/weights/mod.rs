@@ -10,6 +10,9 @@
 //! | `weight_hh_l{k}` | [G·H, H_out] |
 //! | `bias_ih_l{k}`, `bias_hh_l{k}` | \[G·H\] (absent when `bias = false`) |
 //! | `weight_hr_l{k}` | [P, H] (an LSTM's, only when `proj_size` = P > 0) |
+//! | `ln_ih_weight_l{k}`, `ln_ih_bias_l{k}` | \[4H\] (a layer-normalised LSTM's, `layer_norm`) |
+//! | `ln_hh_weight_l{k}`, `ln_hh_bias_l{k}` | \[4H\] (likewise) |
+//! | `ln_cell_weight_l{k}`, `ln_cell_bias_l{k}` | \[H\] (likewise) |
 //!
 //! H_out is P with a projection and H without.
 //!
@@ -44,16 +47,34 @@ pub enum ParamKind {
     BiasHh,
     /// `weight_hr` [P, H]: the LSTMP projection of h.
     WeightHr,
+    /// `ln_ih_weight` \[4H\]: the gain of the layer norm of W_ih·x.
+    LnIhWeight,
+    /// `ln_ih_bias` \[4H\]: its bias.
+    LnIhBias,
+    /// `ln_hh_weight` \[4H\]: the gain of the layer norm of W_hh·h.
+    LnHhWeight,
+    /// `ln_hh_bias` \[4H\]: its bias.
+    LnHhBias,
+    /// `ln_cell_weight` \[H\]: the gain of the layer norm of c_t.
+    LnCellWeight,
+    /// `ln_cell_bias` \[H\]: its bias.
+    LnCellBias,
 }
 
 impl ParamKind {
     /// In PyTorch's `state_dict` order.
-    pub const ALL: [ParamKind; 5] = [
+    pub const ALL: [ParamKind; 11] = [
         ParamKind::WeightIh,
         ParamKind::WeightHh,
         ParamKind::BiasIh,
         ParamKind::BiasHh,
         ParamKind::WeightHr,
+        ParamKind::LnIhWeight,
+        ParamKind::LnIhBias,
+        ParamKind::LnHhWeight,
+        ParamKind::LnHhBias,
+        ParamKind::LnCellWeight,
+        ParamKind::LnCellBias,
     ];
 
     /// PyTorch's name without the layer and direction suffix, e.g. `weight_ih`.
@@ -64,6 +85,45 @@ impl ParamKind {
             ParamKind::BiasIh => "bias_ih",
             ParamKind::BiasHh => "bias_hh",
             ParamKind::WeightHr => "weight_hr",
+            ParamKind::LnIhWeight => "ln_ih_weight",
+            ParamKind::LnIhBias => "ln_ih_bias",
+            ParamKind::LnHhWeight => "ln_hh_weight",
+            ParamKind::LnHhBias => "ln_hh_bias",
+            ParamKind::LnCellWeight => "ln_cell_weight",
+            ParamKind::LnCellBias => "ln_cell_bias",
+        }
+    }
+
+    /// Whether this is one of a layer-normalised LSTM's gains and biases.
+    pub fn is_layer_norm(self) -> bool {
+        matches!(
+            self,
+            ParamKind::LnIhWeight
+                | ParamKind::LnIhBias
+                | ParamKind::LnHhWeight
+                | ParamKind::LnHhBias
+                | ParamKind::LnCellWeight
+                | ParamKind::LnCellBias
+        )
+    }
+
+    /// A layer norm's gain (initialised to 1; its biases to 0).
+    pub fn is_gain(self) -> bool {
+        matches!(
+            self,
+            ParamKind::LnIhWeight | ParamKind::LnHhWeight | ParamKind::LnCellWeight
+        )
+    }
+
+    /// The parameter's shape in a model of `config`, for layer `layer`.
+    pub fn shape(self, config: &LstmConfig, layer: usize) -> Vec<usize> {
+        let rows = config.gates() * config.hidden_size;
+        match self {
+            ParamKind::WeightIh => vec![rows, config.layer_input_size(layer)],
+            ParamKind::WeightHh => vec![rows, config.hidden_out()],
+            ParamKind::WeightHr => vec![config.proj_size, config.hidden_size],
+            ParamKind::LnCellWeight | ParamKind::LnCellBias => vec![config.hidden_size],
+            _ => vec![rows],
         }
     }
 
@@ -93,6 +153,28 @@ pub struct LayerWeights<T = f32> {
     pub bias_hh: Option<Vec<T>>,
     /// [P, H], or `None` without a projection (`proj_size` = 0).
     pub weight_hr: Option<Vec<T>>,
+    /// A layer-normalised LSTM's gains and biases (`layer_norm`), else `None`.
+    pub layer_norm: Option<LayerNormWeights<T>>,
+}
+
+/// The layer norms of a layer-normalised LSTM's layer·direction (Ba, Kiros
+/// & Hinton 2016, in `haste`'s `LayerNormLSTM` formulation): one on
+/// W_ih·x_t and one on W_hh·h_{t-1}, each over the 4H gate pre-activations
+/// of a row, and one on c_t over its H units, each with a gain and a bias.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LayerNormWeights<T = f32> {
+    /// \[4H\], initialised to 1.
+    pub ih_weight: Vec<T>,
+    /// \[4H\], initialised to 0.
+    pub ih_bias: Vec<T>,
+    /// \[4H\], initialised to 1.
+    pub hh_weight: Vec<T>,
+    /// \[4H\], initialised to 0.
+    pub hh_bias: Vec<T>,
+    /// \[H\], initialised to 1.
+    pub cell_weight: Vec<T>,
+    /// \[H\], initialised to 0.
+    pub cell_bias: Vec<T>,
 }
 
 impl<T: Real> LayerWeights<T> {
@@ -104,6 +186,14 @@ impl<T: Real> LayerWeights<T> {
             ParamKind::BiasIh => self.bias_ih.as_deref(),
             ParamKind::BiasHh => self.bias_hh.as_deref(),
             ParamKind::WeightHr => self.weight_hr.as_deref(),
+            _ => self.layer_norm.as_ref().map(|ln| match kind {
+                ParamKind::LnIhWeight => &ln.ih_weight[..],
+                ParamKind::LnIhBias => &ln.ih_bias[..],
+                ParamKind::LnHhWeight => &ln.hh_weight[..],
+                ParamKind::LnHhBias => &ln.hh_bias[..],
+                ParamKind::LnCellWeight => &ln.cell_weight[..],
+                _ => &ln.cell_bias[..],
+            }),
         }
     }
 
@@ -115,6 +205,14 @@ impl<T: Real> LayerWeights<T> {
             ParamKind::BiasIh => self.bias_ih.as_mut(),
             ParamKind::BiasHh => self.bias_hh.as_mut(),
             ParamKind::WeightHr => self.weight_hr.as_mut(),
+            _ => self.layer_norm.as_mut().map(|ln| match kind {
+                ParamKind::LnIhWeight => &mut ln.ih_weight,
+                ParamKind::LnIhBias => &mut ln.ih_bias,
+                ParamKind::LnHhWeight => &mut ln.hh_weight,
+                ParamKind::LnHhBias => &mut ln.hh_bias,
+                ParamKind::LnCellWeight => &mut ln.cell_weight,
+                _ => &mut ln.cell_bias,
+            }),
         }
     }
 }
@@ -154,6 +252,17 @@ impl<T: Real> LstmWeights<T> {
                     bias_ih: bias.clone(),
                     bias_hh: bias,
                     weight_hr: (proj > 0).then(|| vec![T::zero(); proj * config.hidden_size]),
+                    layer_norm: config.layer_norm.then(|| {
+                        let (g, h) = (vec![T::zero(); rows], vec![T::zero(); config.hidden_size]);
+                        LayerNormWeights {
+                            ih_weight: g.clone(),
+                            ih_bias: g.clone(),
+                            hh_weight: g.clone(),
+                            hh_bias: g,
+                            cell_weight: h.clone(),
+                            cell_bias: h,
+                        }
+                    }),
                 }
             })
             .collect();
@@ -165,7 +274,8 @@ impl<T: Real> LstmWeights<T> {
 
     /// PyTorch's initialisation (of `nn.LSTM` and `nn.GRU` alike): every
     /// parameter drawn from U(-1/√H, 1/√H), in `state_dict` order, from a
-    /// ChaCha8 stream seeded with `seed`.
+    /// ChaCha8 stream seeded with `seed`. A layer norm's gains start at 1
+    /// and its biases at 0, as `nn.LayerNorm`'s.
     pub fn init(config: &LstmConfig, seed: u64, options: InitOptions) -> Result<Self> {
         if options.unit_forget_bias && !config.bias {
             return Err(LstmError::InvalidConfig {
@@ -187,6 +297,10 @@ impl<T: Real> LstmWeights<T> {
         for layer in weights.layers.iter_mut() {
             for kind in ParamKind::ALL {
                 if let Some(values) = layer.get_mut(kind) {
+                    if kind.is_layer_norm() {
+                        values.fill(if kind.is_gain() { T::one() } else { T::zero() });
+                        continue;
+                    }
                     for v in values.iter_mut() {
                         *v = T::from_f64(rng.random_range(-bound..bound));
                     }
@@ -219,20 +333,13 @@ impl<T: Real> LstmWeights<T> {
     /// Every parameter as (PyTorch name, shape, values), in `state_dict` order.
     pub fn named_params(&self) -> Vec<(String, Vec<usize>, &[T])> {
         let cfg = &self.config;
-        let rows = cfg.gates() * cfg.hidden_size;
         let mut out = Vec::new();
         for layer in 0..cfg.num_layers {
             for dir in 0..cfg.num_directions() {
                 let lw = self.layer(layer, dir);
                 for kind in ParamKind::ALL {
                     if let Some(values) = lw.get(kind) {
-                        let shape = match kind {
-                            ParamKind::WeightIh => vec![rows, cfg.layer_input_size(layer)],
-                            ParamKind::WeightHh => vec![rows, cfg.hidden_out()],
-                            ParamKind::BiasIh | ParamKind::BiasHh => vec![rows],
-                            ParamKind::WeightHr => vec![cfg.proj_size, cfg.hidden_size],
-                        };
-                        out.push((param_name(kind, layer, dir), shape, values));
+                        out.push((param_name(kind, layer, dir), kind.shape(cfg, layer), values));
                     }
                 }
             }
@@ -250,6 +357,16 @@ impl<T: Real> LstmWeights<T> {
             out.extend(l.bias_ih);
             out.extend(l.bias_hh);
             out.extend(l.weight_hr);
+            if let Some(ln) = l.layer_norm {
+                out.extend([
+                    ln.ih_weight,
+                    ln.ih_bias,
+                    ln.hh_weight,
+                    ln.hh_bias,
+                    ln.cell_weight,
+                    ln.cell_bias,
+                ]);
+            }
         }
         out
     }
@@ -273,6 +390,14 @@ impl<T: Real> LstmWeights<T> {
                     bias_ih: l.bias_ih.as_ref().map(conv),
                     bias_hh: l.bias_hh.as_ref().map(conv),
                     weight_hr: l.weight_hr.as_ref().map(conv),
+                    layer_norm: l.layer_norm.as_ref().map(|ln| LayerNormWeights {
+                        ih_weight: conv(&ln.ih_weight),
+                        ih_bias: conv(&ln.ih_bias),
+                        hh_weight: conv(&ln.hh_weight),
+                        hh_bias: conv(&ln.hh_bias),
+                        cell_weight: conv(&ln.cell_weight),
+                        cell_bias: conv(&ln.cell_bias),
+                    }),
                 })
                 .collect(),
         }

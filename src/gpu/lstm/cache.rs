@@ -104,6 +104,7 @@ impl GpuLstm {
                         bias_ih: None,
                         bias_hh: None,
                         weight_hr: None,
+                        layer_norm: None,
                     }
                 };
                 self.grads = Some(upload_layers(

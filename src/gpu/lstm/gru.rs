@@ -50,6 +50,7 @@ pub(in crate::gpu) fn pad(w: &LayerWeights<f32>, hidden: usize) -> LayerWeights<
         bias_ih: w.bias_ih.as_deref().map(|b| spread(b, ih)),
         bias_hh: w.bias_hh.as_deref().map(|b| spread(b, hh)),
         weight_hr: None,
+        layer_norm: None,
     }
 }
 
@@ -73,6 +74,7 @@ pub(in crate::gpu) fn unpad(w: &LayerWeights<f32>, hidden: usize) -> LayerWeight
         bias_ih: w.bias_ih.as_deref().map(|b| gather(b, ih)),
         bias_hh: w.bias_hh.as_deref().map(|b| gather(b, hh)),
         weight_hr: None,
+        layer_norm: None,
     }
 }
 
@@ -90,6 +92,7 @@ mod tests {
             bias_ih: Some(seq(3 * h, 200.0)),
             bias_hh: Some(seq(3 * h, 300.0)),
             weight_hr: None,
+            layer_norm: None,
         };
         let p = pad(&w, h);
         assert_eq!(p.weight_ih.len(), 4 * h * i);

@@ -564,6 +564,7 @@ fn check_variants(config: &LstmConfig) -> Result<()> {
             config.recurrent_dropout > 0.0 && config.proj_size > 0,
             "recurrent_dropout with a projection (proj_size > 0)",
         ),
+        (config.layer_norm, "the layer-normalised LSTM (layer_norm)"),
     ];
     match missing.iter().find(|(on, _)| *on) {
         Some((_, what)) => Err(LstmError::Unsupported(format!(

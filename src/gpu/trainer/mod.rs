@@ -129,6 +129,7 @@ impl GpuTrainer {
             bias_ih: None,
             bias_hh: None,
             weight_hr: None,
+            layer_norm: None,
         };
         let lstm_state = [
             upload_layers(ctx, &cfg, zeros, "adam m ", Precision::F32)?,
