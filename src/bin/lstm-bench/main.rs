@@ -69,6 +69,10 @@ struct Args {
     /// The cell activation (Keras' `activation`): tanh or relu.
     #[arg(long, default_value = "tanh", value_parser = parse_activation)]
     activation: Activation,
+    /// A layer-normalised LSTM (`haste`'s LayerNormLSTM; reference and CPU
+    /// engine only).
+    #[arg(long)]
+    layer_norm: bool,
     /// Inter-layer dropout (`nn.LSTM`'s `dropout`), in training.
     #[arg(long, default_value_t = 0.0)]
     dropout: f64,
@@ -258,8 +262,13 @@ fn main() -> Result<(), Box<dyn Error>> {
         args.layers, args.bidirectional
     );
     println!(
-        "cell {}, activation {}, dropout {}, input_dropout {}, recurrent_dropout {}",
-        args.cell, args.activation, args.dropout, args.input_dropout, args.recurrent_dropout
+        "cell {}, activation {}, layer_norm {}, dropout {}, input_dropout {}, recurrent_dropout {}",
+        args.cell,
+        args.activation,
+        args.layer_norm,
+        args.dropout,
+        args.input_dropout,
+        args.recurrent_dropout
     );
     println!("CPU: {} ({threads} threads)", cpu_model());
     if let Some(ctx) = &ctx {
@@ -285,6 +294,7 @@ fn main() -> Result<(), Box<dyn Error>> {
             .bidirectional(args.bidirectional)
             .cell(args.cell)
             .activation(args.activation)
+            .layer_norm(args.layer_norm)
             .dropout(args.dropout)
             .input_dropout(args.input_dropout)
             .recurrent_dropout(args.recurrent_dropout);

@@ -251,6 +251,7 @@ pub(crate) fn json(
                 "bidirectional": args.bidirectional,
                 "cell": args.cell.name(),
                 "activation": args.activation.name(),
+                "layer_norm": args.layer_norm,
                 "dropout": args.dropout,
                 "input_dropout": args.input_dropout,
                 "recurrent_dropout": args.recurrent_dropout,
