@@ -476,3 +476,65 @@ fn f16_training_with_embedding_follows_f32_in_one_submit() {
     }
     assert_eq!(f16_trainer.skipped_steps().unwrap(), 0);
 }
+
+/// The variants and the GRU in f16 storage follow f32 on the GPU (which is
+/// held to the reference and PyTorch by `gpu_variants` and `gpu_gru`):
+/// forward within FORWARD_ATOL, every gradient within GRAD_TOL.
+#[test]
+fn variants_and_the_gru_in_f16_follow_f32() {
+    use wgpu_lstm::reference::OutputGrads;
+    use wgpu_lstm::{Activation, LstmInput};
+    let Some(ctx) = f16_gpu("variants_and_the_gru_in_f16_follow_f32") else {
+        return;
+    };
+    let configs = [
+        LstmConfig::new(5, 24)
+            .num_layers(2)
+            .bidirectional(true)
+            .activation(Activation::Relu)
+            .input_dropout(0.2)
+            .recurrent_dropout(0.3),
+        LstmConfig::new(5, 24).num_layers(2).recurrent_dropout(0.25),
+        LstmConfig::gru(5, 24).num_layers(2),
+        LstmConfig::gru(5, 24).num_layers(2).bidirectional(true),
+    ];
+    for (n, cfg) in configs.into_iter().enumerate() {
+        let name = format!("case {n}: {cfg:?}");
+        let (t, b) = (12, 4);
+        let w = LstmWeights::<f32>::init(&cfg, 5 + n as u64, InitOptions::default()).unwrap();
+        let input = common::random_tensor::<f32>(&[t, b, 5], 2, 1.0);
+        let lengths = [12, 5, 9, 1];
+        let x = LstmInput::new(&input).with_lengths(&lengths);
+        let mut f32_gpu = GpuLstm::new(&ctx, &w).unwrap();
+        let mut f16_gpu = GpuLstm::with_precision(&ctx, &w, Precision::F16).unwrap();
+        let (want, got) = (
+            f32_gpu.forward_host(&x).unwrap(),
+            f16_gpu.forward_host(&x).unwrap(),
+        );
+        assert_close(
+            &format!("{name}/eval"),
+            got.output.data(),
+            want.output.data(),
+            FORWARD_ATOL,
+            0.0,
+        );
+        let want_out = f32_gpu.forward_train_host(&x, 9).unwrap();
+        let got_out = f16_gpu.forward_train_host(&x, 9).unwrap();
+        assert_close(
+            &format!("{name}/train"),
+            got_out.output.data(),
+            want_out.output.data(),
+            FORWARD_ATOL,
+            0.0,
+        );
+        let d_output = common::random_tensor::<f32>(want_out.output.shape(), 3, 1.0);
+        let grads = OutputGrads {
+            d_output: &d_output,
+            d_h_n: None,
+            d_c_n: None,
+        };
+        let want = f32_gpu.backward_host(&grads).unwrap();
+        let got = f16_gpu.backward_host(&grads).unwrap();
+        assert_grads_close(&name, &got, &want, false, GRAD_TOL);
+    }
+}
