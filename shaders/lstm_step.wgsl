@@ -237,7 +237,12 @@ fn main_train(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id
         // A GRU: saves (r, z, n, W_hn h + b_hn), and h_{t-1} twice: for
         // dW_hh, and in c_saved (a GRU has no c) for its backward step.
         let h_old = state[s.h_prev + b * p.hidden + s.j];
-        h_prev_saved[out] = store_t(h_old);
+        // For dW_hh, h_{t-1} as the product saw it (⊙ m_h with recurrent dropout).
+        var h_seen = h_old;
+        if (p.rmask != 0u) {
+            h_seen *= bitcast<f32>(lengths[p.rmask + (s.d * p.batch + b) * p.h_out + s.j]);
+        }
+        h_prev_saved[out] = store_t(h_seen);
         c_saved[saved] = h_old;
         if (s.t < lengths[b]) {
             let gx = vec4<f32>(gates_x[saved]);

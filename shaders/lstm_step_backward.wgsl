@@ -234,7 +234,12 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
             // term kept in the dc carry's place (a GRU has no c).
             var carry = carries[at_dh_carry(st.parity, state)];
             if (has_prev && t_prev < len) {
-                carry = prod + carries[at_dc_carry(state)];
+                // Recurrent dropout masks only the product's share.
+                var rec = prod;
+                if (p.rmask != 0u) {
+                    rec *= bitcast<f32>(lengths[p.rmask + (d * bsz + b) * hid + j]);
+                }
+                carry = rec + carries[at_dc_carry(state)];
             }
             if (st.step == p.seq_len) {
                 carries[at_d_h0(state)] = carry;

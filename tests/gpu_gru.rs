@@ -282,3 +282,89 @@ fn a_gru_costs_the_lstms_dispatches() {
         );
     }
 }
+
+/// A GRU with input and recurrent dropout trains on the GPU as PyTorch's
+/// float64 fixtures of a hand-written module say (the same hashed masks).
+#[test]
+fn gpu_gru_with_variational_dropout_matches_pytorch() {
+    let Some(ctx) = gpu_or_skip("gpu_gru_with_variational_dropout_matches_pytorch") else {
+        return;
+    };
+    let cases = cases_in("tests/fixtures/gru_variants");
+    assert!(
+        cases.len() >= 2,
+        "found {} GRU variant fixtures",
+        cases.len()
+    );
+    for (name, bytes) in cases {
+        let file = TensorFile::from_bytes(bytes).unwrap();
+        let meta = file.metadata();
+        let mut w =
+            LstmWeights::<f32>::from_tensor_file(&file, SafetensorsPrefix::Exact("gru.")).unwrap();
+        w.config.batch_first = meta["batch_first"] == "true";
+        w.config.dropout = meta["dropout"].parse().unwrap();
+        w.config.input_dropout = meta["input_dropout"].parse().unwrap();
+        w.config.recurrent_dropout = meta["recurrent_dropout"].parse().unwrap();
+        let seed: u64 = meta["dropout_seed"].parse().unwrap();
+        let get = |k: &str| file.float::<f32>(k).unwrap();
+        let input = get("input");
+        let h_0 = file.contains("h_0").then(|| get("h_0"));
+        let lengths: Option<Vec<usize>> = file.contains("lengths").then(|| {
+            file.integers("lengths")
+                .unwrap()
+                .iter()
+                .map(|&l| l as usize)
+                .collect()
+        });
+        let mut x = LstmInput::new(&input);
+        if let Some(h) = &h_0 {
+            x = x.with_h_0(h);
+        }
+        if let Some(l) = &lengths {
+            x = x.with_lengths(l);
+        }
+        let want = |k: &str| file.float::<f64>(k).unwrap();
+        let mut gpu = GpuLstm::new(&ctx, &w).unwrap();
+        let out = gpu.forward_train_host(&x, seed).unwrap();
+        assert_close(
+            &format!("{name}/output"),
+            out.output.data(),
+            want("output").data(),
+            1e-5,
+            0.0,
+        );
+        assert_close(
+            &format!("{name}/h_n"),
+            out.h_n.data(),
+            want("h_n").data(),
+            1e-5,
+            0.0,
+        );
+        let (d_output, d_h_n) = (get("d_output"), get("d_h_n"));
+        let g = gpu
+            .backward_host(&OutputGrads {
+                d_output: &d_output,
+                d_h_n: Some(&d_h_n),
+                d_c_n: None,
+            })
+            .unwrap();
+        assert_close_to_max(
+            &format!("{name}/grad.input"),
+            g.d_input.data(),
+            want("grad.input").data(),
+            1e-4,
+        );
+        if h_0.is_some() {
+            assert_close_to_max(
+                &format!("{name}/grad.h_0"),
+                g.d_h_0.data(),
+                want("grad.h_0").data(),
+                1e-4,
+            );
+        }
+        for (p, _, v) in g.weights.named_params() {
+            let key = format!("grad.gru.{p}");
+            assert_close_to_max(&format!("{name}/{key}"), v, want(&key).data(), 1e-4);
+        }
+    }
+}

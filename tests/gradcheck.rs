@@ -400,3 +400,19 @@ fn layer_norm_bidirectional_two_layers_with_dropouts_and_lengths() {
         with_state: true,
     });
 }
+
+#[test]
+fn gru_with_input_and_recurrent_dropout() {
+    check(Case {
+        config: LstmConfig::gru(3, 4)
+            .num_layers(2)
+            .bidirectional(true)
+            .dropout(0.25)
+            .input_dropout(0.3)
+            .recurrent_dropout(0.35),
+        seq_len: 4,
+        batch: 3,
+        lengths: Some(vec![2, 4, 3]),
+        with_state: true,
+    });
+}

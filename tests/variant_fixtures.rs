@@ -393,3 +393,148 @@ fn layer_norm_parameters_save_and_load() {
         ));
     }
 }
+
+/// A GRU's fixture with its dropout settings and seed applied.
+pub fn load_gru<T: Real>(bytes: &[u8]) -> (LstmWeights<T>, TensorFile, u64) {
+    use wgpu_lstm::weights::SafetensorsPrefix;
+    let file = TensorFile::from_bytes(bytes.to_vec()).unwrap();
+    let meta = file.metadata();
+    let mut w =
+        LstmWeights::<T>::from_tensor_file(&file, SafetensorsPrefix::Exact("gru.")).unwrap();
+    let cfg = &mut w.config;
+    cfg.batch_first = meta["batch_first"] == "true";
+    cfg.dropout = meta["dropout"].parse().unwrap();
+    cfg.input_dropout = meta["input_dropout"].parse().unwrap();
+    cfg.recurrent_dropout = meta["recurrent_dropout"].parse().unwrap();
+    (w, file, meta["dropout_seed"].parse().unwrap())
+}
+
+/// The GRU with input and recurrent dropout (Keras' GRU `dropout` and
+/// `recurrent_dropout`) against float64 fixtures of a hand-written
+/// PyTorch module: the reference in f64 and f32, and the CPU engine.
+#[test]
+fn gru_with_variational_dropout_matches_pytorch() {
+    fn run<T: Real>(name: &str, bytes: &[u8], engine: Option<&CpuEngine>, atol: f64, gtol: f64) {
+        let (w, file, seed) = load_gru::<T>(bytes);
+        let get = |k: &str| file.float::<T>(k).unwrap();
+        let input = get("input");
+        let h_0 = file.contains("h_0").then(|| get("h_0"));
+        let lengths: Option<Vec<usize>> = file.contains("lengths").then(|| {
+            file.integers("lengths")
+                .unwrap()
+                .iter()
+                .map(|&l| l as usize)
+                .collect()
+        });
+        let mut x = wgpu_lstm::LstmInput::new(&input);
+        if let Some(h) = &h_0 {
+            x = x.with_h_0(h);
+        }
+        if let Some(l) = &lengths {
+            x = x.with_lengths(l);
+        }
+        let want = |k: &str| file.float::<f64>(k).unwrap();
+        let (d_output, d_h_n) = (get("d_output"), get("d_h_n"));
+        let grads = OutputGrads {
+            d_output: &d_output,
+            d_h_n: Some(&d_h_n),
+            d_c_n: None,
+        };
+        let (out, g) = match engine {
+            None => {
+                let (out, cache) = reference::forward_train(&w, &x, seed).unwrap();
+                (out, reference::backward(&w, &cache, &grads).unwrap())
+            }
+            Some(e) => {
+                // The CPU engine is f32: this arm only runs with T = f32.
+                let w32 = w.cast::<f32>();
+                let (i32, h32) = (input.cast::<f32>(), h_0.as_ref().map(|h| h.cast::<f32>()));
+                let mut x32 = wgpu_lstm::LstmInput::new(&i32);
+                if let Some(h) = &h32 {
+                    x32 = x32.with_h_0(h);
+                }
+                if let Some(l) = &lengths {
+                    x32 = x32.with_lengths(l);
+                }
+                let (d32, dh32) = (d_output.cast::<f32>(), d_h_n.cast::<f32>());
+                let (out, cache) = e.forward_train(&w32, &x32, seed).unwrap();
+                let g = e
+                    .backward(
+                        &w32,
+                        &cache,
+                        &OutputGrads {
+                            d_output: &d32,
+                            d_h_n: Some(&dh32),
+                            d_c_n: None,
+                        },
+                    )
+                    .unwrap();
+                let back = |t: &Tensor<f32>| t.cast::<T>();
+                (
+                    reference::LstmOutput {
+                        output: back(&out.output),
+                        h_n: back(&out.h_n),
+                        c_n: back(&out.c_n),
+                        cell_states: None,
+                    },
+                    reference::Gradients {
+                        weights: g.weights.cast::<T>(),
+                        d_input: back(&g.d_input),
+                        d_h_0: back(&g.d_h_0),
+                        d_c_0: back(&g.d_c_0),
+                    },
+                )
+            }
+        };
+        assert_close(
+            &format!("{name}/output"),
+            out.output.data(),
+            want("output").data(),
+            atol,
+            0.0,
+        );
+        assert_close(
+            &format!("{name}/h_n"),
+            out.h_n.data(),
+            want("h_n").data(),
+            atol,
+            0.0,
+        );
+        assert_close_to_max(
+            &format!("{name}/grad.input"),
+            g.d_input.data(),
+            want("grad.input").data(),
+            gtol,
+        );
+        if h_0.is_some() {
+            assert_close_to_max(
+                &format!("{name}/grad.h_0"),
+                g.d_h_0.data(),
+                want("grad.h_0").data(),
+                gtol,
+            );
+        }
+        for (p, _, v) in g.weights.named_params() {
+            let key = format!("grad.gru.{p}");
+            assert_close_to_max(&format!("{name}/{key}"), v, want(&key).data(), gtol);
+        }
+    }
+    let cases = cases_in("tests/fixtures/gru_variants");
+    assert!(
+        cases.len() >= 2,
+        "found {} GRU variant fixtures",
+        cases.len()
+    );
+    let engine = CpuEngine::new();
+    for (name, bytes) in cases {
+        run::<f64>(&name, &bytes, None, 1e-9, 1e-9);
+        run::<f32>(&name, &bytes, None, 1e-5, 1e-4);
+        run::<f32>(
+            &format!("{name} (CPU engine)"),
+            &bytes,
+            Some(&engine),
+            1e-5,
+            1e-4,
+        );
+    }
+}

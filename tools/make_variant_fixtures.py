@@ -5,8 +5,8 @@ with a reproducible mask) and for `torch.nn.GRU`.
 
 Regenerate with:
 
-    python3 tools/make_variant_fixtures.py            # writes tests/fixtures/{variants,gru}/
-    python3 tools/make_variant_fixtures.py --out DIR  # writes DIR/{variants,gru}/
+    python3 tools/make_variant_fixtures.py            # writes tests/fixtures/{variants,gru,gru_variants}/
+    python3 tools/make_variant_fixtures.py --out DIR  # writes DIR/{variants,gru,gru_variants}/
 
 Requires `torch`, `safetensors` and `numpy`. Variant case i is seeded with
 `torch.manual_seed(3000 + i)`, GRU case i with `torch.manual_seed(4000 + i)`,
@@ -126,6 +126,17 @@ float32 (bare PyTorch names, as users save it), and
 running that GRU with zero initial state in float64 from the float32 weights
 and the float32 input (both exactly representable in float64), so a float32
 engine fed the same file can match within 1e-5.
+
+GRU with the variational dropouts: <out>/gru_variants/<case>.safetensors
+------------------------------------------------------------------------
+Case i seeded with torch.manual_seed(5000 + i). The parameters are an
+nn.GRU's (`gru.<name>`), the run a float64 loop written here (`variant_gru`,
+checked against nn.GRU with no masks to 1e-12): x_t * mi[k][b, :] enters
+gi = W_ih x + b_ih, h_{t-1} * mr[k,d][b, :] enters gh = W_hh h + b_hh, and the
+update h_t = (1 - z) * n + z * h_{t-1} keeps the unmasked h_{t-1} (Keras' GRU
+dropout and recurrent_dropout, one mask per sequence held over time). The
+masks, tensors and metadata are those of the LSTM variants above, without the
+cell state's.
 """
 
 import argparse
@@ -615,6 +626,113 @@ def make_gru_case(index, name, L, I, H, T, B, bidir=False, batch_first=False, bi
     return t, meta_common(I, H, L, bias, batch_first, bidir, desc)
 
 
+GRU_VARIANT_CASES = [
+    ("gru_dropout_two_layers", dict(L=2, I=5, H=7, T=5, B=3, input_dropout=0.2,
+        recurrent_dropout=0.3, dropout=0.25, seed=11,
+        desc="GRU, 2 layers, input 0.2, recurrent 0.3 and inter-layer 0.25 dropout, seed 11")),
+    ("gru_dropout_bidirectional_lengths", dict(L=2, I=4, H=6, T=6, B=3, bidir=True,
+        lengths=[6, 2, 4], state=True, batch_first=True, input_dropout=0.15,
+        recurrent_dropout=0.35, seed=21,
+        desc="GRU, 2 layers, bidirectional, batch_first, packed lengths [6,2,4], given h_0, "
+             "input 0.15 and recurrent 0.35 dropout, seed 21")),
+]
+
+
+def variant_gru(params, x, h0, lengths, L, H, bidir, batch_first, masks):
+    """nn.GRU's forward with the variational masks (Keras' GRU dropout and
+    recurrent_dropout): x_t ⊙ m_x in gi, h_{t-1} ⊙ m_h in gh, the unmasked
+    h_{t-1} in the update. Returns output and h_n."""
+    if batch_first:
+        x = x.transpose(0, 1)
+    T, B, _ = x.shape
+    D = 2 if bidir else 1
+    lens = lengths if lengths is not None else torch.full((B,), T, dtype=torch.int64)
+    zeros = torch.zeros(B, H, dtype=x.dtype)
+    layer_in, hn = x, []
+    for k in range(L):
+        outs = []
+        for d in range(D):
+            s = f"l{k}{sfx(d)}"
+            w_ih, w_hh = params["weight_ih_" + s], params["weight_hh_" + s]
+            b_ih, b_hh = params.get("bias_ih_" + s), params.get("bias_hh_" + s)
+            mi, mr = masks.get(f"mask.input.l{k}"), masks.get("mask.recurrent." + s)
+            h = h0[k * D + d] if h0 is not None else zeros
+            out_t = [None] * T
+            for t in (range(T - 1, -1, -1) if d else range(T)):
+                active = (lens > t).view(B, 1)
+                xt = layer_in[t] if mi is None else layer_in[t] * mi
+                hr = h if mr is None else h * mr
+                gi, gh = xt @ w_ih.t(), hr @ w_hh.t()
+                if b_ih is not None:
+                    gi, gh = gi + b_ih, gh + b_hh
+                ir, iz, i_n = gi.chunk(3, dim=1)
+                hr_, hz, hn_ = gh.chunk(3, dim=1)
+                r, z = torch.sigmoid(ir + hr_), torch.sigmoid(iz + hz)
+                n = torch.tanh(i_n + r * hn_)
+                h_new = (1 - z) * n + z * h
+                h = torch.where(active, h_new, h)
+                out_t[t] = torch.where(active, h_new, zeros)
+            outs.append(torch.stack(out_t))
+            hn.append(h)
+        layer_out = torch.cat(outs, dim=2)
+        if k < L - 1 and f"mask.inter.l{k}" in masks:
+            layer_out = layer_out * masks[f"mask.inter.l{k}"]
+        layer_in = layer_out
+    return (layer_in.transpose(0, 1) if batch_first else layer_in), torch.stack(hn)
+
+
+def check_variant_gru_against_nn_gru():
+    """With no masks, variant_gru is nn.GRU (lengths, bidirectional, h_0)."""
+    torch.manual_seed(7)
+    L, I, H, T, B = 2, 3, 5, 5, 3
+    gru = torch.nn.GRU(I, H, num_layers=L, bidirectional=True).double()
+    x = torch.randn(T, B, I)
+    h0 = torch.randn(2 * L, B, H)
+    lengths = torch.tensor([5, 2, 4])
+    out_a, hn_a = run(gru, x, h0, lengths, False, T)
+    out_b, hn_b = variant_gru(dict(gru.named_parameters()), x, h0, lengths, L, H, True,
+                              False, {})
+    diff = max(max_diff(out_a, out_b), max_diff(hn_a, hn_b))
+    assert diff < 1e-12, f"variant_gru differs from nn.GRU by {diff}"
+    return diff
+
+
+def make_gru_variant_case(index, name, L, I, H, T, B, bidir=False, batch_first=False,
+                          bias=True, state=False, lengths=None, dropout=0.0,
+                          input_dropout=0.0, recurrent_dropout=0.0, seed=0, desc=""):
+    torch.manual_seed(5000 + index)
+    D = 2 if bidir else 1
+    gru = torch.nn.GRU(I, H, num_layers=L, bias=bias, batch_first=batch_first,
+                       bidirectional=bidir).double()
+    t = {"gru." + k: v.detach().clone() for k, v in gru.state_dict().items()}
+    x = (torch.randn(B, T, I) if batch_first else torch.randn(T, B, I)).requires_grad_()
+    t["input"] = x.detach().clone()
+    h0 = None
+    if state:
+        h0 = torch.randn(D * L, B, H, requires_grad=True)
+        t["h_0"] = h0.detach().clone()
+    if lengths is not None:
+        lengths = torch.tensor(lengths, dtype=torch.int64)
+        t["lengths"] = lengths.clone()
+    masks = make_masks(L, I, H, T, B, D, dropout, input_dropout, recurrent_dropout, seed)
+    t.update(masks)
+    out, hn = variant_gru(dict(gru.named_parameters()), x, h0, lengths, L, H, bidir,
+                          batch_first, masks)
+    d_out, d_hn = torch.randn_like(out), torch.randn_like(hn)
+    ((out * d_out).sum() + (hn * d_hn).sum()).backward()
+    t.update(output=out.detach(), h_n=hn.detach(), d_output=d_out, d_h_n=d_hn)
+    t["grad.input"] = x.grad
+    if state:
+        t["grad.h_0"] = h0.grad
+    for k, p in gru.named_parameters():
+        t["grad.gru." + k] = p.grad
+    t = {k: v.detach().contiguous() for k, v in t.items()}
+    meta = meta_common(I, H, L, bias, batch_first, bidir, desc)
+    meta.update(dropout=repr(float(dropout)), input_dropout=repr(float(input_dropout)),
+                recurrent_dropout=repr(float(recurrent_dropout)), dropout_seed=str(seed))
+    return t, meta
+
+
 def save_file_reproducibly(tensors, path, metadata):
     """safetensors.torch.save_file, but with the metadata keys sorted: the library
     writes them in random (hash map) order, which would make reruns differ byte-wise."""
@@ -739,6 +857,16 @@ def main():
         reload_check_gru(path, meta)
         print(f"{'gru/' + name:48s} {len(tensors):3d} tensors {os.path.getsize(path):8d} bytes")
     make_gru_checkpoint(gru_dir)
+
+    print(f"variant GRU against nn.GRU with no masks: {check_variant_gru_against_nn_gru():.1e}")
+    gv_dir = os.path.join(args.out, "gru_variants")
+    os.makedirs(gv_dir, exist_ok=True)
+    for index, (name, kw) in enumerate(GRU_VARIANT_CASES):
+        tensors, meta = make_gru_variant_case(index, name, **kw)
+        path = os.path.join(gv_dir, name + ".safetensors")
+        save_file_reproducibly(tensors, path, meta)
+        print(f"{'gru_variants/' + name:48s} {len(tensors):3d} tensors "
+              f"{os.path.getsize(path):8d} bytes")
     print(f"torch {torch.__version__}")
 
 

@@ -19,8 +19,7 @@ use crate::config::Cell;
 use crate::error::{LstmError, Result};
 use crate::gemm::{MatRef, Threads, matmul};
 use crate::reference::{
-    DirectionCache, ForwardCache, Gradients, OutputGrads, ParamGradients, check_cell_supported,
-    recurrent_weight_grad,
+    DirectionCache, ForwardCache, Gradients, OutputGrads, ParamGradients, recurrent_weight_grad,
 };
 use crate::tensor::Tensor;
 use crate::weights::{LayerWeights, LstmWeights};
@@ -59,7 +58,6 @@ fn backward_impl(
     input_grad: bool,
 ) -> Result<(ParamGradients<f32>, Option<Tensor<f32>>)> {
     let cfg = &weights.config;
-    check_cell_supported(cfg)?;
     let (h, dirs, layers) = (cfg.hidden_size, cfg.num_directions(), cfg.num_layers);
     // c has H units in an LSTM, none in a GRU.
     let (hout, hc) = (cfg.hidden_out(), cfg.cell_state_size());

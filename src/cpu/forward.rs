@@ -15,9 +15,7 @@ use crate::config::{Activation, Cell};
 use crate::dropout::{Dropout, variational_masks};
 use crate::error::Result;
 use crate::input::LstmInput;
-use crate::reference::{
-    DirectionCache, ForwardCache, LayerCache, LstmOutput, cell_states_of, check_cell_supported,
-};
+use crate::reference::{DirectionCache, ForwardCache, LayerCache, LstmOutput, cell_states_of};
 use crate::tensor::Tensor;
 use crate::weights::{LayerWeights, LstmWeights};
 
@@ -66,7 +64,6 @@ fn run(
 ) -> Result<(LstmOutput<f32>, Option<ForwardCache<f32>>)> {
     let cfg = &weights.config;
     cfg.validate()?;
-    check_cell_supported(cfg)?;
     let (seq_len, batch) = x.validate(cfg)?;
     let (h, dirs, layers) = (cfg.hidden_size, cfg.num_directions(), cfg.num_layers);
     // c has H units in an LSTM, none in a GRU.
@@ -278,8 +275,8 @@ impl Direction<'_> {
         out: &mut [f32],
     ) -> DirectionResult {
         if self.cell == Cell::Gru {
-            debug_assert!(masks.0.is_none() && masks.1.is_none() && c_0.is_empty());
-            return self.gru_forward(x, h_0, out);
+            debug_assert!(c_0.is_empty());
+            return self.gru_forward(x, h_0, masks, out);
         }
         let (hid, bsz, tb) = (self.hidden, self.batch, self.seq_len * self.batch);
         let w = self.weights;

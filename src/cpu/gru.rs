@@ -9,7 +9,7 @@
 //! Backward: per step the elementwise cell and one GEMM dGh_t·W_hh [B, H];
 //! then the weight gradients as GEMMs over the whole sequence.
 
-use super::forward::{Direction, DirectionResult};
+use super::forward::{Direction, DirectionResult, mask_steps};
 use super::gru_cell::{BackwardRow, ForwardRow, backward_row, forward_row};
 use super::scratch;
 use super::simd::Isa;
@@ -47,9 +47,29 @@ fn fill_rows(buf: &mut [f32], bias: Option<&[f32]>) {
 impl Direction<'_> {
     /// The GRU recurrence over `x` ([T, B, in]) from `h_0` ([B, H]),
     /// writing this direction's columns of `out`.
-    pub(super) fn gru_forward(&self, x: &[f32], h_0: Vec<f32>, out: &mut [f32]) -> DirectionResult {
+    /// `masks`: the input [B, in] and recurrent [B, H] dropout masks of a
+    /// training pass (as the reference's GRU applies them).
+    pub(super) fn gru_forward(
+        &self,
+        x: &[f32],
+        h_0: Vec<f32>,
+        masks: (Option<Vec<f32>>, Option<Vec<f32>>),
+        out: &mut [f32],
+    ) -> DirectionResult {
         let (hid, bsz, tb) = (self.hidden, self.batch, self.seq_len * self.batch);
         let w: &LayerWeights<f32> = self.weights;
+        let (input_mask, recurrent_mask) = masks;
+        let masked_x = input_mask.as_ref().map(|m| mask_steps(x, m));
+        let x = masked_x.as_deref().unwrap_or(x);
+        // h ⊙ m_h, which the recurrent product reads under recurrent dropout.
+        let mut h_in = vec![
+            0.0;
+            if recurrent_mask.is_some() {
+                bsz * hid
+            } else {
+                0
+            }
+        ];
         let isa = Isa::detect();
         // W_ihᵀ [in, 3H] and W_hhᵀ [H, 3H], row-major: the gemm crate reads
         // a right-hand side laid out so without repacking it at every call,
@@ -81,10 +101,19 @@ impl Direction<'_> {
         for t in self.steps() {
             // GH = h_{t-1} · W_hhᵀ + b_hh                       [B, 3H]
             fill_rows(&mut gh, w.bias_hh.as_deref());
+            let h_read = match &recurrent_mask {
+                Some(m) => {
+                    for ((o, &v), &k) in h_in.iter_mut().zip(&h).zip(m) {
+                        *o = v * k;
+                    }
+                    &h_in[..]
+                }
+                None => &h[..],
+            };
             matmul(
                 Threads::Pool,
                 &mut gh,
-                MatRef::new(&h, bsz, hid),
+                MatRef::new(h_read, bsz, hid),
                 MatRef::new(&w_hh_t, hid, 3 * hid),
                 true,
             );
@@ -108,7 +137,7 @@ impl Direction<'_> {
                 h_all[t * bsz * hid..(t + 1) * bsz * hid].copy_from_slice(&h);
             }
         }
-        for v in [gi, w_ih_t, w_hh_t] {
+        for v in [gi, w_ih_t, w_hh_t].into_iter().chain(masked_x) {
             scratch::recycle(v);
         }
         DirectionResult {
@@ -120,8 +149,8 @@ impl Direction<'_> {
                 h: h_all,
                 h_0,
                 c_0: Vec::new(),
-                input_mask: None,
-                recurrent_mask: None,
+                input_mask,
+                recurrent_mask,
                 layer_norm: None,
             },
         }
@@ -188,6 +217,10 @@ impl Direction<'_> {
                 MatRef::new(&self.weights.weight_hh, 3 * hid, hid),
                 false,
             );
+            if let Some(m) = &saved.recurrent_mask {
+                // h_{t-1} entered gh as h ⊙ m_h.
+                dh_rec.iter_mut().zip(m).for_each(|(d, &m)| *d *= m);
+            }
             for b in (0..bsz).filter(|&b| t < self.lengths[b]) {
                 let units = b * hid..(b + 1) * hid;
                 for ((c, &r), &d) in dh_carry[units.clone()]
@@ -200,7 +233,18 @@ impl Direction<'_> {
             }
         }
 
-        // Weight gradients: one GEMM each over all T·B rows.
+        // Weight gradients: one GEMM each over all T·B rows, on the input
+        // and state as the products saw them.
+        let masked_x = saved.input_mask.as_ref().map(|m| mask_steps(x, m));
+        let x = masked_x.as_deref().unwrap_or(x);
+        let masked_h = saved
+            .recurrent_mask
+            .as_ref()
+            .map(|m| (mask_steps(&saved.h_0, m), mask_steps(&saved.h, m)));
+        let (h_0, h_saved) = match &masked_h {
+            Some((h_0, h)) => (&h_0[..], &h[..]),
+            None => (&saved.h_0[..], &saved.h[..]),
+        };
         let dgi = MatRef::new(&d_gi, tb, 3 * hid);
         matmul(
             Threads::Pool,
@@ -213,7 +257,7 @@ impl Direction<'_> {
             Threads::Pool,
             &mut grads.weight_hh,
             &d_gh,
-            (&saved.h_0, &saved.h),
+            (h_0, h_saved),
             (self.seq_len, bsz, hid),
             self.reverse,
         );
@@ -226,13 +270,42 @@ impl Direction<'_> {
         }
         // dX += dGi · W_ih                                  [T·B, in]
         if !d_input.is_empty() {
-            matmul(
-                Threads::Pool,
-                d_input,
-                dgi,
-                MatRef::new(&self.weights.weight_ih, 3 * hid, self.input_size),
-                true,
-            );
+            match &saved.input_mask {
+                // dX += (dGi · W_ih) ⊙ m_x
+                Some(m) => {
+                    let mut dx = scratch::reused(d_input.len());
+                    matmul(
+                        Threads::Pool,
+                        &mut dx,
+                        dgi,
+                        MatRef::new(&self.weights.weight_ih, 3 * hid, self.input_size),
+                        false,
+                    );
+                    for (d, r) in d_input
+                        .chunks_exact_mut(m.len())
+                        .zip(dx.chunks_exact(m.len()))
+                    {
+                        for ((d, &v), &k) in d.iter_mut().zip(r).zip(m) {
+                            *d += v * k;
+                        }
+                    }
+                    scratch::recycle(dx);
+                }
+                None => matmul(
+                    Threads::Pool,
+                    d_input,
+                    dgi,
+                    MatRef::new(&self.weights.weight_ih, 3 * hid, self.input_size),
+                    true,
+                ),
+            }
+        }
+        if let Some(v) = masked_x {
+            scratch::recycle(v);
+        }
+        if let Some((a, b)) = masked_h {
+            scratch::recycle(a);
+            scratch::recycle(b);
         }
         scratch::recycle(d_gi);
         scratch::recycle(d_gh);

@@ -19,7 +19,6 @@
 //! too; `gru.rs` has its cell's backward.
 
 use super::forward::{Direction, DirectionCache, ForwardCache, mask_rows};
-use super::gru;
 use crate::config::Cell;
 use crate::error::{LstmError, Result};
 use crate::gemm::{MatRef, Threads, matmul};
@@ -99,7 +98,6 @@ fn backward_impl<T: Real>(
     input_grad: bool,
 ) -> Result<(ParamGradients<T>, Option<Tensor<T>>)> {
     let cfg = &weights.config;
-    gru::check_supported(cfg)?;
     let (h, dirs, layers) = (cfg.hidden_size, cfg.num_directions(), cfg.num_layers);
     // c has H units in an LSTM, none in a GRU.
     let (hout, hc) = (cfg.hidden_out(), cfg.cell_state_size());

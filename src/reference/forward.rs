@@ -5,7 +5,6 @@
 //!
 //! Internally everything is time-major: x [T, B, in], gates [T, B, 4H].
 
-use super::gru;
 use crate::config::{Activation, Cell};
 use crate::dropout::{Dropout, variational_masks};
 use crate::error::Result;
@@ -152,7 +151,6 @@ fn run<T: Real>(
 ) -> Result<(LstmOutput<T>, ForwardCache<T>)> {
     let cfg = &weights.config;
     cfg.validate()?;
-    gru::check_supported(cfg)?;
     let (seq_len, batch) = x.validate(cfg)?;
     // c has H units in an LSTM, none in a GRU.
     let (h, hout, hc) = (cfg.hidden_size, cfg.hidden_out(), cfg.cell_state_size());
@@ -316,8 +314,8 @@ impl<T: Real> Direction<'_, T> {
             }
             Cell::Lstm => self.lstm_forward(x, h_0, c_0, masks, out),
             Cell::Gru => {
-                debug_assert!(masks.0.is_none() && masks.1.is_none() && c_0.is_empty());
-                self.gru_forward(x, h_0, out)
+                debug_assert!(c_0.is_empty());
+                self.gru_forward(x, h_0, masks, out)
             }
         }
     }

@@ -24,34 +24,19 @@
 //!
 //! The cache keeps, per step, r, z, n and gh_n in the LSTM's [T, B, 4H]
 //! `gates` buffer, so both cells save the same amount.
+//!
+//! With the variational dropouts (as Keras' GRU `dropout` and
+//! `recurrent_dropout`, one mask per sequence held over time): x_t is
+//! x_t ⊙ m_x in gi, and h_{t-1} is h_{t-1} ⊙ m_h where it enters gh, while the
+//! update z ⊙ h_{t-1} keeps the unmasked state. Backward, dX = (dGi·W_ih) ⊙
+//! m_x, dh_carry = (dGh·W_hh) ⊙ m_h + dh ⊙ z, and dW_ih, dW_hh take the
+//! masked input and state.
 
 use super::backward::recurrent_weight_grad;
-use super::forward::{Direction, DirectionCache};
-use crate::config::{Cell, LstmConfig};
-use crate::error::{LstmError, Result};
+use super::forward::{Direction, DirectionCache, mask_rows};
 use crate::gemm::{MatRef, Threads, matmul};
 use crate::real::Real;
 use crate::weights::LayerWeights;
-
-/// Refuses what the GRU does not run yet: the variational dropouts, whose
-/// place in the GRU's products is not defined here.
-pub(crate) fn check_supported(cfg: &LstmConfig) -> Result<()> {
-    if cfg.cell != Cell::Gru {
-        return Ok(());
-    }
-    for (field, p) in [
-        ("input_dropout", cfg.input_dropout),
-        ("recurrent_dropout", cfg.recurrent_dropout),
-    ] {
-        if p > 0.0 {
-            return Err(LstmError::Unsupported(format!(
-                "`{field}` = {p} on a GRU: input and recurrent dropout run on the LSTM only \
-                 for now; set it to 0 (inter-layer `dropout` works with a GRU)"
-            )));
-        }
-    }
-    Ok(())
-}
 
 /// b repeated for each of `rows` rows, or zeros without a bias: [rows, 3H].
 fn bias_rows<T: Real>(bias: Option<&[T]>, rows: usize, width: usize) -> Vec<T> {
@@ -64,9 +49,19 @@ fn bias_rows<T: Real>(bias: Option<&[T]>, rows: usize, width: usize) -> Vec<T> {
 impl<T: Real> Direction<'_, T> {
     /// The GRU recurrence over `x` ([T, B, in]) from `h_0` ([B, H]),
     /// writing this direction's columns of `out`.
-    pub(super) fn gru_forward(&self, x: &[T], h_0: Vec<T>, out: &mut [T]) -> DirectionCache<T> {
+    /// `masks`: the input [B, in] and recurrent [B, H] dropout masks.
+    pub(super) fn gru_forward(
+        &self,
+        x: &[T],
+        h_0: Vec<T>,
+        masks: (Option<Vec<T>>, Option<Vec<T>>),
+        out: &mut [T],
+    ) -> DirectionCache<T> {
         let (hid, bsz, tb) = (self.hidden, self.batch, self.seq_len * self.batch);
         let w: &LayerWeights<T> = self.weights;
+        let (input_mask, recurrent_mask) = masks;
+        let masked_x = input_mask.as_ref().map(|m| mask_rows(x, m, self.seq_len));
+        let x = masked_x.as_deref().unwrap_or(x);
 
         // 1. Input projection for the whole sequence, one GEMM:
         //    GI = X · W_ihᵀ + b_ih                          [T·B, 3H]
@@ -87,10 +82,14 @@ impl<T: Real> Direction<'_, T> {
         for t in self.steps() {
             // GH = h_{t-1} · W_hhᵀ + b_hh                       [B, 3H]
             let mut gh = bias_rows(b_hh, bsz, 3 * hid);
+            let h_in = match &recurrent_mask {
+                Some(m) => mask_rows(&h, m, 1),
+                None => h.clone(),
+            };
             matmul(
                 Threads::One,
                 &mut gh,
-                MatRef::new(&h, bsz, hid),
+                MatRef::new(&h_in, bsz, hid),
                 MatRef::new(&w.weight_hh, 3 * hid, hid).t(),
                 true,
             );
@@ -127,8 +126,8 @@ impl<T: Real> Direction<'_, T> {
             h: h_all,
             h_0,
             c_0: Vec::new(),
-            input_mask: None,
-            recurrent_mask: None,
+            input_mask,
+            recurrent_mask,
             layer_norm: None,
         }
     }
@@ -191,12 +190,30 @@ impl<T: Real> Direction<'_, T> {
                 MatRef::new(&self.weights.weight_hh, 3 * hid, hid),
                 false,
             );
+            if let Some(m) = &saved.recurrent_mask {
+                dh_rec.iter_mut().zip(m).for_each(|(d, &m)| *d = *d * m);
+            }
             for b in (0..bsz).filter(|&b| t < self.lengths[b]) {
                 for j in b * hid..(b + 1) * hid {
                     dh_carry[j] = dh_rec[j] + dh_direct[j];
                 }
             }
         }
+        let masked_x = saved
+            .input_mask
+            .as_ref()
+            .map(|m| mask_rows(x, m, self.seq_len));
+        let x = masked_x.as_deref().unwrap_or(x);
+        let masked_h = saved.recurrent_mask.as_ref().map(|m| {
+            (
+                mask_rows(&saved.h_0, m, 1),
+                mask_rows(&saved.h, m, self.seq_len),
+            )
+        });
+        let (h_0, h_saved) = match &masked_h {
+            Some((h_0, h)) => (&h_0[..], &h[..]),
+            None => (&saved.h_0[..], &saved.h[..]),
+        };
 
         // Weight gradients: one GEMM each over all T·B rows.
         matmul(
@@ -210,7 +227,7 @@ impl<T: Real> Direction<'_, T> {
             Threads::One,
             &mut grads.weight_hh,
             &d_gh,
-            (&saved.h_0, &saved.h),
+            (h_0, h_saved),
             (self.seq_len, bsz, hid),
             self.reverse,
         );
@@ -223,13 +240,19 @@ impl<T: Real> Direction<'_, T> {
         }
         // dX += dGi · W_ih                                  [T·B, in]
         if !d_input.is_empty() {
+            let mut dx = vec![T::zero(); tb * self.input_size];
             matmul(
                 Threads::One,
-                d_input,
+                &mut dx,
                 MatRef::new(&d_gi, tb, 3 * hid),
                 MatRef::new(&self.weights.weight_ih, 3 * hid, self.input_size),
-                true,
+                false,
             );
+            let dx = match &saved.input_mask {
+                Some(m) => mask_rows(&dx, m, self.seq_len),
+                None => dx,
+            };
+            d_input.iter_mut().zip(dx).for_each(|(d, v)| *d = *d + v);
         }
         dh_carry
     }

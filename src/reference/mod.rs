@@ -45,7 +45,6 @@ pub(crate) use forward::cell_states_of;
 pub use forward::{
     DirectionCache, ForwardCache, LayerCache, LayerNormCache, LstmOutput, forward, forward_train,
 };
-pub(crate) use gru::check_supported as check_cell_supported;
 pub use layer_norm::LN_EPS;
 pub use layers::{Embedding, Linear, LinearGrads, last_valid_step, last_valid_step_backward};
 pub use loss::{cross_entropy, mse, mse_masked};

@@ -556,11 +556,6 @@ impl GpuLstm {
 fn check_variants(config: &LstmConfig) -> Result<()> {
     let missing = [
         (
-            config.cell == crate::config::Cell::Gru
-                && (config.input_dropout > 0.0 || config.recurrent_dropout > 0.0),
-            "input or recurrent dropout on a GRU",
-        ),
-        (
             config.recurrent_dropout > 0.0 && config.proj_size > 0,
             "recurrent_dropout with a projection (proj_size > 0)",
         ),
