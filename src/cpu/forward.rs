@@ -265,7 +265,7 @@ impl Direction<'_> {
 
     /// Runs the recurrence over `x` ([T, B, in]) from (h_0, c_0), writing
     /// this direction's columns of `out`. `masks`: the input [B, in] and
-    /// recurrent [B, H] dropout masks of a training pass (an LSTM's only).
+    /// recurrent [B, H] dropout masks of a training pass.
     pub(super) fn forward(
         &self,
         x: &[f32],

@@ -299,7 +299,7 @@ impl<T: Real> Direction<'_, T> {
     /// Runs the recurrence over `x` ([T, B, in]) from (h_0, c_0), writing
     /// this direction's columns of `out` and returning every step's state.
     /// `masks`: the input [B, in] and recurrent [B, H_out] dropout masks
-    /// (an LSTM's only).
+    /// (each cell applies them to its own products).
     fn forward(
         &self,
         x: &[T],
