@@ -19,7 +19,8 @@ use crate::config::Cell;
 use crate::error::{LstmError, Result};
 use crate::gemm::{MatRef, Threads, matmul};
 use crate::reference::{
-    DirectionCache, ForwardCache, Gradients, OutputGrads, ParamGradients, recurrent_weight_grad,
+    DirectionCache, ForwardCache, Gradients, OutputGrads, ParamGradients, Seen, add_input_grad,
+    recurrent_weight_grad,
 };
 use crate::tensor::Tensor;
 use crate::weights::{LayerWeights, LstmWeights};
@@ -220,22 +221,14 @@ impl Direction<'_> {
         // Weight gradients: one GEMM each over all T·B rows, on the input
         // and states as the products saw them (masked by the variational
         // dropouts).
-        let masked_x = saved.input_mask.as_ref().map(|m| mask_steps(x, m));
-        let x = masked_x.as_deref().unwrap_or(x);
-        let masked_h = saved
-            .recurrent_mask
-            .as_ref()
-            .map(|m| (mask_steps(&saved.h_0, m), mask_steps(&saved.h, m)));
-        let (h_0, h_saved) = match &masked_h {
-            Some((h_0, h)) => (&h_0[..], &h[..]),
-            None => (&saved.h_0[..], &saved.h[..]),
-        };
+        let seen = Seen::new(x, saved, self.seq_len, |r, m, _| mask_steps(r, m));
+        let (h_0, h_saved) = seen.h(saved);
         let dg = MatRef::new(&d_gates, tb, 4 * hid);
         matmul(
             Threads::Pool,
             &mut grads.weight_ih,
             dg.t(),
-            MatRef::new(x, tb, self.input_size),
+            MatRef::new(seen.x(x), tb, self.input_size),
             false,
         );
         // dW_hh = Σ_t dG_tᵀ · h_prev(t)
@@ -256,43 +249,15 @@ impl Direction<'_> {
         // dX += dG · W_ih                                  [T·B, in]
         // (an empty d_input asks for no input gradient)
         if !d_input.is_empty() {
-            match &saved.input_mask {
-                // dX += (dG · W_ih) ⊙ m_x
-                Some(m) => {
-                    let mut dx = scratch::reused(d_input.len());
-                    matmul(
-                        Threads::Pool,
-                        &mut dx,
-                        dg,
-                        MatRef::new(&self.weights.weight_ih, 4 * hid, self.input_size),
-                        false,
-                    );
-                    for (d, r) in d_input
-                        .chunks_exact_mut(m.len())
-                        .zip(dx.chunks_exact(m.len()))
-                    {
-                        for ((d, &v), &m) in d.iter_mut().zip(r).zip(m) {
-                            *d += v * m;
-                        }
-                    }
-                    scratch::recycle(dx);
-                }
-                None => matmul(
-                    Threads::Pool,
-                    d_input,
-                    dg,
-                    MatRef::new(&self.weights.weight_ih, 4 * hid, self.input_size),
-                    true,
-                ),
-            }
+            add_input_grad(
+                Threads::Pool,
+                d_input,
+                dg,
+                MatRef::new(&self.weights.weight_ih, 4 * hid, self.input_size),
+                saved.input_mask.as_deref(),
+            );
         }
-        for v in masked_x.into_iter() {
-            scratch::recycle(v);
-        }
-        if let Some((a, b)) = masked_h {
-            scratch::recycle(a);
-            scratch::recycle(b);
-        }
+        seen.into_buffers().for_each(scratch::recycle);
         scratch::recycle(d_gates);
         (dh_carry, dc_carry)
     }

@@ -166,18 +166,9 @@ fn run(
 
     let state_shape = [layers * dirs, batch, hc];
     let output = Tensor::new([seq_len, batch, dirs * hout], layer_input.into_owned())?;
-    let cell_states = if x.cell_states {
-        let last = caches.last().expect("at least one layer");
-        let cs: Vec<&[f32]> = last.directions.iter().map(|d| &d.c[..]).collect();
-        let cs = cell_states_of(&cs, seq_len, batch, h, &lengths);
-        let cs = Tensor::new([seq_len, batch, dirs * h], cs)?;
-        Some(if cfg.batch_first {
-            cs.swap_first_two_axes()
-        } else {
-            cs
-        })
-    } else {
-        None
+    let cell_states = match caches.last() {
+        Some(last) if x.cell_states => Some(cell_states_of(cfg, last, seq_len, batch, &lengths)?),
+        _ => None,
     };
     let out = LstmOutput {
         cell_states,

@@ -14,7 +14,7 @@ use super::gru_cell::{BackwardRow, ForwardRow, backward_row, forward_row};
 use super::scratch;
 use super::simd::Isa;
 use crate::gemm::{MatRef, Threads, matmul};
-use crate::reference::{DirectionCache, recurrent_weight_grad};
+use crate::reference::{DirectionCache, Seen, add_input_grad, recurrent_weight_grad};
 use crate::weights::LayerWeights;
 
 /// `m` [rows, cols] transposed to [cols, rows], row-major, in tiles that
@@ -235,22 +235,14 @@ impl Direction<'_> {
 
         // Weight gradients: one GEMM each over all T·B rows, on the input
         // and state as the products saw them.
-        let masked_x = saved.input_mask.as_ref().map(|m| mask_steps(x, m));
-        let x = masked_x.as_deref().unwrap_or(x);
-        let masked_h = saved
-            .recurrent_mask
-            .as_ref()
-            .map(|m| (mask_steps(&saved.h_0, m), mask_steps(&saved.h, m)));
-        let (h_0, h_saved) = match &masked_h {
-            Some((h_0, h)) => (&h_0[..], &h[..]),
-            None => (&saved.h_0[..], &saved.h[..]),
-        };
+        let seen = Seen::new(x, saved, self.seq_len, |r, m, _| mask_steps(r, m));
+        let (h_0, h_saved) = seen.h(saved);
         let dgi = MatRef::new(&d_gi, tb, 3 * hid);
         matmul(
             Threads::Pool,
             &mut grads.weight_ih,
             dgi.t(),
-            MatRef::new(x, tb, self.input_size),
+            MatRef::new(seen.x(x), tb, self.input_size),
             false,
         );
         recurrent_weight_grad(
@@ -270,43 +262,15 @@ impl Direction<'_> {
         }
         // dX += dGi · W_ih                                  [T·B, in]
         if !d_input.is_empty() {
-            match &saved.input_mask {
-                // dX += (dGi · W_ih) ⊙ m_x
-                Some(m) => {
-                    let mut dx = scratch::reused(d_input.len());
-                    matmul(
-                        Threads::Pool,
-                        &mut dx,
-                        dgi,
-                        MatRef::new(&self.weights.weight_ih, 3 * hid, self.input_size),
-                        false,
-                    );
-                    for (d, r) in d_input
-                        .chunks_exact_mut(m.len())
-                        .zip(dx.chunks_exact(m.len()))
-                    {
-                        for ((d, &v), &k) in d.iter_mut().zip(r).zip(m) {
-                            *d += v * k;
-                        }
-                    }
-                    scratch::recycle(dx);
-                }
-                None => matmul(
-                    Threads::Pool,
-                    d_input,
-                    dgi,
-                    MatRef::new(&self.weights.weight_ih, 3 * hid, self.input_size),
-                    true,
-                ),
-            }
+            add_input_grad(
+                Threads::Pool,
+                d_input,
+                dgi,
+                MatRef::new(&self.weights.weight_ih, 3 * hid, self.input_size),
+                saved.input_mask.as_deref(),
+            );
         }
-        if let Some(v) = masked_x {
-            scratch::recycle(v);
-        }
-        if let Some((a, b)) = masked_h {
-            scratch::recycle(a);
-            scratch::recycle(b);
-        }
+        seen.into_buffers().for_each(scratch::recycle);
         scratch::recycle(d_gi);
         scratch::recycle(d_gh);
         dh_carry

@@ -354,27 +354,15 @@ impl<T: Real> Direction<'_, T> {
 
         // Weight gradients: one GEMM each over all T·B rows, on the masked
         // input and states where the forward pass masked them.
-        let masked_x = saved
-            .input_mask
-            .as_ref()
-            .map(|m| mask_rows(x, m, self.seq_len));
-        let x = masked_x.as_deref().unwrap_or(x);
-        let masked_h = saved.recurrent_mask.as_ref().map(|m| {
-            (
-                mask_rows(&saved.h_0, m, 1),
-                mask_rows(&saved.h, m, self.seq_len),
-            )
-        });
-        let (h_0, h_saved) = match &masked_h {
-            Some((h_0, h)) => (&h_0[..], &h[..]),
-            None => (&saved.h_0[..], &saved.h[..]),
-        };
+        let seen = Seen::new(x, saved, self.seq_len, mask_rows);
+        let x_seen = seen.x(x);
+        let (h_0, h_saved) = seen.h(saved);
         let dg = MatRef::new(&d_gates, tb, 4 * hid);
         matmul(
             Threads::One,
             &mut grads.weight_ih,
             dg.t(),
-            MatRef::new(x, tb, self.input_size),
+            MatRef::new(x_seen, tb, self.input_size),
             false,
         );
         // dW_hh = Σ_t dG_tᵀ · h_prev(t)
@@ -392,32 +380,16 @@ impl<T: Real> Direction<'_, T> {
             }
             db_hh.copy_from_slice(db_ih);
         }
-        // dX += dG · W_ih                                  [T·B, in]
+        // dX += (dG · W_ih) ⊙ m_x                         [T·B, in]
         // (an empty d_input asks for no input gradient)
         if !d_input.is_empty() {
-            match &saved.input_mask {
-                // dX += (dG · W_ih) ⊙ m_x
-                Some(m) => {
-                    let mut dx = vec![T::zero(); tb * self.input_size];
-                    matmul(
-                        Threads::One,
-                        &mut dx,
-                        dg,
-                        MatRef::new(&self.weights.weight_ih, 4 * hid, self.input_size),
-                        false,
-                    );
-                    for (d, v) in d_input.iter_mut().zip(mask_rows(&dx, m, self.seq_len)) {
-                        *d = *d + v;
-                    }
-                }
-                None => matmul(
-                    Threads::One,
-                    d_input,
-                    dg,
-                    MatRef::new(&self.weights.weight_ih, 4 * hid, self.input_size),
-                    true,
-                ),
-            }
+            add_input_grad(
+                Threads::One,
+                d_input,
+                dg,
+                MatRef::new(&self.weights.weight_ih, 4 * hid, self.input_size),
+                saved.input_mask.as_deref(),
+            );
         }
         (dh_carry, dc_carry)
     }
@@ -469,5 +441,77 @@ pub(crate) fn recurrent_weight_grad<T: Real>(
             MatRef::new(h_rest, rest, hout),
             true,
         );
+    }
+}
+
+/// The input and states that a direction's forward products read: x ⊙ m_x
+/// and (h_0 ⊙ m_h, h ⊙ m_h) where it masked them, which the weight
+/// gradients take. `None` where it did not.
+pub(crate) struct Seen<T> {
+    x: Option<Vec<T>>,
+    h: Option<(Vec<T>, Vec<T>)>,
+}
+
+impl<T: Real> Seen<T> {
+    /// From the masks `saved` kept; `mask(rows, mask, reps)` multiplies
+    /// `reps` blocks of `rows` by the mask (the engines pass their own).
+    pub(crate) fn new(
+        x: &[T],
+        saved: &DirectionCache<T>,
+        seq_len: usize,
+        mask: impl Fn(&[T], &[T], usize) -> Vec<T>,
+    ) -> Self {
+        Seen {
+            x: saved.input_mask.as_ref().map(|m| mask(x, m, seq_len)),
+            h: saved
+                .recurrent_mask
+                .as_ref()
+                .map(|m| (mask(&saved.h_0, m, 1), mask(&saved.h, m, seq_len))),
+        }
+    }
+
+    /// The input the input product read.
+    pub(crate) fn x<'a>(&'a self, x: &'a [T]) -> &'a [T] {
+        self.x.as_deref().unwrap_or(x)
+    }
+
+    /// (h_0, h after every step) as the recurrent product read them.
+    pub(crate) fn h<'a>(&'a self, saved: &'a DirectionCache<T>) -> (&'a [T], &'a [T]) {
+        match &self.h {
+            Some((h_0, h)) => (h_0, h),
+            None => (&saved.h_0, &saved.h),
+        }
+    }
+
+    /// The buffers, for a pool to take back.
+    pub(crate) fn into_buffers(self) -> impl Iterator<Item = Vec<T>> {
+        self.x
+            .into_iter()
+            .chain(self.h.into_iter().flat_map(|(a, b)| [a, b]))
+    }
+}
+
+/// dX += (dG · W_ih) ⊙ m_x over [T·B, in], with m_x [B, in] the forward
+/// pass's input mask when it had one.
+pub(crate) fn add_input_grad<T: Real>(
+    threads: Threads,
+    d_input: &mut [T],
+    d_g: MatRef<'_, T>,
+    w_ih: MatRef<'_, T>,
+    mask: Option<&[T]>,
+) {
+    let Some(m) = mask else {
+        matmul(threads, d_input, d_g, w_ih, true);
+        return;
+    };
+    let mut dx = vec![T::zero(); d_input.len()];
+    matmul(threads, &mut dx, d_g, w_ih, false);
+    for (d, r) in d_input
+        .chunks_exact_mut(m.len())
+        .zip(dx.chunks_exact(m.len()))
+    {
+        for ((d, &v), &k) in d.iter_mut().zip(r).zip(m) {
+            *d = *d + v * k;
+        }
     }
 }

@@ -5,7 +5,7 @@
 //!
 //! Internally everything is time-major: x [T, B, in], gates [T, B, 4H].
 
-use crate::config::{Activation, Cell};
+use crate::config::{Activation, Cell, LstmConfig};
 use crate::dropout::{Dropout, variational_masks};
 use crate::error::Result;
 use crate::gemm::{MatRef, Threads, matmul};
@@ -33,15 +33,18 @@ pub struct LstmOutput<T = f32> {
     pub cell_states: Option<Tensor<T>>,
 }
 
-/// The last layer's per-step cell states in `output`'s layout (time-major
-/// here): `dirs` direction caches of [T, B, H] each, zero at padded steps.
+/// [`LstmOutput::cell_states`] from the last layer's cache: its directions'
+/// c [T, B, H] in the output's layout (batch-first when the model is),
+/// zero at padded steps.
 pub(crate) fn cell_states_of<T: Real>(
-    directions: &[&[T]],
+    cfg: &LstmConfig,
+    last: &LayerCache<T>,
     seq_len: usize,
     batch: usize,
-    hidden: usize,
     lengths: &[usize],
-) -> Vec<T> {
+) -> Result<Tensor<T>> {
+    let hidden = cfg.hidden_size;
+    let directions: Vec<&[T]> = last.directions.iter().map(|d| &d.c[..]).collect();
     let dirs = directions.len();
     let mut out = vec![T::zero(); seq_len * batch * dirs * hidden];
     for (d, c) in directions.iter().enumerate() {
@@ -53,7 +56,12 @@ pub(crate) fn cell_states_of<T: Real>(
             }
         }
     }
-    out
+    let out = Tensor::new([seq_len, batch, dirs * hidden], out)?;
+    Ok(if cfg.batch_first {
+        out.swap_first_two_axes()
+    } else {
+        out
+    })
 }
 
 /// What one layer·direction saves for the backward pass: 6·T·B·H values
@@ -227,18 +235,9 @@ fn run<T: Real>(
     }
 
     let output = Tensor::new([seq_len, batch, dirs * hout], layer_input)?;
-    let cell_states = if x.cell_states {
-        let last: &LayerCache<T> = caches.last().expect("at least one layer");
-        let cs: Vec<&[T]> = last.directions.iter().map(|d| &d.c[..]).collect();
-        let cs = cell_states_of(&cs, seq_len, batch, h, &lengths);
-        let cs = Tensor::new([seq_len, batch, dirs * h], cs)?;
-        Some(if cfg.batch_first {
-            cs.swap_first_two_axes()
-        } else {
-            cs
-        })
-    } else {
-        None
+    let cell_states = match caches.last() {
+        Some(last) if x.cell_states => Some(cell_states_of(cfg, last, seq_len, batch, &lengths)?),
+        _ => None,
     };
     let out = LstmOutput {
         cell_states,

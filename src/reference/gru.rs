@@ -32,7 +32,7 @@
 //! m_x, dh_carry = (dGh·W_hh) ⊙ m_h + dh ⊙ z, and dW_ih, dW_hh take the
 //! masked input and state.
 
-use super::backward::recurrent_weight_grad;
+use super::backward::{Seen, add_input_grad, recurrent_weight_grad};
 use super::forward::{Direction, DirectionCache, mask_rows};
 use crate::gemm::{MatRef, Threads, matmul};
 use crate::real::Real;
@@ -199,28 +199,15 @@ impl<T: Real> Direction<'_, T> {
                 }
             }
         }
-        let masked_x = saved
-            .input_mask
-            .as_ref()
-            .map(|m| mask_rows(x, m, self.seq_len));
-        let x = masked_x.as_deref().unwrap_or(x);
-        let masked_h = saved.recurrent_mask.as_ref().map(|m| {
-            (
-                mask_rows(&saved.h_0, m, 1),
-                mask_rows(&saved.h, m, self.seq_len),
-            )
-        });
-        let (h_0, h_saved) = match &masked_h {
-            Some((h_0, h)) => (&h_0[..], &h[..]),
-            None => (&saved.h_0[..], &saved.h[..]),
-        };
-
-        // Weight gradients: one GEMM each over all T·B rows.
+        // Weight gradients: one GEMM each over all T·B rows, on the input
+        // and states as the products saw them.
+        let seen = Seen::new(x, saved, self.seq_len, mask_rows);
+        let (h_0, h_saved) = seen.h(saved);
         matmul(
             Threads::One,
             &mut grads.weight_ih,
             MatRef::new(&d_gi, tb, 3 * hid).t(),
-            MatRef::new(x, tb, self.input_size),
+            MatRef::new(seen.x(x), tb, self.input_size),
             false,
         );
         recurrent_weight_grad(
@@ -238,21 +225,15 @@ impl<T: Real> Direction<'_, T> {
                 }
             }
         }
-        // dX += dGi · W_ih                                  [T·B, in]
+        // dX += (dGi · W_ih) ⊙ m_x                        [T·B, in]
         if !d_input.is_empty() {
-            let mut dx = vec![T::zero(); tb * self.input_size];
-            matmul(
+            add_input_grad(
                 Threads::One,
-                &mut dx,
+                d_input,
                 MatRef::new(&d_gi, tb, 3 * hid),
                 MatRef::new(&self.weights.weight_ih, 3 * hid, self.input_size),
-                false,
+                saved.input_mask.as_deref(),
             );
-            let dx = match &saved.input_mask {
-                Some(m) => mask_rows(&dx, m, self.seq_len),
-                None => dx,
-            };
-            d_input.iter_mut().zip(dx).for_each(|(d, v)| *d = *d + v);
         }
         dh_carry
     }

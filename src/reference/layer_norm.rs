@@ -17,7 +17,7 @@
 //! by the forward pass; dW_ih and dW_hh take the gradients of the products
 //! before their norms, the biases that of `pre`.
 
-use super::backward::recurrent_weight_grad;
+use super::backward::{Seen, add_input_grad, recurrent_weight_grad};
 use super::forward::{Direction, DirectionCache, LayerNormCache, mask_rows};
 use crate::gemm::{MatRef, Threads, matmul};
 use crate::real::Real;
@@ -288,28 +288,15 @@ impl<T: Real> Direction<'_, T> {
         }
         grads.layer_norm = Some(d_ln);
 
-        let masked_x = saved
-            .input_mask
-            .as_ref()
-            .map(|m| mask_rows(x, m, self.seq_len));
-        let x = masked_x.as_deref().unwrap_or(x);
+        let seen = Seen::new(x, saved, self.seq_len, mask_rows);
+        let (h_0, h_saved) = seen.h(saved);
         matmul(
             Threads::One,
             &mut grads.weight_ih,
             MatRef::new(&d_a, tb, g4).t(),
-            MatRef::new(x, tb, self.input_size),
+            MatRef::new(seen.x(x), tb, self.input_size),
             false,
         );
-        let masked_h = saved.recurrent_mask.as_ref().map(|m| {
-            (
-                mask_rows(&saved.h_0, m, 1),
-                mask_rows(&saved.h, m, self.seq_len),
-            )
-        });
-        let (h_0, h_saved) = match &masked_h {
-            Some((h_0, h)) => (&h_0[..], &h[..]),
-            None => (&saved.h_0[..], &saved.h[..]),
-        };
         recurrent_weight_grad(
             Threads::One,
             &mut grads.weight_hh,
@@ -325,19 +312,13 @@ impl<T: Real> Direction<'_, T> {
             db_hh.copy_from_slice(db_ih);
         }
         if !d_input.is_empty() {
-            let mut dx = vec![T::zero(); tb * self.input_size];
-            matmul(
+            add_input_grad(
                 Threads::One,
-                &mut dx,
+                d_input,
                 MatRef::new(&d_a, tb, g4),
                 MatRef::new(&w.weight_ih, g4, self.input_size),
-                false,
+                saved.input_mask.as_deref(),
             );
-            let dx = match &saved.input_mask {
-                Some(m) => mask_rows(&dx, m, self.seq_len),
-                None => dx,
-            };
-            d_input.iter_mut().zip(dx).for_each(|(d, v)| *d = *d + v);
         }
         (dh_carry, dc_carry)
     }

@@ -39,8 +39,8 @@ pub mod optim;
 pub mod schedule;
 mod trainer;
 
-pub(crate) use backward::recurrent_weight_grad;
 pub use backward::{Gradients, OutputGrads, ParamGradients, backward, backward_params};
+pub(crate) use backward::{Seen, add_input_grad, recurrent_weight_grad};
 pub(crate) use forward::cell_states_of;
 pub use forward::{
     DirectionCache, ForwardCache, LayerCache, LayerNormCache, LstmOutput, forward, forward_train,
