@@ -8,14 +8,13 @@ mod common;
 
 use common::case::Case;
 use common::gpu::{gpu_or_skip, rerun_under_webgpu_limits};
-use common::lstm_fixtures::cases_in;
+use common::lstm_fixtures::{GruFixture, cases_in};
 use common::{assert_close, assert_close_to_max};
 use wgpu_lstm::gpu::GpuLstm;
 use wgpu_lstm::reference::{self, OutputGrads};
-use wgpu_lstm::weights::SafetensorsPrefix;
 use wgpu_lstm::{
     Batch, Device, HeadKind, InitOptions, Inputs, LossKind, LstmConfig, LstmInput, LstmWeights,
-    Model, OptimizerKind, Targets, TensorFile, TrainConfig, Trainer,
+    Model, OptimizerKind, Targets, TrainConfig, Trainer,
 };
 
 #[test]
@@ -29,29 +28,11 @@ fn gpu_matches_pytorch_gru_fixtures() {
         .collect();
     assert!(cases.len() >= 5, "found {} GRU fixtures", cases.len());
     for (name, bytes) in cases {
-        let file = TensorFile::from_bytes(bytes).unwrap();
-        let mut w =
-            LstmWeights::<f32>::from_tensor_file(&file, SafetensorsPrefix::Exact("gru.")).unwrap();
-        w.config.batch_first = file.metadata()["batch_first"] == "true";
-        let get = |k: &str| file.float::<f32>(k).unwrap();
-        let input = get("input");
-        let h_0 = file.contains("h_0").then(|| get("h_0"));
-        let lengths: Option<Vec<usize>> = file.contains("lengths").then(|| {
-            file.integers("lengths")
-                .unwrap()
-                .iter()
-                .map(|&l| l as usize)
-                .collect()
-        });
-        let mut x = LstmInput::new(&input);
-        if let Some(h) = &h_0 {
-            x = x.with_h_0(h);
-        }
-        if let Some(l) = &lengths {
-            x = x.with_lengths(l);
-        }
-        let want = |k: &str| file.float::<f64>(k).unwrap();
-        let mut gpu = GpuLstm::new(&ctx, &w).unwrap();
+        let case = GruFixture::<f32>::load(&bytes);
+        let (w, x, h_0) = (&case.weights, case.x(), &case.h_0);
+        let get = |k: &str| case.tensor::<f32>(k);
+        let want = |k: &str| case.tensor::<f64>(k);
+        let mut gpu = GpuLstm::new(&ctx, w).unwrap();
         // Inference, then training (no dropout: the same numbers).
         let eval = gpu.forward_host(&x).unwrap();
         let out = gpu.forward_train_host(&x, 0).unwrap();
@@ -297,34 +278,11 @@ fn gpu_gru_with_variational_dropout_matches_pytorch() {
         cases.len()
     );
     for (name, bytes) in cases {
-        let file = TensorFile::from_bytes(bytes).unwrap();
-        let meta = file.metadata();
-        let mut w =
-            LstmWeights::<f32>::from_tensor_file(&file, SafetensorsPrefix::Exact("gru.")).unwrap();
-        w.config.batch_first = meta["batch_first"] == "true";
-        w.config.dropout = meta["dropout"].parse().unwrap();
-        w.config.input_dropout = meta["input_dropout"].parse().unwrap();
-        w.config.recurrent_dropout = meta["recurrent_dropout"].parse().unwrap();
-        let seed: u64 = meta["dropout_seed"].parse().unwrap();
-        let get = |k: &str| file.float::<f32>(k).unwrap();
-        let input = get("input");
-        let h_0 = file.contains("h_0").then(|| get("h_0"));
-        let lengths: Option<Vec<usize>> = file.contains("lengths").then(|| {
-            file.integers("lengths")
-                .unwrap()
-                .iter()
-                .map(|&l| l as usize)
-                .collect()
-        });
-        let mut x = LstmInput::new(&input);
-        if let Some(h) = &h_0 {
-            x = x.with_h_0(h);
-        }
-        if let Some(l) = &lengths {
-            x = x.with_lengths(l);
-        }
-        let want = |k: &str| file.float::<f64>(k).unwrap();
-        let mut gpu = GpuLstm::new(&ctx, &w).unwrap();
+        let case = GruFixture::<f32>::load(&bytes);
+        let (w, x, h_0, seed) = (&case.weights, case.x(), &case.h_0, case.seed);
+        let get = |k: &str| case.tensor::<f32>(k);
+        let want = |k: &str| case.tensor::<f64>(k);
+        let mut gpu = GpuLstm::new(&ctx, w).unwrap();
         let out = gpu.forward_train_host(&x, seed).unwrap();
         assert_close(
             &format!("{name}/output"),

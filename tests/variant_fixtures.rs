@@ -12,7 +12,7 @@ mod common;
 
 use std::collections::HashMap;
 
-use common::lstm_fixtures::{Case, cases_in};
+use common::lstm_fixtures::{Case, GruFixture, cases_in};
 use common::{assert_close, assert_close_to_max};
 use safetensors::SafeTensors;
 use wgpu_lstm::cpu::CpuEngine;
@@ -394,46 +394,17 @@ fn layer_norm_parameters_save_and_load() {
     }
 }
 
-/// A GRU's fixture with its dropout settings and seed applied.
-pub fn load_gru<T: Real>(bytes: &[u8]) -> (LstmWeights<T>, TensorFile, u64) {
-    use wgpu_lstm::weights::SafetensorsPrefix;
-    let file = TensorFile::from_bytes(bytes.to_vec()).unwrap();
-    let meta = file.metadata();
-    let mut w =
-        LstmWeights::<T>::from_tensor_file(&file, SafetensorsPrefix::Exact("gru.")).unwrap();
-    let cfg = &mut w.config;
-    cfg.batch_first = meta["batch_first"] == "true";
-    cfg.dropout = meta["dropout"].parse().unwrap();
-    cfg.input_dropout = meta["input_dropout"].parse().unwrap();
-    cfg.recurrent_dropout = meta["recurrent_dropout"].parse().unwrap();
-    (w, file, meta["dropout_seed"].parse().unwrap())
-}
-
 /// The GRU with input and recurrent dropout (Keras' GRU `dropout` and
 /// `recurrent_dropout`) against float64 fixtures of a hand-written
 /// PyTorch module: the reference in f64 and f32, and the CPU engine.
 #[test]
 fn gru_with_variational_dropout_matches_pytorch() {
     fn run<T: Real>(name: &str, bytes: &[u8], engine: Option<&CpuEngine>, atol: f64, gtol: f64) {
-        let (w, file, seed) = load_gru::<T>(bytes);
-        let get = |k: &str| file.float::<T>(k).unwrap();
-        let input = get("input");
-        let h_0 = file.contains("h_0").then(|| get("h_0"));
-        let lengths: Option<Vec<usize>> = file.contains("lengths").then(|| {
-            file.integers("lengths")
-                .unwrap()
-                .iter()
-                .map(|&l| l as usize)
-                .collect()
-        });
-        let mut x = wgpu_lstm::LstmInput::new(&input);
-        if let Some(h) = &h_0 {
-            x = x.with_h_0(h);
-        }
-        if let Some(l) = &lengths {
-            x = x.with_lengths(l);
-        }
-        let want = |k: &str| file.float::<f64>(k).unwrap();
+        let case = GruFixture::<T>::load(bytes);
+        let (w, x, seed) = (&case.weights, case.x(), case.seed);
+        let (input, h_0, lengths) = (&case.input, &case.h_0, &case.lengths);
+        let get = |k: &str| case.tensor::<T>(k);
+        let want = |k: &str| case.tensor::<f64>(k);
         let (d_output, d_h_n) = (get("d_output"), get("d_h_n"));
         let grads = OutputGrads {
             d_output: &d_output,
@@ -442,8 +413,8 @@ fn gru_with_variational_dropout_matches_pytorch() {
         };
         let (out, g) = match engine {
             None => {
-                let (out, cache) = reference::forward_train(&w, &x, seed).unwrap();
-                (out, reference::backward(&w, &cache, &grads).unwrap())
+                let (out, cache) = reference::forward_train(w, &x, seed).unwrap();
+                (out, reference::backward(w, &cache, &grads).unwrap())
             }
             Some(e) => {
                 // The CPU engine is f32: this arm only runs with T = f32.

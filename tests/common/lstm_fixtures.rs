@@ -115,3 +115,65 @@ impl<T: Real> Case<T> {
             .unwrap()
     }
 }
+
+/// One GRU fixture (`tools/make_variant_fixtures.py`: `gru/` and
+/// `gru_variants/`), in float type `T`: the weights under `gru.` with the
+/// metadata's `batch_first` and, where the file has them, its dropouts and
+/// seed; the input, `h_0` and lengths.
+pub struct GruFixture<T: Real> {
+    pub file: TensorFile,
+    pub weights: LstmWeights<T>,
+    pub input: Tensor<T>,
+    pub h_0: Option<Tensor<T>>,
+    pub lengths: Option<Vec<usize>>,
+    /// The dropout seed (0 where the file has none).
+    pub seed: u64,
+}
+
+impl<T: Real> GruFixture<T> {
+    pub fn load(bytes: &[u8]) -> Self {
+        let file = TensorFile::from_bytes(bytes.to_vec()).unwrap();
+        let meta = file.metadata();
+        let mut weights =
+            LstmWeights::<T>::from_tensor_file(&file, SafetensorsPrefix::Exact("gru.")).unwrap();
+        let cfg = &mut weights.config;
+        cfg.batch_first = meta["batch_first"] == "true";
+        let p = |k: &str| meta.get(k).map_or(0.0, |v| v.parse().unwrap());
+        cfg.dropout = p("dropout");
+        cfg.input_dropout = p("input_dropout");
+        cfg.recurrent_dropout = p("recurrent_dropout");
+        let seed = meta.get("dropout_seed").map_or(0, |v| v.parse().unwrap());
+        let get = |k: &str| file.float::<T>(k).unwrap();
+        GruFixture {
+            input: get("input"),
+            h_0: file.contains("h_0").then(|| get("h_0")),
+            lengths: file.contains("lengths").then(|| {
+                file.integers("lengths")
+                    .unwrap()
+                    .iter()
+                    .map(|&l| l as usize)
+                    .collect()
+            }),
+            weights,
+            seed,
+            file,
+        }
+    }
+
+    /// The forward pass's input, `h_0` and lengths.
+    pub fn x(&self) -> LstmInput<'_, T> {
+        let mut x = LstmInput::new(&self.input);
+        if let Some(h) = &self.h_0 {
+            x = x.with_h_0(h);
+        }
+        if let Some(l) = &self.lengths {
+            x = x.with_lengths(l);
+        }
+        x
+    }
+
+    /// Any tensor of the file, e.g. `output` or `grad.gru.weight_hh_l0`.
+    pub fn tensor<U: Real>(&self, key: &str) -> Tensor<U> {
+        self.file.float(key).unwrap()
+    }
+}
