@@ -73,7 +73,8 @@ struct StepParams {
     cells: u32,       // inference asking for the per-step cell states: where the
                       // last layer's [T, B, D, H] starts in `state`; 0 = none
     cell: u32,        // 0 LSTM, 1 GRU (see gru_cell)
-    _pad0: u32,
+    ln: u32,          // layer norm: where R [D, B, H, 4] (the raw recurrent products)
+                      // starts in `state`; 0 = a plain cell (see ln_step.wgsl)
     _pad1: u32,
     _pad2: u32,
 }

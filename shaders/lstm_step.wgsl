@@ -32,6 +32,10 @@
 // StepParams.rmask, and h_prev_saved keeps h_{t-1} ⊙ m_h for dW_hh; the
 // state itself, the output and the padding carry stay unmasked.
 //
+// A layer-normalised LSTM (StepParams.ln != 0) stops after the product:
+// it stores h̃_{t-1} · W_hhᵀ (and, training, h_prev_saved) and leaves the
+// cell to shaders/ln_step.wgsl, the step's second dispatch.
+//
 // Padded steps (t >= lengths[b]) carry h and c unchanged and write 0 output,
 // which gives pack_padded_sequence semantics in both directions.
 //
@@ -172,6 +176,16 @@ fn update_cell(s: Site, b: u32, ci: u32, rec: vec4<f32>) -> Cell {
     return cell;
 }
 
+// A layer-normalised LSTM: the raw product of row b, into R [D, B, H, 4]
+// in `state` at p.ln, for shaders/ln_step.wgsl to normalise and finish the
+// step (a norm over the row's 4H gates spans every workgroup of this grid).
+fn store_rec(s: Site, b: u32, rec: vec4<f32>) {
+    let at = p.ln + ((s.d * p.batch + b) * p.hidden + s.j) * 4u;
+    for (var q = 0u; q < 4u; q++) {
+        state[at + q] = rec[q];
+    }
+}
+
 // The batch row this invocation updates, or false when it updates none.
 fn updates(s: Site) -> bool {
     return s.j < p.hidden && s.lane < RB && s.b0 + s.lane < p.batch;
@@ -185,6 +199,10 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
         return;
     }
     let b = s.b0 + s.lane;
+    if (p.ln != 0u) {
+        store_rec(s, b, rec);
+        return;
+    }
     let ci = (s.slot * p.batch + b) * p.hidden + s.j;
     let out = (s.t * p.batch + b) * p.dirs * p.hidden + s.d * p.hidden + s.j;
     if (p.cell == 1u) {
@@ -268,6 +286,10 @@ fn main_train(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id
             h_seen *= bitcast<f32>(lengths[p.rmask + (s.d * p.batch + b) * p.h_out + s.j]);
         }
         h_prev_saved[(s.t * p.batch + b) * p.dirs * p.h_out + s.d * p.h_out + s.j] = store_t(h_seen);
+    }
+    if (p.ln != 0u) {
+        store_rec(s, b, rec);
+        return;
     }
     if (s.t < lengths[b]) {
         let cell = update_cell(s, b, ci, rec);

@@ -32,6 +32,11 @@
 // in workgroup memory, RC rows at a time; then slice s updates the cells of
 // rows s, s + KS, ... Workgroups: (ceil(H / JW), ceil(B / RB), D).
 //
+// For a layer-normalised LSTM (StepParams.ln != 0) d_gates holds dR, the
+// gradient of the raw recurrent product, so the product above is still the
+// recurrent carry; this kernel stops there, and shaders/ln_step_backward.wgsl
+// runs the step's cell (the step's second dispatch).
+//
 // With WAVE = 1 the same kernel runs a unidirectional stack's backward as a
 // wavefront (see `Site` below): one dispatch runs a step of every layer.
 //
@@ -286,6 +291,11 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
         }
         if (st.step == p.seq_len) {
             carries[at_d_c0(state)] = carries[at_dc_carry(state)];
+            continue;
+        }
+        if (p.ln != 0u) {
+            // A layer-normalised LSTM: the cell's backward, whose norms
+            // reduce over whole rows, is shaders/ln_step_backward.wgsl's.
             continue;
         }
         let t = time_of(st.step, d);

@@ -9,7 +9,7 @@ use crate::gpu::lstm::gru;
 use crate::gpu::tensor::{TENSOR_USAGE, read_buffers};
 use crate::gpu::workspace::GpuLayer;
 use crate::gpu::{GpuContext, Precision};
-use crate::weights::{LayerWeights, LstmWeights};
+use crate::weights::{LayerNormWeights, LayerWeights, LstmWeights};
 
 /// `data` as the bytes of `precision`, padded to a multiple of 4 bytes (the
 /// copy alignment of `write_buffer`).
@@ -34,6 +34,39 @@ pub(crate) fn from_bytes(bytes: &[u8], len: usize, precision: Precision) -> Vec<
             .iter()
             .map(|v| v.to_f32())
             .collect(),
+    }
+}
+
+/// A layer-normalised LSTM's gains and biases per direction, in units of H:
+/// γ_ih, β_ih, γ_hh, β_hh (4H each), γ_c, β_c (H each).
+pub(crate) const LN_PARAMS: usize = 18;
+
+/// One direction's layer-norm parameters in the GPU layout
+/// (`shaders/ln_common.wgsl`): the 4H-long vectors by unit, like the gates;
+/// zeros where there are none (gradient buffers).
+fn ln_to_gpu(ln: Option<&LayerNormWeights<f32>>, h: usize) -> Vec<f32> {
+    let Some(ln) = ln else {
+        return vec![0.0; LN_PARAMS * h];
+    };
+    let mut out = Vec::with_capacity(LN_PARAMS * h);
+    for v in [&ln.ih_weight, &ln.ih_bias, &ln.hh_weight, &ln.hh_bias] {
+        out.extend(rows_by_unit(v, h, 1));
+    }
+    out.extend_from_slice(&ln.cell_weight);
+    out.extend_from_slice(&ln.cell_bias);
+    out
+}
+
+/// The inverse of [`ln_to_gpu`].
+fn ln_from_gpu(v: &[f32], h: usize) -> LayerNormWeights<f32> {
+    let gate = |k: usize| rows_by_gate(&v[4 * k * h..4 * (k + 1) * h], h, 1);
+    LayerNormWeights {
+        ih_weight: gate(0),
+        ih_bias: gate(1),
+        hh_weight: gate(2),
+        hh_bias: gate(3),
+        cell_weight: v[16 * h..17 * h].to_vec(),
+        cell_bias: v[17 * h..18 * h].to_vec(),
     }
 }
 
@@ -63,6 +96,16 @@ pub(super) fn upload_layers(
             } else {
                 None
             },
+            // The gains and biases stay f32 (the layer norm runs in f32 only).
+            ln: if cfg.layer_norm {
+                Some(ctx.create_buffer(
+                    &format!("{label}layer_norm_l{l}"),
+                    4 * (dirs * LN_PARAMS * h) as u64,
+                    TENSOR_USAGE,
+                )?)
+            } else {
+                None
+            },
             input_size,
             precision,
         });
@@ -84,6 +127,7 @@ pub(super) fn write_layers(
     for (l, gl) in dst.iter().enumerate() {
         let (mut w_ih, mut b_ih, mut w_hh, mut b_hh) = (vec![], vec![], vec![], vec![]);
         let mut w_hr = vec![];
+        let mut ln = vec![];
         for dir in 0..dirs {
             // A GRU's three gates go into four slots (`gru.rs`).
             let lw = match cfg.cell {
@@ -102,6 +146,9 @@ pub(super) fn write_layers(
                     None => w_hr.extend(std::iter::repeat_n(0.0, cfg.proj_size * h)),
                 }
             }
+            if gl.ln.is_some() {
+                ln.extend(ln_to_gpu(lw.layer_norm.as_ref(), h));
+            }
         }
         let mut bias = b_ih;
         bias.extend(b_hh);
@@ -112,6 +159,9 @@ pub(super) fn write_layers(
         for (buf, data) in writes {
             ctx.queue()
                 .write_buffer(buf, 0, &to_bytes(&data, gl.precision));
+        }
+        if let Some(buf) = &gl.ln {
+            ctx.queue().write_buffer(buf, 0, bytemuck::cast_slice(&ln));
         }
     }
 }
@@ -136,7 +186,15 @@ pub(super) fn download_layers(
             lens.push(dirs * p * h);
             bufs.push(w_hr);
         }
-        let raw = read_buffers(ctx, &bufs)?;
+        let with_ln = gl.ln.is_some();
+        if let Some(ln) = &gl.ln {
+            bufs.push(ln);
+        }
+        let mut raw = read_buffers(ctx, &bufs)?;
+        let ln: Option<Vec<f32>> = with_ln.then(|| {
+            let bytes = raw.pop().expect("the layer norm's buffer");
+            bytemuck::cast_slice::<u8, f32>(&bytes[..4 * dirs * LN_PARAMS * h]).to_vec()
+        });
         let host: Vec<Vec<f32>> = raw
             .iter()
             .zip(lens)
@@ -153,7 +211,9 @@ pub(super) fn download_layers(
                 bias_ih: cfg.bias.then(|| bias(b_ih)),
                 bias_hh: cfg.bias.then(|| bias(b_hh)),
                 weight_hr: host.get(3).map(|w| part(w, p * h)),
-                layer_norm: None,
+                layer_norm: ln
+                    .as_ref()
+                    .map(|v| ln_from_gpu(&v[dir * LN_PARAMS * h..(dir + 1) * LN_PARAMS * h], h)),
             };
             *out.layer_mut(l, dir) = match cfg.cell {
                 Cell::Lstm => lw,

@@ -4,9 +4,10 @@
 use crate::config::LstmConfig;
 use crate::error::{LstmError, Result};
 use crate::gpu::kernels::{
-    GemmKernel, GemmOp, GemmParams, HiddenProjBuffers, HiddenProjPipeline, LstmGemms,
-    PermuteKernel, PermuteParams, StepBuffers, StepParams, StepPipelines, WavePipelines,
-    WavefrontBuffers, check_groups, hidden_proj_workgroups, wavefront_block,
+    GemmKernel, GemmOp, GemmParams, HiddenProjBuffers, HiddenProjPipeline, LayerNormKernels,
+    LnInputBuffers, LnStepBuffers, LstmGemms, PermuteKernel, PermuteParams, StepBuffers,
+    StepParams, StepPipelines, WavePipelines, WavefrontBuffers, check_groups,
+    hidden_proj_workgroups, wavefront_block,
 };
 use crate::gpu::lstm::bptt::BpttSpace;
 use crate::gpu::tensor::{TENSOR_USAGE, byte_size, byte_size_in};
@@ -27,6 +28,10 @@ pub(super) struct GpuLayer {
     pub w_hh: wgpu::Buffer,
     /// [D, P, H] in PyTorch's layout: the hidden projection, when `proj_size` > 0.
     pub w_hr: Option<wgpu::Buffer>,
+    /// [D, 18H] f32, a layer-normalised LSTM's gains and biases per
+    /// direction: γ_ih, β_ih, γ_hh, β_hh (4H each, by unit), γ_c, β_c (H
+    /// each); see `shaders/ln_common.wgsl`.
+    pub ln: Option<wgpu::Buffer>,
     pub input_size: usize,
     pub precision: Precision,
 }
@@ -34,13 +39,14 @@ pub(super) struct GpuLayer {
 impl GpuLayer {
     /// The buffers in the order parameter lists use: W_ih, W_hh, then the
     /// biases (b_ih and b_hh in one buffer) with `bias`, then W_hr with a
-    /// hidden projection.
+    /// hidden projection, then the layer norm's gains and biases.
     pub fn params(&self, bias: bool) -> Vec<&wgpu::Buffer> {
         let mut out = vec![&self.w_ih, &self.w_hh];
         if bias {
             out.push(&self.bias);
         }
         out.extend(&self.w_hr);
+        out.extend(&self.ln);
         out
     }
 
@@ -49,6 +55,7 @@ impl GpuLayer {
         [&self.w_ih, &self.bias, &self.w_hh]
             .into_iter()
             .chain(&self.w_hr)
+            .chain(&self.ln)
             .map(|b| b.size())
             .sum()
     }
@@ -139,8 +146,79 @@ pub(super) struct Workspace {
     pub permutes: Option<[(wgpu::BindGroup, (u32, u32)); 2]>,
     /// Host read-back of output, h_n and c_n, laid end to end.
     pub staging: wgpu::Buffer,
+    /// A layer-normalised LSTM's inference dispatches.
+    pub ln: Option<LnSpace>,
     /// Saved activations and backward buffers, made on the first training pass.
     pub bptt: Option<BpttSpace>,
+}
+
+/// A layer-normalised LSTM's inference dispatches, per layer: the input
+/// norm after the input projection, and each step's second dispatch (the
+/// norms and the cell, `shaders/ln_step.wgsl`), with the workgroups of each.
+pub(super) struct LnSpace {
+    pub input: Vec<wgpu::BindGroup>,
+    pub steps: Vec<wgpu::BindGroup>,
+    /// One workgroup per row of [T, B, D].
+    pub rows: (u32, u32, u32),
+    /// One workgroup per (b, direction).
+    pub cells: (u32, u32, u32),
+    /// The buffers bound where the training kernels' saved rows go.
+    _unused: Vec<wgpu::Buffer>,
+}
+
+impl LnSpace {
+    #[allow(clippy::too_many_arguments)]
+    fn build(
+        ctx: &GpuContext,
+        cfg: &LstmConfig,
+        layers_w: &[GpuLayer],
+        k: &LayerNormKernels,
+        uniforms: &wgpu::Buffer,
+        (gates, state, lengths): (&wgpu::Buffer, &wgpu::Buffer, &wgpu::Buffer),
+        ys: &[GpuTensor],
+        t: usize,
+        b: usize,
+    ) -> Result<Self> {
+        let unused = (0..4)
+            .map(|_| ctx.create_buffer("unused", 16, TENSOR_USAGE))
+            .collect::<Result<Vec<_>>>()?;
+        let mut input = Vec::new();
+        let mut steps = Vec::new();
+        for (l, gl) in layers_w.iter().enumerate() {
+            let ln = gl.ln.as_ref().expect("layer-norm parameters");
+            input.push(k.input.bind(
+                ctx,
+                &LnInputBuffers {
+                    params: uniforms,
+                    gates,
+                    ln,
+                    bias: &gl.bias,
+                    saved: &unused[0],
+                },
+            ));
+            steps.push(k.step.bind(
+                ctx,
+                &LnStepBuffers {
+                    params: uniforms,
+                    gates_x: gates,
+                    ln,
+                    state,
+                    y: &ys[l].buffer,
+                    lengths,
+                    saved: &unused[1],
+                    gates: &unused[2],
+                    c: &unused[3],
+                },
+            ));
+        }
+        Ok(LnSpace {
+            input,
+            steps,
+            rows: LayerNormKernels::row_groups(ctx, t * b * cfg.num_directions())?,
+            cells: (b as u32, cfg.num_directions() as u32, 1),
+            _unused: unused,
+        })
+    }
 }
 
 /// Entry indices in a workspace's uniform buffer.
@@ -166,6 +244,8 @@ pub(super) struct Kernels<'a> {
     pub permute: &'a PermuteKernel,
     /// With a hidden projection.
     pub hidden_proj: Option<HiddenProjPipeline>,
+    /// A layer-normalised LSTM's kernels.
+    pub layer_norm: Option<&'a LayerNormKernels>,
     /// For a unidirectional stack without projection: the wavefront
     /// pipelines of this shape's tile, and the packed weights they read.
     pub wave: Option<(WavePipelines, &'a wgpu::Buffer)>,
@@ -224,11 +304,13 @@ impl Workspace {
             })
             .collect::<Result<Vec<_>>>()?;
         // h double-buffered by step parity [2, L·D, B, H_out], then c [L·D, B, H],
+        // then a layer-normalised LSTM's raw recurrent products [D, B, H, 4],
         // then (asked for) the last layer's cell states [T, B, D, H].
-        let cells_at = 2 * layers * dirs * b * hout + layers * dirs * b * h;
+        let ln_len = if cfg.layer_norm { dirs * b * 4 * h } else { 0 };
+        let cells_at = 2 * layers * dirs * b * hout + layers * dirs * b * h + ln_len;
         let cells_len = if cells { t * b * dirs * h } else { 0 };
         let state = buffer(
-            "state: h [2,L·D,B,H_out], c [L·D,B,H], cell states [T,B,D,H]",
+            "state: h [2,L·D,B,H_out], c [L·D,B,H], R [D,B,H,4], cell states [T,B,D,H]",
             &[cells_at + cells_len],
         )?;
         let c_offset = 4 * (2 * layers * dirs * b * hout) as u64;
@@ -390,6 +472,20 @@ impl Workspace {
             }
             None => None,
         };
+        let ln = match k.layer_norm {
+            Some(kernels) => Some(LnSpace::build(
+                ctx,
+                cfg,
+                layers_w,
+                kernels,
+                &uniforms,
+                (&gates, &state, &lengths),
+                &ys,
+                t,
+                b,
+            )?),
+            None => None,
+        };
         let staging = ctx.create_buffer(
             "forward read-back",
             byte_size("output", &[t, b, dirs * hout])?
@@ -424,6 +520,7 @@ impl Workspace {
             hidden_proj_back_groups,
             permutes,
             staging,
+            ln,
             bptt: None,
         })
     }
@@ -448,8 +545,9 @@ pub(in crate::gpu) fn forward_gemm(cfg: &LstmConfig, gl: &GpuLayer, rows: usize)
         lda: gl.input_size as u32,
         ldb: gl.input_size as u32,
         ldc: n,
+        // A layer-normalised LSTM adds its biases after the input norm.
         flags: GemmParams::TRANS_B
-            | if cfg.bias {
+            | if cfg.bias && !cfg.layer_norm {
                 GemmParams::BIAS | GemmParams::BIAS_PAIR
             } else {
                 0
@@ -486,6 +584,15 @@ pub(super) fn step_params(
         rmask: 0,
         cells: 0,
         cell: u32::from(cfg.cell == crate::config::Cell::Gru),
-        _pad: [0; 3],
+        ln: ln_products_at(cfg, b).unwrap_or(0) as u32,
+        _pad: [0; 2],
     }
+}
+
+/// A layer-normalised LSTM's raw recurrent products R [D, B, H, 4] of the
+/// step in progress: their f32 index in the state buffer, after h and c.
+pub(super) fn ln_products_at(cfg: &LstmConfig, b: usize) -> Option<usize> {
+    let (layers, dirs) = (cfg.num_layers, cfg.num_directions());
+    cfg.layer_norm
+        .then(|| 2 * layers * dirs * b * cfg.hidden_out() + layers * dirs * b * cfg.hidden_size)
 }

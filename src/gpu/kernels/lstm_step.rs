@@ -34,7 +34,13 @@ pub struct StepParams {
     /// The cell: 0 LSTM, 1 GRU (inference; its weights padded to four
     /// gate slots, see `gru_cell` in `shaders/common.wgsl`).
     pub cell: u32,
-    pub _pad: [u32; 3],
+    /// A layer-normalised LSTM: the f32 index in the state buffer of the
+    /// raw recurrent products R [D, B, H, 4], which the step kernel writes
+    /// and `shaders/ln_step.wgsl` normalises (forward); any non-zero value
+    /// makes the backward step kernel leave the cell to
+    /// `shaders/ln_step_backward.wgsl`. 0 for a plain cell.
+    pub ln: u32,
+    pub _pad: [u32; 2],
 }
 const _: () = assert!(std::mem::size_of::<StepParams>() == 96);
 

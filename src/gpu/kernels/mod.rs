@@ -91,6 +91,7 @@ mod backward_step;
 mod column_sum;
 mod gemm;
 mod hidden_projection;
+mod layer_norm;
 mod lstm_step;
 mod mask;
 mod permute;
@@ -109,6 +110,9 @@ pub(crate) use hidden_projection::HiddenProjPipeline;
 pub use hidden_projection::{
     HiddenProjBackwardBuffers, HiddenProjBackwardKernel, HiddenProjBuffers, HiddenProjKernel,
     hidden_proj_workgroups,
+};
+pub use layer_norm::{
+    LayerNormKernels, LnBackBuffers, LnGradBuffers, LnInputBuffers, LnStepBuffers,
 };
 pub(crate) use lstm_step::wavefront_block;
 pub use lstm_step::{

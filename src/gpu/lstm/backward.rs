@@ -64,6 +64,13 @@ impl GpuLstm {
                     }
                     tr.back_kernel
                         .encode(ctx, &mut pass, &tr.back[l], offset, tr.back_groups);
+                    // A layer-normalised LSTM: the cell's backward, after the carry.
+                    if let (Some(lt), Some(lk), Some(space)) = (&tr.ln, &self.layer_norm, &ws.ln) {
+                        if s < t {
+                            lk.back
+                                .encode_at(ctx, &mut pass, &lt.back[l], &[offset], space.cells);
+                        }
+                    }
                 }
             }
             let mut pass = self.begin_pass(enc, "weight gradients", Some(Phase::BackwardGemms));

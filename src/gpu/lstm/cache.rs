@@ -79,6 +79,7 @@ impl GpuLstm {
                     step,
                     permute: &self.permute,
                     hidden_proj,
+                    layer_norm: self.layer_norm.as_ref(),
                 };
                 let ws = Workspace::build(
                     &self.ctx,
@@ -133,6 +134,7 @@ impl GpuLstm {
                 hidden_proj: self.hidden_proj.as_ref().map(|(_, back)| back),
                 mask: self.mask.as_ref(),
                 zero_slot: self.zero_slot.as_ref(),
+                layer_norm: self.layer_norm.as_ref(),
             };
             let grads = self.grads.as_ref().expect("made above");
             let space = BpttSpace::build(

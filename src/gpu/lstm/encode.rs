@@ -257,6 +257,38 @@ impl GpuLstm {
                     self.begin_pass(enc, "input projection", Some(Phase::InputProjection));
                 gemm.encode(ctx, &mut pass, gemm_bg, *groups);
             }
+            // A layer-normalised LSTM: the input norm over every row, and a
+            // second dispatch per step (the norms and the cell).
+            let ln = match (&ws.ln, &self.layer_norm) {
+                (Some(space), Some(kernels)) => Some(match train {
+                    Some(tr) => {
+                        let lt = tr.ln.as_ref().expect("layer-norm training dispatches");
+                        (
+                            &kernels.input_train,
+                            &lt.input[l],
+                            &kernels.step_train,
+                            &lt.steps[l],
+                            space,
+                        )
+                    }
+                    None => (
+                        &kernels.input,
+                        &space.input[l],
+                        &kernels.step,
+                        &space.steps[l],
+                        space,
+                    ),
+                }),
+                _ => None,
+            };
+            let step_offset = |s: usize| match train {
+                Some(tr) => tr.step_offset(l, s),
+                None => ws.layout.offset(step_entry(layers, t, l, s)),
+            };
+            if let Some((input, input_bg, _, _, space)) = ln {
+                let mut pass = self.begin_pass(enc, "input norm", None);
+                input.encode_at(ctx, &mut pass, input_bg, &[step_offset(0)], space.rows);
+            }
             // With a hidden projection each step is two dispatches: the cell, then
             // h_t = m_t · W_hrᵀ.
             let mut pass = self.begin_pass(enc, "lstm steps", Some(Phase::Steps));
@@ -279,6 +311,9 @@ impl GpuLstm {
                 );
                 if let (Some(proj), Some(bg)) = (&ws.hidden_proj, proj_bg) {
                     proj.encode(ctx, &mut pass, bg, offset, ws.hidden_proj_groups);
+                }
+                if let Some((_, _, cell, cell_bg, space)) = ln {
+                    cell.encode_at(ctx, &mut pass, cell_bg, &[offset], space.cells);
                 }
             }
         }

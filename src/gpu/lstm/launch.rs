@@ -76,7 +76,7 @@ impl GpuLstm {
 }
 
 /// Whether a forward pass runs as a wavefront: a unidirectional stack of two
-/// or more layers without a hidden projection.
+/// or more layers without a hidden projection or layer norm.
 pub(super) fn wavefront_fits(config: &LstmConfig) -> bool {
-    !config.bidirectional && config.proj_size == 0 && config.num_layers >= 2
+    !config.bidirectional && config.proj_size == 0 && config.num_layers >= 2 && !config.layer_norm
 }

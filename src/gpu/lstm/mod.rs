@@ -31,9 +31,9 @@ use launch::wavefront_fits;
 use crate::config::LstmConfig;
 use crate::error::{LstmError, Result};
 use crate::gpu::kernels::{
-    BackwardStepKernel, ColumnSumKernel, HiddenProjBackwardKernel, HiddenProjKernel, LstmGemms,
-    MaskKernel, PermuteKernel, StepConfig, StepKernel, WavefrontKernel, ZeroSlotKernel,
-    wavefront_block,
+    BackwardStepKernel, ColumnSumKernel, HiddenProjBackwardKernel, HiddenProjKernel,
+    LayerNormKernels, LstmGemms, MaskKernel, PermuteKernel, StepConfig, StepKernel,
+    WavefrontKernel, ZeroSlotKernel, wavefront_block,
 };
 use crate::gpu::params::{download_layers, upload_layers, write_layers};
 use crate::gpu::profiler::{KernelTimes, Profiler};
@@ -121,6 +121,8 @@ pub struct GpuLstm {
     mask: Option<MaskKernel>,
     /// For a GRU: clears the padded slots' gradients.
     zero_slot: Option<ZeroSlotKernel>,
+    /// For a layer-normalised LSTM: its norm and cell kernels.
+    layer_norm: Option<LayerNormKernels>,
     /// The weights the kernels read, in `precision`.
     layers: Vec<GpuLayer>,
     /// f32 master weights, which the optimizer updates when training in f16
@@ -155,7 +157,7 @@ impl GpuLstm {
         ctx.check_precision(precision)?;
         let config = weights.config.clone();
         config.validate()?;
-        check_variants(&config)?;
+        check_variants(&config, precision)?;
         let layers = upload_layers(
             ctx,
             &config,
@@ -199,6 +201,7 @@ impl GpuLstm {
             split_sum,
             mask: (config.input_dropout > 0.0).then(|| MaskKernel::new(ctx)),
             zero_slot: (config.cell == crate::config::Cell::Gru).then(|| ZeroSlotKernel::new(ctx)),
+            layer_norm: config.layer_norm.then(|| LayerNormKernels::new(ctx)),
             hidden_proj: (config.proj_size > 0).then(|| {
                 (
                     HiddenProjKernel::new(precision),
@@ -553,18 +556,21 @@ impl GpuLstm {
 
 /// The variants of DESIGN.md §9 that the GPU kernels do not run are an
 /// [`LstmError::Unsupported`] here rather than a silently different model.
-fn check_variants(config: &LstmConfig) -> Result<()> {
+fn check_variants(config: &LstmConfig, precision: Precision) -> Result<()> {
     let missing = [
         (
             config.recurrent_dropout > 0.0 && config.proj_size > 0,
-            "recurrent_dropout with a projection (proj_size > 0)",
+            "recurrent_dropout with a projection (proj_size > 0) on the GPU engine; \
+             it runs on the CPU engine and the reference",
         ),
-        (config.layer_norm, "the layer-normalised LSTM (layer_norm)"),
+        (
+            config.layer_norm && precision == Precision::F16,
+            "the layer-normalised LSTM (layer_norm) in f16 on the GPU engine; \
+             it runs in f32 on every engine",
+        ),
     ];
     match missing.iter().find(|(on, _)| *on) {
-        Some((_, what)) => Err(LstmError::Unsupported(format!(
-            "{what} on the GPU engine; it runs on the CPU engine and the reference"
-        ))),
+        Some((_, what)) => Err(LstmError::Unsupported(what.to_string())),
         None => Ok(()),
     }
 }

@@ -39,13 +39,16 @@ impl GpuTrainer {
         for (l, (w, g)) in self.lstm.param_layers().iter().zip(grads).enumerate() {
             let (m, v) = (&self.lstm_state[0][l], &self.lstm_state[1][l]);
             // Element counts in `GpuLayer::params` order: W_ih, W_hh, the
-            // biases (b_ih and b_hh in one buffer), W_hr.
+            // biases (b_ih and b_hh in one buffer), W_hr, the layer norm's.
             let mut lens = vec![dirs * 4 * h * w.input_size, dirs * 4 * h * cfg.hidden_out()];
             if cfg.bias {
                 lens.push(2 * dirs * 4 * h);
             }
             if cfg.proj_size > 0 {
                 lens.push(dirs * cfg.proj_size * h);
+            }
+            if cfg.layer_norm {
+                lens.push(dirs * crate::gpu::params::LN_PARAMS * h);
             }
             let params = [w, g, m, v].map(|layer| layer.params(cfg.bias));
             for (i, len) in lens.into_iter().enumerate() {

@@ -39,6 +39,9 @@ use crate::gpu::kernels::{
     TrainBuffers, WavefrontBuffers,
 };
 use crate::gpu::kernels::{GemmKernel, MaskKernel, MaskParams, SlotParams, ZeroSlotKernel};
+use crate::gpu::kernels::{
+    LayerNormKernels, LnBackBuffers, LnGradBuffers, LnInputBuffers, LnStepBuffers,
+};
 use crate::gpu::lstm::gru;
 use crate::gpu::lstm::masks::MaskLayout;
 use crate::gpu::tensor::{TENSOR_USAGE, byte_size, byte_size_in};
@@ -146,6 +149,8 @@ pub(in crate::gpu) struct BpttSpace {
     masks_seed: Option<u64>,
     /// A GRU's slot-clearing parameters, one buffer per dispatch.
     _slot_params: Vec<wgpu::Buffer>,
+    /// A layer-normalised LSTM's dispatches.
+    pub ln: Option<LnTrain>,
 }
 
 /// Input dropout on one layer (training): its input X is copied to `x` and
@@ -193,6 +198,21 @@ pub(super) struct BpttKernels<'a> {
     pub mask: Option<&'a MaskKernel>,
     /// For a GRU: clears its padded slots' gradients.
     pub zero_slot: Option<&'a ZeroSlotKernel>,
+    /// For a layer-normalised LSTM.
+    pub layer_norm: Option<&'a LayerNormKernels>,
+}
+
+/// A layer-normalised LSTM's training dispatches, per layer: the input
+/// norm (saving its rows), each forward step's and backward step's second
+/// dispatch, and the layer's gradient kernels, with the buffer of what the
+/// forward saves and the backward steps' per-row gradients
+/// (`shaders/ln_common.wgsl`).
+pub(in crate::gpu) struct LnTrain {
+    pub input: Vec<wgpu::BindGroup>,
+    pub steps: Vec<wgpu::BindGroup>,
+    pub back: Vec<wgpu::BindGroup>,
+    /// Per layer [14·N·H + 3·N] f32 for N = T·B·D rows.
+    saved: Vec<wgpu::Buffer>,
 }
 
 impl BpttSpace {
@@ -324,6 +344,19 @@ impl BpttSpace {
         let mask_layout = MaskLayout::new(cfg, b);
         let mut input_masks = Vec::new();
         let mut slot_params = Vec::new();
+        let mut ln_train = match k.layer_norm {
+            Some(_) => Some(LnTrain {
+                input: Vec::new(),
+                steps: Vec::new(),
+                back: Vec::new(),
+                saved: per_layer(
+                    "layer-norm rows",
+                    &[14 * t * b * dirs * h + 3 * t * b * dirs],
+                    Precision::F32,
+                )?,
+            }),
+            None => None,
+        };
         for (l, (w, g)) in weights.iter().zip(grads).enumerate() {
             // Input dropout: X̃ = X ⊙ m_x, made by the forward pass.
             let input_mask = match k.mask {
@@ -403,6 +436,48 @@ impl BpttSpace {
                     },
                 ));
             }
+            if let (Some(lk), Some(lt)) = (k.layer_norm, &mut ln_train) {
+                let ln = w.ln.as_ref().expect("layer-norm parameters");
+                let saved = &lt.saved[l];
+                lt.input.push(lk.input_train.bind(
+                    ctx,
+                    &LnInputBuffers {
+                        params: &uniforms,
+                        gates: &ws.gates,
+                        ln,
+                        bias: &w.bias,
+                        saved,
+                    },
+                ));
+                lt.steps.push(lk.step_train.bind(
+                    ctx,
+                    &LnStepBuffers {
+                        params: &uniforms,
+                        gates_x: &ws.gates,
+                        ln,
+                        state: &ws.state,
+                        y: step_y,
+                        lengths: &ws.lengths,
+                        saved,
+                        gates: &gates[l],
+                        c: &c_saved[l],
+                    },
+                ));
+                lt.back.push(lk.back.bind(
+                    ctx,
+                    &LnBackBuffers {
+                        params: &uniforms,
+                        gates: &gates[l],
+                        c_saved: &c_saved[l],
+                        ln,
+                        saved,
+                        dh_in: &dy.buffer,
+                        d_gates: &d_gates,
+                        carries: &carries,
+                        lengths: &ws.lengths,
+                    },
+                ));
+            }
             if let (Some(fwd), Some(bwd), Some(w_hr), Some(dh)) =
                 (&ws.hidden_proj, k.hidden_proj, &w.w_hr, &dh_proj)
             {
@@ -443,12 +518,25 @@ impl BpttSpace {
             // A wavefront's saved h of every layer is one buffer.
             let saved_h = &h_prev[if wave_on { 0 } else { l }];
             let mut layer_gemms = Vec::new();
+            // A layer-normalised LSTM's dW_hh reads dR from d_gates first;
+            // then its gradient kernels replace dR with dA there for dW_ih
+            // and dX, and sum the biases' and the norms' parameter
+            // gradients (so it has no bias column sum).
+            let mut recurrent_first = Vec::new();
             for (which, (kind, planned)) in plans[l].iter().enumerate() {
                 // A wavefront's layers above 0 need no dX GEMM: the backward
                 // steps fuse it.
                 if wave_on && l > 0 && matches!(kind, Gemm::Input) {
                     continue;
                 }
+                if cfg.layer_norm && matches!(kind, Gemm::Bias) {
+                    continue;
+                }
+                let layer_gemms = if cfg.layer_norm && matches!(kind, Gemm::WeightHh) {
+                    &mut recurrent_first
+                } else {
+                    &mut layer_gemms
+                };
                 let offset = layout.offset(entries.gemm(l, which)) as u64;
                 let plan = match planned {
                     Planned::Sum(sum) => {
@@ -530,6 +618,34 @@ impl BpttSpace {
                     layer_gemms.push((zero.kernel().clone(), bg, groups));
                     slot_params.push(params);
                 }
+            }
+            if let (Some(lk), Some(lt)) = (k.layer_norm, &ln_train) {
+                let at = layout.offset(entries.back(l, 0)) as u64;
+                let bind = |kernel: &Kernel| {
+                    kernel.bind(
+                        ctx,
+                        &LnGradBuffers {
+                            params: (&uniforms, at),
+                            ln: w.ln.as_ref().expect("layer-norm parameters"),
+                            saved: &lt.saved[l],
+                            d_gates: &d_gates,
+                            ln_grad: g.ln.as_ref().expect("layer-norm gradients"),
+                            bias_grad: &g.bias,
+                        },
+                    )
+                };
+                recurrent_first.push((
+                    lk.input_back.clone(),
+                    bind(&lk.input_back),
+                    LayerNormKernels::row_groups(ctx, t * b * dirs)?,
+                ));
+                recurrent_first.push((
+                    lk.param_grads.clone(),
+                    bind(&lk.param_grads),
+                    LayerNormKernels::param_groups(ctx, dirs, h)?,
+                ));
+                recurrent_first.append(&mut layer_gemms);
+                layer_gemms = recurrent_first;
             }
             gemms.push(layer_gemms);
             if let Some((x, params, forward, projection, ..)) = input_mask {
@@ -635,6 +751,7 @@ impl BpttSpace {
             input_masks,
             masks_seed: None,
             _slot_params: slot_params,
+            ln: ln_train,
         })
     }
 
@@ -657,6 +774,7 @@ impl BpttSpace {
             .chain(&self.c_saved)
             .chain(&self.h_prev)
             .chain(&self.m_saved)
+            .chain(self.ln.iter().flat_map(|ln| &ln.saved))
             .map(|b| b.size())
             .sum()
     }
