@@ -69,8 +69,7 @@ struct Args {
     /// The cell activation (Keras' `activation`): tanh or relu.
     #[arg(long, default_value = "tanh", value_parser = parse_activation)]
     activation: Activation,
-    /// A layer-normalised LSTM (`haste`'s LayerNormLSTM; reference and CPU
-    /// engine only).
+    /// A layer-normalised LSTM (`haste`'s LayerNormLSTM; f32 on the GPU).
     #[arg(long)]
     layer_norm: bool,
     /// Inter-layer dropout (`nn.LSTM`'s `dropout`), in training.
