@@ -12,7 +12,7 @@ use common::case::Case;
 use common::gpu::{gpu_or_skip, rerun_under_webgpu_limits};
 use common::{assert_close, assert_close_to_max, assert_grads_close};
 use wgpu_lstm::gpu::{GpuContext, GpuLstm, Precision};
-use wgpu_lstm::reference::{self, OutputGrads};
+use wgpu_lstm::reference;
 use wgpu_lstm::{
     Activation, Batch, Device, HeadKind, InitOptions, Inputs, LossKind, LstmConfig, LstmError,
     LstmWeights, Model, OptimizerKind, Targets, TrainConfig, Trainer,

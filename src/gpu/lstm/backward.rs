@@ -65,11 +65,11 @@ impl GpuLstm {
                     tr.back_kernel
                         .encode(ctx, &mut pass, &tr.back[l], offset, tr.back_groups);
                     // A layer-normalised LSTM: the cell's backward, after the carry.
-                    if let (Some(lt), Some(lk), Some(space)) = (&tr.ln, &self.layer_norm, &ws.ln) {
-                        if s < t {
-                            lk.back
-                                .encode_at(ctx, &mut pass, &lt.back[l], &[offset], space.cells);
-                        }
+                    if let (Some(lt), Some(lk), Some(space)) = (&tr.ln, &self.layer_norm, &ws.ln)
+                        && s < t
+                    {
+                        lk.back
+                            .encode_at(ctx, &mut pass, &lt.back[l], &[offset], space.cells);
                     }
                 }
             }
