@@ -144,12 +144,11 @@ fn main() -> std::result::Result<(), Box<dyn std::error::Error>> {
         );
     }
     let title = format!("adding problem, T = {}", args.seq_len);
-    support::plot_losses(
+    support::write_plot(
         std::path::Path::new(&args.plot),
         &title,
         &[("train MSE", &train_curve), ("test MSE", &test_curve)],
         true,
-    )?;
-    println!("loss curve: {}", args.plot);
+    );
     Ok(())
 }

@@ -133,13 +133,12 @@ fn main() -> Result<(), Box<dyn Error>> {
         &mut rng,
     )?;
     println!("sample at temperature {}:\n{text}", args.temperature);
-    support::plot_losses(
+    support::write_plot(
         std::path::Path::new(&args.plot),
         "character LM: training bits/char",
         &[("train", &curve)],
         false,
-    )?;
-    println!("loss curve: {}", args.plot);
+    );
     Ok(())
 }
 

@@ -139,12 +139,11 @@ fn main() -> Result<(), Box<dyn Error>> {
             "the naive forecast is better"
         }
     );
-    support::plot_losses(
+    support::write_plot(
         std::path::Path::new(&args.plot),
         "sunspots: training MSE (standardised)",
         &[("train MSE", &curve)],
         true,
-    )?;
-    println!("loss curve: {}", args.plot);
+    );
     Ok(())
 }

@@ -31,7 +31,7 @@ mod text;
 
 // Each example uses some of these, none all of them.
 #[allow(unused_imports)]
-pub use plot::plot_losses;
+pub use plot::{plot_losses, write_plot};
 #[allow(unused_imports)]
 pub use series::{Scaler, SeriesWindows};
 #[allow(unused_imports)]

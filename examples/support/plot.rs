@@ -4,6 +4,29 @@ use std::error::Error;
 use std::ops::Range;
 use std::path::Path;
 
+/// [`plot_losses`] at the end of a run: creates `path`'s folder when it is
+/// missing, and reports a failure as a warning rather than failing a run
+/// whose training has finished (its results are already printed). Returns
+/// whether the chart was written, and says where.
+pub fn write_plot(path: &Path, title: &str, series: &[(&str, &[(f64, f64)])], y_log: bool) -> bool {
+    let folder: Result<(), Box<dyn Error>> = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => std::fs::create_dir_all(dir)
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()).into()),
+        _ => Ok(()),
+    };
+    let written = folder.and_then(|()| plot_losses(path, title, series, y_log));
+    match written {
+        Ok(()) => {
+            println!("loss curve: {}", path.display());
+            true
+        }
+        Err(e) => {
+            eprintln!("warning: the loss curve was not written ({e})");
+            false
+        }
+    }
+}
+
 /// Writes an SVG line chart of one or more loss curves to `path`.
 ///
 /// `series` holds `(name, points)` pairs, each point `(step, loss)`; every

@@ -1,0 +1,78 @@
+//! The examples end well after training: a plot into a folder that does not
+//! exist yet is written (the folder made), and one that cannot be written is
+//! a warning, not a failed run.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+/// An example's binary, which `cargo test` builds beside the test executables.
+fn example(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().unwrap().parent().unwrap().join("examples");
+    let bin = dir.join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
+    let built = |p: &std::path::Path| std::fs::metadata(p).and_then(|m| m.modified());
+    let bin_time = built(&bin).unwrap_or_else(|_| {
+        panic!(
+            "{} is missing: `cargo test` builds the examples",
+            bin.display()
+        )
+    });
+    // `cargo test --test examples` alone does not rebuild them.
+    let src = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples");
+    for f in [format!("{name}.rs"), "support/plot.rs".into()] {
+        assert!(
+            built(&src.join(&f)).unwrap() <= bin_time,
+            "{} is older than examples/{f}: run `cargo build --release --examples` (or the whole `cargo test`)",
+            bin.display()
+        );
+    }
+    bin
+}
+
+/// A few steps of the adding problem on the CPU engine, plotting to `plot`.
+fn adding(plot: &std::path::Path) -> std::process::Output {
+    Command::new(example("adding"))
+        .args(["--device", "cpu", "--steps", "3", "--seq-len", "8"])
+        .args(["--batch", "4", "--hidden", "4", "--eval-every", "1"])
+        .arg("--plot")
+        .arg(plot)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn a_plot_into_a_missing_folder_makes_the_folder() {
+    let dir = std::env::temp_dir().join(format!("wgpu-lstm-plot-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let plot = dir.join("new").join("folder").join("adding.svg");
+    let out = adding(&plot);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let svg = std::fs::read_to_string(&plot).unwrap();
+    assert!(svg.contains("<svg"), "an SVG chart");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_plot_that_cannot_be_written_does_not_fail_the_run() {
+    let dir = std::env::temp_dir().join(format!("wgpu-lstm-noplot-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    // A folder whose name is taken by a file cannot be made.
+    let file = dir.join("taken");
+    std::fs::write(&file, "not a folder").unwrap();
+    let out = adding(&file.join("adding.svg"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("the loss curve was not written"),
+        "{stderr}"
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("test MSE"),
+        "the results are printed"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
