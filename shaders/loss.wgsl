@@ -3,6 +3,7 @@
 //
 // `mse`: PyTorch MSELoss (mean). With `per_step`, rows are time-major (t, b)
 // and rows past lengths[b] are left out of the loss and get zero gradient.
+// `bce_with_logits`: PyTorch BCEWithLogitsLoss (mean), masked as `mse`.
 // `cross_entropy`: PyTorch CrossEntropyLoss on logits with class indices,
 // mean over targets that are not `ignore_index`; a stable log-softmax.
 // The host counts what the mean divides by (`inv_count`) and checks classes.
@@ -71,6 +72,36 @@ fn mse(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(local_invocation_
             if (valid) {
                 share += d * d;
                 grad[i] = 2.0 * d * s.inv_count * s.grad_scale;
+            } else {
+                grad[i] = 0.0;
+            }
+        }
+    }
+    reduce_share(share, lid.x, wg.x);
+}
+
+// nn.BCEWithLogitsLoss (mean), masked as `mse`: per element
+// max(z, 0) − z·y + log(1 + exp(−|z|)), gradient σ(z) − y.
+@compute @workgroup_size(WG, 1, 1)
+fn bce_with_logits(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wg: vec3<u32>) {
+    let r = gid.x;
+    var share = 0.0;
+    if (r < p.rows) {
+        let valid = row_valid(r);
+        for (var c = 0u; c < p.cols; c++) {
+            let i = r * p.cols + c;
+            let z = pred[i];
+            let y = target_f[i];
+            if (valid) {
+                let e = exp(-abs(z));
+                // log(1 + e) with e in (0, 1]: the series where e is tiny, where
+                // 1 + e rounds to 1 in f32.
+                var softplus = log(1.0 + e);
+                if (e < 1e-4) {
+                    softplus = e * (1.0 - 0.5 * e);
+                }
+                share += max(z, 0.0) - z * y + softplus;
+                grad[i] = (sigmoid(z) - y) * s.inv_count * s.grad_scale;
             } else {
                 grad[i] = 0.0;
             }

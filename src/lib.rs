@@ -52,7 +52,7 @@ pub use error::{LstmError, Result};
 pub use gpu::Precision;
 pub use input::LstmInput;
 pub use lstm::Lstm;
-pub use model::{Batch, HeadKind, Inputs, LossKind, Model, Targets, TrainConfig};
+pub use model::{Accuracy, Batch, HeadKind, Inputs, LossKind, Model, Targets, TrainConfig};
 pub use real::Real;
 pub use reference::{LrSchedule, LstmOutput, OptimizerKind};
 pub use tensor::Tensor;

@@ -9,7 +9,8 @@ use crate::config::LstmConfig;
 use crate::error::{LstmError, Result};
 use crate::real::Real;
 use crate::reference::{
-    Embedding, Linear, LrSchedule, OptimizerKind, cross_entropy, lstm_params_mut, mse_masked,
+    Embedding, Linear, LrSchedule, OptimizerKind, bce_with_logits_masked, cross_entropy,
+    lstm_params_mut, mse_masked,
 };
 use crate::weights::{InitOptions, LstmWeights};
 
@@ -27,6 +28,11 @@ pub enum HeadKind {
 pub enum LossKind {
     /// `nn.MSELoss()`: the mean over every valid element.
     Mse,
+    /// `nn.BCEWithLogitsLoss()` on the head's logits with targets in \[0, 1\]:
+    /// the mean over every valid element of the binary cross-entropy of
+    /// σ(logit) (Keras' `Dense(1, activation='sigmoid')` with
+    /// `binary_crossentropy`, computed stably from the logit).
+    BceWithLogits,
     /// `nn.CrossEntropyLoss(ignore_index=...)` on logits with class indices:
     /// the mean over valid targets that are not ignored.
     CrossEntropy {
@@ -253,11 +259,12 @@ pub enum Inputs<'a> {
     Tokens(&'a [usize]),
 }
 
-/// What the loss compares against: values for MSE, class ids for cross-entropy.
+/// What the loss compares against: values for MSE and binary cross-entropy,
+/// class ids for cross-entropy.
 #[derive(Clone, Copy, Debug)]
 pub enum Targets<'a> {
-    /// For [`LossKind::Mse`]: [T, B, O] with a per-step head, [B, O] with a
-    /// last-step head.
+    /// For [`LossKind::Mse`] and [`LossKind::BceWithLogits`] (then in
+    /// \[0, 1\]): [T, B, O] with a per-step head, [B, O] with a last-step head.
     Values(&'a [f32]),
     /// For [`LossKind::CrossEntropy`]: class ids in 0..O (or `ignore_index`),
     /// [T·B] with a per-step head, \[B\] with a last-step head.
@@ -337,7 +344,7 @@ impl Batch<'_> {
         };
         let outputs = model.outputs;
         match (self.targets, loss) {
-            (Targets::Values(v), LossKind::Mse) => {
+            (Targets::Values(v), LossKind::Mse | LossKind::BceWithLogits) => {
                 if v.len() != rows * outputs {
                     let want: Vec<usize> = match model.head_kind {
                         HeadKind::PerStep => vec![t, b, outputs],
@@ -349,6 +356,17 @@ impl Batch<'_> {
                     return Err(LstmError::value(
                         "targets",
                         format!("non-finite value at flat index {i}"),
+                    ));
+                }
+                if loss == LossKind::BceWithLogits
+                    && let Some(i) = v.iter().position(|x| !(0.0..=1.0).contains(x))
+                {
+                    return Err(LstmError::value(
+                        "targets",
+                        format!(
+                            "targets[{i}] = {} is outside [0, 1], which binary cross-entropy needs",
+                            v[i]
+                        ),
                     ));
                 }
             }
@@ -374,7 +392,10 @@ impl Batch<'_> {
                 ));
             }
             (Targets::Classes(_), _) => {
-                return Err(LstmError::value("targets", "MSE needs target values"));
+                return Err(LstmError::value(
+                    "targets",
+                    "MSE and binary cross-entropy need target values",
+                ));
             }
         }
         Ok(())
@@ -425,14 +446,17 @@ pub(crate) fn loss_of<T: Real>(
         None
     };
     match (loss, batch.targets) {
-        (LossKind::Mse, Targets::Values(v)) => {
+        (LossKind::Mse | LossKind::BceWithLogits, Targets::Values(v)) => {
             let target: Vec<T> = v.iter().map(|&x| T::from_f64(x as f64)).collect();
             let (t, b) = if kind == HeadKind::PerStep {
                 (batch.seq_len, batch.batch)
             } else {
                 (1, batch.batch)
             };
-            mse_masked(out, &target, t, b, outputs, lengths)
+            match loss {
+                LossKind::Mse => mse_masked(out, &target, t, b, outputs, lengths),
+                _ => bce_with_logits_masked(out, &target, t, b, outputs, lengths),
+            }
         }
         (LossKind::CrossEntropy { ignore_index }, Targets::Classes(c)) => {
             // Padded rows count as ignored.
@@ -452,7 +476,100 @@ pub(crate) fn loss_of<T: Real>(
         }
         _ => Err(LstmError::value(
             "targets",
-            "do not fit the loss (MSE needs values, cross-entropy classes)",
+            "do not fit the loss (MSE and binary cross-entropy need values, cross-entropy classes)",
         )),
     }
+}
+
+/// How many predictions were right, out of how many counted: what
+/// [`Trainer::accuracy`](crate::Trainer::accuracy) returns for one batch.
+/// Add the counts of several batches for a data set's accuracy.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Accuracy {
+    /// Predictions that matched their target.
+    pub correct: usize,
+    /// Predictions counted: valid rows (and, for cross-entropy, targets that
+    /// are not `ignore_index`); for binary cross-entropy every valid output.
+    pub total: usize,
+}
+
+impl Accuracy {
+    /// correct / total; NaN when nothing was counted.
+    pub fn fraction(&self) -> f64 {
+        if self.total == 0 {
+            f64::NAN
+        } else {
+            self.correct as f64 / self.total as f64
+        }
+    }
+}
+
+impl std::ops::Add for Accuracy {
+    type Output = Accuracy;
+    fn add(self, other: Accuracy) -> Accuracy {
+        Accuracy {
+            correct: self.correct + other.correct,
+            total: self.total + other.total,
+        }
+    }
+}
+
+impl std::ops::AddAssign for Accuracy {
+    fn add_assign(&mut self, other: Accuracy) {
+        *self = *self + other;
+    }
+}
+
+/// The accuracy of the head's output `out` ([rows, O]) on `batch`:
+/// - cross-entropy: a row is right when its largest logit (the first, on a
+///   tie, as `torch.argmax`) is its target class; padded rows and
+///   `ignore_index` targets are not counted. With a per-step head this is
+///   per-token accuracy.
+/// - binary cross-entropy: an output is right when σ(logit) > 0.5 exactly
+///   when its target is > 0.5 (Keras' `binary_accuracy` at threshold 0.5);
+///   padded rows are not counted.
+/// - MSE has no accuracy: [`LstmError::InvalidValue`] `loss`.
+pub fn accuracy(
+    model: &ModelShape,
+    loss: LossKind,
+    batch: &Batch<'_>,
+    out: &[f32],
+) -> Result<Accuracy> {
+    batch.validate(model, loss)?;
+    let outputs = model.outputs;
+    let kind = model.head_kind;
+    let mut acc = Accuracy::default();
+    match (loss, batch.targets) {
+        (LossKind::CrossEntropy { ignore_index }, Targets::Classes(c)) => {
+            for (r, row) in out.chunks_exact(outputs).enumerate() {
+                if !batch.row_valid(kind, r) || Some(c[r]) == ignore_index {
+                    continue;
+                }
+                let best = row
+                    .iter()
+                    .enumerate()
+                    .fold(0, |best, (j, &v)| if v > row[best] { j } else { best });
+                acc.total += 1;
+                acc.correct += usize::from(best as i64 == c[r]);
+            }
+        }
+        (LossKind::BceWithLogits, Targets::Values(y)) => {
+            for (r, row) in out.chunks_exact(outputs).enumerate() {
+                if !batch.row_valid(kind, r) {
+                    continue;
+                }
+                for (j, &z) in row.iter().enumerate() {
+                    acc.total += 1;
+                    acc.correct += usize::from((z > 0.0) == (y[r * outputs + j] > 0.5));
+                }
+            }
+        }
+        _ => {
+            return Err(LstmError::value(
+                "loss",
+                "accuracy needs a classification loss (cross-entropy or binary cross-entropy)",
+            ));
+        }
+    }
+    Ok(acc)
 }

@@ -184,6 +184,17 @@ impl Trainer {
         }
     }
 
+    /// Evaluation mode: how many of the model's predictions for `batch` are
+    /// right (see [`crate::model::accuracy`]; per token with a per-step
+    /// head). Classification losses only.
+    pub fn accuracy(&mut self, batch: &Batch<'_>) -> Result<crate::model::Accuracy> {
+        let shape = self.model_shape();
+        let loss = self.config().loss;
+        batch.validate(&shape, loss)?;
+        let out = self.predict(batch)?;
+        crate::model::accuracy(&shape, loss, batch, &out)
+    }
+
     /// The model as trained so far (read back from a GPU), in PyTorch's
     /// layout.
     pub fn model(&self) -> Result<Model<f32>> {
@@ -199,6 +210,14 @@ impl Trainer {
         match &self.engine {
             Engine::Gpu(gpu) => gpu.step_count(),
             Engine::Cpu { state, skipped, .. } => state.optimizer.step + skipped,
+        }
+    }
+
+    /// The model's architecture.
+    fn model_shape(&self) -> crate::model::ModelShape {
+        match &self.engine {
+            Engine::Gpu(gpu) => gpu.shape().clone(),
+            Engine::Cpu { state, .. } => state.model.shape(),
         }
     }
 

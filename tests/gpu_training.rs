@@ -18,6 +18,8 @@ struct Data {
     tokens: Vec<usize>,
     values: Vec<f32>,
     classes: Vec<i64>,
+    /// Binary cross-entropy targets: 0, 1 and a soft 0.25.
+    probabilities: Vec<f32>,
     lengths: Option<Vec<usize>>,
 }
 
@@ -43,6 +45,9 @@ fn data(
         values: (0..rows * outputs)
             .map(|_| rng.random_range(-1.0..1.0))
             .collect(),
+        probabilities: (0..rows * outputs)
+            .map(|k| if k % 3 == 2 { 0.25 } else { (k % 2) as f32 })
+            .collect(),
         classes: (0..rows)
             .map(|_| rng.random_range(0..outputs as i64))
             .collect(),
@@ -65,6 +70,7 @@ fn batch<'a>(d: &'a Data, t: usize, b: usize, tokens: bool, loss: LossKind) -> B
         },
         targets: match loss {
             LossKind::Mse => Targets::Values(&d.values),
+            LossKind::BceWithLogits => Targets::Values(&d.probabilities),
             LossKind::CrossEntropy { .. } => Targets::Classes(&d.classes),
         },
         lengths: d.lengths.as_deref(),
@@ -149,6 +155,25 @@ fn compare_in(
     let (gm, cm) = (gpu.model().unwrap(), cpu.model());
     for ((n, _, g), (_, _, c)) in gm.named_params().iter().zip(cm.named_params().iter()) {
         assert_close(&format!("{name}/{n}"), g, c, 1e-4, 1e-3);
+    }
+}
+
+#[test]
+fn binary_cross_entropy_per_step_and_last_step_match_cpu() {
+    for (name, head, lengths) in [
+        ("bce_per_step", HeadKind::PerStep, true),
+        ("bce_last_step", HeadKind::LastStep, false),
+    ] {
+        compare(
+            name,
+            None,
+            LstmConfig::new(4, 6),
+            2,
+            head,
+            TrainConfig::new(LossKind::BceWithLogits, OptimizerKind::adam(0.01)),
+            6,
+            lengths,
+        );
     }
 }
 

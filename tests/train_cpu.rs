@@ -16,8 +16,9 @@ use wgpu_lstm::TensorFile;
 use wgpu_lstm::reference::ReferenceTrainer;
 use wgpu_lstm::reference::{self, OutputGrads};
 use wgpu_lstm::reference::{
-    Embedding, Linear, LinearGrads, LrSchedule, Optimizer, OptimizerKind, clip_grad_norm,
-    cross_entropy, last_valid_step, last_valid_step_backward, lstm_params_mut, mse, mse_masked,
+    Embedding, Linear, LinearGrads, LrSchedule, Optimizer, OptimizerKind, bce_with_logits_masked,
+    clip_grad_norm, cross_entropy, last_valid_step, last_valid_step_backward, lstm_params_mut, mse,
+    mse_masked,
 };
 use wgpu_lstm::weights::SafetensorsPrefix;
 use wgpu_lstm::{LstmError, LstmInput, LstmWeights, Real, Tensor};
@@ -624,6 +625,79 @@ fn cross_entropy_matches_pytorch() {
     let (loss, grad) = cross_entropy(&logits, classes, &targets, Some(ignore)).unwrap();
     assert_close("cross_entropy f32 loss", &[loss], &want_loss, 1e-5, 1e-5);
     assert_close("cross_entropy f32 grad", &grad, &want_grad, 1e-6, 1e-5);
+}
+
+#[test]
+fn bce_with_logits_matches_pytorch() {
+    let (bytes, _) = fixture("bce_with_logits");
+    let file = TensorFile::from_bytes(bytes).unwrap();
+    let want_loss = file.float::<f64>("loss").unwrap().into_data();
+    let want_grad = file.float::<f64>("grad").unwrap().into_data();
+    let shape = file.float::<f64>("logits").unwrap().shape().to_vec();
+    let (rows, cols) = (shape[0], shape[1]);
+    let targets = file.float::<f64>("targets").unwrap().into_data();
+
+    let logits = file.float::<f64>("logits").unwrap().into_data();
+    assert!(logits.iter().any(|z| z.abs() > 30.0), "a saturated row");
+    let (loss, grad) = bce_with_logits_masked(&logits, &targets, 1, rows, cols, None).unwrap();
+    assert_close("bce f64 loss", &[loss], &want_loss, 1e-12, 1e-12);
+    assert_close("bce f64 grad", &grad, &want_grad, 1e-12, 1e-12);
+
+    let logits = file.float::<f32>("logits").unwrap().into_data();
+    let targets = file.float::<f32>("targets").unwrap().into_data();
+    let (loss, grad) = bce_with_logits_masked(&logits, &targets, 1, rows, cols, None).unwrap();
+    assert_close("bce f32 loss", &[loss], &want_loss, 1e-5, 1e-5);
+    assert_close("bce f32 grad", &grad, &want_grad, 1e-6, 1e-5);
+}
+
+/// Masked by lengths, against finite differences, and its definition: the
+/// binary cross-entropy of σ(z) over the valid elements only.
+#[test]
+fn bce_with_logits_masked_gradient_matches_finite_differences() {
+    let (t, b, f) = (3, 2, 2);
+    let lengths = [3, 1];
+    let logits: Vec<f64> = rand_vec(t * b * f, 21).iter().map(|v| 4.0 * v).collect();
+    let targets: Vec<f64> = rand_vec(t * b * f, 22)
+        .iter()
+        .map(|v| (v + 1.0) / 2.0)
+        .collect();
+    let loss_at = |z: &[f64]| {
+        bce_with_logits_masked(z, &targets, t, b, f, Some(&lengths))
+            .unwrap()
+            .0
+    };
+    let (loss, grad) = bce_with_logits_masked(&logits, &targets, t, b, f, Some(&lengths)).unwrap();
+    assert_close_to_max("bce masked", &grad, &numeric_grad(&logits, loss_at), FD_TOL);
+    let mut want = 0.0;
+    let mut n = 0;
+    for step in 0..t {
+        for (row, &len) in lengths.iter().enumerate().filter(|&(_, &l)| step < l) {
+            let _ = len;
+            for k in 0..f {
+                let i = (step * b + row) * f + k;
+                let p = 1.0 / (1.0 + (-logits[i]).exp());
+                want -= targets[i] * p.ln() + (1.0 - targets[i]) * (1.0 - p).ln();
+                n += 1;
+            }
+        }
+    }
+    assert!(
+        (loss - want / n as f64).abs() < 1e-12,
+        "{loss} vs {}",
+        want / n as f64
+    );
+    // Padded steps of sequence 1 (t = 1, 2) get no gradient.
+    for step in 1..t {
+        let at = (step * b + 1) * f;
+        assert!(grad[at..at + f].iter().all(|&g| g == 0.0));
+    }
+    // A target outside [0, 1] is a typed error.
+    let mut bad = targets.clone();
+    bad[3] = 1.5;
+    assert!(matches!(
+        bce_with_logits_masked(&logits, &bad, t, b, f, None),
+        Err(LstmError::InvalidValue { .. })
+    ));
 }
 
 // ---------------------------------------------------------------------------

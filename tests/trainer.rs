@@ -10,8 +10,8 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use wgpu_lstm::reference::{self, ReferenceTrainer};
 use wgpu_lstm::{
-    Batch, Device, HeadKind, Inputs, LossKind, Lstm, LstmConfig, LstmError, LstmInput, LstmWeights,
-    Model, OptimizerKind, Targets, Tensor, TrainConfig, Trainer,
+    Accuracy, Batch, Device, HeadKind, Inputs, LossKind, Lstm, LstmConfig, LstmError, LstmInput,
+    LstmWeights, Model, OptimizerKind, Targets, Tensor, TrainConfig, Trainer,
 };
 
 /// The CPU engine, and the GPU when there is one (required in CI).
@@ -360,5 +360,79 @@ fn models_take_init_options() {
     );
     for j in 4..8 {
         assert!((b_ih[j] + b_hh[j] - 1.0).abs() < 1e-6, "unit {j}");
+    }
+}
+
+/// Accuracy on every device, from a head whose weight is zero: every
+/// prediction is then the bias's, so the right count is known from the
+/// targets alone. Padded rows and `ignore_index` targets are not counted;
+/// MSE has no accuracy.
+#[test]
+fn accuracy_counts_what_the_targets_say() {
+    let (t, b) = (3, 4);
+    let lengths = [3, 1, 2, 3];
+    let x: Vec<f32> = (0..t * b * 2).map(|k| (k % 5) as f32 / 5.0).collect();
+    let head = |model: &mut Model<f32>, bias: &[f32]| {
+        model.head.weight.iter_mut().for_each(|w| *w = 0.0);
+        model.head.bias.copy_from_slice(bias);
+    };
+    for device in devices("accuracy_counts_what_the_targets_say") {
+        // Per-token cross-entropy, 3 classes, predicting class 2 everywhere.
+        let mut model =
+            Model::<f32>::new(None, &LstmConfig::new(2, 5), 3, HeadKind::PerStep, 1).unwrap();
+        head(&mut model, &[0.1, -0.3, 0.7]);
+        let classes: Vec<i64> = vec![2, 0, 2, 1, 1, -100, 2, 2, 2, 2, 0, -100];
+        let config = TrainConfig::new(
+            LossKind::CrossEntropy {
+                ignore_index: Some(-100),
+            },
+            OptimizerKind::sgd(0.1),
+        );
+        let mut trainer = Trainer::new(&device, model, config).unwrap();
+        let batch = Batch {
+            seq_len: t,
+            batch: b,
+            inputs: Inputs::Features(&x),
+            targets: Targets::Classes(&classes),
+            lengths: Some(&lengths),
+        };
+        // Rows r = t·B + b count when t < lengths[b] and the target is not
+        // ignored: at t = 0 all four (2 right), at t = 1 b = 0, 2, 3 (2
+        // right), at t = 2 b = 0 (right; b = 3 is ignored).
+        let mut want = Accuracy::default();
+        for (r, &c) in classes.iter().enumerate() {
+            let (step, seq) = (r / b, r % b);
+            if step < lengths[seq] && c != -100 {
+                want.total += 1;
+                want.correct += usize::from(c == 2);
+            }
+        }
+        assert_eq!((want.correct, want.total), (5, 8), "the hand count");
+        assert_eq!(trainer.accuracy(&batch).unwrap(), want, "{device:?}");
+
+        // Binary cross-entropy at the last step, one output, predicting 1.
+        let mut model =
+            Model::<f32>::new(None, &LstmConfig::new(2, 5), 1, HeadKind::LastStep, 2).unwrap();
+        head(&mut model, &[0.4]);
+        let y = [1.0, 0.0, 1.0, 0.25];
+        let config = TrainConfig::new(LossKind::BceWithLogits, OptimizerKind::sgd(0.1));
+        let mut trainer = Trainer::new(&device, model, config).unwrap();
+        let batch = Batch {
+            targets: Targets::Values(&y),
+            ..batch
+        };
+        let acc = trainer.accuracy(&batch).unwrap();
+        assert_eq!((acc.correct, acc.total), (2, 4), "{device:?}");
+        assert_eq!(acc.fraction(), 0.5);
+
+        // MSE has none.
+        let model =
+            Model::<f32>::new(None, &LstmConfig::new(2, 5), 1, HeadKind::LastStep, 2).unwrap();
+        let config = TrainConfig::new(LossKind::Mse, OptimizerKind::sgd(0.1));
+        let mut trainer = Trainer::new(&device, model, config).unwrap();
+        assert!(matches!(
+            trainer.accuracy(&batch),
+            Err(LstmError::InvalidValue { .. })
+        ));
     }
 }

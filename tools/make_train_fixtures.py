@@ -56,6 +56,11 @@ Other files:
                           cosine: CosineAnnealingLR(T_max=4, eta_min=0.01), 13 steps,
                           past T_max [13]. lr[k] is the lr of the step after k
                           completed steps. Metadata: the hyper-parameters.
+  bce_with_logits.safetensors
+                          nn.BCEWithLogitsLoss() (mean), computed in float64, on
+                          float32 logits [5, 3] (standard normal, row 1 set to
+                          40, -60, 19.9: saturated) and targets [5, 3] in [0, 1],
+                          soft ones included: logits, targets, loss [] and grad.
   cross_entropy.safetensors
                           nn.CrossEntropyLoss(ignore_index=-100) on logits [6, 4]
                           (standard normal, row 4 scaled by 50 to exercise the
@@ -213,6 +218,21 @@ def make_cross_entropy():
     return {k: v.contiguous() for k, v in t.items()}, meta
 
 
+def make_bce_with_logits():
+    torch.manual_seed(3001)
+    logits = torch.randn(5, 3)
+    logits[1] = torch.tensor([40.0, -60.0, 19.9])  # saturated: 1 + exp(-|z|) rounds to 1 in f32
+    targets = torch.tensor([[1.0, 0.0, 1.0], [0.0, 1.0, 1.0], [0.3, 0.75, 0.0],
+                            [1.0, 1.0, 0.0], [0.5, 0.0, 1.0]])
+    z = logits.double().clone().requires_grad_()
+    loss = torch.nn.BCEWithLogitsLoss()(z, targets.double())
+    loss.backward()
+    t = dict(logits=logits, targets=targets, loss=loss.detach(), grad=z.grad.detach())
+    meta = dict(torch_version=torch.__version__,
+                description="BCEWithLogitsLoss() (mean) in float64 on float32 logits and targets")
+    return {k: v.contiguous() for k, v in t.items()}, meta
+
+
 def main():
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -222,6 +242,7 @@ def main():
     files = [(name, *make_case(i, name, **kw)) for i, (name, kw) in enumerate(CASES)]
     files.append(("schedules", *make_schedules()))
     files.append(("cross_entropy", *make_cross_entropy()))
+    files.append(("bce_with_logits", *make_bce_with_logits()))
     total = 0
     for name, tensors, meta in files:
         path = os.path.join(args.out, name + ".safetensors")

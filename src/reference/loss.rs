@@ -55,7 +55,58 @@ pub fn mse_masked<T: Real>(
     features: usize,
     lengths: Option<&[usize]>,
 ) -> Result<(T, Vec<T>)> {
-    let shape = [seq_len, batch, features];
+    let two = T::from_f64(2.0);
+    masked_mean(pred, target, [seq_len, batch, features], lengths, |p, y| {
+        let d = p - y;
+        (d * d, two * d)
+    })
+}
+
+/// PyTorch's `nn.BCEWithLogitsLoss()` (mean) over the valid steps of padded,
+/// time-major sequences, on logits z and targets y in \[0, 1\] (soft labels
+/// allowed), both [T, B, F], masked as [`mse_masked`]. Per element, in the
+/// stable form PyTorch uses,
+/// ℓ = max(z, 0) − z·y + ln(1 + exp(−|z|)), and d ℓ / d z = σ(z) − y; the
+/// loss is their mean over the n valid elements, the gradient divided by n.
+/// This is the binary cross-entropy of σ(z), Keras' `binary_crossentropy`
+/// after a sigmoid output, without its rounding at saturation.
+///
+/// Errors: those of [`mse_masked`], and a target outside \[0, 1\]
+/// ([`LstmError::InvalidValue`] `target`, naming the index).
+pub fn bce_with_logits_masked<T: Real>(
+    pred: &[T],
+    target: &[T],
+    seq_len: usize,
+    batch: usize,
+    features: usize,
+    lengths: Option<&[usize]>,
+) -> Result<(T, Vec<T>)> {
+    if let Some(i) = target
+        .iter()
+        .position(|&y| !(y >= T::zero() && y <= T::one()))
+    {
+        return Err(LstmError::value(
+            "target",
+            format!("target[{i}] = {} is outside [0, 1]", target[i].as_f64()),
+        ));
+    }
+    masked_mean(pred, target, [seq_len, batch, features], lengths, |z, y| {
+        let loss = z.max(T::zero()) - z * y + (-z.abs()).exp().ln_1p();
+        (loss, z.sigmoid() - y)
+    })
+}
+
+/// The mean of `elem(p, y).0` over the valid elements of [T, B, F] `pred`
+/// and `target` (step t of sequence b is valid when t < lengths\[b\]), and
+/// its gradient: `elem(p, y).1 / n` at valid elements, 0 at padded ones.
+fn masked_mean<T: Real>(
+    pred: &[T],
+    target: &[T],
+    shape: [usize; 3],
+    lengths: Option<&[usize]>,
+    elem: impl Fn(T, T) -> (T, T),
+) -> Result<(T, Vec<T>)> {
+    let [seq_len, batch, features] = shape;
     if pred.len() != seq_len * batch * features {
         return Err(LstmError::shape("pred", &shape, &[pred.len()]));
     }
@@ -85,7 +136,6 @@ pub fn mse_masked<T: Real>(
         ));
     }
     let n = T::from_f64(valid as f64);
-    let two = T::from_f64(2.0);
     let mut sum = T::zero();
     let mut grad = vec![T::zero(); pred.len()];
     for t in 0..seq_len {
@@ -95,9 +145,9 @@ pub fn mse_masked<T: Real>(
             }
             let at = (t * batch + b) * features;
             for i in at..at + features {
-                let d = pred[i] - target[i];
-                sum = sum + d * d;
-                grad[i] = two * d / n;
+                let (l, g) = elem(pred[i], target[i]);
+                sum = sum + l;
+                grad[i] = g / n;
             }
         }
     }

@@ -16,7 +16,9 @@
 //! - [`layers`]: [`Linear`] (`nn.Linear`), [`Embedding`] (`nn.Embedding`),
 //!   [`last_valid_step`] for many-to-one heads.
 //! - [`loss`]: [`mse`] (`nn.MSELoss`), [`mse_masked`] (MSE over the valid
-//!   steps of padded sequences), [`cross_entropy`] (`nn.CrossEntropyLoss`).
+//!   steps of padded sequences), [`bce_with_logits_masked`]
+//!   (`nn.BCEWithLogitsLoss`, likewise masked), [`cross_entropy`]
+//!   (`nn.CrossEntropyLoss`).
 //! - [`optim`]: [`Optimizer`] (`torch.optim.SGD`, `Adam`, `AdamW`),
 //!   [`clip_grad_norm`] (`clip_grad_norm_`).
 //! - [`schedule`]: [`LrSchedule`] (`StepLR`, `CosineAnnealingLR`), also
@@ -47,7 +49,7 @@ pub use forward::{
 };
 pub use layer_norm::LN_EPS;
 pub use layers::{Embedding, Linear, LinearGrads, last_valid_step, last_valid_step_backward};
-pub use loss::{cross_entropy, mse, mse_masked};
+pub use loss::{bce_with_logits_masked, cross_entropy, mse, mse_masked};
 pub use optim::{LrSchedule, Optimizer, OptimizerKind, clip_grad_norm};
 pub use trainer::ReferenceTrainer;
 pub(crate) use trainer::{LstmPasses, TrainState};

@@ -168,6 +168,7 @@ const OPTIM_TILE: Constants<'static> = &[
 /// Every training kernel, built once.
 pub struct TrainKernelSet {
     pub mse: Kernel,
+    pub bce_with_logits: Kernel,
     pub cross_entropy: Kernel,
     pub loss_finish: Kernel,
     pub sum_squares: Kernel,
@@ -189,6 +190,13 @@ impl TrainKernelSet {
         let gather = include_str!("../../../shaders/gather.wgsl");
         TrainKernelSet {
             mse: Kernel::new::<LossBuffers>(ctx, "mse loss", loss, "mse", FLAT_TILE),
+            bce_with_logits: Kernel::new::<LossBuffers>(
+                ctx,
+                "binary cross-entropy loss",
+                loss,
+                "bce_with_logits",
+                FLAT_TILE,
+            ),
             cross_entropy: Kernel::new::<LossBuffers>(
                 ctx,
                 "cross-entropy loss",

@@ -280,6 +280,11 @@ impl GpuTrainer {
         &self.ctx
     }
 
+    /// The model's architecture.
+    pub fn shape(&self) -> &crate::model::ModelShape {
+        &self.shape
+    }
+
     /// The training configuration.
     pub fn config(&self) -> &TrainConfig {
         &self.config

@@ -306,6 +306,7 @@ impl GpuTrainer {
         )?);
         let loss_kernel = match self.config.loss {
             LossKind::Mse => &self.kernels.mse,
+            LossKind::BceWithLogits => &self.kernels.bce_with_logits,
             LossKind::CrossEntropy { .. } => &self.kernels.cross_entropy,
         };
         let loss_bind = |k: &Kernel| {
