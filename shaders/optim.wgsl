@@ -31,6 +31,10 @@ struct OptParams {
     eps: f32,
     partial_count: u32, // clip: total partials over all tensors
     growth_interval: u32, // clip: clean steps before a dynamic loss scale doubles
+    clip_value: f32,    // update: clamp each gradient element to ±this (after the norm); 0 = off
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
 }
 
 // WG (the workgroup width) and PARTIALS_PER_TENSOR are declared before this
@@ -118,6 +122,9 @@ fn update(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups
         return;
     }
     var g = grad[i] * s.clip_coef;
+    if (p.clip_value > 0.0) {
+        g = clamp(g, -p.clip_value, p.clip_value);
+    }
     var w = param[i];
     if (p.kind == 0u) {
         g += p.weight_decay * w;

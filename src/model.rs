@@ -216,6 +216,10 @@ pub struct TrainConfig {
     pub optimizer: OptimizerKind,
     /// Clip the global gradient norm to this (`clip_grad_norm_`); `None` = off.
     pub clip_grad_norm: Option<f64>,
+    /// Clip every gradient element to [−v, v] (`clip_grad_value_`, Keras'
+    /// `clipvalue`), after `clip_grad_norm` when both are set (Keras'
+    /// order); `None` = off.
+    pub clip_grad_value: Option<f64>,
     /// Learning rate per step, from the optimizer's base `lr`.
     pub schedule: LrSchedule,
     /// Step k draws its dropout mask from seed `dropout_seed + k`.
@@ -230,21 +234,28 @@ impl TrainConfig {
             loss,
             optimizer,
             clip_grad_norm: None,
+            clip_grad_value: None,
             schedule: LrSchedule::Constant,
             dropout_seed: 0,
         }
     }
 
-    /// Checks the optimizer, the schedule and `clip_grad_norm` (> 0 and
-    /// finite); returns the first [`LstmError::InvalidConfig`] found.
+    /// Checks the optimizer, the schedule, `clip_grad_norm` and
+    /// `clip_grad_value` (> 0 and finite); returns the first
+    /// [`LstmError::InvalidConfig`] found.
     pub fn validate(&self) -> Result<()> {
         self.optimizer.validate()?;
         self.schedule.validate()?;
-        if let Some(c) = self.clip_grad_norm.filter(|c| !(c.is_finite() && *c > 0.0)) {
-            return Err(LstmError::InvalidConfig {
-                field: "clip_grad_norm",
-                reason: format!("must be > 0 and finite, got {c}"),
-            });
+        for (field, clip) in [
+            ("clip_grad_norm", self.clip_grad_norm),
+            ("clip_grad_value", self.clip_grad_value),
+        ] {
+            if let Some(c) = clip.filter(|c| !(c.is_finite() && *c > 0.0)) {
+                return Err(LstmError::InvalidConfig {
+                    field,
+                    reason: format!("must be > 0 and finite, got {c}"),
+                });
+            }
         }
         Ok(())
     }

@@ -459,7 +459,7 @@ fn resuming_from_a_checkpoint_is_bit_identical() {
 /// MSE, a few full optimizer steps (fixtures from tools/make_train_fixtures.py).
 #[test]
 fn pytorch_optimizer_fixtures_are_matched_on_the_gpu() {
-    use common::training::{fixture, setup_from_meta};
+    use common::training::{clip_value_from_meta, fixture, setup_from_meta};
     use wgpu_lstm::reference::Linear;
     use wgpu_lstm::weights::SafetensorsPrefix;
 
@@ -471,6 +471,7 @@ fn pytorch_optimizer_fixtures_are_matched_on_the_gpu() {
         "sgd_momentum",
         "adamw_clipped",
         "sgd_nesterov_cosine",
+        "adam_clip_value",
     ] {
         let (bytes, meta) = fixture(name);
         let file = wgpu_lstm::TensorFile::from_bytes(bytes.clone()).unwrap();
@@ -498,6 +499,7 @@ fn pytorch_optimizer_fixtures_are_matched_on_the_gpu() {
         let mut cfg = TrainConfig::new(LossKind::Mse, kind);
         cfg.schedule = schedule;
         cfg.clip_grad_norm = clip;
+        cfg.clip_grad_value = clip_value_from_meta(&meta);
         let mut gpu = GpuTrainer::new(&ctx, &model, cfg).unwrap();
         let (input, target) = (get("input"), get("target"));
         let (t, b) = (input.shape()[0], input.shape()[1]);

@@ -10,15 +10,15 @@
 
 mod common;
 
-use common::training::{fixture, setup_from_meta};
+use common::training::{clip_value_from_meta, fixture, setup_from_meta};
 use common::{assert_close, assert_close_to_max, random_tensor};
 use wgpu_lstm::TensorFile;
 use wgpu_lstm::reference::ReferenceTrainer;
 use wgpu_lstm::reference::{self, OutputGrads};
 use wgpu_lstm::reference::{
     Embedding, Linear, LinearGrads, LrSchedule, Optimizer, OptimizerKind, bce_with_logits_masked,
-    clip_grad_norm, cross_entropy, last_valid_step, last_valid_step_backward, lstm_params_mut, mse,
-    mse_masked,
+    clip_grad_norm, clip_grad_value, cross_entropy, last_valid_step, last_valid_step_backward,
+    lstm_params_mut, mse, mse_masked,
 };
 use wgpu_lstm::weights::SafetensorsPrefix;
 use wgpu_lstm::{LstmError, LstmInput, LstmWeights, Real, Tensor};
@@ -474,6 +474,7 @@ fn check_training<T: Real>(name: &str, expected_kind: OptimizerKind, tol: f64) {
     let st = file.safetensors();
     let get = |key: &str| file.float::<T>(key).unwrap();
     let (kind, schedule, clip) = setup_from_meta(&meta);
+    let clip_value = clip_value_from_meta(&meta);
     // The constructors' defaults are PyTorch's.
     assert_eq!(kind, expected_kind, "{name}: metadata vs constructor");
     let steps: usize = meta["steps"].parse().unwrap();
@@ -520,6 +521,9 @@ fn check_training<T: Real>(name: &str, expected_kind: OptimizerKind, tol: f64) {
         let mut g: Vec<&mut [T]> = lstm_params_mut(&mut d_lstm);
         g.extend([&mut d_head_w[..], &mut d_head_b[..]]);
         let norm = clip_grad_norm(&mut g, clip.unwrap_or(f64::INFINITY));
+        if let Some(v) = clip_value {
+            clip_grad_value(&mut g, v);
+        }
         let lr = schedule.lr(kind.lr(), opt.step);
         let g: Vec<&[T]> = g.into_iter().map(|s| &*s).collect();
         let mut params = lstm_params_mut(&mut lstm);
@@ -569,7 +573,7 @@ fn check_training<T: Real>(name: &str, expected_kind: OptimizerKind, tol: f64) {
     }
 }
 
-fn training_cases() -> [(&'static str, OptimizerKind); 4] {
+fn training_cases() -> [(&'static str, OptimizerKind); 5] {
     [
         ("adam", OptimizerKind::adam(0.01)),
         (
@@ -588,6 +592,7 @@ fn training_cases() -> [(&'static str, OptimizerKind); 4] {
                 .with_momentum(0.8)
                 .with_nesterov(true),
         ),
+        ("adam_clip_value", OptimizerKind::adam(0.01)),
     ]
 }
 

@@ -173,7 +173,7 @@ fn a_checkpoint_moves_between_cpu_and_gpu() {
 /// steps, from `tools/make_train_fixtures.py`.
 #[test]
 fn the_cpu_trainer_matches_the_pytorch_training_fixtures() {
-    use common::training::{fixture, setup_from_meta};
+    use common::training::{clip_value_from_meta, fixture, setup_from_meta};
     use wgpu_lstm::reference::Linear;
     use wgpu_lstm::weights::SafetensorsPrefix;
 
@@ -182,6 +182,7 @@ fn the_cpu_trainer_matches_the_pytorch_training_fixtures() {
         "sgd_momentum",
         "adamw_clipped",
         "sgd_nesterov_cosine",
+        "adam_clip_value",
     ] {
         let (bytes, meta) = fixture(name);
         let file = wgpu_lstm::TensorFile::from_bytes(bytes.clone()).unwrap();
@@ -207,6 +208,7 @@ fn the_cpu_trainer_matches_the_pytorch_training_fixtures() {
         let mut cfg = TrainConfig::new(LossKind::Mse, kind);
         cfg.schedule = schedule;
         cfg.clip_grad_norm = clip;
+        cfg.clip_grad_value = clip_value_from_meta(&meta);
         let mut trainer = Trainer::new(&Device::cpu(), model, cfg).unwrap();
         let (input, target) = (get("input"), get("target"));
         let (t, b) = (input.shape()[0], input.shape()[1]);
@@ -434,5 +436,20 @@ fn accuracy_counts_what_the_targets_say() {
             trainer.accuracy(&batch),
             Err(LstmError::InvalidValue { .. })
         ));
+    }
+}
+
+#[test]
+fn a_clip_value_that_is_not_positive_and_finite_is_refused() {
+    for bad in [0.0, -1.0, f64::NAN, f64::INFINITY] {
+        let mut cfg = TrainConfig::new(LossKind::Mse, OptimizerKind::sgd(0.1));
+        cfg.clip_grad_value = Some(bad);
+        match cfg.validate() {
+            Err(LstmError::InvalidConfig { field, .. }) => assert_eq!(field, "clip_grad_value"),
+            other => panic!("clip_grad_value = {bad}: {other:?}"),
+        }
+        let model =
+            Model::<f32>::new(None, &LstmConfig::new(2, 3), 1, HeadKind::LastStep, 1).unwrap();
+        assert!(Trainer::new(&Device::cpu(), model, cfg).is_err());
     }
 }

@@ -12,7 +12,8 @@ Requires `torch`, `safetensors` and `numpy`. Each training case is seeded with
 PyTorch version (recorded in the metadata). The files live in their own folder
 because the LSTM fixture tests read every file directly in tests/fixtures/.
 
-Training cases (adam, sgd_momentum, adamw_clipped, sgd_nesterov_cosine): the
+Training cases (adam, sgd_momentum, adamw_clipped, sgd_nesterov_cosine,
+adam_clip_value): the
 model is `lstm = nn.LSTM(3, 5)` (1 layer, seq-first, zero initial state)
 followed by `head = nn.Linear(5, 2)` applied at every time step, trained with
 `nn.MSELoss()` (mean) for `steps` steps on one fixed batch. Each step:
@@ -21,6 +22,7 @@ followed by `head = nn.Linear(5, 2)` applied at every time step, trained with
     loss = MSELoss()(head(lstm(input)[0]), target)
     loss.backward()
     grad_norm[k] = clip_grad_norm_(params, max_norm)   # or the same 2-norm, unclipped
+    clip_grad_value_(params, clip_value)                # adam_clip_value only
     lr[k] = optimizer.param_groups[0]["lr"]
     optimizer.step(); scheduler.step() (when there is a scheduler)
 
@@ -45,7 +47,8 @@ optimizer state index i refers to this order. Tensors (float64, contiguous):
 
 Metadata (all strings): optimizer ("sgd", "adam", "adamw"), lr, momentum,
 dampening, nesterov ("true"/"false"), betas ("b1,b2"), eps, weight_decay
-(the optimizer's, including AdamW's), clip_max_norm ("none" or a number),
+(the optimizer's, including AdamW's), clip_max_norm and clip_value ("none" or a
+number),
 schedule ("constant" or "cosine"), t_max, eta_min, steps, torch_version,
 description. Fields that do not apply to the optimizer are absent.
 
@@ -97,6 +100,9 @@ CASES = [
         cosine_t_max=4,
         desc="SGD(lr=0.2, momentum=0.8, nesterov=True) with CosineAnnealingLR(T_max=4), "
              "4 steps")),
+    ("adam_clip_value", dict(optimizer="adam", lr=0.01, clip=0.3, clip_value=0.05,
+        desc="Adam(lr=0.01) with clip_grad_norm_(params, 0.3) then "
+             "clip_grad_value_(params, 0.05) before each step (both bind), 4 steps")),
 ]
 
 
@@ -127,7 +133,7 @@ def optimizer_meta(opt, optimizer):
 
 
 def make_case(index, name, optimizer, lr, momentum=0.0, weight_decay=None, nesterov=False,
-              clip=None, cosine_t_max=None, desc=""):
+              clip=None, clip_value=None, cosine_t_max=None, desc=""):
     torch.manual_seed(2000 + index)
     lstm = torch.nn.LSTM(I, H).double()
     head = torch.nn.Linear(H, O).double()
@@ -152,6 +158,12 @@ def make_case(index, name, optimizer, lr, momentum=0.0, weight_decay=None, neste
         else:
             norm = torch.linalg.vector_norm(
                 torch.stack([torch.linalg.vector_norm(p.grad) for p in params]))
+        if clip_value is not None:
+            # Both clips bind: the norm is over the limit, and elements are
+            # left over the value limit after the norm's scaling.
+            assert clip is None or norm.item() > clip
+            assert max(p.grad.abs().max().item() for p in params) > clip_value
+            torch.nn.utils.clip_grad_value_(params, clip_value)
         losses.append(loss.item())
         norms.append(norm.item())
         lrs.append(opt.param_groups[0]["lr"])
@@ -170,6 +182,7 @@ def make_case(index, name, optimizer, lr, momentum=0.0, weight_decay=None, neste
 
     meta = optimizer_meta(opt, optimizer)
     meta.update(clip_max_norm="none" if clip is None else repr(clip),
+                clip_value="none" if clip_value is None else repr(clip_value),
                 schedule="cosine" if sched else "constant", steps=str(STEPS),
                 torch_version=torch.__version__, description=desc)
     if sched:

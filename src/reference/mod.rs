@@ -20,7 +20,8 @@
 //!   (`nn.BCEWithLogitsLoss`, likewise masked), [`cross_entropy`]
 //!   (`nn.CrossEntropyLoss`).
 //! - [`optim`]: [`Optimizer`] (`torch.optim.SGD`, `Adam`, `AdamW`),
-//!   [`clip_grad_norm`] (`clip_grad_norm_`).
+//!   [`clip_grad_norm`] (`clip_grad_norm_`), [`clip_grad_value`]
+//!   (`clip_grad_value_`).
 //! - [`schedule`]: [`LrSchedule`] (`StepLR`, `CosineAnnealingLR`), also
 //!   re-exported from [`optim`].
 //! - [`ReferenceTrainer`]: one training step of a [`Model`](crate::Model)
@@ -50,7 +51,7 @@ pub use forward::{
 pub use layer_norm::LN_EPS;
 pub use layers::{Embedding, Linear, LinearGrads, last_valid_step, last_valid_step_backward};
 pub use loss::{bce_with_logits_masked, cross_entropy, mse, mse_masked};
-pub use optim::{LrSchedule, Optimizer, OptimizerKind, clip_grad_norm};
+pub use optim::{LrSchedule, Optimizer, OptimizerKind, clip_grad_norm, clip_grad_value};
 pub use trainer::ReferenceTrainer;
 pub(crate) use trainer::{LstmPasses, TrainState};
 

@@ -422,6 +422,16 @@ impl<T: Real> Optimizer<T> {
     }
 }
 
+/// `torch.nn.utils.clip_grad_value_`: clamps every element of every
+/// gradient to [−clip, clip].
+pub fn clip_grad_value<T: Real>(grads: &mut [&mut [T]], clip: f64) {
+    let (lo, hi) = (T::from_f64(-clip), T::from_f64(clip));
+    grads
+        .iter_mut()
+        .flat_map(|g| g.iter_mut())
+        .for_each(|x| *x = x.max(lo).min(hi));
+}
+
 /// `torch.nn.utils.clip_grad_norm_` (2-norm): total = √(Σ g²) over every
 /// element of every gradient (accumulated in f64); coef = max_norm /
 /// (total + 1e-6); when coef < 1 every gradient is scaled by coef. Returns

@@ -9,7 +9,7 @@
 
 use super::{
     ForwardCache, Gradients, LstmOutput, Optimizer, OutputGrads, ParamGradients, clip_grad_norm,
-    last_valid_step, last_valid_step_backward,
+    clip_grad_value, last_valid_step, last_valid_step_backward,
 };
 use crate::error::{LstmError, Result};
 use crate::input::LstmInput;
@@ -202,6 +202,10 @@ impl<T: Real> TrainState<T> {
         if let Some(max) = self.config.clip_grad_norm {
             let mut refs: Vec<&mut [T]> = grads.iter_mut().map(|g| &mut g[..]).collect();
             clip_grad_norm(&mut refs, max);
+        }
+        if let Some(clip) = self.config.clip_grad_value {
+            let mut refs: Vec<&mut [T]> = grads.iter_mut().map(|g| &mut g[..]).collect();
+            clip_grad_value(&mut refs, clip);
         }
         let lr = self.config.schedule.lr(self.config.optimizer.lr(), step);
         let grad_refs: Vec<&[T]> = grads.iter().map(|g| &g[..]).collect();

@@ -59,3 +59,11 @@ pub fn setup_from_meta(meta: &HashMap<String, String>) -> (OptimizerKind, LrSche
     let clip = (meta["clip_max_norm"] != "none").then(|| num("clip_max_norm"));
     (kind, schedule, clip)
 }
+
+/// The fixture's `clip_grad_value_` limit, applied after the norm's; `None`
+/// when it has none.
+pub fn clip_value_from_meta(meta: &HashMap<String, String>) -> Option<f64> {
+    meta.get("clip_value")
+        .filter(|v| *v != "none")
+        .map(|v| v.parse().unwrap())
+}

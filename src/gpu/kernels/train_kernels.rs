@@ -35,8 +35,12 @@ pub struct OptParams {
     pub eps: f32,
     pub partial_count: u32,
     pub growth_interval: u32,
+    /// `clip_grad_value`: each gradient element is clamped to ±this after
+    /// norm clipping; 0 = off.
+    pub clip_value: f32,
+    pub _pad: [u32; 3],
 }
-const _: () = assert!(std::mem::size_of::<OptParams>() == 48);
+const _: () = assert!(std::mem::size_of::<OptParams>() == 64);
 
 /// Mirrors `GatherParams` in `shaders/gather.wgsl`.
 #[repr(C)]

@@ -222,6 +222,7 @@ impl GpuTrainer {
         };
         OptParams {
             growth_interval,
+            clip_value: self.config.clip_grad_value.unwrap_or(0.0) as f32,
             ..params
         }
     }
