@@ -224,6 +224,13 @@ pub struct TrainConfig {
     pub schedule: LrSchedule,
     /// Step k draws its dropout mask from seed `dropout_seed + k`.
     pub dropout_seed: u64,
+    /// Keras' `stateful=True`, which is truncated back-propagation through
+    /// time: every forward pass of the trainer (training steps and
+    /// evaluation alike, as in Keras) starts from the final (h, c) of the
+    /// previous one, detached (no gradient crosses the boundary), and the
+    /// batch size must stay the same. The first pass, and the first after
+    /// `reset_states()`, starts from zeros. Checkpoints do not hold the state.
+    pub stateful: bool,
 }
 
 impl TrainConfig {
@@ -237,6 +244,7 @@ impl TrainConfig {
             clip_grad_value: None,
             schedule: LrSchedule::Constant,
             dropout_seed: 0,
+            stateful: false,
         }
     }
 

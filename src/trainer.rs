@@ -213,6 +213,16 @@ impl Trainer {
         }
     }
 
+    /// Stateful training ([`TrainConfig::stateful`]): forgets the carried
+    /// state, so that the next forward pass starts from zeros (Keras'
+    /// `reset_states`). Loading a checkpoint does this too.
+    pub fn reset_states(&mut self) {
+        match &mut self.engine {
+            Engine::Gpu(gpu) => gpu.reset_states(),
+            Engine::Cpu { state, .. } => state.reset_states(),
+        }
+    }
+
     /// The model's architecture.
     fn model_shape(&self) -> crate::model::ModelShape {
         match &self.engine {
@@ -281,6 +291,7 @@ impl Trainer {
                 opt.step = ckpt.step;
                 state.model = ckpt.model;
                 state.optimizer = opt;
+                state.reset_states();
                 state.last_loss = None;
                 (*bad, *skipped) = (None, 0);
                 Ok(())

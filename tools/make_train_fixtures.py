@@ -59,6 +59,12 @@ Other files:
                           cosine: CosineAnnealingLR(T_max=4, eta_min=0.01), 13 steps,
                           past T_max [13]. lr[k] is the lr of the step after k
                           completed steps. Metadata: the hyper-parameters.
+  stateful.safetensors    stateful (truncated BPTT) training: the init.* weights,
+                          input [16, 3, 3], target [16, 3, 2], init_full_output
+                          [16, 3, 2] (head(lstm(input)) with the initial weights,
+                          in one pass), loss [4] (one Adam(lr=0.01) step per chunk
+                          of 4 steps, each from the previous chunk's detached final
+                          state) and final.*.
   bce_with_logits.safetensors
                           nn.BCEWithLogitsLoss() (mean), computed in float64, on
                           float32 logits [5, 3] (standard normal, row 1 set to
@@ -231,6 +237,46 @@ def make_cross_entropy():
     return {k: v.contiguous() for k, v in t.items()}, meta
 
 
+def make_stateful():
+    """Keras' stateful=True: truncated back-propagation through time over one
+    long sequence cut into chunks. Each chunk starts from the previous chunk's
+    final (h, c), detached, and is one Adam step."""
+    torch.manual_seed(3002)
+    chunks, tc = 4, 4
+    lstm = torch.nn.LSTM(I, H).double()
+    head = torch.nn.Linear(H, O).double()
+    t = {"init.lstm." + k: v.detach().clone() for k, v in lstm.state_dict().items()}
+    t.update({"init.head." + k: v.detach().clone() for k, v in head.state_dict().items()})
+    x = torch.randn(chunks * tc, B, I)
+    y = torch.randn(chunks * tc, B, O)
+    t["input"], t["target"] = x.clone(), y.clone()
+    with torch.no_grad():
+        t["init_full_output"] = head(lstm(x)[0]).clone()
+    params = list(lstm.parameters()) + list(head.parameters())
+    opt = torch.optim.Adam(params, lr=0.01)
+    state = None
+    losses = []
+    for k in range(chunks):
+        opt.zero_grad()
+        xs, ys = x[k * tc:(k + 1) * tc], y[k * tc:(k + 1) * tc]
+        out, (h, c) = lstm(xs, state)
+        loss = torch.nn.MSELoss()(head(out), ys)
+        loss.backward()
+        opt.step()
+        state = (h.detach(), c.detach())  # no gradient through the boundary
+        losses.append(loss.item())
+    t["loss"] = torch.tensor(losses)
+    t.update({"final.lstm." + k: v.detach().clone() for k, v in lstm.state_dict().items()})
+    t.update({"final.head." + k: v.detach().clone() for k, v in head.state_dict().items()})
+    meta = dict(chunks=str(chunks), chunk_len=str(tc), optimizer="adam", lr="0.01",
+                torch_version=torch.__version__,
+                description="stateful (truncated BPTT) training: nn.LSTM(3, 5) + per-step "
+                            "nn.Linear(5, 2), MSELoss, Adam(lr=0.01), one step per chunk of "
+                            "4 steps of a 16-step sequence, each chunk from the previous "
+                            "chunk's detached final state")
+    return {k: v.detach().contiguous() for k, v in t.items()}, meta
+
+
 def make_bce_with_logits():
     torch.manual_seed(3001)
     logits = torch.randn(5, 3)
@@ -256,6 +302,7 @@ def main():
     files.append(("schedules", *make_schedules()))
     files.append(("cross_entropy", *make_cross_entropy()))
     files.append(("bce_with_logits", *make_bce_with_logits()))
+    files.append(("stateful", *make_stateful()))
     total = 0
     for name, tensors, meta in files:
         path = os.path.join(args.out, name + ".safetensors")

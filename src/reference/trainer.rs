@@ -86,6 +86,8 @@ pub(crate) struct TrainState<T> {
     pub optimizer: Optimizer<T>,
     /// The loss of the last step, before its update.
     pub last_loss: Option<f64>,
+    /// Stateful training: the final (h_n, c_n) of the last forward pass.
+    pub carry: Option<(Tensor<T>, Tensor<T>)>,
 }
 
 impl<T: Real> TrainState<T> {
@@ -102,7 +104,58 @@ impl<T: Real> TrainState<T> {
             config,
             optimizer,
             last_loss: None,
+            carry: None,
         })
+    }
+
+    /// Stateful training: the state the next forward pass starts from (none
+    /// when it starts from zeros); a batch of another size is an error.
+    fn carried(&self, batch: usize) -> Result<Option<&(Tensor<T>, Tensor<T>)>> {
+        match &self.carry {
+            Some(s) if self.config.stateful => {
+                let carried = s.0.shape()[1];
+                if carried != batch {
+                    return Err(LstmError::value(
+                        "batch",
+                        format!(
+                            "stateful training carries the state of {carried} sequences, \
+                             this batch has {batch}; call reset_states() to start over"
+                        ),
+                    ));
+                }
+                Ok(Some(s))
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// The LSTM's input for `batch` from `x`, with its lengths and, when
+    /// stateful, the carried state.
+    fn lstm_args<'a>(&'a self, x: &'a Tensor<T>, batch: &'a Batch<'_>) -> Result<LstmInput<'a, T>> {
+        let mut lx = LstmInput::new(x);
+        if let Some(l) = batch.lengths {
+            lx = lx.with_lengths(l);
+        }
+        if let Some((h, c)) = self.carried(batch.batch)? {
+            lx = match self.model.lstm.config.cell {
+                crate::config::Cell::Lstm => lx.with_state(h, c),
+                crate::config::Cell::Gru => lx.with_h_0(h),
+            };
+        }
+        Ok(lx)
+    }
+
+    /// Keeps a forward pass's final state for the next, when stateful.
+    fn keep_state(&mut self, out: &LstmOutput<T>) {
+        if self.config.stateful {
+            self.carry = Some((out.h_n.clone(), out.c_n.clone()));
+        }
+    }
+
+    /// Forgets the carried state: the next forward pass starts from zeros
+    /// (Keras' `reset_states`).
+    pub fn reset_states(&mut self) {
+        self.carry = None;
     }
 
     /// The LSTM's input for `batch`: its features, or its tokens' embeddings.
@@ -115,17 +168,16 @@ impl<T: Real> TrainState<T> {
         Tensor::new([batch.seq_len, batch.batch, m.lstm.config.input_size], x)
     }
 
-    /// Evaluation mode: [rows, O] outputs, no dropout, nothing saved.
-    pub fn predict(&self, passes: &impl LstmPasses<T>, batch: &Batch<'_>) -> Result<Vec<T>> {
+    /// Evaluation mode: [rows, O] outputs, no dropout, nothing saved (but
+    /// the final state, when stateful).
+    pub fn predict(&mut self, passes: &impl LstmPasses<T>, batch: &Batch<'_>) -> Result<Vec<T>> {
         batch.validate(&self.model.shape(), self.config.loss)?;
-        let m = &self.model;
         let (t, b) = (batch.seq_len, batch.batch);
         let x = self.lstm_input(batch)?;
-        let mut lx = LstmInput::new(&x);
-        if let Some(l) = batch.lengths {
-            lx = lx.with_lengths(l);
-        }
-        let out = passes.forward(&m.lstm, &lx)?;
+        let lx = self.lstm_args(&x, batch)?;
+        let out = passes.forward(&self.model.lstm, &lx)?;
+        self.keep_state(&out);
+        let m = &self.model;
         let f = m.lstm.config.output_size();
         let head_in = match m.head_kind {
             HeadKind::PerStep => out.output.into_data(),
@@ -135,7 +187,7 @@ impl<T: Real> TrainState<T> {
     }
 
     /// Evaluation mode: the loss on `batch`.
-    pub fn evaluate(&self, passes: &impl LstmPasses<T>, batch: &Batch<'_>) -> Result<f64> {
+    pub fn evaluate(&mut self, passes: &impl LstmPasses<T>, batch: &Batch<'_>) -> Result<f64> {
         let out = self.predict(passes, batch)?;
         loss_of(&self.model.shape(), self.config.loss, batch, &out).map(|(l, _)| l.as_f64())
     }
@@ -148,13 +200,11 @@ impl<T: Real> TrainState<T> {
         let step = self.optimizer.step;
         let (t, b) = (batch.seq_len, batch.batch);
         let x = self.lstm_input(batch)?;
-        let mut lx = LstmInput::new(&x);
-        if let Some(l) = batch.lengths {
-            lx = lx.with_lengths(l);
-        }
-        let m = &self.model;
+        let lx = self.lstm_args(&x, batch)?;
         let seed = self.config.dropout_seed.wrapping_add(step);
-        let (out, cache) = passes.forward_train(&m.lstm, &lx, seed)?;
+        let (out, cache) = passes.forward_train(&self.model.lstm, &lx, seed)?;
+        self.keep_state(&out);
+        let m = &self.model;
         let features = m.lstm.config.output_size();
         let head_in = match m.head_kind {
             HeadKind::PerStep => out.output.into_data(),
@@ -237,13 +287,18 @@ impl<T: Real> ReferenceTrainer<T> {
     /// Evaluation mode: the model's outputs for `batch` (its targets are
     /// ignored), with no dropout. Returns [rows, O]: rows = T·B for a
     /// per-step head, B for a last-step one.
-    pub fn predict(&self, batch: &Batch<'_>) -> Result<Vec<T>> {
+    pub fn predict(&mut self, batch: &Batch<'_>) -> Result<Vec<T>> {
         self.0.predict(&Plain, batch)
     }
 
     /// Evaluation mode: the loss on `batch`.
-    pub fn evaluate(&self, batch: &Batch<'_>) -> Result<f64> {
+    pub fn evaluate(&mut self, batch: &Batch<'_>) -> Result<f64> {
         self.0.evaluate(&Plain, batch)
+    }
+
+    /// Stateful training: forgets the carried state (Keras' `reset_states`).
+    pub fn reset_states(&mut self) {
+        self.0.reset_states();
     }
 
     /// The model as trained so far.

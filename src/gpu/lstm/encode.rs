@@ -333,13 +333,14 @@ impl GpuLstm {
     }
 
     /// Prepares (T, B) for training and encodes a training forward from
-    /// `input` (zero initial state) into `enc`; returns the workspace index.
+    /// `input` and `state` into `enc`; returns the workspace index.
     pub(in crate::gpu) fn encode_train_forward(
         &mut self,
         enc: &mut wgpu::CommandEncoder,
         input: &GpuTensor,
         lengths: Option<&[usize]>,
         seed: u64,
+        state: InitialState<'_>,
     ) -> Result<usize> {
         let (t, b) = check_shapes(&self.config, input.shape(), None, None, lengths)?;
         let idx = self.prepare(t, b, true, false)?;
@@ -347,13 +348,13 @@ impl GpuLstm {
         let tr = ws.bptt.as_mut().expect("prepared for training");
         tr.set_seed(&self.ctx, &self.config, t, b, seed, &ws.lengths);
         self.last_train = Some((t, b));
-        self.encode_forward(
-            enc,
-            idx,
-            Source::Gpu(input, InitialState::Zeros),
-            lengths,
-            true,
-        );
+        self.encode_forward(enc, idx, Source::Gpu(input, state), lengths, true);
         Ok(idx)
+    }
+
+    /// The final (h_n, c_n) buffers of the passes at batch size `batch`.
+    pub(in crate::gpu) fn final_state(&self, batch: usize) -> (&GpuTensor, &GpuTensor) {
+        let s = self.state(batch);
+        (&s.h_n, &s.c_n)
     }
 }

@@ -135,6 +135,7 @@ impl GpuTrainer {
         self.lstm.write_like_params(&m.lstm, &self.lstm_state[0]);
         self.lstm.write_like_params(&v.lstm, &self.lstm_state[1]);
         self.step = ckpt.step;
+        self.carrying = false;
         self.ctx.check()
     }
 }

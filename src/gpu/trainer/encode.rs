@@ -4,6 +4,7 @@
 use super::space::{Dispatch, StepSpace};
 use super::{GpuTrainer, scaling_mode};
 use crate::error::Result;
+use crate::gpu::InitialState;
 use crate::gpu::kernels::TrainScalars;
 use crate::model::{Batch, Inputs, Targets};
 use crate::reference::OptimizerKind;
@@ -69,9 +70,22 @@ impl GpuTrainer {
         self.run_list(enc, idx, |s| &s.before);
         let seed = self.config.dropout_seed.wrapping_add(self.step);
         let lstm_in = self.spaces[idx].lstm_in.clone();
+        // Stateful training starts from the carried state and keeps the final one.
+        let state = match &self.carry {
+            Some((h_0, c_0)) if self.config.stateful && self.carrying => {
+                InitialState::Given { h_0, c_0 }
+            }
+            _ => InitialState::Zeros,
+        };
         let w = self
             .lstm
-            .encode_train_forward(enc, &lstm_in, batch.lengths, seed)?;
+            .encode_train_forward(enc, &lstm_in, batch.lengths, seed, state)?;
+        if let (true, Some((h, c))) = (self.config.stateful, &self.carry) {
+            let (h_n, c_n) = self.lstm.final_state(batch.batch);
+            enc.copy_buffer_to_buffer(&h_n.buffer, 0, &h.buffer, 0, h.byte_len());
+            enc.copy_buffer_to_buffer(&c_n.buffer, 0, &c.buffer, 0, c.byte_len());
+            self.carrying = true;
+        }
         let sp = &self.spaces[idx];
         let out = self.lstm.output_of(w);
         enc.copy_buffer_to_buffer(&out.buffer, 0, &sp.lstm_out.buffer, 0, out.byte_len());

@@ -24,7 +24,7 @@ use crate::gpu::kernels::{GemmKernel, GemmLayout, TrainKernelSet, TrainScalars};
 use crate::gpu::params::upload_layers;
 use crate::gpu::tensor::{TENSOR_USAGE, map_and_read};
 use crate::gpu::workspace::GpuLayer;
-use crate::gpu::{GpuContext, GpuLstm, GpuMemory, LossScale, Precision};
+use crate::gpu::{GpuContext, GpuLstm, GpuMemory, GpuTensor, LossScale, Precision};
 use crate::model::{Batch, HeadKind, Inputs, Model, ModelShape, TrainConfig};
 use crate::weights::LayerWeights;
 
@@ -57,6 +57,10 @@ pub struct GpuTrainer {
     step: u64,
     /// The loss scaling of f16 training; `None` in f32.
     loss_scale: Option<LossScale>,
+    /// Stateful training: the final (h_n, c_n) of the last forward pass,
+    /// kept on the GPU, while `carrying` (else the next pass starts from zeros).
+    carry: Option<(GpuTensor, GpuTensor)>,
+    carrying: bool,
 }
 
 /// `TrainScalars::scaling` for a loss scale: 0 off, 1 static, 2 dynamic.
@@ -159,6 +163,8 @@ impl GpuTrainer {
             spaces: Vec::new(),
             step: 0,
             loss_scale: None,
+            carry: None,
+            carrying: false,
         };
         trainer.write_scale_state(match precision {
             Precision::F32 => None,
@@ -295,6 +301,7 @@ impl GpuTrainer {
     /// [`loss`](Self::loss) and [`step_with_loss`](Self::step_with_loss).
     pub fn step(&mut self, batch: &Batch<'_>) -> Result<()> {
         self.validate(batch)?;
+        self.prepare_carry(batch.batch)?;
         let idx = self.space(batch.seq_len, batch.batch)?;
         self.write_inputs(idx, batch);
         let mut enc = self
@@ -372,7 +379,29 @@ impl GpuTrainer {
         if let Some(l) = batch.lengths {
             input = input.with_lengths(l);
         }
+        // Stateful: from the carried state, read back, and back to it after.
+        self.prepare_carry(b)?;
+        let carried = match &self.carry {
+            Some((h, c)) if self.config.stateful && self.carrying => {
+                Some((h.to_host(&self.ctx)?, c.to_host(&self.ctx)?))
+            }
+            _ => None,
+        };
+        if let Some((h, c)) = &carried {
+            input = match cfg.cell {
+                crate::config::Cell::Lstm => input.with_state(h, c),
+                crate::config::Cell::Gru => input.with_h_0(h),
+            };
+        }
         let out = self.lstm.forward_host(&input)?;
+        if let (true, Some((h, c))) = (self.config.stateful, &self.carry) {
+            let q = self.ctx.queue();
+            q.write_buffer(&h.buffer, 0, bytemuck::cast_slice(out.h_n.data()));
+            if !out.c_n.data().is_empty() {
+                q.write_buffer(&c.buffer, 0, bytemuck::cast_slice(out.c_n.data()));
+            }
+            self.carrying = true;
+        }
         let f = cfg.output_size();
         let head_in = match self.shape.head_kind {
             HeadKind::PerStep => out.output.into_data(),
@@ -381,6 +410,45 @@ impl GpuTrainer {
             }
         };
         Ok(model.1.forward(&head_in, head_in.len() / f))
+    }
+
+    /// Stateful training: checks that `batch` sequences continue the carried
+    /// state, and makes the buffers that keep it.
+    fn prepare_carry(&mut self, batch: usize) -> Result<()> {
+        if !self.config.stateful {
+            return Ok(());
+        }
+        if let Some((h, _)) = self.carry.as_ref().filter(|_| self.carrying)
+            && h.shape()[1] != batch
+        {
+            return Err(LstmError::value(
+                "batch",
+                format!(
+                    "stateful training carries the state of {} sequences, this batch has \
+                     {batch}; call reset_states() to start over",
+                    h.shape()[1]
+                ),
+            ));
+        }
+        if self
+            .carry
+            .as_ref()
+            .is_none_or(|(h, _)| h.shape()[1] != batch)
+        {
+            let cfg = self.lstm.config();
+            let slots = cfg.num_layers * cfg.num_directions();
+            self.carry = Some((
+                GpuTensor::empty(&self.ctx, "carried h", &[slots, batch, cfg.hidden_out()])?,
+                GpuTensor::empty(&self.ctx, "carried c", &[slots, batch, cfg.hidden_size])?,
+            ));
+        }
+        Ok(())
+    }
+
+    /// Stateful training: forgets the carried state, so that the next
+    /// forward pass starts from zeros (Keras' `reset_states`).
+    pub fn reset_states(&mut self) {
+        self.carrying = false;
     }
 
     /// Evaluation mode: the loss on `batch` (see [`predict`](Self::predict)).
