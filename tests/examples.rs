@@ -76,3 +76,28 @@ fn a_plot_that_cannot_be_written_does_not_fail_the_run() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// The sentiment example reads its data, trains an epoch and reports its
+/// held-out accuracy beside the majority class's.
+#[test]
+fn the_sentiment_example_reports_accuracy_against_the_majority_class() {
+    let plot = std::env::temp_dir().join(format!("wgpu-lstm-sentiment-{}.svg", std::process::id()));
+    let out = Command::new(example("sentiment"))
+        .args(["--device", "cpu", "--epochs", "1"])
+        .arg("--plot")
+        .arg(&plot)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("3000 sentences"), "{stdout}");
+    assert!(
+        stdout.contains("held-out accuracy") && stdout.contains("majority class"),
+        "{stdout}"
+    );
+    let _ = std::fs::remove_file(&plot);
+}
