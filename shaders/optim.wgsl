@@ -32,7 +32,7 @@ struct OptParams {
     partial_count: u32, // clip: total partials over all tensors
     growth_interval: u32, // clip: clean steps before a dynamic loss scale doubles
     clip_value: f32,    // update: clamp each gradient element to ±this (after the norm); 0 = off
-    _pad0: u32,
+    inv_accumulation: f32, // finalize: 1/N for gradient accumulation over N batches
     _pad1: u32,
     _pad2: u32,
 }
@@ -154,4 +154,24 @@ fn update(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups
     v[i] = vi;
     let denom = sqrt(vi) / sqrt(s.bias2) + p.eps;
     param[i] = w - (s.lr / s.bias1) * mi / denom;
+}
+
+// Gradient accumulation over N batches. `accumulate`, at each batch but the
+// N-th: param (bound to the tensor's accumulator) += grad. `finalize`, at the
+// N-th, before the norms: param (bound to the gradient) = (param + grad
+// (bound to the accumulator)) / N; the host clears the accumulator after.
+@compute @workgroup_size(WG, 1, 1)
+fn accumulate(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) n: vec3<u32>) {
+    let i = gid.x + gid.y * n.x * WG;
+    if (i < p.len) {
+        param[i] += grad[i];
+    }
+}
+
+@compute @workgroup_size(WG, 1, 1)
+fn finalize(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) n: vec3<u32>) {
+    let i = gid.x + gid.y * n.x * WG;
+    if (i < p.len) {
+        param[i] = (param[i] + grad[i]) * p.inv_accumulation;
+    }
 }

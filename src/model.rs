@@ -222,8 +222,17 @@ pub struct TrainConfig {
     pub clip_grad_value: Option<f64>,
     /// Learning rate per step, from the optimizer's base `lr`.
     pub schedule: LrSchedule,
-    /// Step k draws its dropout mask from seed `dropout_seed + k`.
+    /// Batch k (counted from 0 over the whole run) draws its dropout mask
+    /// from seed `dropout_seed + k`.
     pub dropout_seed: u64,
+    /// Gradient accumulation: the optimizer updates once every this many
+    /// training steps (batches), with the mean of their gradients (what
+    /// dividing each batch's loss by N and calling `backward` N times gives
+    /// in PyTorch); clipping applies to that mean. 1 (the default) updates
+    /// at every batch. The learning-rate schedule, Adam's bias correction and
+    /// [`LstmError::NonFiniteLoss`]'s step count optimizer updates; the
+    /// dropout mask of each batch is its own.
+    pub grad_accumulation: usize,
     /// Keras' `stateful=True`, which is truncated back-propagation through
     /// time: every forward pass of the trainer (training steps and
     /// evaluation alike, as in Keras) starts from the final (h, c) of the
@@ -244,6 +253,7 @@ impl TrainConfig {
             clip_grad_value: None,
             schedule: LrSchedule::Constant,
             dropout_seed: 0,
+            grad_accumulation: 1,
             stateful: false,
         }
     }
@@ -254,6 +264,12 @@ impl TrainConfig {
     pub fn validate(&self) -> Result<()> {
         self.optimizer.validate()?;
         self.schedule.validate()?;
+        if self.grad_accumulation == 0 {
+            return Err(LstmError::InvalidConfig {
+                field: "grad_accumulation",
+                reason: "must be at least 1 (1 = an update at every batch)".into(),
+            });
+        }
         for (field, clip) in [
             ("clip_grad_norm", self.clip_grad_norm),
             ("clip_grad_value", self.clip_grad_value),

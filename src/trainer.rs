@@ -204,12 +204,13 @@ impl Trainer {
         }
     }
 
-    /// Completed steps, counting those that a non-finite loss made change
-    /// nothing.
+    /// Completed training steps (batches), counting those that a non-finite
+    /// loss made change nothing. With gradient accumulation over N batches
+    /// the optimizer has updated step_count / N times.
     pub fn step_count(&self) -> u64 {
         match &self.engine {
             Engine::Gpu(gpu) => gpu.step_count(),
-            Engine::Cpu { state, skipped, .. } => state.optimizer.step + skipped,
+            Engine::Cpu { state, skipped, .. } => state.batches() + skipped,
         }
     }
 
@@ -292,6 +293,7 @@ impl Trainer {
                 state.model = ckpt.model;
                 state.optimizer = opt;
                 state.reset_states();
+                state.drop_pending();
                 state.last_loss = None;
                 (*bad, *skipped) = (None, 0);
                 Ok(())

@@ -453,3 +453,148 @@ fn a_clip_value_that_is_not_positive_and_finite_is_refused() {
         assert!(Trainer::new(&Device::cpu(), model, cfg).is_err());
     }
 }
+
+/// Gradient accumulation over two batches of the same size is one update
+/// with the mean of their gradients: the same as one step on the two
+/// batches side by side (each loss is a mean over as many elements, so the
+/// mean of the two means is the mean over both). On every device and in the
+/// f64 reference, with an embedding and without, clipping the mean.
+#[test]
+fn accumulating_two_batches_is_one_step_on_both() {
+    let (t, b) = (4, 2);
+    let mut rng = ChaCha8Rng::seed_from_u64(77);
+    // Two rounds of two batches each: features, tokens, values, classes.
+    let rounds: Vec<[(Vec<f32>, Vec<usize>, Vec<f32>, Vec<i64>); 2]> = (0..2)
+        .map(|_| {
+            [0, 1].map(|_| {
+                (
+                    (0..t * b * 3)
+                        .map(|_| rng.random_range(-1.0..1.0))
+                        .collect(),
+                    (0..t * b).map(|_| rng.random_range(0..7)).collect(),
+                    (0..t * b * 2)
+                        .map(|_| rng.random_range(-1.0..1.0))
+                        .collect(),
+                    (0..b).map(|_| rng.random_range(0..2)).collect(),
+                )
+            })
+        })
+        .collect();
+    // Batch j of a round side by side with the other, time-major: at each
+    // step the first batch's rows, then the second's.
+    let side_by_side = |a: &[f32], c: &[f32], width: usize| -> Vec<f32> {
+        (0..t)
+            .flat_map(|s| {
+                let rows = |x: &[f32]| x[s * b * width..(s + 1) * b * width].to_vec();
+                [rows(a), rows(c)].concat()
+            })
+            .collect()
+    };
+    for tokens in [false, true] {
+        let model = if tokens {
+            Model::<f32>::new(
+                Some((7, 3)),
+                &LstmConfig::new(3, 5),
+                2,
+                HeadKind::LastStep,
+                3,
+            )
+        } else {
+            Model::<f32>::new(None, &LstmConfig::new(3, 5), 2, HeadKind::PerStep, 3)
+        }
+        .unwrap();
+        let loss = if tokens {
+            LossKind::CrossEntropy { ignore_index: None }
+        } else {
+            LossKind::Mse
+        };
+        let mut config = TrainConfig::new(loss, OptimizerKind::adam(0.05));
+        config.clip_grad_norm = Some(0.5);
+        fn batch_of(
+            d: &(Vec<f32>, Vec<usize>, Vec<f32>, Vec<i64>),
+            t: usize,
+            width: usize,
+            tokens: bool,
+        ) -> Batch<'_> {
+            Batch {
+                seq_len: t,
+                batch: width,
+                inputs: if tokens {
+                    Inputs::Tokens(&d.1)
+                } else {
+                    Inputs::Features(&d.0)
+                },
+                targets: if tokens {
+                    Targets::Classes(&d.3)
+                } else {
+                    Targets::Values(&d.2)
+                },
+                lengths: None,
+            }
+        }
+        let batch = |d, width| batch_of(d, t, width, tokens);
+        let joined: Vec<(Vec<f32>, Vec<usize>, Vec<f32>, Vec<i64>)> = rounds
+            .iter()
+            .map(|[a, c]| {
+                let ids: Vec<f32> = a.1.iter().map(|&v| v as f32).collect();
+                let ids2: Vec<f32> = c.1.iter().map(|&v| v as f32).collect();
+                (
+                    side_by_side(&a.0, &c.0, 3),
+                    side_by_side(&ids, &ids2, 1)
+                        .into_iter()
+                        .map(|v| v as usize)
+                        .collect(),
+                    side_by_side(&a.2, &c.2, 2),
+                    [a.3.clone(), c.3.clone()].concat(),
+                )
+            })
+            .collect();
+        let mut accumulated = config.clone();
+        accumulated.grad_accumulation = 2;
+
+        // The f64 reference: to rounding.
+        let mut acc64 = ReferenceTrainer::new(model.cast::<f64>(), accumulated.clone()).unwrap();
+        let mut one64 = ReferenceTrainer::new(model.cast::<f64>(), config.clone()).unwrap();
+        for (round, j) in rounds.iter().zip(&joined) {
+            acc64.step(&batch(&round[0], b)).unwrap();
+            acc64.step(&batch(&round[1], b)).unwrap();
+            one64.step(&batch(j, 2 * b)).unwrap();
+        }
+        for ((n, _, p), (_, _, q)) in acc64
+            .model()
+            .named_params()
+            .into_iter()
+            .zip(one64.model().named_params())
+        {
+            assert_close(&format!("f64 {n}"), p, q, 1e-12, 0.0);
+        }
+
+        for device in devices("accumulating_two_batches_is_one_step_on_both") {
+            let mut acc = Trainer::new(&device, model.clone(), accumulated.clone()).unwrap();
+            let mut one = Trainer::new(&device, model.clone(), config.clone()).unwrap();
+            // The first batch of a round updates nothing.
+            acc.step(&batch(&rounds[0][0], b)).unwrap();
+            assert_eq!(acc.model().unwrap(), model, "{device:?}: no update yet");
+            acc.step(&batch(&rounds[0][1], b)).unwrap();
+            acc.step(&batch(&rounds[1][0], b)).unwrap();
+            acc.step(&batch(&rounds[1][1], b)).unwrap();
+            assert_eq!(acc.step_count(), 4, "batches");
+            for j in &joined {
+                one.step(&batch(j, 2 * b)).unwrap();
+            }
+            let (a, o) = (acc.model().unwrap(), one.model().unwrap());
+            for ((n, _, p), (_, _, q)) in a.named_params().into_iter().zip(o.named_params()) {
+                assert_close(&format!("{device:?} {n}"), p, q, 1e-5, 1e-5);
+            }
+        }
+    }
+    let mut bad = TrainConfig::new(LossKind::Mse, OptimizerKind::sgd(0.1));
+    bad.grad_accumulation = 0;
+    assert!(matches!(
+        bad.validate(),
+        Err(LstmError::InvalidConfig {
+            field: "grad_accumulation",
+            ..
+        })
+    ));
+}

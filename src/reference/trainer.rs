@@ -88,6 +88,10 @@ pub(crate) struct TrainState<T> {
     pub last_loss: Option<f64>,
     /// Stateful training: the final (h_n, c_n) of the last forward pass.
     pub carry: Option<(Tensor<T>, Tensor<T>)>,
+    /// Gradient accumulation: the sum of the gradients of the `pending`
+    /// batches since the last update (empty when none).
+    accumulated: Vec<Vec<T>>,
+    pub pending: u64,
 }
 
 impl<T: Real> TrainState<T> {
@@ -105,6 +109,8 @@ impl<T: Real> TrainState<T> {
             optimizer,
             last_loss: None,
             carry: None,
+            accumulated: Vec::new(),
+            pending: 0,
         })
     }
 
@@ -150,6 +156,17 @@ impl<T: Real> TrainState<T> {
         if self.config.stateful {
             self.carry = Some((out.h_n.clone(), out.c_n.clone()));
         }
+    }
+
+    /// Batches trained on so far: optimizer updates × N plus those pending.
+    pub fn batches(&self) -> u64 {
+        self.optimizer.step * self.config.grad_accumulation as u64 + self.pending
+    }
+
+    /// Forgets the gradients accumulated since the last update.
+    pub fn drop_pending(&mut self) {
+        self.accumulated.clear();
+        self.pending = 0;
     }
 
     /// Forgets the carried state: the next forward pass starts from zeros
@@ -201,7 +218,7 @@ impl<T: Real> TrainState<T> {
         let (t, b) = (batch.seq_len, batch.batch);
         let x = self.lstm_input(batch)?;
         let lx = self.lstm_args(&x, batch)?;
-        let seed = self.config.dropout_seed.wrapping_add(step);
+        let seed = self.config.dropout_seed.wrapping_add(self.batches());
         let (out, cache) = passes.forward_train(&self.model.lstm, &lx, seed)?;
         self.keep_state(&out);
         let m = &self.model;
@@ -249,6 +266,28 @@ impl<T: Real> TrainState<T> {
         grads.extend(lstm_weight_grads.into_params());
         grads.push(head_grads.weight);
         grads.push(head_grads.bias);
+        // Gradient accumulation: sum until the N-th batch, then its mean.
+        let n = self.config.grad_accumulation as u64;
+        if n > 1 {
+            if self.accumulated.is_empty() {
+                self.accumulated = grads;
+            } else {
+                for (acc, g) in self.accumulated.iter_mut().zip(&grads) {
+                    acc.iter_mut().zip(g).for_each(|(a, &g)| *a = *a + g);
+                }
+            }
+            self.pending += 1;
+            self.last_loss = Some(loss.as_f64());
+            if self.pending < n {
+                return Ok(loss.as_f64());
+            }
+            let scale = T::from_f64(1.0 / n as f64);
+            grads = std::mem::take(&mut self.accumulated);
+            grads
+                .iter_mut()
+                .for_each(|g| g.iter_mut().for_each(|v| *v = *v * scale));
+            self.pending = 0;
+        }
         if let Some(max) = self.config.clip_grad_norm {
             let mut refs: Vec<&mut [T]> = grads.iter_mut().map(|g| &mut g[..]).collect();
             clip_grad_norm(&mut refs, max);

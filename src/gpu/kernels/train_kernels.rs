@@ -38,7 +38,10 @@ pub struct OptParams {
     /// `clip_grad_value`: each gradient element is clamped to ±this after
     /// norm clipping; 0 = off.
     pub clip_value: f32,
-    pub _pad: [u32; 3],
+    /// Gradient accumulation over N batches: 1/N, which `finalize` scales
+    /// the summed gradients by.
+    pub inv_accumulation: f32,
+    pub _pad: [u32; 2],
 }
 const _: () = assert!(std::mem::size_of::<OptParams>() == 64);
 
@@ -177,6 +180,9 @@ pub struct TrainKernelSet {
     pub loss_finish: Kernel,
     pub sum_squares: Kernel,
     pub clip: Kernel,
+    /// Gradient accumulation: add a batch's gradients, then their mean.
+    pub accumulate: Kernel,
+    pub finalize: Kernel,
     pub update: Kernel,
     pub last_step: Kernel,
     pub last_step_backward: Kernel,
@@ -217,6 +223,20 @@ impl TrainKernelSet {
                 OPTIM_TILE,
             ),
             clip: Kernel::new::<OptimBuffers>(ctx, "gradient clipping", optim, "clip", OPTIM_TILE),
+            accumulate: Kernel::new::<OptimBuffers>(
+                ctx,
+                "gradient accumulation",
+                optim,
+                "accumulate",
+                OPTIM_TILE,
+            ),
+            finalize: Kernel::new::<OptimBuffers>(
+                ctx,
+                "accumulated gradient mean",
+                optim,
+                "finalize",
+                OPTIM_TILE,
+            ),
             update: Kernel::new::<OptimBuffers>(
                 ctx,
                 "optimizer update",

@@ -136,6 +136,12 @@ impl GpuTrainer {
         self.lstm.write_like_params(&v.lstm, &self.lstm_state[1]);
         self.step = ckpt.step;
         self.carrying = false;
+        // Gradients accumulated since the last update are not in a checkpoint.
+        self.pending = 0;
+        for acc in &self.accumulators {
+            let zeros = vec![0u8; acc.size() as usize];
+            self.ctx.queue().write_buffer(acc, 0, &zeros);
+        }
         self.ctx.check()
     }
 }

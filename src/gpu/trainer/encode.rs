@@ -6,6 +6,7 @@ use super::{GpuTrainer, scaling_mode};
 use crate::error::Result;
 use crate::gpu::InitialState;
 use crate::gpu::kernels::TrainScalars;
+use crate::gpu::tensor::TENSOR_USAGE;
 use crate::model::{Batch, Inputs, Targets};
 use crate::reference::OptimizerKind;
 
@@ -68,7 +69,7 @@ impl GpuTrainer {
     ) -> Result<()> {
         let ctx = self.ctx.clone();
         self.run_list(enc, idx, |s| &s.before);
-        let seed = self.config.dropout_seed.wrapping_add(self.step);
+        let seed = self.config.dropout_seed.wrapping_add(self.batches());
         let lstm_in = self.spaces[idx].lstm_in.clone();
         // Stateful training starts from the carried state and keeps the final one.
         let state = match &self.carry {
@@ -96,12 +97,28 @@ impl GpuTrainer {
             let d_in = self.lstm.d_input_of(w);
             enc.copy_buffer_to_buffer(&d_in.buffer, 0, &sp.d_embedded.buffer, 0, d_in.byte_len());
         }
-        if sp.after.is_empty() {
-            // The LSTM's gradient buffers exist now: bind the update kernels.
-            let after = self.bind_after(idx)?;
-            self.spaces[idx].after = after;
+        if self.config.grad_accumulation > 1 && self.accumulators.is_empty() {
+            // One zeroed f32 accumulator per tensor the optimizer updates.
+            let lens: Vec<usize> = self.tensors().iter().map(|t| t.4).collect();
+            self.accumulators = lens
+                .iter()
+                .map(|&len| ctx.create_buffer("accumulated gradient", 4 * len as u64, TENSOR_USAGE))
+                .collect::<Result<_>>()?;
         }
-        self.run_list(enc, idx, |s| &s.after);
+        if self.spaces[idx].after.is_empty() {
+            // The LSTM's gradient buffers exist now: bind the update kernels.
+            let (after, accumulate) = self.bind_after(idx)?;
+            self.spaces[idx].after = after;
+            self.spaces[idx].accumulate = accumulate;
+        }
+        if self.updates_now() {
+            self.run_list(enc, idx, |s| &s.after);
+            for acc in &self.accumulators {
+                enc.clear_buffer(acc, 0, None);
+            }
+        } else {
+            self.run_list(enc, idx, |s| &s.accumulate);
+        }
         ctx.check()
     }
 

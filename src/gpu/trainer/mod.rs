@@ -61,6 +61,10 @@ pub struct GpuTrainer {
     /// kept on the GPU, while `carrying` (else the next pass starts from zeros).
     carry: Option<(GpuTensor, GpuTensor)>,
     carrying: bool,
+    /// Gradient accumulation: one f32 accumulator per optimizer tensor
+    /// (made with the gradients), and the batches added since the last update.
+    accumulators: Vec<wgpu::Buffer>,
+    pending: u64,
 }
 
 /// `TrainScalars::scaling` for a loss scale: 0 off, 1 static, 2 dynamic.
@@ -165,6 +169,8 @@ impl GpuTrainer {
             loss_scale: None,
             carry: None,
             carrying: false,
+            accumulators: Vec::new(),
+            pending: 0,
         };
         trainer.write_scale_state(match precision {
             Precision::F32 => None,
@@ -276,9 +282,10 @@ impl GpuTrainer {
         &self.lstm
     }
 
-    /// Completed optimizer steps.
+    /// Completed training steps (batches). With gradient accumulation over
+    /// N batches the optimizer has updated step_count / N times.
     pub fn step_count(&self) -> u64 {
-        self.step
+        self.batches()
     }
 
     /// The GPU context the model lives on.
@@ -316,7 +323,12 @@ impl GpuTrainer {
         // runs this one (profiling alone reads its timestamps back).
         self.ctx.submit(enc)?;
         self.lstm.collect_times()?;
-        self.step += 1;
+        if self.updates_now() {
+            self.step += 1;
+            self.pending = 0;
+        } else {
+            self.pending += 1;
+        }
         Ok(())
     }
 
@@ -443,6 +455,17 @@ impl GpuTrainer {
             ));
         }
         Ok(())
+    }
+
+    /// Whether the batch being trained on ends its gradient accumulation,
+    /// so that the optimizer updates (every batch without accumulation).
+    pub(super) fn updates_now(&self) -> bool {
+        self.pending + 1 >= self.config.grad_accumulation as u64
+    }
+
+    /// Batches trained on so far.
+    pub(super) fn batches(&self) -> u64 {
+        self.step * self.config.grad_accumulation as u64 + self.pending
     }
 
     /// Stateful training: forgets the carried state, so that the next

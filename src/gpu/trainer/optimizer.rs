@@ -14,11 +14,18 @@ use crate::gpu::workspace::Uniforms;
 use crate::reference::OptimizerKind;
 
 impl GpuTrainer {
-    /// Embedding backward, gradient norms, clipping and updates for every
-    /// parameter: bound once the LSTM has made its gradient buffers.
-    pub(super) fn bind_after(&self, idx: usize) -> Result<Vec<Dispatch>> {
-        let ctx = &self.ctx;
-        let sp = &self.spaces[idx];
+    /// Every (value, grad, m, v, len) the optimizer updates: the embedding
+    /// and head parameters, then the LSTM's in `GpuLayer::params` order.
+    #[allow(clippy::type_complexity)]
+    pub(super) fn tensors(
+        &self,
+    ) -> Vec<(
+        &wgpu::Buffer,
+        &wgpu::Buffer,
+        &wgpu::Buffer,
+        &wgpu::Buffer,
+        usize,
+    )> {
         let cfg = self.lstm.config();
         let grads = self
             .lstm
@@ -55,6 +62,19 @@ impl GpuTrainer {
                 tensors.push((params[0][i], params[1][i], params[2][i], params[3][i], len));
             }
         }
+        tensors
+    }
+
+    /// Embedding backward, gradient norms, clipping and updates for every
+    /// parameter, and with gradient accumulation the dispatches of the
+    /// batches that do not update (the embedding backward and the
+    /// additions into the accumulators): bound once the LSTM has made its
+    /// gradient buffers.
+    pub(super) fn bind_after(&self, idx: usize) -> Result<(Vec<Dispatch>, Vec<Dispatch>)> {
+        let ctx = &self.ctx;
+        let sp = &self.spaces[idx];
+        let cfg = self.lstm.config();
+        let tensors = self.tensors();
         let n = tensors.len();
         let partials = ctx.create_buffer(
             "norm partials",
@@ -123,22 +143,34 @@ impl GpuTrainer {
             )
         };
         let mut list = Vec::new();
+        let mut accumulate = Vec::new();
         if let Some((vocab, dim)) = self.shape.embedding {
             let emb = &self.own[0];
-            let bg = self.kernels.embed_backward.bind(
-                ctx,
-                &GatherBuffers {
-                    params: at(n + 1),
-                    src: &sp.d_embedded.buffer,
-                    dst: &emb.grad,
-                    index: &sp.input,
-                },
-            );
-            list.push(Dispatch::new(
-                &self.kernels.embed_backward,
-                bg,
-                grid(ctx, vocab * dim),
-            ));
+            for dst in [&mut list, &mut accumulate] {
+                let bg = self.kernels.embed_backward.bind(
+                    ctx,
+                    &GatherBuffers {
+                        params: at(n + 1),
+                        src: &sp.d_embedded.buffer,
+                        dst: &emb.grad,
+                        index: &sp.input,
+                    },
+                );
+                dst.push(Dispatch::new(
+                    &self.kernels.embed_backward,
+                    bg,
+                    grid(ctx, vocab * dim),
+                ));
+            }
+        }
+        // Gradient accumulation: add into the accumulators, or at the N-th
+        // batch make the gradients their mean before the norms.
+        for (i, (t, acc)) in tensors.iter().zip(&self.accumulators).enumerate() {
+            let (k, f) = (&self.kernels.accumulate, &self.kernels.finalize);
+            let into_acc = bind(k, i, &(acc, t.1, t.2, t.3, t.4));
+            accumulate.push(Dispatch::new(k, into_acc, grid(ctx, t.4)));
+            let mean = bind(f, i, &(t.1, acc, t.2, t.3, t.4));
+            list.push(Dispatch::new(f, mean, grid(ctx, t.4)));
         }
         for (i, t) in tensors.iter().enumerate() {
             let k = &self.kernels.sum_squares;
@@ -169,7 +201,7 @@ impl GpuTrainer {
             }
         }
         ctx.check()?;
-        Ok(list)
+        Ok((list, accumulate))
     }
 
     /// The optimizer's hyper-parameters for the update kernel, and the loss
@@ -223,6 +255,7 @@ impl GpuTrainer {
         OptParams {
             growth_interval,
             clip_value: self.config.clip_grad_value.unwrap_or(0.0) as f32,
+            inv_accumulation: 1.0 / self.config.grad_accumulation as f32,
             ..params
         }
     }

@@ -64,6 +64,9 @@ pub(super) struct StepSpace {
     /// Embedding backward, norms, clipping, updates (and, in f16, the
     /// narrowing of the LSTM's master weights into its working copy).
     pub after: Vec<Dispatch>,
+    /// With gradient accumulation, at the batches that do not update: the
+    /// embedding backward and the additions into the accumulators.
+    pub accumulate: Vec<Dispatch>,
 }
 
 impl GpuTrainer {
@@ -383,6 +386,7 @@ impl GpuTrainer {
             before,
             head,
             after: Vec::new(),
+            accumulate: Vec::new(),
         })
     }
 }
