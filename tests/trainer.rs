@@ -454,6 +454,9 @@ fn a_clip_value_that_is_not_positive_and_finite_is_refused() {
     }
 }
 
+/// One batch's data: features, tokens, target values, target classes.
+type BatchData = (Vec<f32>, Vec<usize>, Vec<f32>, Vec<i64>);
+
 /// Gradient accumulation over two batches of the same size is one update
 /// with the mean of their gradients: the same as one step on the two
 /// batches side by side (each loss is a mean over as many elements, so the
@@ -464,7 +467,7 @@ fn accumulating_two_batches_is_one_step_on_both() {
     let (t, b) = (4, 2);
     let mut rng = ChaCha8Rng::seed_from_u64(77);
     // Two rounds of two batches each: features, tokens, values, classes.
-    let rounds: Vec<[(Vec<f32>, Vec<usize>, Vec<f32>, Vec<i64>); 2]> = (0..2)
+    let rounds: Vec<[BatchData; 2]> = (0..2)
         .map(|_| {
             [0, 1].map(|_| {
                 (
@@ -510,12 +513,7 @@ fn accumulating_two_batches_is_one_step_on_both() {
         };
         let mut config = TrainConfig::new(loss, OptimizerKind::adam(0.05));
         config.clip_grad_norm = Some(0.5);
-        fn batch_of(
-            d: &(Vec<f32>, Vec<usize>, Vec<f32>, Vec<i64>),
-            t: usize,
-            width: usize,
-            tokens: bool,
-        ) -> Batch<'_> {
+        fn batch_of(d: &BatchData, t: usize, width: usize, tokens: bool) -> Batch<'_> {
             Batch {
                 seq_len: t,
                 batch: width,
@@ -533,7 +531,7 @@ fn accumulating_two_batches_is_one_step_on_both() {
             }
         }
         let batch = |d, width| batch_of(d, t, width, tokens);
-        let joined: Vec<(Vec<f32>, Vec<usize>, Vec<f32>, Vec<i64>)> = rounds
+        let joined: Vec<BatchData> = rounds
             .iter()
             .map(|[a, c]| {
                 let ids: Vec<f32> = a.1.iter().map(|&v| v as f32).collect();
