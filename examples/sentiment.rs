@@ -37,7 +37,7 @@ struct Args {
     embedding: usize,
     #[arg(long, default_value_t = 64)]
     hidden: usize,
-    /// Sentences are cut to this many words.
+    /// Sentences are cut to this many words, and every batch padded to it.
     #[arg(long, default_value_t = 40)]
     max_len: usize,
     #[arg(long, default_value_t = 0.002)]
@@ -113,8 +113,11 @@ fn vocabulary(train: &[&Example], keep: usize) -> HashMap<String, usize> {
         .collect()
 }
 
-/// A batch of sentences, time-major and padded to the longest: token ids
-/// [T·B], labels [B] and lengths [B] (an empty sentence is one padding token).
+/// A batch of sentences, time-major and padded to `t` steps: token ids
+/// [T·B], labels [B] and lengths [B] (an empty sentence is one padding
+/// token). The lengths make the padding count for nothing (the head reads
+/// each sentence's last word); one T for every batch lets a GPU keep one set
+/// of buffers rather than making them for each new length.
 struct Encoded {
     seq_len: usize,
     tokens: Vec<usize>,
@@ -122,14 +125,14 @@ struct Encoded {
     lengths: Vec<usize>,
 }
 
-fn encode(batch: &[&Example], vocab: &HashMap<String, usize>, max_len: usize) -> Encoded {
+fn encode(batch: &[&Example], vocab: &HashMap<String, usize>, t: usize) -> Encoded {
     let ids: Vec<Vec<usize>> = batch
         .iter()
         .map(|ex| {
             let mut v: Vec<usize> = ex
                 .words
                 .iter()
-                .take(max_len)
+                .take(t)
                 .map(|w| vocab.get(w).copied().unwrap_or(1))
                 .collect();
             if v.is_empty() {
@@ -138,7 +141,6 @@ fn encode(batch: &[&Example], vocab: &HashMap<String, usize>, max_len: usize) ->
             v
         })
         .collect();
-    let t = ids.iter().map(Vec::len).max().unwrap_or(1);
     let b = batch.len();
     let mut tokens = vec![0; t * b];
     for (j, seq) in ids.iter().enumerate() {
@@ -176,6 +178,13 @@ fn main() -> Result<(), Box<dyn Error>> {
     let (train, test): (Vec<&Example>, Vec<&Example>) =
         (all[..cut].iter().collect(), all[cut..].iter().collect());
     let vocab = vocabulary(&train, args.vocab);
+    // Every batch has T = the longest sentence's words, at most --max-len.
+    let steps = all
+        .iter()
+        .map(|e| e.words.len())
+        .max()
+        .unwrap_or(1)
+        .clamp(1, args.max_len);
     let vocab_size = vocab.len() + 2;
     // The majority class of the training sentences, scored on the test ones.
     let positive = train.iter().filter(|e| e.label == 1.0).count();
@@ -186,7 +195,7 @@ fn main() -> Result<(), Box<dyn Error>> {
     };
     let baseline = test.iter().filter(|e| e.label == majority).count() as f64 / test.len() as f64;
     println!(
-        "{} sentences: {} for training ({} positive), {} held out; vocabulary {} words",
+        "{} sentences: {} for training ({} positive), {} held out; vocabulary {} words; {steps} steps per sentence",
         all.len(),
         train.len(),
         positive,
@@ -214,7 +223,7 @@ fn main() -> Result<(), Box<dyn Error>> {
 
     let test_batches: Vec<Encoded> = test
         .chunks(args.batch)
-        .map(|c| encode(c, &vocab, args.max_len))
+        .map(|c| encode(c, &vocab, steps))
         .collect();
     let evaluate = |trainer: &mut Trainer| -> Result<Accuracy, Box<dyn Error>> {
         let mut acc = Accuracy::default();
@@ -232,7 +241,7 @@ fn main() -> Result<(), Box<dyn Error>> {
         order.shuffle(&mut rng);
         let mut total = 0.0;
         for chunk in order.chunks(args.batch) {
-            let enc = encode(chunk, &vocab, args.max_len);
+            let enc = encode(chunk, &vocab, steps);
             total += trainer.step_with_loss(&enc.batch())? as f64;
             bar.inc(1);
         }
