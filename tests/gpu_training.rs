@@ -610,3 +610,36 @@ fn training_runs_under_webgpu_limits() {
         ],
     );
 }
+
+/// Stateful training with gradient accumulation keeps the step one submit
+/// with no host wait, and allocates nothing after the first update: the
+/// carried state and the sums stay on the GPU.
+#[test]
+fn stateful_accumulating_steps_are_one_submit_each() {
+    let Some(ctx) = gpu_or_skip("stateful_accumulating_steps_are_one_submit_each") else {
+        return;
+    };
+    let lstm = LstmConfig::new(4, 8).num_layers(2);
+    let model = Model::<f32>::new(Some((10, 4)), &lstm, 10, HeadKind::PerStep, 1).unwrap();
+    let mut cfg = TrainConfig::new(
+        LossKind::CrossEntropy { ignore_index: None },
+        OptimizerKind::adam(1e-3),
+    );
+    cfg.stateful = true;
+    cfg.grad_accumulation = 2;
+    let mut gpu = GpuTrainer::new(&ctx, &model, cfg.clone()).unwrap();
+    let (t, b) = (9, 2);
+    let d = data(0, t, b, 4, 10, t * b, 10, false);
+    let bt = batch(&d, t, b, true, cfg.loss);
+    gpu.step(&bt).unwrap();
+    gpu.step(&bt).unwrap();
+    for k in 0..4 {
+        let before = ctx.counters();
+        gpu.step(&bt).unwrap();
+        let c = ctx.counters() - before;
+        assert_eq!((c.submits, c.host_waits), (1, 0), "batch {k}: {c:?}");
+        assert_eq!((c.pipelines, c.bind_groups, c.buffers), (0, 0, 0), "{c:?}");
+    }
+    assert_eq!(gpu.step_count(), 6);
+    assert!(gpu.loss().unwrap().is_finite());
+}
