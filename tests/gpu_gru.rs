@@ -12,10 +12,7 @@ use common::lstm_fixtures::{GruFixture, cases_in};
 use common::{assert_close, assert_close_to_max};
 use wgpu_lstm::gpu::GpuLstm;
 use wgpu_lstm::reference::{self, OutputGrads};
-use wgpu_lstm::{
-    Batch, Device, HeadKind, InitOptions, Inputs, LossKind, LstmConfig, LstmInput, LstmWeights,
-    Model, OptimizerKind, Targets, TrainConfig, Trainer,
-};
+use wgpu_lstm::{InitOptions, LstmConfig, LstmInput, LstmWeights};
 
 #[test]
 fn gpu_matches_pytorch_gru_fixtures() {
@@ -177,38 +174,7 @@ fn a_gru_model_trains_on_the_gpu_as_on_the_cpu() {
     if gpu_or_skip("a_gru_model_trains_on_the_gpu_as_on_the_cpu").is_none() {
         return;
     }
-    let cfg = LstmConfig::gru(3, 10).num_layers(2);
-    let model = Model::<f32>::new(None, &cfg, 2, HeadKind::LastStep, 4).unwrap();
-    let (t, b) = (6, 5);
-    let x: Vec<f32> = (0..t * b * 3)
-        .map(|k| ((k * 37 % 19) as f32 / 9.5) - 1.0)
-        .collect();
-    let y: Vec<f32> = (0..b * 2).map(|k| (k % 3) as f32 - 1.0).collect();
-    let batch = Batch {
-        seq_len: t,
-        batch: b,
-        inputs: Inputs::Features(&x),
-        targets: Targets::Values(&y),
-        lengths: None,
-    };
-    let config = TrainConfig::new(LossKind::Mse, OptimizerKind::adam(1e-2));
-    let mut cpu = Trainer::new(&Device::cpu(), model.clone(), config.clone()).unwrap();
-    let mut gpu = Trainer::new(&Device::gpu().unwrap(), model, config).unwrap();
-    for step in 0..4 {
-        let (a, g) = (
-            cpu.step_with_loss(&batch).unwrap(),
-            gpu.step_with_loss(&batch).unwrap(),
-        );
-        assert!(
-            (a - g).abs() <= 1e-5 * a.abs().max(1.0),
-            "step {step}: {a} vs {g}"
-        );
-    }
-    let (a, g) = (cpu.model().unwrap(), gpu.model().unwrap());
-    for ((n, _, p), (_, _, q)) in a.named_params().into_iter().zip(g.named_params()) {
-        assert_close_to_max(n.as_str(), q, p, 1e-4);
-    }
-    assert_eq!(g.lstm.config, a.lstm.config);
+    common::training::gpu_trains_as_the_cpu(&LstmConfig::gru(3, 10).num_layers(2));
 }
 
 #[test]

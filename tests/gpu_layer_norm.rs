@@ -10,13 +10,10 @@ mod common;
 
 use common::case::Case;
 use common::gpu::{gpu_or_skip, rerun_under_webgpu_limits};
-use common::{assert_close, assert_close_to_max, assert_grads_close};
+use common::{assert_close, assert_grads_close};
 use wgpu_lstm::gpu::{GpuContext, GpuLstm, Precision};
 use wgpu_lstm::reference;
-use wgpu_lstm::{
-    Activation, Batch, Device, HeadKind, InitOptions, Inputs, LossKind, LstmConfig, LstmError,
-    LstmWeights, Model, OptimizerKind, Targets, TrainConfig, Trainer,
-};
+use wgpu_lstm::{Activation, InitOptions, LstmConfig, LstmError, LstmWeights};
 
 /// Weights for `cfg` whose layer-norm gains and biases are drawn around
 /// (1, 0) rather than left at their initial values.
@@ -208,36 +205,7 @@ fn a_layer_norm_model_trains_on_the_gpu_as_on_the_cpu() {
         return;
     }
     let cfg = LstmConfig::new(3, 10).num_layers(2).layer_norm(true);
-    let model = Model::<f32>::new(None, &cfg, 2, HeadKind::LastStep, 4).unwrap();
-    let (t, b) = (6, 5);
-    let x: Vec<f32> = (0..t * b * 3)
-        .map(|k| ((k * 37 % 19) as f32 / 9.5) - 1.0)
-        .collect();
-    let y: Vec<f32> = (0..b * 2).map(|k| (k % 3) as f32 - 1.0).collect();
-    let batch = Batch {
-        seq_len: t,
-        batch: b,
-        inputs: Inputs::Features(&x),
-        targets: Targets::Values(&y),
-        lengths: None,
-    };
-    let config = TrainConfig::new(LossKind::Mse, OptimizerKind::adam(1e-2));
-    let mut cpu = Trainer::new(&Device::cpu(), model.clone(), config.clone()).unwrap();
-    let mut gpu = Trainer::new(&Device::gpu().unwrap(), model, config).unwrap();
-    for step in 0..4 {
-        let (a, g) = (
-            cpu.step_with_loss(&batch).unwrap(),
-            gpu.step_with_loss(&batch).unwrap(),
-        );
-        assert!(
-            (a - g).abs() <= 1e-5 * a.abs().max(1.0),
-            "step {step}: {a} vs {g}"
-        );
-    }
-    let (a, g) = (cpu.model().unwrap(), gpu.model().unwrap());
-    for ((n, _, p), (_, _, q)) in a.named_params().into_iter().zip(g.named_params()) {
-        assert_close_to_max(n.as_str(), q, p, 1e-4);
-    }
+    let g = common::training::gpu_trains_as_the_cpu(&cfg);
     // The gains and biases moved: the optimizer updates them too.
     let ln = g.lstm.layer(0, 0).layer_norm.as_ref().unwrap();
     assert!(ln.cell_weight.iter().any(|&v| v != 1.0));

@@ -67,3 +67,45 @@ pub fn clip_value_from_meta(meta: &HashMap<String, String>) -> Option<f64> {
         .filter(|v| *v != "none")
         .map(|v| v.parse().unwrap())
 }
+
+/// Trains a two-output last-step model of `lstm` for 4 Adam steps on the CPU
+/// and on the GPU from the same start and the same seeded batch, checks that
+/// the losses agree within 1e-5 and the parameters within 1e-4 of each
+/// tensor's largest magnitude, and returns the GPU's trained model.
+pub fn gpu_trains_as_the_cpu(lstm: &wgpu_lstm::LstmConfig) -> wgpu_lstm::Model<f32> {
+    use wgpu_lstm::{
+        Batch, Device, HeadKind, Inputs, LossKind, Model, Targets, TrainConfig, Trainer,
+    };
+    let model = Model::<f32>::new(None, lstm, 2, HeadKind::LastStep, 4).unwrap();
+    let (t, b, i) = (6, 5, lstm.input_size);
+    let x: Vec<f32> = (0..t * b * i)
+        .map(|k| ((k * 37 % 19) as f32 / 9.5) - 1.0)
+        .collect();
+    let y: Vec<f32> = (0..b * 2).map(|k| (k % 3) as f32 - 1.0).collect();
+    let batch = Batch {
+        seq_len: t,
+        batch: b,
+        inputs: Inputs::Features(&x),
+        targets: Targets::Values(&y),
+        lengths: None,
+    };
+    let config = TrainConfig::new(LossKind::Mse, OptimizerKind::adam(1e-2));
+    let mut cpu = Trainer::new(&Device::cpu(), model.clone(), config.clone()).unwrap();
+    let mut gpu = Trainer::new(&Device::gpu().unwrap(), model, config).unwrap();
+    for step in 0..4 {
+        let (a, g) = (
+            cpu.step_with_loss(&batch).unwrap(),
+            gpu.step_with_loss(&batch).unwrap(),
+        );
+        assert!(
+            (a - g).abs() <= 1e-5 * a.abs().max(1.0),
+            "step {step}: {a} vs {g}"
+        );
+    }
+    let (a, g) = (cpu.model().unwrap(), gpu.model().unwrap());
+    for ((n, _, p), (_, _, q)) in a.named_params().into_iter().zip(g.named_params()) {
+        super::assert_close_to_max(n.as_str(), q, p, 1e-4);
+    }
+    assert_eq!(g.lstm.config, a.lstm.config);
+    g
+}
