@@ -280,7 +280,10 @@ fn main() -> Result<(), Box<dyn Error>> {
     );
     // Two sentences of our own, with their word ids: a PyTorch module loading
     // the checkpoint gives the same probabilities for the same ids.
-    for text in ["a great phone, i love it", "the worst movie i have ever seen"] {
+    for text in [
+        "a great phone, i love it",
+        "the worst movie i have ever seen",
+    ] {
         let ex = Example {
             words: words(text),
             label: 0.0,

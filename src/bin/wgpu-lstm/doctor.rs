@@ -4,8 +4,9 @@
 //! fixtures compiled into the binary through the GPU engine, with the
 //! kernels the autotuner picks there: the training forward and every
 //! gradient, for one and two layers, bidirectional, unsorted lengths, a given
-//! initial state and a projection, in f32 and, where the adapter has
-//! `SHADER_F16`, in f16. It prints pass or fail with the largest error against
+//! initial state, a projection, and the variants (relu, input and recurrent
+//! dropout, layer norm), in f32 and, where the adapter has `SHADER_F16`, in
+//! f16 (the layer norm, which runs in f32 only, is then skipped). It prints pass or fail with the largest error against
 //! PyTorch, the tuner's choices with their times, and the adapter's features
 //! and limits. Anything failing makes the exit status 1.
 
@@ -14,7 +15,7 @@ use std::path::Path;
 use wgpu_lstm::gpu::{GpuContext, GpuLstm};
 use wgpu_lstm::reference::OutputGrads;
 use wgpu_lstm::weights::SafetensorsPrefix;
-use wgpu_lstm::{LstmInput, LstmWeights, Precision, Tensor, TensorFile};
+use wgpu_lstm::{Activation, LstmInput, LstmWeights, Precision, Tensor, TensorFile};
 
 use crate::{CliError, CliResult};
 
@@ -49,6 +50,26 @@ const FIXTURES: &[(&str, &[u8])] = &[
         "proj_single_layer",
         include_bytes!("../../../tests/fixtures/proj/proj_single_layer.safetensors"),
     ),
+    // The variants of hand-written float64 modules (`tools/make_variant_fixtures.py`),
+    // with the dropout masks of their seed.
+    (
+        "relu_bidirectional_two_layers_lengths",
+        include_bytes!(
+            "../../../tests/fixtures/variants/relu_bidirectional_two_layers_lengths.safetensors"
+        ),
+    ),
+    (
+        "input_recurrent_dropout_two_layers",
+        include_bytes!(
+            "../../../tests/fixtures/variants/input_recurrent_dropout_two_layers.safetensors"
+        ),
+    ),
+    (
+        "layer_norm_bidirectional_lengths_dropout",
+        include_bytes!(
+            "../../../tests/fixtures/variants/layer_norm_bidirectional_lengths_dropout.safetensors"
+        ),
+    ),
 ];
 
 /// Tolerances against PyTorch: the forward's largest absolute error, and
@@ -80,14 +101,34 @@ struct Outcome {
     gradients: (f64, String),
 }
 
-fn run_fixture(ctx: &GpuContext, bytes: &[u8], precision: Precision) -> CliResult<Outcome> {
+/// Runs one fixture; `None` when it does not apply at `precision`.
+fn run_fixture(ctx: &GpuContext, bytes: &[u8], precision: Precision) -> CliResult<Option<Outcome>> {
     let file = TensorFile::from_bytes(bytes.to_vec())?;
     let mut weights = LstmWeights::<f32>::from_safetensors(
         &file.safetensors(),
         SafetensorsPrefix::Exact("lstm."),
     )?;
-    weights.config.batch_first =
-        file.metadata().get("batch_first").map(String::as_str) == Some("true");
+    let meta = file.metadata();
+    weights.config.batch_first = meta.get("batch_first").map(String::as_str) == Some("true");
+    // A variant fixture's settings, and the seed of its dropout masks.
+    let num = |k: &str| {
+        meta.get(k)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    weights.config = weights
+        .config
+        .clone()
+        .dropout(num("dropout"))
+        .input_dropout(num("input_dropout"))
+        .recurrent_dropout(num("recurrent_dropout"));
+    if let Some(a) = meta.get("activation") {
+        weights.config.activation = Activation::from_name(a)?;
+    }
+    let seed = num("dropout_seed") as u64;
+    if weights.config.layer_norm && precision == Precision::F16 {
+        return Ok(None);
+    }
     let f32s = |k: &str| file.float::<f32>(k);
     let f64s = |k: &str| file.float::<f64>(k);
     let input = f32s("input")?;
@@ -112,7 +153,7 @@ fn run_fixture(ctx: &GpuContext, bytes: &[u8], precision: Precision) -> CliResul
         x = x.with_lengths(l);
     }
     let mut gpu = GpuLstm::with_precision(ctx, &weights, precision)?;
-    let out = gpu.forward_train_host(&x, 0)?;
+    let out = gpu.forward_train_host(&x, seed)?;
     let mut forward: (f64, String) = (0.0, String::new());
     for (k, got) in [
         ("output", &out.output),
@@ -161,7 +202,7 @@ fn run_fixture(ctx: &GpuContext, bytes: &[u8], precision: Precision) -> CliResul
             gradients = (rel, format!("{k}[{i}]"));
         }
     }
-    Ok(Outcome { forward, gradients })
+    Ok(Some(Outcome { forward, gradients }))
 }
 
 /// The fixtures to run: the compiled-in set, or every `.safetensors` file
@@ -256,7 +297,10 @@ pub fn doctor(adapter: Option<&str>, dir: Option<&Path>) -> CliResult<bool> {
             for (name, bytes) in &cases {
                 let label = format!("{p} {name}");
                 match run_fixture(&ctx, bytes, p) {
-                    Ok(o) if o.forward.0 <= fwd_tol && o.gradients.0 <= grad_tol => {
+                    Ok(None) => {
+                        println!("  SKIP {label}: the layer-normalised LSTM runs in f32 only");
+                    }
+                    Ok(Some(o)) if o.forward.0 <= fwd_tol && o.gradients.0 <= grad_tol => {
                         passed += 1;
                         println!(
                             "  PASS {label}: forward {:.1e} (tolerance {fwd_tol:.0e}), \
@@ -264,7 +308,7 @@ pub fn doctor(adapter: Option<&str>, dir: Option<&Path>) -> CliResult<bool> {
                             o.forward.0, o.gradients.0
                         );
                     }
-                    Ok(o) => {
+                    Ok(Some(o)) => {
                         failed += 1;
                         println!(
                             "  FAIL {label}: forward {:.1e} at {} (tolerance {fwd_tol:.0e}), \
