@@ -211,11 +211,17 @@ impl LnSpace {
                 },
             ));
         }
+        let cells = (b as u32, cfg.num_directions() as u32, 1);
+        check_groups(
+            ctx,
+            &format!("a layer-norm step over B = {b} sequences"),
+            &[cells.0],
+        )?;
         Ok(LnSpace {
             input,
             steps,
             rows: LayerNormKernels::row_groups(ctx, t * b * cfg.num_directions())?,
-            cells: (b as u32, cfg.num_directions() as u32, 1),
+            cells,
             _unused: unused,
         })
     }
