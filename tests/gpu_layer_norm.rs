@@ -113,6 +113,27 @@ fn gpu_layer_norm_training_matches_the_reference() {
     }
 }
 
+/// The edges of the step loop: one step, one sequence, both directions,
+/// with a given initial state.
+#[test]
+fn gpu_layer_norm_at_t_1_and_b_1_matches_the_reference() {
+    let Some(ctx) = gpu_or_skip("gpu_layer_norm_at_t_1_and_b_1_matches_the_reference") else {
+        return;
+    };
+    for (t, b) in [(1, 1), (1, 3), (4, 1)] {
+        let cfg = LstmConfig::new(3, 6)
+            .num_layers(2)
+            .bidirectional(true)
+            .layer_norm(true);
+        let case = Case {
+            with_state: true,
+            ..Case::new(cfg, t, b)
+        };
+        let w = weights(&case.config, 9);
+        check(&ctx, &format!("T={t} B={b}"), &case, &w, 3);
+    }
+}
+
 /// Inference, with and without the per-step cell states, and the weights
 /// read back as they were given.
 #[test]
