@@ -60,6 +60,20 @@ impl<'a, T: Real> LstmInput<'a, T> {
         self
     }
 
+    /// Starts from a state carried over from an earlier pass of `cell`:
+    /// (h_0, c_0) for an LSTM, h_0 alone for a GRU (whose `c` is ignored).
+    pub(crate) fn with_carried(
+        self,
+        cell: crate::config::Cell,
+        h: &'a Tensor<T>,
+        c: &'a Tensor<T>,
+    ) -> Self {
+        match cell {
+            crate::config::Cell::Lstm => self.with_state(h, c),
+            crate::config::Cell::Gru => self.with_h_0(h),
+        }
+    }
+
     /// Sets `lengths` \[B\]: valid steps per sequence, each in 1..=T.
     pub fn with_lengths(mut self, lengths: &'a [usize]) -> Self {
         self.lengths = Some(lengths);

@@ -571,6 +571,16 @@ pub fn accuracy(
     out: &[f32],
 ) -> Result<Accuracy> {
     batch.validate(model, loss)?;
+    count_right(model, loss, batch, out)
+}
+
+/// [`accuracy`] on a batch already validated against `model` and `loss`.
+pub(crate) fn count_right(
+    model: &ModelShape,
+    loss: LossKind,
+    batch: &Batch<'_>,
+    out: &[f32],
+) -> Result<Accuracy> {
     let outputs = model.outputs;
     let kind = model.head_kind;
     let mut acc = Accuracy::default();

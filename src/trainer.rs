@@ -188,11 +188,8 @@ impl Trainer {
     /// right (see [`crate::model::accuracy`]; per token with a per-step
     /// head). Classification losses only.
     pub fn accuracy(&mut self, batch: &Batch<'_>) -> Result<crate::model::Accuracy> {
-        let shape = self.model_shape();
-        let loss = self.config().loss;
-        batch.validate(&shape, loss)?;
-        let out = self.predict(batch)?;
-        crate::model::accuracy(&shape, loss, batch, &out)
+        let out = self.predict(batch)?; // validates the batch
+        crate::model::count_right(&self.model_shape(), self.config().loss, batch, &out)
     }
 
     /// The model as trained so far (read back from a GPU), in PyTorch's

@@ -8,10 +8,10 @@
 
 mod common;
 
+use common::assert_close;
 use common::case::Case;
-use common::gpu::{gpu_or_skip, rerun_under_webgpu_limits};
-use common::{assert_close, assert_grads_close};
-use wgpu_lstm::gpu::{GpuContext, GpuLstm, Precision};
+use common::gpu::{gpu_or_skip, rerun_under_webgpu_limits, train_against_reference};
+use wgpu_lstm::gpu::{GpuLstm, Precision};
 use wgpu_lstm::reference;
 use wgpu_lstm::{Activation, InitOptions, LstmConfig, LstmError, LstmWeights};
 
@@ -34,36 +34,6 @@ fn weights(cfg: &LstmConfig, seed: u64) -> LstmWeights<f32> {
         }
     }
     w
-}
-
-/// Trains one case on the GPU against the f64 reference and returns the
-/// dispatches of its forward and backward.
-fn check(ctx: &GpuContext, name: &str, c: &Case, w: &LstmWeights<f32>, seed: u64) -> (u64, u64) {
-    let data = c.data::<f32>(1);
-    let (w64, data64) = (w.cast::<f64>(), data.cast::<f64>());
-    let (want_out, cache) = reference::forward_train(&w64, &c.input(&data64), seed).unwrap();
-    let want = reference::backward(&w64, &cache, &data64.grads()).unwrap();
-    let mut gpu = GpuLstm::new(ctx, w).unwrap();
-    let c0 = ctx.counters();
-    let out = gpu.forward_train_host(&c.input(&data), seed).unwrap();
-    let c1 = ctx.counters();
-    for (what, got, want) in [
-        ("output", &out.output, &want_out.output),
-        ("h_n", &out.h_n, &want_out.h_n),
-        ("c_n", &out.c_n, &want_out.c_n),
-    ] {
-        assert_close(
-            &format!("{name}/{what}"),
-            got.data(),
-            want.data(),
-            1e-5,
-            0.0,
-        );
-    }
-    let got = gpu.backward_host(&data.grads()).unwrap();
-    let c2 = ctx.counters();
-    assert_grads_close(name, &got, &want, c.with_state, 1e-4);
-    ((c1 - c0).dispatches, (c2 - c1).dispatches)
 }
 
 /// Training over shapes that reach every path: one to three layers, both
@@ -106,7 +76,7 @@ fn gpu_layer_norm_training_matches_the_reference() {
                 };
                 let name = format!("case {n}: {:?} T={t} B={b}", case.config);
                 let w = weights(&case.config, 40 + n as u64);
-                check(&ctx, &name, &case, &w, 1000 + n as u64);
+                train_against_reference(&ctx, &name, &case, &w, 1000 + n as u64);
                 n += 1;
             }
         }
@@ -130,7 +100,7 @@ fn gpu_layer_norm_at_t_1_and_b_1_matches_the_reference() {
             ..Case::new(cfg, t, b)
         };
         let w = weights(&case.config, 9);
-        check(&ctx, &format!("T={t} B={b}"), &case, &w, 3);
+        train_against_reference(&ctx, &format!("T={t} B={b}"), &case, &w, 3);
     }
 }
 
@@ -207,9 +177,9 @@ fn layer_norm_costs_the_documented_dispatches() {
     };
     let plain_cfg = base.clone();
     let plain_w = LstmWeights::<f32>::init(&plain_cfg, 2, InitOptions::default()).unwrap();
-    let plain = check(&ctx, "plain", &case(plain_cfg), &plain_w, 5);
+    let plain = train_against_reference(&ctx, "plain", &case(plain_cfg), &plain_w, 5);
     let ln_cfg = base.layer_norm(true);
-    let ln = check(
+    let ln = train_against_reference(
         &ctx,
         "layer norm",
         &case(ln_cfg.clone()),

@@ -10,9 +10,9 @@
 mod common;
 
 use common::case::Case;
-use common::gpu::{gpu_or_skip, rerun_under_webgpu_limits};
+use common::gpu::{gpu_or_skip, rerun_under_webgpu_limits, train_against_reference};
 use common::lstm_fixtures::{Case as Fixture, cases_in};
-use common::{assert_close, assert_close_to_max, assert_grads_close};
+use common::{assert_close, assert_close_to_max};
 use safetensors::SafeTensors;
 use wgpu_lstm::gpu::GpuLstm;
 use wgpu_lstm::reference::{self, OutputGrads};
@@ -104,31 +104,7 @@ fn gpu_matches_the_variant_fixtures() {
 fn check(name: &str, c: &Case, seed: u64) -> Option<(u64, u64)> {
     let ctx = gpu_or_skip(name)?;
     let w = LstmWeights::<f32>::init(&c.config, 31, InitOptions::default()).unwrap();
-    let data = c.data::<f32>(1);
-    let (w64, data64) = (w.cast::<f64>(), data.cast::<f64>());
-    let (want_out, cache) = reference::forward_train(&w64, &c.input(&data64), seed).unwrap();
-    let want = reference::backward(&w64, &cache, &data64.grads()).unwrap();
-    let mut gpu = GpuLstm::new(&ctx, &w).unwrap();
-    let c0 = ctx.counters();
-    let out = gpu.forward_train_host(&c.input(&data), seed).unwrap();
-    let c1 = ctx.counters();
-    for (what, got, want) in [
-        ("output", &out.output, &want_out.output),
-        ("h_n", &out.h_n, &want_out.h_n),
-        ("c_n", &out.c_n, &want_out.c_n),
-    ] {
-        assert_close(
-            &format!("{name}/{what}"),
-            got.data(),
-            want.data(),
-            1e-5,
-            0.0,
-        );
-    }
-    let got = gpu.backward_host(&data.grads()).unwrap();
-    let c2 = ctx.counters();
-    assert_grads_close(name, &got, &want, c.with_state, 1e-4);
-    Some(((c1 - c0).dispatches, (c2 - c1).dispatches))
+    Some(train_against_reference(&ctx, name, c, &w, seed))
 }
 
 #[test]

@@ -143,10 +143,7 @@ impl<T: Real> TrainState<T> {
             lx = lx.with_lengths(l);
         }
         if let Some((h, c)) = self.carried(batch.batch)? {
-            lx = match self.model.lstm.config.cell {
-                crate::config::Cell::Lstm => lx.with_state(h, c),
-                crate::config::Cell::Gru => lx.with_h_0(h),
-            };
+            lx = lx.with_carried(self.model.lstm.config.cell, h, c);
         }
         Ok(lx)
     }

@@ -3,7 +3,11 @@
 
 use std::io::Write;
 
-use wgpu_lstm::gpu::{GpuContext, gpu_required_by_env};
+use wgpu_lstm::gpu::{GpuContext, GpuLstm, gpu_required_by_env};
+use wgpu_lstm::{LstmWeights, reference};
+
+use super::case::Case;
+use super::{assert_close, assert_grads_close};
 
 /// A context, or `None` (after saying so) when no adapter exists and none is required.
 pub fn gpu_or_skip(test: &str) -> Option<GpuContext> {
@@ -50,4 +54,42 @@ pub fn rerun_under_webgpu_limits(test: &str, names: &[&str]) {
             "{test}: `{name}` did not pass under WebGPU limits:\n{stdout}"
         );
     }
+}
+
+/// Trains `c` with weights `w` on the GPU (training forward and backward,
+/// dropout seed `seed`) against the f64 reference: outputs, h_n and c_n
+/// within 1e-5, every gradient within 1e-4 of its largest magnitude.
+/// Returns the dispatches of the forward and of the backward.
+pub fn train_against_reference(
+    ctx: &GpuContext,
+    name: &str,
+    c: &Case,
+    w: &LstmWeights<f32>,
+    seed: u64,
+) -> (u64, u64) {
+    let data = c.data::<f32>(1);
+    let (w64, data64) = (w.cast::<f64>(), data.cast::<f64>());
+    let (want_out, cache) = reference::forward_train(&w64, &c.input(&data64), seed).unwrap();
+    let want = reference::backward(&w64, &cache, &data64.grads()).unwrap();
+    let mut gpu = GpuLstm::new(ctx, w).unwrap();
+    let c0 = ctx.counters();
+    let out = gpu.forward_train_host(&c.input(&data), seed).unwrap();
+    let c1 = ctx.counters();
+    for (what, got, want) in [
+        ("output", &out.output, &want_out.output),
+        ("h_n", &out.h_n, &want_out.h_n),
+        ("c_n", &out.c_n, &want_out.c_n),
+    ] {
+        assert_close(
+            &format!("{name}/{what}"),
+            got.data(),
+            want.data(),
+            1e-5,
+            0.0,
+        );
+    }
+    let got = gpu.backward_host(&data.grads()).unwrap();
+    let c2 = ctx.counters();
+    assert_grads_close(name, &got, &want, c.with_state, 1e-4);
+    ((c1 - c0).dispatches, (c2 - c1).dispatches)
 }

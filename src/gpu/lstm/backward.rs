@@ -45,6 +45,11 @@ impl GpuLstm {
         }
         for l in (0..cfg.num_layers).rev().filter(|_| tr.wave.is_none()) {
             {
+                // A layer-normalised LSTM's second dispatch per step.
+                let ln = match (&tr.ln, &self.layer_norm, &ws.ln) {
+                    (Some(lt), Some(lk), Some(space)) => Some((&lk.back, &lt.back[l], space.cells)),
+                    _ => None,
+                };
                 let mut pass =
                     self.begin_pass(enc, "lstm backward steps", Some(Phase::BackwardSteps));
                 // With a hidden projection each step is two dispatches: the P-wide
@@ -65,11 +70,8 @@ impl GpuLstm {
                     tr.back_kernel
                         .encode(ctx, &mut pass, &tr.back[l], offset, tr.back_groups);
                     // A layer-normalised LSTM: the cell's backward, after the carry.
-                    if let (Some(lt), Some(lk), Some(space)) = (&tr.ln, &self.layer_norm, &ws.ln)
-                        && s < t
-                    {
-                        lk.back
-                            .encode_at(ctx, &mut pass, &lt.back[l], &[offset], space.cells);
+                    if let Some((kernel, bg, groups)) = ln.filter(|_| s < t) {
+                        kernel.encode_at(ctx, &mut pass, bg, &[offset], groups);
                     }
                 }
             }

@@ -400,10 +400,7 @@ impl GpuTrainer {
             _ => None,
         };
         if let Some((h, c)) = &carried {
-            input = match cfg.cell {
-                crate::config::Cell::Lstm => input.with_state(h, c),
-                crate::config::Cell::Gru => input.with_h_0(h),
-            };
+            input = input.with_carried(cfg.cell, h, c);
         }
         let out = self.lstm.forward_host(&input)?;
         if let (true, Some((h, c))) = (self.config.stateful, &self.carry) {
