@@ -48,9 +48,18 @@ pub(crate) fn save(path: &Path, ckpt: &Checkpoint) -> Result<()> {
         ("format".to_string(), FORMAT.to_string()),
         ("step".to_string(), ckpt.step.to_string()),
     ]);
-    // The recurrent layer's cell and activation, as in a weights file, so
-    // that the `lstm.` tensors load as what they are.
-    meta.extend(crate::weights::config_metadata(&ckpt.model.lstm.config).unwrap_or_default());
+    // The recurrent modules' cells and activations, as in a model file, so
+    // that the `lstm.` and `stack.{k}.` tensors load as what they are.
+    for (k, w) in ckpt.model.recurrent().enumerate() {
+        let prefix = if k == 0 {
+            String::new()
+        } else {
+            crate::model::module_prefix(k)
+        };
+        for (key, value) in crate::weights::config_metadata(&w.config).unwrap_or_default() {
+            meta.insert(format!("{prefix}{key}"), value);
+        }
+    }
     crate::io::write_atomic(path, &crate::io::serialize(&named, Some(meta))?)
 }
 
@@ -83,6 +92,19 @@ pub(crate) fn load(path: &Path, like: &Model<f32>) -> Result<Checkpoint> {
         }
         Ok(t.into_data())
     };
+    // A tensor no parameter names belongs to another architecture (such as
+    // a deeper stack).
+    let known: std::collections::HashSet<String> = like
+        .named_params()
+        .into_iter()
+        .flat_map(|(n, _, _)| [format!("optim.m.{n}"), format!("optim.v.{n}"), n])
+        .collect();
+    if let Some(extra) = st.names().into_iter().find(|n| !known.contains(*n)) {
+        return Err(invalid(format!(
+            "holds `{extra}`, which this model does not have: the checkpoint is for another \
+             architecture"
+        )));
+    }
     let (mut values, mut m, mut v) = (Vec::new(), Vec::new(), Vec::new());
     for (name, shape, _) in like.named_params() {
         values.push(read(&name, &shape)?);

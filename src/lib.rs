@@ -39,6 +39,7 @@ pub mod input;
 mod io;
 mod lstm;
 pub mod model;
+mod model_file;
 pub mod real;
 pub mod reference;
 pub mod tensor;
@@ -52,7 +53,9 @@ pub use error::{LstmError, Result};
 pub use gpu::Precision;
 pub use input::LstmInput;
 pub use lstm::Lstm;
-pub use model::{Accuracy, Batch, HeadKind, Inputs, LossKind, Model, Targets, TrainConfig};
+pub use model::{
+    Accuracy, Batch, HeadKind, Inputs, LossKind, Model, ModelBuilder, Targets, TrainConfig,
+};
 pub use real::Real;
 pub use reference::{LrSchedule, LstmOutput, OptimizerKind};
 pub use tensor::Tensor;

@@ -1,9 +1,12 @@
-//! A trainable model (optional embedding → LSTM → linear head), and what a
-//! training step reads: the [`Batch`] and the [`TrainConfig`].
+//! A trainable model (optional embedding → a stack of recurrent modules →
+//! linear head), and what a training step reads: the [`Batch`] and the
+//! [`TrainConfig`].
 //!
-//! Parameters are named as a PyTorch module with attributes `embedding`,
-//! `lstm` and `head` would name them (`embedding.weight`,
-//! `lstm.weight_ih_l0`, ..., `head.weight`, `head.bias`), in that order.
+//! Parameters are named as a PyTorch module with attributes `embedding` (an
+//! `nn.Embedding`), `lstm` (the first `nn.LSTM` or `nn.GRU`), `stack` (an
+//! `nn.ModuleList` of the further ones) and `head` (an `nn.Linear`) would
+//! name them (`embedding.weight`, `lstm.weight_ih_l0`, ...,
+//! `stack.0.weight_ih_l0`, ..., `head.weight`, `head.bias`), in that order.
 
 use crate::config::LstmConfig;
 use crate::error::{LstmError, Result};
@@ -42,18 +45,80 @@ pub enum LossKind {
     },
 }
 
-/// Embedding (optional) → LSTM → linear head.
+/// Embedding (optional) → recurrent modules → linear head.
+///
+/// The recurrent modules are `lstm`, then each of `stack` in order, each
+/// reading the whole output sequence of the one before (Keras'
+/// `return_sequences=True` between layers). Each is a whole `nn.LSTM` or
+/// `nn.GRU` with its own sizes, cell, activation, directions and dropouts;
+/// its [`LstmConfig::input_dropout`] is the dropout between it and what it
+/// reads (Keras' `dropout=`). Build one with [`Model::builder`].
 #[derive(Clone, Debug, PartialEq)]
 pub struct Model<T = f32> {
     /// `nn.Embedding` from token ids to LSTM inputs; `None` when the model
     /// reads features.
     pub embedding: Option<Embedding<T>>,
-    /// The `nn.LSTM` parameters; `config.batch_first` is false.
+    /// The first recurrent module (an `nn.LSTM` or `nn.GRU`);
+    /// `config.batch_first` is false.
     pub lstm: LstmWeights<T>,
-    /// `nn.Linear(D·H_out, O)` on the LSTM's output.
+    /// The recurrent modules after `lstm`, in order (empty for one module):
+    /// module k reads the output of module k − 1, so its `input_size` is
+    /// that module's [`LstmConfig::output_size`].
+    pub stack: Vec<LstmWeights<T>>,
+    /// `nn.Linear(F, O)` on the last recurrent module's output (F its
+    /// [`LstmConfig::output_size`]).
     pub head: Linear<T>,
     /// Which time steps the head reads.
     pub head_kind: HeadKind,
+}
+
+/// The seed of recurrent module `k`'s dropout masks in a batch whose seed
+/// is `seed`: `seed` itself for the first, so that a one-module model draws
+/// what an `Lstm` does.
+pub(crate) fn module_seed(seed: u64, k: usize) -> u64 {
+    seed.wrapping_add((k as u64) << 40)
+}
+
+/// The name prefix of recurrent module `k` (`lstm.`, `stack.0.`, ...).
+pub fn module_prefix(k: usize) -> String {
+    match k {
+        0 => "lstm.".to_string(),
+        k => format!("stack.{}.", k - 1),
+    }
+}
+
+/// Checks that recurrent modules chain: each reads what the one before
+/// writes, on time-major data.
+pub(crate) fn check_chain<'a>(
+    configs: impl IntoIterator<Item = &'a LstmConfig>,
+    embedding: Option<usize>,
+) -> Result<()> {
+    let mut feeds: Option<(String, usize)> = embedding.map(|d| ("the embedding".into(), d));
+    for (k, cfg) in configs.into_iter().enumerate() {
+        let name = module_prefix(k);
+        let name = name.trim_end_matches('.');
+        cfg.validate()?;
+        if cfg.batch_first {
+            return Err(LstmError::InvalidConfig {
+                field: "batch_first",
+                reason: format!(
+                    "`{name}`: training works on time-major [T, B, ...] data; set batch_first = false"
+                ),
+            });
+        }
+        if let Some((what, size)) = &feeds
+            && *size != cfg.input_size
+        {
+            return Err(LstmError::InconsistentLayers {
+                reason: format!(
+                    "`{name}` has input_size {}, but {what} before it gives {size} features",
+                    cfg.input_size
+                ),
+            });
+        }
+        feeds = Some((format!("`{name}`"), cfg.output_size()));
+    }
+    Ok(())
 }
 
 impl<T: Real> Model<T> {
@@ -116,8 +181,50 @@ impl<T: Real> Model<T> {
             embedding: embedding.map(|(v, d)| Embedding::init(v, d, seed.wrapping_add(1))),
             head: Linear::init(lstm.config.output_size(), outputs, seed.wrapping_add(2)),
             lstm,
+            stack: Vec::new(),
             head_kind,
         })
+    }
+
+    /// A builder for a model of several recurrent modules of their own
+    /// sizes (see [`ModelBuilder`]).
+    pub fn builder() -> ModelBuilder {
+        ModelBuilder::default()
+    }
+
+    /// The recurrent modules in order: `lstm`, then `stack`.
+    pub fn recurrent(&self) -> impl Iterator<Item = &LstmWeights<T>> {
+        std::iter::once(&self.lstm).chain(&self.stack)
+    }
+
+    /// The recurrent module the head reads.
+    pub fn last_recurrent(&self) -> &LstmWeights<T> {
+        self.stack.last().unwrap_or(&self.lstm)
+    }
+
+    /// F: the features the head reads (the last recurrent module's output).
+    pub fn features(&self) -> usize {
+        self.last_recurrent().config.output_size()
+    }
+
+    /// Checks that the parts fit together: the modules chain (a typed
+    /// [`LstmError::InconsistentLayers`] where they do not), the embedding
+    /// feeds the first, and the head reads the last.
+    pub fn validate(&self) -> Result<()> {
+        check_chain(
+            self.recurrent().map(|w| &w.config),
+            self.embedding.as_ref().map(|e| e.embedding_dim),
+        )?;
+        if self.head.in_features != self.features() {
+            return Err(LstmError::InconsistentLayers {
+                reason: format!(
+                    "the head reads {} features, but the last recurrent module gives {}",
+                    self.head.in_features,
+                    self.features()
+                ),
+            });
+        }
+        Ok(())
     }
 
     /// The architecture, without the parameters.
@@ -128,6 +235,7 @@ impl<T: Real> Model<T> {
                 .as_ref()
                 .map(|e| (e.num_embeddings, e.embedding_dim)),
             lstm: self.lstm.config.clone(),
+            stack: self.stack.iter().map(|w| w.config.clone()).collect(),
             outputs: self.head.out_features,
             head_kind: self.head_kind,
         }
@@ -143,8 +251,11 @@ impl<T: Real> Model<T> {
                 &e.weight[..],
             ));
         }
-        for (n, s, v) in self.lstm.named_params() {
-            out.push((format!("lstm.{n}"), s, v));
+        for (k, w) in self.recurrent().enumerate() {
+            let prefix = module_prefix(k);
+            for (n, s, v) in w.named_params() {
+                out.push((format!("{prefix}{n}"), s, v));
+            }
         }
         let h = &self.head;
         out.push((
@@ -163,6 +274,9 @@ impl<T: Real> Model<T> {
             out.push(&mut e.weight);
         }
         out.extend(lstm_params_mut(&mut self.lstm));
+        for w in &mut self.stack {
+            out.extend(lstm_params_mut(w));
+        }
         out.push(&mut self.head.weight);
         out.push(&mut self.head.bias);
         out
@@ -182,6 +296,7 @@ impl<T: Real> Model<T> {
                 weight: conv(&e.weight),
             }),
             lstm: self.lstm.cast(),
+            stack: self.stack.iter().map(LstmWeights::cast).collect(),
             head: Linear {
                 in_features: self.head.in_features,
                 out_features: self.head.out_features,
@@ -199,12 +314,118 @@ impl<T: Real> Model<T> {
 pub struct ModelShape {
     /// (vocabulary, dimension) of the embedding, if any.
     pub embedding: Option<(usize, usize)>,
-    /// The LSTM's architecture.
+    /// The first recurrent module's architecture.
     pub lstm: LstmConfig,
+    /// The architectures of the recurrent modules after the first.
+    pub stack: Vec<LstmConfig>,
     /// O: the head's outputs.
     pub outputs: usize,
     /// Which time steps the head reads.
     pub head_kind: HeadKind,
+}
+
+impl ModelShape {
+    /// The recurrent modules' architectures in order.
+    pub fn recurrent(&self) -> impl Iterator<Item = &LstmConfig> {
+        std::iter::once(&self.lstm).chain(&self.stack)
+    }
+
+    /// F: the features the head reads.
+    pub fn features(&self) -> usize {
+        self.stack.last().unwrap_or(&self.lstm).output_size()
+    }
+}
+
+/// Builds a [`Model`] layer by layer, as Keras' `Sequential` does:
+///
+/// ```
+/// use wgpu_lstm::{HeadKind, LstmConfig, Model};
+/// // Embedding(5000, 128) → Bidirectional(LSTM(128)) → Bidirectional(LSTM(64))
+/// // → a per-step Dense(9)
+/// let model: Model = Model::builder()
+///     .embedding(5000, 128)
+///     .layer(LstmConfig::new(128, 128).bidirectional(true))
+///     .layer(LstmConfig::new(256, 64).bidirectional(true))
+///     .head(9, HeadKind::PerStep)
+///     .build(0)?;
+/// assert_eq!(model.stack.len(), 1);
+/// assert_eq!(model.head.in_features, 128);
+/// # Ok::<(), wgpu_lstm::LstmError>(())
+/// ```
+///
+/// Each [`layer`](Self::layer) is a whole `nn.LSTM` or `nn.GRU` (any
+/// [`LstmConfig`]: its own hidden size, cell, activation, directions,
+/// `input_dropout` and `recurrent_dropout`). Its `input_size` must be what
+/// the layer before gives: the embedding's dimension, the features, or the
+/// previous layer's [`LstmConfig::output_size`] (D·H). Layers that do not
+/// chain are a typed [`LstmError::InconsistentLayers`].
+#[derive(Clone, Debug, Default)]
+pub struct ModelBuilder {
+    embedding: Option<(usize, usize)>,
+    layers: Vec<LstmConfig>,
+    head: Option<(usize, HeadKind)>,
+    init: InitOptions,
+}
+
+impl ModelBuilder {
+    /// An `nn.Embedding(vocabulary, dimension)` before the first layer: the
+    /// model then reads token ids.
+    pub fn embedding(mut self, vocabulary: usize, dimension: usize) -> Self {
+        self.embedding = Some((vocabulary, dimension));
+        self
+    }
+
+    /// Adds a recurrent layer (an `nn.LSTM`, or an `nn.GRU` with
+    /// [`LstmConfig::gru`]), reading the whole output sequence of the one
+    /// before.
+    pub fn layer(mut self, config: LstmConfig) -> Self {
+        self.layers.push(config);
+        self
+    }
+
+    /// The `nn.Linear` head: `outputs` values per row, read at every step or
+    /// at each sequence's last valid step.
+    pub fn head(mut self, outputs: usize, kind: HeadKind) -> Self {
+        self.head = Some((outputs, kind));
+        self
+    }
+
+    /// Initialisation options for every recurrent layer (such as Keras'
+    /// `unit_forget_bias`).
+    pub fn init(mut self, init: InitOptions) -> Self {
+        self.init = init;
+        self
+    }
+
+    /// The model, freshly initialised from `seed` (the first layer, the
+    /// embedding and the head as [`Model::new`] draws them). Every mistake
+    /// is a typed error.
+    pub fn build<T: Real>(self, seed: u64) -> Result<Model<T>> {
+        let Some((first, rest)) = self.layers.split_first() else {
+            return Err(LstmError::InvalidConfig {
+                field: "layers",
+                reason: "a model needs at least one recurrent layer".into(),
+            });
+        };
+        let Some((outputs, head_kind)) = self.head else {
+            return Err(LstmError::InvalidConfig {
+                field: "head",
+                reason: "a model needs a head: call .head(outputs, kind)".into(),
+            });
+        };
+        check_chain(&self.layers, self.embedding.map(|(_, d)| d))?;
+        let mut model =
+            Model::<T>::with_init(self.embedding, first, outputs, head_kind, seed, self.init)?;
+        model.stack = rest
+            .iter()
+            .enumerate()
+            .map(|(k, cfg)| LstmWeights::init(cfg, seed.wrapping_add(3 + k as u64), self.init))
+            .collect::<Result<_>>()?;
+        if !rest.is_empty() {
+            model.head = Linear::init(model.features(), outputs, seed.wrapping_add(2));
+        }
+        Ok(model)
+    }
 }
 
 /// How to train: loss, optimizer, clipping, schedule and dropout seed.

@@ -493,6 +493,7 @@ fn pytorch_optimizer_fixtures_are_matched_on_the_gpu() {
         let model = Model {
             embedding: None,
             lstm,
+            stack: Vec::new(),
             head,
             head_kind: HeadKind::PerStep,
         };

@@ -53,6 +53,7 @@ impl Fixture {
         Model {
             embedding: None,
             lstm,
+            stack: Vec::new(),
             head: Linear {
                 in_features: w.shape()[1],
                 out_features: w.shape()[0],

@@ -202,6 +202,7 @@ fn the_cpu_trainer_matches_the_pytorch_training_fixtures() {
         let model = Model {
             embedding: None,
             lstm,
+            stack: Vec::new(),
             head,
             head_kind: HeadKind::PerStep,
         };

@@ -13,7 +13,7 @@ use super::{
 };
 use crate::error::{LstmError, Result};
 use crate::input::LstmInput;
-use crate::model::{Batch, HeadKind, Inputs, Model, TrainConfig, loss_of};
+use crate::model::{Batch, HeadKind, Inputs, Model, TrainConfig, loss_of, module_seed};
 use crate::real::Real;
 use crate::tensor::Tensor;
 use crate::weights::LstmWeights;
@@ -86,8 +86,9 @@ pub(crate) struct TrainState<T> {
     pub optimizer: Optimizer<T>,
     /// The loss of the last step, before its update.
     pub last_loss: Option<f64>,
-    /// Stateful training: the final (h_n, c_n) of the last forward pass.
-    pub carry: Option<(Tensor<T>, Tensor<T>)>,
+    /// Stateful training: the final (h_n, c_n) of each recurrent module in
+    /// the last forward pass (empty when the next starts from zeros).
+    pub carry: Vec<(Tensor<T>, Tensor<T>)>,
     /// Gradient accumulation: the sum of the gradients of the `pending`
     /// batches since the last update (empty when none).
     accumulated: Vec<Vec<T>>,
@@ -97,6 +98,7 @@ pub(crate) struct TrainState<T> {
 impl<T: Real> TrainState<T> {
     pub fn new(model: Model<T>, config: TrainConfig) -> Result<Self> {
         config.validate()?;
+        model.validate()?;
         let sizes: Vec<usize> = model
             .named_params()
             .iter()
@@ -108,16 +110,17 @@ impl<T: Real> TrainState<T> {
             config,
             optimizer,
             last_loss: None,
-            carry: None,
+            carry: Vec::new(),
             accumulated: Vec::new(),
             pending: 0,
         })
     }
 
-    /// Stateful training: the state the next forward pass starts from (none
-    /// when it starts from zeros); a batch of another size is an error.
-    fn carried(&self, batch: usize) -> Result<Option<&(Tensor<T>, Tensor<T>)>> {
-        match &self.carry {
+    /// Stateful training: the states the next forward pass starts from, one
+    /// per recurrent module (none when it starts from zeros); a batch of
+    /// another size is an error.
+    fn carried(&self, batch: usize) -> Result<Option<&[(Tensor<T>, Tensor<T>)]>> {
+        match self.carry.first() {
             Some(s) if self.config.stateful => {
                 let carried = s.0.shape()[1];
                 if carried != batch {
@@ -129,30 +132,54 @@ impl<T: Real> TrainState<T> {
                         ),
                     ));
                 }
-                Ok(Some(s))
+                Ok(Some(&self.carry))
             }
             _ => Ok(None),
         }
     }
 
-    /// The LSTM's input for `batch` from `x`, with its lengths and, when
-    /// stateful, the carried state.
-    fn lstm_args<'a>(&'a self, x: &'a Tensor<T>, batch: &'a Batch<'_>) -> Result<LstmInput<'a, T>> {
-        let mut lx = LstmInput::new(x);
-        if let Some(l) = batch.lengths {
-            lx = lx.with_lengths(l);
+    /// The forward pass of every recurrent module, from `x` (the first
+    /// module's input): each module's output, and with `seed` (training)
+    /// its cache. Keeps the final states when stateful.
+    #[allow(clippy::type_complexity)]
+    fn forward_modules(
+        &mut self,
+        passes: &impl LstmPasses<T>,
+        x: Tensor<T>,
+        batch: &Batch<'_>,
+        seed: Option<u64>,
+    ) -> Result<(Vec<Tensor<T>>, Vec<ForwardCache<T>>)> {
+        let carried = self.carried(batch.batch)?;
+        let (mut inputs, mut caches, mut finals) = (vec![x], Vec::new(), Vec::new());
+        for (k, w) in self.model.recurrent().enumerate() {
+            let x = inputs.last().expect("the input");
+            let mut lx = LstmInput::new(x);
+            if let Some(l) = batch.lengths {
+                lx = lx.with_lengths(l);
+            }
+            if let Some((h, c)) = carried.map(|s| &s[k]) {
+                lx = lx.with_carried(w.config.cell, h, c);
+            }
+            let out = match seed {
+                Some(seed) => {
+                    let (out, cache) = passes.forward_train(w, &lx, module_seed(seed, k))?;
+                    caches.push(cache);
+                    out
+                }
+                None => passes.forward(w, &lx)?,
+            };
+            finals.push((out.h_n, out.c_n));
+            inputs.push(out.output);
         }
-        if let Some((h, c)) = self.carried(batch.batch)? {
-            lx = lx.with_carried(self.model.lstm.config.cell, h, c);
-        }
-        Ok(lx)
-    }
-
-    /// Keeps a forward pass's final state for the next, when stateful.
-    fn keep_state(&mut self, out: &LstmOutput<T>) {
         if self.config.stateful {
-            self.carry = Some((out.h_n.clone(), out.c_n.clone()));
+            self.carry = finals;
         }
+        // Training keeps only the last output (the caches hold the rest).
+        let outputs = match seed {
+            Some(_) => inputs.split_off(inputs.len() - 1),
+            None => inputs,
+        };
+        Ok((outputs, caches))
     }
 
     /// Batches trained on so far: optimizer updates × N plus those pending.
@@ -169,7 +196,7 @@ impl<T: Real> TrainState<T> {
     /// Forgets the carried state: the next forward pass starts from zeros
     /// (Keras' `reset_states`).
     pub fn reset_states(&mut self) {
-        self.carry = None;
+        self.carry.clear();
     }
 
     /// The LSTM's input for `batch`: its features, or its tokens' embeddings.
@@ -183,19 +210,18 @@ impl<T: Real> TrainState<T> {
     }
 
     /// Evaluation mode: [rows, O] outputs, no dropout, nothing saved (but
-    /// the final state, when stateful).
+    /// the final states, when stateful).
     pub fn predict(&mut self, passes: &impl LstmPasses<T>, batch: &Batch<'_>) -> Result<Vec<T>> {
         batch.validate(&self.model.shape(), self.config.loss)?;
         let (t, b) = (batch.seq_len, batch.batch);
         let x = self.lstm_input(batch)?;
-        let lx = self.lstm_args(&x, batch)?;
-        let out = passes.forward(&self.model.lstm, &lx)?;
-        self.keep_state(&out);
+        let (mut outputs, _) = self.forward_modules(passes, x, batch, None)?;
+        let out = outputs.pop().expect("the last module's output");
         let m = &self.model;
-        let f = m.lstm.config.output_size();
+        let f = m.features();
         let head_in = match m.head_kind {
-            HeadKind::PerStep => out.output.into_data(),
-            HeadKind::LastStep => last_valid_step(out.output.data(), t, b, f, batch.lengths),
+            HeadKind::PerStep => out.into_data(),
+            HeadKind::LastStep => last_valid_step(out.data(), t, b, f, batch.lengths),
         };
         Ok(m.head.forward(&head_in, head_in.len() / f))
     }
@@ -214,15 +240,14 @@ impl<T: Real> TrainState<T> {
         let step = self.optimizer.step;
         let (t, b) = (batch.seq_len, batch.batch);
         let x = self.lstm_input(batch)?;
-        let lx = self.lstm_args(&x, batch)?;
         let seed = self.config.dropout_seed.wrapping_add(self.batches());
-        let (out, cache) = passes.forward_train(&self.model.lstm, &lx, seed)?;
-        self.keep_state(&out);
+        let (mut outputs, caches) = self.forward_modules(passes, x, batch, Some(seed))?;
+        let out = outputs.pop().expect("the last module's output");
         let m = &self.model;
-        let features = m.lstm.config.output_size();
+        let features = m.features();
         let head_in = match m.head_kind {
-            HeadKind::PerStep => out.output.into_data(),
-            HeadKind::LastStep => last_valid_step(out.output.data(), t, b, features, batch.lengths),
+            HeadKind::PerStep => out.into_data(),
+            HeadKind::LastStep => last_valid_step(out.data(), t, b, features, batch.lengths),
         };
         let rows = head_in.len() / features;
         let logits = m.head.forward(&head_in, rows);
@@ -241,26 +266,41 @@ impl<T: Real> TrainState<T> {
                 last_valid_step_backward(&head_grads.input, t, b, features, batch.lengths)
             }
         };
-        let d_output = Tensor::new([t, b, features], d_out)?;
-        let upstream = OutputGrads {
-            d_output: &d_output,
-            d_h_n: None,
-            d_c_n: None,
-        };
-        let mut grads: Vec<Vec<T>> = Vec::new();
-        // The input's gradient is needed only to train an embedding.
-        let lstm_weight_grads = match (batch.inputs, &m.embedding) {
-            (Inputs::Tokens(ids), Some(e)) => {
-                let g = passes.backward(&m.lstm, &cache, &upstream)?;
-                grads.push(e.backward(ids, g.d_input.data()));
-                g.weights
+        // Backward through the modules, from the last: each one's input
+        // gradient is the output gradient of the one before. The first
+        // module's input gradient is needed only to train an embedding.
+        let modules: Vec<&LstmWeights<T>> = m.recurrent().collect();
+        let mut d_output = Tensor::new([t, b, features], d_out)?;
+        let mut module_grads = Vec::with_capacity(modules.len());
+        for (k, (w, cache)) in modules.iter().zip(caches).enumerate().rev() {
+            let upstream = OutputGrads {
+                d_output: &d_output,
+                d_h_n: None,
+                d_c_n: None,
+            };
+            let needs_input = k > 0 || m.embedding.is_some();
+            let (weights, d_input) = match needs_input {
+                true => {
+                    let g = passes.backward(w, &cache, &upstream)?;
+                    (g.weights, Some(g.d_input))
+                }
+                false => (passes.backward_params(w, &cache, &upstream)?.weights, None),
+            };
+            passes.recycle(cache);
+            module_grads.push(weights);
+            if let Some(d_input) = d_input {
+                passes.recycle_buffer(std::mem::replace(&mut d_output, d_input).into_data());
             }
-            _ => passes.backward_params(&m.lstm, &cache, &upstream)?.weights,
-        };
-        passes.recycle(cache);
+        }
+        let mut grads: Vec<Vec<T>> = Vec::new();
+        if let (Inputs::Tokens(ids), Some(e)) = (batch.inputs, &m.embedding) {
+            grads.push(e.backward(ids, d_output.data()));
+        }
         passes.recycle_buffer(head_in);
         passes.recycle_buffer(d_output.into_data());
-        grads.extend(lstm_weight_grads.into_params());
+        for g in module_grads.into_iter().rev() {
+            grads.extend(g.into_params());
+        }
         grads.push(head_grads.weight);
         grads.push(head_grads.bias);
         // Gradient accumulation: sum until the N-th batch, then its mean.

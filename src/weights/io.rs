@@ -124,7 +124,7 @@ impl<T: Real> LstmWeights<T> {
 
     /// The loader behind every reader: `meta` is the file's string metadata
     /// (empty when unknown), `path` names the file in errors.
-    fn read(
+    pub(crate) fn read(
         st: &SafeTensors<'_>,
         meta: &HashMap<String, String>,
         prefix: SafetensorsPrefix,

@@ -26,9 +26,16 @@ impl GpuTrainer {
     /// Reads the model back to the host (PyTorch layout).
     pub fn model(&self) -> Result<Model<f32>> {
         let (embedding, head) = self.host_head_and_embedding()?;
+        let mut modules = self
+            .lstms
+            .iter()
+            .map(|l| l.weights())
+            .collect::<Result<Vec<_>>>()?;
+        let stack = modules.split_off(1);
         Ok(Model {
             embedding,
-            lstm: self.lstm.weights()?,
+            lstm: modules.pop().expect("a first module"),
+            stack,
             head,
             head_kind: self.shape.head_kind,
         })
@@ -49,7 +56,15 @@ impl GpuTrainer {
                     .into_data())
             })
             .collect::<Result<Vec<_>>>()?;
-        out.lstm = download_layers(&self.ctx, self.lstm.config(), &self.lstm_state[which])?;
+        let mut modules = self
+            .lstms
+            .iter()
+            .zip(&self.lstm_state)
+            .map(|(l, state)| download_layers(&self.ctx, l.config(), &state[which]));
+        out.lstm = modules.next().expect("a first module")?;
+        for (dst, src) in out.stack.iter_mut().zip(modules) {
+            *dst = src?;
+        }
         for (dst, src) in own_params_mut(&mut out).into_iter().zip(own) {
             dst.copy_from_slice(&src);
         }
@@ -77,7 +92,7 @@ impl GpuTrainer {
             own.next().expect("head bias"),
         );
         let head = Linear {
-            in_features: self.lstm.config().output_size(),
+            in_features: self.shape.features(),
             out_features: self.shape.outputs,
             weight: read(hw)?,
             bias: read(hb)?,
@@ -131,9 +146,13 @@ impl GpuTrainer {
             q.write_buffer(&p.m, 0, bytemuck::cast_slice(m));
             q.write_buffer(&p.v, 0, bytemuck::cast_slice(v));
         }
-        self.lstm.set_weights(&model.lstm)?;
-        self.lstm.write_like_params(&m.lstm, &self.lstm_state[0]);
-        self.lstm.write_like_params(&v.lstm, &self.lstm_state[1]);
+        let modules = model.recurrent().zip(m.recurrent()).zip(v.recurrent());
+        for ((lstm, state), ((w, m), v)) in self.lstms.iter_mut().zip(&self.lstm_state).zip(modules)
+        {
+            lstm.set_weights(w)?;
+            lstm.write_like_params(m, &state[0]);
+            lstm.write_like_params(v, &state[1]);
+        }
         self.step = ckpt.step;
         self.carrying = false;
         // Gradients accumulated since the last update are not in a checkpoint.

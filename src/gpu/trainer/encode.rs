@@ -7,7 +7,7 @@ use crate::error::Result;
 use crate::gpu::InitialState;
 use crate::gpu::kernels::TrainScalars;
 use crate::gpu::tensor::TENSOR_USAGE;
-use crate::model::{Batch, Inputs, Targets};
+use crate::model::{Batch, Inputs, Targets, module_seed};
 use crate::reference::OptimizerKind;
 
 impl GpuTrainer {
@@ -70,32 +70,54 @@ impl GpuTrainer {
         let ctx = self.ctx.clone();
         self.run_list(enc, idx, |s| &s.before);
         let seed = self.config.dropout_seed.wrapping_add(self.batches());
-        let lstm_in = self.spaces[idx].lstm_in.clone();
-        // Stateful training starts from the carried state and keeps the final one.
-        let state = match &self.carry {
-            Some((h_0, c_0)) if self.config.stateful && self.carrying => {
-                InitialState::Given { h_0, c_0 }
+        // Forward through the modules, each reading the one before's output.
+        let mut input = self.spaces[idx].lstm_in.clone();
+        let mut workspaces = Vec::with_capacity(self.lstms.len());
+        for k in 0..self.lstms.len() {
+            // Stateful training starts from the carried state and keeps the final one.
+            let state = match self.carry.get(k) {
+                Some((h_0, c_0)) if self.config.stateful && self.carrying => {
+                    InitialState::Given { h_0, c_0 }
+                }
+                _ => InitialState::Zeros,
+            };
+            let lstm = &mut self.lstms[k];
+            let w = lstm.encode_train_forward(
+                enc,
+                &input,
+                batch.lengths,
+                module_seed(seed, k),
+                state,
+            )?;
+            if let (true, Some((h, c))) = (self.config.stateful, self.carry.get(k)) {
+                let (h_n, c_n) = lstm.final_state(batch.batch);
+                enc.copy_buffer_to_buffer(&h_n.buffer, 0, &h.buffer, 0, h.byte_len());
+                enc.copy_buffer_to_buffer(&c_n.buffer, 0, &c.buffer, 0, c.byte_len());
             }
-            _ => InitialState::Zeros,
-        };
-        let w = self
-            .lstm
-            .encode_train_forward(enc, &lstm_in, batch.lengths, seed, state)?;
-        if let (true, Some((h, c))) = (self.config.stateful, &self.carry) {
-            let (h_n, c_n) = self.lstm.final_state(batch.batch);
-            enc.copy_buffer_to_buffer(&h_n.buffer, 0, &h.buffer, 0, h.byte_len());
-            enc.copy_buffer_to_buffer(&c_n.buffer, 0, &c.buffer, 0, c.byte_len());
-            self.carrying = true;
+            input = lstm.output_of(w).clone();
+            workspaces.push(w);
         }
+        self.carrying = self.config.stateful;
         let sp = &self.spaces[idx];
-        let out = self.lstm.output_of(w);
-        enc.copy_buffer_to_buffer(&out.buffer, 0, &sp.lstm_out.buffer, 0, out.byte_len());
+        enc.copy_buffer_to_buffer(&input.buffer, 0, &sp.lstm_out.buffer, 0, input.byte_len());
         self.run_list(enc, idx, |s| &s.head);
-        let sp = &self.spaces[idx];
-        self.lstm.encode_train_backward(enc, w, &sp.d_output);
+        // Backward from the last module: each one's input gradient is the
+        // output gradient of the one before, and the first's trains the
+        // embedding.
+        let mut d_output = self.spaces[idx].d_output.clone();
+        for (lstm, &w) in self.lstms.iter().zip(&workspaces).rev() {
+            lstm.encode_train_backward(enc, w, &d_output);
+            d_output = lstm.d_input_of(w).clone();
+        }
         if self.shape.embedding.is_some() {
-            let d_in = self.lstm.d_input_of(w);
-            enc.copy_buffer_to_buffer(&d_in.buffer, 0, &sp.d_embedded.buffer, 0, d_in.byte_len());
+            let sp = &self.spaces[idx];
+            enc.copy_buffer_to_buffer(
+                &d_output.buffer,
+                0,
+                &sp.d_embedded.buffer,
+                0,
+                d_output.byte_len(),
+            );
         }
         if self.config.grad_accumulation > 1 && self.accumulators.is_empty() {
             // One zeroed f32 accumulator per tensor the optimizer updates.

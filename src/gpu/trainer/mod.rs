@@ -1,7 +1,8 @@
 //! `GpuTrainer`: a whole training step on the GPU in one submit.
 //!
-//! embedding lookup → LSTM forward (training) → head GEMM → fused loss and
-//! its gradient → head gradient GEMMs → LSTM backward → embedding gradient →
+//! embedding lookup → each recurrent module's forward (training) → head GEMM → fused loss and
+//! its gradient → head gradient GEMMs → each module's backward, from the
+//! last, each input gradient feeding the module before → embedding gradient →
 //! global gradient norm and clipping → optimizer update. The loss stays on
 //! the GPU until [`GpuTrainer::loss`] reads it.
 //!
@@ -40,14 +41,16 @@ pub(super) struct Param {
 /// Trains a [`Model`] on the GPU.
 pub struct GpuTrainer {
     ctx: GpuContext,
-    lstm: GpuLstm,
+    /// The recurrent modules in order (`Model::recurrent`): module k reads
+    /// the output of module k − 1 on the GPU.
+    lstms: Vec<GpuLstm>,
     config: TrainConfig,
     /// The architecture (embedding, LSTM, head) the buffers were made for.
     shape: ModelShape,
     /// Embedding (optional) and head parameters.
     own: Vec<Param>,
-    /// LSTM optimizer state, in the LSTM's GPU layout (m, v).
-    lstm_state: [Vec<GpuLayer>; 2],
+    /// Each module's optimizer state, in its GPU layout (m, v).
+    lstm_state: Vec<[Vec<GpuLayer>; 2]>,
     kernels: TrainKernelSet,
     /// The head's products: [NT, TN, NN] (see [`GemmLayout`]).
     gemm: [GemmKernel; 3],
@@ -57,9 +60,10 @@ pub struct GpuTrainer {
     step: u64,
     /// The loss scaling of f16 training; `None` in f32.
     loss_scale: Option<LossScale>,
-    /// Stateful training: the final (h_n, c_n) of the last forward pass,
-    /// kept on the GPU, while `carrying` (else the next pass starts from zeros).
-    carry: Option<(GpuTensor, GpuTensor)>,
+    /// Stateful training: each module's final (h_n, c_n) of the last
+    /// forward pass, kept on the GPU, while `carrying` (else the next pass
+    /// starts from zeros).
+    carry: Vec<(GpuTensor, GpuTensor)>,
     carrying: bool,
     /// Gradient accumulation: one f32 accumulator per optimizer tensor
     /// (made with the gradients), and the batches added since the last update.
@@ -97,14 +101,27 @@ impl GpuTrainer {
         precision: Precision,
     ) -> Result<Self> {
         config.validate()?;
-        if model.lstm.config.batch_first {
-            return Err(LstmError::InvalidConfig {
-                field: "batch_first",
-                reason: "training works on time-major data".into(),
-            });
+        model.validate()?;
+        let mut lstms = Vec::new();
+        let mut lstm_state = Vec::new();
+        for weights in model.recurrent() {
+            let mut lstm = GpuLstm::with_precision(ctx, weights, precision)?;
+            lstm.keep_master_weights(weights)?;
+            let cfg = lstm.config().clone();
+            let zeros = |l: usize, _d: usize| LayerWeights {
+                weight_ih: vec![0.0; cfg.gates() * cfg.hidden_size * cfg.layer_input_size(l)],
+                weight_hh: vec![0.0; cfg.gates() * cfg.hidden_size * cfg.hidden_out()],
+                bias_ih: None,
+                bias_hh: None,
+                weight_hr: None,
+                layer_norm: None,
+            };
+            lstm_state.push([
+                upload_layers(ctx, &cfg, zeros, "adam m ", Precision::F32)?,
+                upload_layers(ctx, &cfg, zeros, "adam v ", Precision::F32)?,
+            ]);
+            lstms.push(lstm);
         }
-        let mut lstm = GpuLstm::with_precision(ctx, &model.lstm, precision)?;
-        lstm.keep_master_weights(&model.lstm)?;
         let param = |name: &str, data: &[f32]| -> Result<Param> {
             let bytes = 4 * data.len() as u64;
             let make =
@@ -130,19 +147,6 @@ impl GpuTrainer {
         }
         own.push(param("head.weight", &model.head.weight)?);
         own.push(param("head.bias", &model.head.bias)?);
-        let cfg = lstm.config().clone();
-        let zeros = |l: usize, _d: usize| LayerWeights {
-            weight_ih: vec![0.0; cfg.gates() * cfg.hidden_size * cfg.layer_input_size(l)],
-            weight_hh: vec![0.0; cfg.gates() * cfg.hidden_size * cfg.hidden_out()],
-            bias_ih: None,
-            bias_hh: None,
-            weight_hr: None,
-            layer_norm: None,
-        };
-        let lstm_state = [
-            upload_layers(ctx, &cfg, zeros, "adam m ", Precision::F32)?,
-            upload_layers(ctx, &cfg, zeros, "adam v ", Precision::F32)?,
-        ];
         let scalars = ctx.create_buffer(
             "training scalars",
             std::mem::size_of::<TrainScalars>() as u64,
@@ -157,7 +161,7 @@ impl GpuTrainer {
             kernels: TrainKernelSet::new(ctx, precision),
             gemm: [GemmLayout::NT, GemmLayout::TN, GemmLayout::NN].map(|l| GemmKernel::new(ctx, l)),
             ctx: ctx.clone(),
-            lstm,
+            lstms,
             config,
             shape: model.shape(),
             own,
@@ -167,7 +171,7 @@ impl GpuTrainer {
             spaces: Vec::new(),
             step: 0,
             loss_scale: None,
-            carry: None,
+            carry: Vec::new(),
             carrying: false,
             accumulators: Vec::new(),
             pending: 0,
@@ -185,7 +189,7 @@ impl GpuTrainer {
     /// initial scale; the count of skipped steps carries on. f32 training has
     /// no loss scaling: there it is an error.
     pub fn set_loss_scale(&mut self, scale: LossScale) -> Result<()> {
-        if self.lstm.precision() == Precision::F32 {
+        if self.precision() == Precision::F32 {
             return Err(LstmError::InvalidConfig {
                 field: "loss_scale",
                 reason: "applies to f16 training only; f32 gradients need no scaling".into(),
@@ -234,7 +238,7 @@ impl GpuTrainer {
 
     /// How the LSTM stores weights and activations.
     pub fn precision(&self) -> Precision {
-        self.lstm.precision()
+        self.lstms[0].precision()
     }
 
     /// The current loss scale (1 in f32 training). One small read-back.
@@ -248,21 +252,30 @@ impl GpuTrainer {
         Ok(self.scalars()?.skipped as u64)
     }
 
-    /// The LSTM's GPU memory: weights (working copy and f32 master) and the
-    /// activations saved by the last step (see [`GpuMemory`]).
+    /// The recurrent modules' GPU memory, summed: weights (working copy and
+    /// f32 master) and the activations saved by the last step (see
+    /// [`GpuMemory`]).
     pub fn memory(&self) -> GpuMemory {
-        self.lstm.memory()
+        self.lstms.iter().fold(GpuMemory::default(), |sum, l| {
+            let m = l.memory();
+            GpuMemory {
+                weights: sum.weights + m.weights,
+                master_weights: sum.master_weights + m.master_weights,
+                saved_activations: sum.saved_activations + m.saved_activations,
+            }
+        })
     }
 
-    /// Times the LSTM's kernels in every later step (see
+    /// Times the first recurrent module's kernels in every later step (see
     /// [`GpuLstm::enable_profiling`]); false without `TIMESTAMP_QUERY`.
     pub fn enable_profiling(&mut self) -> Result<bool> {
-        self.lstm.enable_profiling()
+        self.lstms[0].enable_profiling()
     }
 
-    /// GPU time of the LSTM's phases in the last step, when profiling.
+    /// GPU time of the first recurrent module's phases in the last step,
+    /// when profiling.
     pub fn kernel_times(&self) -> Option<crate::gpu::KernelTimes> {
-        self.lstm.kernel_times()
+        self.lstms[0].kernel_times()
     }
 
     /// Runs the LSTM's step kernels in `config` from the next step on (see
@@ -270,16 +283,25 @@ impl GpuTrainer {
     /// model and optimizer state are kept. An invalid configuration is an
     /// error and changes nothing.
     pub fn set_step_config(&mut self, config: crate::gpu::StepConfig) -> Result<()> {
-        if Some(config) != self.lstm.step_config() {
-            self.lstm.set_step_config(config)?;
+        if self.lstms.iter().any(|l| Some(config) != l.step_config()) {
+            // The check depends on the device alone: the first module's
+            // refusal comes before any change.
+            for l in &mut self.lstms {
+                l.set_step_config(config)?;
+            }
             self.spaces.clear();
         }
         Ok(())
     }
 
-    /// The LSTM on the GPU.
+    /// The first recurrent module on the GPU.
     pub fn lstm(&self) -> &GpuLstm {
-        &self.lstm
+        &self.lstms[0]
+    }
+
+    /// Every recurrent module on the GPU, in order.
+    pub fn modules(&self) -> &[GpuLstm] {
+        &self.lstms
     }
 
     /// Completed training steps (batches). With gradient accumulation over
@@ -318,11 +340,11 @@ impl GpuTrainer {
                 label: Some("training step"),
             });
         self.encode_step(&mut enc, idx, batch)?;
-        self.lstm.encode_resolve(&mut enc);
+        self.lstms[0].encode_resolve(&mut enc);
         // No wait: the host goes on to encode the next step while the GPU
         // runs this one (profiling alone reads its timestamps back).
         self.ctx.submit(enc)?;
-        self.lstm.collect_times()?;
+        self.lstms[0].collect_times()?;
         if self.updates_now() {
             self.step += 1;
             self.pending = 0;
@@ -374,60 +396,65 @@ impl GpuTrainer {
     }
 
     /// Evaluation mode: the model's outputs for `batch` (its targets are
-    /// ignored), with no dropout and no saved activations. The LSTM runs on
-    /// the GPU; the embedding lookup and the small head run on the host.
-    /// Returns [rows, O]: rows = T·B for a per-step head, B for a last-step one.
+    /// ignored), with no dropout and no saved activations. The recurrent
+    /// modules run on the GPU; the embedding lookup and the small head run
+    /// on the host. Returns [rows, O]: rows = T·B for a per-step head, B for
+    /// a last-step one.
     pub fn predict(&mut self, batch: &Batch<'_>) -> Result<Vec<f32>> {
         self.validate(batch)?;
         let (t, b) = (batch.seq_len, batch.batch);
         let model = self.host_head_and_embedding()?;
-        let cfg = self.lstm.config().clone();
+        let first = self.lstms[0].config().clone();
         let x = match batch.inputs {
             Inputs::Features(f) => f.to_vec(),
             Inputs::Tokens(ids) => model.0.as_ref().expect("validated").forward(ids)?,
         };
-        let x = crate::tensor::Tensor::new([t, b, cfg.input_size], x)?;
-        let mut input = crate::input::LstmInput::new(&x);
-        if let Some(l) = batch.lengths {
-            input = input.with_lengths(l);
-        }
-        // Stateful: from the carried state, read back, and back to it after.
+        let mut x = crate::tensor::Tensor::new([t, b, first.input_size], x)?;
+        // Stateful: from the carried states, read back, and back to them after.
         self.prepare_carry(b)?;
-        let carried = match &self.carry {
-            Some((h, c)) if self.config.stateful && self.carrying => {
-                Some((h.to_host(&self.ctx)?, c.to_host(&self.ctx)?))
+        let stateful = self.config.stateful;
+        for k in 0..self.lstms.len() {
+            let mut input = crate::input::LstmInput::new(&x);
+            if let Some(l) = batch.lengths {
+                input = input.with_lengths(l);
             }
-            _ => None,
-        };
-        if let Some((h, c)) = &carried {
-            input = input.with_carried(cfg.cell, h, c);
-        }
-        let out = self.lstm.forward_host(&input)?;
-        if let (true, Some((h, c))) = (self.config.stateful, &self.carry) {
-            let q = self.ctx.queue();
-            q.write_buffer(&h.buffer, 0, bytemuck::cast_slice(out.h_n.data()));
-            if !out.c_n.data().is_empty() {
-                q.write_buffer(&c.buffer, 0, bytemuck::cast_slice(out.c_n.data()));
+            let carried = match self.carry.get(k) {
+                Some((h, c)) if stateful && self.carrying => {
+                    Some((h.to_host(&self.ctx)?, c.to_host(&self.ctx)?))
+                }
+                _ => None,
+            };
+            if let Some((h, c)) = &carried {
+                input = input.with_carried(self.lstms[k].config().cell, h, c);
             }
-            self.carrying = true;
+            let out = self.lstms[k].forward_host(&input)?;
+            if let (true, Some((h, c))) = (stateful, self.carry.get(k)) {
+                let q = self.ctx.queue();
+                q.write_buffer(&h.buffer, 0, bytemuck::cast_slice(out.h_n.data()));
+                if !out.c_n.data().is_empty() {
+                    q.write_buffer(&c.buffer, 0, bytemuck::cast_slice(out.c_n.data()));
+                }
+            }
+            x = out.output;
         }
-        let f = cfg.output_size();
+        self.carrying = stateful;
+        let f = self.shape.features();
         let head_in = match self.shape.head_kind {
-            HeadKind::PerStep => out.output.into_data(),
+            HeadKind::PerStep => x.into_data(),
             HeadKind::LastStep => {
-                crate::reference::last_valid_step(out.output.data(), t, b, f, batch.lengths)
+                crate::reference::last_valid_step(x.data(), t, b, f, batch.lengths)
             }
         };
         Ok(model.1.forward(&head_in, head_in.len() / f))
     }
 
     /// Stateful training: checks that `batch` sequences continue the carried
-    /// state, and makes the buffers that keep it.
+    /// states, and makes the buffers that keep them.
     fn prepare_carry(&mut self, batch: usize) -> Result<()> {
         if !self.config.stateful {
             return Ok(());
         }
-        if let Some((h, _)) = self.carry.as_ref().filter(|_| self.carrying)
+        if let Some((h, _)) = self.carry.first().filter(|_| self.carrying)
             && h.shape()[1] != batch
         {
             return Err(LstmError::value(
@@ -439,17 +466,19 @@ impl GpuTrainer {
                 ),
             ));
         }
-        if self
-            .carry
-            .as_ref()
-            .is_none_or(|(h, _)| h.shape()[1] != batch)
-        {
-            let cfg = self.lstm.config();
-            let slots = cfg.num_layers * cfg.num_directions();
-            self.carry = Some((
-                GpuTensor::empty(&self.ctx, "carried h", &[slots, batch, cfg.hidden_out()])?,
-                GpuTensor::empty(&self.ctx, "carried c", &[slots, batch, cfg.hidden_size])?,
-            ));
+        if self.carry.first().is_none_or(|(h, _)| h.shape()[1] != batch) {
+            self.carry = self
+                .lstms
+                .iter()
+                .map(|l| {
+                    let cfg = l.config();
+                    let slots = cfg.num_layers * cfg.num_directions();
+                    Ok((
+                        GpuTensor::empty(&self.ctx, "carried h", &[slots, batch, cfg.hidden_out()])?,
+                        GpuTensor::empty(&self.ctx, "carried c", &[slots, batch, cfg.hidden_size])?,
+                    ))
+                })
+                .collect::<Result<_>>()?;
         }
         Ok(())
     }

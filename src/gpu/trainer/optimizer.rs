@@ -26,11 +26,6 @@ impl GpuTrainer {
         &wgpu::Buffer,
         usize,
     )> {
-        let cfg = self.lstm.config();
-        let grads = self
-            .lstm
-            .grad_layers()
-            .expect("a training forward made the gradients");
         // Every (value, grad, m, v, len) the optimizer updates.
         let mut tensors: Vec<(
             &wgpu::Buffer,
@@ -42,24 +37,34 @@ impl GpuTrainer {
         for p in &self.own {
             tensors.push((&p.value, &p.grad, &p.m, &p.v, p.len));
         }
-        let (h, dirs) = (cfg.hidden_size, cfg.num_directions());
-        for (l, (w, g)) in self.lstm.param_layers().iter().zip(grads).enumerate() {
-            let (m, v) = (&self.lstm_state[0][l], &self.lstm_state[1][l]);
-            // Element counts in `GpuLayer::params` order: W_ih, W_hh, the
-            // biases (b_ih and b_hh in one buffer), W_hr, the layer norm's.
-            let mut lens = vec![dirs * 4 * h * w.input_size, dirs * 4 * h * cfg.hidden_out()];
-            if cfg.bias {
-                lens.push(2 * dirs * 4 * h);
-            }
-            if cfg.proj_size > 0 {
-                lens.push(dirs * cfg.proj_size * h);
-            }
-            if cfg.layer_norm {
-                lens.push(dirs * crate::gpu::params::LN_PARAMS * h);
-            }
-            let params = [w, g, m, v].map(|layer| layer.params(cfg.bias));
-            for (i, len) in lens.into_iter().enumerate() {
-                tensors.push((params[0][i], params[1][i], params[2][i], params[3][i], len));
+        for (lstm, state) in self.lstms.iter().zip(&self.lstm_state) {
+            let cfg = lstm.config();
+            let grads = lstm
+                .grad_layers()
+                .expect("a training forward made the gradients");
+            let (h, dirs) = (cfg.hidden_size, cfg.num_directions());
+            for (l, (w, g)) in lstm.param_layers().iter().zip(grads).enumerate() {
+                let (m, v) = (&state[0][l], &state[1][l]);
+                // Element counts in `GpuLayer::params` order: W_ih, W_hh, the
+                // biases (b_ih and b_hh in one buffer), W_hr, the layer norm's.
+                let gates = cfg.gates();
+                let mut lens = vec![
+                    dirs * gates * h * w.input_size,
+                    dirs * gates * h * cfg.hidden_out(),
+                ];
+                if cfg.bias {
+                    lens.push(2 * dirs * gates * h);
+                }
+                if cfg.proj_size > 0 {
+                    lens.push(dirs * cfg.proj_size * h);
+                }
+                if cfg.layer_norm {
+                    lens.push(dirs * crate::gpu::params::LN_PARAMS * h);
+                }
+                let params = [w, g, m, v].map(|layer| layer.params(cfg.bias));
+                for (i, len) in lens.into_iter().enumerate() {
+                    tensors.push((params[0][i], params[1][i], params[2][i], params[3][i], len));
+                }
             }
         }
         tensors
@@ -73,7 +78,6 @@ impl GpuTrainer {
     pub(super) fn bind_after(&self, idx: usize) -> Result<(Vec<Dispatch>, Vec<Dispatch>)> {
         let ctx = &self.ctx;
         let sp = &self.spaces[idx];
-        let cfg = self.lstm.config();
         let tensors = self.tensors();
         let n = tensors.len();
         let partials = ctx.create_buffer(
@@ -182,12 +186,16 @@ impl GpuTrainer {
             let k = &self.kernels.update;
             list.push(Dispatch::new(k, bind(k, i, t), grid(ctx, t.4)));
         }
-        if let Some(working) = self.lstm.working_copy() {
-            // The LSTM's tensors follow the embedding and head ones, in the
-            // same order in both lists.
-            let first = self.own.len();
-            let copies = working.iter().flat_map(|w| w.params(cfg.bias));
-            for (i, dst) in copies.enumerate() {
+        // The modules' tensors follow the embedding and head ones, in the
+        // same order in both lists.
+        let mut first = self.own.len();
+        for lstm in &self.lstms {
+            let bias = lstm.config().bias;
+            let Some(working) = lstm.working_copy() else {
+                continue;
+            };
+            let copies: Vec<_> = working.iter().flat_map(|w| w.params(bias)).collect();
+            for (i, dst) in copies.iter().enumerate() {
                 let t = &tensors[first + i];
                 let bg = self.kernels.cast.bind(
                     ctx,
@@ -199,6 +207,7 @@ impl GpuTrainer {
                 );
                 list.push(Dispatch::new(&self.kernels.cast, bg, grid(ctx, t.4)));
             }
+            first += copies.len();
         }
         ctx.check()?;
         Ok((list, accumulate))

@@ -45,13 +45,13 @@ pub(super) struct StepSpace {
     pub input: wgpu::Buffer,
     /// [T, B, I]: what the LSTM reads (features, or looked-up embeddings).
     pub lstm_in: GpuTensor,
-    /// [T, B, D·H]: the LSTM output, copied.
+    /// [T, B, F]: the last recurrent module's output, copied.
     pub lstm_out: GpuTensor,
     /// [B] u32 lengths.
     pub lengths: wgpu::Buffer,
     /// [rows, O] f32 values or [rows] i32 classes.
     pub targets: wgpu::Buffer,
-    /// [T, B, D·H]: gradient of the LSTM output.
+    /// [T, B, F]: gradient of the last recurrent module's output.
     pub d_output: GpuTensor,
     /// [T·B, E]: gradient of the looked-up embeddings.
     pub d_embedded: GpuTensor,
@@ -90,8 +90,8 @@ impl GpuTrainer {
 
     fn build_space(&self, t: usize, b: usize) -> Result<StepSpace> {
         let ctx = &self.ctx;
-        let cfg = self.lstm.config().clone();
-        let f = cfg.output_size();
+        let cfg = self.lstms[0].config().clone();
+        let f = self.shape.features();
         let o = self.shape.outputs;
         let rows = self.rows(t, b);
         let buffer = |label: &str, shape: &[usize]| {
