@@ -72,6 +72,14 @@ pub struct Model<T = f32> {
     pub head_kind: HeadKind,
 }
 
+impl Model {
+    /// A builder for a model of several recurrent modules of their own
+    /// sizes (see [`ModelBuilder`]); its `build::<T>` makes a `Model<T>`.
+    pub fn builder() -> ModelBuilder {
+        ModelBuilder::default()
+    }
+}
+
 /// The seed of recurrent module `k`'s dropout masks in a batch whose seed
 /// is `seed`: `seed` itself for the first, so that a one-module model draws
 /// what an `Lstm` does.
@@ -184,12 +192,6 @@ impl<T: Real> Model<T> {
             stack: Vec::new(),
             head_kind,
         })
-    }
-
-    /// A builder for a model of several recurrent modules of their own
-    /// sizes (see [`ModelBuilder`]).
-    pub fn builder() -> ModelBuilder {
-        ModelBuilder::default()
     }
 
     /// The recurrent modules in order: `lstm`, then `stack`.

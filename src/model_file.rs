@@ -35,7 +35,11 @@ impl<T: Real> Model<T> {
     pub fn to_safetensors_bytes(&self) -> Result<Vec<u8>> {
         let mut meta = HashMap::from([("head_kind".to_string(), self.head_kind.name().into())]);
         for (k, w) in self.recurrent().enumerate() {
-            let prefix = if k == 0 { String::new() } else { module_prefix(k) };
+            let prefix = if k == 0 {
+                String::new()
+            } else {
+                module_prefix(k)
+            };
             for (key, value) in config_metadata(&w.config).unwrap_or_default() {
                 meta.insert(format!("{prefix}{key}"), value);
             }
@@ -148,8 +152,11 @@ impl<T: Real> Model<T> {
             head_kind,
         };
         // Every tensor belongs to a part.
-        let known: std::collections::HashSet<String> =
-            model.named_params().into_iter().map(|(n, _, _)| n).collect();
+        let known: std::collections::HashSet<String> = model
+            .named_params()
+            .into_iter()
+            .map(|(n, _, _)| n)
+            .collect();
         if let Some(extra) = names.iter().find(|n| !known.contains(**n)) {
             return Err(LstmError::UnexpectedTensor {
                 name: extra.to_string(),

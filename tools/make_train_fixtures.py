@@ -65,6 +65,23 @@ Other files:
                           in one pass), loss [4] (one Adam(lr=0.01) step per chunk
                           of 4 steps, each from the previous chunk's detached final
                           state) and final.*.
+  stack_features.safetensors, stack_tokens.safetensors
+                          a stack of recurrent modules of their own sizes, as
+                          the module `Stack` below (the README's): the input,
+                          targets and lengths, output [rows, O] (the initial
+                          model's head output), grad.{name} (the first step's
+                          gradient of every parameter), loss [3] (three
+                          Adam(lr=0.01) steps on the batch) and final.{name}.
+                          Their initial state_dicts are the model files
+                          stack_features_model.safetensors and
+                          stack_tokens_model.safetensors (metadata head_kind).
+                          features: LSTM(3, 5, bidirectional) -> LSTM(10, 4) ->
+                          last-step Linear(4, 2), MSELoss (input and target
+                          values that f32 holds exactly), T = 6, B = 3,
+                          lengths [6, 4, 5]. tokens: Embedding(11, 4) ->
+                          GRU(4, 6) -> LSTM(6, 3, num_layers=2) -> per-step
+                          Linear(3, 5), CrossEntropyLoss over valid steps,
+                          T = 5, B = 3, lengths [5, 2, 4].
   bce_with_logits.safetensors
                           nn.BCEWithLogitsLoss() (mean), computed in float64, on
                           float32 logits [5, 3] (standard normal, row 1 set to
@@ -277,6 +294,93 @@ def make_stateful():
     return {k: v.detach().contiguous() for k, v in t.items()}, meta
 
 
+class Stack(torch.nn.Module):
+    """The module a wgpu-lstm `Model` saves as: an optional embedding, the
+    first recurrent module `lstm`, the further ones in `stack`, and `head`
+    at every step or at each sequence's last valid step."""
+
+    def __init__(self, modules, outputs, per_step, embedding=None):
+        super().__init__()
+        if embedding is not None:
+            self.embedding = torch.nn.Embedding(*embedding)
+        self.lstm = modules[0]
+        self.stack = torch.nn.ModuleList(modules[1:])
+        self.head = torch.nn.Linear(modules[-1].hidden_size
+                                    * (2 if modules[-1].bidirectional else 1), outputs)
+        self.per_step = per_step
+
+    def forward(self, x, lengths):
+        """x: [T, B, I] features or [T, B] token ids; lengths: [B]."""
+        if hasattr(self, "embedding"):
+            x = self.embedding(x)
+        pack = torch.nn.utils.rnn
+        for rnn in [self.lstm, *self.stack]:
+            packed = pack.pack_padded_sequence(x, lengths, enforce_sorted=False)
+            x, _ = pack.pad_packed_sequence(rnn(packed)[0], total_length=x.shape[0])
+        if self.per_step:
+            return self.head(x).reshape(-1, self.head.out_features)  # [T*B, O]
+        last = x[lengths - 1, torch.arange(x.shape[1])]  # [B, F]
+        return self.head(last)
+
+
+def make_stack(kind):
+    torch.manual_seed(3010 if kind == "features" else 3011)
+    if kind == "features":
+        t_len, lengths = 6, torch.tensor([6, 4, 5])
+        model = Stack([torch.nn.LSTM(3, 5, bidirectional=True), torch.nn.LSTM(10, 4)],
+                      outputs=2, per_step=False)
+        # Values an f32 holds exactly, as a trainer's batch reads f32.
+        x = torch.randn(t_len, 3, 3).float().double()
+        y = torch.randn(3, 2).float().double()
+        loss_fn = torch.nn.MSELoss()
+    else:
+        t_len, lengths = 5, torch.tensor([5, 2, 4])
+        model = Stack([torch.nn.GRU(4, 6), torch.nn.LSTM(6, 3, num_layers=2)],
+                      outputs=5, per_step=True, embedding=(11, 4))
+        x = torch.randint(0, 11, (t_len, 3))
+        y = torch.randint(0, 5, (t_len, 3))
+        valid = torch.arange(t_len)[:, None] < lengths[None, :]
+        y = torch.where(valid, y, torch.full_like(y, -100)).reshape(-1)
+        loss_fn = torch.nn.CrossEntropyLoss(ignore_index=-100)
+    model = model.double()
+    init = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    t = {"input": x, "target": y, "lengths": lengths}
+    with torch.no_grad():
+        t["output"] = model(x, lengths)
+    opt = torch.optim.Adam(model.parameters(), lr=0.01)
+    losses = []
+    for step in range(3):
+        opt.zero_grad()
+        loss = loss_fn(model(x, lengths), y)
+        loss.backward()
+        if step == 0:
+            t.update({"grad." + k: p.grad.detach().clone() for k, p in model.named_parameters()})
+        opt.step()
+        losses.append(loss.item())
+    t["loss"] = torch.tensor(losses)
+    t.update({"final." + k: v.detach().clone() for k, v in model.state_dict().items()})
+    head_kind = "per_step" if model.per_step else "last_step"
+    meta = dict(optimizer="adam", lr="0.01", head_kind=head_kind, torch_version=torch.__version__,
+                description=f"a stack ({kind}): {model}; Adam(lr=0.01), 3 steps")
+    tensors = {k: v.detach().contiguous() for k, v in t.items()}
+    return tensors, meta, (init, {"head_kind": head_kind}), model
+
+
+def check_saved(path, model):
+    """A model file written by wgpu-lstm loads into the PyTorch module (every
+    name and shape, strictly) and holds what PyTorch trained."""
+    from safetensors import safe_open
+    with safe_open(path, "pt") as f:
+        assert f.metadata()["head_kind"] == ("per_step" if model.per_step else "last_step")
+    saved = load_file(path)
+    want = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    model.load_state_dict({k: v.double() for k, v in saved.items()}, strict=True)
+    worst = max(((saved[k].double() - v).abs().max().item() for k, v in want.items()))
+    print(f"{path}: loads into {type(model).__name__} strictly; "
+          f"largest difference from PyTorch's training {worst:.2e}")
+    assert worst < 1e-4, worst
+
+
 def make_bce_with_logits():
     torch.manual_seed(3001)
     logits = torch.randn(5, 3)
@@ -296,13 +400,25 @@ def main():
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default=os.path.join(root, "tests", "fixtures", "training"))
+    ap.add_argument("--check-saved", nargs=2, metavar=("KIND", "PATH"),
+                    help="check that a model file wgpu-lstm saved after training the stack "
+                         "fixture KIND (features or tokens) loads into the PyTorch module "
+                         "and matches PyTorch's training (see tests/model_stack.rs)")
     args = ap.parse_args()
+    if args.check_saved:
+        kind, path = args.check_saved
+        return check_saved(path, make_stack(kind)[3])
     os.makedirs(args.out, exist_ok=True)
     files = [(name, *make_case(i, name, **kw)) for i, (name, kw) in enumerate(CASES)]
     files.append(("schedules", *make_schedules()))
     files.append(("cross_entropy", *make_cross_entropy()))
     files.append(("bce_with_logits", *make_bce_with_logits()))
     files.append(("stateful", *make_stateful()))
+    for kind in ["features", "tokens"]:
+        tensors, meta, (init, init_meta), _ = make_stack(kind)
+        files.append((f"stack_{kind}", tensors, meta))
+        files.append((f"stack_{kind}_model", {k: v.contiguous() for k, v in init.items()},
+                      init_meta))
     total = 0
     for name, tensors, meta in files:
         path = os.path.join(args.out, name + ".safetensors")

@@ -82,13 +82,8 @@ impl GpuTrainer {
                 _ => InitialState::Zeros,
             };
             let lstm = &mut self.lstms[k];
-            let w = lstm.encode_train_forward(
-                enc,
-                &input,
-                batch.lengths,
-                module_seed(seed, k),
-                state,
-            )?;
+            let w =
+                lstm.encode_train_forward(enc, &input, batch.lengths, module_seed(seed, k), state)?;
             if let (true, Some((h, c))) = (self.config.stateful, self.carry.get(k)) {
                 let (h_n, c_n) = lstm.final_state(batch.batch);
                 enc.copy_buffer_to_buffer(&h_n.buffer, 0, &h.buffer, 0, h.byte_len());

@@ -466,7 +466,11 @@ impl GpuTrainer {
                 ),
             ));
         }
-        if self.carry.first().is_none_or(|(h, _)| h.shape()[1] != batch) {
+        if self
+            .carry
+            .first()
+            .is_none_or(|(h, _)| h.shape()[1] != batch)
+        {
             self.carry = self
                 .lstms
                 .iter()
@@ -474,7 +478,11 @@ impl GpuTrainer {
                     let cfg = l.config();
                     let slots = cfg.num_layers * cfg.num_directions();
                     Ok((
-                        GpuTensor::empty(&self.ctx, "carried h", &[slots, batch, cfg.hidden_out()])?,
+                        GpuTensor::empty(
+                            &self.ctx,
+                            "carried h",
+                            &[slots, batch, cfg.hidden_out()],
+                        )?,
                         GpuTensor::empty(&self.ctx, "carried c", &[slots, batch, cfg.hidden_size])?,
                     ))
                 })

@@ -47,13 +47,10 @@ impl GpuTrainer {
                 let (m, v) = (&state[0][l], &state[1][l]);
                 // Element counts in `GpuLayer::params` order: W_ih, W_hh, the
                 // biases (b_ih and b_hh in one buffer), W_hr, the layer norm's.
-                let gates = cfg.gates();
-                let mut lens = vec![
-                    dirs * gates * h * w.input_size,
-                    dirs * gates * h * cfg.hidden_out(),
-                ];
+                // Four gate slots for either cell: a GRU's three are padded.
+                let mut lens = vec![dirs * 4 * h * w.input_size, dirs * 4 * h * cfg.hidden_out()];
                 if cfg.bias {
-                    lens.push(2 * dirs * gates * h);
+                    lens.push(2 * dirs * 4 * h);
                 }
                 if cfg.proj_size > 0 {
                     lens.push(dirs * cfg.proj_size * h);
