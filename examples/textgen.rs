@@ -21,8 +21,8 @@ use std::time::Instant;
 use clap::Parser;
 use rand::Rng;
 use wgpu_lstm::{
-    Accuracy, Batch, HeadKind, InitOptions, Inputs, LossKind, LrSchedule, LstmConfig, Model, OptimizerKind,
-    Precision, Targets, TrainConfig, Trainer,
+    Accuracy, Batch, HeadKind, InitOptions, Inputs, LossKind, LrSchedule, LstmConfig, Model,
+    OptimizerKind, Precision, Targets, TrainConfig, Trainer,
 };
 
 #[derive(Parser)]
@@ -183,10 +183,17 @@ fn main() -> Result<(), Box<dyn Error>> {
 
     // Generation: the window slides over the model's own output.
     let prompt = "And God said unto Moses, ";
-    let mut tokens = corpus.vocab.encode(&format!("{prompt:>w$}", w = args.window));
+    let mut tokens = corpus
+        .vocab
+        .encode(&format!("{prompt:>w$}", w = args.window));
     let mut text = prompt.to_string();
     for _ in 0..args.sample {
-        let w = Windows::at(&tokens[tokens.len() - args.window..], vocab, args.window, &[0]);
+        let w = Windows::at(
+            &tokens[tokens.len() - args.window..],
+            vocab,
+            args.window,
+            &[0],
+        );
         let logits = trainer.predict(&w.as_batch())?;
         let next = support::sample_logits(&mut rng, &logits, args.temperature);
         tokens.push(next);

@@ -130,7 +130,9 @@ fn main() -> Result<(), Box<dyn Error>> {
     let mut curve = Vec::new();
     let start = Instant::now();
     for step in 0..args.steps {
-        let targets: Vec<usize> = (0..args.batch).map(|_| rng.random_range(w..split)).collect();
+        let targets: Vec<usize> = (0..args.batch)
+            .map(|_| rng.random_range(w..split))
+            .collect();
         let (x, y) = batch_of(&targets);
         trainer.step(&batch(w, &x, &y))?;
         if step % 10 == 0 {

@@ -8,12 +8,12 @@
 //! name them (`embedding.weight`, `lstm.weight_ih_l0`, ...,
 //! `stack.0.weight_ih_l0`, ..., `head.weight`, `head.bias`), in that order.
 
-use crate::config::LstmConfig;
+use crate::config::{Activation, LstmConfig};
 use crate::error::{LstmError, Result};
 use crate::real::Real;
 use crate::reference::{
-    Embedding, Linear, LrSchedule, OptimizerKind, bce_with_logits_masked, cross_entropy,
-    lstm_params_mut, mse_masked,
+    Embedding, Linear, LinearGrads, LrSchedule, OptimizerKind, bce_with_logits_masked,
+    cross_entropy, lstm_params_mut, mse_masked,
 };
 use crate::weights::{InitOptions, LstmWeights};
 
@@ -65,8 +65,12 @@ pub struct Model<T = f32> {
     /// module k reads the output of module k − 1, so its `input_size` is
     /// that module's [`LstmConfig::output_size`].
     pub stack: Vec<LstmWeights<T>>,
+    /// An optional hidden dense layer between the last recurrent module and
+    /// the head (Keras' `Dense(units, activation=...)`), at the rows the head
+    /// reads.
+    pub hidden: Option<Dense<T>>,
     /// `nn.Linear(F, O)` on the last recurrent module's output (F its
-    /// [`LstmConfig::output_size`]).
+    /// [`LstmConfig::output_size`]), or on the hidden layer's.
     pub head: Linear<T>,
     /// Which time steps the head reads.
     pub head_kind: HeadKind,
@@ -77,6 +81,36 @@ impl Model {
     /// sizes (see [`ModelBuilder`]); its `build::<T>` makes a `Model<T>`.
     pub fn builder() -> ModelBuilder {
         ModelBuilder::default()
+    }
+}
+
+/// A dense layer: `nn.Linear` then an activation (Keras' `Dense(units,
+/// activation='relu')` or `'tanh'`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Dense<T = f32> {
+    /// The affine map.
+    pub linear: Linear<T>,
+    /// Applied to each output.
+    pub activation: Activation,
+}
+
+impl<T: Real> Dense<T> {
+    /// a [rows, out] = act(x · Wᵀ + b).
+    pub fn forward(&self, x: &[T], rows: usize) -> Vec<T> {
+        let mut a = self.linear.forward(x, rows);
+        a.iter_mut().for_each(|v| *v = self.activation.apply(*v));
+        a
+    }
+
+    /// The gradients at input `x` and output `a` ([`forward`](Self::forward)'s)
+    /// for the upstream gradient `da`.
+    pub fn backward(&self, x: &[T], a: &[T], rows: usize, da: &[T]) -> LinearGrads<T> {
+        let dz: Vec<T> = a
+            .iter()
+            .zip(da)
+            .map(|(&a, &d)| d * self.activation.derivative_from_output(a))
+            .collect();
+        self.linear.backward(x, rows, &dz)
     }
 }
 
@@ -190,6 +224,7 @@ impl<T: Real> Model<T> {
             head: Linear::init(lstm.config.output_size(), outputs, seed.wrapping_add(2)),
             lstm,
             stack: Vec::new(),
+            hidden: None,
             head_kind,
         })
     }
@@ -204,9 +239,30 @@ impl<T: Real> Model<T> {
         self.stack.last().unwrap_or(&self.lstm)
     }
 
-    /// F: the features the head reads (the last recurrent module's output).
+    /// F: the features the last recurrent module gives (what the head, or
+    /// the hidden layer, reads).
     pub fn features(&self) -> usize {
         self.last_recurrent().config.output_size()
+    }
+
+    /// The head's input: `hidden`'s outputs, without a hidden layer F.
+    pub fn head_inputs(&self) -> usize {
+        self.hidden
+            .as_ref()
+            .map_or(self.features(), |d| d.linear.out_features)
+    }
+
+    /// The head's logits [rows, O] for the last recurrent module's output at
+    /// the rows the head reads, `x` [rows, F], and the hidden layer's
+    /// output, if any.
+    pub(crate) fn head_forward(&self, x: &[T], rows: usize) -> (Vec<T>, Option<Vec<T>>) {
+        match &self.hidden {
+            Some(d) => {
+                let a = d.forward(x, rows);
+                (self.head.forward(&a, rows), Some(a))
+            }
+            None => (self.head.forward(x, rows), None),
+        }
     }
 
     /// Checks that the parts fit together: the modules chain (a typed
@@ -217,12 +273,23 @@ impl<T: Real> Model<T> {
             self.recurrent().map(|w| &w.config),
             self.embedding.as_ref().map(|e| e.embedding_dim),
         )?;
-        if self.head.in_features != self.features() {
+        if let Some(d) = &self.hidden
+            && d.linear.in_features != self.features()
+        {
             return Err(LstmError::InconsistentLayers {
                 reason: format!(
-                    "the head reads {} features, but the last recurrent module gives {}",
-                    self.head.in_features,
+                    "the hidden layer reads {} features, but the last recurrent module gives {}",
+                    d.linear.in_features,
                     self.features()
+                ),
+            });
+        }
+        if self.head.in_features != self.head_inputs() {
+            return Err(LstmError::InconsistentLayers {
+                reason: format!(
+                    "the head reads {} features, but the layer before it gives {}",
+                    self.head.in_features,
+                    self.head_inputs()
                 ),
             });
         }
@@ -238,6 +305,10 @@ impl<T: Real> Model<T> {
                 .map(|e| (e.num_embeddings, e.embedding_dim)),
             lstm: self.lstm.config.clone(),
             stack: self.stack.iter().map(|w| w.config.clone()).collect(),
+            hidden: self
+                .hidden
+                .as_ref()
+                .map(|d| (d.linear.out_features, d.activation)),
             outputs: self.head.out_features,
             head_kind: self.head_kind,
         }
@@ -259,6 +330,15 @@ impl<T: Real> Model<T> {
                 out.push((format!("{prefix}{n}"), s, v));
             }
         }
+        if let Some(d) = &self.hidden {
+            let l = &d.linear;
+            out.push((
+                "hidden.weight".into(),
+                vec![l.out_features, l.in_features],
+                &l.weight[..],
+            ));
+            out.push(("hidden.bias".into(), vec![l.out_features], &l.bias[..]));
+        }
         let h = &self.head;
         out.push((
             "head.weight".into(),
@@ -278,6 +358,10 @@ impl<T: Real> Model<T> {
         out.extend(lstm_params_mut(&mut self.lstm));
         for w in &mut self.stack {
             out.extend(lstm_params_mut(w));
+        }
+        if let Some(d) = &mut self.hidden {
+            out.push(&mut d.linear.weight);
+            out.push(&mut d.linear.bias);
         }
         out.push(&mut self.head.weight);
         out.push(&mut self.head.bias);
@@ -299,6 +383,15 @@ impl<T: Real> Model<T> {
             }),
             lstm: self.lstm.cast(),
             stack: self.stack.iter().map(LstmWeights::cast).collect(),
+            hidden: self.hidden.as_ref().map(|d| Dense {
+                linear: Linear {
+                    in_features: d.linear.in_features,
+                    out_features: d.linear.out_features,
+                    weight: conv(&d.linear.weight),
+                    bias: conv(&d.linear.bias),
+                },
+                activation: d.activation,
+            }),
             head: Linear {
                 in_features: self.head.in_features,
                 out_features: self.head.out_features,
@@ -320,6 +413,8 @@ pub struct ModelShape {
     pub lstm: LstmConfig,
     /// The architectures of the recurrent modules after the first.
     pub stack: Vec<LstmConfig>,
+    /// The hidden dense layer's units and activation, if any.
+    pub hidden: Option<(usize, Activation)>,
     /// O: the head's outputs.
     pub outputs: usize,
     /// Which time steps the head reads.
@@ -332,9 +427,14 @@ impl ModelShape {
         std::iter::once(&self.lstm).chain(&self.stack)
     }
 
-    /// F: the features the head reads.
+    /// F: the features the last recurrent module gives.
     pub fn features(&self) -> usize {
         self.stack.last().unwrap_or(&self.lstm).output_size()
+    }
+
+    /// The head's input: the hidden layer's units, without one F.
+    pub fn head_inputs(&self) -> usize {
+        self.hidden.map_or(self.features(), |(u, _)| u)
     }
 }
 
@@ -365,6 +465,7 @@ impl ModelShape {
 pub struct ModelBuilder {
     embedding: Option<(usize, usize)>,
     layers: Vec<LstmConfig>,
+    hidden: Option<(usize, Activation)>,
     head: Option<(usize, HeadKind)>,
     init: InitOptions,
 }
@@ -382,6 +483,13 @@ impl ModelBuilder {
     /// before.
     pub fn layer(mut self, config: LstmConfig) -> Self {
         self.layers.push(config);
+        self
+    }
+
+    /// A hidden dense layer of `units` before the head (Keras'
+    /// `Dense(units, activation=...)`), at the rows the head reads.
+    pub fn hidden(mut self, units: usize, activation: Activation) -> Self {
+        self.hidden = Some((units, activation));
         self
     }
 
@@ -423,8 +531,24 @@ impl ModelBuilder {
             .enumerate()
             .map(|(k, cfg)| LstmWeights::init(cfg, seed.wrapping_add(3 + k as u64), self.init))
             .collect::<Result<_>>()?;
-        if !rest.is_empty() {
-            model.head = Linear::init(model.features(), outputs, seed.wrapping_add(2));
+        if let Some((units, activation)) = self.hidden {
+            if units == 0 {
+                return Err(LstmError::InvalidConfig {
+                    field: "hidden",
+                    reason: "a hidden layer needs at least one unit".into(),
+                });
+            }
+            model.hidden = Some(Dense {
+                linear: Linear::init(
+                    model.features(),
+                    units,
+                    seed.wrapping_add(3 + rest.len() as u64),
+                ),
+                activation,
+            });
+        }
+        if !rest.is_empty() || self.hidden.is_some() {
+            model.head = Linear::init(model.head_inputs(), outputs, seed.wrapping_add(2));
         }
         Ok(model)
     }

@@ -4,6 +4,7 @@
 //!
 //! What a `state_dict` does not hold travels in the file's string metadata:
 //! - `head_kind`: `per_step` or `last_step`;
+//! - `hidden_activation` (`tanh` or `relu`) with a hidden dense layer;
 //! - the first module's `cell` and `activation` as in an LSTM weights file
 //!   (written only where they differ from `nn.LSTM`'s), and module k ≥ 1's
 //!   under `stack.{k-1}.cell` and `stack.{k-1}.activation`.
@@ -14,8 +15,9 @@
 use std::collections::HashMap;
 use std::path::Path;
 
+use crate::config::Activation;
 use crate::error::{LstmError, Result};
-use crate::model::{HeadKind, Model, module_prefix};
+use crate::model::{Dense, HeadKind, Model, module_prefix};
 use crate::real::Real;
 use crate::reference::{Embedding, Linear};
 use crate::weights::{LstmWeights, SafetensorsPrefix, config_metadata};
@@ -34,6 +36,9 @@ impl<T: Real> Model<T> {
     /// The model as safetensors bytes (see [`save_safetensors`](Self::save_safetensors)).
     pub fn to_safetensors_bytes(&self) -> Result<Vec<u8>> {
         let mut meta = HashMap::from([("head_kind".to_string(), self.head_kind.name().into())]);
+        if let Some(d) = &self.hidden {
+            meta.insert("hidden_activation".into(), d.activation.name().into());
+        }
         for (k, w) in self.recurrent().enumerate() {
             let prefix = if k == 0 {
                 String::new()
@@ -130,25 +135,52 @@ impl<T: Real> Model<T> {
                 path,
             )?);
         }
-        let [w, b] = ["head.weight", "head.bias"].map(|n| crate::io::read_float::<T>(&st, n));
-        let (w, b) = (w?, b?);
-        let &[out_features, in_features] = w.shape() else {
-            return Err(LstmError::shape("head.weight", &[0, 0], w.shape()));
+        let linear = |name: &str| -> Result<Linear<T>> {
+            let [w, b] =
+                ["weight", "bias"].map(|p| crate::io::read_float::<T>(&st, &format!("{name}.{p}")));
+            let (w, b) = (w?, b?);
+            let &[out_features, in_features] = w.shape() else {
+                return Err(LstmError::shape(
+                    &format!("{name}.weight"),
+                    &[0, 0],
+                    w.shape(),
+                ));
+            };
+            if b.shape() != [out_features] {
+                return Err(LstmError::shape(
+                    &format!("{name}.bias"),
+                    &[out_features],
+                    b.shape(),
+                ));
+            }
+            Ok(Linear {
+                in_features,
+                out_features,
+                weight: w.into_data(),
+                bias: b.into_data(),
+            })
         };
-        if b.shape() != [out_features] {
-            return Err(LstmError::shape("head.bias", &[out_features], b.shape()));
-        }
+        let hidden = match names.contains(&"hidden.weight") {
+            true => {
+                let activation = meta.get("hidden_activation").ok_or_else(|| {
+                    invalid("metadata lacks `hidden_activation` (\"tanh\" or \"relu\")".into())
+                })?;
+                let activation =
+                    Activation::from_name(activation).map_err(|e| invalid(e.to_string()))?;
+                Some(Dense {
+                    linear: linear("hidden")?,
+                    activation,
+                })
+            }
+            false => None,
+        };
         let stack = modules.split_off(1);
         let model = Model {
             embedding,
             lstm: modules.pop().expect("the first module"),
             stack,
-            head: Linear {
-                in_features,
-                out_features,
-                weight: w.into_data(),
-                bias: b.into_data(),
-            },
+            hidden,
+            head: linear("head")?,
             head_kind,
         };
         // Every tensor belongs to a part.

@@ -494,6 +494,7 @@ fn pytorch_optimizer_fixtures_are_matched_on_the_gpu() {
             embedding: None,
             lstm,
             stack: Vec::new(),
+            hidden: None,
             head,
             head_kind: HeadKind::PerStep,
         };

@@ -15,8 +15,8 @@ use common::gpu::gpu_or_skip;
 use common::training::fixture;
 use wgpu_lstm::reference::ReferenceTrainer;
 use wgpu_lstm::{
-    Batch, Cell, Device, HeadKind, Inputs, LossKind, LstmConfig, LstmError, Model, OptimizerKind,
-    Real, Targets, TensorFile, TrainConfig, Trainer,
+    Activation, Batch, Cell, Device, HeadKind, Inputs, LossKind, LstmConfig, LstmError, Model,
+    OptimizerKind, Real, Targets, TensorFile, TrainConfig, Trainer,
 };
 
 /// The CPU engine, and the GPU when there is one (required in CI).
@@ -168,6 +168,9 @@ fn pytorch_module_files_load_with_their_names_and_shapes() {
                 );
                 assert_eq!(model.stack.len(), 1);
                 assert_eq!(model.stack[0].config.input_size, 10);
+                let hidden = model.hidden.as_ref().expect("a hidden layer");
+                assert_eq!(hidden.activation, Activation::Tanh);
+                assert_eq!(hidden.linear.out_features, 3);
                 assert_eq!(model.head_kind, HeadKind::LastStep);
             }
             _ => {
@@ -175,6 +178,7 @@ fn pytorch_module_files_load_with_their_names_and_shapes() {
                 assert_eq!(model.lstm.config.cell, Cell::Gru);
                 assert_eq!(model.stack[0].config.cell, Cell::Lstm);
                 assert_eq!(model.stack[0].config.num_layers, 2);
+                assert!(model.hidden.is_none());
                 assert_eq!(model.head_kind, HeadKind::PerStep);
             }
         }
@@ -298,8 +302,8 @@ fn every_device_trains_stacks_as_pytorch() {
 }
 
 /// The f64 reference's gradients of a stack (embedding, GRU, two-layer
-/// LSTM, per-step head; and a bidirectional LSTM into an LSTM, last-step
-/// head) against central differences of its loss.
+/// LSTM, per-step head; and a bidirectional LSTM into an LSTM, a hidden tanh
+/// layer and a last-step head) against central differences of its loss.
 #[test]
 fn stack_gradients_match_finite_differences() {
     for kind in KINDS {
@@ -334,7 +338,7 @@ fn stack_gradients_match_finite_differences() {
 }
 
 /// A stack with dropout between modules and recurrent dropout, of LSTMs and
-/// a GRU in both directions, on every device against the f64 reference with
+/// a GRU in both directions, and a hidden relu layer before a per-step head, on every device against the f64 reference with
 /// the same masks: every gradient within 1e-4 of its largest, for two
 /// dropout seeds.
 #[test]
@@ -349,6 +353,7 @@ fn stacks_with_dropout_train_as_the_reference_on_every_device() {
         )
         .layer(LstmConfig::gru(14, 5).input_dropout(0.25))
         .layer(LstmConfig::new(5, 9).num_layers(2).dropout(0.1))
+        .hidden(6, Activation::Relu)
         .head(4, HeadKind::PerStep)
         .build(7)
         .unwrap();

@@ -54,6 +54,7 @@ impl Fixture {
             embedding: None,
             lstm,
             stack: Vec::new(),
+            hidden: None,
             head: Linear {
                 in_features: w.shape()[1],
                 out_features: w.shape()[0],

@@ -203,6 +203,7 @@ fn the_cpu_trainer_matches_the_pytorch_training_fixtures() {
             embedding: None,
             lstm,
             stack: Vec::new(),
+            hidden: None,
             head,
             head_kind: HeadKind::PerStep,
         };

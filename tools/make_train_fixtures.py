@@ -74,9 +74,11 @@ Other files:
                           Adam(lr=0.01) steps on the batch) and final.{name}.
                           Their initial state_dicts are the model files
                           stack_features_model.safetensors and
-                          stack_tokens_model.safetensors (metadata head_kind).
+                          stack_tokens_model.safetensors (metadata head_kind,
+                          and hidden_activation with a hidden layer).
                           features: LSTM(3, 5, bidirectional) -> LSTM(10, 4) ->
-                          last-step Linear(4, 2), MSELoss (input and target
+                          last-step hidden Linear(4, 3) and tanh -> Linear(3, 2),
+                          MSELoss (input and target
                           values that f32 holds exactly), T = 6, B = 3,
                           lengths [6, 4, 5]. tokens: Embedding(11, 4) ->
                           GRU(4, 6) -> LSTM(6, 3, num_layers=2) -> per-step
@@ -299,14 +301,19 @@ class Stack(torch.nn.Module):
     first recurrent module `lstm`, the further ones in `stack`, and `head`
     at every step or at each sequence's last valid step."""
 
-    def __init__(self, modules, outputs, per_step, embedding=None):
+    def __init__(self, modules, outputs, per_step, embedding=None, hidden=None):
         super().__init__()
         if embedding is not None:
             self.embedding = torch.nn.Embedding(*embedding)
         self.lstm = modules[0]
         self.stack = torch.nn.ModuleList(modules[1:])
-        self.head = torch.nn.Linear(modules[-1].hidden_size
-                                    * (2 if modules[-1].bidirectional else 1), outputs)
+        features = modules[-1].hidden_size * (2 if modules[-1].bidirectional else 1)
+        self.activation = None
+        if hidden is not None:  # (units, "tanh" or "relu")
+            self.hidden = torch.nn.Linear(features, hidden[0])
+            self.activation = {"tanh": torch.tanh, "relu": torch.relu}[hidden[1]]
+            features = hidden[0]
+        self.head = torch.nn.Linear(features, outputs)
         self.per_step = per_step
 
     def forward(self, x, lengths):
@@ -317,10 +324,11 @@ class Stack(torch.nn.Module):
         for rnn in [self.lstm, *self.stack]:
             packed = pack.pack_padded_sequence(x, lengths, enforce_sorted=False)
             x, _ = pack.pad_packed_sequence(rnn(packed)[0], total_length=x.shape[0])
-        if self.per_step:
-            return self.head(x).reshape(-1, self.head.out_features)  # [T*B, O]
-        last = x[lengths - 1, torch.arange(x.shape[1])]  # [B, F]
-        return self.head(last)
+        if not self.per_step:
+            x = x[lengths - 1, torch.arange(x.shape[1])]  # [B, F]
+        if self.activation is not None:
+            x = self.activation(self.hidden(x))
+        return self.head(x).reshape(-1, self.head.out_features)  # [rows, O]
 
 
 def make_stack(kind):
@@ -328,7 +336,7 @@ def make_stack(kind):
     if kind == "features":
         t_len, lengths = 6, torch.tensor([6, 4, 5])
         model = Stack([torch.nn.LSTM(3, 5, bidirectional=True), torch.nn.LSTM(10, 4)],
-                      outputs=2, per_step=False)
+                      outputs=2, per_step=False, hidden=(3, "tanh"))
         # Values an f32 holds exactly, as a trainer's batch reads f32.
         x = torch.randn(t_len, 3, 3).float().double()
         y = torch.randn(3, 2).float().double()
@@ -360,10 +368,13 @@ def make_stack(kind):
     t["loss"] = torch.tensor(losses)
     t.update({"final." + k: v.detach().clone() for k, v in model.state_dict().items()})
     head_kind = "per_step" if model.per_step else "last_step"
+    model_meta = {"head_kind": head_kind}
+    if model.activation is not None:
+        model_meta["hidden_activation"] = "tanh" if model.activation is torch.tanh else "relu"
     meta = dict(optimizer="adam", lr="0.01", head_kind=head_kind, torch_version=torch.__version__,
                 description=f"a stack ({kind}): {model}; Adam(lr=0.01), 3 steps")
     tensors = {k: v.detach().contiguous() for k, v in t.items()}
-    return tensors, meta, (init, {"head_kind": head_kind}), model
+    return tensors, meta, (init, model_meta), model
 
 
 def check_saved(path, model):

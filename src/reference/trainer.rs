@@ -223,7 +223,7 @@ impl<T: Real> TrainState<T> {
             HeadKind::PerStep => out.into_data(),
             HeadKind::LastStep => last_valid_step(out.data(), t, b, f, batch.lengths),
         };
-        Ok(m.head.forward(&head_in, head_in.len() / f))
+        Ok(m.head_forward(&head_in, head_in.len() / f).0)
     }
 
     /// Evaluation mode: the loss on `batch`.
@@ -250,7 +250,7 @@ impl<T: Real> TrainState<T> {
             HeadKind::LastStep => last_valid_step(out.data(), t, b, features, batch.lengths),
         };
         let rows = head_in.len() / features;
-        let logits = m.head.forward(&head_in, rows);
+        let (logits, hidden_out) = m.head_forward(&head_in, rows);
         let (loss, d_logits) = loss_of(&m.shape(), self.config.loss, batch, &logits)?;
         if !loss.is_finite() {
             self.last_loss = Some(loss.as_f64());
@@ -259,7 +259,15 @@ impl<T: Real> TrainState<T> {
                 loss: loss.as_f64(),
             });
         }
-        let head_grads = m.head.backward(&head_in, rows, &d_logits);
+        let (head_grads, hidden_grads) = match (&m.hidden, &hidden_out) {
+            (Some(d), Some(a)) => {
+                let mut g = m.head.backward(a, rows, &d_logits);
+                let hg = d.backward(&head_in, a, rows, &g.input);
+                g.input = hg.input.clone();
+                (g, Some(hg))
+            }
+            _ => (m.head.backward(&head_in, rows, &d_logits), None),
+        };
         let d_out = match m.head_kind {
             HeadKind::PerStep => head_grads.input,
             HeadKind::LastStep => {
@@ -300,6 +308,10 @@ impl<T: Real> TrainState<T> {
         passes.recycle_buffer(d_output.into_data());
         for g in module_grads.into_iter().rev() {
             grads.extend(g.into_params());
+        }
+        if let Some(hg) = hidden_grads {
+            grads.push(hg.weight);
+            grads.push(hg.bias);
         }
         grads.push(head_grads.weight);
         grads.push(head_grads.bias);

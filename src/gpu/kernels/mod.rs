@@ -122,8 +122,8 @@ pub use lstm_step::{
 pub use mask::{MaskKernel, MaskParams, SlotParams, ZeroSlotKernel};
 pub use permute::{PermuteKernel, PermuteParams};
 pub use train_kernels::{
-    CastBuffers, GatherBuffers, GatherParams, LossBuffers, LossParams, OptParams, OptimBuffers,
-    PARTIALS_PER_TENSOR, TrainKernelSet, TrainScalars, grid,
+    CastBuffers, DenseBuffers, DenseParams, GatherBuffers, GatherParams, LossBuffers, LossParams,
+    OptParams, OptimBuffers, PARTIALS_PER_TENSOR, TrainKernelSet, TrainScalars, grid,
 };
 
 /// Mirrors `Dropout` in `shaders/common.wgsl`: the inter-layer dropout mask

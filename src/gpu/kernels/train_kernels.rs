@@ -69,6 +69,18 @@ pub struct CastParams {
 const _: () = assert!(std::mem::size_of::<CastParams>() == 16);
 const _: () = assert!(std::mem::offset_of!(OptParams, len) == 0);
 
+/// Mirrors `DenseParams` in `shaders/dense.wgsl`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct DenseParams {
+    /// rows · units.
+    pub len: u32,
+    /// 0 tanh, 1 relu.
+    pub kind: u32,
+    pub _pad: [u32; 2],
+}
+const _: () = assert!(std::mem::size_of::<DenseParams>() == 16);
+
 /// Mirrors `TrainScalars` in `shaders/common.wgsl`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
@@ -166,6 +178,17 @@ bindings! {
     }
 }
 
+bindings! {
+    /// What a hidden dense layer's activation binds, forward or backward.
+    pub struct DenseBuffers {
+        params: Uniform<DenseParams>,
+        /// z (forward) or the saved a (backward), [rows, units].
+        src: Read,
+        /// a (forward) or da, made dz in place (backward).
+        dst: ReadWrite,
+    }
+}
+
 /// The optimizer kernels' constants under their WGSL names.
 const OPTIM_TILE: Constants<'static> = &[
     ("WG", FLAT_GROUP),
@@ -190,6 +213,9 @@ pub struct TrainKernelSet {
     pub embed_backward: Kernel,
     /// f32 master weights → the LSTM's working copy (f16 training only).
     pub cast: Kernel,
+    /// A hidden dense layer's activation and its backward.
+    pub dense_forward: Kernel,
+    pub dense_backward: Kernel,
 }
 
 impl TrainKernelSet {
@@ -272,6 +298,20 @@ impl TrainKernelSet {
                 include_str!("../../../shaders/cast.wgsl"),
                 "main",
                 &[("store_t", precision)],
+                FLAT_TILE,
+            ),
+            dense_forward: Kernel::new::<DenseBuffers>(
+                ctx,
+                "hidden dense activation",
+                include_str!("../../../shaders/dense.wgsl"),
+                "forward",
+                FLAT_TILE,
+            ),
+            dense_backward: Kernel::new::<DenseBuffers>(
+                ctx,
+                "hidden dense activation backward",
+                include_str!("../../../shaders/dense.wgsl"),
+                "backward",
                 FLAT_TILE,
             ),
         }

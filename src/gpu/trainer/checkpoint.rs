@@ -7,15 +7,20 @@ use crate::checkpoint::{self, Checkpoint};
 use crate::error::Result;
 use crate::gpu::GpuTensor;
 use crate::gpu::params::download_layers;
-use crate::model::Model;
+use crate::model::{Dense, Model};
 use crate::reference::{Embedding, Linear};
 
-/// The parameters the trainer keeps outside the LSTM (the embedding's
-/// weight, then the head's weight and bias), in the order of its `own` list.
-fn own_params_mut(model: &mut Model<f32>) -> Vec<&mut [f32]> {
+/// The parameters the trainer keeps outside the recurrent modules (the
+/// embedding's weight, the hidden layer's weight and bias, then the head's),
+/// in the order of its `own` list.
+pub(super) fn own_params_mut(model: &mut Model<f32>) -> Vec<&mut [f32]> {
     let mut out: Vec<&mut [f32]> = Vec::new();
     if let Some(e) = &mut model.embedding {
         out.push(&mut e.weight);
+    }
+    if let Some(d) = &mut model.hidden {
+        out.push(&mut d.linear.weight);
+        out.push(&mut d.linear.bias);
     }
     out.push(&mut model.head.weight);
     out.push(&mut model.head.bias);
@@ -25,7 +30,7 @@ fn own_params_mut(model: &mut Model<f32>) -> Vec<&mut [f32]> {
 impl GpuTrainer {
     /// Reads the model back to the host (PyTorch layout).
     pub fn model(&self) -> Result<Model<f32>> {
-        let (embedding, head) = self.host_head_and_embedding()?;
+        let (embedding, hidden, head) = self.host_head_and_embedding()?;
         let mut modules = self
             .lstms
             .iter()
@@ -36,6 +41,7 @@ impl GpuTrainer {
             embedding,
             lstm: modules.pop().expect("a first module"),
             stack,
+            hidden,
             head,
             head_kind: self.shape.head_kind,
         })
@@ -71,8 +77,11 @@ impl GpuTrainer {
         Ok(out)
     }
 
-    /// The embedding and head parameters, read back.
-    pub(super) fn host_head_and_embedding(&self) -> Result<(Option<Embedding<f32>>, Linear<f32>)> {
+    /// The embedding, hidden layer and head parameters, read back.
+    #[allow(clippy::type_complexity)]
+    pub(super) fn host_head_and_embedding(
+        &self,
+    ) -> Result<(Option<Embedding<f32>>, Option<Dense<f32>>, Linear<f32>)> {
         let read = |p: &Param| -> Result<Vec<f32>> {
             Ok(GpuTensor::from_buffer(p.value.clone(), vec![p.len])
                 .to_host(&self.ctx)?
@@ -87,17 +96,29 @@ impl GpuTrainer {
             }),
             None => None,
         };
+        let hidden = match self.shape.hidden {
+            Some((units, activation)) => Some(Dense {
+                linear: Linear {
+                    in_features: self.shape.features(),
+                    out_features: units,
+                    weight: read(own.next().expect("hidden weight"))?,
+                    bias: read(own.next().expect("hidden bias"))?,
+                },
+                activation,
+            }),
+            None => None,
+        };
         let (hw, hb) = (
             own.next().expect("head weight"),
             own.next().expect("head bias"),
         );
         let head = Linear {
-            in_features: self.shape.features(),
+            in_features: self.shape.head_inputs(),
             out_features: self.shape.outputs,
             weight: read(hw)?,
             bias: read(hb)?,
         };
-        Ok((embedding, head))
+        Ok((embedding, hidden, head))
     }
 
     /// Saves the model and the optimizer state in the one checkpoint format

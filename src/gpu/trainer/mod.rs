@@ -47,7 +47,7 @@ pub struct GpuTrainer {
     config: TrainConfig,
     /// The architecture (embedding, LSTM, head) the buffers were made for.
     shape: ModelShape,
-    /// Embedding (optional) and head parameters.
+    /// Embedding (optional), hidden layer (optional) and head parameters.
     own: Vec<Param>,
     /// Each module's optimizer state, in its GPU layout (m, v).
     lstm_state: Vec<[Vec<GpuLayer>; 2]>,
@@ -144,6 +144,10 @@ impl GpuTrainer {
         let mut own = Vec::new();
         if let Some(e) = &model.embedding {
             own.push(param("embedding.weight", &e.weight)?);
+        }
+        if let Some(d) = &model.hidden {
+            own.push(param("hidden.weight", &d.linear.weight)?);
+            own.push(param("hidden.bias", &d.linear.bias)?);
         }
         own.push(param("head.weight", &model.head.weight)?);
         own.push(param("head.bias", &model.head.bias)?);
@@ -445,7 +449,12 @@ impl GpuTrainer {
                 crate::reference::last_valid_step(x.data(), t, b, f, batch.lengths)
             }
         };
-        Ok(model.1.forward(&head_in, head_in.len() / f))
+        let rows = head_in.len() / f;
+        let head_in = match &model.1 {
+            Some(d) => d.forward(&head_in, rows),
+            None => head_in,
+        };
+        Ok(model.2.forward(&head_in, rows))
     }
 
     /// Stateful training: checks that `batch` sequences continue the carried

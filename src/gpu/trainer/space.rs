@@ -2,10 +2,11 @@
 //! dispatch lists of a training step, bound once and reused every step.
 
 use super::GpuTrainer;
+use crate::config::Activation;
 use crate::error::Result;
 use crate::gpu::kernels::{
-    FLAT_GROUP, GEMM_K_CHUNK, GatherBuffers, GatherParams, GemmLayout, GemmOp, GemmParams, Kernel,
-    LossBuffers, LossParams, grid,
+    DenseBuffers, DenseParams, FLAT_GROUP, GEMM_K_CHUNK, GatherBuffers, GatherParams, GemmLayout,
+    GemmOp, GemmParams, Kernel, LossBuffers, LossParams, grid,
 };
 use crate::gpu::tensor::{TENSOR_USAGE, byte_size};
 use crate::gpu::workspace::Uniforms;
@@ -124,39 +125,61 @@ impl GpuTrainer {
         ctx.queue()
             .write_buffer(&ones, 0, bytemuck::cast_slice(&vec![1.0f32; rows]));
         let d_embedded = GpuTensor::empty(ctx, "d embedded [T·B,E]", &[t, b, cfg.input_size])?;
+        // A hidden dense layer: z = head_in · W_hᵀ + b_h, a = act(z), and the
+        // gradient da, made dz in place.
+        let hidden = match self.shape.hidden {
+            Some((units, activation)) => Some((
+                units,
+                activation,
+                buffer("hidden z [rows, U]", &[rows, units])?,
+                buffer("hidden a [rows, U]", &[rows, units])?,
+                buffer("hidden d [rows, U]", &[rows, units])?,
+            )),
+            None => None,
+        };
+        // What the head reads, and where its input gradient goes.
+        let (head_x, d_head_x) = match &hidden {
+            Some((_, _, _, a, da)) => (a.clone(), da.clone()),
+            None => (head_in.clone(), d_head_in.clone()),
+        };
+        let u_in = self.shape.head_inputs();
 
         // The head's dW and db reduce over all rows: past GEMM_K_CHUNK rows
         // (a per-step head over long batches) they run in blocks, whose
-        // parameters after the first take the entries from 8 on.
+        // parameters after the first take the entries from 8 on; a hidden
+        // layer's take the entries from `hb` on.
         let blocks = (rows as u32).div_ceil(GEMM_K_CHUNK).max(1) as usize;
-        let mut u = Uniforms::new(ctx, 8 + 2 * (blocks - 1));
+        let extra = blocks - 1;
+        let hb = 8 + 2 * extra;
+        let entries = hb + if hidden.is_some() { 5 + 2 * extra } else { 0 };
+        let mut u = Uniforms::new(ctx, entries);
         let own = &self.own;
         let (head_w, head_b) = (&own[own.len() - 2], &own[own.len() - 1]);
-        let (rows32, f32_, o32) = (rows as u32, f as u32, o as u32);
-        // 0: logits [rows, O] = head_in [rows, F] · Wᵀ + b
+        let (rows32, f32_, o32, u32_) = (rows as u32, f as u32, o as u32, u_in as u32);
+        // 0: logits [rows, O] = head_x [rows, U] · Wᵀ + b
         u.put(
             0,
             &GemmParams {
                 m: rows32,
                 n: o32,
-                k: f32_,
-                lda: f32_,
-                ldb: f32_,
+                k: u32_,
+                lda: u32_,
+                ldb: u32_,
                 ldc: o32,
                 flags: GemmParams::TRANS_B | GemmParams::BIAS,
                 ..Default::default()
             },
         );
-        // 1: dW [O, F] = d_logitsᵀ · head_in
+        // 1: dW [O, U] = d_logitsᵀ · head_x
         u.put(
             1,
             &GemmParams {
                 m: o32,
-                n: f32_,
+                n: u32_,
                 k: rows32,
                 lda: o32,
-                ldb: f32_,
-                ldc: f32_,
+                ldb: u32_,
+                ldc: u32_,
                 flags: GemmParams::TRANS_A,
                 ..Default::default()
             },
@@ -174,19 +197,87 @@ impl GpuTrainer {
                 ..Default::default()
             },
         );
-        // 3: d_head_in [rows, F] = d_logits · W
+        // 3: d_head_x [rows, U] = d_logits · W
         u.put(
             3,
             &GemmParams {
                 m: rows32,
-                n: f32_,
+                n: u32_,
                 k: o32,
                 lda: o32,
-                ldb: f32_,
-                ldc: f32_,
+                ldb: u32_,
+                ldc: u32_,
                 ..Default::default()
             },
         );
+        if let Some((units, activation, ..)) = &hidden {
+            let h32 = *units as u32;
+            // hb: z [rows, U] = head_in [rows, F] · W_hᵀ + b_h
+            u.put(
+                hb,
+                &GemmParams {
+                    m: rows32,
+                    n: h32,
+                    k: f32_,
+                    lda: f32_,
+                    ldb: f32_,
+                    ldc: h32,
+                    flags: GemmParams::TRANS_B | GemmParams::BIAS,
+                    ..Default::default()
+                },
+            );
+            // hb + 1: dW_h [U, F] = dzᵀ · head_in
+            u.put(
+                hb + 1,
+                &GemmParams {
+                    m: h32,
+                    n: f32_,
+                    k: rows32,
+                    lda: h32,
+                    ldb: f32_,
+                    ldc: f32_,
+                    flags: GemmParams::TRANS_A,
+                    ..Default::default()
+                },
+            );
+            // hb + 2: db_h [1, U] = 1ᵀ · dz
+            u.put(
+                hb + 2,
+                &GemmParams {
+                    m: 1,
+                    n: h32,
+                    k: rows32,
+                    lda: rows32,
+                    ldb: h32,
+                    ldc: h32,
+                    ..Default::default()
+                },
+            );
+            // hb + 3: d_head_in [rows, F] = dz · W_h
+            u.put(
+                hb + 3,
+                &GemmParams {
+                    m: rows32,
+                    n: f32_,
+                    k: h32,
+                    lda: h32,
+                    ldb: f32_,
+                    ldc: f32_,
+                    ..Default::default()
+                },
+            );
+            u.put(
+                hb + 4,
+                &DenseParams {
+                    len: rows32 * h32,
+                    kind: match activation {
+                        Activation::Tanh => 0,
+                        Activation::Relu => 1,
+                    },
+                    _pad: [0; 2],
+                },
+            );
+        }
         let (has_ignore, ignore_index) = match self.config.loss {
             LossKind::CrossEntropy {
                 ignore_index: Some(i),
@@ -228,11 +319,18 @@ impl GpuTrainer {
                 _pad: [0; 3],
             },
         );
-        let block_entry = |entry: usize, i: usize| match i {
-            0 => entry,
-            _ => 8 + (entry - 1) * (blocks - 1) + i - 1,
+        // Block i > 0 of the row-reducing products: entries 1 and 2 (the
+        // head's dW and db), hb + 1 and hb + 2 (the hidden layer's).
+        let block_entry = |entry: usize, i: usize| match (i, entry) {
+            (0, _) => entry,
+            (_, 1 | 2) => 8 + (entry - 1) * extra + i - 1,
+            _ => hb + 5 + (entry - hb - 1) * extra + i - 1,
         };
-        for entry in [1, 2] {
+        let reducing: Vec<usize> = match hidden {
+            Some(_) => vec![1, 2, hb + 1, hb + 2],
+            None => vec![1, 2],
+        };
+        for &entry in &reducing {
             for (i, params) in u.get::<GemmParams>(entry).split_k().iter().enumerate() {
                 u.put(block_entry(entry, i), params);
             }
@@ -299,9 +397,30 @@ impl GpuTrainer {
             );
             head.push(Dispatch::new(&self.kernels.last_step, bg, grid(ctx, b * f)));
         }
+        if let Some((_, _, z, a, _)) = &hidden {
+            let (w_h, b_h) = (&own[own.len() - 4], &own[own.len() - 3]);
+            head.push(gemm(
+                hb,
+                &head_in,
+                &w_h.value,
+                &b_h.value,
+                z,
+                u.get::<GemmParams>(hb),
+            )?);
+            let k = &self.kernels.dense_forward;
+            let bg = k.bind(
+                ctx,
+                &DenseBuffers {
+                    params: at(hb + 4),
+                    src: z,
+                    dst: a,
+                },
+            );
+            head.push(Dispatch::new(k, bg, grid(ctx, rows * u_in)));
+        }
         head.push(gemm(
             0,
-            &head_in,
+            &head_x,
             &head_w.value,
             &head_b.value,
             &logits,
@@ -335,7 +454,7 @@ impl GpuTrainer {
         let finish = &self.kernels.loss_finish;
         head.push(Dispatch::new(finish, loss_bind(finish), (1, 1, 1)));
         for (entry, (a, bm, c)) in [
-            (1, (&d_logits, &head_in, &head_w.grad)),
+            (1, (&d_logits, &head_x, &head_w.grad)),
             (2, (&ones, &d_logits, &head_b.grad)),
         ] {
             for i in 0..blocks {
@@ -348,9 +467,39 @@ impl GpuTrainer {
             &d_logits,
             &head_w.value,
             &d_logits,
-            &d_head_in,
+            &d_head_x,
             u.get::<GemmParams>(3),
         )?);
+        if let Some((_, _, _, a, dz)) = &hidden {
+            let (w_h, b_h) = (&own[own.len() - 4], &own[own.len() - 3]);
+            let k = &self.kernels.dense_backward;
+            let bg = k.bind(
+                ctx,
+                &DenseBuffers {
+                    params: at(hb + 4),
+                    src: a,
+                    dst: dz,
+                },
+            );
+            head.push(Dispatch::new(k, bg, grid(ctx, rows * u_in)));
+            for (entry, (x, bm, c)) in [
+                (hb + 1, (dz, &head_in, &w_h.grad)),
+                (hb + 2, (&ones, dz, &b_h.grad)),
+            ] {
+                for i in 0..blocks {
+                    let at = block_entry(entry, i);
+                    head.push(gemm(at, x, bm, x, c, u.get::<GemmParams>(at))?);
+                }
+            }
+            head.push(gemm(
+                hb + 3,
+                dz,
+                &w_h.value,
+                dz,
+                &d_head_in,
+                u.get::<GemmParams>(hb + 3),
+            )?);
+        }
         if self.shape.head_kind == HeadKind::LastStep {
             let bg = self.kernels.last_step_backward.bind(
                 ctx,
@@ -368,6 +517,9 @@ impl GpuTrainer {
             ));
         }
         let mut buffers = vec![logits, d_logits, loss_partials, ones];
+        if let Some((_, _, z, a, dz)) = hidden {
+            buffers.extend([z, a, dz]);
+        }
         buffers.push(head_in);
         buffers.push(d_head_in);
         ctx.check()?;
