@@ -141,14 +141,14 @@ impl<T: Real> Model<T> {
             let (w, b) = (w?, b?);
             let &[out_features, in_features] = w.shape() else {
                 return Err(LstmError::shape(
-                    &format!("{name}.weight"),
+                    format!("{name}.weight"),
                     &[0, 0],
                     w.shape(),
                 ));
             };
             if b.shape() != [out_features] {
                 return Err(LstmError::shape(
-                    &format!("{name}.bias"),
+                    format!("{name}.bias"),
                     &[out_features],
                     b.shape(),
                 ));

@@ -322,15 +322,15 @@ fn stack_gradients_match_finite_differences() {
         let eps = 1e-6;
         let mut worst = 0.0f64;
         for (p, (name, g)) in grads.iter().enumerate() {
-            for i in 0..g.len() {
+            for (i, &gi) in g.iter().enumerate() {
                 let mut plus = model.clone();
                 plus.params_mut()[p][i] += eps;
                 let mut minus = model.clone();
                 minus.params_mut()[p][i] -= eps;
                 let fd = (loss_of(&plus) - loss_of(&minus)) / (2.0 * eps);
-                let err = (fd - g[i]).abs();
+                let err = (fd - gi).abs();
                 worst = worst.max(err);
-                assert!(err < 1e-6, "{kind}/{name}[{i}]: {} vs {fd}", g[i]);
+                assert!(err < 1e-6, "{kind}/{name}[{i}]: {gi} vs {fd}");
             }
         }
         eprintln!("{kind}: largest |analytic − finite difference| {worst:e}");

@@ -119,6 +119,7 @@ impl<T: Real> TrainState<T> {
     /// Stateful training: the states the next forward pass starts from, one
     /// per recurrent module (none when it starts from zeros); a batch of
     /// another size is an error.
+    #[allow(clippy::type_complexity)]
     fn carried(&self, batch: usize) -> Result<Option<&[(Tensor<T>, Tensor<T>)]>> {
         match self.carry.first() {
             Some(s) if self.config.stateful => {
