@@ -101,3 +101,45 @@ fn the_sentiment_example_reports_accuracy_against_the_majority_class() {
     );
     let _ = std::fs::remove_file(&plot);
 }
+
+/// The articles' models (text generation, tagging, forecasting) run end to
+/// end on the CPU engine at a few steps, and print their metric beside the
+/// baseline.
+#[test]
+fn the_article_examples_run() {
+    let dir = std::env::temp_dir().join(format!("wgpu-lstm-articles-{}", std::process::id()));
+    for (name, args, printed) in [
+        (
+            "textgen",
+            &["--steps", "2", "--batch", "4", "--sample", "5"][..],
+            "for always guessing",
+        ),
+        (
+            "tagging",
+            &["--epochs", "1", "--batch", "512"][..],
+            "for each word's most frequent training tag",
+        ),
+        (
+            "weather",
+            &["--steps", "2", "--batch", "8"][..],
+            "for the naive forecast",
+        ),
+    ] {
+        let out = Command::new(example(name))
+            .args(["--device", "cpu"])
+            .args(args)
+            .arg("--plot")
+            .arg(dir.join(format!("{name}.svg")))
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(stdout.contains(printed), "{name}: {stdout}");
+        assert!(dir.join(format!("{name}.svg")).exists(), "{name}: its plot");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
