@@ -48,9 +48,13 @@ struct Args {
     seed: u64,
 }
 
-/// Steps are padded to a multiple of this, so that batches come in a few
-/// shapes (each shape keeps its own buffers on a GPU).
-const T_STEP: usize = 16;
+/// Batches come in few shapes, because each (T, B) keeps its own buffers on
+/// a GPU and only the few most recent are kept: T is padded to a power of
+/// two from 32 (the padded steps count for nothing, through `lengths`),
+/// training batches are all full (each epoch's few left-over sentences wait
+/// for the next shuffle), and the 800 test sentences make 8 batches of 100.
+const T_MIN: usize = 32;
+const TEST_BATCH: usize = 100;
 
 /// A sentence: its words and their tags.
 struct Sentence {
@@ -90,7 +94,7 @@ impl Encoded {
         tags: &HashMap<String, usize>,
     ) -> Encoded {
         let longest = sentences.iter().map(|s| s.words.len()).max().unwrap_or(1);
-        let t = longest.div_ceil(T_STEP) * T_STEP;
+        let t = longest.next_power_of_two().max(T_MIN);
         let b = sentences.len();
         let (mut tokens, mut classes) = (vec![0; t * b], vec![0; t * b]);
         for (j, s) in sentences.iter().enumerate() {
@@ -207,7 +211,7 @@ fn main() -> Result<(), Box<dyn Error>> {
     let mut by_len: Vec<&Sentence> = test.iter().collect();
     by_len.sort_by_key(|s| s.words.len());
     let test_batches: Vec<Encoded> = by_len
-        .chunks(args.batch)
+        .chunks(TEST_BATCH)
         .map(|c| Encoded::new(c, &words, &tags))
         .collect();
     let evaluate = |trainer: &mut Trainer| -> Result<Accuracy, Box<dyn Error>> {
@@ -220,7 +224,7 @@ fn main() -> Result<(), Box<dyn Error>> {
 
     let mut rng = support::seeded_rng(args.seed);
     let mut order: Vec<&Sentence> = train.iter().collect();
-    let steps_per_epoch = order.len().div_ceil(args.batch);
+    let steps_per_epoch = order.len() / args.batch;
     let bar = support::progress((args.epochs * steps_per_epoch) as u64, "training");
     let (mut loss_curve, mut acc_curve) = (Vec::new(), Vec::new());
     let start = Instant::now();
@@ -231,7 +235,7 @@ fn main() -> Result<(), Box<dyn Error>> {
         for window in order.chunks_mut(20 * args.batch) {
             window.sort_by_key(|s| s.words.len());
         }
-        let mut batches: Vec<&[&Sentence]> = order.chunks(args.batch).collect();
+        let mut batches: Vec<&[&Sentence]> = order.chunks_exact(args.batch).collect();
         batches.shuffle(&mut rng);
         let mut total = 0.0;
         for chunk in batches {
