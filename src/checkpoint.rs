@@ -48,18 +48,10 @@ pub(crate) fn save(path: &Path, ckpt: &Checkpoint) -> Result<()> {
         ("format".to_string(), FORMAT.to_string()),
         ("step".to_string(), ckpt.step.to_string()),
     ]);
-    // The recurrent modules' cells and activations, as in a model file, so
-    // that the `lstm.` and `stack.{k}.` tensors load as what they are.
-    for (k, w) in ckpt.model.recurrent().enumerate() {
-        let prefix = if k == 0 {
-            String::new()
-        } else {
-            crate::model::module_prefix(k)
-        };
-        for (key, value) in crate::weights::config_metadata(&w.config).unwrap_or_default() {
-            meta.insert(format!("{prefix}{key}"), value);
-        }
-    }
+    // What a model file's metadata holds (the head's kind, the number of
+    // recurrent modules, their cells and activations, the hidden layer's
+    // activation), so that the tensors load as what they are.
+    meta.extend(ckpt.model.metadata());
     crate::io::write_atomic(path, &crate::io::serialize(&named, Some(meta))?)
 }
 
@@ -80,6 +72,34 @@ pub(crate) fn load(path: &Path, like: &Model<f32>) -> Result<Checkpoint> {
         return Err(invalid(format!(
             "not a wgpu-lstm training checkpoint (metadata format should be {FORMAT:?})"
         )));
+    }
+    // The architecture beyond names and shapes: a cell or an activation of
+    // another model is another architecture. (Checkpoints written before the
+    // model metadata lack these keys, and are read as they were.)
+    let ours = like.metadata();
+    for (key, want) in &ours {
+        let got = meta.get(key);
+        let absent_default = got.is_none()
+            && matches!(
+                key.as_str(),
+                "head_kind" | "recurrent_layers" | "hidden_activation"
+            );
+        if got != Some(want) && !absent_default {
+            return Err(invalid(format!(
+                "metadata `{key}` is {got:?}, but this model's is {want:?}: the checkpoint is \
+                 for another architecture"
+            )));
+        }
+    }
+    for key in meta.keys() {
+        let is_model_key = key.ends_with("cell") || key.ends_with("activation");
+        if is_model_key && !ours.contains_key(key) {
+            return Err(invalid(format!(
+                "metadata `{key}` = {:?} describes a layer this model does not have: the \
+                 checkpoint is for another architecture",
+                meta[key]
+            )));
+        }
     }
     let step: u64 = meta
         .get("step")

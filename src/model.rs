@@ -4,9 +4,10 @@
 //!
 //! Parameters are named as a PyTorch module with attributes `embedding` (an
 //! `nn.Embedding`), `lstm` (the first `nn.LSTM` or `nn.GRU`), `stack` (an
-//! `nn.ModuleList` of the further ones) and `head` (an `nn.Linear`) would
-//! name them (`embedding.weight`, `lstm.weight_ih_l0`, ...,
-//! `stack.0.weight_ih_l0`, ..., `head.weight`, `head.bias`), in that order.
+//! `nn.ModuleList` of the further ones), `hidden` (an `nn.Linear`, with a
+//! hidden layer) and `head` (an `nn.Linear`) would name them
+//! (`embedding.weight`, `lstm.weight_ih_l0`, ..., `stack.0.weight_ih_l0`, ...,
+//! `hidden.weight`, `hidden.bias`, `head.weight`, `head.bias`), in that order.
 
 use crate::config::{Activation, LstmConfig};
 use crate::error::{LstmError, Result};
@@ -273,6 +274,47 @@ impl<T: Real> Model<T> {
             self.recurrent().map(|w| &w.config),
             self.embedding.as_ref().map(|e| e.embedding_dim),
         )?;
+        // Every dense part has at least one row and column, and its values.
+        let mut dense: Vec<(&str, &Linear<T>)> = Vec::new();
+        if let Some(d) = &self.hidden {
+            dense.push(("hidden", &d.linear));
+        }
+        dense.push(("head", &self.head));
+        for (name, l) in dense {
+            if l.in_features == 0
+                || l.out_features == 0
+                || l.weight.len() != l.in_features * l.out_features
+                || l.bias.len() != l.out_features
+            {
+                return Err(LstmError::InvalidConfig {
+                    field: if name == "head" { "head" } else { "hidden" },
+                    reason: format!(
+                        "`{name}` needs at least one input and output and a [out, in] weight \
+                         and [out] bias, got in = {}, out = {}, {} weights, {} biases",
+                        l.in_features,
+                        l.out_features,
+                        l.weight.len(),
+                        l.bias.len()
+                    ),
+                });
+            }
+        }
+        if let Some(e) = &self.embedding
+            && (e.num_embeddings == 0
+                || e.embedding_dim == 0
+                || e.weight.len() != e.num_embeddings * e.embedding_dim)
+        {
+            return Err(LstmError::InvalidConfig {
+                field: "embedding",
+                reason: format!(
+                    "needs at least one row and column and [rows, dim] weights, got ({}, {}) \
+                     with {} values",
+                    e.num_embeddings,
+                    e.embedding_dim,
+                    e.weight.len()
+                ),
+            });
+        }
         if let Some(d) = &self.hidden
             && d.linear.in_features != self.features()
         {
@@ -570,7 +612,8 @@ pub struct TrainConfig {
     /// Learning rate per step, from the optimizer's base `lr`.
     pub schedule: LrSchedule,
     /// Batch k (counted from 0 over the whole run) draws its dropout mask
-    /// from seed `dropout_seed + k`.
+    /// from seed `dropout_seed + k`; in a stack, recurrent layer j ≥ 1 from
+    /// that seed plus j·2⁴⁰.
     pub dropout_seed: u64,
     /// Gradient accumulation: the optimizer updates once every this many
     /// training steps (batches), with the mean of their gradients (what

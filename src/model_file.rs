@@ -1,10 +1,13 @@
 //! A [`Model`] as one safetensors file, under the names of the equivalent
 //! PyTorch module (see [`crate::model`]): `embedding.weight`, `lstm.*`,
-//! `stack.{k}.*`, `head.weight`, `head.bias`.
+//! `stack.{k}.*`, `hidden.weight`, `hidden.bias`, `head.weight`, `head.bias`.
 //!
 //! What a `state_dict` does not hold travels in the file's string metadata:
 //! - `head_kind`: `per_step` or `last_step`;
 //! - `hidden_activation` (`tanh` or `relu`) with a hidden dense layer;
+//! - `recurrent_layers`: how many recurrent modules there are (`lstm` and
+//!   each `stack.k`), so that a file missing its last one is refused (files
+//!   without it, such as a PyTorch `state_dict`, take the modules present);
 //! - the first module's `cell` and `activation` as in an LSTM weights file
 //!   (written only where they differ from `nn.LSTM`'s), and module k ≥ 1's
 //!   under `stack.{k-1}.cell` and `stack.{k-1}.activation`.
@@ -33,9 +36,16 @@ impl HeadKind {
 }
 
 impl<T: Real> Model<T> {
-    /// The model as safetensors bytes (see [`save_safetensors`](Self::save_safetensors)).
-    pub fn to_safetensors_bytes(&self) -> Result<Vec<u8>> {
-        let mut meta = HashMap::from([("head_kind".to_string(), self.head_kind.name().into())]);
+    /// What a model file's metadata holds beside the parameters (see the
+    /// module notes); checkpoints hold it too.
+    pub(crate) fn metadata(&self) -> HashMap<String, String> {
+        let mut meta = HashMap::from([
+            ("head_kind".to_string(), self.head_kind.name().to_string()),
+            (
+                "recurrent_layers".to_string(),
+                (1 + self.stack.len()).to_string(),
+            ),
+        ]);
         if let Some(d) = &self.hidden {
             meta.insert("hidden_activation".into(), d.activation.name().into());
         }
@@ -49,7 +59,12 @@ impl<T: Real> Model<T> {
                 meta.insert(format!("{prefix}{key}"), value);
             }
         }
-        crate::io::serialize(&self.named_params(), Some(meta))
+        meta
+    }
+
+    /// The model as safetensors bytes (see [`save_safetensors`](Self::save_safetensors)).
+    pub fn to_safetensors_bytes(&self) -> Result<Vec<u8>> {
+        crate::io::serialize(&self.named_params(), Some(self.metadata()))
     }
 
     /// Saves every parameter as one safetensors file, written whole or not
@@ -174,6 +189,15 @@ impl<T: Real> Model<T> {
             }
             false => None,
         };
+        if let Some(n) = meta.get("recurrent_layers") {
+            if n.parse::<usize>().ok() != Some(modules.len()) {
+                return Err(invalid(format!(
+                    "metadata `recurrent_layers` is {n:?}, but the file holds {} recurrent \
+                     modules",
+                    modules.len()
+                )));
+            }
+        }
         let stack = modules.split_off(1);
         let model = Model {
             embedding,

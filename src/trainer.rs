@@ -79,7 +79,8 @@ impl LstmPasses<f32> for CpuEngine {
 impl Trainer {
     /// Prepares training of `model` with `config` on `device` (in the
     /// device's precision on a GPU). Training works on time-major batches,
-    /// so `model.lstm.config.batch_first` must be false.
+    /// so no recurrent layer may be `batch_first`; layers that do not chain
+    /// are an [`LstmError::InconsistentLayers`] (see [`Model::validate`]).
     pub fn new(device: &Device, model: Model<f32>, config: TrainConfig) -> Result<Trainer> {
         let engine = match (device.gpu_context(), device.cpu_engine()) {
             (Some(ctx), _) => Engine::Gpu(Box::new(GpuTrainer::with_precision(

@@ -562,3 +562,141 @@ fn a_checkpoint_or_file_of_another_stack_is_refused() {
         "{err}"
     );
 }
+
+/// Model files that are not whole or not sane, and checkpoints of a model
+/// with another activation in one layer, are typed errors.
+#[test]
+fn files_missing_a_part_or_of_another_activation_are_refused() {
+    let three: Model<f32> = Model::builder()
+        .layer(LstmConfig::new(3, 4))
+        .layer(LstmConfig::new(4, 4))
+        .layer(LstmConfig::new(4, 4))
+        .hidden(3, Activation::Tanh)
+        .head(2, HeadKind::LastStep)
+        .build(2)
+        .unwrap();
+    let bytes = three.to_safetensors_bytes().unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+    let meta = meta.metadata().clone();
+    let without = |drop: &dyn Fn(&str) -> bool| {
+        let kept: Vec<(String, safetensors::tensor::TensorView<'_>)> =
+            st.tensors().into_iter().filter(|(n, _)| !drop(n)).collect();
+        safetensors::serialize(kept, meta.clone()).unwrap()
+    };
+    // The last layer gone: the sizes still chain, the count says otherwise.
+    let err =
+        Model::<f32>::from_safetensors_bytes(&without(&|n| n.starts_with("stack.1."))).unwrap_err();
+    assert!(
+        matches!(&err, LstmError::InvalidFile { reason, .. } if reason.contains("recurrent_layers")),
+        "{err}"
+    );
+    // One tensor of a layer gone.
+    let err = Model::<f32>::from_safetensors_bytes(&without(&|n| n == "stack.0.weight_hh_l0"))
+        .unwrap_err();
+    assert!(matches!(err, LstmError::MissingTensor { .. }), "{err}");
+    // A head with no outputs.
+    let mut empty = three.clone();
+    empty.head = wgpu_lstm::reference::Linear {
+        in_features: 3,
+        out_features: 0,
+        weight: Vec::new(),
+        bias: Vec::new(),
+    };
+    let err =
+        Model::<f32>::from_safetensors_bytes(&empty.to_safetensors_bytes().unwrap()).unwrap_err();
+    assert!(
+        matches!(err, LstmError::InvalidConfig { field: "head", .. }),
+        "{err}"
+    );
+    // Checkpoints: the same shapes with relu in one layer, or in the hidden one.
+    let dir = tempfile_dir("activation");
+    let cfg = TrainConfig::new(LossKind::Mse, OptimizerKind::adam(0.01));
+    let mut relu = three.clone();
+    relu.stack[0].config.activation = Activation::Relu;
+    let mut relu_hidden = three.clone();
+    relu_hidden.hidden.as_mut().unwrap().activation = Activation::Relu;
+    for device in devices("files_missing_a_part_or_of_another_activation_are_refused") {
+        for (k, other) in [&relu, &relu_hidden].into_iter().enumerate() {
+            let path = dir.join(format!("other{k}.ckpt"));
+            Trainer::new(&device, other.clone(), cfg.clone())
+                .unwrap()
+                .save_checkpoint(&path)
+                .unwrap();
+            let mut trainer = Trainer::new(&device, three.clone(), cfg.clone()).unwrap();
+            let err = trainer.load_checkpoint(&path).unwrap_err();
+            assert!(
+                matches!(&err, LstmError::InvalidFile { reason, .. } if reason.contains("activation")),
+                "{device:?}: {err}"
+            );
+            assert_eq!(trainer.model().unwrap(), three);
+        }
+    }
+}
+
+/// A stack with a hidden layer trained statefully, saved on one device and
+/// resumed on the other, against the f64 reference trained straight through
+/// (stateful carries are not in a checkpoint, so the resumed run starts its
+/// state again, as the reference does after `reset_states`).
+#[test]
+fn a_stateful_stack_trains_and_resumes_as_the_reference() {
+    let model: Model<f32> = Model::builder()
+        .layer(LstmConfig::new(3, 6).bidirectional(true))
+        .layer(LstmConfig::gru(12, 5))
+        .hidden(4, Activation::Tanh)
+        .head(2, HeadKind::PerStep)
+        .build(5)
+        .unwrap();
+    let (tc, b) = (4, 3);
+    let x: Vec<f32> = (0..4 * tc * b * 3)
+        .map(|i| ((i * 29 % 97) as f32 / 48.0) - 1.0)
+        .collect();
+    let y: Vec<f32> = (0..4 * tc * b * 2)
+        .map(|i| ((i * 13 % 31) as f32 / 15.0) - 1.0)
+        .collect();
+    let chunk = |k: usize| Batch {
+        seq_len: tc,
+        batch: b,
+        inputs: Inputs::Features(&x[k * tc * b * 3..(k + 1) * tc * b * 3]),
+        targets: Targets::Values(&y[k * tc * b * 2..(k + 1) * tc * b * 2]),
+        lengths: None,
+    };
+    let mut cfg = TrainConfig::new(LossKind::Mse, OptimizerKind::adam(0.01));
+    cfg.stateful = true;
+    let mut reference = ReferenceTrainer::new(model.cast::<f64>(), cfg.clone()).unwrap();
+    let mut want = Vec::new();
+    for k in 0..4 {
+        if k == 2 {
+            reference.reset_states();
+        }
+        want.push(reference.step(&chunk(k)).unwrap());
+    }
+    let dir = tempfile_dir("resume");
+    let all = devices("a_stateful_stack_trains_and_resumes_as_the_reference");
+    for (i, first) in all.iter().enumerate() {
+        let second = &all[(i + 1) % all.len()];
+        let mut a = Trainer::new(first, model.clone(), cfg.clone()).unwrap();
+        let mut got = Vec::new();
+        for k in 0..2 {
+            got.push(a.step_with_loss(&chunk(k)).unwrap() as f64);
+        }
+        let path = dir.join(format!("resume{i}.ckpt"));
+        a.save_checkpoint(&path).unwrap();
+        let mut b2 = Trainer::new(second, model.clone(), cfg.clone()).unwrap();
+        b2.load_checkpoint(&path).unwrap();
+        for k in 2..4 {
+            got.push(b2.step_with_loss(&chunk(k)).unwrap() as f64);
+        }
+        let name = format!("{first:?} then {second:?}");
+        assert_close(&format!("{name}/losses"), &got, &want, 0.0, 1e-5);
+        for ((p, _, g), (_, _, w)) in b2
+            .model()
+            .unwrap()
+            .named_params()
+            .iter()
+            .zip(reference.model().named_params())
+        {
+            assert_close(&format!("{name}/{p}"), g, w, 1e-5, 1e-5);
+        }
+    }
+}

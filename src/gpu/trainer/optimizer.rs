@@ -188,10 +188,18 @@ impl GpuTrainer {
         let mut first = self.own.len();
         for lstm in &self.lstms {
             let bias = lstm.config().bias;
-            let Some(working) = lstm.working_copy() else {
-                continue;
-            };
-            let copies: Vec<_> = working.iter().flat_map(|w| w.params(bias)).collect();
+            // This module's tensors in the list, with or without a working copy.
+            let count: usize = lstm
+                .param_layers()
+                .iter()
+                .map(|w| w.params(bias).len())
+                .sum();
+            let copies: Vec<_> = lstm
+                .working_copy()
+                .into_iter()
+                .flatten()
+                .flat_map(|w| w.params(bias))
+                .collect();
             for (i, dst) in copies.iter().enumerate() {
                 let t = &tensors[first + i];
                 let bg = self.kernels.cast.bind(
@@ -204,7 +212,7 @@ impl GpuTrainer {
                 );
                 list.push(Dispatch::new(&self.kernels.cast, bg, grid(ctx, t.4)));
             }
-            first += copies.len();
+            first += count;
         }
         ctx.check()?;
         Ok((list, accumulate))
