@@ -189,14 +189,13 @@ impl<T: Real> Model<T> {
             }
             false => None,
         };
-        if let Some(n) = meta.get("recurrent_layers") {
-            if n.parse::<usize>().ok() != Some(modules.len()) {
-                return Err(invalid(format!(
-                    "metadata `recurrent_layers` is {n:?}, but the file holds {} recurrent \
-                     modules",
-                    modules.len()
-                )));
-            }
+        if let Some(n) = meta.get("recurrent_layers")
+            && n.parse::<usize>().ok() != Some(modules.len())
+        {
+            return Err(invalid(format!(
+                "metadata `recurrent_layers` is {n:?}, but the file holds {} recurrent modules",
+                modules.len()
+            )));
         }
         let stack = modules.split_off(1);
         let model = Model {
