@@ -357,7 +357,7 @@ impl<T: Real> Model<T> {
     }
 
     /// Every parameter as (name, shape, values), in the model's order.
-    pub fn named_params(&self) -> Vec<(String, Vec<usize>, &[T])> {
+    pub fn named_params<'a>(&'a self) -> Vec<(String, Vec<usize>, &'a [T])> {
         let mut out = Vec::new();
         if let Some(e) = &self.embedding {
             out.push((
@@ -372,22 +372,19 @@ impl<T: Real> Model<T> {
                 out.push((format!("{prefix}{n}"), s, v));
             }
         }
-        if let Some(d) = &self.hidden {
-            let l = &d.linear;
+        // An `nn.Linear`'s two tensors under `name`.
+        let mut linear = |name: &str, l: &'a Linear<T>| {
             out.push((
-                "hidden.weight".into(),
+                format!("{name}.weight"),
                 vec![l.out_features, l.in_features],
                 &l.weight[..],
             ));
-            out.push(("hidden.bias".into(), vec![l.out_features], &l.bias[..]));
+            out.push((format!("{name}.bias"), vec![l.out_features], &l.bias[..]));
+        };
+        if let Some(d) = &self.hidden {
+            linear("hidden", &d.linear);
         }
-        let h = &self.head;
-        out.push((
-            "head.weight".into(),
-            vec![h.out_features, h.in_features],
-            &h.weight[..],
-        ));
-        out.push(("head.bias".into(), vec![h.out_features], &h.bias[..]));
+        linear("head", &self.head);
         out
     }
 
@@ -426,22 +423,23 @@ impl<T: Real> Model<T> {
             lstm: self.lstm.cast(),
             stack: self.stack.iter().map(LstmWeights::cast).collect(),
             hidden: self.hidden.as_ref().map(|d| Dense {
-                linear: Linear {
-                    in_features: d.linear.in_features,
-                    out_features: d.linear.out_features,
-                    weight: conv(&d.linear.weight),
-                    bias: conv(&d.linear.bias),
-                },
+                linear: cast_linear(&d.linear),
                 activation: d.activation,
             }),
-            head: Linear {
-                in_features: self.head.in_features,
-                out_features: self.head.out_features,
-                weight: conv(&self.head.weight),
-                bias: conv(&self.head.bias),
-            },
+            head: cast_linear(&self.head),
             head_kind: self.head_kind,
         }
+    }
+}
+
+/// `l` with its parameters converted to another float type.
+fn cast_linear<T: Real, U: Real>(l: &Linear<T>) -> Linear<U> {
+    let conv = |v: &[T]| v.iter().map(|&x| U::from_f64(x.as_f64())).collect();
+    Linear {
+        in_features: l.in_features,
+        out_features: l.out_features,
+        weight: conv(&l.weight),
+        bias: conv(&l.bias),
     }
 }
 

@@ -70,6 +70,36 @@ pub(super) struct StepSpace {
     pub accumulate: Vec<Dispatch>,
 }
 
+/// The four products of an `nn.Linear(n_in, n_out)` over `rows` rows, in
+/// order: y [rows, out] = x · Wᵀ + b; dW [out, in] = dyᵀ · x; db [1, out] =
+/// 1ᵀ · dy; dx [rows, in] = dy · W.
+fn linear_products(rows: u32, n_in: u32, n_out: u32) -> [GemmParams; 4] {
+    let gemm = |m, n, k, lda, ldb, ldc, flags| GemmParams {
+        m,
+        n,
+        k,
+        lda,
+        ldb,
+        ldc,
+        flags,
+        ..Default::default()
+    };
+    [
+        gemm(
+            rows,
+            n_out,
+            n_in,
+            n_in,
+            n_in,
+            n_out,
+            GemmParams::TRANS_B | GemmParams::BIAS,
+        ),
+        gemm(n_out, n_in, rows, n_out, n_in, n_in, GemmParams::TRANS_A),
+        gemm(1, n_out, rows, rows, n_out, n_out, 0),
+        gemm(rows, n_in, n_out, n_out, n_in, n_in, 0),
+    ]
+}
+
 impl GpuTrainer {
     /// The space for (T, B), built on first use.
     pub(super) fn space(&mut self, t: usize, b: usize) -> Result<usize> {
@@ -156,120 +186,19 @@ impl GpuTrainer {
         let own = &self.own;
         let (head_w, head_b) = (&own[own.len() - 2], &own[own.len() - 1]);
         let (rows32, f32_, o32, u32_) = (rows as u32, f as u32, o as u32, u_in as u32);
-        // 0: logits [rows, O] = head_x [rows, U] · Wᵀ + b
-        u.put(
-            0,
-            &GemmParams {
-                m: rows32,
-                n: o32,
-                k: u32_,
-                lda: u32_,
-                ldb: u32_,
-                ldc: o32,
-                flags: GemmParams::TRANS_B | GemmParams::BIAS,
-                ..Default::default()
-            },
-        );
-        // 1: dW [O, U] = d_logitsᵀ · head_x
-        u.put(
-            1,
-            &GemmParams {
-                m: o32,
-                n: u32_,
-                k: rows32,
-                lda: o32,
-                ldb: u32_,
-                ldc: u32_,
-                flags: GemmParams::TRANS_A,
-                ..Default::default()
-            },
-        );
-        // 2: db [1, O] = 1ᵀ · d_logits
-        u.put(
-            2,
-            &GemmParams {
-                m: 1,
-                n: o32,
-                k: rows32,
-                lda: rows32,
-                ldb: o32,
-                ldc: o32,
-                ..Default::default()
-            },
-        );
-        // 3: d_head_x [rows, U] = d_logits · W
-        u.put(
-            3,
-            &GemmParams {
-                m: rows32,
-                n: u32_,
-                k: o32,
-                lda: o32,
-                ldb: u32_,
-                ldc: u32_,
-                ..Default::default()
-            },
-        );
+        // 0–3: the head's products on head_x [rows, U]; hb–hb+3 the hidden
+        // layer's on head_in [rows, F].
+        for (at, p) in (0..4).zip(linear_products(rows32, u32_, o32)) {
+            u.put(at, &p);
+        }
         if let Some((units, activation, ..)) = &hidden {
-            let h32 = *units as u32;
-            // hb: z [rows, U] = head_in [rows, F] · W_hᵀ + b_h
-            u.put(
-                hb,
-                &GemmParams {
-                    m: rows32,
-                    n: h32,
-                    k: f32_,
-                    lda: f32_,
-                    ldb: f32_,
-                    ldc: h32,
-                    flags: GemmParams::TRANS_B | GemmParams::BIAS,
-                    ..Default::default()
-                },
-            );
-            // hb + 1: dW_h [U, F] = dzᵀ · head_in
-            u.put(
-                hb + 1,
-                &GemmParams {
-                    m: h32,
-                    n: f32_,
-                    k: rows32,
-                    lda: h32,
-                    ldb: f32_,
-                    ldc: f32_,
-                    flags: GemmParams::TRANS_A,
-                    ..Default::default()
-                },
-            );
-            // hb + 2: db_h [1, U] = 1ᵀ · dz
-            u.put(
-                hb + 2,
-                &GemmParams {
-                    m: 1,
-                    n: h32,
-                    k: rows32,
-                    lda: rows32,
-                    ldb: h32,
-                    ldc: h32,
-                    ..Default::default()
-                },
-            );
-            // hb + 3: d_head_in [rows, F] = dz · W_h
-            u.put(
-                hb + 3,
-                &GemmParams {
-                    m: rows32,
-                    n: f32_,
-                    k: h32,
-                    lda: h32,
-                    ldb: f32_,
-                    ldc: f32_,
-                    ..Default::default()
-                },
-            );
+            for (at, p) in (hb..hb + 4).zip(linear_products(rows32, f32_, *units as u32)) {
+                u.put(at, &p);
+            }
             u.put(
                 hb + 4,
                 &DenseParams {
-                    len: rows32 * h32,
+                    len: rows32 * *units as u32,
                     kind: match activation {
                         Activation::Tanh => 0,
                         Activation::Relu => 1,
