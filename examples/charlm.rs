@@ -54,6 +54,12 @@ struct Args {
     plot: String,
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// Where to save the trained model (a model file, as
+    /// `Model::save_safetensors` writes it), with its vocabulary beside it
+    /// as a JSON array of characters (`PATH` with `.vocab.json` for
+    /// `.safetensors`). The browser demo's model is saved so.
+    #[arg(long)]
+    save: Option<std::path::PathBuf>,
 }
 
 const LN2: f64 = std::f64::consts::LN_2;
@@ -125,6 +131,18 @@ fn main() -> Result<(), Box<dyn Error>> {
     // Sample with the trained weights on the same device, one character at a
     // time, carrying the state.
     let model = trainer.model()?;
+    if let Some(path) = &args.save {
+        model.save_safetensors(path)?;
+        let vocab_path = path.with_extension("vocab.json");
+        let chars: Vec<String> = corpus
+            .vocab
+            .chars
+            .iter()
+            .map(|c| format!("{:?}", c.to_string()))
+            .collect();
+        std::fs::write(&vocab_path, format!("[{}]\n", chars.join(",")))?;
+        println!("saved {} and {}", path.display(), vocab_path.display());
+    }
     let text = sample(
         &device,
         &model,

@@ -44,6 +44,13 @@ impl Device {
         Ok(Device::from_context(GpuContext::new()?))
     }
 
+    /// [`gpu`](Self::gpu), awaiting the adapter and the device instead of
+    /// blocking: the form a browser needs, where the GPU is the browser's
+    /// WebGPU adapter.
+    pub async fn gpu_async() -> Result<Device> {
+        Ok(Device::from_context(GpuContext::new_async().await?))
+    }
+
     /// A device on an open GPU context, in f32.
     pub fn from_context(ctx: GpuContext) -> Device {
         Device {
@@ -63,11 +70,20 @@ impl Device {
     /// chooses the CPU engine. A GPU that fails to open leaves the CPU engine,
     /// with the reason on stderr.
     pub fn auto() -> Device {
+        // In a browser this cannot wait for an adapter: the CPU engine
+        // (`auto_async` awaits one).
+        crate::runtime::block_on("Device::auto", async { Ok(Self::auto_async().await) })
+            .unwrap_or_else(|_| Device::cpu())
+    }
+
+    /// [`auto`](Self::auto), awaiting the adapter and the device instead of
+    /// blocking: the form a browser needs.
+    pub async fn auto_async() -> Device {
         let wanted = std::env::var("WGPU_LSTM_DEVICE").unwrap_or_default();
         match wanted.to_lowercase().as_str() {
             "cpu" => return Device::cpu(),
             "gpu" => {
-                return Device::gpu().unwrap_or_else(|e| {
+                return Device::gpu_async().await.unwrap_or_else(|e| {
                     eprintln!("wgpu-lstm: WGPU_LSTM_DEVICE=gpu, but {e}; using the CPU engine");
                     Device::cpu()
                 });
@@ -78,8 +94,9 @@ impl Device {
             ),
         }
         let named = std::env::var_os("WGPU_ADAPTER_NAME").is_some();
-        match crate::gpu::hardware_adapter(named) {
-            Some(adapter) => GpuContext::from_adapter(&adapter)
+        match crate::gpu::hardware_adapter_async(named).await {
+            Some(adapter) => GpuContext::from_adapter_async(&adapter)
+                .await
                 .map(Device::from_context)
                 .unwrap_or_else(|e| {
                     eprintln!("wgpu-lstm: {e}; using the CPU engine");

@@ -175,6 +175,17 @@ pub enum LstmError {
         #[source]
         source: std::io::Error,
     },
+
+    /// A blocking call needed to wait for the GPU where the host may not
+    /// block (a browser's main thread): use the call's `_async` form.
+    #[error(
+        "`{call}` would have to wait for the GPU, which a browser does not allow; \
+         await `{call}_async` instead"
+    )]
+    WouldBlock {
+        /// The blocking call, such as `Lstm::forward`.
+        call: &'static str,
+    },
 }
 
 fn path_suffix(path: &Option<PathBuf>) -> String {

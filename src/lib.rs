@@ -42,6 +42,7 @@ pub mod model;
 mod model_file;
 pub mod real;
 pub mod reference;
+mod runtime;
 pub mod tensor;
 pub mod tensor_file;
 mod trainer;

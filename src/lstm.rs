@@ -65,9 +65,15 @@ impl Lstm {
     /// h_n [D·L, B, H_out] and c_n [D·L, B, H], read back to the host (for
     /// a GRU, `gru(input, h_0)`, with an empty c_n [D·L, B, 0]).
     pub fn forward(&mut self, x: &LstmInput<'_, f32>) -> Result<LstmOutput<f32>> {
+        crate::runtime::block_on("Lstm::forward", self.forward_async(x))
+    }
+
+    /// [`forward`](Self::forward), awaiting the GPU's read-back instead of
+    /// blocking: the form a browser needs (natively it is the same call).
+    pub async fn forward_async(&mut self, x: &LstmInput<'_, f32>) -> Result<LstmOutput<f32>> {
         match &mut self.engine {
             Engine::Cpu { engine, weights } => engine.forward(weights, x),
-            Engine::Gpu(gpu) => gpu.forward_host(x),
+            Engine::Gpu(gpu) => gpu.forward_host_async(x).await,
         }
     }
 
@@ -77,6 +83,15 @@ impl Lstm {
     /// fed in chunks. `x` carries no initial state of its own, and its batch
     /// size must match the carried state's.
     pub fn forward_stateful(&mut self, x: &LstmInput<'_, f32>) -> Result<LstmOutput<f32>> {
+        crate::runtime::block_on("Lstm::forward_stateful", self.forward_stateful_async(x))
+    }
+
+    /// [`forward_stateful`](Self::forward_stateful), awaiting the GPU's
+    /// read-back instead of blocking.
+    pub async fn forward_stateful_async(
+        &mut self,
+        x: &LstmInput<'_, f32>,
+    ) -> Result<LstmOutput<f32>> {
         if x.h_0.is_some() || x.c_0.is_some() {
             return Err(LstmError::value(
                 "h_0",
@@ -99,13 +114,14 @@ impl Lstm {
                 }
                 // A GRU's carried c is empty: it takes h_0 alone.
                 let gru = self.config().cell == Cell::Gru;
-                self.forward(&LstmInput {
+                self.forward_async(&LstmInput {
                     h_0: Some(h),
                     c_0: (!gru).then_some(c),
                     ..*x
-                })?
+                })
+                .await?
             }
-            None => self.forward(x)?,
+            None => self.forward_async(x).await?,
         };
         self.carried = Some((out.h_n.clone(), out.c_n.clone()));
         Ok(out)
@@ -119,9 +135,14 @@ impl Lstm {
 
     /// The weights, in PyTorch's layout (read back from a GPU).
     pub fn weights(&self) -> Result<LstmWeights<f32>> {
+        crate::runtime::block_on("Lstm::weights", self.weights_async())
+    }
+
+    /// [`weights`](Self::weights), awaiting the GPU's read-back.
+    pub async fn weights_async(&self) -> Result<LstmWeights<f32>> {
         match &self.engine {
             Engine::Cpu { weights, .. } => Ok(weights.clone()),
-            Engine::Gpu(gpu) => gpu.weights(),
+            Engine::Gpu(gpu) => gpu.weights_async().await,
         }
     }
 

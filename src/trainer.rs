@@ -140,14 +140,26 @@ impl Trainer {
 
     /// [`step`](Self::step), then that step's [`loss`](Self::loss).
     pub fn step_with_loss(&mut self, batch: &Batch<'_>) -> Result<f32> {
+        crate::runtime::block_on("Trainer::step_with_loss", self.step_with_loss_async(batch))
+    }
+
+    /// [`step_with_loss`](Self::step_with_loss), awaiting the loss's
+    /// read-back instead of blocking.
+    pub async fn step_with_loss_async(&mut self, batch: &Batch<'_>) -> Result<f32> {
         self.step(batch)?;
-        self.loss()
+        self.loss_async().await
     }
 
     /// The last step's loss, before its update (on a GPU, one small
     /// read-back). [`LstmError::NonFiniteLoss`] names the first step whose
     /// loss was NaN or infinite; [`LstmError::InvalidValue`] before any step.
     pub fn loss(&self) -> Result<f32> {
+        crate::runtime::block_on("Trainer::loss", self.loss_async())
+    }
+
+    /// [`loss`](Self::loss), awaiting the GPU's read-back instead of
+    /// blocking: the form a browser needs (natively it is the same call).
+    pub async fn loss_async(&self) -> Result<f32> {
         if self.step_count() == 0 {
             return Err(LstmError::value(
                 "loss",
@@ -155,7 +167,7 @@ impl Trainer {
             ));
         }
         match &self.engine {
-            Engine::Gpu(gpu) => gpu.loss(),
+            Engine::Gpu(gpu) => gpu.loss_async().await,
             Engine::Cpu {
                 bad: Some((step, loss)),
                 ..
@@ -171,16 +183,28 @@ impl Trainer {
     /// ignored), with no dropout and nothing saved for training. Returns
     /// [rows, O]: rows = T·B for a per-step head, B for a last-step one.
     pub fn predict(&mut self, batch: &Batch<'_>) -> Result<Vec<f32>> {
+        crate::runtime::block_on("Trainer::predict", self.predict_async(batch))
+    }
+
+    /// [`predict`](Self::predict), awaiting the GPU's read-backs instead of
+    /// blocking.
+    pub async fn predict_async(&mut self, batch: &Batch<'_>) -> Result<Vec<f32>> {
         match &mut self.engine {
-            Engine::Gpu(gpu) => gpu.predict(batch),
+            Engine::Gpu(gpu) => gpu.predict_async(batch).await,
             Engine::Cpu { engine, state, .. } => state.predict(engine, batch),
         }
     }
 
     /// Evaluation mode: the loss on `batch` (see [`predict`](Self::predict)).
     pub fn evaluate(&mut self, batch: &Batch<'_>) -> Result<f64> {
+        crate::runtime::block_on("Trainer::evaluate", self.evaluate_async(batch))
+    }
+
+    /// [`evaluate`](Self::evaluate), awaiting the GPU's read-backs instead
+    /// of blocking.
+    pub async fn evaluate_async(&mut self, batch: &Batch<'_>) -> Result<f64> {
         match &mut self.engine {
-            Engine::Gpu(gpu) => gpu.evaluate(batch),
+            Engine::Gpu(gpu) => gpu.evaluate_async(batch).await,
             Engine::Cpu { engine, state, .. } => state.evaluate(engine, batch),
         }
     }
@@ -189,15 +213,27 @@ impl Trainer {
     /// right (see [`crate::model::accuracy`]; per token with a per-step
     /// head). Classification losses only.
     pub fn accuracy(&mut self, batch: &Batch<'_>) -> Result<crate::model::Accuracy> {
-        let out = self.predict(batch)?; // validates the batch
+        crate::runtime::block_on("Trainer::accuracy", self.accuracy_async(batch))
+    }
+
+    /// [`accuracy`](Self::accuracy), awaiting the GPU's read-backs instead
+    /// of blocking.
+    pub async fn accuracy_async(&mut self, batch: &Batch<'_>) -> Result<crate::model::Accuracy> {
+        let out = self.predict_async(batch).await?; // validates the batch
         crate::model::count_right(&self.model_shape(), self.config().loss, batch, &out)
     }
 
     /// The model as trained so far (read back from a GPU), in PyTorch's
     /// layout.
     pub fn model(&self) -> Result<Model<f32>> {
+        crate::runtime::block_on("Trainer::model", self.model_async())
+    }
+
+    /// [`model`](Self::model), awaiting the GPU's read-back instead of
+    /// blocking.
+    pub async fn model_async(&self) -> Result<Model<f32>> {
         match &self.engine {
-            Engine::Gpu(gpu) => gpu.model(),
+            Engine::Gpu(gpu) => gpu.model_async().await,
             Engine::Cpu { state, .. } => Ok(state.model.clone()),
         }
     }

@@ -25,6 +25,7 @@
 //! The instruction set is chosen at run time: AVX-512, AVX2 with FMA, or
 //! portable code that the compiler vectorises for the target's baseline.
 
+#[cfg_attr(not(target_arch = "x86_64"), allow(unused_imports))]
 use super::simd::{AVX2, AVX512, Isa, PORTABLE, load, madd, product_any, row_tiles, store};
 use super::threads::{ITEM_FMAS, helpers, in_steps};
 use super::{scratch, vmath};

@@ -7,6 +7,7 @@
 //! portably. The activations are `vmath.rs`'s, so nothing here calls out of
 //! the vector code.
 
+#[cfg_attr(not(target_arch = "x86_64"), allow(unused_imports))]
 use super::simd::{AVX2, AVX512, Isa, PORTABLE};
 use super::vmath;
 

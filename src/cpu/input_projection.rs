@@ -8,6 +8,7 @@
 //! rows stay in its cache while the panels pass.
 
 use super::fused::PackedHh;
+#[cfg_attr(not(target_arch = "x86_64"), allow(unused_imports))]
 use super::simd::{AVX2, AVX512, Isa, PORTABLE, load, product_any, row_tiles, store};
 use super::threads::{helpers, in_phases};
 

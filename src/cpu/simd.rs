@@ -12,6 +12,8 @@ thread_local! {
 }
 
 /// The kernel variants, by instruction set.
+// Off x86-64 only `Portable` is built.
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Isa {
     Avx512,
@@ -88,7 +90,9 @@ impl Isa {
 
 /// `ISA` parameters of the kernel functions (const generics take no enums).
 pub(super) const PORTABLE: u8 = 0;
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 pub(super) const AVX2: u8 = 1;
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 pub(super) const AVX512: u8 = 2;
 
 /// `lanes` (≤ U) floats from `src`, zero after them. A full vector is one

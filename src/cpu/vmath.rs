@@ -18,6 +18,7 @@
 //! - `tanh`: the same two forms as [`Real::tanh_act`](crate::Real::tanh_act)
 //!   for f32, an odd series below |x| = 1/4 and `1 - 2/(e^{2|x|} + 1)` above.
 
+#[cfg_attr(not(target_arch = "x86_64"), allow(unused_imports))]
 use super::simd::AVX512;
 
 /// Largest input whose `exp` has a normal, finite result built this way.

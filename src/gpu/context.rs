@@ -125,12 +125,12 @@ pub fn adapters() -> Vec<wgpu::Adapter> {
 
 /// The adapter [`GpuContext::new`] opens: the one `WGPU_ADAPTER_NAME` names,
 /// or wgpu's choice preferring a high-performance GPU.
-pub(crate) fn select_adapter() -> Result<wgpu::Adapter> {
+pub(crate) async fn select_adapter_async() -> Result<wgpu::Adapter> {
     let instance = instance();
     let adapter = match std::env::var("WGPU_ADAPTER_NAME") {
         Ok(wanted) => {
             let wanted = wanted.to_lowercase();
-            let adapters = pollster::block_on(instance.enumerate_adapters(wgpu::Backends::all()));
+            let adapters = instance.enumerate_adapters(wgpu::Backends::all()).await;
             let names: Vec<String> = adapters.iter().map(|a| a.get_info().name).collect();
             adapters
                 .into_iter()
@@ -141,19 +141,17 @@ pub(crate) fn select_adapter() -> Result<wgpu::Adapter> {
                     ),
                 })?
         }
-        Err(_) => {
-            pollster::block_on(
-                instance.request_adapter(&wgpu::RequestAdapterOptions {
-                    power_preference: wgpu::PowerPreference::from_env()
-                        .unwrap_or(wgpu::PowerPreference::HighPerformance),
-                    compatible_surface: None,
-                    ..Default::default()
-                }),
-            )
+        Err(_) => instance
+            .request_adapter(&wgpu::RequestAdapterOptions {
+                power_preference: wgpu::PowerPreference::from_env()
+                    .unwrap_or(wgpu::PowerPreference::HighPerformance),
+                compatible_surface: None,
+                ..Default::default()
+            })
+            .await
             .map_err(|e| LstmError::NoAdapter {
                 detail: format!(" ({e})"),
-            })?
-        }
+            })?,
     };
     Ok(adapter)
 }
@@ -186,16 +184,18 @@ fn tuning_key(info: &wgpu::AdapterInfo) -> String {
 /// (`WGPU_ADAPTER_NAME` set) the one named, whatever it is; otherwise the
 /// first hardware adapter, a discrete GPU before an integrated one. `None`
 /// when there is no such adapter.
-pub(crate) fn hardware_adapter(named: bool) -> Option<wgpu::Adapter> {
+pub(crate) async fn hardware_adapter_async(named: bool) -> Option<wgpu::Adapter> {
     if named {
-        return select_adapter().ok();
+        return select_adapter_async().await.ok();
     }
     let rank = |t: wgpu::DeviceType| match t {
         wgpu::DeviceType::DiscreteGpu => 0,
         wgpu::DeviceType::IntegratedGpu => 1,
         _ => 2,
     };
-    pollster::block_on(instance().enumerate_adapters(wgpu::Backends::all()))
+    instance()
+        .enumerate_adapters(wgpu::Backends::all())
+        .await
         .into_iter()
         .filter(|a| !is_software(&a.get_info()))
         .min_by_key(|a| rank(a.get_info().device_type))
@@ -213,7 +213,13 @@ impl GpuContext {
     /// rather than WebGPU's small defaults, so large sequences fit, unless
     /// `WGPU_LSTM_LIMITS=webgpu` (see [`from_adapter`](Self::from_adapter)).
     pub fn new() -> Result<Self> {
-        Self::from_adapter(&select_adapter()?)
+        crate::runtime::block_on("GpuContext::new", Self::new_async())
+    }
+
+    /// [`new`](Self::new), awaiting the adapter and the device instead of
+    /// blocking: the form a browser needs.
+    pub async fn new_async() -> Result<Self> {
+        Self::from_adapter_async(&select_adapter_async().await?).await
     }
 
     /// Opens a device on a specific adapter.
@@ -224,6 +230,15 @@ impl GpuContext {
     /// workgroup, 128 MiB per binding, 256 MiB per buffer), as a browser
     /// would give, so that what runs here runs there.
     pub fn from_adapter(adapter: &wgpu::Adapter) -> Result<Self> {
+        crate::runtime::block_on(
+            "GpuContext::from_adapter",
+            Self::from_adapter_async(adapter),
+        )
+    }
+
+    /// [`from_adapter`](Self::from_adapter), awaiting the device instead of
+    /// blocking.
+    pub async fn from_adapter_async(adapter: &wgpu::Adapter) -> Result<Self> {
         let info = adapter.get_info();
         let available = adapter.limits();
         let webgpu = match std::env::var("WGPU_LSTM_LIMITS") {
@@ -242,21 +257,23 @@ impl GpuContext {
         } else {
             adapter_limits(&available)
         };
-        let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
-            label: Some("wgpu-lstm device"),
-            // Timestamps are only for the benchmark's kernel times, f16 only
-            // for `Precision::F16`; ask for them where the adapter has them.
-            required_features: adapter.features()
-                & (wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::SHADER_F16),
-            required_limits,
-            experimental_features: wgpu::ExperimentalFeatures::disabled(),
-            memory_hints: wgpu::MemoryHints::Performance,
-            trace: wgpu::Trace::Off,
-        }))
-        .map_err(|e| LstmError::DeviceRequest {
-            adapter: info.name.clone(),
-            reason: e.to_string(),
-        })?;
+        let (device, queue) = adapter
+            .request_device(&wgpu::DeviceDescriptor {
+                label: Some("wgpu-lstm device"),
+                // Timestamps are only for the benchmark's kernel times, f16 only
+                // for `Precision::F16`; ask for them where the adapter has them.
+                required_features: adapter.features()
+                    & (wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::SHADER_F16),
+                required_limits,
+                experimental_features: wgpu::ExperimentalFeatures::disabled(),
+                memory_hints: wgpu::MemoryHints::Performance,
+                trace: wgpu::Trace::Off,
+            })
+            .await
+            .map_err(|e| LstmError::DeviceRequest {
+                adapter: info.name.clone(),
+                reason: e.to_string(),
+            })?;
 
         let tune_mode = TuneMode::from_env()?;
         let tune_key = tuning_key(&info);

@@ -22,7 +22,7 @@ mod trainer;
 pub mod tune;
 mod workspace;
 
-pub(crate) use context::hardware_adapter;
+pub(crate) use context::hardware_adapter_async;
 pub use context::{
     AdapterSummary, Counters, GpuContext, adapters, gpu_required_by_env, list_adapters,
 };

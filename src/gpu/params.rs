@@ -6,7 +6,7 @@ use crate::config::{Cell, LstmConfig};
 use crate::error::Result;
 use crate::gpu::layout::{rows_by_gate, rows_by_unit};
 use crate::gpu::lstm::gru;
-use crate::gpu::tensor::{TENSOR_USAGE, read_buffers};
+use crate::gpu::tensor::{TENSOR_USAGE, read_buffers_async};
 use crate::gpu::workspace::GpuLayer;
 use crate::gpu::{GpuContext, Precision};
 use crate::weights::{LayerNormWeights, LayerWeights, LstmWeights};
@@ -172,6 +172,15 @@ pub(super) fn download_layers(
     cfg: &LstmConfig,
     layers: &[GpuLayer],
 ) -> Result<LstmWeights<f32>> {
+    crate::runtime::block_on("download_layers", download_layers_async(ctx, cfg, layers))
+}
+
+/// [`download_layers`], awaiting the GPU.
+pub(super) async fn download_layers_async(
+    ctx: &GpuContext,
+    cfg: &LstmConfig,
+    layers: &[GpuLayer],
+) -> Result<LstmWeights<f32>> {
     let (h, hout, dirs) = (cfg.hidden_size, cfg.hidden_out(), cfg.num_directions());
     let p = cfg.proj_size;
     let mut out = LstmWeights::zeros(cfg)?;
@@ -190,7 +199,7 @@ pub(super) fn download_layers(
         if let Some(ln) = &gl.ln {
             bufs.push(ln);
         }
-        let mut raw = read_buffers(ctx, &bufs)?;
+        let mut raw = read_buffers_async(ctx, &bufs).await?;
         let ln: Option<Vec<f32>> = with_ln.then(|| {
             let bytes = raw.pop().expect("the layer norm's buffer");
             bytemuck::cast_slice::<u8, f32>(&bytes[..4 * dirs * LN_PARAMS * h]).to_vec()

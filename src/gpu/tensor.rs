@@ -77,7 +77,12 @@ impl GpuTensor {
 
     /// Reads the tensor back to the host (one submit).
     pub fn to_host(&self, ctx: &GpuContext) -> Result<Tensor<f32>> {
-        let mut out = read_back(ctx, &[self])?;
+        crate::runtime::block_on("GpuTensor::to_host", self.to_host_async(ctx))
+    }
+
+    /// [`to_host`](Self::to_host), awaiting the GPU (what a browser needs).
+    pub async fn to_host_async(&self, ctx: &GpuContext) -> Result<Tensor<f32>> {
+        let mut out = read_back_async(ctx, &[self]).await?;
         Ok(out.remove(0))
     }
 
@@ -102,10 +107,15 @@ pub(crate) fn byte_size_in(label: &str, shape: &[usize], precision: Precision) -
 /// Reads several tensors back through one staging buffer: copy, submit,
 /// `map_async`, wait, read, unmap, in that order.
 pub fn read_back(ctx: &GpuContext, tensors: &[&GpuTensor]) -> Result<Vec<Tensor<f32>>> {
+    crate::runtime::block_on("read_back", read_back_async(ctx, tensors))
+}
+
+/// [`read_back`], awaiting the GPU (what a browser needs).
+pub async fn read_back_async(ctx: &GpuContext, tensors: &[&GpuTensor]) -> Result<Vec<Tensor<f32>>> {
     let parts: Vec<_> = tensors.iter().map(|t| (&t.buffer, t.byte_len())).collect();
     let staging = stage(ctx, &parts)?;
     let shapes: Vec<&[usize]> = tensors.iter().map(|t| t.shape()).collect();
-    map_and_read(ctx, &staging, &shapes)
+    map_and_read_async(ctx, &staging, &shapes).await
 }
 
 /// Copies the first `bytes` of each buffer, end to end, into a new staging
@@ -136,11 +146,19 @@ fn stage(ctx: &GpuContext, parts: &[(&wgpu::Buffer, u64)]) -> Result<wgpu::Buffe
 /// Reads whole buffers back as bytes (one submit), for buffers that are not
 /// f32 tensors (f16 weights).
 pub(crate) fn read_buffers(ctx: &GpuContext, buffers: &[&wgpu::Buffer]) -> Result<Vec<Vec<u8>>> {
+    crate::runtime::block_on("read_buffers", read_buffers_async(ctx, buffers))
+}
+
+/// [`read_buffers`], awaiting the GPU.
+pub(crate) async fn read_buffers_async(
+    ctx: &GpuContext,
+    buffers: &[&wgpu::Buffer],
+) -> Result<Vec<Vec<u8>>> {
     let parts: Vec<_> = buffers.iter().map(|&b| (b, b.size())).collect();
     let staging = stage(ctx, &parts)?;
     let total: u64 = parts.iter().map(|&(_, n)| n).sum();
     // Buffer sizes are multiples of 4, so the bytes map as f32 words.
-    let words = map_and_read(ctx, &staging, &[&[(total / 4) as usize]])?;
+    let words = map_and_read_async(ctx, &staging, &[&[(total / 4) as usize]]).await?;
     let bytes: &[u8] = bytemuck::cast_slice(words[0].data());
     let mut at = 0;
     Ok(buffers
@@ -154,9 +172,34 @@ pub(crate) fn read_buffers(ctx: &GpuContext, buffers: &[&wgpu::Buffer]) -> Resul
         .collect())
 }
 
+/// Unmaps the buffer it holds when dropped: a mapping still pending is
+/// cancelled.
+struct CancelMapOnDrop<'a>(Option<&'a wgpu::Buffer>);
+
+impl Drop for CancelMapOnDrop<'_> {
+    fn drop(&mut self) {
+        if let Some(buffer) = self.0 {
+            buffer.unmap();
+        }
+    }
+}
+
+/// [`map_and_read_async`], blocking (natively; see [`crate::runtime`]).
+pub(crate) fn map_and_read(
+    ctx: &GpuContext,
+    staging: &wgpu::Buffer,
+    shapes: &[&[usize]],
+) -> Result<Vec<Tensor<f32>>> {
+    crate::runtime::block_on("map_and_read", map_and_read_async(ctx, staging, shapes))
+}
+
 /// Maps `staging` (filled by a submit already made), waiting once for the
 /// GPU, and splits it into tensors of the given shapes, laid end to end.
-pub(crate) fn map_and_read(
+///
+/// Natively the wait is `device.poll`, after which the mapping has
+/// completed; in a browser the poll returns at once and the mapping
+/// completes when the event loop runs, which the `await` yields to.
+pub(crate) async fn map_and_read_async(
     ctx: &GpuContext,
     staging: &wgpu::Buffer,
     shapes: &[&[usize]],
@@ -176,8 +219,14 @@ pub(crate) fn map_and_read(
     slice.map_async(wgpu::MapMode::Read, move |r| {
         let _ = sender.send(r);
     });
+    // Should this future be dropped before the mapping completes (a
+    // browser's blocking call gives up at once), the guard cancels the
+    // mapping, so that the buffer can be mapped again by the next read.
+    let mut pending = CancelMapOnDrop(Some(staging));
     ctx.wait(None)?;
-    match pollster::block_on(receiver.receive()) {
+    let mapped = receiver.receive().await;
+    pending.0 = None;
+    match mapped {
         Some(Ok(())) => {}
         Some(Err(e)) => return Err(LstmError::Gpu(format!("mapping the read-back buffer: {e}"))),
         None => return Err(LstmError::Gpu("the read-back mapping was dropped".into())),

@@ -7,7 +7,7 @@ use crate::config::Cell;
 use crate::error::{LstmError, Result};
 use crate::gpu::lstm::bptt::{BpttKernels, BpttSpace};
 use crate::gpu::params::upload_layers;
-use crate::gpu::tensor::map_and_read;
+use crate::gpu::tensor::map_and_read_async;
 use crate::gpu::workspace::{Kernels, Workspace};
 use crate::gpu::{GpuLstmOutput, GpuTensor, Precision};
 use crate::reference::LstmOutput;
@@ -167,7 +167,7 @@ impl GpuLstm {
         }
     }
 
-    pub(super) fn read_outputs(&self, idx: usize) -> Result<LstmOutput<f32>> {
+    pub(super) async fn read_outputs_async(&self, idx: usize) -> Result<LstmOutput<f32>> {
         let out = self.outputs(idx);
         let shapes = [out.output.shape(), out.h_n.shape(), out.c_n.shape()];
         let ws = &self.workspaces[idx];
@@ -177,7 +177,7 @@ impl GpuLstm {
         if ws.cells.is_some() {
             shapes.push(&cells);
         }
-        let mut host = map_and_read(&self.ctx, &ws.staging, &shapes)?;
+        let mut host = map_and_read_async(&self.ctx, &ws.staging, &shapes).await?;
         let cell_states = match ws.cells {
             Some(_) => {
                 let c = host.pop().expect("four tensors");

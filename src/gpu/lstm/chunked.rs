@@ -58,7 +58,7 @@ impl GpuLstm {
 
     /// [`GpuLstm::forward_host`] in chunks of `chunk` steps (one submit
     /// each), carrying the state between them.
-    pub(super) fn forward_host_chunked(
+    pub(super) async fn forward_host_chunked_async(
         &mut self,
         x: &LstmInput<'_, f32>,
         (seq_len, batch): (usize, usize),
@@ -110,7 +110,7 @@ impl GpuLstm {
                 .lengths
                 .map(|l| l.iter().map(|&len| len.saturating_sub(t0).min(n)).collect());
             let idx = self.pass(super::Source::Host(&sub), lengths.as_deref(), None, true)?;
-            let out = self.read_outputs(idx)?;
+            let out = self.read_outputs_async(idx).await?;
             // This chunk's steps into their place, in the caller's layout.
             let place = |all: &mut [f32], got: &[f32], w: usize| {
                 if cfg.batch_first {

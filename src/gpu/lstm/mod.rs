@@ -35,9 +35,9 @@ use crate::gpu::kernels::{
     LayerNormKernels, LstmGemms, MaskKernel, PermuteKernel, StepConfig, StepKernel,
     WavefrontKernel, ZeroSlotKernel, wavefront_block,
 };
-use crate::gpu::params::{download_layers, upload_layers, write_layers};
+use crate::gpu::params::{download_layers_async, upload_layers, write_layers};
 use crate::gpu::profiler::{KernelTimes, Profiler};
-use crate::gpu::tensor::read_back;
+use crate::gpu::tensor::read_back_async;
 use crate::gpu::workspace::{GpuLayer, Workspace};
 use crate::gpu::{GpuContext, GpuTensor, Precision};
 use crate::input::LstmInput;
@@ -269,8 +269,13 @@ impl GpuLstm {
     /// Reads the weights back, converted to f32 in PyTorch's layout: the
     /// master weights when there are any, else the working weights.
     pub fn weights(&self) -> Result<LstmWeights<f32>> {
+        crate::runtime::block_on("GpuLstm::weights", self.weights_async())
+    }
+
+    /// [`weights`](Self::weights), awaiting the GPU (what a browser needs).
+    pub async fn weights_async(&self) -> Result<LstmWeights<f32>> {
         let layers = self.master.as_deref().unwrap_or(&self.layers);
-        download_layers(&self.ctx, &self.config, layers)
+        download_layers_async(&self.ctx, &self.config, layers).await
     }
 
     /// Keeps f32 master weights `weights` beside the f16 working weights, for
@@ -368,12 +373,18 @@ impl GpuLstm {
     /// device's binding size runs in chunks of steps that fit (one submit
     /// each), carrying the state, with the same result.
     pub fn forward_host(&mut self, x: &LstmInput<'_, f32>) -> Result<LstmOutput<f32>> {
+        crate::runtime::block_on("GpuLstm::forward_host", self.forward_host_async(x))
+    }
+
+    /// [`forward_host`](Self::forward_host), awaiting the read-back (what a
+    /// browser needs).
+    pub async fn forward_host_async(&mut self, x: &LstmInput<'_, f32>) -> Result<LstmOutput<f32>> {
         let dims = x.validate(&self.config)?;
         if let Some(chunk) = self.time_chunk(dims.0, dims.1) {
-            return self.forward_host_chunked(x, dims, chunk);
+            return self.forward_host_chunked_async(x, dims, chunk).await;
         }
         let idx = self.pass(Source::Host(x), x.lengths, None, true)?;
-        self.read_outputs(idx)
+        self.read_outputs_async(idx).await
     }
 
     /// Training-mode forward on a GPU tensor: applies inter-layer dropout with
@@ -402,10 +413,23 @@ impl GpuLstm {
         x: &LstmInput<'_, f32>,
         dropout_seed: u64,
     ) -> Result<LstmOutput<f32>> {
+        crate::runtime::block_on(
+            "GpuLstm::forward_train_host",
+            self.forward_train_host_async(x, dropout_seed),
+        )
+    }
+
+    /// [`forward_train_host`](Self::forward_train_host), awaiting the
+    /// read-back.
+    pub async fn forward_train_host_async(
+        &mut self,
+        x: &LstmInput<'_, f32>,
+        dropout_seed: u64,
+    ) -> Result<LstmOutput<f32>> {
         let idx = self.pass(Source::Host(x), x.lengths, Some(dropout_seed), true)?;
-        let mut out = self.read_outputs(idx)?;
+        let mut out = self.read_outputs_async(idx).await?;
         if x.cell_states {
-            out.cell_states = Some(self.read_train_cells(idx, x.lengths)?);
+            out.cell_states = Some(self.read_train_cells_async(idx, x.lengths).await?);
         }
         Ok(out)
     }
@@ -413,7 +437,11 @@ impl GpuLstm {
     /// The last layer's per-step cell states of the training forward in
     /// workspace `idx`, from what it saved for the backward pass, in the
     /// output's layout with padded steps zeroed.
-    fn read_train_cells(&mut self, idx: usize, lengths: Option<&[usize]>) -> Result<Tensor<f32>> {
+    async fn read_train_cells_async(
+        &mut self,
+        idx: usize,
+        lengths: Option<&[usize]>,
+    ) -> Result<Tensor<f32>> {
         let layers = self.config.num_layers;
         let ws = &self.workspaces[idx];
         let dh = self.config.num_directions() * self.config.hidden_size;
@@ -429,7 +457,8 @@ impl GpuLstm {
         let (buffer, offset) = tr.last_cells(layers, bytes);
         enc.copy_buffer_to_buffer(buffer, offset, &staging, 0, bytes);
         self.submit(enc)?;
-        let mut cells = crate::gpu::tensor::map_and_read(&self.ctx, &staging, &[&[t, b, dh]])?
+        let mut cells = crate::gpu::tensor::map_and_read_async(&self.ctx, &staging, &[&[t, b, dh]])
+            .await?
             .pop()
             .expect("one tensor");
         if let Some(lengths) = lengths {
@@ -485,6 +514,14 @@ impl GpuLstm {
     /// [`backward`](Self::backward) from host tensors, reading every gradient
     /// back in PyTorch's layout: the GPU counterpart of [`crate::reference::backward`].
     pub fn backward_host(&mut self, grads: &OutputGrads<'_, f32>) -> Result<Gradients<f32>> {
+        crate::runtime::block_on("GpuLstm::backward_host", self.backward_host_async(grads))
+    }
+
+    /// [`backward_host`](Self::backward_host), awaiting the read-back.
+    pub async fn backward_host_async(
+        &mut self,
+        grads: &OutputGrads<'_, f32>,
+    ) -> Result<Gradients<f32>> {
         let idx = self.train_workspace()?;
         self.check_output_grads(
             idx,
@@ -509,24 +546,29 @@ impl GpuLstm {
         }
         self.encode_backward(&mut enc, idx);
         self.submit(enc)?;
-        self.gradients()
+        self.gradients_async().await
     }
 
     /// The gradients of the last backward: parameters in PyTorch's layout,
     /// and `input`, `h_0`, `c_0`.
     pub fn gradients(&self) -> Result<Gradients<f32>> {
+        crate::runtime::block_on("GpuLstm::gradients", self.gradients_async())
+    }
+
+    /// [`gradients`](Self::gradients), awaiting the read-back.
+    pub async fn gradients_async(&self) -> Result<Gradients<f32>> {
         let idx = self.train_workspace()?;
         let grads = self
             .grads
             .as_ref()
             .expect("a backward pass made the gradients");
-        let weights = download_layers(&self.ctx, &self.config, grads)?;
+        let weights = download_layers_async(&self.ctx, &self.config, grads).await?;
         let tr = self.workspaces[idx]
             .bptt
             .as_ref()
             .expect("training workspace");
         let d_input = tr.batch_first.as_ref().map_or(&tr.d_input, |(_, d)| d);
-        let mut host = read_back(&self.ctx, &[d_input, &tr.d_h0, &tr.d_c0])?;
+        let mut host = read_back_async(&self.ctx, &[d_input, &tr.d_h0, &tr.d_c0]).await?;
         let d_c_0 = self.cell_state(host.pop().expect("three tensors"))?;
         let d_h_0 = host.pop().expect("three tensors");
         Ok(Gradients {

@@ -7,6 +7,7 @@ use crate::checkpoint::{self, Checkpoint};
 use crate::error::Result;
 use crate::gpu::GpuTensor;
 use crate::gpu::params::download_layers;
+use crate::gpu::tensor::read_back_async;
 use crate::model::{Dense, Model};
 use crate::reference::{Embedding, Linear};
 
@@ -30,12 +31,16 @@ pub(super) fn own_params_mut(model: &mut Model<f32>) -> Vec<&mut [f32]> {
 impl GpuTrainer {
     /// Reads the model back to the host (PyTorch layout).
     pub fn model(&self) -> Result<Model<f32>> {
-        let (embedding, hidden, head) = self.host_head_and_embedding()?;
-        let mut modules = self
-            .lstms
-            .iter()
-            .map(|l| l.weights())
-            .collect::<Result<Vec<_>>>()?;
+        crate::runtime::block_on("GpuTrainer::model", self.model_async())
+    }
+
+    /// [`model`](Self::model), awaiting the read-back (what a browser needs).
+    pub async fn model_async(&self) -> Result<Model<f32>> {
+        let (embedding, hidden, head) = self.host_head_and_embedding_async().await?;
+        let mut modules = Vec::with_capacity(self.lstms.len());
+        for l in &self.lstms {
+            modules.push(l.weights_async().await?);
+        }
         let stack = modules.split_off(1);
         Ok(Model {
             embedding,
@@ -79,14 +84,19 @@ impl GpuTrainer {
 
     /// The embedding, hidden layer and head parameters, read back.
     #[allow(clippy::type_complexity)]
-    pub(super) fn host_head_and_embedding(
+    pub(super) async fn host_head_and_embedding_async(
         &self,
     ) -> Result<(Option<Embedding<f32>>, Option<Dense<f32>>, Linear<f32>)> {
-        let read = |p: &Param| -> Result<Vec<f32>> {
-            Ok(GpuTensor::from_buffer(p.value.clone(), vec![p.len])
-                .to_host(&self.ctx)?
-                .into_data())
-        };
+        // Every one of them in one read-back.
+        let tensors: Vec<GpuTensor> = self
+            .own
+            .iter()
+            .map(|p: &Param| GpuTensor::from_buffer(p.value.clone(), vec![p.len]))
+            .collect();
+        let host = read_back_async(&self.ctx, &tensors.iter().collect::<Vec<_>>()).await?;
+        let mut host = host.into_iter().map(|t| t.into_data());
+        let mut read =
+            |_: &Param| -> Result<Vec<f32>> { Ok(host.next().expect("one per parameter")) };
         let mut own = self.own.iter();
         let embedding = match self.shape.embedding {
             Some((num, dim)) => Some(Embedding {

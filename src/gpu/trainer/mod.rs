@@ -23,7 +23,7 @@ use space::StepSpace;
 use crate::error::{LstmError, Result};
 use crate::gpu::kernels::{GemmKernel, GemmLayout, TrainKernelSet, TrainScalars};
 use crate::gpu::params::upload_layers;
-use crate::gpu::tensor::{TENSOR_USAGE, map_and_read};
+use crate::gpu::tensor::{TENSOR_USAGE, map_and_read_async};
 use crate::gpu::workspace::GpuLayer;
 use crate::gpu::{GpuContext, GpuLstm, GpuMemory, GpuTensor, LossScale, Precision};
 use crate::model::{Batch, HeadKind, Inputs, Model, ModelShape, TrainConfig};
@@ -368,7 +368,12 @@ impl GpuTrainer {
     /// or infinite at any step is an error naming that step: the GPU stops
     /// updating the parameters from then on.
     pub fn loss(&self) -> Result<f32> {
-        let s = self.scalars()?;
+        crate::runtime::block_on("GpuTrainer::loss", self.loss_async())
+    }
+
+    /// [`loss`](Self::loss), awaiting the read-back (what a browser needs).
+    pub async fn loss_async(&self) -> Result<f32> {
+        let s = self.scalars_async().await?;
         if s.bad_step != 0 {
             return Err(LstmError::NonFiniteLoss {
                 step: (s.bad_step - 1) as u64,
@@ -384,6 +389,10 @@ impl GpuTrainer {
     }
 
     fn scalars(&self) -> Result<TrainScalars> {
+        crate::runtime::block_on("GpuTrainer::scalars", self.scalars_async())
+    }
+
+    async fn scalars_async(&self) -> Result<TrainScalars> {
         let mut enc = self
             .ctx
             .device()
@@ -393,7 +402,8 @@ impl GpuTrainer {
         let size = std::mem::size_of::<TrainScalars>() as u64;
         enc.copy_buffer_to_buffer(&self.scalars, 0, &self.scalars_staging, 0, size);
         self.ctx.submit(enc)?;
-        let t = map_and_read(&self.ctx, &self.scalars_staging, &[&[TrainScalars::WORDS]])?;
+        let t =
+            map_and_read_async(&self.ctx, &self.scalars_staging, &[&[TrainScalars::WORDS]]).await?;
         Ok(*bytemuck::from_bytes::<TrainScalars>(bytemuck::cast_slice(
             t[0].data(),
         )))
@@ -405,9 +415,15 @@ impl GpuTrainer {
     /// on the host. Returns [rows, O]: rows = T·B for a per-step head, B for
     /// a last-step one.
     pub fn predict(&mut self, batch: &Batch<'_>) -> Result<Vec<f32>> {
+        crate::runtime::block_on("GpuTrainer::predict", self.predict_async(batch))
+    }
+
+    /// [`predict`](Self::predict), awaiting the read-backs (what a browser
+    /// needs).
+    pub async fn predict_async(&mut self, batch: &Batch<'_>) -> Result<Vec<f32>> {
         self.validate(batch)?;
         let (t, b) = (batch.seq_len, batch.batch);
-        let model = self.host_head_and_embedding()?;
+        let model = self.host_head_and_embedding_async().await?;
         let first = self.lstms[0].config().clone();
         let x = match batch.inputs {
             Inputs::Features(f) => f.to_vec(),
@@ -423,15 +439,16 @@ impl GpuTrainer {
                 input = input.with_lengths(l);
             }
             let carried = match self.carry.get(k) {
-                Some((h, c)) if stateful && self.carrying => {
-                    Some((h.to_host(&self.ctx)?, c.to_host(&self.ctx)?))
-                }
+                Some((h, c)) if stateful && self.carrying => Some((
+                    h.to_host_async(&self.ctx).await?,
+                    c.to_host_async(&self.ctx).await?,
+                )),
                 _ => None,
             };
             if let Some((h, c)) = &carried {
                 input = input.with_carried(self.lstms[k].config().cell, h, c);
             }
-            let out = self.lstms[k].forward_host(&input)?;
+            let out = self.lstms[k].forward_host_async(&input).await?;
             if let (true, Some((h, c))) = (stateful, self.carry.get(k)) {
                 let q = self.ctx.queue();
                 q.write_buffer(&h.buffer, 0, bytemuck::cast_slice(out.h_n.data()));
@@ -519,7 +536,12 @@ impl GpuTrainer {
 
     /// Evaluation mode: the loss on `batch` (see [`predict`](Self::predict)).
     pub fn evaluate(&mut self, batch: &Batch<'_>) -> Result<f64> {
-        let out = self.predict(batch)?;
+        crate::runtime::block_on("GpuTrainer::evaluate", self.evaluate_async(batch))
+    }
+
+    /// [`evaluate`](Self::evaluate), awaiting the read-backs.
+    pub async fn evaluate_async(&mut self, batch: &Batch<'_>) -> Result<f64> {
+        let out = self.predict_async(batch).await?;
         crate::model::loss_of(&self.shape, self.config.loss, batch, &out).map(|(l, _)| l as f64)
     }
 

@@ -34,7 +34,14 @@ pub enum TuneMode {
 
 impl TuneMode {
     /// The mode `WGPU_LSTM_TUNE` asks for; another value is an error.
+    ///
+    /// In a browser (wasm32) the tuner is off: it times candidates on the
+    /// host around blocking waits, which a browser does not allow, so the
+    /// built-in defaults are used.
     pub fn from_env() -> Result<Self> {
+        if cfg!(target_arch = "wasm32") {
+            return Ok(TuneMode::Off);
+        }
         Self::parse(std::env::var("WGPU_LSTM_TUNE").ok().as_deref())
     }
 

@@ -1,0 +1,306 @@
+//! The PyTorch fixtures on the browser's WebGPU, in headless Chromium
+//! (`wasm-bindgen-test`; `web/test.sh` runs them): every `nn.LSTM`, projection
+//! and `nn.GRU` fixture's forward pass and gradients, PyTorch optimizer
+//! fixtures through the `Trainer`, and the blocking calls' typed error.
+//!
+//! Tolerances are the native tests' (`tests/pytorch_fixtures.rs`,
+//! `tests/gpu_backward.rs`, `tests/gpu_gru.rs`): outputs within 1e-5
+//! absolute, gradients within 1e-4 of each tensor's largest magnitude, and
+//! training losses and parameters within 1e-5. A missing adapter fails.
+#![cfg(target_arch = "wasm32")]
+
+#[path = "../../tests/common/mod.rs"]
+#[allow(dead_code, unused_imports)]
+mod common;
+
+use std::collections::HashMap;
+
+use common::lstm_fixtures::{Case, GruFixture};
+use common::training::{clip_value_from_meta, setup_from_meta};
+use common::{assert_close, assert_close_to_max};
+use wasm_bindgen_test::*;
+use wgpu_lstm::gpu::{GpuContext, GpuLstm, GpuTrainer};
+use wgpu_lstm::model::{Batch, HeadKind, Inputs, LossKind, Model, Targets, TrainConfig};
+use wgpu_lstm::reference::{Linear, OutputGrads};
+use wgpu_lstm::weights::SafetensorsPrefix;
+use wgpu_lstm::{Device, Lstm, LstmError, LstmWeights, Tensor, TensorFile};
+
+wasm_bindgen_test_configure!(run_in_browser);
+
+/// (name, bytes) of fixture files in `tests/fixtures/{dir}`.
+macro_rules! fixtures {
+    ($dir:literal: $($name:literal),+ $(,)?) => {
+        [$(($name, include_bytes!(concat!("../../tests/fixtures/", $dir, $name, ".safetensors")) as &[u8])),+]
+    };
+}
+
+const LSTM: [(&str, &[u8]); 17] = fixtures!("": "batch_first", "batch_first_bidirectional_state",
+    "batch_of_one", "bidirectional", "bidirectional_two_layers", "given_state",
+    "lengths_batch_first_bidirectional", "lengths_bidirectional_two_layers", "lengths_unsorted",
+    "long_sequence", "no_bias", "odd_sizes", "saturating", "single_layer", "single_time_step",
+    "three_layers_odd_sizes", "two_layers");
+
+const PROJ: [(&str, &[u8]); 4] = fixtures!("proj/": "proj_batch_first_no_bias",
+    "proj_bidirectional_two_layers_lengths", "proj_single_layer", "proj_two_layers_state");
+
+const GRU: [(&str, &[u8]); 5] = fixtures!("gru/": "gru_batch_first_no_bias",
+    "gru_bidirectional_two_layers_lengths", "gru_odd_sizes", "gru_single_layer",
+    "gru_two_layers_state");
+
+const TRAINING: [(&str, &[u8]); 5] = fixtures!("training/": "adam", "sgd_momentum",
+    "adamw_clipped", "sgd_nesterov_cosine", "adam_clip_value");
+
+/// The browser's WebGPU adapter; its absence fails the test.
+async fn gpu() -> GpuContext {
+    match GpuContext::new_async().await {
+        Ok(ctx) => ctx,
+        Err(e) => {
+            panic!("no WebGPU adapter in this browser ({e}); Chromium needs --enable-unsafe-webgpu")
+        }
+    }
+}
+
+/// An `nn.LSTM` fixture's forward pass (inference and training) and every
+/// gradient against PyTorch's.
+async fn check_lstm_fixture(ctx: &GpuContext, name: &str, bytes: &[u8]) {
+    let case = Case::<f32>::load(bytes);
+    let mut gpu = GpuLstm::new(ctx, &case.weights).unwrap();
+    let x = case.x();
+    let eval = gpu.forward_host_async(&x).await.unwrap();
+    let train = gpu.forward_train_host_async(&x, 0).await.unwrap();
+    for (mode, out) in [("eval", &eval), ("train", &train)] {
+        for (key, got) in [
+            ("output", &out.output),
+            ("h_n", &out.h_n),
+            ("c_n", &out.c_n),
+        ] {
+            let want: Tensor<f64> = case.tensor(key);
+            assert_eq!(got.shape(), want.shape(), "{name}/{mode}/{key}");
+            assert_close(
+                &format!("{name}/{mode}/{key}"),
+                got.data(),
+                want.data(),
+                1e-5,
+                0.0,
+            );
+        }
+    }
+    let (dy, dh, dc) = case.upstream();
+    let got = gpu
+        .backward_host_async(&OutputGrads {
+            d_output: &dy,
+            d_h_n: Some(&dh),
+            d_c_n: Some(&dc),
+        })
+        .await
+        .unwrap();
+    for (key, g) in case.gradient_keys(&got) {
+        let want: Tensor<f64> = case.tensor(&key);
+        assert_close_to_max(&format!("{name}/{key}"), &g, want.data(), 1e-4);
+    }
+}
+
+#[wasm_bindgen_test]
+async fn lstm_fixtures_forward_and_gradients_match_pytorch() {
+    let ctx = gpu().await;
+    for (name, bytes) in LSTM {
+        check_lstm_fixture(&ctx, name, bytes).await;
+    }
+}
+
+#[wasm_bindgen_test]
+async fn projection_fixtures_forward_and_gradients_match_pytorch() {
+    let ctx = gpu().await;
+    for (name, bytes) in PROJ {
+        check_lstm_fixture(&ctx, name, bytes).await;
+    }
+}
+
+#[wasm_bindgen_test]
+async fn gru_fixtures_forward_and_gradients_match_pytorch() {
+    let ctx = gpu().await;
+    for (name, bytes) in GRU {
+        let case = GruFixture::<f32>::load(bytes);
+        let mut gpu = GpuLstm::new(&ctx, &case.weights).unwrap();
+        let x = case.x();
+        let eval = gpu.forward_host_async(&x).await.unwrap();
+        let train = gpu.forward_train_host_async(&x, 0).await.unwrap();
+        for (mode, out) in [("eval", &eval), ("train", &train)] {
+            for (key, got) in [("output", &out.output), ("h_n", &out.h_n)] {
+                let want: Tensor<f64> = case.tensor(key);
+                assert_close(
+                    &format!("{name}/{mode}/{key}"),
+                    got.data(),
+                    want.data(),
+                    1e-5,
+                    0.0,
+                );
+            }
+            let h = out.h_n.shape();
+            assert_eq!(
+                out.c_n.shape(),
+                [h[0], h[1], 0],
+                "{name}: a GRU has no cell state"
+            );
+        }
+        let (d_output, d_h_n) = (case.tensor::<f32>("d_output"), case.tensor::<f32>("d_h_n"));
+        let grads = gpu
+            .backward_host_async(&OutputGrads {
+                d_output: &d_output,
+                d_h_n: Some(&d_h_n),
+                d_c_n: None,
+            })
+            .await
+            .unwrap();
+        let mut checks = vec![("grad.input".to_string(), grads.d_input.data().to_vec())];
+        if case.h_0.is_some() {
+            checks.push(("grad.h_0".into(), grads.d_h_0.data().to_vec()));
+        }
+        for (p, _, g) in grads.weights.named_params() {
+            checks.push((format!("grad.gru.{p}"), g.to_vec()));
+        }
+        for (key, got) in checks {
+            let want: Tensor<f64> = case.tensor(&key);
+            assert_close_to_max(&format!("{name}/{key}"), &got, want.data(), 1e-4);
+        }
+    }
+}
+
+/// The public API (`Device`, `Lstm`) in its async forms: a fixture's
+/// forward pass, a stateful pass in two chunks, and the weights read back.
+#[wasm_bindgen_test]
+async fn the_lstm_api_runs_a_fixture_on_webgpu() {
+    let device = Device::gpu_async().await.expect("a WebGPU adapter");
+    assert!(device.is_gpu());
+    let (name, bytes) = LSTM[13]; // single_layer
+    let case = Case::<f32>::load(bytes);
+    let mut lstm = Lstm::new(&device, &case.weights).unwrap();
+    let out = lstm.forward_async(&case.x()).await.unwrap();
+    let want: Tensor<f64> = case.tensor("output");
+    assert_close(name, out.output.data(), want.data(), 1e-5, 0.0);
+    // Read back, the weights are the ones uploaded, exactly.
+    let back = lstm.weights_async().await.unwrap();
+    for ((n, _, got), (_, _, sent)) in back.named_params().iter().zip(case.weights.named_params()) {
+        assert_eq!(*got, sent, "{name}: weight {n}");
+    }
+    // Streaming the sequence in two chunks gives the whole pass's output.
+    let t = case.input.shape()[0];
+    let split = t / 2;
+    let row = case.input.data().len() / t;
+    let data = case.input.data();
+    let mut streamed = Vec::new();
+    for (a, b) in [(0, split), (split, t)] {
+        let part = Tensor::new(
+            [b - a, case.input.shape()[1], case.input.shape()[2]],
+            data[a * row..b * row].to_vec(),
+        )
+        .unwrap();
+        let o = lstm
+            .forward_stateful_async(&wgpu_lstm::LstmInput::new(&part))
+            .await
+            .unwrap();
+        streamed.extend_from_slice(o.output.data());
+    }
+    assert_close(
+        &format!("{name}/streamed"),
+        &streamed,
+        want.data(),
+        1e-5,
+        0.0,
+    );
+}
+
+/// In a browser a blocking read-back cannot wait: it is a typed error that
+/// names the `_async` form, and nothing is lost (the async call then works).
+#[wasm_bindgen_test]
+async fn blocking_read_backs_are_a_typed_error_in_the_browser() {
+    let device = Device::gpu_async().await.expect("a WebGPU adapter");
+    let case = Case::<f32>::load(LSTM[13].1);
+    let mut lstm = Lstm::new(&device, &case.weights).unwrap();
+    match lstm.forward(&case.x()) {
+        Err(LstmError::WouldBlock { call }) => assert_eq!(call, "Lstm::forward"),
+        other => panic!(
+            "expected WouldBlock, got {:?}",
+            other.map(|o| o.output.shape().to_vec())
+        ),
+    }
+    let err = lstm.forward(&case.x()).unwrap_err().to_string();
+    assert!(err.contains("Lstm::forward_async"), "{err}");
+    let out = lstm.forward_async(&case.x()).await.unwrap();
+    let want: Tensor<f64> = case.tensor("output");
+    assert_close(
+        "after WouldBlock",
+        out.output.data(),
+        want.data(),
+        1e-5,
+        0.0,
+    );
+    // The CPU engine needs no wait: its blocking form works in the browser.
+    let mut cpu = Lstm::new(&Device::cpu(), &case.weights).unwrap();
+    let out = cpu.forward(&case.x()).unwrap();
+    assert_close("cpu engine", out.output.data(), want.data(), 1e-5, 0.0);
+}
+
+fn metadata(bytes: &[u8]) -> HashMap<String, String> {
+    let (_, meta) = safetensors::SafeTensors::read_metadata(bytes).unwrap();
+    meta.metadata().clone().unwrap_or_default()
+}
+
+/// PyTorch's optimizers, step by step: an LSTM, a per-step head and MSE for
+/// a few steps (`tools/make_train_fixtures.py`), as
+/// `tests/gpu_training.rs` checks natively.
+#[wasm_bindgen_test]
+async fn pytorch_optimizer_fixtures_are_matched_on_webgpu() {
+    let ctx = gpu().await;
+    for (name, bytes) in TRAINING {
+        let meta = metadata(bytes);
+        let file = TensorFile::from_bytes(bytes.to_vec()).unwrap();
+        let get = |k: &str| file.float::<f32>(k).unwrap();
+        let (kind, schedule, clip) = setup_from_meta(&meta);
+        let lstm =
+            LstmWeights::<f32>::from_tensor_file(&file, SafetensorsPrefix::Exact("init.lstm."))
+                .unwrap();
+        let (hw, hb) = (get("init.head.weight"), get("init.head.bias"));
+        let head = Linear {
+            in_features: hw.shape()[1],
+            out_features: hw.shape()[0],
+            weight: hw.into_data(),
+            bias: hb.into_data(),
+        };
+        let model = Model {
+            embedding: None,
+            lstm,
+            stack: Vec::new(),
+            hidden: None,
+            head,
+            head_kind: HeadKind::PerStep,
+        };
+        let mut cfg = TrainConfig::new(LossKind::Mse, kind);
+        cfg.schedule = schedule;
+        cfg.clip_grad_norm = clip;
+        cfg.clip_grad_value = clip_value_from_meta(&meta);
+        let mut gpu = GpuTrainer::new(&ctx, &model, cfg).unwrap();
+        let (input, target) = (get("input"), get("target"));
+        let (t, b) = (input.shape()[0], input.shape()[1]);
+        for (step, &want) in get("loss").data().iter().enumerate() {
+            let batch = Batch {
+                seq_len: t,
+                batch: b,
+                inputs: Inputs::Features(input.data()),
+                targets: Targets::Values(target.data()),
+                lengths: None,
+            };
+            gpu.step(&batch).unwrap();
+            let got = gpu.loss_async().await.unwrap();
+            assert!(
+                (got - want).abs() <= 1e-5,
+                "{name}: step {step}: loss {got}, PyTorch {want}"
+            );
+        }
+        let trained = gpu.model_async().await.unwrap();
+        for (n, _, v) in trained.named_params() {
+            let want = file.float::<f64>(&format!("final.{n}")).unwrap();
+            assert_close(&format!("{name}/{n}"), v, want.data(), 1e-5, 0.0);
+        }
+    }
+}
