@@ -498,7 +498,24 @@ impl GpuContext {
     /// `torch.cuda.synchronize()`. Submitting calls return without waiting,
     /// so a timing of GPU work ends with this.
     pub fn synchronize(&self) -> Result<()> {
-        self.wait(None)
+        crate::runtime::block_on("GpuContext::synchronize", self.synchronize_async())
+    }
+
+    /// [`synchronize`](Self::synchronize), awaiting the GPU instead of
+    /// blocking: in a browser, until the queue reports its submitted work
+    /// done; natively the wait itself is the same host wait.
+    pub async fn synchronize_async(&self) -> Result<()> {
+        let (sender, receiver) = futures_intrusive::channel::shared::oneshot_channel();
+        self.inner.queue.on_submitted_work_done(move || {
+            let _ = sender.send(());
+        });
+        self.wait(None)?;
+        // Natively the wait above returned once the work was done; a
+        // browser's poll returns at once and the queue's promise says when.
+        if cfg!(target_arch = "wasm32") {
+            receiver.receive().await;
+        }
+        self.check()
     }
 
     /// Returns (and clears) the first error wgpu reported, if any.

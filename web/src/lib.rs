@@ -60,6 +60,46 @@ pub fn version() -> String {
 #[wasm_bindgen]
 pub struct Device {
     inner: wl::Device,
+    /// What the browser says of its adapter (WebGPU's `GPUAdapterInfo`).
+    label: Option<String>,
+}
+
+/// Reads `obj[key]` as a string, if it is one.
+fn js_string(obj: &JsValue, key: &str) -> Option<String> {
+    js_sys::Reflect::get(obj, &key.into())
+        .ok()?
+        .as_string()
+        .filter(|s| !s.is_empty())
+}
+
+/// The browser's own words for its WebGPU adapter, from `GPUAdapterInfo`:
+/// its description, else vendor and architecture (`google swiftshader`), and
+/// whether it is a fallback (software) adapter. wgpu reports only the
+/// description, which headless Chromium leaves empty.
+async fn adapter_label() -> Option<String> {
+    let navigator = js_sys::Reflect::get(&js_sys::global(), &"navigator".into()).ok()?;
+    let gpu = js_sys::Reflect::get(&navigator, &"gpu".into()).ok()?;
+    let request = js_sys::Reflect::get(&gpu, &"requestAdapter".into()).ok()?;
+    let promise = js_sys::Function::from(request).call0(&gpu).ok()?;
+    let adapter = wasm_bindgen_futures::JsFuture::from(Promise::from(promise))
+        .await
+        .ok()?;
+    let info = js_sys::Reflect::get(&adapter, &"info".into()).ok()?;
+    let name = js_string(&info, "description").or_else(|| {
+        let parts: Vec<String> = ["vendor", "architecture", "device"]
+            .iter()
+            .filter_map(|k| js_string(&info, k))
+            .collect();
+        (!parts.is_empty()).then(|| parts.join(" "))
+    })?;
+    let fallback = js_sys::Reflect::get(&info, &"isFallbackAdapter".into())
+        .ok()
+        .and_then(|v| v.as_bool())
+        .unwrap_or(false);
+    Some(format!(
+        "{name} (WebGPU{})",
+        if fallback { ", fallback adapter" } else { "" }
+    ))
 }
 
 #[wasm_bindgen]
@@ -67,7 +107,9 @@ impl Device {
     /// `"gpu"`: the browser's WebGPU adapter (an error when it has none);
     /// `"cpu"`: the CPU engine; `"auto"`: a hardware GPU, else the CPU
     /// engine (a software adapter such as SwiftShader is not taken).
-    pub async fn create(kind: String) -> Result<Device, JsValue> {
+    /// `precision` is `"f32"` (the default) or `"f16"`: f16 storage on a GPU
+    /// whose adapter has `shader-f16` (an error elsewhere).
+    pub async fn create(kind: String, precision: Option<String>) -> Result<Device, JsValue> {
         let inner = match kind.as_str() {
             "gpu" => wl::Device::gpu_async().await.map_err(lib_error)?,
             "cpu" => wl::Device::cpu(),
@@ -78,13 +120,32 @@ impl Device {
                 )));
             }
         };
-        Ok(Device { inner })
+        let inner = match precision.as_deref() {
+            None | Some("f32") => inner,
+            Some("f16") => inner
+                .with_precision(wl::Precision::F16)
+                .map_err(lib_error)?,
+            Some(other) => {
+                return Err(js_error(format!(
+                    "precision {other:?}: use \"f32\" or \"f16\""
+                )));
+            }
+        };
+        let label = match inner.is_gpu() {
+            true => adapter_label().await,
+            false => None,
+        };
+        Ok(Device { inner, label })
     }
 
-    /// The adapter's name and backend, or the CPU engine.
+    /// The adapter's name and backend (as the browser describes it), or the
+    /// CPU engine.
     #[wasm_bindgen(getter)]
     pub fn name(&self) -> String {
-        self.inner.name()
+        match &self.label {
+            Some(label) => label.clone(),
+            None => self.inner.name(),
+        }
     }
 
     /// Whether work runs on a GPU adapter.
@@ -596,4 +657,128 @@ impl Generator {
         }
         Ok(())
     }
+}
+
+/// `performance.now()`, in milliseconds.
+fn now_ms() -> f64 {
+    let global = js_sys::global();
+    let performance = js_sys::Reflect::get(&global, &"performance".into()).ok();
+    performance
+        .and_then(|p| {
+            let now = js_sys::Reflect::get(&p, &"now".into()).ok()?;
+            js_sys::Function::from(now).call0(&p).ok()?.as_f64()
+        })
+        .unwrap_or_else(js_sys::Date::now)
+}
+
+/// Times what `lstm-bench` times natively, at one shape, on `device`:
+/// `"forward"` is `nn.LSTM(I, H)`'s forward pass over [T, B, I] (on a GPU
+/// with the input already uploaded and nothing read back), `"train"` one
+/// training step of that LSTM with a per-step `Linear(H, 1)` head, MSE and
+/// SGD. Each timed call ends when the device has finished it. Resolves to
+/// `{ medianMs, minMs, iters }`.
+#[wasm_bindgen(js_name = benchmarkLstm)]
+pub fn benchmark_lstm(
+    device: &Device,
+    mode: String,
+    shape: Vec<u32>,
+    warmup: u32,
+    iters: u32,
+) -> Result<Promise, JsValue> {
+    let [b, t, i, h] = match shape.as_slice() {
+        &[b, t, i, h] => [b, t, i, h].map(|d| d as usize),
+        _ => return Err(js_error("benchmarkLstm: the shape is [B, T, I, H]")),
+    };
+    if iters == 0 {
+        return Err(js_error("benchmarkLstm: iters must be at least 1"));
+    }
+    let device = device.inner.clone();
+    Ok(future_to_promise(async move {
+        let cfg = LstmConfig::new(i, h);
+        let weights =
+            wl::LstmWeights::<f32>::init(&cfg, 1, wl::InitOptions::default()).map_err(lib_error)?;
+        // Inputs in [-1, 1), from a fixed pattern (the values do not matter
+        // to the time).
+        let x: Vec<f32> = (0..t * b * i)
+            .map(|k| ((k * 7919 % 2000) as f32) / 1000.0 - 1.0)
+            .collect();
+        let input = Tensor::new([t, b, i], x.clone()).map_err(lib_error)?;
+        let sync = |device: &wl::Device| {
+            let ctx = device.gpu_context().cloned();
+            async move {
+                match ctx {
+                    Some(ctx) => ctx.synchronize_async().await,
+                    None => Ok(()),
+                }
+            }
+        };
+        let mut times = Vec::new();
+        match mode.as_str() {
+            "forward" => {
+                let mut lstm = wl::Lstm::new(&device, &weights).map_err(lib_error)?;
+                match lstm.gpu_mut() {
+                    Some(gpu) => {
+                        let ctx = gpu.context().clone();
+                        let gx = wl::gpu::GpuTensor::upload(&ctx, "bench input", &input)
+                            .map_err(lib_error)?;
+                        for k in 0..warmup + iters {
+                            let start = now_ms();
+                            gpu.forward(&gx, wl::gpu::InitialState::Zeros, None)
+                                .map_err(lib_error)?;
+                            ctx.synchronize_async().await.map_err(lib_error)?;
+                            if k >= warmup {
+                                times.push(now_ms() - start);
+                            }
+                        }
+                    }
+                    None => {
+                        for k in 0..warmup + iters {
+                            let start = now_ms();
+                            lstm.forward_async(&LstmInput::new(&input))
+                                .await
+                                .map_err(lib_error)?;
+                            if k >= warmup {
+                                times.push(now_ms() - start);
+                            }
+                        }
+                    }
+                }
+            }
+            "train" => {
+                let mut model = wl::Model::<f32>::new(None, &cfg, 1, HeadKind::PerStep, 1)
+                    .map_err(lib_error)?;
+                model.lstm = weights;
+                let config = TrainConfig::new(LossKind::Mse, OptimizerKind::sgd(1e-4));
+                let mut trainer = wl::Trainer::new(&device, model, config).map_err(lib_error)?;
+                let targets = vec![0.0f32; t * b];
+                let batch = Batch {
+                    seq_len: t,
+                    batch: b,
+                    inputs: Inputs::Features(&x),
+                    targets: wl::model::Targets::Values(&targets),
+                    lengths: None,
+                };
+                for k in 0..warmup + iters {
+                    let start = now_ms();
+                    trainer.step(&batch).map_err(lib_error)?;
+                    sync(&device).await.map_err(lib_error)?;
+                    if k >= warmup {
+                        times.push(now_ms() - start);
+                    }
+                }
+            }
+            other => {
+                return Err(js_error(format!(
+                    "benchmarkLstm: mode {other:?}: use \"forward\" or \"train\""
+                )));
+            }
+        }
+        times.sort_by(f64::total_cmp);
+        let result = js_sys::Object::new();
+        let set = |k: &str, v: f64| js_sys::Reflect::set(&result, &k.into(), &v.into());
+        set("medianMs", times[times.len() / 2])?;
+        set("minMs", times[0])?;
+        set("iters", times.len() as f64)?;
+        Ok(result.into())
+    }))
 }

@@ -50,6 +50,39 @@ const GRU: [(&str, &[u8]); 5] = fixtures!("gru/": "gru_batch_first_no_bias",
 const TRAINING: [(&str, &[u8]); 5] = fixtures!("training/": "adam", "sgd_momentum",
     "adamw_clipped", "sgd_nesterov_cosine", "adam_clip_value");
 
+/// The largest errors seen: outputs (absolute) and gradients (relative to
+/// each tensor's largest magnitude), for the log.
+#[derive(Default)]
+struct Worst {
+    output: f64,
+    gradient: f64,
+}
+
+impl Worst {
+    fn output(&mut self, got: &[f32], want: &[f64]) {
+        for (g, w) in got.iter().zip(want) {
+            self.output = self.output.max((*g as f64 - w).abs());
+        }
+    }
+
+    fn gradient(&mut self, got: &[f32], want: &[f64]) {
+        let scale = want.iter().fold(0.0f64, |m, w| m.max(w.abs()));
+        let scale = scale.max(f64::MIN_POSITIVE);
+        for (g, w) in got.iter().zip(want) {
+            self.gradient = self.gradient.max((*g as f64 - w).abs() / scale);
+        }
+    }
+
+    fn log(&self, what: &str) {
+        wasm_bindgen_test::console_log!(
+            "{what}: largest output error {:.1e}; largest gradient error {:.1e} of the \
+             tensor's largest magnitude",
+            self.output,
+            self.gradient
+        );
+    }
+}
+
 /// The browser's WebGPU adapter; its absence fails the test.
 async fn gpu() -> GpuContext {
     match GpuContext::new_async().await {
@@ -62,7 +95,7 @@ async fn gpu() -> GpuContext {
 
 /// An `nn.LSTM` fixture's forward pass (inference and training) and every
 /// gradient against PyTorch's.
-async fn check_lstm_fixture(ctx: &GpuContext, name: &str, bytes: &[u8]) {
+async fn check_lstm_fixture(ctx: &GpuContext, name: &str, bytes: &[u8], worst: &mut Worst) {
     let case = Case::<f32>::load(bytes);
     let mut gpu = GpuLstm::new(ctx, &case.weights).unwrap();
     let x = case.x();
@@ -83,6 +116,7 @@ async fn check_lstm_fixture(ctx: &GpuContext, name: &str, bytes: &[u8]) {
                 1e-5,
                 0.0,
             );
+            worst.output(got.data(), want.data());
         }
     }
     let (dy, dh, dc) = case.upstream();
@@ -97,28 +131,34 @@ async fn check_lstm_fixture(ctx: &GpuContext, name: &str, bytes: &[u8]) {
     for (key, g) in case.gradient_keys(&got) {
         let want: Tensor<f64> = case.tensor(&key);
         assert_close_to_max(&format!("{name}/{key}"), &g, want.data(), 1e-4);
+        worst.gradient(&g, want.data());
     }
 }
 
 #[wasm_bindgen_test]
 async fn lstm_fixtures_forward_and_gradients_match_pytorch() {
     let ctx = gpu().await;
+    let mut worst = Worst::default();
     for (name, bytes) in LSTM {
-        check_lstm_fixture(&ctx, name, bytes).await;
+        check_lstm_fixture(&ctx, name, bytes, &mut worst).await;
     }
+    worst.log("nn.LSTM fixtures");
 }
 
 #[wasm_bindgen_test]
 async fn projection_fixtures_forward_and_gradients_match_pytorch() {
     let ctx = gpu().await;
+    let mut worst = Worst::default();
     for (name, bytes) in PROJ {
-        check_lstm_fixture(&ctx, name, bytes).await;
+        check_lstm_fixture(&ctx, name, bytes, &mut worst).await;
     }
+    worst.log("projection fixtures");
 }
 
 #[wasm_bindgen_test]
 async fn gru_fixtures_forward_and_gradients_match_pytorch() {
     let ctx = gpu().await;
+    let mut worst = Worst::default();
     for (name, bytes) in GRU {
         let case = GruFixture::<f32>::load(bytes);
         let mut gpu = GpuLstm::new(&ctx, &case.weights).unwrap();
@@ -135,6 +175,7 @@ async fn gru_fixtures_forward_and_gradients_match_pytorch() {
                     1e-5,
                     0.0,
                 );
+                worst.output(got.data(), want.data());
             }
             let h = out.h_n.shape();
             assert_eq!(
@@ -162,8 +203,10 @@ async fn gru_fixtures_forward_and_gradients_match_pytorch() {
         for (key, got) in checks {
             let want: Tensor<f64> = case.tensor(&key);
             assert_close_to_max(&format!("{name}/{key}"), &got, want.data(), 1e-4);
+            worst.gradient(&got, want.data());
         }
     }
+    worst.log("nn.GRU fixtures");
 }
 
 /// The public API (`Device`, `Lstm`) in its async forms: a fixture's
@@ -252,6 +295,7 @@ fn metadata(bytes: &[u8]) -> HashMap<String, String> {
 #[wasm_bindgen_test]
 async fn pytorch_optimizer_fixtures_are_matched_on_webgpu() {
     let ctx = gpu().await;
+    let mut worst = Worst::default();
     for (name, bytes) in TRAINING {
         let meta = metadata(bytes);
         let file = TensorFile::from_bytes(bytes.to_vec()).unwrap();
@@ -296,13 +340,24 @@ async fn pytorch_optimizer_fixtures_are_matched_on_webgpu() {
                 (got - want).abs() <= 1e-5,
                 "{name}: step {step}: loss {got}, PyTorch {want}"
             );
+            worst.output(&[got], &[want as f64]);
         }
         let trained = gpu.model_async().await.unwrap();
         for (n, _, v) in trained.named_params() {
             let want = file.float::<f64>(&format!("final.{n}")).unwrap();
             assert_close(&format!("{name}/{n}"), v, want.data(), 1e-5, 0.0);
+            worst.gradient = worst.gradient.max(
+                v.iter()
+                    .zip(want.data())
+                    .fold(0.0f64, |m, (g, w)| m.max((*g as f64 - w).abs())),
+            );
         }
     }
+    wasm_bindgen_test::console_log!(
+        "optimizer fixtures: largest loss error {:.1e}; largest parameter error {:.1e}",
+        worst.output,
+        worst.gradient
+    );
 }
 
 /// `[T, B, 2]` adding-problem inputs (a value in [0, 1) and a marker at two
@@ -376,4 +431,34 @@ async fn a_trainer_learns_the_adding_problem_on_webgpu() {
 /// A line in the test runner's output.
 fn web_sys_log(line: &str) {
     wasm_bindgen_test::console_log!("{line}");
+}
+
+/// f16 where the adapter has `shader-f16`: there a fixture's forward pass in
+/// f16 stays within the native f16 tolerance of PyTorch (2e-2, as
+/// `tests/gpu_f16.rs`); an adapter without it (Chromium's SwiftShader) gets
+/// the typed error naming the feature, and f32 runs on it as before.
+#[wasm_bindgen_test]
+async fn f16_runs_where_the_adapter_has_shader_f16_and_is_refused_elsewhere() {
+    let device = Device::gpu_async().await.expect("a WebGPU adapter");
+    let has_f16 = device
+        .gpu_context()
+        .expect("a GPU device")
+        .features()
+        .contains(wgpu::Features::SHADER_F16);
+    let case = Case::<f32>::load(LSTM[13].1);
+    let want: Tensor<f64> = case.tensor("output");
+    match device.clone().with_precision(wgpu_lstm::Precision::F16) {
+        Ok(half) => {
+            assert!(has_f16, "f16 accepted without shader-f16");
+            let mut lstm = Lstm::new(&half, &case.weights).unwrap();
+            let out = lstm.forward_async(&case.x()).await.unwrap();
+            assert_close("f16", out.output.data(), want.data(), 2e-2, 0.0);
+        }
+        Err(LstmError::MissingFeature { feature, .. }) => {
+            assert!(!has_f16, "f16 refused although the adapter has shader-f16");
+            assert_eq!(feature, "SHADER_F16");
+        }
+        Err(e) => panic!("unexpected error: {e}"),
+    }
+    wasm_bindgen_test::console_log!("adapter has shader-f16: {has_f16}");
 }
