@@ -173,7 +173,10 @@ impl Device {
     /// backend, with the precision when it is not f32.
     pub fn name(&self) -> String {
         match &self.kind {
-            Kind::Cpu(engine) => format!("cpu ({} threads)", engine.threads()),
+            Kind::Cpu(engine) => match engine.threads() {
+                1 => "cpu (1 thread)".to_string(),
+                n => format!("cpu ({n} threads)"),
+            },
             Kind::Gpu { ctx, precision } => {
                 let info = ctx.adapter_info();
                 let p = match precision {

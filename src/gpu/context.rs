@@ -288,6 +288,9 @@ impl GpuContext {
             let mut s = slot.lock().unwrap_or_else(|p| p.into_inner());
             s.get_or_insert(LstmError::DeviceLost(format!("{reason:?}: {message}")));
         });
+        // In a browser (wasm32 without threads) wgpu's handles are neither
+        // Send nor Sync, and nothing is shared between threads.
+        #[cfg_attr(target_arch = "wasm32", allow(clippy::arc_with_non_send_sync))]
         Ok(GpuContext {
             inner: Arc::new(Inner {
                 adapter_info: info,

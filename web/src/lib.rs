@@ -7,6 +7,11 @@
 //! not block, so these use the library's `_async` forms. Errors are thrown
 //! (or rejected) as JavaScript `Error`s carrying the library's messages.
 
+// Each object's `RefCell` stays borrowed across its call's awaits on purpose:
+// a second call on the same object before the first has settled gets a
+// clear "still running" error instead of interleaving with it.
+#![allow(clippy::await_holding_refcell_ref)]
+
 use std::cell::RefCell;
 use std::rc::Rc;
 
@@ -456,6 +461,8 @@ impl Model {
 pub struct Trainer {
     inner: Rc<RefCell<wl::Trainer>>,
     shape: (usize, usize),
+    /// The head's outputs and which steps it reads.
+    head: (usize, HeadKind),
 }
 
 #[wasm_bindgen]
@@ -504,6 +511,7 @@ impl Trainer {
         Ok(Trainer {
             inner: Rc::new(RefCell::new(inner)),
             shape,
+            head: (m.head.out_features, m.head_kind),
         })
     }
 
@@ -548,14 +556,25 @@ impl Trainer {
         let [t, b, _] = shape3(&shape, "predict")?;
         let x = x.to_vec();
         let inner = self.inner.clone();
+        // Evaluation mode ignores the targets, but the batch is checked as
+        // a whole: placeholders of the right shape.
+        let (outputs, kind) = self.head;
+        let rows = match kind {
+            HeadKind::LastStep => b,
+            HeadKind::PerStep => t * b,
+        };
         Ok(future_to_promise(async move {
             let mut trainer = inner.try_borrow_mut().map_err(|_| busy("Trainer"))?;
-            // The targets are not read in evaluation mode.
+            let (values, classes) = (vec![0.0f32; rows * outputs], vec![0i64; rows]);
+            let targets = match trainer.config().loss {
+                LossKind::CrossEntropy { .. } => wl::model::Targets::Classes(&classes),
+                _ => wl::model::Targets::Values(&values),
+            };
             let batch = Batch {
                 seq_len: t,
                 batch: b,
                 inputs: Inputs::Features(&x),
-                targets: wl::model::Targets::Values(&[]),
+                targets,
                 lengths: None,
             };
             let out = trainer.predict_async(&batch).await.map_err(lib_error)?;

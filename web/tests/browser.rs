@@ -10,7 +10,7 @@
 #![cfg(target_arch = "wasm32")]
 
 #[path = "../../tests/common/mod.rs"]
-#[allow(dead_code, unused_imports)]
+#[allow(unused_imports)]
 mod common;
 
 use std::collections::HashMap;
