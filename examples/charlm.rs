@@ -134,13 +134,8 @@ fn main() -> Result<(), Box<dyn Error>> {
     if let Some(path) = &args.save {
         model.save_safetensors(path)?;
         let vocab_path = path.with_extension("vocab.json");
-        let chars: Vec<String> = corpus
-            .vocab
-            .chars
-            .iter()
-            .map(|c| format!("{:?}", c.to_string()))
-            .collect();
-        std::fs::write(&vocab_path, format!("[{}]\n", chars.join(",")))?;
+        let chars: Vec<String> = corpus.vocab.chars.iter().map(|c| c.to_string()).collect();
+        std::fs::write(&vocab_path, serde_json::to_string(&chars)? + "\n")?;
         println!("saved {} and {}", path.display(), vocab_path.display());
     }
     let text = sample(

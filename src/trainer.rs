@@ -140,7 +140,11 @@ impl Trainer {
 
     /// [`step`](Self::step), then that step's [`loss`](Self::loss).
     pub fn step_with_loss(&mut self, batch: &Batch<'_>) -> Result<f32> {
-        crate::runtime::block_on("Trainer::step_with_loss", self.step_with_loss_async(batch))
+        // Not a blocking wrapper of the async form: in a browser that would
+        // take the step and then fail on the loss's read-back, and awaiting
+        // the async form as the error says would take it again.
+        self.step(batch)?;
+        self.loss()
     }
 
     /// [`step_with_loss`](Self::step_with_loss), awaiting the loss's

@@ -4,26 +4,13 @@
 //! information across the sequence. Always predicting the mean scores an MSE
 //! of about 1/6; both cells must reach a held-out MSE below 0.01.
 
-use rand::{Rng, SeedableRng};
+mod common;
+
+use common::adding_batch;
+use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use wgpu_lstm::model::{Batch, HeadKind, Inputs, LossKind, Model, Targets, TrainConfig};
 use wgpu_lstm::{Device, LstmConfig, OptimizerKind, Trainer};
-
-/// `[T, B, 2]` inputs (a value in [0, 1) and a marker) and `[B]` targets.
-fn adding_batch(rng: &mut impl Rng, t: usize, b: usize) -> (Vec<f32>, Vec<f32>) {
-    let mut x = vec![0.0f32; t * b * 2];
-    for v in x.iter_mut().step_by(2) {
-        *v = rng.random::<f32>();
-    }
-    let mut y = vec![0.0f32; b];
-    for (r, y) in y.iter_mut().enumerate() {
-        for s in [rng.random_range(0..t / 2), rng.random_range(t / 2..t)] {
-            x[(s * b + r) * 2 + 1] = 1.0;
-            *y += x[(s * b + r) * 2];
-        }
-    }
-    (x, y)
-}
 
 /// Trains `cfg` until the held-out MSE is below 0.005 or `max_steps` pass;
 /// returns (held-out MSE, steps).

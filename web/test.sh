@@ -38,11 +38,21 @@ export CHROMEDRIVER="${CHROMEDRIVER:-/usr/bin/chromedriver}"
 command -v npm >/dev/null || missing "no Node.js/npm"
 
 # wasm-bindgen's command-line tool must match the library's version exactly.
-want="$(grep -A1 '^name = "wasm-bindgen"$' Cargo.lock | sed -n 's/^version = "\(.*\)"/\1/p')"
-if [ "$(wasm-bindgen --version 2>/dev/null | cut -d' ' -f2)" != "$want" ]; then
+want="$(sed -n '/^name = "wasm-bindgen"$/{n;s/^version = "\(.*\)"/\1/p;}' Cargo.lock)"
+if [ -z "$want" ]; then
+  echo "browser tests: no wasm-bindgen in Cargo.lock" >&2
+  exit 1
+fi
+export PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"
+have() { wasm-bindgen --version 2>/dev/null | cut -d' ' -f2; }
+if [ "$(have)" != "$want" ]; then
   echo "installing wasm-bindgen-cli $want"
   # Not --locked: one of its locked dependencies is not on every registry mirror.
   cargo install wasm-bindgen-cli --version "$want"
+  if [ "$(have)" != "$want" ]; then
+    echo "browser tests: wasm-bindgen $want was installed but \`wasm-bindgen --version\` says \"$(have)\"" >&2
+    exit 1
+  fi
 fi
 
 start=$SECONDS

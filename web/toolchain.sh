@@ -8,8 +8,11 @@
 
 wasm_toolchain() {
   if [ -n "${WASM_TOOLCHAIN:-}" ]; then echo "$WASM_TOOLCHAIN"; return; fi
-  if command -v rustup >/dev/null 2>&1 \
-    && rustup target list --installed 2>/dev/null | grep -qx wasm32-unknown-unknown; then
+  local targets=""
+  if command -v rustup >/dev/null 2>&1; then
+    targets="$(rustup target list --installed 2>/dev/null || true)"
+  fi
+  if printf '%s\n' "$targets" | grep -qx wasm32-unknown-unknown; then
     echo rustup
   elif [ -x /usr/bin/rustc ] && [ -d "$(/usr/bin/rustc --print sysroot)/lib/rustlib/src/rust/library" ]; then
     echo debian

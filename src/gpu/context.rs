@@ -106,8 +106,7 @@ pub fn gpu_required_by_env() -> bool {
 
 /// Every adapter wgpu can see, for `wgpu-lstm info`.
 pub fn list_adapters() -> Vec<AdapterSummary> {
-    let instance = instance();
-    pollster::block_on(instance.enumerate_adapters(wgpu::Backends::all()))
+    adapters()
         .into_iter()
         .map(|a| AdapterSummary {
             info: a.get_info(),
@@ -119,8 +118,14 @@ pub fn list_adapters() -> Vec<AdapterSummary> {
 
 /// Every adapter wgpu can see, to open with [`GpuContext::from_adapter`]
 /// (`wgpu-lstm doctor` checks each).
+///
+/// In a browser, where this cannot wait, none (`Device::gpu_async` awaits
+/// the browser's adapter).
 pub fn adapters() -> Vec<wgpu::Adapter> {
-    pollster::block_on(instance().enumerate_adapters(wgpu::Backends::all()))
+    crate::runtime::block_on("adapters", async {
+        Ok(instance().enumerate_adapters(wgpu::Backends::all()).await)
+    })
+    .unwrap_or_default()
 }
 
 /// The adapter [`GpuContext::new`] opens: the one `WGPU_ADAPTER_NAME` names,

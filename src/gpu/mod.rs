@@ -33,6 +33,6 @@ pub use kernels::{GemmKind, GemmLayout, GemmTile};
 pub use lstm::{GpuLstm, GpuLstmOutput, GpuMemory, InitialState, StepLaunch};
 pub use precision::{LossScale, Precision, check_precision};
 pub use profiler::KernelTimes;
-pub use tensor::{GpuTensor, read_back};
+pub use tensor::{GpuTensor, read_back, read_back_async};
 pub use trainer::GpuTrainer;
 pub use tune::{TuneMode, TuneReport, TuneSource};

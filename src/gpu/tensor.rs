@@ -173,7 +173,7 @@ pub(crate) async fn read_buffers_async(
 }
 
 /// Unmaps the buffer it holds when dropped: a mapping still pending is
-/// cancelled.
+/// cancelled, a completed one released.
 struct CancelMapOnDrop<'a>(Option<&'a wgpu::Buffer>);
 
 impl Drop for CancelMapOnDrop<'_> {
@@ -222,14 +222,20 @@ pub(crate) async fn map_and_read_async(
     // Should this future be dropped before the mapping completes (a
     // browser's blocking call gives up at once), the guard cancels the
     // mapping, so that the buffer can be mapped again by the next read.
-    let mut pending = CancelMapOnDrop(Some(staging));
+    // Once mapped, the guard is the one place that unmaps it, on every path.
+    let mut mapping = CancelMapOnDrop(Some(staging));
     ctx.wait(None)?;
-    let mapped = receiver.receive().await;
-    pending.0 = None;
-    match mapped {
+    match receiver.receive().await {
         Some(Ok(())) => {}
-        Some(Err(e)) => return Err(LstmError::Gpu(format!("mapping the read-back buffer: {e}"))),
-        None => return Err(LstmError::Gpu("the read-back mapping was dropped".into())),
+        // A mapping that failed left the buffer unmapped: nothing to undo.
+        Some(Err(e)) => {
+            mapping.0 = None;
+            return Err(LstmError::Gpu(format!("mapping the read-back buffer: {e}")));
+        }
+        None => {
+            mapping.0 = None;
+            return Err(LstmError::Gpu("the read-back mapping was dropped".into()));
+        }
     }
     let out = {
         let view = slice
@@ -247,7 +253,7 @@ pub(crate) async fn map_and_read_async(
             })
             .collect::<Result<Vec<_>>>()
     };
-    staging.unmap();
+    drop(mapping);
     ctx.check()?;
     out
 }

@@ -87,3 +87,21 @@ pub fn root() -> PathBuf {
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")))
 }
+
+/// The adding problem (Hochreiter & Schmidhuber 1997): `[T, B, 2]` inputs (a
+/// value in [0, 1) and a marker at two steps, one in each half) and `[B]`
+/// targets, the sum of the two marked values.
+pub fn adding_batch(rng: &mut impl Rng, t: usize, b: usize) -> (Vec<f32>, Vec<f32>) {
+    let mut x = vec![0.0f32; t * b * 2];
+    for v in x.iter_mut().step_by(2) {
+        *v = rng.random::<f32>();
+    }
+    let mut y = vec![0.0f32; b];
+    for (r, y) in y.iter_mut().enumerate() {
+        for s in [rng.random_range(0..t / 2), rng.random_range(t / 2..t)] {
+            x[(s * b + r) * 2 + 1] = 1.0;
+            *y += x[(s * b + r) * 2];
+        }
+    }
+    (x, y)
+}

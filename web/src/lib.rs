@@ -7,11 +7,6 @@
 //! not block, so these use the library's `_async` forms. Errors are thrown
 //! (or rejected) as JavaScript `Error`s carrying the library's messages.
 
-// Each object's `RefCell` stays borrowed across its call's awaits on purpose:
-// a second call on the same object before the first has settled gets a
-// clear "still running" error instead of interleaving with it.
-#![allow(clippy::await_holding_refcell_ref)]
-
 use std::cell::RefCell;
 use std::rc::Rc;
 
@@ -50,6 +45,53 @@ fn busy(what: &str) -> JsValue {
     ))
 }
 
+/// An object that JavaScript holds, lent to one call at a time. A call takes
+/// it when it is made, synchronously, and an async call gives it back when
+/// its promise settles: calls on one object run in the order they were
+/// made, and a call made while an earlier one is still running gets a
+/// "still running" error instead of interleaving with it.
+struct Shared<T>(Rc<RefCell<Option<T>>>);
+
+impl<T> Shared<T> {
+    fn new(value: T) -> Self {
+        Shared(Rc::new(RefCell::new(Some(value))))
+    }
+
+    /// The object, until the lease is dropped; `what` names it in the error.
+    fn lease(&self, what: &str) -> Result<Lease<T>, JsValue> {
+        let value = self.0.borrow_mut().take().ok_or_else(|| busy(what))?;
+        Ok(Lease {
+            slot: self.0.clone(),
+            value: Some(value),
+        })
+    }
+}
+
+/// A [`Shared`] object taken for one call; dropping it gives it back.
+struct Lease<T> {
+    slot: Rc<RefCell<Option<T>>>,
+    value: Option<T>,
+}
+
+impl<T> std::ops::Deref for Lease<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        self.value.as_ref().expect("held until dropped")
+    }
+}
+
+impl<T> std::ops::DerefMut for Lease<T> {
+    fn deref_mut(&mut self) -> &mut T {
+        self.value.as_mut().expect("held until dropped")
+    }
+}
+
+impl<T> Drop for Lease<T> {
+    fn drop(&mut self) {
+        *self.slot.borrow_mut() = self.value.take();
+    }
+}
+
 fn shape_array(shape: &[usize]) -> Array {
     shape.iter().map(|&d| JsValue::from(d as u32)).collect()
 }
@@ -85,7 +127,15 @@ async fn adapter_label() -> Option<String> {
     let navigator = js_sys::Reflect::get(&js_sys::global(), &"navigator".into()).ok()?;
     let gpu = js_sys::Reflect::get(&navigator, &"gpu".into()).ok()?;
     let request = js_sys::Reflect::get(&gpu, &"requestAdapter".into()).ok()?;
-    let promise = js_sys::Function::from(request).call0(&gpu).ok()?;
+    // The options wgpu asked with (`GpuContext::new`): the same adapter.
+    let options = js_sys::Object::new();
+    js_sys::Reflect::set(
+        &options,
+        &"powerPreference".into(),
+        &"high-performance".into(),
+    )
+    .ok()?;
+    let promise = js_sys::Function::from(request).call1(&gpu, &options).ok()?;
     let adapter = wasm_bindgen_futures::JsFuture::from(Promise::from(promise))
         .await
         .ok()?;
@@ -228,7 +278,7 @@ impl LstmResult {
 /// An `nn.LSTM` or `nn.GRU` in evaluation mode on a device.
 #[wasm_bindgen]
 pub struct Lstm {
-    inner: Rc<RefCell<wl::Lstm>>,
+    inner: Shared<wl::Lstm>,
     config: LstmConfig,
 }
 
@@ -248,7 +298,7 @@ impl Lstm {
         let config = weights.config.clone();
         let inner = wl::Lstm::new(&device.inner, &weights).map_err(lib_error)?;
         Ok(Lstm {
-            inner: Rc::new(RefCell::new(inner)),
+            inner: Shared::new(inner),
             config,
         })
     }
@@ -274,9 +324,8 @@ impl Lstm {
     pub fn forward(&self, x: Float32Array, shape: Vec<u32>) -> Result<Promise, JsValue> {
         let shape = shape3(&shape, "forward")?;
         let input = Tensor::new(shape, x.to_vec()).map_err(lib_error)?;
-        let inner = self.inner.clone();
+        let mut lstm = self.inner.lease("Lstm")?;
         Ok(future_to_promise(async move {
-            let mut lstm = inner.try_borrow_mut().map_err(|_| busy("Lstm"))?;
             let out = lstm
                 .forward_async(&LstmInput::new(&input))
                 .await
@@ -320,9 +369,8 @@ impl Lstm {
             ),
             false => None,
         };
-        let inner = self.inner.clone();
+        let mut lstm = self.inner.lease("Lstm")?;
         Ok(future_to_promise(async move {
-            let mut lstm = inner.try_borrow_mut().map_err(|_| busy("Lstm"))?;
             let mut x = LstmInput::new(&input);
             x.h_0 = h_0.as_ref();
             x.c_0 = c_0.as_ref();
@@ -338,9 +386,8 @@ impl Lstm {
     pub fn forward_stateful(&self, x: Float32Array, shape: Vec<u32>) -> Result<Promise, JsValue> {
         let shape = shape3(&shape, "forwardStateful")?;
         let input = Tensor::new(shape, x.to_vec()).map_err(lib_error)?;
-        let inner = self.inner.clone();
+        let mut lstm = self.inner.lease("Lstm")?;
         Ok(future_to_promise(async move {
-            let mut lstm = inner.try_borrow_mut().map_err(|_| busy("Lstm"))?;
             let out = lstm
                 .forward_stateful_async(&LstmInput::new(&input))
                 .await
@@ -352,10 +399,7 @@ impl Lstm {
     /// Forgets the carried state.
     #[wasm_bindgen(js_name = resetState)]
     pub fn reset_state(&self) -> Result<(), JsValue> {
-        self.inner
-            .try_borrow_mut()
-            .map_err(|_| busy("Lstm"))?
-            .reset_state();
+        self.inner.lease("Lstm")?.reset_state();
         Ok(())
     }
 }
@@ -459,8 +503,8 @@ impl Model {
 /// `loss`, `predict` and `model` read back and return `Promise`s.
 #[wasm_bindgen]
 pub struct Trainer {
-    inner: Rc<RefCell<wl::Trainer>>,
-    shape: (usize, usize),
+    inner: Shared<wl::Trainer>,
+    input_size: usize,
     /// The head's outputs and which steps it reads.
     head: (usize, HeadKind),
 }
@@ -498,10 +542,12 @@ impl Trainer {
             }
         };
         let m = &model.inner;
-        let shape = (
-            m.lstm.config.input_size,
-            m.embedding.as_ref().map_or(0, |e| e.num_embeddings),
-        );
+        if m.embedding.is_some() {
+            return Err(js_error(
+                "Trainer: this model has an embedding, and the JavaScript Trainer takes \
+                 features ([T, B, I] floats); train token models from Rust",
+            ));
+        }
         let inner = wl::Trainer::new(
             &device.inner,
             model.inner.clone(),
@@ -509,8 +555,8 @@ impl Trainer {
         )
         .map_err(lib_error)?;
         Ok(Trainer {
-            inner: Rc::new(RefCell::new(inner)),
-            shape,
+            inner: Shared::new(inner),
+            input_size: m.lstm.config.input_size,
             head: (m.head.out_features, m.head_kind),
         })
     }
@@ -520,7 +566,7 @@ impl Trainer {
     /// for cross-entropy). Reads nothing back.
     pub fn step(&self, x: &[f32], shape: Vec<u32>, targets: &[f32]) -> Result<(), JsValue> {
         let [t, b, _] = shape3(&shape, "step")?;
-        let mut trainer = self.inner.try_borrow_mut().map_err(|_| busy("Trainer"))?;
+        let mut trainer = self.inner.lease("Trainer")?;
         let classes: Vec<i64>;
         let loss = trainer.config().loss;
         let targets = match loss {
@@ -541,13 +587,12 @@ impl Trainer {
     }
 
     /// The last step's loss. Resolves to a number.
-    pub fn loss(&self) -> Promise {
-        let inner = self.inner.clone();
-        future_to_promise(async move {
-            let trainer = inner.try_borrow().map_err(|_| busy("Trainer"))?;
+    pub fn loss(&self) -> Result<Promise, JsValue> {
+        let trainer = self.inner.lease("Trainer")?;
+        Ok(future_to_promise(async move {
             let loss = trainer.loss_async().await.map_err(lib_error)?;
             Ok(JsValue::from(loss))
-        })
+        }))
     }
 
     /// Evaluation mode: the model's outputs for `x` ([T, B, I]), as a
@@ -555,7 +600,7 @@ impl Trainer {
     pub fn predict(&self, x: Float32Array, shape: Vec<u32>) -> Result<Promise, JsValue> {
         let [t, b, _] = shape3(&shape, "predict")?;
         let x = x.to_vec();
-        let inner = self.inner.clone();
+        let mut trainer = self.inner.lease("Trainer")?;
         // Evaluation mode ignores the targets, but the batch is checked as
         // a whole: placeholders of the right shape.
         let (outputs, kind) = self.head;
@@ -564,7 +609,6 @@ impl Trainer {
             HeadKind::PerStep => t * b,
         };
         Ok(future_to_promise(async move {
-            let mut trainer = inner.try_borrow_mut().map_err(|_| busy("Trainer"))?;
             let (values, classes) = (vec![0.0f32; rows * outputs], vec![0i64; rows]);
             let targets = match trainer.config().loss {
                 LossKind::CrossEntropy { .. } => wl::model::Targets::Classes(&classes),
@@ -583,26 +627,25 @@ impl Trainer {
     }
 
     /// The model as trained so far. Resolves to a [`Model`].
-    pub fn model(&self) -> Promise {
-        let inner = self.inner.clone();
-        future_to_promise(async move {
-            let trainer = inner.try_borrow().map_err(|_| busy("Trainer"))?;
+    pub fn model(&self) -> Result<Promise, JsValue> {
+        let trainer = self.inner.lease("Trainer")?;
+        Ok(future_to_promise(async move {
             let model = trainer.model_async().await.map_err(lib_error)?;
             Ok(Model { inner: model }.into())
-        })
+        }))
     }
 
     /// Training steps taken.
     #[wasm_bindgen(getter, js_name = stepCount)]
     pub fn step_count(&self) -> Result<f64, JsValue> {
-        let trainer = self.inner.try_borrow().map_err(|_| busy("Trainer"))?;
+        let trainer = self.inner.lease("Trainer")?;
         Ok(trainer.step_count() as f64)
     }
 
-    /// The input size the model reads, and its vocabulary (0: features).
+    /// The number of features per step the model reads (I).
     #[wasm_bindgen(getter, js_name = inputSize)]
     pub fn input_size(&self) -> u32 {
-        self.shape.0 as u32
+        self.input_size as u32
     }
 }
 
@@ -611,7 +654,7 @@ impl Trainer {
 /// on the host, the recurrent layers on the device.
 #[wasm_bindgen]
 pub struct Generator {
-    inner: Rc<RefCell<GeneratorState>>,
+    inner: Shared<GeneratorState>,
 }
 
 struct GeneratorState {
@@ -635,16 +678,15 @@ impl Generator {
             .collect::<wl::Result<Vec<_>>>()
             .map_err(lib_error)?;
         Ok(Generator {
-            inner: Rc::new(RefCell::new(GeneratorState { model: m, layers })),
+            inner: Shared::new(GeneratorState { model: m, layers }),
         })
     }
 
     /// Feeds `token` and resolves to the next token's logits
     /// (`Float32Array` of the vocabulary's size).
-    pub fn feed(&self, token: u32) -> Promise {
-        let inner = self.inner.clone();
-        future_to_promise(async move {
-            let mut state = inner.try_borrow_mut().map_err(|_| busy("Generator"))?;
+    pub fn feed(&self, token: u32) -> Result<Promise, JsValue> {
+        let mut state = self.inner.lease("Generator")?;
+        Ok(future_to_promise(async move {
             let GeneratorState { model, layers } = &mut *state;
             let emb = model.embedding.as_ref().expect("checked in create");
             let mut x = Tensor::new(
@@ -665,12 +707,12 @@ impl Generator {
             }
             let logits = model.head.forward(&h, 1);
             Ok(Float32Array::from(logits.as_slice()).into())
-        })
+        }))
     }
 
     /// Forgets the carried state.
     pub fn reset(&self) -> Result<(), JsValue> {
-        let mut state = self.inner.try_borrow_mut().map_err(|_| busy("Generator"))?;
+        let mut state = self.inner.lease("Generator")?;
         for layer in &mut state.layers {
             layer.reset_state();
         }

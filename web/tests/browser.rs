@@ -17,7 +17,7 @@ use std::collections::HashMap;
 
 use common::lstm_fixtures::{Case, GruFixture};
 use common::training::{clip_value_from_meta, setup_from_meta};
-use common::{assert_close, assert_close_to_max};
+use common::{adding_batch, assert_close, assert_close_to_max};
 use wasm_bindgen_test::*;
 use wgpu_lstm::gpu::{GpuContext, GpuLstm, GpuTrainer};
 use wgpu_lstm::model::{Batch, HeadKind, Inputs, LossKind, Model, Targets, TrainConfig};
@@ -360,24 +360,6 @@ async fn pytorch_optimizer_fixtures_are_matched_on_webgpu() {
     );
 }
 
-/// `[T, B, 2]` adding-problem inputs (a value in [0, 1) and a marker at two
-/// steps, one in each half) and `[B]` targets (the sum of the marked values),
-/// as `tests/adding_problem.rs` makes them.
-fn adding_batch(rng: &mut impl rand::Rng, t: usize, b: usize) -> (Vec<f32>, Vec<f32>) {
-    let mut x = vec![0.0f32; t * b * 2];
-    for v in x.iter_mut().step_by(2) {
-        *v = rng.random::<f32>();
-    }
-    let mut y = vec![0.0f32; b];
-    for (r, y) in y.iter_mut().enumerate() {
-        for s in [rng.random_range(0..t / 2), rng.random_range(t / 2..t)] {
-            x[(s * b + r) * 2 + 1] = 1.0;
-            *y += x[(s * b + r) * 2];
-        }
-    }
-    (x, y)
-}
-
 /// A training loop in the browser, through the public `Trainer` and its
 /// async read-backs, learns the adding problem (T = 20): on 500 held-out
 /// sequences its MSE ends far below the mean predictor's, the targets'
@@ -461,4 +443,22 @@ async fn f16_runs_where_the_adapter_has_shader_f16_and_is_refused_elsewhere() {
         Err(e) => panic!("unexpected error: {e}"),
     }
     wasm_bindgen_test::console_log!("adapter has shader-f16: {has_f16}");
+}
+
+/// `Device::auto_async` leaves a software adapter for the CPU engine, as
+/// natively: SwiftShader says it is a fallback adapter, which wgpu reports
+/// as `DeviceType::Cpu`. A hardware adapter is taken.
+#[wasm_bindgen_test]
+async fn auto_leaves_a_software_adapter_for_the_cpu_engine() {
+    let ctx = gpu().await;
+    let software = ctx.adapter_info().device_type == wgpu::DeviceType::Cpu;
+    let auto = Device::auto_async().await;
+    assert_eq!(
+        auto.is_gpu(),
+        !software,
+        "adapter {:?}: auto chose {}",
+        ctx.adapter_info(),
+        auto.name()
+    );
+    wasm_bindgen_test::console_log!("software adapter: {software}; auto chose {}", auto.name());
 }

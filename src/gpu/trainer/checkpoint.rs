@@ -7,7 +7,6 @@ use crate::checkpoint::{self, Checkpoint};
 use crate::error::Result;
 use crate::gpu::GpuTensor;
 use crate::gpu::params::download_layers;
-use crate::gpu::tensor::read_back_async;
 use crate::model::{Dense, Model};
 use crate::reference::{Embedding, Linear};
 
@@ -87,16 +86,18 @@ impl GpuTrainer {
     pub(super) async fn host_head_and_embedding_async(
         &self,
     ) -> Result<(Option<Embedding<f32>>, Option<Dense<f32>>, Linear<f32>)> {
-        // Every one of them in one read-back.
-        let tensors: Vec<GpuTensor> = self
-            .own
-            .iter()
-            .map(|p: &Param| GpuTensor::from_buffer(p.value.clone(), vec![p.len]))
-            .collect();
-        let host = read_back_async(&self.ctx, &tensors.iter().collect::<Vec<_>>()).await?;
-        let mut host = host.into_iter().map(|t| t.into_data());
-        let mut read =
-            |_: &Param| -> Result<Vec<f32>> { Ok(host.next().expect("one per parameter")) };
+        // One read-back per parameter (each fits the device's buffer limit).
+        let mut host = Vec::with_capacity(self.own.len());
+        for p in &self.own {
+            let t = GpuTensor::from_buffer(p.value.clone(), vec![p.len]);
+            host.push(t.to_host_async(&self.ctx).await?.into_data());
+        }
+        let mut host = host.into_iter();
+        let mut read = |_: &Param| -> Result<Vec<f32>> {
+            Ok(host
+                .next()
+                .expect("one per parameter, in the order of `own`"))
+        };
         let mut own = self.own.iter();
         let embedding = match self.shape.embedding {
             Some((num, dim)) => Some(Embedding {

@@ -247,13 +247,23 @@ impl GpuTrainer {
 
     /// The current loss scale (1 in f32 training). One small read-back.
     pub fn loss_scale(&self) -> Result<f32> {
-        Ok(self.scalars()?.grad_scale)
+        crate::runtime::block_on("GpuTrainer::loss_scale", self.loss_scale_async())
+    }
+
+    /// [`loss_scale`](Self::loss_scale), awaiting the read-back.
+    pub async fn loss_scale_async(&self) -> Result<f32> {
+        Ok(self.scalars_async().await?.grad_scale)
     }
 
     /// Steps whose scaled gradients were not finite and which therefore
     /// changed nothing (always 0 in f32). One small read-back.
     pub fn skipped_steps(&self) -> Result<u64> {
-        Ok(self.scalars()?.skipped as u64)
+        crate::runtime::block_on("GpuTrainer::skipped_steps", self.skipped_steps_async())
+    }
+
+    /// [`skipped_steps`](Self::skipped_steps), awaiting the read-back.
+    pub async fn skipped_steps_async(&self) -> Result<u64> {
+        Ok(self.scalars_async().await?.skipped as u64)
     }
 
     /// The recurrent modules' GPU memory, summed: weights (working copy and
@@ -385,11 +395,12 @@ impl GpuTrainer {
 
     /// The global gradient norm of the last step, before clipping.
     pub fn grad_norm(&self) -> Result<f32> {
-        Ok(self.scalars()?.grad_norm)
+        crate::runtime::block_on("GpuTrainer::grad_norm", self.grad_norm_async())
     }
 
-    fn scalars(&self) -> Result<TrainScalars> {
-        crate::runtime::block_on("GpuTrainer::scalars", self.scalars_async())
+    /// [`grad_norm`](Self::grad_norm), awaiting the read-back.
+    pub async fn grad_norm_async(&self) -> Result<f32> {
+        Ok(self.scalars_async().await?.grad_norm)
     }
 
     async fn scalars_async(&self) -> Result<TrainScalars> {
