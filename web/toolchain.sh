@@ -28,7 +28,7 @@ wasm_cargo() {
     debian)
       local wasm_ld
       wasm_ld="$(command -v wasm-ld-22 || command -v wasm-ld || echo /usr/lib/llvm-22/bin/wasm-ld)"
-      RUSTC=/usr/bin/rustc RUSTC_BOOTSTRAP=1 \
+      RUSTC=/usr/bin/rustc RUSTDOC=/usr/bin/rustdoc RUSTC_BOOTSTRAP=1 \
         CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_LINKER="$wasm_ld" \
         /usr/bin/cargo "$@" --target wasm32-unknown-unknown -Zbuild-std=std,panic_abort ;;
     *)
