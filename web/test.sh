@@ -65,7 +65,8 @@ echo "browser package built in $((SECONDS - start)) s"
 start=$SECONDS
 export CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner
 export WASM_BINDGEN_TEST_TIMEOUT="${WASM_BINDGEN_TEST_TIMEOUT:-1200}"
-(cd web && wasm_cargo test -p wgpu-lstm-web --profile wasm-release)
+# --nocapture: the tests log the largest errors they measured.
+(cd web && wasm_cargo test -p wgpu-lstm-web --profile wasm-release -- --nocapture)
 echo "wasm-bindgen tests ran in $((SECONDS - start)) s"
 
 start=$SECONDS
