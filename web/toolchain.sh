@@ -22,15 +22,19 @@ wasm_toolchain() {
 }
 
 wasm_cargo() {
+  # The target flags go right after the subcommand, before any `--` that
+  # passes arguments to the test runner.
+  local cmd="$1"
+  shift
   case "$(wasm_toolchain)" in
     rustup)
-      cargo "$@" --target wasm32-unknown-unknown ;;
+      cargo "$cmd" --target wasm32-unknown-unknown "$@" ;;
     debian)
       local wasm_ld
       wasm_ld="$(command -v wasm-ld-22 || command -v wasm-ld || echo /usr/lib/llvm-22/bin/wasm-ld)"
       RUSTC=/usr/bin/rustc RUSTDOC=/usr/bin/rustdoc RUSTC_BOOTSTRAP=1 \
         CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_LINKER="$wasm_ld" \
-        /usr/bin/cargo "$@" --target wasm32-unknown-unknown -Zbuild-std=std,panic_abort ;;
+        /usr/bin/cargo "$cmd" --target wasm32-unknown-unknown -Zbuild-std=std,panic_abort "$@" ;;
     *)
       echo "no Rust toolchain for wasm32-unknown-unknown: run" >&2
       echo "  rustup target add wasm32-unknown-unknown" >&2
