@@ -459,9 +459,7 @@ fn resuming_from_a_checkpoint_is_bit_identical() {
 /// MSE, a few full optimizer steps (fixtures from tools/make_train_fixtures.py).
 #[test]
 fn pytorch_optimizer_fixtures_are_matched_on_the_gpu() {
-    use common::training::{clip_value_from_meta, fixture, setup_from_meta};
-    use wgpu_lstm::reference::Linear;
-    use wgpu_lstm::weights::SafetensorsPrefix;
+    use common::training::{fixture, optimizer_case};
 
     let Some(ctx) = gpu_or_skip("pytorch_optimizer_fixtures_are_matched_on_the_gpu") else {
         return;
@@ -475,33 +473,8 @@ fn pytorch_optimizer_fixtures_are_matched_on_the_gpu() {
     ] {
         let (bytes, meta) = fixture(name);
         let file = wgpu_lstm::TensorFile::from_bytes(bytes.clone()).unwrap();
-        let st = file.safetensors();
         let get = |k: &str| file.float::<f32>(k).unwrap();
-        let (kind, schedule, clip) = setup_from_meta(&meta);
-        let lstm = wgpu_lstm::LstmWeights::<f32>::from_safetensors(
-            &st,
-            SafetensorsPrefix::Exact("init.lstm."),
-        )
-        .unwrap();
-        let (hw, hb) = (get("init.head.weight"), get("init.head.bias"));
-        let head = Linear {
-            in_features: hw.shape()[1],
-            out_features: hw.shape()[0],
-            weight: hw.into_data(),
-            bias: hb.into_data(),
-        };
-        let model = Model {
-            embedding: None,
-            lstm,
-            stack: Vec::new(),
-            hidden: None,
-            head,
-            head_kind: HeadKind::PerStep,
-        };
-        let mut cfg = TrainConfig::new(LossKind::Mse, kind);
-        cfg.schedule = schedule;
-        cfg.clip_grad_norm = clip;
-        cfg.clip_grad_value = clip_value_from_meta(&meta);
+        let (model, cfg) = optimizer_case(&file, &meta);
         let mut gpu = GpuTrainer::new(&ctx, &model, cfg).unwrap();
         let (input, target) = (get("input"), get("target"));
         let (t, b) = (input.shape()[0], input.shape()[1]);

@@ -173,9 +173,7 @@ fn a_checkpoint_moves_between_cpu_and_gpu() {
 /// steps, from `tools/make_train_fixtures.py`.
 #[test]
 fn the_cpu_trainer_matches_the_pytorch_training_fixtures() {
-    use common::training::{clip_value_from_meta, fixture, setup_from_meta};
-    use wgpu_lstm::reference::Linear;
-    use wgpu_lstm::weights::SafetensorsPrefix;
+    use common::training::{fixture, optimizer_case};
 
     for name in [
         "adam",
@@ -186,31 +184,8 @@ fn the_cpu_trainer_matches_the_pytorch_training_fixtures() {
     ] {
         let (bytes, meta) = fixture(name);
         let file = wgpu_lstm::TensorFile::from_bytes(bytes.clone()).unwrap();
-        let st = file.safetensors();
         let get = |k: &str| file.float::<f32>(k).unwrap();
-        let (kind, schedule, clip) = setup_from_meta(&meta);
-        let lstm =
-            LstmWeights::<f32>::from_safetensors(&st, SafetensorsPrefix::Exact("init.lstm."))
-                .unwrap();
-        let (hw, hb) = (get("init.head.weight"), get("init.head.bias"));
-        let head = Linear {
-            in_features: hw.shape()[1],
-            out_features: hw.shape()[0],
-            weight: hw.into_data(),
-            bias: hb.into_data(),
-        };
-        let model = Model {
-            embedding: None,
-            lstm,
-            stack: Vec::new(),
-            hidden: None,
-            head,
-            head_kind: HeadKind::PerStep,
-        };
-        let mut cfg = TrainConfig::new(LossKind::Mse, kind);
-        cfg.schedule = schedule;
-        cfg.clip_grad_norm = clip;
-        cfg.clip_grad_value = clip_value_from_meta(&meta);
+        let (model, cfg) = optimizer_case(&file, &meta);
         let mut trainer = Trainer::new(&Device::cpu(), model, cfg).unwrap();
         let (input, target) = (get("input"), get("target"));
         let (t, b) = (input.shape()[0], input.shape()[1]);

@@ -109,3 +109,41 @@ pub fn gpu_trains_as_the_cpu(lstm: &wgpu_lstm::LstmConfig) -> wgpu_lstm::Model<f
     assert_eq!(g.lstm.config, a.lstm.config);
     g
 }
+
+/// An optimizer fixture's starting model (`init.lstm.*` and `init.head.*`:
+/// an LSTM and a per-step linear head) and its training configuration (MSE
+/// with the optimizer, schedule and clipping its metadata describes).
+pub fn optimizer_case(
+    file: &wgpu_lstm::TensorFile,
+    meta: &HashMap<String, String>,
+) -> (wgpu_lstm::Model<f32>, wgpu_lstm::model::TrainConfig) {
+    use wgpu_lstm::model::{HeadKind, LossKind, Model, TrainConfig};
+    use wgpu_lstm::weights::SafetensorsPrefix;
+    let get = |k: &str| file.float::<f32>(k).unwrap();
+    let lstm = wgpu_lstm::LstmWeights::<f32>::from_tensor_file(
+        file,
+        SafetensorsPrefix::Exact("init.lstm."),
+    )
+    .unwrap();
+    let (hw, hb) = (get("init.head.weight"), get("init.head.bias"));
+    let head = wgpu_lstm::reference::Linear {
+        in_features: hw.shape()[1],
+        out_features: hw.shape()[0],
+        weight: hw.into_data(),
+        bias: hb.into_data(),
+    };
+    let model = Model {
+        embedding: None,
+        lstm,
+        stack: Vec::new(),
+        hidden: None,
+        head,
+        head_kind: HeadKind::PerStep,
+    };
+    let (kind, schedule, clip) = setup_from_meta(meta);
+    let mut cfg = TrainConfig::new(LossKind::Mse, kind);
+    cfg.schedule = schedule;
+    cfg.clip_grad_norm = clip;
+    cfg.clip_grad_value = clip_value_from_meta(meta);
+    (model, cfg)
+}

@@ -16,14 +16,13 @@ mod common;
 use std::collections::HashMap;
 
 use common::lstm_fixtures::{Case, GruFixture};
-use common::training::{clip_value_from_meta, setup_from_meta};
+use common::training::optimizer_case;
 use common::{adding_batch, assert_close, assert_close_to_max};
 use wasm_bindgen_test::*;
 use wgpu_lstm::gpu::{GpuContext, GpuLstm, GpuTrainer};
 use wgpu_lstm::model::{Batch, HeadKind, Inputs, LossKind, Model, Targets, TrainConfig};
-use wgpu_lstm::reference::{Linear, OutputGrads};
-use wgpu_lstm::weights::SafetensorsPrefix;
-use wgpu_lstm::{Device, Lstm, LstmError, LstmWeights, Tensor, TensorFile};
+use wgpu_lstm::reference::OutputGrads;
+use wgpu_lstm::{Device, Lstm, LstmError, Tensor, TensorFile};
 
 wasm_bindgen_test_configure!(run_in_browser);
 
@@ -93,8 +92,18 @@ async fn gpu() -> GpuContext {
     }
 }
 
-/// An `nn.LSTM` fixture's forward pass (inference and training) and every
-/// gradient against PyTorch's.
+/// Each `nn.LSTM` fixture's forward pass (inference and training) and every
+/// gradient against PyTorch's; logs the largest errors as `label`.
+async fn check_lstm_fixtures(fixtures: &[(&str, &[u8])], label: &str) {
+    let ctx = gpu().await;
+    let mut worst = Worst::default();
+    for &(name, bytes) in fixtures {
+        check_lstm_fixture(&ctx, name, bytes, &mut worst).await;
+    }
+    worst.log(label);
+}
+
+/// One `nn.LSTM` fixture (see [`check_lstm_fixtures`]).
 async fn check_lstm_fixture(ctx: &GpuContext, name: &str, bytes: &[u8], worst: &mut Worst) {
     let case = Case::<f32>::load(bytes);
     let mut gpu = GpuLstm::new(ctx, &case.weights).unwrap();
@@ -137,22 +146,12 @@ async fn check_lstm_fixture(ctx: &GpuContext, name: &str, bytes: &[u8], worst: &
 
 #[wasm_bindgen_test]
 async fn lstm_fixtures_forward_and_gradients_match_pytorch() {
-    let ctx = gpu().await;
-    let mut worst = Worst::default();
-    for (name, bytes) in LSTM {
-        check_lstm_fixture(&ctx, name, bytes, &mut worst).await;
-    }
-    worst.log("nn.LSTM fixtures");
+    check_lstm_fixtures(&LSTM, "nn.LSTM fixtures").await;
 }
 
 #[wasm_bindgen_test]
 async fn projection_fixtures_forward_and_gradients_match_pytorch() {
-    let ctx = gpu().await;
-    let mut worst = Worst::default();
-    for (name, bytes) in PROJ {
-        check_lstm_fixture(&ctx, name, bytes, &mut worst).await;
-    }
-    worst.log("projection fixtures");
+    check_lstm_fixtures(&PROJ, "projection fixtures").await;
 }
 
 #[wasm_bindgen_test]
@@ -300,29 +299,7 @@ async fn pytorch_optimizer_fixtures_are_matched_on_webgpu() {
         let meta = metadata(bytes);
         let file = TensorFile::from_bytes(bytes.to_vec()).unwrap();
         let get = |k: &str| file.float::<f32>(k).unwrap();
-        let (kind, schedule, clip) = setup_from_meta(&meta);
-        let lstm =
-            LstmWeights::<f32>::from_tensor_file(&file, SafetensorsPrefix::Exact("init.lstm."))
-                .unwrap();
-        let (hw, hb) = (get("init.head.weight"), get("init.head.bias"));
-        let head = Linear {
-            in_features: hw.shape()[1],
-            out_features: hw.shape()[0],
-            weight: hw.into_data(),
-            bias: hb.into_data(),
-        };
-        let model = Model {
-            embedding: None,
-            lstm,
-            stack: Vec::new(),
-            hidden: None,
-            head,
-            head_kind: HeadKind::PerStep,
-        };
-        let mut cfg = TrainConfig::new(LossKind::Mse, kind);
-        cfg.schedule = schedule;
-        cfg.clip_grad_norm = clip;
-        cfg.clip_grad_value = clip_value_from_meta(&meta);
+        let (model, cfg) = optimizer_case(&file, &meta);
         let mut gpu = GpuTrainer::new(&ctx, &model, cfg).unwrap();
         let (input, target) = (get("input"), get("target"));
         let (t, b) = (input.shape()[0], input.shape()[1]);
